@@ -1,0 +1,1 @@
+"""Adapters that plug kapflow into calendars and notification channels."""

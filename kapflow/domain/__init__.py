@@ -1,0 +1,1 @@
+"""kapflow's pure domain: workflows, cases, facts, guards and errors. Standard library only."""

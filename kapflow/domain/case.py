@@ -1,0 +1,207 @@
+"""A case as the engine sees it: its stored record, its facts, and what commands return.
+
+``CaseFacts`` is the case's projection: every fact recorded and every move
+made, folded in order from the audit history. Guards read it and nothing
+else, so a guard's verdict depends only on the projection and the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kapflow.domain.payload import JSONObject
+
+
+def to_iso(moment: datetime) -> str:
+    """The one text form of an instant: UTC, microseconds always present (sortable, hashable)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+PREVIOUS_STATE = "<previous>"
+"""A transition destination meaning: the state the case was in before the current one."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: an id the practice knows them by, and the role they act in."""
+
+    id: str
+    role: str
+
+
+@dataclass(frozen=True)
+class FactEntry:
+    """One recorded fact inside the projection."""
+
+    kind: str
+    at: datetime
+    by: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Move:
+    """One transition the case made."""
+
+    trigger: str
+    source: str
+    dest: str
+    at: datetime
+
+
+class CaseFacts:
+    """Read-only queries over a case's facts and moves, for guards."""
+
+    __slots__ = ("_facts", "_moves", "_raw")
+
+    def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
+        self._raw: Mapping[str, Any] = raw or {"facts": [], "moves": []}
+        self._facts: list[FactEntry] | None = None
+        self._moves: list[Move] | None = None
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        return self._raw
+
+    def facts(self) -> list[FactEntry]:
+        if self._facts is None:
+            self._facts = [
+                FactEntry(f["kind"], datetime.fromisoformat(f["at"]), f["by"], f["data"])
+                for f in self._raw.get("facts", ())
+            ]
+        return self._facts
+
+    def moves(self) -> list[Move]:
+        if self._moves is None:
+            self._moves = [
+                Move(m["trigger"], m["from"], m["to"], datetime.fromisoformat(m["at"]))
+                for m in self._raw.get("moves", ())
+            ]
+        return self._moves
+
+    def of_kind(self, kind: str) -> list[FactEntry]:
+        return [f for f in self.facts() if f.kind == kind]
+
+    def latest(self, kind: str) -> FactEntry | None:
+        for f in reversed(self.facts()):
+            if f.kind == kind:
+                return f
+        return None
+
+    def moves_by(self, trigger: str) -> list[Move]:
+        return [m for m in self.moves() if m.trigger == trigger]
+
+    def last_move(self, trigger: str | None = None) -> Move | None:
+        for m in reversed(self.moves()):
+            if trigger is None or m.trigger == trigger:
+                return m
+        return None
+
+    def __iter__(self) -> Iterator[FactEntry]:
+        return iter(self.facts())
+
+
+def fold_fact(raw: Mapping[str, Any], kind: str, at: datetime, by: str, data: JSONObject) -> dict[str, Any]:
+    """The projection after one more fact. Pure: returns a new object."""
+    entry = {"kind": kind, "at": to_iso(at), "by": by, "data": data}
+    return {"facts": [*raw.get("facts", ()), entry], "moves": list(raw.get("moves", ()))}
+
+
+def fold_move(raw: Mapping[str, Any], trigger: str, source: str, dest: str, at: datetime) -> dict[str, Any]:
+    """The projection after one more move. Pure: returns a new object."""
+    move = {"trigger": trigger, "from": source, "to": dest, "at": to_iso(at)}
+    return {"facts": list(raw.get("facts", ())), "moves": [*raw.get("moves", ()), move]}
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """A case row as stored: state, versions, chain head and projection."""
+
+    id: str
+    workflow: str
+    workflow_version: str
+    state: str
+    previous_state: str | None
+    version: int
+    event_count: int
+    head_hash: str
+    facts: Mapping[str, Any]
+    opened_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One row of the append-only, hash-chained audit history."""
+
+    case_id: str
+    case_seq: int
+    at: datetime
+    actor: str
+    role: str
+    kind: str  # opened | transition | refused | fact
+    trigger: str | None
+    from_state: str | None
+    to_state: str | None
+    workflow: str
+    workflow_version: str
+    data: Mapping[str, Any]
+    blockers: tuple[Mapping[str, Any], ...]
+    idempotency_key: str | None
+    prev_hash: str
+    hash: str
+    seq: int | None = None
+
+    def hashed_fields(self) -> dict[str, object]:
+        """Everything the hash covers: all but ``seq`` (assigned by the database) and ``hash``."""
+        return {
+            "case_id": self.case_id,
+            "case_seq": self.case_seq,
+            "at": to_iso(self.at),
+            "actor": self.actor,
+            "role": self.role,
+            "kind": self.kind,
+            "trigger": self.trigger,
+            "from_state": self.from_state,
+            "to_state": self.to_state,
+            "workflow": self.workflow,
+            "workflow_version": self.workflow_version,
+            "data": dict(self.data),
+            "blockers": [dict(b) for b in self.blockers],
+            "idempotency_key": self.idempotency_key,
+            "prev_hash": self.prev_hash,
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        return {"seq": self.seq, **self.hashed_fields(), "hash": self.hash}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a successful command returns (also returned again for a repeated idempotency key)."""
+
+    case_id: str
+    kind: str  # opened | transition | fact
+    state: str
+    version: int
+    case_seq: int
+    trigger: str | None = None
+    from_state: str | None = None
+    replayed: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "case_id": self.case_id,
+            "kind": self.kind,
+            "state": self.state,
+            "version": self.version,
+            "case_seq": self.case_seq,
+            "trigger": self.trigger,
+            "from_state": self.from_state,
+            "replayed": self.replayed,
+            **dict(self.extra),
+        }

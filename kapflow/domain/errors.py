@@ -1,0 +1,297 @@
+"""kapflow's exceptions: one base, structured attributes, no protected health information.
+
+The tree::
+
+    KapflowError
+    ├── InvalidInput                 bad input from a caller; nothing was written
+    │   ├── InvalidFact              a fact failed validation (kind, field, reason)
+    │   ├── UnknownTrigger           the workflow has no such trigger
+    │   ├── UnknownFactKind          the workflow records no such fact
+    │   └── IdempotencyKeyReused     the same key came with a different command
+    ├── UnknownCase                  no case has that id
+    ├── Refused                      a command was refused; the refusal is audited
+    │   ├── NotPermitted             the actor's role may not do this
+    │   ├── TransitionNotAvailable   the trigger does not leave the case's current state
+    │   └── TransitionBlocked        guards failed; carries every blocker
+    ├── ConcurrencyConflict          the case changed under the command; retry
+    ├── WorkflowDefinitionError      a workflow failed validation; carries every problem
+    ├── StorageError                 the database failed or is unreachable
+    └── AuditChainBroken             verification found an edited, deleted or reordered row
+
+Messages name what was wrong and what to do. They never carry a client's
+name, contact, clinical data or free text: only ids, codes, field names and
+counts, so an exception can be logged or returned in an HTTP body safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason a transition may not happen now.
+
+    ``code`` is stable for programs, ``message`` is a sentence front-desk
+    staff can act on, ``facts`` names what the guard looked at (values are
+    codes, counts, dates and thresholds, never free text).
+    """
+
+    code: str
+    message: str
+    guard: str = ""
+    facts: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "guard": self.guard,
+            "facts": dict(self.facts),
+        }
+
+
+class KapflowError(Exception):
+    """The base of every error kapflow raises on purpose."""
+
+    code = "kapflow_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready body: the code, the message and the structured attributes."""
+        return {"error": self.code, "message": self.message}
+
+
+class InvalidInput(KapflowError):
+    """Bad input from a caller. Nothing was written."""
+
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "field": self.field}
+
+
+class InvalidFact(InvalidInput):
+    """A fact failed validation."""
+
+    code = "invalid_fact"
+
+    def __init__(self, kind: str, field: str, reason: str) -> None:
+        super().__init__(f"{kind}.{field}: {reason}", field=field)
+        self.kind = kind
+        self.reason = reason
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "kind": self.kind, "reason": self.reason}
+
+
+class UnknownTrigger(InvalidInput):
+    """The workflow has no transition with this trigger."""
+
+    code = "unknown_trigger"
+
+    def __init__(self, trigger: str, known: Collection[str]) -> None:
+        super().__init__(
+            f"unknown trigger {trigger!r}; known triggers: {', '.join(sorted(known))}",
+            field="trigger",
+        )
+        self.trigger = trigger
+        self.known = tuple(sorted(known))
+
+
+class UnknownFactKind(InvalidInput):
+    """The workflow records no fact of this kind."""
+
+    code = "unknown_fact_kind"
+
+    def __init__(self, kind: str, known: Collection[str]) -> None:
+        super().__init__(
+            f"unknown fact kind {kind!r}; known kinds: {', '.join(sorted(known))}",
+            field="kind",
+        )
+        self.kind = kind
+        self.known = tuple(sorted(known))
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """The idempotency key was used before for a different command."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, key_digest: str) -> None:
+        super().__init__(
+            "this idempotency key was already used for a different command; "
+            "send a new key for a new command",
+            field="idempotency_key",
+        )
+        self.key_digest = key_digest
+
+
+class UnknownCase(KapflowError):
+    """No case has this id."""
+
+    code = "unknown_case"
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"no case with id {case_id!r}; list cases to find the right id")
+        self.case_id = case_id
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "case_id": self.case_id}
+
+
+class Refused(KapflowError):
+    """A command was refused. The attempt is in the audit history."""
+
+    code = "refused"
+
+    def __init__(self, message: str, *, case_id: str, trigger: str, state: str) -> None:
+        super().__init__(message)
+        self.case_id = case_id
+        self.trigger = trigger
+        self.state = state
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            **super().as_dict(),
+            "case_id": self.case_id,
+            "trigger": self.trigger,
+            "state": self.state,
+        }
+
+
+class NotPermitted(Refused):
+    """The actor's role may not fire this trigger or record this fact."""
+
+    code = "not_permitted"
+
+    def __init__(
+        self, *, case_id: str, trigger: str, state: str, role: str, allowed: Collection[str]
+    ) -> None:
+        super().__init__(
+            f"role {role!r} may not do {trigger!r}; allowed roles: {', '.join(sorted(allowed))}",
+            case_id=case_id,
+            trigger=trigger,
+            state=state,
+        )
+        self.role = role
+        self.allowed = tuple(sorted(allowed))
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "role": self.role, "allowed": list(self.allowed)}
+
+
+class TransitionNotAvailable(Refused):
+    """The trigger exists but does not leave the case's current state."""
+
+    code = "transition_not_available"
+
+    def __init__(
+        self, *, case_id: str, trigger: str, state: str, available: Collection[str]
+    ) -> None:
+        listed = ", ".join(sorted(available)) or "none"
+        super().__init__(
+            f"{trigger!r} cannot be fired from state {state!r}; triggers from here: {listed}",
+            case_id=case_id,
+            trigger=trigger,
+            state=state,
+        )
+        self.available = tuple(sorted(available))
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "available": list(self.available)}
+
+
+class TransitionBlocked(Refused):
+    """One or more guards failed. Every blocker is listed."""
+
+    code = "transition_blocked"
+
+    def __init__(
+        self, *, case_id: str, trigger: str, state: str, blockers: Sequence[Blocker]
+    ) -> None:
+        lines = "; ".join(f"{b.code}: {b.message}" for b in blockers)
+        super().__init__(
+            f"{trigger!r} is blocked ({len(blockers)}): {lines}",
+            case_id=case_id,
+            trigger=trigger,
+            state=state,
+        )
+        self.blockers = tuple(blockers)
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "blockers": [b.as_dict() for b in self.blockers]}
+
+
+class ConcurrencyConflict(KapflowError):
+    """The case changed between reading and writing. Reload it and retry."""
+
+    code = "concurrency_conflict"
+
+    def __init__(self, case_id: str, expected_version: int, actual_version: int | None) -> None:
+        super().__init__(
+            f"case {case_id!r} changed (expected version {expected_version}, "
+            f"found {actual_version}); reload the case and retry"
+        )
+        self.case_id = case_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            **super().as_dict(),
+            "case_id": self.case_id,
+            "expected_version": self.expected_version,
+            "actual_version": self.actual_version,
+        }
+
+
+class WorkflowDefinitionError(KapflowError):
+    """A workflow definition failed validation. Every problem is listed."""
+
+    code = "workflow_definition_error"
+
+    def __init__(self, workflow: str, problems: Sequence[str]) -> None:
+        super().__init__(
+            f"workflow {workflow!r} is invalid ({len(problems)} problems): " + "; ".join(problems)
+        )
+        self.workflow = workflow
+        self.problems = tuple(problems)
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "workflow": self.workflow, "problems": list(self.problems)}
+
+
+class StorageError(KapflowError):
+    """The database failed or could not be reached. Nothing was committed."""
+
+    code = "storage_error"
+
+
+class AuditChainBroken(KapflowError):
+    """Audit verification found a row that was edited, deleted or reordered."""
+
+    code = "audit_chain_broken"
+
+    def __init__(self, case_id: str, seq: int | None, reason: str) -> None:
+        where = f"row {seq}" if seq is not None else "the case's head"
+        super().__init__(f"audit chain of case {case_id!r} is broken at {where}: {reason}")
+        self.case_id = case_id
+        self.seq = seq
+        self.reason = reason
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            **super().as_dict(),
+            "case_id": self.case_id,
+            "seq": self.seq,
+            "reason": self.reason,
+        }

@@ -1,0 +1,237 @@
+"""Facts: validated records of what happened to a case, and the fields they are made of.
+
+A workflow names the kinds of fact it records. Each kind is a ``FactSpec``:
+a tuple of ``Field`` parsers (configured in ``__init__``, applied in
+``__call__``) plus optional cross-field checks. Parsing turns caller data
+into a normalised JSON object (money as a decimal string, dates and times as
+ISO 8601 in UTC) or raises ``InvalidFact`` naming the kind, field and reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kapflow.domain.errors import InvalidFact, InvalidInput
+from kapflow.domain.payload import JSONObject, JSONValue, check_text
+
+_MISSING: Any = object()
+
+
+class FieldError(ValueError):
+    """Raised by a field parser; turned into ``InvalidFact`` by the spec."""
+
+
+class Field:
+    """One named field: required or with a default, parsed by ``parse``."""
+
+    def __init__(self, name: str, *, required: bool = True, default: JSONValue = None) -> None:
+        self.name = name
+        self.required = required
+        self.default = default
+
+    def __call__(self, data: Mapping[str, Any]) -> JSONValue:
+        value = data.get(self.name, _MISSING)
+        if value is _MISSING or value is None:
+            if self.required:
+                raise FieldError("is required")
+            return self.default
+        return self.parse(value)
+
+    def parse(self, value: Any) -> JSONValue:
+        raise NotImplementedError
+
+
+class Text(Field):
+    def __init__(self, name: str, *, max_chars: int = 65536, pattern: str = "", hint: str = "", **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.max_chars = max_chars
+        self.pattern = re.compile(pattern) if pattern else None
+        self.hint = hint
+
+    def parse(self, value: Any) -> JSONValue:
+        if not isinstance(value, str) or not value.strip():
+            raise FieldError("must be non-empty text")
+        check_text(value, self.name)
+        if len(value) > self.max_chars:
+            raise FieldError(f"must be at most {self.max_chars} characters")
+        if self.pattern and not self.pattern.fullmatch(value):
+            raise FieldError(f"is not valid; {self.hint}")
+        return value
+
+
+class Phone(Text):
+    """A phone number: digits with optional +, spaces, dots, dashes, parentheses."""
+
+    def __init__(self, name: str, **kw: Any) -> None:
+        super().__init__(
+            name,
+            pattern=r"\+?[0-9][0-9 ().-]{5,22}[0-9]",
+            hint="give 7-15 digits, e.g. +1 555 010 0123",
+            **kw,
+        )
+
+
+class Email(Text):
+    def __init__(self, name: str, **kw: Any) -> None:
+        super().__init__(
+            name, max_chars=254, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+", hint="give an address like name@example.org", **kw
+        )
+
+
+class Choice(Field):
+    def __init__(self, name: str, choices: Sequence[str], **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.choices = tuple(choices)
+
+    def parse(self, value: Any) -> JSONValue:
+        if value not in self.choices:
+            raise FieldError(f"must be one of: {', '.join(self.choices)}")
+        return str(value)
+
+
+class ChoiceList(Field):
+    """A list of distinct choices (may be empty)."""
+
+    def __init__(self, name: str, choices: Sequence[str], **kw: Any) -> None:
+        kw.setdefault("required", False)
+        kw.setdefault("default", [])
+        super().__init__(name, **kw)
+        self.choices = tuple(choices)
+
+    def parse(self, value: Any) -> JSONValue:
+        if not isinstance(value, list | tuple):
+            raise FieldError("must be a list")
+        unknown = [v for v in value if v not in self.choices]
+        if unknown:
+            raise FieldError(
+                f"has unknown entries {', '.join(map(str, unknown))[:200]}; "
+                f"known: {', '.join(self.choices)}"
+            )
+        return sorted(set(value))
+
+
+class Integer(Field):
+    def __init__(self, name: str, *, low: int, high: int, unit: str = "", **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.low, self.high, self.unit = low, high, unit
+
+    def parse(self, value: Any) -> JSONValue:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)
+            else:
+                raise FieldError("must be a whole number")
+        if not self.low <= value <= self.high:
+            raise FieldError(f"must be between {self.low} and {self.high}{self.unit}")
+        return int(value)
+
+
+class Money(Field):
+    """A positive amount in dollars with at most two decimals, stored as text."""
+
+    def __init__(self, name: str, *, high: Decimal = Decimal("100000"), **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.high = high
+
+    def parse(self, value: Any) -> JSONValue:
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+            raise FieldError("must be an amount such as 250 or 250.00")
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise FieldError("must be an amount such as 250 or 250.00") from None
+        if not amount.is_finite() or amount <= 0:
+            raise FieldError("must be greater than zero")
+        if amount > self.high:
+            raise FieldError(f"must be at most {self.high}")
+        if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+            raise FieldError("must have at most two decimals")
+        return f"{amount:.2f}"
+
+
+class Boolean(Field):
+    def parse(self, value: Any) -> JSONValue:
+        if not isinstance(value, bool):
+            raise FieldError("must be true or false")
+        return value
+
+
+class Day(Field):
+    """A calendar date, ISO 8601 (2026-11-28)."""
+
+    def parse(self, value: Any) -> JSONValue:
+        if isinstance(value, datetime):
+            raise FieldError("must be a date without a time, e.g. 2026-11-28")
+        if isinstance(value, date):
+            return value.isoformat()
+        if not isinstance(value, str):
+            raise FieldError("must be a date such as 2026-11-28")
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise FieldError("must be a date such as 2026-11-28") from None
+
+
+class Moment(Field):
+    """An instant with a time zone, ISO 8601; stored in UTC."""
+
+    def parse(self, value: Any) -> JSONValue:
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise FieldError("must be a time such as 2026-11-28T15:00:00+00:00") from None
+        if not isinstance(value, datetime):
+            raise FieldError("must be a time such as 2026-11-28T15:00:00+00:00")
+        if value.tzinfo is None:
+            raise FieldError("needs a time zone offset, e.g. +00:00")
+        return value.astimezone(UTC).isoformat()
+
+
+CrossCheck = Callable[[JSONObject, datetime], tuple[str, str] | None]
+"""Given parsed fields and now, return ``(field, reason)`` when they disagree, else None."""
+
+
+@dataclass(frozen=True)
+class FactSpec:
+    """A kind of fact: its fields, cross-field checks, and a one-line description."""
+
+    kind: str
+    fields: tuple[Field, ...]
+    checks: tuple[CrossCheck, ...] = ()
+    description: str = ""
+    extra_allowed: bool = False
+    _names: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", frozenset(f.name for f in self.fields))
+
+    def __call__(self, data: Mapping[str, Any], now: datetime | None = None) -> JSONObject:
+        if not isinstance(data, Mapping):
+            raise InvalidFact(self.kind, "*", "must be an object of named values")
+        unknown = sorted(k for k in data if k not in self._names)
+        if unknown and not self.extra_allowed:
+            raise InvalidFact(
+                self.kind,
+                str(unknown[0])[:64],
+                f"is not a field of {self.kind}; fields: {', '.join(sorted(self._names))}",
+            )
+        parsed: JSONObject = {}
+        for f in self.fields:
+            try:
+                parsed[f.name] = f(data)
+            except FieldError as exc:
+                raise InvalidFact(self.kind, f.name, str(exc)) from None
+            except InvalidInput as exc:  # the text policy, raised by check_text
+                raise InvalidFact(self.kind, f.name, exc.message.split(": ", 1)[-1]) from None
+        moment = now or datetime.now(UTC)
+        for check in self.checks:
+            problem = check(parsed, moment)
+            if problem:
+                raise InvalidFact(self.kind, problem[0], problem[1])
+        return parsed

@@ -1,0 +1,51 @@
+"""Evaluating a transition's guards: every guard runs, every blocker is kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kapflow.domain.errors import Blocker
+from kapflow.domain.workflow import GuardContext, Transition, Workflow
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a trigger may fire now, and if not, every reason why."""
+
+    trigger: str
+    blockers: tuple[Blocker, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return not self.blockers
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "trigger": self.trigger,
+            "allowed": self.allowed,
+            "blockers": [b.as_dict() for b in self.blockers],
+        }
+
+
+def evaluate(workflow: Workflow, transition: Transition, ctx: GuardContext) -> Verdict:
+    """Run every guard of ``transition`` (no short-circuit) and the required-data check."""
+    blockers: list[Blocker] = []
+    for key in transition.requires:
+        value = ctx.data.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            blockers.append(
+                Blocker(
+                    code=f"{key}_required",
+                    message=f"give a {key.replace('_', ' ')} for {transition.trigger.replace('_', ' ')}",
+                    guard="requires",
+                )
+            )
+    for name in transition.guards:
+        blocker = workflow.guards[name](ctx)
+        if blocker is not None:
+            blockers.append(blocker if blocker.guard else _named(blocker, name))
+    return Verdict(transition.trigger, tuple(blockers))
+
+
+def _named(blocker: Blocker, guard: str) -> Blocker:
+    return Blocker(blocker.code, blocker.message, guard, blocker.facts)

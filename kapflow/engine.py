@@ -1,0 +1,529 @@
+"""The engine: open cases, fire triggers, record facts, read cases and their history.
+
+Every command is one database transaction: the state change (or fact), the
+case's new projection and its audit event commit together or not at all.
+Bad input is rejected before the transaction opens, so it writes nothing. A
+refused command (wrong role, trigger not available here, guards failing)
+commits only its audited refusal and raises. Writes are compare-and-swap on
+the case's event count, so a concurrent change is never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from kapflow.audit import GENESIS, AuditReport, link_hash, verify_chain
+from kapflow.domain.case import (
+    Actor,
+    AuditEvent,
+    CaseFacts,
+    CaseRecord,
+    FactEntry,
+    Outcome,
+    fold_fact,
+    fold_move,
+)
+from kapflow.domain.errors import (
+    Blocker,
+    ConcurrencyConflict,
+    IdempotencyKeyReused,
+    InvalidInput,
+    NotPermitted,
+    Refused,
+    TransitionBlocked,
+    TransitionNotAvailable,
+    UnknownCase,
+    UnknownFactKind,
+    UnknownTrigger,
+    WorkflowDefinitionError,
+)
+from kapflow.domain.payload import JSONObject, canonical_json, check_identifier, check_payload
+from kapflow.domain.verdict import Verdict, evaluate
+from kapflow.domain.workflow import GuardContext, Transition, Workflow
+from kapflow.logging import get_logger
+from kapflow.machine import compiled
+from kapflow.ports import Clock, Store, SystemClock, UnitOfWork
+
+_REFUSAL_RETRIES = 5
+_log = get_logger("kapflow.engine")
+
+
+def _new_case_id() -> str:
+    return f"case-{uuid.uuid4().hex[:16]}"
+
+
+class Engine:
+    """kapflow's command and query API over one store and a set of workflow versions."""
+
+    def __init__(
+        self,
+        store: Store,
+        workflows: Workflow | Sequence[Workflow],
+        *,
+        clock: Clock | None = None,
+        new_case_id: Callable[[], str] = _new_case_id,
+    ) -> None:
+        versions = [workflows] if isinstance(workflows, Workflow) else list(workflows)
+        if not versions:
+            raise WorkflowDefinitionError("<none>", ["the engine needs at least one workflow"])
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.workflow = versions[-1]
+        self._workflows = {wf.key: wf for wf in versions}
+        self._new_case_id = new_case_id
+        for wf in versions:
+            compiled(wf)
+
+    # ----------------------------------------------------------------- commands
+
+    def open_case(
+        self,
+        intake: Mapping[str, Any],
+        *,
+        actor: Actor,
+        idempotency_key: str | None = None,
+        workflow: Workflow | None = None,
+    ) -> Outcome:
+        """Open a case from its intake (for KAP: the inquiry form) on the current workflow version."""
+        wf = workflow or self.workflow
+        self._check_actor(actor, wf)
+        intake_kind = wf.facts[wf.intake_fact]
+        parsed = intake_kind.spec(check_payload(intake, wf.intake_fact), self.clock.now())
+        key = self._check_key(idempotency_key)
+        if actor.role not in intake_kind.roles:
+            raise NotPermitted(
+                case_id="", trigger="open_case", state="", role=actor.role, allowed=intake_kind.roles
+            )
+        fingerprint = _fingerprint("open", "", wf.name, wf.version, actor, parsed)
+        with self.store.write() as uow:
+            if key and (replayed := self._replay(uow, key, fingerprint)):
+                return replayed
+            now = self.clock.now()
+            case = CaseRecord(
+                id=self._new_case_id(),
+                workflow=wf.name,
+                workflow_version=wf.version,
+                state=wf.initial,
+                previous_state=None,
+                version=0,
+                event_count=0,
+                head_hash="",
+                facts=fold_fact({}, wf.intake_fact, now, actor.id, parsed),
+                opened_at=now,
+                updated_at=now,
+            )
+            opened = {"intake_kind": wf.intake_fact, "intake": parsed}
+            event = self._event(case, actor, "opened", to_state=wf.initial, data=opened, key=key)
+            case = replace(case, version=1, event_count=1, head_hash=event.hash)
+            uow.insert_case(case)
+            uow.append_event(event)
+            outcome = Outcome(case.id, "opened", case.state, case.version, 1)
+            self._finish(uow, key, case.id, fingerprint, outcome)
+        _log.info("case_opened", case_id=case.id, workflow=wf.name, version=wf.version)
+        return outcome
+
+    def fire(
+        self,
+        case_id: str,
+        trigger: str,
+        *,
+        actor: Actor,
+        data: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """Move a case with ``trigger``; raises ``Refused`` (audited) or ``InvalidInput`` (nothing written)."""
+        check_identifier(case_id, "case_id")
+        payload = check_payload(data)
+        key = self._check_key(idempotency_key)
+        fingerprint = _fingerprint("fire", case_id, trigger, "", actor, payload)
+        for _attempt in range(_REFUSAL_RETRIES):
+            with self.store.write() as uow:
+                if key and (replayed := self._replay(uow, key, fingerprint)):
+                    return replayed
+                case, wf = self._load(uow, case_id)
+                if trigger not in wf.triggers():
+                    raise UnknownTrigger(trigger, wf.triggers())
+                self._check_actor(actor, wf)
+                self._check_expected(case, expected_version)
+                transition = wf.transition_from(case.state, trigger)
+                refusal = self._refusal(case, wf, transition, trigger, actor, payload)
+                if refusal is not None:
+                    if self._record_refusal(uow, case, wf, actor, trigger, payload, key, refusal):
+                        _log.info("transition_refused", case_id=case_id, trigger=trigger, code=refusal.code)
+                        raise refusal
+                    continue
+                assert transition is not None
+                outcome = self._move(uow, case, wf, transition, actor, payload, key, expected_version)
+                self._finish(uow, key, case_id, fingerprint, outcome)
+            _log.info(
+                "transition", case_id=case_id, trigger=trigger, source=outcome.from_state, dest=outcome.state
+            )
+            return outcome
+        raise ConcurrencyConflict(case_id, -1, None)
+
+    def record(
+        self,
+        case_id: str,
+        kind: str,
+        data: Mapping[str, Any],
+        *,
+        actor: Actor,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """Record a validated fact on a case (a payment, vitals, consent, ...)."""
+        check_identifier(case_id, "case_id")
+        payload = check_payload(data)
+        key = self._check_key(idempotency_key)
+        fingerprint = _fingerprint("record", case_id, kind, "", actor, payload)
+        for _attempt in range(_REFUSAL_RETRIES):
+            with self.store.write() as uow:
+                if key and (replayed := self._replay(uow, key, fingerprint)):
+                    return replayed
+                case, wf = self._load(uow, case_id)
+                if kind not in wf.facts:
+                    raise UnknownFactKind(kind, list(wf.facts))
+                self._check_actor(actor, wf)
+                parsed = wf.facts[kind].spec(payload, self.clock.now())
+                self._check_expected(case, expected_version)
+                refusal = self._fact_refusal(case, wf, kind, actor, parsed)
+                if refusal is not None:
+                    if self._record_refusal(uow, case, wf, actor, None, {"fact_kind": kind}, key, refusal):
+                        _log.info("fact_refused", case_id=case_id, kind=kind, code=refusal.code)
+                        raise refusal
+                    continue
+                outcome = self._add_fact(uow, case, actor, kind, parsed, key, expected_version)
+                self._finish(uow, key, case_id, fingerprint, outcome)
+            _log.info("fact_recorded", case_id=case_id, kind=kind)
+            return outcome
+        raise ConcurrencyConflict(case_id, -1, None)
+
+    # ------------------------------------------------------------------ queries
+
+    def case(self, case_id: str) -> CaseRecord:
+        check_identifier(case_id, "case_id")
+        case = self.store.get_case(case_id)
+        if case is None:
+            raise UnknownCase(case_id)
+        return case
+
+    def workflow_of(self, case: CaseRecord) -> Workflow:
+        wf = self._workflows.get((case.workflow, case.workflow_version))
+        if wf is None:
+            raise WorkflowDefinitionError(
+                case.workflow,
+                [f"case {case.id!r} is on version {case.workflow_version!r}, which this engine has not loaded; "
+                 "pass that version to the Engine too"],
+            )
+        return wf
+
+    def facts(self, case_id: str, kind: str | None = None) -> list[FactEntry]:
+        entries = CaseFacts(self.case(case_id).facts).facts()
+        return [f for f in entries if kind is None or f.kind == kind]
+
+    def history(self, case_id: str) -> list[AuditEvent]:
+        self.case(case_id)
+        return list(self.store.history(case_id))
+
+    def cases(self, *, state: str | None = None, limit: int = 100, offset: int = 0) -> list[CaseRecord]:
+        if limit < 1 or limit > 10_000 or offset < 0:
+            raise InvalidInput("limit must be 1-10000 and offset at least 0", field="limit")
+        return list(self.store.list_cases(state=state, limit=limit, offset=offset))
+
+    def check(self, case_id: str, trigger: str, *, actor: Actor | None = None) -> Verdict:
+        """Would ``trigger`` fire now? Every blocker, including role and state. Writes nothing."""
+        case = self.case(case_id)
+        wf = self.workflow_of(case)
+        if trigger not in wf.triggers():
+            raise UnknownTrigger(trigger, wf.triggers())
+        transition = wf.transition_from(case.state, trigger)
+        if transition is None:
+            return Verdict(trigger, (_not_available_blocker(case.state, trigger),))
+        verdict = evaluate(wf, transition, self._context(case, wf, trigger, {}))
+        if actor is not None and actor.role not in transition.roles:
+            role = Blocker(
+                "role_not_permitted",
+                f"a {actor.role.replace('_', ' ')} may not do this; ask: {', '.join(sorted(transition.roles))}",
+                "roles",
+            )
+            return Verdict(trigger, (role, *verdict.blockers))
+        return verdict
+
+    def available(self, case_id: str, *, actor: Actor | None = None) -> list[Verdict]:
+        """A verdict for every trigger that leaves the case's current state."""
+        case = self.case(case_id)
+        wf = self.workflow_of(case)
+        return [self.check(case_id, t.trigger, actor=actor) for t in wf.transitions_from(case.state)]
+
+    def verify_audit(self, case_id: str | None = None) -> AuditReport:
+        if case_id is None:
+            return verify_chain(self.store.iter_audit(), self.store.case_heads())
+        case = self.case(case_id)
+        return verify_chain(self.store.iter_audit(case_id), [(case.id, case.event_count, case.head_hash)])
+
+    # ---------------------------------------------------------------- internals
+
+    def _load(self, uow: UnitOfWork, case_id: str) -> tuple[CaseRecord, Workflow]:
+        case = uow.load_case(case_id)
+        if case is None:
+            raise UnknownCase(case_id)
+        return case, self.workflow_of(case)
+
+    def _context(self, case: CaseRecord, wf: Workflow, trigger: str, data: Mapping[str, Any]) -> GuardContext:
+        return GuardContext(case.id, case.state, trigger, CaseFacts(case.facts), self.clock.now(), wf.thresholds, data)
+
+    def _refusal(
+        self,
+        case: CaseRecord,
+        wf: Workflow,
+        transition: Transition | None,
+        trigger: str,
+        actor: Actor,
+        payload: JSONObject,
+    ) -> Refused | None:
+        if transition is None:
+            available = [t.trigger for t in wf.transitions_from(case.state)]
+            return TransitionNotAvailable(case_id=case.id, trigger=trigger, state=case.state, available=available)
+        if actor.role not in transition.roles:
+            return NotPermitted(
+                case_id=case.id, trigger=trigger, state=case.state, role=actor.role, allowed=transition.roles
+            )
+        verdict = evaluate(wf, transition, self._context(case, wf, trigger, payload))
+        if not verdict.allowed:
+            return TransitionBlocked(case_id=case.id, trigger=trigger, state=case.state, blockers=verdict.blockers)
+        return None
+
+    def _fact_refusal(
+        self, case: CaseRecord, wf: Workflow, kind: str, actor: Actor, parsed: JSONObject
+    ) -> Refused | None:
+        fact_kind = wf.facts[kind]
+        label = f"record {kind}"
+        if actor.role not in fact_kind.roles:
+            return NotPermitted(
+                case_id=case.id, trigger=label, state=case.state, role=actor.role, allowed=fact_kind.roles
+            )
+        ctx = self._context(case, wf, label, parsed)
+        blockers = [b for g in fact_kind.guards if (b := wf.guards[g](ctx)) is not None]
+        if blockers:
+            return TransitionBlocked(case_id=case.id, trigger=label, state=case.state, blockers=blockers)
+        return None
+
+    def _record_refusal(
+        self,
+        uow: UnitOfWork,
+        case: CaseRecord,
+        wf: Workflow,
+        actor: Actor,
+        trigger: str | None,
+        data: JSONObject,
+        key: str | None,
+        refusal: Refused,
+    ) -> bool:
+        """Append the refusal to the audit history and commit; False if the case moved meanwhile."""
+        blockers: tuple[Mapping[str, Any], ...]
+        if isinstance(refusal, TransitionBlocked):
+            blockers = tuple(b.as_dict() for b in refusal.blockers)
+        else:
+            blockers = ({"code": refusal.code, "message": refusal.message, "guard": "", "facts": {}},)
+        event = self._event(
+            case, actor, "refused", trigger=trigger, from_state=case.state, to_state=case.state,
+            data=data, blockers=blockers, key=key,
+        )
+        # A refusal leaves state and version alone; it only extends the audit chain.
+        updated = replace(case, event_count=case.event_count + 1, head_hash=event.hash)
+        if not uow.update_case(updated, expected_event_count=case.event_count):
+            return False
+        uow.append_event(event)
+        uow.commit()
+        return True
+
+    def _move(
+        self,
+        uow: UnitOfWork,
+        case: CaseRecord,
+        wf: Workflow,
+        transition: Transition,
+        actor: Actor,
+        payload: JSONObject,
+        key: str | None,
+        expected_version: int | None,
+    ) -> Outcome:
+        dest = compiled(wf).next_state(case.state, transition.trigger, case.previous_state)
+        now = self.clock.now()
+        event = self._event(
+            case, actor, "transition", trigger=transition.trigger, from_state=case.state,
+            to_state=dest, data=payload, key=key,
+        )
+        updated = replace(
+            case,
+            state=dest,
+            previous_state=case.state,
+            version=case.version + 1,
+            event_count=case.event_count + 1,
+            head_hash=event.hash,
+            facts=fold_move(case.facts, transition.trigger, case.state, dest, now),
+            updated_at=now,
+        )
+        self._write(uow, case, updated, event, expected_version)
+        return Outcome(
+            case.id, "transition", dest, updated.version, updated.event_count,
+            trigger=transition.trigger, from_state=case.state,
+        )
+
+    def _add_fact(
+        self,
+        uow: UnitOfWork,
+        case: CaseRecord,
+        actor: Actor,
+        kind: str,
+        parsed: JSONObject,
+        key: str | None,
+        expected_version: int | None,
+    ) -> Outcome:
+        now = self.clock.now()
+        event = self._event(
+            case, actor, "fact", from_state=case.state, to_state=case.state,
+            data={"kind": kind, "fact": parsed}, key=key,
+        )
+        updated = replace(
+            case,
+            version=case.version + 1,
+            event_count=case.event_count + 1,
+            head_hash=event.hash,
+            facts=fold_fact(case.facts, kind, now, actor.id, parsed),
+            updated_at=now,
+        )
+        self._write(uow, case, updated, event, expected_version)
+        return Outcome(case.id, "fact", case.state, updated.version, updated.event_count, extra={"fact_kind": kind})
+
+    def _write(
+        self, uow: UnitOfWork, case: CaseRecord, updated: CaseRecord, event: AuditEvent, expected: int | None
+    ) -> None:
+        if not uow.update_case(updated, expected_event_count=case.event_count):
+            current = uow.load_case(case.id)
+            raise ConcurrencyConflict(
+                case.id, expected if expected is not None else case.version,
+                current.version if current else None,
+            )
+        uow.append_event(event)
+
+    def _event(
+        self,
+        case: CaseRecord,
+        actor: Actor,
+        kind: str,
+        *,
+        trigger: str | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        blockers: tuple[Mapping[str, Any], ...] = (),
+        key: str | None = None,
+    ) -> AuditEvent:
+        unsigned = AuditEvent(
+            case_id=case.id,
+            case_seq=case.event_count + 1,
+            at=self.clock.now(),
+            actor=actor.id,
+            role=actor.role,
+            kind=kind,
+            trigger=trigger,
+            from_state=from_state,
+            to_state=to_state,
+            workflow=case.workflow,
+            workflow_version=case.workflow_version,
+            data=dict(data or {}),
+            blockers=blockers,
+            idempotency_key=key,
+            prev_hash=case.head_hash or GENESIS,
+            hash="",
+        )
+        return replace(unsigned, hash=link_hash(unsigned))
+
+    def _finish(
+        self, uow: UnitOfWork, key: str | None, case_id: str, fingerprint: str, outcome: Outcome
+    ) -> None:
+        if key:
+            uow.save_idempotent(key, case_id, fingerprint, canonical_json(outcome.as_dict()))
+        uow.commit()
+
+    @staticmethod
+    def _replay(uow: UnitOfWork, key: str, fingerprint: str) -> Outcome | None:
+        found = uow.find_idempotent(key)
+        if found is None:
+            return None
+        stored_fingerprint, result = found
+        if stored_fingerprint != fingerprint:
+            raise IdempotencyKeyReused(hashlib.sha256(key.encode()).hexdigest()[:12])
+        return _outcome_from_json(result)
+
+    @staticmethod
+    def _check_key(key: str | None) -> str | None:
+        return None if key is None else check_identifier(key, "idempotency_key")
+
+    @staticmethod
+    def _check_actor(actor: Actor, wf: Workflow) -> None:
+        if not isinstance(actor, Actor):
+            raise InvalidInput("actor must be an Actor(id, role)", field="actor")
+        check_identifier(actor.id, "actor.id")
+        if actor.role not in wf.roles:
+            raise InvalidInput(
+                f"unknown role {actor.role!r}; roles: {', '.join(sorted(wf.roles))}", field="actor.role"
+            )
+
+    @staticmethod
+    def _check_expected(case: CaseRecord, expected_version: int | None) -> None:
+        if expected_version is not None and case.version != expected_version:
+            raise ConcurrencyConflict(case.id, expected_version, case.version)
+
+
+def _not_available_blocker(state: str, trigger: str) -> Blocker:
+    return Blocker(
+        "not_available_from_state",
+        f"{trigger.replace('_', ' ')} cannot happen while the case is {state.replace('_', ' ')}",
+        "state",
+        (("state", state),),
+    )
+
+
+def _fingerprint(op: str, case_id: str, name: str, extra: str, actor: Actor, data: JSONObject) -> str:
+    body = canonical_json([op, case_id, name, extra, actor.id, actor.role, data])
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def _outcome_from_json(text: str) -> Outcome:
+    d = json.loads(text)
+    base = {"case_id", "kind", "state", "version", "case_seq", "trigger", "from_state", "replayed"}
+    return Outcome(
+        case_id=d["case_id"], kind=d["kind"], state=d["state"], version=d["version"],
+        case_seq=d["case_seq"], trigger=d["trigger"], from_state=d["from_state"], replayed=True,
+        extra={k: v for k, v in d.items() if k not in base},
+    )
+
+
+def replay_events(events: Iterable[AuditEvent]) -> tuple[str, str | None, int, dict[str, Any]]:
+    """Fold an audit history into (state, previous state, version, projection)."""
+    state, previous, version = "", None, 0
+    facts: dict[str, Any] = {}
+    for ev in events:
+        if ev.kind == "opened":
+            intake = dict(ev.data["intake"])
+            facts = fold_fact({}, _intake_kind(ev), ev.at, ev.actor, intake)
+            state, version = ev.to_state or "", 1
+        elif ev.kind == "transition":
+            facts = fold_move(facts, ev.trigger or "", ev.from_state or "", ev.to_state or "", ev.at)
+            previous, state, version = ev.from_state, ev.to_state or "", version + 1
+        elif ev.kind == "fact":
+            facts = fold_fact(facts, ev.data["kind"], ev.at, ev.actor, dict(ev.data["fact"]))
+            version += 1
+    return state, previous, version, facts
+
+
+def _intake_kind(ev: AuditEvent) -> str:
+    return str(ev.data.get("intake_kind", "inquiry"))

@@ -1,0 +1,106 @@
+"""One compiled ``transitions`` Machine per workflow version. The only importer of ``transitions``.
+
+The machine owns the move from one state to the next; kapflow evaluates the
+guards itself beforehand (so every blocker is reported, not just the first
+False). A Machine is built once per workflow version with ``model=None`` and
+``auto_transitions=False`` and shared by every case: each fire binds a small
+plain object carrying the case's state to it, which costs microseconds and
+nothing to keep. Building a Machine per case or calling ``add_model`` per
+request would cost milliseconds and kilobytes per case (see LIBRARY_NOTES).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from transitions import Machine, MachineError
+
+from kapflow.domain.case import PREVIOUS_STATE
+from kapflow.domain.errors import KapflowError
+from kapflow.domain.workflow import Workflow
+
+
+class _Binding:
+    """The plain object a fire runs on: the case's state and where it was before."""
+
+    __slots__ = ("previous", "state")
+
+    def __init__(self, state: str, previous: str | None) -> None:
+        self.state = state
+        self.previous = previous
+
+
+@dataclass(frozen=True)
+class _ReturnsTo:
+    """Condition picking the branch of a return-to-previous transition."""
+
+    target: str
+
+    def __call__(self, binding: _Binding) -> bool:
+        return binding.previous == self.target
+
+
+class CompiledMachine:
+    """The shared state machine of one workflow version."""
+
+    def __init__(self, workflow: Workflow) -> None:
+        self.workflow = workflow
+        self._machine = Machine(
+            model=None,
+            states=[s.name for s in workflow.states],
+            initial=workflow.initial,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+            send_event=False,
+            queued=False,
+        )
+        for t in workflow.transitions:
+            if t.dest == PREVIOUS_STATE:
+                self._add_return(t.trigger, t.sources)
+            else:
+                self._machine.add_transition(t.trigger, list(t.sources), t.dest)
+
+    def _add_return(self, trigger: str, sources: tuple[str, ...]) -> None:
+        for src in sources:
+            targets = sorted({s for u in self.workflow.transitions if u.dest == src for s in u.sources})
+            for target in targets:
+                self._machine.add_transition(trigger, src, target, conditions=[_ReturnsTo(target)])
+
+    def next_state(self, state: str, trigger: str, previous: str | None) -> str:
+        """The state ``trigger`` leads to from ``state``. Raises if the move is not defined."""
+        binding = _Binding(state, previous)
+        try:
+            moved = self._machine.events[trigger].trigger(binding, binding)
+        except (MachineError, KeyError) as exc:
+            raise MoveUndefined(trigger, state) from exc
+        if not moved:
+            raise MoveUndefined(trigger, state)
+        return binding.state
+
+
+class MoveUndefined(KapflowError):
+    """The compiled machine has no move for this trigger from this state (a kapflow bug if reached)."""
+
+    code = "move_undefined"
+
+    def __init__(self, trigger: str, state: str) -> None:
+        super().__init__(f"no move for {trigger!r} from {state!r}")
+        self.trigger = trigger
+        self.state = state
+
+
+_cache: dict[tuple[str, str], CompiledMachine] = {}
+_lock = threading.Lock()
+
+
+def compiled(workflow: Workflow) -> CompiledMachine:
+    """The shared machine of a workflow version, built on first use."""
+    machine = _cache.get(workflow.key)
+    if machine is None or machine.workflow is not workflow:
+        with _lock:
+            machine = _cache.get(workflow.key)
+            if machine is None or machine.workflow is not workflow:
+                machine = CompiledMachine(workflow)
+                _cache[workflow.key] = machine
+    return machine

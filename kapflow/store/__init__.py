@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables and the SQL store (SQLite by default, PostgreSQL at scale)."""

@@ -1,0 +1,60 @@
+"""The database tables, declared once with SQLModel.
+
+Times are stored as ISO 8601 text in UTC with microseconds (``to_iso``): the
+same bytes on SQLite and PostgreSQL, sortable as text, and exactly what the
+audit hash covers. JSON columns are text written by ``canonical_json``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class CaseRow(SQLModel, table=True):
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_state_opened", "state", "opened_at"),)
+
+    id: str = Field(primary_key=True, max_length=200)
+    workflow: str = Field(max_length=200)
+    workflow_version: str = Field(max_length=50)
+    state: str = Field(max_length=100)
+    previous_state: str | None = Field(default=None, max_length=100)
+    version: int
+    event_count: int
+    head_hash: str = Field(max_length=64)
+    facts: str
+    opened_at: str = Field(max_length=40)
+    updated_at: str = Field(max_length=40)
+
+
+class AuditRow(SQLModel, table=True):
+    __tablename__ = "audit_events"
+    __table_args__ = (UniqueConstraint("case_id", "case_seq", name="uq_audit_case_seq"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(max_length=200)
+    case_seq: int
+    at: str = Field(max_length=40)
+    actor: str = Field(max_length=200)
+    role: str = Field(max_length=50)
+    kind: str = Field(max_length=20)
+    trigger: str | None = Field(default=None, max_length=100)
+    from_state: str | None = Field(default=None, max_length=100)
+    to_state: str | None = Field(default=None, max_length=100)
+    workflow: str = Field(max_length=200)
+    workflow_version: str = Field(max_length=50)
+    data: str
+    blockers: str
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class IdempotencyRow(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+
+    key: str = Field(primary_key=True, max_length=200)
+    case_id: str = Field(max_length=200)
+    fingerprint: str = Field(max_length=64)
+    result: str

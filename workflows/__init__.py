@@ -1,0 +1,1 @@
+"""Workflows kapflow ships with."""

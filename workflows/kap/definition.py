@@ -1,0 +1,221 @@
+"""The Ketamine-Assisted Psychotherapy pathway as data (see shared/KAP_PATHWAY.md).
+
+    inquiry ─book_evaluation→ evaluation_booked ─start_evaluation→ evaluating
+    evaluating ─find_suitable→ evaluated │ ─find_ineligible→ ineligible (final)
+    evaluated ─start_intention_setting→ intention_setting ─complete_intention_setting→ ready_for_kap
+    ready_for_kap ─start_kap_session→ dosing ─discharge→ integration_psychotherapy
+        ─complete_integration→ ready_for_kap
+    ready_for_kap ─start_integration_session→ integration_session ─complete_integration_session→ ready_for_kap
+    ready_for_kap ─begin_reassessment→ reassessment ─complete_reassessment→ ready_for_kap
+    ready_for_kap │ reassessment ─complete_treatment→ completed (final)
+    most states ─hold→ on_hold ─resume→ (where it was); all but dosing ─withdraw→ withdrawn (final)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kapflow.workflows.kap import facts as kap_facts
+from kapflow.workflows.kap.guards import kap_guards
+
+from kapflow.domain.case import PREVIOUS_STATE
+from kapflow.domain.workflow import FactKind, Reminder, State, Transition, Workflow
+
+CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, BILLING, AUDITOR, SYSTEM = (
+    "client", "front_desk", "prescriber", "therapist", "billing", "auditor", "system",
+)
+ROLES = frozenset({CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, BILLING, AUDITOR, SYSTEM})
+CLINICIANS = frozenset({PRESCRIBER, THERAPIST})
+STAFF = frozenset({FRONT_DESK, PRESCRIBER, THERAPIST})
+
+THRESHOLDS: dict[str, int | float] = {
+    "evaluation_fee": 250,
+    "minimum_age": 18,
+    "max_systolic": 140,
+    "max_diastolic": 90,
+    "max_sessions_per_window": 2,
+    "window_days": 7,
+    "observation_minutes": 120,
+    "reassess_every": 6,
+    "lapse_days": 90,
+    "predose_window_minutes": 120,
+    "attestation_window_minutes": 24 * 60,
+}
+
+KAP_SESSION_GUARDS = (
+    "prescription_valid",
+    "consent_signed",
+    "intention_set",
+    "treatment_plan_set",
+    "plan_sessions_remain",
+    "reassessment_not_due",
+    "previous_integration_done",
+    "session_frequency",
+    "lapse_checkin",
+    "pre_dose_vitals_in_range",
+    "fasting_attested",
+    "escort_arranged",
+    "clinician_present",
+)
+
+
+def _appointment_reminders(kind: str) -> tuple[Reminder, ...]:
+    label = kind.replace("_", " ")
+    return tuple(
+        Reminder(
+            f"{kind}_reminder_{hours}h", CLIENT, "email",
+            f"Reminder: your {label} appointment is on {{starts_at}}.",
+            before_appointment=timedelta(hours=hours), appointment_kind=kind,
+        )
+        for hours in (72, 24)
+    )
+
+
+STATES = (
+    State(
+        "inquiry",
+        description="an inquiry form arrived; front desk answers it",
+        reminders=(
+            Reminder(
+                "inquiry_unanswered", FRONT_DESK, "email",
+                "An inquiry has waited 2 business days for an answer.",
+                after=timedelta(days=2), business_days=True,
+            ),
+        ),
+    ),
+    State(
+        "evaluation_booked",
+        description="prescriber evaluation booked; the fee is due before it",
+        reminders=(
+            Reminder(
+                "evaluation_fee_due", CLIENT, "email",
+                "Your $250 evaluation fee is due before your appointment on {starts_at}.",
+                after=timedelta(0), while_blocked_by="evaluation_fee_paid",
+            ),
+            Reminder(
+                "evaluation_fee_due_48h", CLIENT, "email",
+                "Your $250 evaluation fee is due before your appointment on {starts_at}.",
+                before_appointment=timedelta(hours=48), appointment_kind="evaluation",
+                while_blocked_by="evaluation_fee_paid",
+            ),
+            Reminder(
+                "evaluation_fee_unpaid_alert", FRONT_DESK, "email",
+                "Evaluation fee still unpaid 24 hours before the appointment.",
+                before_appointment=timedelta(hours=24), appointment_kind="evaluation",
+                while_blocked_by="evaluation_fee_paid",
+            ),
+            *_appointment_reminders("evaluation"),
+        ),
+    ),
+    State("evaluating", description="the prescriber's evaluation is under way"),
+    State(
+        "evaluated",
+        description="found suitable; intention-setting comes next",
+        reminders=_appointment_reminders("intention_setting"),
+    ),
+    State("ineligible", final=True, description="KAP is not suitable for this client"),
+    State("intention_setting", description="the intention-setting session is under way"),
+    State(
+        "ready_for_kap",
+        description="between sessions: KAP sessions, integration sessions or reassessment next",
+        reminders=(
+            *_appointment_reminders("kap_session"),
+            *_appointment_reminders("integration_session"),
+            Reminder(
+                "questionnaires_due", CLIENT, "email",
+                "Please complete your PHQ-9 and GAD-7 before your KAP session on {starts_at}.",
+                before_appointment=timedelta(hours=48), appointment_kind="kap_session",
+                while_blocked_by="questionnaires_current",
+            ),
+            Reminder(
+                "integration_not_booked", THERAPIST, "email",
+                "No integration session booked 7 days after a KAP session.",
+                after=timedelta(days=7), while_blocked_by="integration_session_booked",
+            ),
+        ),
+    ),
+    State("dosing", description="the client has taken the troche; clinician present, monitoring"),
+    State("integration_psychotherapy", description="the 60-minute integration psychotherapy after dosing"),
+    State("integration_session", description="an integration session is under way"),
+    State("reassessment", description="the prescriber reassesses before more KAP sessions"),
+    State("on_hold", description="paused; resume returns the case to where it was"),
+    State("completed", final=True, description="the treatment plan ended"),
+    State("withdrawn", final=True, description="the client left the pathway"),
+)
+
+_HOLDABLE = ("inquiry", "evaluation_booked", "evaluated", "ready_for_kap", "reassessment")
+_WITHDRAWABLE = tuple(s.name for s in STATES if not s.final and s.name != "dosing")
+
+TRANSITIONS = (
+    Transition("book_evaluation", ("inquiry",), "evaluation_booked", frozenset({FRONT_DESK}),
+               ("evaluation_booked",), description="book the prescriber evaluation"),
+    Transition("start_evaluation", ("evaluation_booked",), "evaluating", frozenset({PRESCRIBER}),
+               ("evaluation_fee_paid",), description="begin the evaluation (fee paid)"),
+    Transition("find_suitable", ("evaluating",), "evaluated", frozenset({PRESCRIBER}),
+               ("screening_recorded", "of_minimum_age", "no_hard_exclusion", "review_flags_cleared"),
+               description="the client is suitable for KAP"),
+    Transition("find_ineligible", ("evaluating",), "ineligible", frozenset({PRESCRIBER}),
+               requires=("reason",), description="the client is not suitable for KAP"),
+    Transition("start_intention_setting", ("evaluated",), "intention_setting", frozenset({THERAPIST})),
+    Transition("complete_intention_setting", ("intention_setting",), "ready_for_kap", frozenset({THERAPIST}),
+               requires=("intentions",), description="intentions set"),
+    Transition("start_kap_session", ("ready_for_kap",), "dosing", frozenset({THERAPIST, PRESCRIBER}),
+               KAP_SESSION_GUARDS, description="the client takes the troche with the clinician present"),
+    Transition("discharge", ("dosing",), "integration_psychotherapy", frozenset(CLINICIANS),
+               ("observation_elapsed", "post_dose_vitals_in_range", "client_stable"),
+               description="dosing over: observed long enough, vitals rechecked, client stable"),
+    Transition("complete_integration", ("integration_psychotherapy",), "ready_for_kap", frozenset({THERAPIST})),
+    Transition("start_integration_session", ("ready_for_kap",), "integration_session", frozenset({THERAPIST})),
+    Transition("complete_integration_session", ("integration_session",), "ready_for_kap", frozenset({THERAPIST})),
+    Transition("begin_reassessment", ("ready_for_kap",), "reassessment", frozenset(CLINICIANS)),
+    Transition("complete_reassessment", ("reassessment",), "ready_for_kap", frozenset({PRESCRIBER}),
+               ("plan_sessions_remain",), description="reassessed; more sessions in the plan"),
+    Transition("complete_treatment", ("ready_for_kap", "reassessment"), "completed", frozenset(CLINICIANS),
+               ("plan_finished",), description="the plan's sessions are done (or it ended early)"),
+    Transition("hold", _HOLDABLE, "on_hold", STAFF, requires=("reason",)),
+    Transition("resume", ("on_hold",), PREVIOUS_STATE, STAFF),
+    Transition("withdraw", _WITHDRAWABLE, "withdrawn", frozenset({CLIENT, *STAFF}), requires=("reason",)),
+)
+
+_RECORDERS: dict[str, frozenset[str]] = {
+    "inquiry": frozenset({CLIENT, FRONT_DESK}),
+    "payment": frozenset({FRONT_DESK, BILLING}),
+    "prescription": frozenset({PRESCRIBER}),
+    "consent": frozenset({FRONT_DESK, *CLINICIANS}),
+    "consent_withdrawn": frozenset({CLIENT, *STAFF}),
+    "screening": frozenset({PRESCRIBER}),
+    "vitals": frozenset(CLINICIANS),
+    "fasting": frozenset({CLIENT, *STAFF}),
+    "escort": frozenset({CLIENT, *STAFF}),
+    "clinician_present": frozenset(CLINICIANS),
+    "discharge_check": frozenset(CLINICIANS),
+    "questionnaire": frozenset({CLIENT, *CLINICIANS}),
+    "treatment_plan": frozenset(CLINICIANS),
+    "appointment": frozenset({FRONT_DESK, *CLINICIANS}),
+    "prescriber_checkin": frozenset({PRESCRIBER}),
+}
+
+_FACT_GUARDS = {"appointment": ("kap_booking_prescription", "kap_booking_consent", "kap_booking_intention")}
+
+
+def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> Workflow:
+    """The KAP pathway; pass thresholds to tailor it (with a new version)."""
+    base = Workflow(
+        name="kap",
+        version=version,
+        initial="inquiry",
+        states=STATES,
+        transitions=TRANSITIONS,
+        roles=ROLES,
+        guards=kap_guards(),
+        facts={
+            spec.kind: FactKind(spec, _RECORDERS[spec.kind], _FACT_GUARDS.get(spec.kind, ()))
+            for spec in kap_facts.ALL_SPECS
+        },
+        thresholds=THRESHOLDS,
+        description="Ketamine-Assisted Psychotherapy: inquiry to completed treatment plan",
+    )
+    return base.with_thresholds(version, **threshold_changes) if threshold_changes else base
+
+
+KAP_PATHWAY = build_kap_workflow()

@@ -1,0 +1,444 @@
+"""The KAP pathway's guards: pure checks of a case's facts, moves and the clock.
+
+Each guard is a small callable: thresholds it reads are named in
+``thresholds`` (checked when the workflow loads) and the verdict is a
+``Blocker`` with a stable code and a sentence front-desk staff can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from kapflow.domain.case import CaseFacts, FactEntry
+from kapflow.domain.errors import Blocker
+from kapflow.domain.workflow import Guard, GuardContext
+
+DOSING = "start_kap_session"
+
+
+def _money(amount: Decimal) -> str:
+    return f"${amount:,.2f}".replace(".00", "")
+
+
+def _num(ctx: GuardContext, name: str) -> int:
+    return int(ctx.thresholds[name])
+
+
+def _dosings(facts: CaseFacts) -> list[datetime]:
+    return [m.at for m in facts.moves_by(DOSING)]
+
+
+def _since(facts: CaseFacts, kind: str, after: datetime | None) -> list[FactEntry]:
+    return [f for f in facts.of_kind(kind) if after is None or f.at >= after]
+
+
+def _last_dosing(facts: CaseFacts) -> datetime | None:
+    move = facts.last_move(DOSING)
+    return move.at if move else None
+
+
+class _Base:
+    thresholds: tuple[str, ...] = ()
+
+
+class EvaluationFeePaid(_Base):
+    thresholds = ("evaluation_fee",)
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        due = Decimal(str(ctx.thresholds["evaluation_fee"]))
+        fees = [f for f in ctx.facts.of_kind("payment") if f.data["purpose"] == "evaluation_fee"]
+        paid = sum((Decimal(str(f.data["amount"])) for f in fees), Decimal(0))
+        if paid >= due:
+            return None
+        return Blocker(
+            "evaluation_fee_unpaid",
+            f"{_money(due)} evaluation fee is due before the evaluation (paid so far: {_money(paid)})",
+            facts=(("paid", str(paid)), ("due", str(due))),
+        )
+
+
+@dataclass(frozen=True)
+class AppointmentBooked:
+    """An appointment of ``kind`` is on record (and, for a session, after the last dosing)."""
+
+    kind: str
+    thresholds: tuple[str, ...] = ()
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        since = _last_dosing(ctx.facts) if self.kind != "evaluation" else None
+        booked = [f for f in _since(ctx.facts, "appointment", since) if f.data["kind"] == self.kind]
+        if booked:
+            return None
+        label = self.kind.replace("_", " ")
+        return Blocker(f"{self.kind}_not_booked", f"book the {label} appointment first", facts=(("kind", self.kind),))
+
+
+class ScreeningRecorded(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        if ctx.facts.latest("screening"):
+            return None
+        return Blocker("screening_missing", "record the prescriber's screening (exclusions and review flags) first")
+
+
+class NoHardExclusion(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        screening = ctx.facts.latest("screening")
+        found = list(screening.data["exclusions"]) if screening else []
+        if not found:
+            return None
+        listed = ", ".join(str(x).replace("_", " ") for x in found)
+        return Blocker(
+            "hard_exclusion",
+            f"a hard exclusion is recorded ({listed}): KAP is not suitable; record the client as ineligible",
+            facts=(("exclusions", ",".join(map(str, found))),),
+        )
+
+
+class ReviewFlagsCleared(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        screening = ctx.facts.latest("screening")
+        if not screening or not screening.data["flags"] or screening.data["flags_reviewed"]:
+            return None
+        flags = ", ".join(str(x).replace("_", " ") for x in screening.data["flags"])
+        return Blocker(
+            "review_flags_open",
+            f"the prescriber must review the flagged items ({flags}) and record the review",
+            facts=(("flags", ",".join(map(str, screening.data["flags"]))),),
+        )
+
+
+class OfMinimumAge(_Base):
+    thresholds = ("minimum_age",)
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        inquiry = ctx.facts.latest("inquiry")
+        if inquiry is None:
+            return Blocker("date_of_birth_missing", "record the client's date of birth")
+        born = date.fromisoformat(str(inquiry.data["date_of_birth"]))
+        today = ctx.now.date()
+        age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+        minimum = _num(ctx, "minimum_age")
+        if age >= minimum:
+            return None
+        return Blocker(
+            "under_minimum_age",
+            f"the client is {age}; KAP here is for clients aged {minimum} or over",
+            facts=(("age", str(age)), ("minimum_age", str(minimum))),
+        )
+
+
+class PrescriptionValid(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        rx = ctx.facts.latest("prescription")
+        today = ctx.now.date().isoformat()
+        if rx is None:
+            return Blocker("prescription_missing", "the prescriber must issue the ketamine prescription first")
+        if str(rx.data["issued_on"]) > today:
+            return Blocker(
+                "prescription_not_yet_valid",
+                f"the prescription is dated {rx.data['issued_on']}, after today",
+                facts=(("issued_on", str(rx.data["issued_on"])),),
+            )
+        if str(rx.data["expires_on"]) < today:
+            return Blocker(
+                "prescription_expired",
+                f"the prescription expired on {rx.data['expires_on']}; ask the prescriber to renew it",
+                facts=(("expires_on", str(rx.data["expires_on"])),),
+            )
+        return None
+
+
+class ConsentSigned(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        signed = ctx.facts.latest("consent")
+        withdrawn = ctx.facts.latest("consent_withdrawn")
+        if signed is None:
+            return Blocker("consent_missing", "the client must sign the KAP informed consent form")
+        if withdrawn is not None and withdrawn.at >= signed.at:
+            return Blocker("consent_withdrawn", "the client withdrew consent; a new consent form must be signed")
+        return None
+
+
+class IntentionSet(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        if ctx.facts.last_move("complete_intention_setting"):
+            return None
+        return Blocker("intention_not_set", "the intention-setting session must be completed first")
+
+
+def planned_sessions(facts: CaseFacts) -> int | None:
+    """The plan's number of KAP sessions, after every set, extension and early end."""
+    planned: int | None = None
+    dosings = _dosings(facts)
+    for f in facts.of_kind("treatment_plan"):
+        action = f.data["action"]
+        if action == "set":
+            planned = int(f.data["sessions"])
+        elif action == "extend":
+            planned = (planned or 0) + int(f.data["sessions"])
+        else:
+            planned = sum(1 for d in dosings if d <= f.at)
+    return planned
+
+
+class TreatmentPlanSet(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        if planned_sessions(ctx.facts) is not None:
+            return None
+        return Blocker("treatment_plan_missing", "record the treatment plan (number of KAP sessions) first")
+
+
+class PlanSessionsRemain(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        planned = planned_sessions(ctx.facts)
+        done = len(_dosings(ctx.facts))
+        if planned is None or done < planned:
+            return None
+        return Blocker(
+            "plan_sessions_used",
+            f"all {planned} planned KAP sessions are done; reassess and extend the plan, or complete treatment",
+            facts=(("planned", str(planned)), ("done", str(done))),
+        )
+
+
+class PlanFinished(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        planned = planned_sessions(ctx.facts) or 0
+        done = len(_dosings(ctx.facts))
+        if done >= planned:
+            return None
+        return Blocker(
+            "plan_not_finished",
+            f"{planned - done} planned KAP sessions remain; finish them or end the plan early",
+            facts=(("planned", str(planned)), ("done", str(done))),
+        )
+
+
+class ReassessmentNotDue(_Base):
+    thresholds = ("reassess_every",)
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        last = ctx.facts.last_move("complete_reassessment")
+        since = [d for d in _dosings(ctx.facts) if last is None or d > last.at]
+        every = _num(ctx, "reassess_every")
+        if len(since) < every:
+            return None
+        return Blocker(
+            "reassessment_due",
+            f"{len(since)} KAP sessions since the last reassessment; the prescriber must reassess before more",
+            facts=(("since_reassessment", str(len(since))), ("reassess_every", str(every))),
+        )
+
+
+class SessionFrequency(_Base):
+    thresholds = ("max_sessions_per_window", "window_days")
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        days = _num(ctx, "window_days")
+        limit = _num(ctx, "max_sessions_per_window")
+        recent = [d for d in _dosings(ctx.facts) if d > ctx.now - timedelta(days=days)]
+        if len(recent) < limit:
+            return None
+        next_ok = min(recent) + timedelta(days=days)
+        return Blocker(
+            "session_frequency_exceeded",
+            f"{len(recent)} KAP sessions in the last {days} days (limit {limit}); the next can start after "
+            f"{next_ok:%Y-%m-%d %H:%M} UTC",
+            facts=(("recent", str(len(recent))), ("limit", str(limit)), ("window_days", str(days))),
+        )
+
+
+class PreviousIntegrationDone(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        dosings = len(_dosings(ctx.facts))
+        integrations = len(ctx.facts.moves_by("complete_integration"))
+        if integrations >= dosings:
+            return None
+        return Blocker("integration_pending", "the previous KAP session's integration psychotherapy is not done")
+
+
+class LapseCheckin(_Base):
+    thresholds = ("lapse_days",)
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        last = _last_dosing(ctx.facts)
+        days = _num(ctx, "lapse_days")
+        if last is None or ctx.now - last <= timedelta(days=days):
+            return None
+        if _since(ctx.facts, "prescriber_checkin", last):
+            return None
+        return Blocker(
+            "prescriber_checkin_required",
+            f"more than {days} days since the last KAP session; a prescriber check-in is needed first",
+            facts=(("last_session", f"{last:%Y-%m-%d}"), ("lapse_days", str(days))),
+        )
+
+
+@dataclass(frozen=True)
+class RecentSinceDosing:
+    """A fact of ``kind`` recorded for this session: after the last dosing and within a window."""
+
+    kind: str
+    code: str
+    message: str
+    window: str = "predose_window_minutes"
+
+    @property
+    def thresholds(self) -> tuple[str, ...]:
+        return (self.window,)
+
+    def find(self, ctx: GuardContext) -> list[FactEntry]:
+        start = ctx.now - timedelta(minutes=_num(ctx, self.window))
+        last = _last_dosing(ctx.facts)
+        return [f for f in ctx.facts.of_kind(self.kind) if f.at >= start and (last is None or f.at > last)]
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        if self.find(ctx):
+            return None
+        return Blocker(self.code, self.message, facts=(("window_minutes", str(_num(ctx, self.window))),))
+
+
+class FastingAttested(RecentSinceDosing):
+    def __init__(self) -> None:
+        super().__init__(
+            "fasting", "fasting_not_attested", "the client must attest to fasting before dosing",
+            "attestation_window_minutes",
+        )
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        found = self.find(ctx)
+        if found and found[-1].data["attested"]:
+            return None
+        return Blocker(self.code, self.message)
+
+
+@dataclass(frozen=True)
+class VitalsInRange:
+    """The latest vitals of ``phase`` (after the last dosing for pre-dose, since it for post-dose) in range."""
+
+    phase: str
+    thresholds: tuple[str, ...] = ("max_systolic", "max_diastolic", "predose_window_minutes")
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        last = _last_dosing(ctx.facts)
+        if self.phase == "pre_dose":
+            start = ctx.now - timedelta(minutes=_num(ctx, "predose_window_minutes"))
+            if last is not None and last > start:
+                start = last
+        else:
+            start = last or ctx.now
+        readings = [v for v in ctx.facts.of_kind("vitals") if v.data["phase"] == self.phase and v.at >= start]
+        label = self.phase.replace("_", "-")
+        if not readings:
+            return Blocker(f"{self.phase}_vitals_missing", f"record the client's {label} vitals first")
+        sys_bp, dia_bp = int(readings[-1].data["systolic"]), int(readings[-1].data["diastolic"])
+        top_s, top_d = _num(ctx, "max_systolic"), _num(ctx, "max_diastolic")
+        if sys_bp <= top_s and dia_bp <= top_d:
+            return None
+        return Blocker(
+            f"{self.phase}_blood_pressure_high",
+            f"{label} blood pressure {sys_bp}/{dia_bp} is above {top_s}/{top_d} mmHg: hold for the prescriber",
+            facts=(("blood_pressure", f"{sys_bp}/{dia_bp}"), ("limit", f"{top_s}/{top_d}")),
+        )
+
+
+class ObservationElapsed(_Base):
+    thresholds = ("observation_minutes",)
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        last = _last_dosing(ctx.facts)
+        minimum = _num(ctx, "observation_minutes")
+        observed = int((ctx.now - last).total_seconds() // 60) if last else 0
+        if observed >= minimum:
+            return None
+        return Blocker(
+            "observation_incomplete",
+            f"the client has been observed for {observed} minutes; discharge after {minimum}",
+            facts=(("observed_minutes", str(observed)), ("minimum", str(minimum))),
+        )
+
+
+class ClientStable(_Base):
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        last = _last_dosing(ctx.facts)
+        checks = _since(ctx.facts, "discharge_check", last)
+        if not checks:
+            return Blocker("discharge_check_missing", "record the discharge check (client stable, no driving)")
+        latest = checks[-1].data
+        if not latest["stable"]:
+            return Blocker("client_not_stable", "the client is not yet stable: keep observing")
+        if not latest["no_driving_acknowledged"]:
+            return Blocker("no_driving_not_acknowledged", "the client must acknowledge: no driving until the next day")
+        return None
+
+
+class QuestionnairesCurrent(_Base):
+    """PHQ-9 and GAD-7 both recorded since the last dosing (used by reminders)."""
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        last = _last_dosing(ctx.facts)
+        done = {f.data["instrument"] for f in _since(ctx.facts, "questionnaire", last)}
+        missing = sorted({"PHQ-9", "GAD-7"} - done)
+        if not missing:
+            return None
+        return Blocker("questionnaires_due", f"questionnaires due before the next KAP session: {', '.join(missing)}")
+
+
+@dataclass(frozen=True)
+class WhenBooking:
+    """Apply ``guard`` only when the fact being recorded is an appointment of ``kind``."""
+
+    kind: str
+    guard: Guard
+
+    @property
+    def thresholds(self) -> tuple[str, ...]:
+        return tuple(self.guard.thresholds)
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        if ctx.data.get("kind") != self.kind:
+            return None
+        return self.guard(ctx)
+
+
+def kap_guards() -> dict[str, Guard]:
+    """Every named guard of the KAP pathway."""
+    pre_dose_escort = RecentSinceDosing(
+        "escort", "escort_missing", "arrange an escort (name and phone) to take the client home",
+        "attestation_window_minutes",
+    )
+    clinician = RecentSinceDosing(
+        "clinician_present", "clinician_not_present", "record the clinician present for the dosing"
+    )
+    return {
+        "evaluation_fee_paid": EvaluationFeePaid(),
+        "evaluation_booked": AppointmentBooked("evaluation"),
+        "integration_session_booked": AppointmentBooked("integration_session"),
+        "screening_recorded": ScreeningRecorded(),
+        "no_hard_exclusion": NoHardExclusion(),
+        "review_flags_cleared": ReviewFlagsCleared(),
+        "of_minimum_age": OfMinimumAge(),
+        "prescription_valid": PrescriptionValid(),
+        "consent_signed": ConsentSigned(),
+        "intention_set": IntentionSet(),
+        "treatment_plan_set": TreatmentPlanSet(),
+        "plan_sessions_remain": PlanSessionsRemain(),
+        "plan_finished": PlanFinished(),
+        "reassessment_not_due": ReassessmentNotDue(),
+        "session_frequency": SessionFrequency(),
+        "previous_integration_done": PreviousIntegrationDone(),
+        "lapse_checkin": LapseCheckin(),
+        "pre_dose_vitals_in_range": VitalsInRange("pre_dose"),
+        "post_dose_vitals_in_range": VitalsInRange("post_dose"),
+        "fasting_attested": FastingAttested(),
+        "escort_arranged": pre_dose_escort,
+        "clinician_present": clinician,
+        "observation_elapsed": ObservationElapsed(),
+        "client_stable": ClientStable(),
+        "questionnaires_current": QuestionnairesCurrent(),
+        "kap_booking_prescription": WhenBooking("kap_session", PrescriptionValid()),
+        "kap_booking_consent": WhenBooking("kap_session", ConsentSigned()),
+        "kap_booking_intention": WhenBooking("kap_session", IntentionSet()),
+    }
