@@ -2,13 +2,17 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The editable install is strict (a link tree), so a new module needs a reinstall:
+# the stamp's name follows the list of source files.
+SRC_HASH := $(shell find kapflow workflows adapters -name '*.py' | LC_ALL=C sort | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(SRC_HASH)
 DB ?= kapflow-demo.db
 
 .PHONY: demo test lint typecheck check clean
 
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	rm -f $(VENV)/.installed-*
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt \
 		--config-settings editable_mode=strict -e ".[dev,postgres]"
@@ -19,7 +23,7 @@ demo: $(STAMP)  ## run the example practice on a fresh SQLite file
 	$(BIN)/kapflow --db sqlite:///$(DB) demo
 
 test: $(STAMP)  ## the whole test suite
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check kapflow workflows adapters tests examples bench

@@ -1,0 +1,79 @@
+"""Drive KAP cases through the pathway with synthetic data, for tests at every level."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kapflow.domain.case import Actor
+from kapflow.engine import Engine
+from kapflow.testing import FakeClock
+
+CLIENT = Actor("client-portal", "client")
+FRONT_DESK = Actor("fd-avery", "front_desk")
+PRESCRIBER = Actor("np-rowan", "prescriber")
+THERAPIST = Actor("th-jordan", "therapist")
+BILLING = Actor("billing-1", "billing")
+AUDITOR = Actor("auditor-1", "auditor")
+
+INQUIRY = {
+    "first_name": "Sample",
+    "last_name": "Client-One",
+    "date_of_birth": "1988-04-12",
+    "email": "sample.client@example.org",
+    "phone": "+1 555 010 0101",
+    "concerns": ["depression"],
+    "message": "Looking for options after several medications.",
+}
+
+
+def open_case(engine: Engine, **changes: object) -> str:
+    return engine.open_case({**INQUIRY, **changes}, actor=FRONT_DESK).case_id
+
+
+def to_evaluating(engine: Engine, clock: FakeClock, case_id: str) -> None:
+    starts = (clock.now() + timedelta(days=3)).isoformat()
+    engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": starts}, actor=FRONT_DESK)
+    engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    engine.record(case_id, "payment", {"amount": "250.00", "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    clock.advance(days=3)
+    engine.fire(case_id, "start_evaluation", actor=PRESCRIBER)
+
+
+def to_ready(engine: Engine, clock: FakeClock, case_id: str, sessions: int = 3) -> None:
+    """From a new case to ready_for_kap: evaluated suitable, prescription, consent, plan, intentions."""
+    to_evaluating(engine, clock, case_id)
+    engine.record(case_id, "screening", {"exclusions": [], "flags": []}, actor=PRESCRIBER)
+    engine.fire(case_id, "find_suitable", actor=PRESCRIBER)
+    today = clock.now().date()
+    engine.record(
+        case_id,
+        "prescription",
+        {"prescriber": "NP Rowan Sample", "issued_on": today.isoformat(),
+         "expires_on": (today + timedelta(days=180)).isoformat()},
+        actor=PRESCRIBER,
+    )
+    engine.record(case_id, "consent", {"form_version": "2026-01", "signed_on": today.isoformat()}, actor=THERAPIST)
+    engine.record(case_id, "treatment_plan", {"action": "set", "sessions": sessions}, actor=PRESCRIBER)
+    engine.fire(case_id, "start_intention_setting", actor=THERAPIST)
+    engine.fire(case_id, "complete_intention_setting", actor=THERAPIST, data={"intentions": "ground; rest"})
+
+
+def prepare_dosing(engine: Engine, case_id: str, systolic: int = 122, diastolic: int = 78) -> None:
+    """Record the pre-dose checklist: vitals, fasting, escort, clinician present."""
+    engine.record(case_id, "vitals", {"phase": "pre_dose", "systolic": systolic, "diastolic": diastolic},
+                  actor=THERAPIST)
+    engine.record(case_id, "fasting", {"attested": True, "hours": 6}, actor=CLIENT)
+    engine.record(case_id, "escort", {"name": "Escort Sample", "phone": "+1 555 010 0199"}, actor=FRONT_DESK)
+    engine.record(case_id, "clinician_present", {"clinician": "Jordan Sample, LCSW"}, actor=THERAPIST)
+
+
+def one_kap_session(engine: Engine, clock: FakeClock, case_id: str) -> None:
+    """A whole KAP session: checklist, dosing, 2 h observation, discharge, integration."""
+    prepare_dosing(engine, case_id)
+    engine.fire(case_id, "start_kap_session", actor=THERAPIST)
+    clock.advance(minutes=120)
+    engine.record(case_id, "vitals", {"phase": "post_dose", "systolic": 118, "diastolic": 76}, actor=THERAPIST)
+    engine.record(case_id, "discharge_check", {"stable": True, "no_driving_acknowledged": True}, actor=THERAPIST)
+    engine.fire(case_id, "discharge", actor=THERAPIST)
+    clock.advance(minutes=60)
+    engine.fire(case_id, "complete_integration", actor=THERAPIST)
