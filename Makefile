@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check kapflow workflows adapters tests examples bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/mypy --strict
 
 check: lint typecheck test
 

@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from kapflow.audit import GENESIS, AuditReport, link_hash, verify_chain
 from kapflow.domain.case import (
@@ -47,10 +47,14 @@ from kapflow.domain.verdict import Verdict, evaluate
 from kapflow.domain.workflow import GuardContext, Transition, Workflow
 from kapflow.logging import get_logger
 from kapflow.machine import compiled
-from kapflow.ports import Clock, Store, SystemClock, UnitOfWork
+from kapflow.ports import Clock, DuplicateIdempotencyKey, Store, SystemClock, UnitOfWork
 
-_REFUSAL_RETRIES = 5
+_RETRIES = 5
 _log = get_logger("kapflow.engine")
+
+
+class _LostRace(Exception):
+    """A refusal lost the compare-and-swap to a concurrent change: evaluate again."""
 
 
 def _new_case_id() -> str:
@@ -100,9 +104,8 @@ class Engine:
                 case_id="", trigger="open_case", state="", role=actor.role, allowed=intake_kind.roles
             )
         fingerprint = _fingerprint("open", "", wf.name, wf.version, actor, parsed)
-        with self.store.write() as uow:
-            if key and (replayed := self._replay(uow, key, fingerprint)):
-                return replayed
+
+        def body(uow: UnitOfWork) -> Outcome:
             now = self.clock.now()
             case = CaseRecord(
                 id=self._new_case_id(),
@@ -122,9 +125,10 @@ class Engine:
             case = replace(case, version=1, event_count=1, head_hash=event.hash)
             uow.insert_case(case)
             uow.append_event(event)
-            outcome = Outcome(case.id, "opened", case.state, case.version, 1)
-            self._finish(uow, key, case.id, fingerprint, outcome)
-        _log.info("case_opened", case_id=case.id, workflow=wf.name, version=wf.version)
+            return Outcome(case.id, "opened", case.state, case.version, 1)
+
+        outcome = self._transact("", key, fingerprint, body)
+        _log.info("case_opened", case_id=outcome.case_id, workflow=wf.name, version=wf.version)
         return outcome
 
     def fire(
@@ -142,30 +146,23 @@ class Engine:
         payload = check_payload(data)
         key = self._check_key(idempotency_key)
         fingerprint = _fingerprint("fire", case_id, trigger, "", actor, payload)
-        for _attempt in range(_REFUSAL_RETRIES):
-            with self.store.write() as uow:
-                if key and (replayed := self._replay(uow, key, fingerprint)):
-                    return replayed
-                case, wf = self._load(uow, case_id)
-                if trigger not in wf.triggers():
-                    raise UnknownTrigger(trigger, wf.triggers())
-                self._check_actor(actor, wf)
-                self._check_expected(case, expected_version)
-                transition = wf.transition_from(case.state, trigger)
-                refusal = self._refusal(case, wf, transition, trigger, actor, payload)
-                if refusal is not None:
-                    if self._record_refusal(uow, case, wf, actor, trigger, payload, key, refusal):
-                        _log.info("transition_refused", case_id=case_id, trigger=trigger, code=refusal.code)
-                        raise refusal
-                    continue
-                assert transition is not None
-                outcome = self._move(uow, case, wf, transition, actor, payload, key, expected_version)
-                self._finish(uow, key, case_id, fingerprint, outcome)
-            _log.info(
-                "transition", case_id=case_id, trigger=trigger, source=outcome.from_state, dest=outcome.state
-            )
-            return outcome
-        raise ConcurrencyConflict(case_id, -1, None)
+
+        def body(uow: UnitOfWork) -> Outcome:
+            case, wf = self._load(uow, case_id)
+            if trigger not in wf.triggers():
+                raise UnknownTrigger(trigger, wf.triggers())
+            self._check_actor(actor, wf)
+            self._check_expected(case, expected_version)
+            transition = wf.transition_from(case.state, trigger)
+            refusal = self._refusal(case, wf, transition, trigger, actor, payload)
+            if refusal is not None:
+                self._record_refusal(uow, case, actor, trigger, payload, key, refusal)
+            assert transition is not None
+            return self._move(uow, case, wf, transition, actor, payload, key, expected_version)
+
+        outcome = self._transact(case_id, key, fingerprint, body)
+        _log.info("transition", case_id=case_id, trigger=trigger, source=outcome.from_state, dest=outcome.state)
+        return outcome
 
     def record(
         self,
@@ -182,27 +179,45 @@ class Engine:
         payload = check_payload(data)
         key = self._check_key(idempotency_key)
         fingerprint = _fingerprint("record", case_id, kind, "", actor, payload)
-        for _attempt in range(_REFUSAL_RETRIES):
-            with self.store.write() as uow:
-                if key and (replayed := self._replay(uow, key, fingerprint)):
-                    return replayed
-                case, wf = self._load(uow, case_id)
-                if kind not in wf.facts:
-                    raise UnknownFactKind(kind, list(wf.facts))
-                self._check_actor(actor, wf)
-                parsed = wf.facts[kind].spec(payload, self.clock.now())
-                self._check_expected(case, expected_version)
-                refusal = self._fact_refusal(case, wf, kind, actor, parsed)
-                if refusal is not None:
-                    if self._record_refusal(uow, case, wf, actor, None, {"fact_kind": kind}, key, refusal):
-                        _log.info("fact_refused", case_id=case_id, kind=kind, code=refusal.code)
-                        raise refusal
-                    continue
-                outcome = self._add_fact(uow, case, actor, kind, parsed, key, expected_version)
-                self._finish(uow, key, case_id, fingerprint, outcome)
-            _log.info("fact_recorded", case_id=case_id, kind=kind)
-            return outcome
-        raise ConcurrencyConflict(case_id, -1, None)
+
+        def body(uow: UnitOfWork) -> Outcome:
+            case, wf = self._load(uow, case_id)
+            if kind not in wf.facts:
+                raise UnknownFactKind(kind, list(wf.facts))
+            self._check_actor(actor, wf)
+            parsed = wf.facts[kind].spec(payload, self.clock.now())
+            self._check_expected(case, expected_version)
+            refusal = self._fact_refusal(case, wf, kind, actor, parsed)
+            if refusal is not None:
+                self._record_refusal(uow, case, actor, None, {"fact_kind": kind}, key, refusal)
+            return self._add_fact(uow, case, actor, kind, parsed, key, expected_version)
+
+        outcome = self._transact(case_id, key, fingerprint, body)
+        _log.info("fact_recorded", case_id=case_id, kind=kind)
+        return outcome
+
+    def _transact(
+        self, case_id: str, key: str | None, fingerprint: str, body: Callable[[UnitOfWork], Outcome]
+    ) -> Outcome:
+        """Run ``body`` in one transaction; replay a known idempotency key; retry lost races.
+
+        A race is retried, never merged: a refusal that lost the compare-and-swap
+        is re-evaluated against the new state, and a key stored meanwhile by a
+        concurrent duplicate is answered from that duplicate's result.
+        """
+        for _attempt in range(_RETRIES):
+            try:
+                with self.store.write() as uow:
+                    if key and (replayed := self._replay(uow, key, fingerprint)):
+                        return replayed
+                    outcome = body(uow)
+                    if key:
+                        uow.save_idempotent(key, outcome.case_id, fingerprint, canonical_json(outcome.as_dict()))
+                    uow.commit()
+                    return outcome
+            except (_LostRace, DuplicateIdempotencyKey):
+                continue
+        raise ConcurrencyConflict(case_id, None, None)
 
     # ------------------------------------------------------------------ queries
 
@@ -318,14 +333,13 @@ class Engine:
         self,
         uow: UnitOfWork,
         case: CaseRecord,
-        wf: Workflow,
         actor: Actor,
         trigger: str | None,
         data: JSONObject,
         key: str | None,
         refusal: Refused,
-    ) -> bool:
-        """Append the refusal to the audit history and commit; False if the case moved meanwhile."""
+    ) -> NoReturn:
+        """Append the refusal to the audit history, commit, and raise it."""
         blockers: tuple[Mapping[str, Any], ...]
         if isinstance(refusal, TransitionBlocked):
             blockers = tuple(b.as_dict() for b in refusal.blockers)
@@ -338,10 +352,11 @@ class Engine:
         # A refusal leaves state and version alone; it only extends the audit chain.
         updated = replace(case, event_count=case.event_count + 1, head_hash=event.hash)
         if not uow.update_case(updated, expected_event_count=case.event_count):
-            return False
+            raise _LostRace
         uow.append_event(event)
         uow.commit()
-        return True
+        _log.info("refused", case_id=case.id, trigger=refusal.trigger, code=refusal.code)
+        raise refusal
 
     def _move(
         self,
@@ -445,13 +460,6 @@ class Engine:
             hash="",
         )
         return replace(unsigned, hash=link_hash(unsigned))
-
-    def _finish(
-        self, uow: UnitOfWork, key: str | None, case_id: str, fingerprint: str, outcome: Outcome
-    ) -> None:
-        if key:
-            uow.save_idempotent(key, case_id, fingerprint, canonical_json(outcome.as_dict()))
-        uow.commit()
 
     @staticmethod
     def _replay(uow: UnitOfWork, key: str, fingerprint: str) -> Outcome | None:

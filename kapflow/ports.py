@@ -12,6 +12,16 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from kapflow.domain.case import AuditEvent, CaseRecord
+from kapflow.domain.errors import StorageError
+
+
+class DuplicateIdempotencyKey(StorageError):
+    """A concurrent command stored the same idempotency key first; the engine answers from it."""
+
+    code = "duplicate_idempotency_key"
+
+    def __init__(self) -> None:
+        super().__init__("a concurrent command used the same idempotency key; retry to get its result")
 
 
 class Clock(Protocol):
@@ -46,7 +56,9 @@ class UnitOfWork(Protocol):
         """The (fingerprint, result JSON) stored under an idempotency key, if any."""
         ...
 
-    def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None: ...
+    def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
+        """Store a command's result under its key; ``DuplicateIdempotencyKey`` if the key is taken."""
+        ...
 
     def commit(self) -> None: ...
 

@@ -236,11 +236,12 @@ class ConcurrencyConflict(KapflowError):
 
     code = "concurrency_conflict"
 
-    def __init__(self, case_id: str, expected_version: int, actual_version: int | None) -> None:
-        super().__init__(
-            f"case {case_id!r} changed (expected version {expected_version}, "
-            f"found {actual_version}); reload the case and retry"
-        )
+    def __init__(self, case_id: str, expected_version: int | None, actual_version: int | None) -> None:
+        if expected_version is None:
+            detail = "changed while the command ran"
+        else:
+            detail = f"changed (expected version {expected_version}, found {actual_version})"
+        super().__init__(f"case {case_id!r} {detail}; reload the case and retry")
         self.case_id = case_id
         self.expected_version = expected_version
         self.actual_version = actual_version

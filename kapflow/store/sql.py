@@ -26,6 +26,7 @@ from sqlmodel import SQLModel
 from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
 from kapflow.domain.errors import StorageError
 from kapflow.domain.payload import canonical_json
+from kapflow.ports import DuplicateIdempotencyKey
 from kapflow.store.tables import AuditRow, CaseRow, IdempotencyRow
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
@@ -205,9 +206,12 @@ class SqlUnitOfWork:
         return (row[0], row[1]) if row is not None else None
 
     def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
-        self._conn.execute(
-            _INSERT_IDEM, {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
-        )
+        try:
+            self._conn.execute(
+                _INSERT_IDEM, {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
+            )
+        except IntegrityError:
+            raise DuplicateIdempotencyKey from None
 
     def commit(self) -> None:
         self._conn.commit()

@@ -1,0 +1,44 @@
+"""The README's promises hold: its embedding snippet runs, its Quick start is two commands."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_embedding_snippet_runs(tmp_path: Path) -> None:
+    """The Python block under 'Embedding kapflow' runs as written, in a fresh folder."""
+    block = re.search(r"```python\n(.*?)```", _section("Embedding kapflow"), re.S)
+    assert block is not None
+    script = tmp_path / "snippet.py"
+    script.write_text(block.group(1), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "evaluation_fee_unpaid - $250 evaluation fee is due" in result.stdout
+
+
+def test_quick_start_is_exactly_two_commands() -> None:
+    """Quick start holds one code block with the demo command and the test command."""
+    blocks = re.findall(r"```sh\n(.*?)```", _section("Quick start"), re.S)
+    assert len(blocks) == 1
+    assert blocks[0].split("\n")[:2] == ["make demo", "make test"]
+    assert blocks[0].strip().count("\n") == 1
+
+
+def test_ci_runs_the_quick_start_test_command() -> None:
+    """.ci/run calls the same test command the README gives."""
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert "\nmake test\n" in ci
