@@ -2,17 +2,22 @@
 
 - ``Clock``: where time comes from (``SystemClock``; ``kapflow.testing.FakeClock`` in tests).
 - ``Store`` and ``UnitOfWork``: persistence, one database transaction per command.
+- ``Notifier``: delivers one ``Message`` over one channel (email, SMS, chat, webhook).
+- ``Calendar``: keeps one calendar event per appointment (create, update, cancel).
+
+Adapters import this module and ``kapflow.errors`` only, never the engine's insides.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from kapflow.domain.case import AuditEvent, CaseRecord
-from kapflow.domain.errors import StorageError
+from kapflow.domain.errors import KapflowError, StorageError
 
 
 class DuplicateIdempotencyKey(StorageError):
@@ -89,3 +94,102 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class AdapterConfigError(KapflowError):
+    """An adapter's configuration is unusable (bad URL, unreachable host at start-up, ...)."""
+
+    code = "adapter_config_error"
+
+    def __init__(self, adapter: str, problem: str) -> None:
+        super().__init__(f"{adapter}: {problem}")
+        self.adapter = adapter
+        self.problem = problem
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "adapter": self.adapter, "problem": self.problem}
+
+
+class DeliveryFailed(KapflowError):
+    """One delivery attempt failed. ``permanent`` failures are not retried."""
+
+    code = "delivery_failed"
+
+    def __init__(self, channel: str, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(f"{channel}: {reason}")
+        self.channel = channel
+        self.reason = reason
+        self.permanent = permanent
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "channel": self.channel, "reason": self.reason, "permanent": self.permanent}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One outgoing message. ``key`` is stable: the receiver can deduplicate on it.
+
+    Messages carry the minimum: no diagnosis or clinical detail in an SMS or an
+    email subject (the body says what to do next, and where to ask).
+    """
+
+    key: str
+    channel: str
+    recipient: str
+    subject: str
+    body: str
+    case_id: str = ""
+    audience: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class Notifier(Protocol):
+    """Delivers messages of one channel."""
+
+    @property
+    def channel(self) -> str:
+        """The channel name messages are routed by (``email``, ``sms``, ``webhook``, ...)."""
+        ...
+
+    def check(self) -> None:
+        """Validate configuration at start-up; raise ``AdapterConfigError`` with what to fix."""
+        ...
+
+    def send(self, message: Message) -> None:
+        """Deliver once; raise ``DeliveryFailed`` (``permanent`` when retrying cannot help)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    """One appointment as a calendar event (RFC 5545 VEVENT). ``uid`` is stable per appointment."""
+
+    uid: str
+    summary: str
+    starts_at: datetime
+    ends_at: datetime
+    location: str = ""
+    description: str = ""
+    alarms: tuple[timedelta, ...] = ()
+    sequence: int = 0
+    cancelled: bool = False
+
+
+class Calendar(Protocol):
+    """A calendar kapflow writes appointments to."""
+
+    def check(self) -> None:
+        """Validate configuration at start-up; raise ``AdapterConfigError`` with what to fix."""
+        ...
+
+    def upsert(self, event: CalendarEvent) -> None:
+        """Create the event, or replace the one with the same ``uid``."""
+        ...
+
+    def cancel(self, uid: str) -> None:
+        """Mark the event cancelled (STATUS:CANCELLED); unknown uids are ignored."""
+        ...
+
+    def get(self, uid: str) -> CalendarEvent | None:
+        """The stored event, or None."""
+        ...
