@@ -10,12 +10,15 @@ DB ?= kapflow-demo.db
 
 .PHONY: demo test lint typecheck check clean
 
+# caldav's urllib3-future would replace urllib3 through a .pth file at every start;
+# built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3 instead.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	rm -f $(VENV)/.installed-*
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt \
-		--config-settings editable_mode=strict -e ".[dev,postgres]"
+	URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet -c constraints.txt \
+		--no-binary urllib3-future \
+		--config-settings editable_mode=strict -e ".[dev,postgres,notify,calendar]"
 	touch $(STAMP)
 
 demo: $(STAMP)  ## run the example practice on a fresh SQLite file

@@ -1,1 +1,294 @@
-"""Placeholder; being written."""
+"""An example practice: a few synthetic clients driven through the KAP pathway on a fake clock.
+
+The scenario returns data (what each client shows, its key moments, its audit
+history and the audit verification); ``kapflow.cli`` renders it. Every name,
+date and number here is synthetic. A ``FakeClock`` moves through the story,
+so the demo is deterministic and never waits: sessions keep to the pathway's
+2-per-7-days and 120-minute observation rules because the clock is advanced
+past them, and the one attempt that breaks each rule is shown being refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from kapflow.audit import AuditReport
+from kapflow.bootstrap import build_engine
+from kapflow.domain.case import Actor, AuditEvent
+from kapflow.domain.errors import InvalidInput, TransitionBlocked
+from kapflow.engine import Engine
+from kapflow.testing import FakeClock
+
+__all__ = ["DEMO_START", "ClientStory", "DemoRun", "Moment", "demo_engine", "run_demo"]
+
+DEMO_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+"""A Monday morning: the demo practice's first day."""
+
+CLIENT = Actor("client-portal", "client")
+FRONT_DESK = Actor("fd-demo", "front_desk")
+PRESCRIBER = Actor("np-demo", "prescriber")
+THERAPIST = Actor("th-demo", "therapist")
+
+
+@dataclass(frozen=True)
+class Moment:
+    """Something worth pointing out in a client's story, at the time it happened."""
+
+    at: datetime
+    text: str
+
+
+@dataclass(frozen=True)
+class ClientStory:
+    """One synthetic client: what their case shows, its key moments and its audit history."""
+
+    client: str
+    case_id: str
+    headline: str
+    state: str
+    moments: tuple[Moment, ...]
+    history: tuple[AuditEvent, ...]
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """Every client's story and the verification of the whole audit history afterwards."""
+
+    start: datetime
+    stories: tuple[ClientStory, ...]
+    audit: AuditReport
+
+
+@dataclass
+class _Story:
+    """Collects a client's key moments while the scenario drives their case."""
+
+    engine: Engine
+    clock: FakeClock
+    client: str
+    headline: str
+    case_id: str = ""
+    moments: list[Moment] = field(default_factory=list)
+
+    def later(self, days: int, hour: int) -> datetime:
+        """Move the clock to ``hour`` o'clock (UTC) ``days`` days on, so appointments fall in office hours."""
+        return _later(self.clock, days, hour)
+
+    def note(self, text: str) -> None:
+        self.moments.append(Moment(self.clock.now(), text))
+
+    def record(self, kind: str, data: Mapping[str, Any], actor: Actor) -> None:
+        self.engine.record(self.case_id, kind, data, actor=actor)
+
+    def fire(self, trigger: str, actor: Actor, data: Mapping[str, Any] | None = None, *, note: str = "") -> None:
+        outcome = self.engine.fire(self.case_id, trigger, actor=actor, data=data)
+        self.note(f"{note or trigger}: {outcome.from_state} -> {outcome.state}")
+
+    def refused(self, trigger: str, actor: Actor, *, note: str = "") -> None:
+        """Fire a trigger the scenario expects the guards to refuse, and note every blocker."""
+        try:
+            self.engine.fire(self.case_id, trigger, actor=actor)
+        except TransitionBlocked as blocked:
+            for b in blocked.blockers:
+                self.note(f"{note or trigger} refused: {b.code}: {b.message}")
+            return
+        raise RuntimeError(f"the demo expected {trigger!r} to be refused on {self.case_id}")
+
+    def finish(self) -> ClientStory:
+        return ClientStory(
+            client=self.client,
+            case_id=self.case_id,
+            headline=self.headline,
+            state=self.engine.case(self.case_id).state,
+            moments=tuple(self.moments),
+            history=tuple(self.engine.history(self.case_id)),
+        )
+
+
+def _later(clock: FakeClock, days: int, hour: int) -> datetime:
+    now = clock.now()
+    target = datetime.combine(now.date() + timedelta(days=days), time(hour), tzinfo=UTC)
+    return clock.advance(target - now)
+
+
+def demo_engine(url: str | None = None, start: datetime = DEMO_START) -> tuple[Engine, FakeClock]:
+    """An engine on ``url`` whose clock the demo moves (the demo never reads the wall clock)."""
+    clock = FakeClock(start)
+    return build_engine(url, clock=clock), clock
+
+
+def run_demo(engine: Engine, clock: FakeClock, *, allow_existing: bool = False) -> DemoRun:
+    """Drive every synthetic client through their part of the pathway; verify the audit history."""
+    existing = engine.store.count_cases()
+    if existing and not allow_existing:
+        raise InvalidInput(
+            f"the database already holds {existing} cases; run the demo on a new database "
+            "(kapflow --db sqlite:///demo.db demo) or pass --force",
+            field="db",
+        )
+    start = clock.now()
+    stories = []
+    for number, (client, headline, scene) in enumerate(_SCENES, start=1):
+        story = _Story(engine, clock, client, headline)
+        story.case_id = engine.open_case(_inquiry(number, client), actor=FRONT_DESK).case_id
+        story.note("inquiry received: case opened")
+        scene(story)
+        stories.append(story.finish())
+        _later(clock, 1, 9)
+    return DemoRun(start, tuple(stories), engine.verify_audit())
+
+
+_CONCERNS = (["depression"], ["anxiety"], ["treatment_resistant_depression", "ptsd"], ["emotional_trauma"])
+
+
+def _inquiry(number: int, client: str) -> dict[str, Any]:
+    first, last = client.split(" ", 1)
+    return {
+        "first_name": first,
+        "last_name": last,
+        "date_of_birth": f"198{number}-0{number}-1{number}",
+        "email": f"sample.{last.lower()}@example.org",
+        "phone": f"+1 555 010 010{number}",  # 555-01xx numbers are reserved for fiction
+        "concerns": _CONCERNS[number - 1],
+        "message": "Synthetic demo inquiry.",
+    }
+
+
+def _evaluation_appointment(story: _Story) -> datetime:
+    starts = datetime.combine(story.clock.now().date() + timedelta(days=2), time(10), tzinfo=UTC)
+    story.record("appointment", {"kind": "evaluation", "starts_at": starts.isoformat()}, FRONT_DESK)
+    return starts
+
+
+def _book_evaluation(story: _Story) -> datetime:
+    starts = _evaluation_appointment(story)
+    story.fire("book_evaluation", FRONT_DESK)
+    return starts
+
+
+def _evaluate(story: _Story) -> None:
+    """Book the evaluation, take the fee, and start the evaluation on the appointment's day."""
+    starts = _book_evaluation(story)
+    story.record("payment", {"amount": "250.00", "purpose": "evaluation_fee"}, FRONT_DESK)
+    story.note("$250 evaluation fee paid")
+    story.clock.set(starts)
+    story.fire("start_evaluation", PRESCRIBER)
+
+
+def _unpaid_fee(story: _Story) -> None:
+    starts = _book_evaluation(story)
+    story.clock.set(starts)
+    story.refused("start_evaluation", PRESCRIBER)
+
+
+def _ineligible(story: _Story) -> None:
+    _evaluate(story)
+    story.record("screening", {"exclusions": ["uncontrolled_hypertension"], "flags": []}, PRESCRIBER)
+    story.note("screening recorded a hard exclusion")
+    story.refused("find_suitable", PRESCRIBER)
+    reason = "hard exclusion at screening: uncontrolled hypertension; referred to primary care"
+    story.fire("find_ineligible", PRESCRIBER, {"reason": reason}, note=f"find_ineligible ({reason})")
+
+
+def _full_plan(story: _Story) -> None:
+    _evaluate(story)
+    story.record("screening", {"exclusions": [], "flags": []}, PRESCRIBER)
+    story.fire("find_suitable", PRESCRIBER)
+    _prepare_treatment(story, sessions=3)
+    story.later(2, 9)
+    _kap_session(story, 1, early_discharge=True)
+    story.later(3, 9)
+    _kap_session(story, 2)
+    # Five days after the first session is inside its 7-day window: the third must wait.
+    story.later(2, 9)
+    _pre_dose_checklist(story)
+    story.refused("start_kap_session", THERAPIST, note="KAP session 3")
+    story.later(2, 10)
+    _kap_session(story, 3)
+    story.later(4, 10)
+    _integration_session(story)
+    story.fire("complete_treatment", PRESCRIBER)
+
+
+def _prepare_treatment(story: _Story, sessions: int) -> None:
+    today = story.clock.now().date()
+    story.record(
+        "prescription",
+        {"prescriber": "NP Demo Sample", "issued_on": today.isoformat(),
+         "expires_on": (today + timedelta(days=180)).isoformat()},
+        PRESCRIBER,
+    )
+    story.record("consent", {"form_version": "2026-01", "signed_on": today.isoformat()}, THERAPIST)
+    story.record("treatment_plan", {"action": "set", "sessions": sessions}, PRESCRIBER)
+    story.note(f"prescription, consent and a treatment plan of {sessions} KAP sessions recorded")
+    story.later(1, 10)
+    story.fire("start_intention_setting", THERAPIST)
+    story.clock.advance(minutes=60)
+    story.fire("complete_intention_setting", THERAPIST, {"intentions": "feel grounded; reconnect with friends"})
+
+
+def _pre_dose_checklist(story: _Story) -> None:
+    """Questionnaires, pre-dose vitals, fasting, escort and the clinician present."""
+    for instrument, score in (("PHQ-9", 16), ("GAD-7", 11)):
+        story.record("questionnaire", {"instrument": instrument, "score": score}, CLIENT)
+    story.record("vitals", {"phase": "pre_dose", "systolic": 124, "diastolic": 80}, THERAPIST)
+    story.record("fasting", {"attested": True, "hours": 6}, CLIENT)
+    story.record("escort", {"name": "Escort Sample", "phone": "+1 555 010 0199"}, FRONT_DESK)
+    story.record("clinician_present", {"clinician": "Therapist Demo Sample, LCSW"}, THERAPIST)
+
+
+def _kap_session(story: _Story, number: int, *, early_discharge: bool = False) -> None:
+    """One KAP session: checklist, dosing, 120 minutes' observation, discharge, integration."""
+    label = f"KAP session {number}"
+    starts = story.clock.now()
+    story.record("appointment", {"kind": "kap_session", "starts_at": starts.isoformat()}, FRONT_DESK)
+    _pre_dose_checklist(story)
+    story.fire("start_kap_session", THERAPIST, note=label)
+    if early_discharge:
+        story.clock.advance(minutes=60)
+        story.refused("discharge", THERAPIST, note=f"{label} discharge after 60 minutes")
+        story.clock.advance(minutes=60)
+    else:
+        story.clock.advance(minutes=120)
+    story.record("vitals", {"phase": "post_dose", "systolic": 118, "diastolic": 76}, THERAPIST)
+    story.record("discharge_check", {"stable": True, "no_driving_acknowledged": True}, THERAPIST)
+    story.fire("discharge", THERAPIST, note=f"{label} discharge after 120 minutes")
+    story.clock.advance(minutes=60)
+    story.fire("complete_integration", THERAPIST, note=f"{label} integration psychotherapy")
+
+
+def _integration_session(story: _Story) -> None:
+    starts = story.clock.now()
+    story.record("appointment", {"kind": "integration_session", "starts_at": starts.isoformat()}, FRONT_DESK)
+    story.fire("start_integration_session", THERAPIST)
+    story.clock.advance(minutes=60)
+    story.fire("complete_integration_session", THERAPIST)
+
+
+def _hold_and_resume(story: _Story) -> None:
+    _book_evaluation(story)
+    story.fire("hold", FRONT_DESK, {"reason": "client asked to pause for two weeks"})
+    story.later(14, 9)
+    story.fire("resume", FRONT_DESK)
+    # The first appointment passed while on hold: book a new one (the case is already evaluation_booked).
+    starts = _evaluation_appointment(story)
+    story.note("evaluation rebooked")
+    story.record("payment", {"amount": "250.00", "purpose": "evaluation_fee"}, FRONT_DESK)
+    story.note("$250 evaluation fee paid")
+    story.clock.set(starts)
+    story.fire("start_evaluation", PRESCRIBER)
+
+
+_SCENES: tuple[tuple[str, str, Callable[[_Story], None]], ...] = (
+    ("Sample Client-One", "evaluation booked, fee unpaid: the evaluation cannot start", _unpaid_fee),
+    ("Sample Client-Two", "a hard exclusion found at screening: recorded as ineligible", _ineligible),
+    (
+        "Sample Client-Three",
+        "a full treatment plan: 3 KAP sessions, an integration session, treatment completed",
+        _full_plan,
+    ),
+    ("Sample Client-Four", "put on hold while the evaluation was booked, then resumed", _hold_and_resume),
+)

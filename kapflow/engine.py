@@ -15,9 +15,11 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, NoReturn
 
 from kapflow.audit import GENESIS, AuditReport, link_hash, verify_chain
+from kapflow.domain.appointments import BOOKING, UPDATE, Appointment, appointments
 from kapflow.domain.case import (
     Actor,
     AuditEvent,
@@ -28,6 +30,7 @@ from kapflow.domain.case import (
     fold_fact,
     fold_move,
 )
+from kapflow.domain.effects import effects_of
 from kapflow.domain.errors import (
     Blocker,
     ConcurrencyConflict,
@@ -42,6 +45,7 @@ from kapflow.domain.errors import (
     UnknownTrigger,
     WorkflowDefinitionError,
 )
+from kapflow.domain.messages import Contacts, practice_timezone
 from kapflow.domain.payload import JSONObject, canonical_json, check_identifier, check_payload
 from kapflow.domain.verdict import Verdict, evaluate
 from kapflow.domain.workflow import GuardContext, Transition, Workflow
@@ -53,7 +57,7 @@ _RETRIES = 5
 _log = get_logger("kapflow.engine")
 
 
-class _LostRace(Exception):
+class LostRace(Exception):
     """A refusal lost the compare-and-swap to a concurrent change: evaluate again."""
 
 
@@ -71,12 +75,18 @@ class Engine:
         *,
         clock: Clock | None = None,
         new_case_id: Callable[[], str] = _new_case_id,
+        contacts: Contacts | None = None,
+        timezone: str = "UTC",
+        calendar_sync: bool = False,
     ) -> None:
         versions = [workflows] if isinstance(workflows, Workflow) else list(workflows)
         if not versions:
             raise WorkflowDefinitionError("<none>", ["the engine needs at least one workflow"])
         self.store = store
         self.clock: Clock = clock or SystemClock()
+        self.contacts: Contacts = contacts or {}
+        self.timezone = practice_timezone(timezone)
+        self.calendar_sync = calendar_sync
         self.workflow = versions[-1]
         self._workflows = {wf.key: wf for wf in versions}
         self._new_case_id = new_case_id
@@ -103,7 +113,8 @@ class Engine:
             raise NotPermitted(
                 case_id="", trigger="open_case", state="", role=actor.role, allowed=intake_kind.roles
             )
-        fingerprint = _fingerprint("open", "", wf.name, wf.version, actor, parsed)
+        # A retry after a deploy must replay its case: only a version the caller chose is part of the command.
+        fingerprint = _fingerprint("open", "", wf.name, workflow.version if workflow else "", actor, parsed)
 
         def body(uow: UnitOfWork) -> Outcome:
             now = self.clock.now()
@@ -125,6 +136,7 @@ class Engine:
             case = replace(case, version=1, event_count=1, head_hash=event.hash)
             uow.insert_case(case)
             uow.append_event(event)
+            uow.apply_effects(effects_of(wf, None, case, calendar=self.calendar_sync), now)
             return Outcome(case.id, "opened", case.state, case.version, 1)
 
         outcome = self._transact("", key, fingerprint, body)
@@ -215,9 +227,45 @@ class Engine:
                         uow.save_idempotent(key, outcome.case_id, fingerprint, canonical_json(outcome.as_dict()))
                     uow.commit()
                     return outcome
-            except (_LostRace, DuplicateIdempotencyKey):
+            except (LostRace, DuplicateIdempotencyKey):
                 continue
         raise ConcurrencyConflict(case_id, None, None)
+
+    # ------------------------------------------------------------- appointments
+
+    def book_appointment(
+        self, case_id: str, kind: str, starts_at: datetime, *, actor: Actor,
+        minutes: int | None = None, idempotency_key: str | None = None,
+    ) -> Outcome:
+        """Book an appointment; ``Outcome.extra["appointment"]`` is its id (a1, a2, ...)."""
+        data: dict[str, Any] = {"kind": kind, "starts_at": _instant(starts_at)}
+        if minutes is not None:
+            data["minutes"] = minutes
+        return self.record(case_id, BOOKING, data, actor=actor, idempotency_key=idempotency_key)
+
+    def reschedule_appointment(
+        self, case_id: str, appointment: str, starts_at: datetime, *, actor: Actor,
+        reason: str | None = None, idempotency_key: str | None = None,
+    ) -> Outcome:
+        data = {"appointment": appointment, "action": "reschedule", "starts_at": _instant(starts_at), "reason": reason}
+        return self.record(case_id, UPDATE, data, actor=actor, idempotency_key=idempotency_key)
+
+    def cancel_appointment(
+        self, case_id: str, appointment: str, *, actor: Actor, reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        data = {"appointment": appointment, "action": "cancel", "reason": reason}
+        return self.record(case_id, UPDATE, data, actor=actor, idempotency_key=idempotency_key)
+
+    def mark_no_show(
+        self, case_id: str, appointment: str, *, actor: Actor, idempotency_key: str | None = None
+    ) -> Outcome:
+        data = {"appointment": appointment, "action": "no_show"}
+        return self.record(case_id, UPDATE, data, actor=actor, idempotency_key=idempotency_key)
+
+    def appointments(self, case_id: str) -> list[Appointment]:
+        case = self.case(case_id)
+        return list(appointments(case.id, CaseFacts(case.facts)).values())
 
     # ------------------------------------------------------------------ queries
 
@@ -251,16 +299,21 @@ class Engine:
             raise InvalidInput("limit must be 1-10000 and offset at least 0", field="limit")
         return list(self.store.list_cases(state=state, limit=limit, offset=offset))
 
-    def check(self, case_id: str, trigger: str, *, actor: Actor | None = None) -> Verdict:
-        """Would ``trigger`` fire now? Every blocker, including role and state. Writes nothing."""
+    def check(
+        self, case_id: str, trigger: str, *, actor: Actor | None = None, data: Mapping[str, Any] | None = None
+    ) -> Verdict:
+        """Would ``trigger`` fire now (with ``data``)? Every blocker, including role and state. Writes nothing."""
         case = self.case(case_id)
         wf = self.workflow_of(case)
         if trigger not in wf.triggers():
             raise UnknownTrigger(trigger, wf.triggers())
+        if actor is not None:
+            self._check_actor(actor, wf)
+        payload = check_payload(data)
         transition = wf.transition_from(case.state, trigger)
         if transition is None:
             return Verdict(trigger, (_not_available_blocker(case.state, trigger),))
-        verdict = evaluate(wf, transition, self._context(case, wf, trigger, {}))
+        verdict = evaluate(wf, transition, self._context(case, wf, trigger, payload))
         if actor is not None and actor.role not in transition.roles:
             role = Blocker(
                 "role_not_permitted",
@@ -291,7 +344,9 @@ class Engine:
         return case, self.workflow_of(case)
 
     def _context(self, case: CaseRecord, wf: Workflow, trigger: str, data: Mapping[str, Any]) -> GuardContext:
-        return GuardContext(case.id, case.state, trigger, CaseFacts(case.facts), self.clock.now(), wf.thresholds, data)
+        return GuardContext(
+            case.id, case.state, trigger, CaseFacts(case.facts), self.clock.now(), wf.thresholds, data, self.timezone
+        )
 
     def _refusal(
         self,
@@ -349,14 +404,21 @@ class Engine:
             case, actor, "refused", trigger=trigger, from_state=case.state, to_state=case.state,
             data=data, blockers=blockers, key=key,
         )
-        # A refusal leaves state and version alone; it only extends the audit chain.
-        updated = replace(case, event_count=case.event_count + 1, head_hash=event.hash)
-        if not uow.update_case(updated, expected_event_count=case.event_count):
-            raise _LostRace
-        uow.append_event(event)
+        self.append_note(uow, case, event)
         uow.commit()
         _log.info("refused", case_id=case.id, trigger=refusal.trigger, code=refusal.code)
         raise refusal
+
+    def append_note(self, uow: UnitOfWork, case: CaseRecord, event: AuditEvent) -> CaseRecord:
+        """Append an event that changes neither state nor version (a refusal, a reminder's fate).
+
+        Raises ``LostRace`` if the case moved meanwhile, so the caller evaluates again.
+        """
+        updated = replace(case, event_count=case.event_count + 1, head_hash=event.hash)
+        if not uow.update_case(updated, expected_event_count=case.event_count):
+            raise LostRace
+        uow.append_event(event)
+        return updated
 
     def _move(
         self,
@@ -415,7 +477,10 @@ class Engine:
             updated_at=now,
         )
         self._write(uow, case, updated, event, expected_version)
-        return Outcome(case.id, "fact", case.state, updated.version, updated.event_count, extra={"fact_kind": kind})
+        extra: dict[str, Any] = {"fact_kind": kind}
+        if kind == BOOKING:
+            extra["appointment"] = f"a{len(CaseFacts(updated.facts).of_kind(BOOKING))}"
+        return Outcome(case.id, "fact", case.state, updated.version, updated.event_count, extra=extra)
 
     def _write(
         self, uow: UnitOfWork, case: CaseRecord, updated: CaseRecord, event: AuditEvent, expected: int | None
@@ -427,6 +492,22 @@ class Engine:
                 current.version if current else None,
             )
         uow.append_event(event)
+        # Timers and calendar messages commit with the change, or not at all.
+        uow.apply_effects(
+            effects_of(self.workflow_of(case), case, updated, calendar=self.calendar_sync), updated.updated_at
+        )
+
+    def audit_event(
+        self,
+        case: CaseRecord,
+        actor: Actor,
+        kind: str,
+        *,
+        data: Mapping[str, Any] | None = None,
+        trigger: str | None = None,
+    ) -> AuditEvent:
+        """A hashed audit event for ``case`` in its current state (for notes by the worker)."""
+        return self._event(case, actor, kind, trigger=trigger, from_state=case.state, to_state=case.state, data=data)
 
     def _event(
         self,
@@ -489,6 +570,12 @@ class Engine:
     def _check_expected(case: CaseRecord, expected_version: int | None) -> None:
         if expected_version is not None and case.version != expected_version:
             raise ConcurrencyConflict(case.id, expected_version, case.version)
+
+
+def _instant(moment: datetime) -> str:
+    if not isinstance(moment, datetime):
+        raise InvalidInput("starts_at must be a datetime with a time zone", field="starts_at")
+    return moment.isoformat()
 
 
 def _not_available_blocker(state: str, trigger: str) -> Blocker:

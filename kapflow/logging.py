@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
@@ -69,6 +70,30 @@ def _render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> s
     return str(console(logger, method, event_dict))
 
 
+def _safe_exc_info(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Render a logged exception as frames plus its type; only kapflow's own messages are kept.
+
+    Other libraries' messages can quote the values they choked on (a name, a
+    note), so they are left out; kapflow's messages carry ids and codes only.
+    """
+    exc_info = event_dict.pop("exc_info", None)
+    if not exc_info:
+        return event_dict
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    _type, exc, tb = exc_info
+    if exc is None:
+        return event_dict
+    frames = "".join(traceback.format_tb(tb))
+    from kapflow.domain.errors import KapflowError
+
+    said = f": {exc}" if isinstance(exc, KapflowError) else " (message withheld: it may quote client data)"
+    event_dict["exception"] = f"Traceback (most recent call last):\n{frames}{type(exc).__name__}{said}"
+    return event_dict
+
+
 class _Sink:
     """Writes rendered lines to the stream chosen by ``configure_logging`` (stderr by default)."""
 
@@ -83,7 +108,7 @@ _PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
-    structlog.processors.format_exc_info,  # plain text, never locals
+    _safe_exc_info,  # frames and type only: never locals, never a third-party message
     RedactPHI(),
     _render,
 ]

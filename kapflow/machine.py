@@ -72,7 +72,7 @@ class CompiledMachine:
         binding = _Binding(state, previous)
         try:
             moved = self._machine.events[trigger].trigger(binding, binding)
-        except (MachineError, KeyError) as exc:
+        except (MachineError, KeyError, ValueError) as exc:  # ValueError: a state the machine lacks
             raise MoveUndefined(trigger, state) from exc
         if not moved:
             raise MoveUndefined(trigger, state)
@@ -89,18 +89,23 @@ class MoveUndefined(KapflowError):
         self.trigger = trigger
         self.state = state
 
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "trigger": self.trigger, "state": self.state}
 
-_cache: dict[tuple[str, str], CompiledMachine] = {}
+
+# Keyed by the workflow object (two objects may share a name and version); the
+# entry holds the workflow, so its id cannot be reused while cached.
+_cache: dict[int, CompiledMachine] = {}
 _lock = threading.Lock()
 
 
 def compiled(workflow: Workflow) -> CompiledMachine:
     """The shared machine of a workflow version, built on first use."""
-    machine = _cache.get(workflow.key)
-    if machine is None or machine.workflow is not workflow:
+    machine = _cache.get(id(workflow))
+    if machine is None:
         with _lock:
-            machine = _cache.get(workflow.key)
-            if machine is None or machine.workflow is not workflow:
+            machine = _cache.get(id(workflow))
+            if machine is None:
                 machine = CompiledMachine(workflow)
-                _cache[workflow.key] = machine
+                _cache[id(workflow)] = machine
     return machine

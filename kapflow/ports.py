@@ -14,9 +14,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from kapflow.domain.case import AuditEvent, CaseRecord
+from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.errors import KapflowError, StorageError
 
 
@@ -57,6 +58,18 @@ class UnitOfWork(Protocol):
         """Append an audit event; returns its global sequence number."""
         ...
 
+    def apply_effects(self, effects: Effects, now: datetime) -> None:
+        """Write a change's timers (planned and cancelled) and outbox messages."""
+        ...
+
+    def add_outbox(self, message: OutboxMessage, now: datetime) -> bool:
+        """Queue a message unless its key is already queued."""
+        ...
+
+    def finish_timer(self, timer_id: int, worker: str, status: str, outcome: str, now: datetime) -> bool:
+        """Close a timer this worker holds; False if another worker took it over."""
+        ...
+
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         """The (fingerprint, result JSON) stored under an idempotency key, if any."""
         ...
@@ -91,6 +104,10 @@ class Store(Protocol):
 
     def case_heads(self) -> Iterator[tuple[str, int, str]]:
         """(case id, event count, head hash) of every case, streamed."""
+        ...
+
+    def queue(self) -> Queue:
+        """The worker's view of this store's timers and outbox."""
         ...
 
     def close(self) -> None: ...
@@ -193,3 +210,51 @@ class Calendar(Protocol):
     def get(self, uid: str) -> CalendarEvent | None:
         """The stored event, or None."""
         ...
+
+
+@dataclass(frozen=True)
+class TimerClaim:
+    """A due timer held by one worker until its lease ends."""
+
+    id: int
+    key: str
+    case_id: str
+    reminder: str
+    appointment_id: str | None
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxClaim:
+    """An outbox row held by one worker while it delivers it."""
+
+    id: int
+    key: str
+    case_id: str
+    channel: str
+    audience: str
+    recipient: str
+    subject: str
+    body: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+
+class Queue(Protocol):
+    """Timers and outbox as the worker sees them: claimed with leases, settled one by one."""
+
+    def claim_timers(self, worker: str, now: datetime, lease_until: datetime, limit: int) -> list[TimerClaim]: ...
+
+    def claim_outbox(self, worker: str, now: datetime, lease_until: datetime, limit: int) -> list[OutboxClaim]: ...
+
+    def settle(
+        self, claim: OutboxClaim, worker: str, now: datetime, outcome: str, *,
+        detail: str = "", retry_at: datetime | None = None,
+    ) -> bool: ...
+
+    def outbox(self, case_id: str | None = None) -> Sequence[dict[str, Any]]: ...
+
+    def timers(self, case_id: str | None = None) -> Sequence[dict[str, Any]]: ...
+
+    def attempts(self, outbox_id: int) -> Sequence[dict[str, Any]]: ...

@@ -106,6 +106,9 @@ class UnknownTrigger(InvalidInput):
         self.trigger = trigger
         self.known = tuple(sorted(known))
 
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "trigger": self.trigger, "known": list(self.known)}
+
 
 class UnknownFactKind(InvalidInput):
     """The workflow records no fact of this kind."""
@@ -120,6 +123,9 @@ class UnknownFactKind(InvalidInput):
         self.kind = kind
         self.known = tuple(sorted(known))
 
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "kind": self.kind, "known": list(self.known)}
+
 
 class IdempotencyKeyReused(InvalidInput):
     """The idempotency key was used before for a different command."""
@@ -133,6 +139,9 @@ class IdempotencyKeyReused(InvalidInput):
             field="idempotency_key",
         )
         self.key_digest = key_digest
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "key_digest": self.key_digest}
 
 
 class UnknownCase(KapflowError):

@@ -16,10 +16,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from kapflow.domain.case import to_iso
 from kapflow.domain.errors import InvalidFact, InvalidInput
 from kapflow.domain.payload import JSONObject, JSONValue, check_text
 
 _MISSING: Any = object()
+_WHOLE = re.compile(r"-?[0-9]{1,9}")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 
 
 class FieldError(ValueError):
@@ -75,6 +78,13 @@ class Phone(Text):
             **kw,
         )
 
+    def parse(self, value: Any) -> JSONValue:
+        text = super().parse(value)
+        digits = sum(ch.isascii() and ch.isdigit() for ch in str(text))
+        if not 7 <= digits <= 15:
+            raise FieldError(f"is not valid; {self.hint}")
+        return text
+
 
 class Email(Text):
     def __init__(self, name: str, **kw: Any) -> None:
@@ -108,10 +118,8 @@ class ChoiceList(Field):
             raise FieldError("must be a list")
         unknown = [v for v in value if v not in self.choices]
         if unknown:
-            raise FieldError(
-                f"has unknown entries {', '.join(map(str, unknown))[:200]}; "
-                f"known: {', '.join(self.choices)}"
-            )
+            # The entries themselves are not echoed: they may be a client's own words.
+            raise FieldError(f"has {len(unknown)} unknown entries; known: {', '.join(self.choices)}")
         return sorted(set(value))
 
 
@@ -122,8 +130,8 @@ class Integer(Field):
 
     def parse(self, value: Any) -> JSONValue:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                value = int(value)
+            if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
+                value = int(value.strip())
             else:
                 raise FieldError("must be a whole number")
         if not self.low <= value <= self.high:
@@ -190,7 +198,7 @@ class Moment(Field):
             raise FieldError("must be a time such as 2026-11-28T15:00:00+00:00")
         if value.tzinfo is None:
             raise FieldError("needs a time zone offset, e.g. +00:00")
-        return value.astimezone(UTC).isoformat()
+        return to_iso(value)
 
 
 CrossCheck = Callable[[JSONObject, datetime], tuple[str, str] | None]
@@ -214,13 +222,12 @@ class FactSpec:
     def __call__(self, data: Mapping[str, Any], now: datetime | None = None) -> JSONObject:
         if not isinstance(data, Mapping):
             raise InvalidFact(self.kind, "*", "must be an object of named values")
-        unknown = sorted(k for k in data if k not in self._names)
+        unknown = sorted(str(k) for k in data if k not in self._names)
         if unknown and not self.extra_allowed:
-            raise InvalidFact(
-                self.kind,
-                str(unknown[0])[:64],
-                f"is not a field of {self.kind}; fields: {', '.join(sorted(self._names))}",
-            )
+            # Name the field only when it looks like a field name, not like someone's words.
+            name = unknown[0] if _FIELD_NAME.fullmatch(unknown[0]) else "<unknown field>"
+            fields = ", ".join(sorted(self._names))
+            raise InvalidFact(self.kind, name, f"is not a field of {self.kind}; fields: {fields}")
         parsed: JSONObject = {}
         for f in self.fields:
             try:

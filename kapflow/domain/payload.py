@@ -19,8 +19,9 @@ from kapflow.domain.errors import InvalidInput
 MAX_TEXT_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_DEPTH = 8
-_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
+# C0 controls but tab, newline and CR; DEL; C1 controls (U+009B starts terminal escapes).
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}")
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 JSONObject = dict[str, JSONValue]
@@ -28,7 +29,13 @@ JSONObject = dict[str, JSONValue]
 
 def check_text(value: str, field: str) -> str:
     """Return ``value`` if it obeys the text policy, else raise ``InvalidInput``."""
-    if len(value) > MAX_TEXT_BYTES or len(value.encode("utf-8")) > MAX_TEXT_BYTES:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"{field}: is not valid Unicode text (a lone surrogate); send UTF-8 text", field=field
+        ) from None
+    if size > MAX_TEXT_BYTES:
         raise InvalidInput(
             f"{field}: text is longer than {MAX_TEXT_BYTES // 1024} KiB; shorten it or attach a document",
             field=field,
@@ -45,7 +52,7 @@ def check_text(value: str, field: str) -> str:
 
 def check_identifier(value: object, field: str) -> str:
     """An id, actor or key: 1-200 characters of letters, digits and ``_.:@-``."""
-    if not isinstance(value, str) or not _IDENT.match(value):
+    if not isinstance(value, str) or not _IDENT.fullmatch(value):
         raise InvalidInput(
             f"{field}: must be 1-200 characters of letters, digits and _.:@- "
             "starting with a letter or digit",

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from kapflow.domain.case import PREVIOUS_STATE, CaseFacts
@@ -32,6 +33,12 @@ class GuardContext:
     now: datetime
     thresholds: Mapping[str, Threshold]
     data: Mapping[str, Any] = field(default_factory=dict)
+    tz: tzinfo = UTC
+
+    @property
+    def today(self) -> date:
+        """The practice's calendar date now (prescriptions expire and birthdays fall on local dates)."""
+        return self.now.astimezone(self.tz).date()
 
 
 class Guard(Protocol):
@@ -52,9 +59,11 @@ class Reminder:
     ``after`` counts from entering the state (in business days when
     ``business_days``); ``before_appointment`` counts back from the start of
     the next appointment of ``appointment_kind``. ``fires`` names a trigger to
-    fire instead of, or besides, sending a message. ``while_blocked_by`` names
-    a guard: the reminder goes out only while that guard still blocks (a fee
-    reminder stops once the fee is paid).
+    fire instead of sending a message (its ``channel`` is then empty).
+    ``while_blocked_by`` names a guard: the reminder goes out only while that
+    guard still blocks (a fee reminder stops once the fee is paid). A reminder
+    found overdue by more than ``grace`` (the worker was down) is recorded as
+    missed, not sent late. Subjects stay free of clinical detail.
     """
 
     name: str
@@ -67,6 +76,8 @@ class Reminder:
     appointment_kind: str | None = None
     fires: str | None = None
     while_blocked_by: str | None = None
+    subject: str = "A message from your care team"
+    grace: timedelta = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,9 @@ class Workflow:
     _by_trigger: Mapping[str, tuple[Transition, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Own read-only copies: editing the caller's dicts must not change a validated version.
+        for name in ("guards", "facts", "thresholds"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         problems = validate(self)
         if problems:
             raise WorkflowDefinitionError(self.name or "<unnamed>", problems)
@@ -161,7 +175,10 @@ class Workflow:
             raise WorkflowDefinitionError(
                 self.name, [f"unknown threshold {u!r}" for u in unknown]
             )
-        return replace(self, version=version, thresholds={**self.thresholds, **changes})
+        return replace(
+            self, version=version, thresholds={**self.thresholds, **changes},
+            guards=dict(self.guards), facts=dict(self.facts),
+        )
 
 
 def validate(wf: Workflow) -> list[str]:
@@ -232,6 +249,8 @@ def _check_reminders(wf: Workflow, known: set[str]) -> list[str]:
             where = f"reminder {r.name!r} of state {s.name!r}"
             if r.audience not in wf.roles:
                 problems.append(f"{where} is for unknown role {r.audience!r}")
+            if not r.channel and not r.fires:
+                problems.append(f"{where} names neither a channel to send on nor a trigger to fire")
             if (r.after is None) == (r.before_appointment is None):
                 problems.append(f"{where} needs exactly one of 'after' or 'before_appointment'")
             if r.before_appointment is not None and not r.appointment_kind:

@@ -17,16 +17,18 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, create_engine, event, func, inspect, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
 from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
+from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.errors import StorageError
 from kapflow.domain.payload import canonical_json
 from kapflow.ports import DuplicateIdempotencyKey
+from kapflow.store import queue
 from kapflow.store.tables import AuditRow, CaseRow, IdempotencyRow
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
@@ -201,6 +203,16 @@ class SqlUnitOfWork:
         key = result.inserted_primary_key
         return int(key[0]) if key else 0
 
+    def apply_effects(self, effects: Effects, now: datetime) -> None:
+        if not effects.empty:
+            queue.apply_effects(self._conn, effects, now)
+
+    def add_outbox(self, message: OutboxMessage, now: datetime) -> bool:
+        return queue.add_outbox(self._conn, message, now)
+
+    def finish_timer(self, timer_id: int, worker: str, status: str, outcome: str, now: datetime) -> bool:
+        return queue.finish_timer(self._conn, timer_id, worker, status, outcome, now)
+
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         row = self._conn.execute(_SELECT_IDEM, {"key": key}).first()
         return (row[0], row[1]) if row is not None else None
@@ -228,10 +240,15 @@ class SqlStore:
             self.create_schema()
 
     def create_schema(self) -> None:
-        with _translated(), self.engine.connect() as conn:
-            conn.execution_options(kapflow_write=True)
-            with conn.begin():
-                SQLModel.metadata.create_all(conn)
+        """Create missing tables. Looks first, so a read-only user on a ready database writes nothing."""
+        with _translated():
+            present = set(inspect(self.engine).get_table_names())
+            if set(SQLModel.metadata.tables) <= present:
+                return
+            with self.engine.connect() as conn:
+                conn.execution_options(kapflow_write=True)
+                with conn.begin():
+                    SQLModel.metadata.create_all(conn)
 
     @contextmanager
     def write(self) -> Iterator[SqlUnitOfWork]:
@@ -282,6 +299,9 @@ class SqlStore:
         with _translated(), self.engine.connect() as conn:
             for row in conn.execution_options(yield_per=1000).execute(query):
                 yield (row[0], row[1], row[2])
+
+    def queue(self) -> queue.SqlQueue:
+        return queue.SqlQueue(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -58,3 +58,62 @@ class IdempotencyRow(SQLModel, table=True):
     case_id: str = Field(max_length=200)
     fingerprint: str = Field(max_length=64)
     result: str
+
+
+class TimerRow(SQLModel, table=True):
+    """A reminder due at a time; the durable truth the worker polls (never APScheduler's job store)."""
+
+    __tablename__ = "timers"
+    __table_args__ = (Index("ix_timers_status_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300, unique=True)
+    case_id: str = Field(max_length=200, index=True)
+    reminder: str = Field(max_length=100)
+    appointment_id: str | None = Field(default=None, max_length=50)
+    due_at: str = Field(max_length=40)
+    status: str = Field(max_length=20)  # pending | claimed | done | skipped | missed | cancelled
+    claimed_by: str | None = Field(default=None, max_length=200)
+    lease_until: str | None = Field(default=None, max_length=40)
+    outcome: str | None = Field(default=None, max_length=500)
+    created_at: str = Field(max_length=40)
+    updated_at: str = Field(max_length=40)
+
+
+class OutboxRow(SQLModel, table=True):
+    """A message or calendar change to deliver, written in the transaction that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300, unique=True)
+    case_id: str = Field(max_length=200, index=True)
+    channel: str = Field(max_length=50)
+    audience: str = Field(max_length=50)
+    recipient: str = Field(max_length=500)
+    subject: str
+    body: str
+    payload: str
+    status: str = Field(max_length=20)  # pending | sending | sent | dead
+    attempts: int = 0
+    next_attempt_at: str = Field(max_length=40)
+    claimed_by: str | None = Field(default=None, max_length=200)
+    lease_until: str | None = Field(default=None, max_length=40)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: str = Field(max_length=40)
+    sent_at: str | None = Field(default=None, max_length=40)
+
+
+class DeliveryAttemptRow(SQLModel, table=True):
+    """One try at delivering one outbox row, and how it went."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int = Field(index=True)
+    attempt: int
+    at: str = Field(max_length=40)
+    worker: str = Field(max_length=200)
+    outcome: str = Field(max_length=20)  # sent | failed | gave_up
+    detail: str | None = Field(default=None, max_length=500)

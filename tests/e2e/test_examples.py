@@ -40,9 +40,9 @@ def test_example_runs_on_sqlite(script: str, tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("script", sorted(EXPECTED))
-def test_example_runs_on_postgres(script: str, tmp_path: Path, postgres_url: str) -> None:
+def test_example_runs_on_postgres(script: str, tmp_path: Path, postgres_schema_url: str) -> None:
     """The same example runs unchanged against PostgreSQL."""
-    result = _run(script, tmp_path, postgres_url)
+    result = _run(script, tmp_path, postgres_schema_url)
     assert result.returncode == 0, result.stderr
     for line in EXPECTED[script]:
         assert line in result.stdout

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from kapflow.workflows.kap import facts as kap_facts
-from kapflow.workflows.kap.guards import kap_guards
-
 from kapflow.domain.case import PREVIOUS_STATE
 from kapflow.domain.workflow import FactKind, Reminder, State, Transition, Workflow
+from kapflow.workflows.kap import facts as kap_facts
+from kapflow.workflows.kap.guards import kap_guards
 
 CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, BILLING, AUDITOR, SYSTEM = (
     "client", "front_desk", "prescriber", "therapist", "billing", "auditor", "system",
@@ -60,12 +59,11 @@ KAP_SESSION_GUARDS = (
 
 
 def _appointment_reminders(kind: str) -> tuple[Reminder, ...]:
-    label = kind.replace("_", " ")
     return tuple(
         Reminder(
             f"{kind}_reminder_{hours}h", CLIENT, "email",
-            f"Reminder: your {label} appointment is on {{starts_at}}.",
-            before_appointment=timedelta(hours=hours), appointment_kind=kind,
+            "Hello {first_name}, this is a reminder of your appointment on {starts_at}, in person at the practice.",
+            before_appointment=timedelta(hours=hours), appointment_kind=kind, subject="Appointment reminder",
         )
         for hours in (72, 24)
     )
@@ -79,7 +77,7 @@ STATES = (
             Reminder(
                 "inquiry_unanswered", FRONT_DESK, "email",
                 "An inquiry has waited 2 business days for an answer.",
-                after=timedelta(days=2), business_days=True,
+                after=timedelta(days=2), business_days=True, subject="kapflow: inquiry waiting for an answer",
             ),
         ),
     ),
@@ -89,20 +87,28 @@ STATES = (
         reminders=(
             Reminder(
                 "evaluation_fee_due", CLIENT, "email",
-                "Your $250 evaluation fee is due before your appointment on {starts_at}.",
-                after=timedelta(0), while_blocked_by="evaluation_fee_paid",
+                "Hello {first_name}, the one-time $250 fee is due before your appointment on {starts_at}.",
+                after=timedelta(0), appointment_kind="evaluation", while_blocked_by="evaluation_fee_paid",
+                subject="Payment reminder",
             ),
             Reminder(
                 "evaluation_fee_due_48h", CLIENT, "email",
-                "Your $250 evaluation fee is due before your appointment on {starts_at}.",
+                "Hello {first_name}, the one-time $250 fee is due before your appointment on {starts_at}.",
                 before_appointment=timedelta(hours=48), appointment_kind="evaluation",
-                while_blocked_by="evaluation_fee_paid",
+                while_blocked_by="evaluation_fee_paid", subject="Payment reminder",
             ),
             Reminder(
                 "evaluation_fee_unpaid_alert", FRONT_DESK, "email",
-                "Evaluation fee still unpaid 24 hours before the appointment.",
+                "The evaluation fee is still unpaid 24 hours before the appointment on {starts_at}.",
                 before_appointment=timedelta(hours=24), appointment_kind="evaluation",
-                while_blocked_by="evaluation_fee_paid",
+                while_blocked_by="evaluation_fee_paid", subject="kapflow: evaluation fee unpaid",
+            ),
+            Reminder(
+                "evaluation_released_unpaid", SYSTEM, "",
+                "",
+                before_appointment=timedelta(0), appointment_kind="evaluation",
+                while_blocked_by="evaluation_fee_paid", fires="release_evaluation",
+                grace=timedelta(hours=12),
             ),
             *_appointment_reminders("evaluation"),
         ),
@@ -123,14 +129,22 @@ STATES = (
             *_appointment_reminders("integration_session"),
             Reminder(
                 "questionnaires_due", CLIENT, "email",
-                "Please complete your PHQ-9 and GAD-7 before your KAP session on {starts_at}.",
+                "Hello {first_name}, please complete your two check-in questionnaires before your "
+                "appointment on {starts_at}.",
                 before_appointment=timedelta(hours=48), appointment_kind="kap_session",
-                while_blocked_by="questionnaires_current",
+                while_blocked_by="questionnaires_current", subject="Questionnaires to complete",
+            ),
+            Reminder(
+                "integration_not_booked_client", CLIENT, "email",
+                "Hello {first_name}, it is time to book your next integration session.",
+                after=timedelta(days=7), while_blocked_by="integration_session_booked",
+                subject="Time to book your next session",
             ),
             Reminder(
                 "integration_not_booked", THERAPIST, "email",
-                "No integration session booked 7 days after a KAP session.",
+                "No integration session is booked 7 days after a client's last session.",
                 after=timedelta(days=7), while_blocked_by="integration_session_booked",
+                subject="kapflow: integration session not booked",
             ),
         ),
     ),
@@ -149,6 +163,8 @@ _WITHDRAWABLE = tuple(s.name for s in STATES if not s.final and s.name != "dosin
 TRANSITIONS = (
     Transition("book_evaluation", ("inquiry",), "evaluation_booked", frozenset({FRONT_DESK}),
                ("evaluation_booked",), description="book the prescriber evaluation"),
+    Transition("release_evaluation", ("evaluation_booked",), "inquiry", frozenset({SYSTEM, FRONT_DESK}),
+               description="the fee was not paid by the appointment: release the slot"),
     Transition("start_evaluation", ("evaluation_booked",), "evaluating", frozenset({PRESCRIBER}),
                ("evaluation_fee_paid",), description="begin the evaluation (fee paid)"),
     Transition("find_suitable", ("evaluating",), "evaluated", frozenset({PRESCRIBER}),
@@ -192,10 +208,14 @@ _RECORDERS: dict[str, frozenset[str]] = {
     "questionnaire": frozenset({CLIENT, *CLINICIANS}),
     "treatment_plan": frozenset(CLINICIANS),
     "appointment": frozenset({FRONT_DESK, *CLINICIANS}),
+    "appointment_update": frozenset({FRONT_DESK, *CLINICIANS}),
     "prescriber_checkin": frozenset({PRESCRIBER}),
 }
 
-_FACT_GUARDS = {"appointment": ("kap_booking_prescription", "kap_booking_consent", "kap_booking_intention")}
+_FACT_GUARDS = {
+    "appointment": ("kap_booking_prescription", "kap_booking_consent", "kap_booking_intention"),
+    "appointment_update": ("appointment_open",),
+}
 
 
 def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> Workflow:

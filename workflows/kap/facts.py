@@ -250,6 +250,26 @@ APPOINTMENT = FactSpec(
     "an appointment of one of the pathway's kinds (in person)",
 )
 
+def _reschedule_needs_time(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+    if d["action"] == "reschedule" and d.get("starts_at") is None:
+        return ("starts_at", "is required to reschedule")
+    if d["action"] != "reschedule" and d.get("starts_at") is not None:
+        return ("starts_at", f"is only given to reschedule, not to {str(d['action']).replace('_', ' ')}")
+    return None
+
+
+APPOINTMENT_UPDATE = FactSpec(
+    "appointment_update",
+    (
+        Text("appointment", max_chars=20, pattern=r"a[1-9][0-9]{0,5}", hint="give an appointment id such as a1"),
+        Choice("action", ("reschedule", "cancel", "no_show", "attended")),
+        Moment("starts_at", required=False),
+        Text("reason", required=False),
+    ),
+    (_reschedule_needs_time,),
+    "a change to a booked appointment: reschedule, cancel, mark no-show or attended",
+)
+
 PRESCRIBER_CHECKIN = FactSpec(
     "prescriber_checkin",
     (Text("prescriber", max_chars=200), Text("note", required=False)),
@@ -258,5 +278,6 @@ PRESCRIBER_CHECKIN = FactSpec(
 
 ALL_SPECS = (
     INQUIRY, PAYMENT, PRESCRIPTION, CONSENT, CONSENT_WITHDRAWN, SCREENING, VITALS, FASTING, ESCORT,
-    CLINICIAN_PRESENT, DISCHARGE_CHECK, QUESTIONNAIRE, TREATMENT_PLAN, APPOINTMENT, PRESCRIBER_CHECKIN,
+    CLINICIAN_PRESENT, DISCHARGE_CHECK, QUESTIONNAIRE, TREATMENT_PLAN, APPOINTMENT, APPOINTMENT_UPDATE,
+    PRESCRIBER_CHECKIN,
 )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from kapflow.domain.appointments import appointments, upcoming
 from kapflow.domain.case import CaseFacts, FactEntry
 from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import Guard, GuardContext
@@ -61,18 +62,41 @@ class EvaluationFeePaid(_Base):
 
 @dataclass(frozen=True)
 class AppointmentBooked:
-    """An appointment of ``kind`` is on record (and, for a session, after the last dosing)."""
+    """An appointment of ``kind`` is booked and still ahead (cancelled and past ones do not count).
+
+    With ``after_dosing``, the rule only applies once a KAP session has happened
+    (the integration session that should follow it).
+    """
 
     kind: str
+    after_dosing: bool = False
     thresholds: tuple[str, ...] = ()
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
-        since = _last_dosing(ctx.facts) if self.kind != "evaluation" else None
-        booked = [f for f in _since(ctx.facts, "appointment", since) if f.data["kind"] == self.kind]
-        if booked:
+        if self.after_dosing and _last_dosing(ctx.facts) is None:
+            return None
+        if upcoming(ctx.case_id, ctx.facts, self.kind, ctx.now):
             return None
         label = self.kind.replace("_", " ")
-        return Blocker(f"{self.kind}_not_booked", f"book the {label} appointment first", facts=(("kind", self.kind),))
+        return Blocker(
+            f"{self.kind}_not_booked", f"book the {label} appointment first", facts=(("kind", self.kind),)
+        )
+
+
+class AppointmentOpen(_Base):
+    """The appointment an update names exists and is still booked (for reschedule, cancel, no-show)."""
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        appt_id = str(ctx.data.get("appointment", ""))
+        appt = appointments(ctx.case_id, ctx.facts).get(appt_id)
+        if appt is None:
+            return Blocker("appointment_unknown", f"the case has no appointment {appt_id!r}; list its appointments")
+        if not appt.active:
+            return Blocker(
+                "appointment_closed", f"appointment {appt_id} is {appt.status.replace('_', ' ')} and cannot change",
+                facts=(("status", appt.status),),
+            )
+        return None
 
 
 class ScreeningRecorded(_Base):
@@ -117,7 +141,7 @@ class OfMinimumAge(_Base):
         if inquiry is None:
             return Blocker("date_of_birth_missing", "record the client's date of birth")
         born = date.fromisoformat(str(inquiry.data["date_of_birth"]))
-        today = ctx.now.date()
+        today = ctx.today
         age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
         minimum = _num(ctx, "minimum_age")
         if age >= minimum:
@@ -132,7 +156,7 @@ class OfMinimumAge(_Base):
 class PrescriptionValid(_Base):
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         rx = ctx.facts.latest("prescription")
-        today = ctx.now.date().isoformat()
+        today = ctx.today.isoformat()
         if rx is None:
             return Blocker("prescription_missing", "the prescriber must issue the ketamine prescription first")
         if str(rx.data["issued_on"]) > today:
@@ -244,7 +268,7 @@ class SessionFrequency(_Base):
         next_ok = min(recent) + timedelta(days=days)
         return Blocker(
             "session_frequency_exceeded",
-            f"{len(recent)} KAP sessions in the last {days} days (limit {limit}); the next can start after "
+            f"{len(recent)} KAP sessions in the last {days} days (limit {limit}); the next can start from "
             f"{next_ok:%Y-%m-%d %H:%M} UTC",
             facts=(("recent", str(len(recent))), ("limit", str(limit)), ("window_days", str(days))),
         )
@@ -265,9 +289,11 @@ class LapseCheckin(_Base):
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         last = _last_dosing(ctx.facts)
         days = _num(ctx, "lapse_days")
-        if last is None or ctx.now - last <= timedelta(days=days):
+        gap_passed = last + timedelta(days=days) if last else None
+        if gap_passed is None or ctx.now <= gap_passed:
             return None
-        if _since(ctx.facts, "prescriber_checkin", last):
+        # Only a check-in made once the gap had grown past the limit counts.
+        if _since(ctx.facts, "prescriber_checkin", gap_passed):
             return None
         return Blocker(
             "prescriber_checkin_required",
@@ -415,7 +441,8 @@ def kap_guards() -> dict[str, Guard]:
     return {
         "evaluation_fee_paid": EvaluationFeePaid(),
         "evaluation_booked": AppointmentBooked("evaluation"),
-        "integration_session_booked": AppointmentBooked("integration_session"),
+        "integration_session_booked": AppointmentBooked("integration_session", after_dosing=True),
+        "appointment_open": AppointmentOpen(),
         "screening_recorded": ScreeningRecorded(),
         "no_hard_exclusion": NoHardExclusion(),
         "review_flags_cleared": ReviewFlagsCleared(),

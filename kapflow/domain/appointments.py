@@ -1,0 +1,82 @@
+"""Appointments: booked, rescheduled, cancelled or missed, folded from a case's facts.
+
+A booking is an ``appointment`` fact; every later change is an
+``appointment_update`` fact naming it. Appointment ids are assigned by
+booking order within the case (``a1``, ``a2``, ...), so the view is a pure
+function of the facts and the same on every replay. The calendar ``uid`` adds
+the case id, and ``sequence`` counts changes (RFC 5545 SEQUENCE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from kapflow.domain.case import CaseFacts
+
+BOOKING = "appointment"
+UPDATE = "appointment_update"
+ACTIONS = ("reschedule", "cancel", "no_show", "attended")
+
+
+@dataclass(frozen=True)
+class Appointment:
+    id: str
+    case_id: str
+    kind: str
+    starts_at: datetime
+    minutes: int
+    status: str  # booked | cancelled | no_show | attended
+    sequence: int
+    booked_at: datetime
+    location: str = "in_person"
+
+    @property
+    def uid(self) -> str:
+        return f"{self.case_id}-{self.id}@kapflow"
+
+    @property
+    def ends_at(self) -> datetime:
+        return self.starts_at + timedelta(minutes=self.minutes)
+
+    @property
+    def active(self) -> bool:
+        return self.status == "booked"
+
+
+def appointments(case_id: str, facts: CaseFacts) -> dict[str, Appointment]:
+    """Every appointment of the case by id, with its changes applied in order."""
+    view: dict[str, Appointment] = {}
+    for fact in facts.facts():
+        if fact.kind == BOOKING:
+            appt_id = f"a{len(view) + 1}"
+            view[appt_id] = Appointment(
+                id=appt_id,
+                case_id=case_id,
+                kind=str(fact.data["kind"]),
+                starts_at=datetime.fromisoformat(str(fact.data["starts_at"])),
+                minutes=int(fact.data["minutes"]),
+                status="booked",
+                sequence=0,
+                booked_at=fact.at,
+                location=str(fact.data.get("location") or "in_person"),
+            )
+        elif fact.kind == UPDATE and fact.data["appointment"] in view:
+            view[str(fact.data["appointment"])] = _apply(view[str(fact.data["appointment"])], fact.data)
+    return view
+
+
+def _apply(appt: Appointment, change: Mapping[str, object]) -> Appointment:
+    action = change["action"]
+    if action == "reschedule":
+        starts = datetime.fromisoformat(str(change["starts_at"]))
+        return replace(appt, starts_at=starts, status="booked", sequence=appt.sequence + 1)
+    status = {"cancel": "cancelled", "no_show": "no_show", "attended": "attended"}[str(action)]
+    return replace(appt, status=status, sequence=appt.sequence + 1)
+
+
+def upcoming(case_id: str, facts: CaseFacts, kind: str, now: datetime) -> list[Appointment]:
+    """Active appointments of ``kind`` starting now or later, soonest first."""
+    found = [a for a in appointments(case_id, facts).values() if a.kind == kind and a.active and a.starts_at >= now]
+    return sorted(found, key=lambda a: a.starts_at)

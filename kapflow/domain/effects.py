@@ -1,0 +1,93 @@
+"""What a committed change asks of the outside world: timers to plan or cancel, calendar changes to send.
+
+Computed from the case before and after a command, purely; the engine writes
+the result in the command's own transaction (timer rows, outbox rows), so
+nothing reaches the outside world for a change that did not commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from kapflow.domain.appointments import Appointment, appointments
+from kapflow.domain.case import CaseFacts, CaseRecord, to_iso
+from kapflow.domain.timers import PlannedTimer, plan_timers
+from kapflow.domain.workflow import Workflow
+
+CALENDAR = "calendar"
+PRACTICE = "practice"
+CALENDAR_ALARMS = (timedelta(hours=24),)
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A row for the outbox: ``key`` is stable, so writing it twice is impossible."""
+
+    key: str
+    case_id: str
+    channel: str
+    audience: str
+    recipient: str
+    subject: str
+    body: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Effects:
+    cancel: tuple[str, ...] = ()
+    plan: tuple[PlannedTimer, ...] = ()
+    outbox: tuple[OutboxMessage, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.cancel or self.plan or self.outbox)
+
+
+def effects_of(wf: Workflow, before: CaseRecord | None, after: CaseRecord, *, calendar: bool = False) -> Effects:
+    """The timers (and, with ``calendar``, calendar messages) that follow ``before`` becoming ``after``."""
+    after_facts = CaseFacts(after.facts)
+    planned_after = plan_timers(wf, after.id, after.state, after_facts, after.opened_at)
+    if before is None:
+        planned_before: dict[str, PlannedTimer] = {}
+        appts_before: dict[str, Appointment] = {}
+    else:
+        before_facts = CaseFacts(before.facts)
+        planned_before = plan_timers(wf, before.id, before.state, before_facts, before.opened_at)
+        appts_before = appointments(before.id, before_facts)
+    cancel = tuple(sorted(k for k in planned_before if k not in planned_after))
+    plan = tuple(t for k, t in sorted(planned_after.items()) if k not in planned_before)
+    if not calendar:
+        return Effects(cancel, plan)
+    changed = [a for a in appointments(after.id, after_facts).values() if appts_before.get(a.id) != a]
+    return Effects(cancel, plan, tuple(calendar_message(a) for a in changed))
+
+
+def calendar_message(appt: Appointment) -> OutboxMessage:
+    """The calendar change for an appointment's current version (its key carries the SEQUENCE)."""
+    label = appt.kind.replace("_", " ")
+    event = {
+        "uid": appt.uid,
+        "summary": f"{label.capitalize()} ({appt.location.replace('_', ' ')})",
+        "starts_at": to_iso(appt.starts_at),
+        "ends_at": to_iso(appt.ends_at),
+        "location": appt.location.replace("_", " "),
+        "description": f"kapflow case {appt.case_id}, appointment {appt.id}",
+        "alarms_minutes": [int(a.total_seconds() // 60) for a in CALENDAR_ALARMS],
+        "sequence": appt.sequence,
+        "cancelled": appt.status == "cancelled",
+    }
+    return OutboxMessage(
+        key=f"{appt.uid}:s{appt.sequence}:{appt.status}",
+        case_id=appt.case_id,
+        channel=CALENDAR,
+        audience=PRACTICE,
+        recipient="",
+        subject=str(event["summary"]),
+        body="",
+        payload=event,
+    )
+

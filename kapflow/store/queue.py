@@ -1,0 +1,203 @@
+"""Timers and the outbox in SQL: written by commands, claimed with leases by workers.
+
+Claims are leases: a claimed row carries its worker and a lease end, and a
+row whose lease ran out is claimable again, so a dead worker's work is taken
+over. On PostgreSQL the claim query locks with ``FOR UPDATE SKIP LOCKED`` so
+many workers share the queue; on SQLite ``BEGIN IMMEDIATE`` makes one
+claimer at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, or_, select, update
+
+from kapflow.domain.case import to_iso
+from kapflow.domain.effects import Effects, OutboxMessage
+from kapflow.domain.payload import canonical_json
+from kapflow.ports import OutboxClaim, TimerClaim
+from kapflow.store.tables import DeliveryAttemptRow, OutboxRow, TimerRow
+
+_timers = TimerRow.__table__  # type: ignore[attr-defined]
+_outbox = OutboxRow.__table__  # type: ignore[attr-defined]
+_attempts = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
+
+_MAX_ERROR = 500
+
+
+def apply_effects(conn: Connection, effects: Effects, now: datetime) -> None:
+    """Write a command's effects in its transaction: cancel, plan, and queue messages."""
+    stamp = to_iso(now)
+    if effects.cancel:
+        conn.execute(
+            update(_timers)
+            .where(and_(_timers.c.key.in_(effects.cancel), _timers.c.status.in_(("pending", "claimed"))))
+            .values(status="cancelled", updated_at=stamp, outcome="the case left the state or the appointment changed")
+        )
+    if effects.plan:
+        _plan(conn, effects, now)
+    for message in effects.outbox:
+        add_outbox(conn, message, now)
+
+
+def _plan(conn: Connection, effects: Effects, now: datetime) -> None:
+    keys = [t.key for t in effects.plan]
+    rows = conn.execute(select(_timers.c.key, _timers.c.status).where(_timers.c.key.in_(keys))).all()
+    existing: dict[str, str] = {row[0]: row[1] for row in rows}
+    stamp = to_iso(now)
+    for timer in effects.plan:
+        status = existing.get(timer.key)
+        if status is None:
+            if timer.counts_back and timer.due_at < now:
+                continue  # booked too late for this reminder: sending it now would only add noise
+            conn.execute(
+                _timers.insert(),
+                {
+                    "key": timer.key, "case_id": timer.case_id, "reminder": timer.reminder,
+                    "appointment_id": timer.appointment_id, "due_at": to_iso(timer.due_at),
+                    "status": "pending", "created_at": stamp, "updated_at": stamp,
+                },
+            )
+        elif status == "cancelled" and timer.due_at >= now:
+            conn.execute(
+                update(_timers).where(_timers.c.key == timer.key)
+                .values(status="pending", claimed_by=None, lease_until=None, updated_at=stamp, outcome=None)
+            )
+
+
+def add_outbox(conn: Connection, message: OutboxMessage, now: datetime) -> bool:
+    """Queue a message unless its key is queued already; True when queued now."""
+    if conn.execute(select(_outbox.c.id).where(_outbox.c.key == message.key)).first() is not None:
+        return False
+    stamp = to_iso(now)
+    conn.execute(
+        _outbox.insert(),
+        {
+            "key": message.key, "case_id": message.case_id, "channel": message.channel,
+            "audience": message.audience, "recipient": message.recipient, "subject": message.subject,
+            "body": message.body, "payload": canonical_json(dict(message.payload)), "status": "pending",
+            "attempts": 0, "next_attempt_at": stamp, "created_at": stamp,
+        },
+    )
+    return True
+
+
+def finish_timer(conn: Connection, timer_id: int, worker: str, status: str, outcome: str, now: datetime) -> bool:
+    """Close a timer this worker holds; False if its lease was lost (another worker took it)."""
+    result = conn.execute(
+        update(_timers)
+        .where(and_(_timers.c.id == timer_id, _timers.c.status == "claimed", _timers.c.claimed_by == worker))
+        .values(status=status, outcome=outcome[:_MAX_ERROR], updated_at=to_iso(now), lease_until=None)
+    )
+    return result.rowcount == 1
+
+
+class SqlQueue:
+    """The worker's side of timers and outbox."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(kapflow_write=True)
+            with conn.begin():
+                yield conn
+
+    def claim_timers(self, worker: str, now: datetime, lease_until: datetime, limit: int) -> list[TimerClaim]:
+        stamp = to_iso(now)
+        due = or_(
+            and_(_timers.c.status == "pending", _timers.c.due_at <= stamp),
+            and_(_timers.c.status == "claimed", _timers.c.lease_until < stamp),
+        )
+        query = (
+            select(_timers).where(due).order_by(_timers.c.due_at).limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._write() as conn:
+            rows = conn.execute(query).all()
+            if rows:
+                conn.execute(
+                    update(_timers).where(_timers.c.id.in_([r.id for r in rows]))
+                    .values(status="claimed", claimed_by=worker, lease_until=to_iso(lease_until), updated_at=stamp)
+                )
+        return [
+            TimerClaim(r.id, r.key, r.case_id, r.reminder, r.appointment_id, datetime.fromisoformat(r.due_at))
+            for r in rows
+        ]
+
+    def claim_outbox(self, worker: str, now: datetime, lease_until: datetime, limit: int) -> list[OutboxClaim]:
+        stamp = to_iso(now)
+        ready = or_(
+            and_(_outbox.c.status == "pending", _outbox.c.next_attempt_at <= stamp),
+            and_(_outbox.c.status == "sending", _outbox.c.lease_until < stamp),
+        )
+        query = (
+            select(_outbox).where(ready).order_by(_outbox.c.next_attempt_at, _outbox.c.id).limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._write() as conn:
+            rows = conn.execute(query).all()
+            for r in rows:
+                conn.execute(
+                    update(_outbox).where(_outbox.c.id == r.id)
+                    .values(status="sending", claimed_by=worker, lease_until=to_iso(lease_until),
+                            attempts=r.attempts + 1)
+                )
+        return [
+            OutboxClaim(r.id, r.key, r.case_id, r.channel, r.audience, r.recipient, r.subject, r.body,
+                        json.loads(r.payload), r.attempts + 1)
+            for r in rows
+        ]
+
+    def settle(
+        self, claim: OutboxClaim, worker: str, now: datetime, outcome: str, *,
+        detail: str = "", retry_at: datetime | None = None,
+    ) -> bool:
+        """Record one attempt: ``sent``, ``failed`` (retry at ``retry_at``) or ``gave_up``.
+
+        False if this worker's lease was lost (another worker holds the row now).
+        """
+        status = {"sent": "sent", "failed": "pending", "gave_up": "dead"}[outcome]
+        values: dict[str, Any] = {"status": status, "claimed_by": None, "lease_until": None}
+        if outcome == "sent":
+            values["sent_at"] = to_iso(now)
+        else:
+            values["last_error"] = detail[:_MAX_ERROR]
+        if retry_at is not None:
+            values["next_attempt_at"] = to_iso(retry_at)
+        mine = and_(_outbox.c.id == claim.id, _outbox.c.status == "sending", _outbox.c.claimed_by == worker)
+        with self._write() as conn:
+            if conn.execute(update(_outbox).where(mine).values(**values)).rowcount != 1:
+                return False
+            conn.execute(
+                _attempts.insert(),
+                {"outbox_id": claim.id, "attempt": claim.attempts, "at": to_iso(now), "worker": worker,
+                 "outcome": outcome, "detail": detail[:_MAX_ERROR] or None},
+            )
+        return True
+
+    def outbox(self, case_id: str | None = None) -> Sequence[dict[str, Any]]:
+        query = select(_outbox).order_by(_outbox.c.id)
+        if case_id is not None:
+            query = query.where(_outbox.c.case_id == case_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def timers(self, case_id: str | None = None) -> Sequence[dict[str, Any]]:
+        query = select(_timers).order_by(_timers.c.due_at, _timers.c.id)
+        if case_id is not None:
+            query = query.where(_timers.c.case_id == case_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def attempts(self, outbox_id: int) -> Sequence[dict[str, Any]]:
+        query = select(_attempts).where(_attempts.c.outbox_id == outbox_id).order_by(_attempts.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]

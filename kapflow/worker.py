@@ -1,0 +1,71 @@
+"""The worker process: APScheduler runs the dispatcher's two loops on an interval. The only APScheduler importer.
+
+APScheduler is only the metronome. Its job store is in memory and private to
+this process (never shared, never the truth): what is due lives in kapflow's
+timers and outbox tables, so a restarted worker, or a second one, simply
+carries on from there. SIGTERM and SIGINT stop it cleanly: the scheduler
+stops taking new runs and waits for the running ones to finish.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from kapflow.dispatch import Dispatcher
+from kapflow.logging import get_logger
+
+_log = get_logger("kapflow.worker")
+
+
+class Worker:
+    """Runs ``run_timers_once`` and ``run_outbox_once`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, dispatcher: Dispatcher, *, interval: float = 1.0) -> None:
+        if interval <= 0:
+            raise ValueError("the worker's interval must be a positive number of seconds")
+        self.dispatcher = dispatcher
+        self.interval = interval
+        self._stop = threading.Event()
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._scheduler.add_listener(self._on_error, EVENT_JOB_ERROR)
+
+    def _job(self, name: str, step: Callable[[], int]) -> None:
+        # First run at once (catching up after downtime), then every interval.
+        self._scheduler.add_job(
+            step, IntervalTrigger(seconds=self.interval), id=name, name=name, next_run_time=datetime.now(UTC)
+        )
+
+    def run(self, *, install_signals: bool = True) -> None:
+        """Block until ``stop()`` or a SIGTERM/SIGINT; both loops run once immediately."""
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
+        self._job("timers", self.dispatcher.run_timers_once)
+        self._job("outbox", self.dispatcher.run_outbox_once)
+        self._scheduler.start()
+        _log.info("worker_started", worker=self.dispatcher.worker_id)
+        self._stop.wait()
+        self._scheduler.shutdown(wait=True)
+        _log.info("worker_stopped", worker=self.dispatcher.worker_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        _log.info("worker_stopping", worker=self.dispatcher.worker_id, code=signal.Signals(signum).name)
+        self.stop()
+
+    def _on_error(self, event: JobExecutionEvent) -> None:
+        # A loop that raised (database down, say) runs again at the next tick; the error is logged, not fatal.
+        _log.error("worker_loop_failed", worker=self.dispatcher.worker_id, error=type(event.exception).__name__)

@@ -1,0 +1,254 @@
+"""Hypothesis strategies shared by the test suite (one file for all of them).
+
+Each block is headed by the tests that use it; add new strategies in a block
+of their own below the existing ones.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+# --- unit: KAP guards (tests/unit/test_kap_guards.py) ---------------------------------
+
+PAYMENT_PURPOSES = ("evaluation_fee", "psychotherapy", "other")
+
+
+def money_amounts(max_cents: int = 60_000) -> st.SearchStrategy[Decimal]:
+    """Positive dollar amounts with exactly two decimals (0.01 up to ``max_cents`` cents)."""
+    return st.integers(min_value=1, max_value=max_cents).map(lambda cents: Decimal(cents).scaleb(-2))
+
+
+def payments() -> st.SearchStrategy[dict[str, str]]:
+    """Payment fact data: an amount as text and one of the pathway's purposes."""
+    return st.fixed_dictionaries(
+        {"amount": money_amounts().map(str), "purpose": st.sampled_from(PAYMENT_PURPOSES)}
+    )
+
+
+def blood_pressures() -> st.SearchStrategy[tuple[int, int]]:
+    """(systolic, diastolic) pairs the vitals fact accepts: both in range, diastolic below systolic."""
+    return st.integers(min_value=60, max_value=260).flatmap(
+        lambda systolic: st.tuples(
+            st.just(systolic), st.integers(min_value=30, max_value=min(160, systolic - 1))
+        )
+    )
+
+
+def dosing_offsets_hours(max_days: int = 30) -> st.SearchStrategy[list[int]]:
+    """Hours before now at which past KAP sessions started (0 = now), at most 8 of them."""
+    return st.lists(st.integers(min_value=0, max_value=max_days * 24), max_size=8)
+
+
+# --- unit: payload policy (tests/unit/test_payload.py) --------------------------------
+
+FORBIDDEN_CONTROLS = tuple(chr(c) for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)])
+"""Control characters the text policy refuses (C0 but tab, LF and CR; DEL; C1)."""
+
+
+def policy_texts(max_size: int = 200) -> st.SearchStrategy[str]:
+    """Text the payload policy accepts: any character except surrogates and the refused controls."""
+    return st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="".join(FORBIDDEN_CONTROLS)),
+        max_size=max_size,
+    )
+
+
+def texts_with_forbidden_control(max_size: int = 100) -> st.SearchStrategy[str]:
+    """Otherwise acceptable text with at least one refused control character inserted."""
+    return st.tuples(
+        policy_texts(max_size), st.sampled_from(FORBIDDEN_CONTROLS), policy_texts(max_size)
+    ).map(lambda parts: "".join(parts))
+
+
+# --- stateful test strategies ---
+# Used by tests/integration/test_stateful.py. Dates are absolute, around the FakeClock's
+# start (2026-01-05), so a drawn prescription may be valid, not yet valid or expired by the
+# time it is checked. "Invalid" draws are only *likely* invalid: the state machine classifies
+# every command by what the engine did, never by what the strategy intended. Surrogates are
+# left out of free text: a lone surrogate is a known bug (tests/integration/test_bad_input.py).
+
+from datetime import UTC, date, datetime, timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
+from kapflow.domain.case import Actor  # noqa: E402
+from kapflow.workflows.kap import KAP_PATHWAY as _KAP  # noqa: E402
+from kapflow.workflows.kap import facts as _kap_facts  # noqa: E402
+
+STATEFUL_ANCHOR = date(2026, 1, 5)
+
+STATEFUL_ACTORS = tuple(
+    Actor(f"{role.replace('_', '-')}-{n}", role) for role in sorted(_KAP.roles) for n in (1, 2)
+)
+"""Two synthetic people per role of the KAP pathway, auditor and system included."""
+
+
+def stateful_actors() -> st.SearchStrategy[Actor]:
+    """Mostly real roles of the pathway; now and then an unknown role or a malformed id."""
+    return st.one_of(
+        st.sampled_from(STATEFUL_ACTORS),
+        st.sampled_from(STATEFUL_ACTORS),
+        st.sampled_from(STATEFUL_ACTORS),
+        st.sampled_from([Actor("who-1", "janitor"), Actor("bad id", "front_desk"), Actor("", "therapist")]),
+    )
+
+
+def stateful_triggers() -> st.SearchStrategy[str]:
+    """Any trigger the KAP workflow defines, and rarely one it does not."""
+    return st.one_of(
+        st.sampled_from(sorted(_KAP.triggers())),
+        st.sampled_from(sorted(_KAP.triggers())),
+        st.just("teleport"),
+    )
+
+
+def stateful_free_text(max_size: int = 40) -> st.SearchStrategy[str]:
+    """Short non-blank text obeying the payload policy (no controls but tab/LF/CR, no surrogates)."""
+    return st.text(
+        st.characters(exclude_categories=("Cs", "Cc"), include_characters="\t\n"), min_size=1, max_size=max_size
+    ).filter(str.strip)
+
+
+def stateful_trigger_data() -> st.SearchStrategy[dict[str, Any] | None]:
+    """Data sent with a fire: nothing, a reason and/or intentions, blanks, or text breaking the policy."""
+    text = stateful_free_text()
+    return st.one_of(
+        st.none(),
+        st.fixed_dictionaries({"reason": text}),
+        st.fixed_dictionaries({"intentions": text}),
+        st.fixed_dictionaries({"reason": text, "intentions": text}),
+        st.fixed_dictionaries({"reason": st.sampled_from(["", "   "])}),
+        st.fixed_dictionaries({"reason": st.sampled_from(["nul\x00", "esc\x1b[0m", "bell\x07"])}),
+    )
+
+
+def _days(low: int, high: int) -> st.SearchStrategy[str]:
+    return st.integers(low, high).map(lambda d: (STATEFUL_ANCHOR + timedelta(days=d)).isoformat())
+
+
+def _moment(low_days: int, high_days: int) -> st.SearchStrategy[str]:
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    return st.integers(low_days * 24 * 4, high_days * 24 * 4).map(
+        lambda q: (start + timedelta(minutes=15 * q)).isoformat()
+    )
+
+
+def _prescriptions() -> st.SearchStrategy[dict[str, Any]]:
+    def build(issued: int, valid: int) -> dict[str, Any]:
+        issued_on = STATEFUL_ANCHOR + timedelta(days=issued)
+        return {
+            "prescriber": "NP Sample",
+            "issued_on": issued_on.isoformat(),
+            "expires_on": (issued_on + timedelta(days=valid)).isoformat(),
+        }
+
+    return st.builds(build, st.integers(-120, 200), st.integers(1, 365))
+
+
+def _vitals() -> st.SearchStrategy[dict[str, Any]]:
+    def build(phase: str, systolic: int, gap: int) -> dict[str, Any]:
+        return {"phase": phase, "systolic": systolic, "diastolic": max(30, min(160, systolic - gap))}
+
+    return st.builds(
+        build, st.sampled_from(["pre_dose", "pre_dose", "post_dose", "other"]), st.integers(95, 165),
+        st.integers(25, 70),
+    )
+
+
+def _plans() -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        st.fixed_dictionaries({"action": st.sampled_from(["set", "extend"]), "sessions": st.integers(1, 8)}),
+        st.just({"action": "end_early", "reason": "synthetic: plan ended"}),
+    )
+
+
+VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "payment": st.fixed_dictionaries({
+        "amount": st.sampled_from(["250", "250.00", "125.00", "100", "50.50", "165.00"]),
+        "purpose": st.sampled_from(["evaluation_fee", "evaluation_fee", "psychotherapy", "other"]),
+    }),
+    "prescription": _prescriptions(),
+    "consent": st.fixed_dictionaries({"form_version": st.just("2026-01"), "signed_on": _days(-30, 200)}),
+    "consent_withdrawn": st.fixed_dictionaries({"withdrawn_on": _days(-30, 200)}),
+    "screening": st.fixed_dictionaries({
+        "exclusions": st.one_of(st.just([]), st.just([]), st.lists(st.sampled_from(_kap_facts.HARD_EXCLUSIONS),
+                                                                    max_size=2)),
+        "flags": st.one_of(st.just([]), st.lists(st.sampled_from(_kap_facts.REVIEW_FLAGS), max_size=2)),
+        "flags_reviewed": st.booleans(),
+    }),
+    "vitals": _vitals(),
+    "fasting": st.fixed_dictionaries({"attested": st.booleans(), "hours": st.integers(0, 14)}),
+    "escort": st.fixed_dictionaries({"name": stateful_free_text(20), "phone": st.just("+1 555 010 0142")}),
+    "clinician_present": st.fixed_dictionaries({"clinician": stateful_free_text(20)}),
+    "discharge_check": st.fixed_dictionaries({"stable": st.booleans(), "no_driving_acknowledged": st.booleans()}),
+    "questionnaire": st.one_of(
+        st.fixed_dictionaries({"instrument": st.just("PHQ-9"), "score": st.integers(0, 27)}),
+        st.fixed_dictionaries({"instrument": st.just("GAD-7"), "score": st.integers(0, 21)}),
+    ),
+    "treatment_plan": _plans(),
+    "appointment": st.fixed_dictionaries({
+        "kind": st.sampled_from(sorted(_kap_facts.APPOINTMENT_MINUTES)),
+        "starts_at": _moment(0, 120),
+    }),
+    "prescriber_checkin": st.fixed_dictionaries({"prescriber": st.just("NP Sample"), "note": stateful_free_text()}),
+}
+"""For every fact kind the KAP pathway records except the intake: data its spec accepts."""
+
+
+def stateful_valid_facts() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+    """(kind, data) pairs the fact specs accept (guards and roles may still refuse them)."""
+    return st.one_of(*(st.tuples(st.just(kind), data) for kind, data in sorted(VALID_FACT_DATA.items())))
+
+
+_WRONG_VALUES: tuple[Any, ...] = ("", "nul\x00", -1, 10**9, [], {"nested": "x"}, True, "2026-13-45", 1.5)
+
+
+def stateful_invalid_facts() -> st.SearchStrategy[tuple[str, Any]]:
+    """(kind, data) pairs that are very likely rejected: a field dropped, added or spoiled, or no such kind."""
+
+    def spoil(pair: tuple[str, dict[str, Any]], how: int, value: Any) -> tuple[str, Any]:
+        kind, data = pair
+        data = dict(data)
+        key = sorted(data)[how % len(data)]
+        if how % 4 == 0:
+            del data[key]
+        elif how % 4 == 1:
+            data["unexpected_field"] = "x"
+        elif how % 4 == 2:
+            data[key] = value
+        else:
+            return ("not_a_fact_kind", data)
+        return (kind, data)
+
+    return st.one_of(
+        st.builds(spoil, stateful_valid_facts(), st.integers(0, 11), st.sampled_from(_WRONG_VALUES)),
+        st.tuples(st.sampled_from(sorted(VALID_FACT_DATA)), st.sampled_from([["a"], "text", 42])),
+    )
+
+
+def stateful_facts() -> st.SearchStrategy[tuple[str, Any]]:
+    """Mostly well-formed facts, some malformed ones."""
+    return st.one_of(stateful_valid_facts(), stateful_valid_facts(), stateful_invalid_facts())
+
+
+def stateful_intakes() -> st.SearchStrategy[dict[str, Any]]:
+    """Inquiry forms: adults and minors, some missing a way to reach them or born in the future."""
+    return st.fixed_dictionaries(
+        {
+            "first_name": st.just("Sample"),
+            "last_name": st.sampled_from(["Client-A", "Client-B", "O'Sample", "<b>Client</b>"]),
+            "date_of_birth": st.sampled_from(["1980-02-29", "1999-12-31", "2009-06-01", "2030-01-01"]),
+            "concerns": st.lists(st.sampled_from(_kap_facts.CONDITIONS), max_size=2, unique=True),
+        },
+        optional={"email": st.just("client@example.org"), "phone": st.just("+1 555 010 0177")},
+    )
+
+
+def stateful_clock_steps() -> st.SearchStrategy[timedelta]:
+    """How far the fake clock moves: minutes within a session, hours, or days to months between sessions."""
+    return st.one_of(
+        st.integers(1, 180).map(lambda m: timedelta(minutes=m)),
+        st.integers(1, 48).map(lambda h: timedelta(hours=h)),
+        st.integers(1, 120).map(lambda d: timedelta(days=d)),
+    )

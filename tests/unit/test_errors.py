@@ -1,0 +1,217 @@
+"""kapflow's exceptions: one base, JSON-ready bodies carrying their structured attributes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import kapflow.diagram
+import kapflow.errors
+import kapflow.machine
+import kapflow.ports
+from kapflow.domain import errors as e
+from kapflow.domain.errors import Blocker, KapflowError
+
+BLOCKERS = (
+    Blocker(
+        "evaluation_fee_unpaid",
+        "$250 evaluation fee is due before the evaluation (paid so far: $100)",
+        "evaluation_fee_paid",
+        (("paid", "100"), ("due", "250")),
+    ),
+    Blocker("consent_missing", "the client must sign the KAP informed consent form", "consent_signed"),
+)
+WHERE = {"case_id": "case-7f3a", "trigger": "start_kap_session", "state": "ready_for_kap"}
+
+# class -> (an instance, the structured attributes it must carry, in their JSON form)
+CASES: dict[type[KapflowError], tuple[KapflowError, dict[str, Any]]] = {
+    KapflowError: (KapflowError("something went wrong"), {}),
+    e.InvalidInput: (e.InvalidInput("data: must be an object", field="data"), {"field": "data"}),
+    e.InvalidFact: (
+        e.InvalidFact("payment", "amount", "must be greater than zero"),
+        {"kind": "payment", "field": "amount", "reason": "must be greater than zero"},
+    ),
+    e.UnknownTrigger: (
+        e.UnknownTrigger("teleport", ["resume", "hold"]),
+        {"field": "trigger", "trigger": "teleport", "known": ["hold", "resume"]},
+    ),
+    e.UnknownFactKind: (
+        e.UnknownFactKind("diary", ["payment", "inquiry"]),
+        {"field": "kind", "kind": "diary", "known": ["inquiry", "payment"]},
+    ),
+    e.IdempotencyKeyReused: (
+        e.IdempotencyKeyReused("sha256:0f3a"),
+        {"field": "idempotency_key", "key_digest": "sha256:0f3a"},
+    ),
+    e.UnknownCase: (e.UnknownCase("case-404"), {"case_id": "case-404"}),
+    e.Refused: (e.Refused("refused", **WHERE), WHERE),
+    e.NotPermitted: (
+        e.NotPermitted(**WHERE, role="client", allowed=["therapist", "prescriber"]),
+        {**WHERE, "role": "client", "allowed": ["prescriber", "therapist"]},
+    ),
+    e.TransitionNotAvailable: (
+        e.TransitionNotAvailable(**WHERE, available=["withdraw", "hold"]),
+        {**WHERE, "available": ["hold", "withdraw"]},
+    ),
+    e.TransitionBlocked: (
+        e.TransitionBlocked(**WHERE, blockers=BLOCKERS),
+        {**WHERE, "blockers": [b.as_dict() for b in BLOCKERS]},
+    ),
+    e.ConcurrencyConflict: (
+        e.ConcurrencyConflict("case-7f3a", 3, 4),
+        {"case_id": "case-7f3a", "expected_version": 3, "actual_version": 4},
+    ),
+    e.WorkflowDefinitionError: (
+        e.WorkflowDefinitionError("mini", ["state 'b' is defined twice", "the workflow has no final state"]),
+        {"workflow": "mini", "problems": ["state 'b' is defined twice", "the workflow has no final state"]},
+    ),
+    e.StorageError: (e.StorageError("the database could not be reached; try again"), {}),
+    e.AuditChainBroken: (
+        e.AuditChainBroken("case-7f3a", 7, "hash does not match the row"),
+        {"case_id": "case-7f3a", "seq": 7, "reason": "hash does not match the row"},
+    ),
+    kapflow.machine.MoveUndefined: (
+        kapflow.machine.MoveUndefined("discharge", "inquiry"),
+        {"trigger": "discharge", "state": "inquiry"},
+    ),
+    kapflow.ports.DuplicateIdempotencyKey: (kapflow.ports.DuplicateIdempotencyKey(), {}),
+    kapflow.ports.AdapterConfigError: (
+        kapflow.ports.AdapterConfigError("caldav", "the URL has no scheme"),
+        {"adapter": "caldav", "problem": "the URL has no scheme"},
+    ),
+    kapflow.ports.DeliveryFailed: (
+        kapflow.ports.DeliveryFailed("email", "mailbox unavailable", permanent=True),
+        {"channel": "email", "reason": "mailbox unavailable", "permanent": True},
+    ),
+    kapflow.diagram.DiagramUnavailable: (kapflow.diagram.DiagramUnavailable("install graphviz for PNG"), {}),
+}
+
+
+AS_DICT_BUGS: dict[type, Any] = {}
+
+
+def _subclasses(cls: type) -> set[type]:
+    found: set[type] = set()
+    for sub in cls.__subclasses__():
+        found |= {sub, *_subclasses(sub)}
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Blocker):
+        return value.as_dict()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _params(with_bugs: bool) -> list[Any]:
+    return [
+        pytest.param(cls, marks=AS_DICT_BUGS[cls] if with_bugs and cls in AS_DICT_BUGS else (), id=cls.__name__)
+        for cls in CASES
+    ]
+
+
+ERROR_MODULES = ("kapflow.domain.errors", "kapflow.machine", "kapflow.ports", "kapflow.diagram")
+
+
+def test_every_kapflow_error_is_covered() -> None:
+    """The table above has an instance of every KapflowError subclass the core modules define."""
+    defined = {c for c in _subclasses(KapflowError) if c.__module__ in ERROR_MODULES}
+    assert defined | {KapflowError} == set(CASES)
+
+
+@pytest.mark.parametrize("cls", _params(with_bugs=False))
+def test_as_dict_is_json_ready(cls: type[KapflowError]) -> None:
+    """as_dict() serialises to JSON and carries the class's code and the message."""
+    exc, _ = CASES[cls]
+    assert type(exc) is cls
+    body = exc.as_dict()
+    assert json.loads(json.dumps(body)) == body
+    assert body["error"] == cls.code
+    assert body["message"] == exc.message == str(exc)
+
+
+@pytest.mark.parametrize("cls", _params(with_bugs=False))
+def test_structured_attributes_on_the_exception(cls: type[KapflowError]) -> None:
+    """Each exception carries its structured attributes for programs to read."""
+    exc, expected = CASES[cls]
+    assert {key: _jsonable(getattr(exc, key)) for key in expected} == expected
+
+
+@pytest.mark.parametrize("cls", _params(with_bugs=True))
+def test_structured_attributes_in_as_dict(cls: type[KapflowError]) -> None:
+    """The JSON body carries every structured attribute too."""
+    exc, expected = CASES[cls]
+    body = exc.as_dict()
+    assert {key: body[key] for key in expected} == expected
+
+
+def test_codes_are_unique() -> None:
+    """No two error classes share a code."""
+    codes = [cls.code for cls in CASES]
+    assert len(codes) == len(set(codes))
+
+
+def test_tree_matches_the_docstring() -> None:
+    """The hierarchy is the one drawn in kapflow.domain.errors."""
+    for cls in (e.InvalidFact, e.UnknownTrigger, e.UnknownFactKind, e.IdempotencyKeyReused):
+        assert issubclass(cls, e.InvalidInput)
+    for cls in (e.NotPermitted, e.TransitionNotAvailable, e.TransitionBlocked):
+        assert issubclass(cls, e.Refused)
+    for cls in CASES:
+        assert issubclass(cls, KapflowError)
+        assert issubclass(cls, Exception)
+
+
+def test_public_module_exports_every_domain_error() -> None:
+    """kapflow.errors re-exports every exception of the domain, in a sorted __all__."""
+    domain = {name for name, obj in vars(e).items() if isinstance(obj, type) and issubclass(obj, KapflowError)}
+    assert domain | {"Blocker"} == set(kapflow.errors.__all__)
+    assert kapflow.errors.__all__ == sorted(kapflow.errors.__all__)
+    assert all(getattr(kapflow.errors, name) is getattr(e, name) for name in kapflow.errors.__all__)
+
+
+def test_transition_blocked_lists_every_blocker() -> None:
+    """The message of TransitionBlocked counts and names every blocker with its code and sentence."""
+    exc = e.TransitionBlocked(**WHERE, blockers=BLOCKERS)
+    assert exc.message.startswith("'start_kap_session' is blocked (2): ")
+    for b in BLOCKERS:
+        assert f"{b.code}: {b.message}" in exc.message
+    assert exc.blockers == BLOCKERS
+
+
+def test_workflow_definition_error_counts_problems() -> None:
+    """The message of WorkflowDefinitionError counts and lists every problem."""
+    exc, _ = CASES[e.WorkflowDefinitionError]
+    assert exc.message == (
+        "workflow 'mini' is invalid (2 problems): state 'b' is defined twice; the workflow has no final state"
+    )
+
+
+def test_lists_in_messages_are_sorted() -> None:
+    """Known triggers, allowed roles and available triggers are listed in sorted order."""
+    assert CASES[e.UnknownTrigger][0].message.endswith("known triggers: hold, resume")
+    assert CASES[e.NotPermitted][0].message.endswith("allowed roles: prescriber, therapist")
+    assert CASES[e.TransitionNotAvailable][0].message.endswith("triggers from here: hold, withdraw")
+    none = e.TransitionNotAvailable(**WHERE, available=[])
+    assert none.message.endswith("triggers from here: none")
+
+
+def test_concurrency_conflict_without_versions() -> None:
+    """A conflict found without version numbers still explains itself and serialises."""
+    exc = e.ConcurrencyConflict("case-7f3a", None, None)
+    assert "reload the case and retry" in exc.message
+    assert json.loads(json.dumps(exc.as_dict()))["expected_version"] is None
+
+
+def test_blocker_as_dict() -> None:
+    """A blocker's body has its code, message, guard and the facts as an object."""
+    assert BLOCKERS[0].as_dict() == {
+        "code": "evaluation_fee_unpaid",
+        "message": "$250 evaluation fee is due before the evaluation (paid so far: $100)",
+        "guard": "evaluation_fee_paid",
+        "facts": {"paid": "100", "due": "250"},
+    }
