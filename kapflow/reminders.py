@@ -72,13 +72,13 @@ def _verdict(
     engine: Engine, wf: Workflow, case: CaseRecord, facts: CaseFacts, reminder: Reminder,
     claim: TimerClaim, now: datetime,
 ) -> TimerOutcome | None:
-    late = now - claim.due_at
-    if late > reminder.grace:
-        return TimerOutcome("missed", f"due {claim.due_at.isoformat()}, {int(late.total_seconds() // 60)} minutes late")
-    if reminder.while_blocked_by:
+    if reminder.while_blocked_by:  # first: a reminder whose rule holds is not missed, just not needed
         ctx = GuardContext(case.id, case.state, reminder.name, facts, now, wf.thresholds, tz=engine.timezone)
         if wf.guards[reminder.while_blocked_by](ctx) is None:
             return TimerOutcome("skipped", f"{reminder.while_blocked_by} holds now")
+    late = now - claim.due_at
+    if late > reminder.grace:
+        return TimerOutcome("missed", f"due {claim.due_at.isoformat()}, {int(late.total_seconds() // 60)} minutes late")
     return None
 
 

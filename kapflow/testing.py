@@ -1,8 +1,12 @@
-"""Helpers for embedders' tests: a clock the test moves, and an engine on a throwaway database.
+"""Helpers for embedders' tests: a clock the test moves, in-memory adapters, the worker step by step.
 
-    clock = FakeClock(datetime(2026, 1, 5, 9, tzinfo=UTC))
-    engine = engine_for_tests(tmp_path, clock=clock)
-    clock.advance(hours=47)
+    kit = ReminderKit(tmp_path, contacts={"front_desk": {"email": "desk@example.org"}})
+    case_id = kit.engine.open_case({...}, actor=...).case_id
+    ...
+    kit.advance(hours=47)              # moves the clock, then runs the worker's loops until idle
+    assert "evaluation_fee_due_48h" in kit.reminders_sent()
+
+Nothing sleeps: time only moves when the test says so.
 """
 
 from __future__ import annotations
@@ -11,11 +15,16 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from kapflow.adapters.calendar.memory import MemoryCalendar
+from kapflow.adapters.notify.memory import MemoryNotifier
 from kapflow.bootstrap import build_engine
+from kapflow.dispatch import DeliveryPolicy, Dispatcher
+from kapflow.domain.messages import Contacts
 from kapflow.domain.workflow import Workflow
 from kapflow.engine import Engine
+from kapflow.store.sql import SqlStore
 
-__all__ = ["FakeClock", "engine_for_tests"]
+__all__ = ["FakeClock", "MemoryCalendar", "MemoryNotifier", "ReminderKit", "engine_for_tests"]
 
 
 class FakeClock:
@@ -54,3 +63,59 @@ def engine_for_tests(
     """An engine on a fresh SQLite file inside ``directory`` (e.g. pytest's ``tmp_path``)."""
     path = Path(directory) / "kapflow-test.db"
     return build_engine(f"sqlite:///{path}", workflows, clock=clock or FakeClock())
+
+
+class ReminderKit:
+    """An engine on a SQLite file in ``directory``, a fake clock, in-memory email/SMS/calendar, a dispatcher."""
+
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        clock: FakeClock | None = None,
+        workflows: Workflow | list[Workflow] | None = None,
+        contacts: Contacts | None = None,
+        timezone: str = "UTC",
+        policy: DeliveryPolicy | None = None,
+    ) -> None:
+        from kapflow.workflows.kap import KAP_PATHWAY
+
+        self.clock = clock or FakeClock()
+        self.store = SqlStore(f"sqlite:///{Path(directory) / 'kapflow-reminders.db'}")
+        self.engine = Engine(
+            self.store, workflows or KAP_PATHWAY, clock=self.clock, contacts=contacts,
+            timezone=timezone, calendar_sync=True,
+        )
+        self.email = MemoryNotifier("email")
+        self.sms = MemoryNotifier("sms")
+        self.calendar = MemoryCalendar()
+        self.dispatcher = Dispatcher(
+            self.engine, {"email": self.email, "sms": self.sms}, self.calendar,
+            worker_id="test-worker", policy=policy,
+        )
+
+    def run(self) -> int:
+        """Run the worker's loops until nothing is due; returns how many claims were handled."""
+        return self.dispatcher.run_until_idle()
+
+    def advance(
+        self, delta: timedelta | None = None, *, step: timedelta = timedelta(minutes=15), **parts: float
+    ) -> int:
+        """Move the clock forward as a worker that never stops sees it: the loops run every ``step``.
+
+        To rehearse downtime instead, move ``clock`` and call ``run()`` once.
+        """
+        end = self.clock.now() + (delta or timedelta()) + timedelta(**parts)
+        handled = self.run()
+        while self.clock.now() < end:
+            self.clock.advance(min(step, end - self.clock.now()))
+            handled += self.run()
+        return handled
+
+    def reminders_sent(self, channel: str = "email") -> list[str]:
+        """The reminder names of the messages delivered on ``channel``, in order."""
+        box = self.email if channel == "email" else self.sms
+        return [m.key.split(":")[-2] for m in box.sent]
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,363 @@
+"""Reminders end to end on a real SQLite file: timers, the worker's loops, the outbox, in-memory channels."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from support import CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, one_kap_session, open_case, to_ready
+
+from kapflow.dispatch import DeliveryPolicy, Dispatcher
+from kapflow.errors import ConcurrencyConflict, TransitionBlocked
+from kapflow.testing import FakeClock, MemoryNotifier, ReminderKit
+
+CONTACTS = {"front_desk": {"email": "desk@example.org"}, "therapist": {"email": "therapist@example.org"}}
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> Iterator[ReminderKit]:
+    kit = ReminderKit(tmp_path, clock=FakeClock(T0), contacts=CONTACTS)
+    yield kit
+    kit.close()
+
+
+def at(day: int, hour: int = 9) -> datetime:
+    return T0.replace(hour=hour) + timedelta(days=day)
+
+
+class Recorder:
+    """Advances the clock an hour at a time, running the worker, noting when each message went out."""
+
+    def __init__(self, kit: ReminderKit) -> None:
+        self.kit = kit
+        self.seen: list[tuple[str, str, str]] = []
+
+    def until(self, moment: datetime) -> None:
+        self.note()
+        while self.kit.clock.now() < moment:
+            self.kit.clock.advance(min(timedelta(hours=1), moment - self.kit.clock.now()))
+            self.note()
+
+    def note(self) -> None:
+        before = len(self.kit.email.sent)
+        self.kit.run()
+        for m in self.kit.email.sent[before:]:
+            self.seen.append((f"{self.kit.clock.now():%m-%d %H:%M}", m.key.split(":")[-2], m.recipient))
+
+
+def test_ten_weeks_of_one_clients_schedule(kit: ReminderKit) -> None:
+    """One client's whole plan over 10 simulated weeks: every expected message, none other, each on time."""
+    e, rec = kit.engine, Recorder(kit)
+    case_id = open_case(e)
+    rec.until(at(1, 10))
+    e.book_appointment(case_id, "evaluation", at(8, 15), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    rec.until(at(6, 18))
+    e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    rec.until(at(8, 15))
+    e.fire(case_id, "start_evaluation", actor=PRESCRIBER)
+    e.record(case_id, "screening", {"exclusions": [], "flags": []}, actor=PRESCRIBER)
+    e.fire(case_id, "find_suitable", actor=PRESCRIBER)
+    today = kit.clock.now().date()
+    e.record(case_id, "prescription", {"prescriber": "NP Sample", "issued_on": today.isoformat(),
+                                       "expires_on": (today + timedelta(days=120)).isoformat()}, actor=PRESCRIBER)
+    e.record(case_id, "consent", {"form_version": "1", "signed_on": today.isoformat()}, actor=THERAPIST)
+    e.record(case_id, "treatment_plan", {"action": "set", "sessions": 3}, actor=PRESCRIBER)
+    e.book_appointment(case_id, "intention_setting", at(12, 10), actor=FRONT_DESK)
+    rec.until(at(12, 10))
+    e.fire(case_id, "start_intention_setting", actor=THERAPIST)
+    kit.clock.advance(hours=1)
+    e.fire(case_id, "complete_intention_setting", actor=THERAPIST, data={"intentions": "steadiness"})
+    for n, day in enumerate([15, 22, 29]):
+        e.book_appointment(case_id, "kap_session", at(day, 10), actor=FRONT_DESK)
+        rec.until(at(day - 1, 12))
+        e.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": 10}, actor=CLIENT)
+        e.record(case_id, "questionnaire", {"instrument": "GAD-7", "score": 8}, actor=CLIENT)
+        rec.until(at(day, 10))
+        one_kap_session(e, kit.clock, case_id)
+        if n == 0:
+            e.book_appointment(case_id, "integration_session", at(day + 3, 10), actor=FRONT_DESK)
+            rec.until(at(day + 3, 10))
+            e.fire(case_id, "start_integration_session", actor=THERAPIST)
+            kit.clock.advance(hours=1)
+            e.fire(case_id, "complete_integration_session", actor=THERAPIST)
+    rec.until(at(40))
+    e.fire(case_id, "complete_treatment", actor=THERAPIST)
+    rec.until(at(70))
+
+    client, therapist = "sample.client@example.org", "therapist@example.org"
+    assert rec.seen == [
+        ("01-06 10:00", "evaluation_fee_due", client),  # at booking, fee unpaid
+        ("01-10 15:00", "evaluation_reminder_72h", client),
+        ("01-11 15:00", "evaluation_fee_due_48h", client),  # paid at 18:00 that day: no front-desk alert
+        ("01-12 15:00", "evaluation_reminder_24h", client),
+        ("01-14 10:00", "intention_setting_reminder_72h", client),
+        ("01-16 10:00", "intention_setting_reminder_24h", client),
+        # session 1 was booked less than 72 h ahead: no 72-hour reminder for it
+        ("01-18 10:00", "questionnaires_due", client),
+        ("01-19 10:00", "kap_session_reminder_24h", client),
+        ("01-22 10:00", "integration_session_reminder_24h", client),
+        ("01-24 10:00", "kap_session_reminder_72h", client),
+        ("01-25 10:00", "questionnaires_due", client),
+        ("01-26 10:00", "kap_session_reminder_24h", client),
+        ("01-31 10:00", "kap_session_reminder_72h", client),
+        ("02-01 10:00", "questionnaires_due", client),
+        ("02-02 10:00", "kap_session_reminder_24h", client),
+        # 7 days after the last session with no integration session booked: nudge both
+        ("02-10 13:00", "integration_not_booked", therapist),
+        ("02-10 13:00", "integration_not_booked_client", client),
+    ]
+    assert e.case(case_id).state == "completed"
+    assert e.verify_audit().ok
+
+
+def test_fee_reminders_stop_once_paid_and_front_desk_is_alerted_when_not(kit: ReminderKit) -> None:
+    """Unpaid: client reminders at booking and 48 h, then a front-desk alert 24 h before; paid: nothing more."""
+    e = kit.engine
+    unpaid, paid = open_case(e), open_case(e, last_name="Client-Two")
+    for case_id in (unpaid, paid):
+        e.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK)
+        e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    e.record(paid, "payment", {"amount": "250.00", "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    kit.advance(days=4, hours=6, minutes=1)  # past 24 h before the appointment
+    by_case = {cid: [m.key.split(":")[-2] for m in kit.email.sent if m.case_id == cid] for cid in (unpaid, paid)}
+    assert by_case[unpaid] == [
+        "evaluation_fee_due", "evaluation_reminder_72h", "evaluation_fee_due_48h",
+        "evaluation_fee_unpaid_alert", "evaluation_reminder_24h",
+    ]
+    assert [m.recipient for m in kit.email.sent if m.key.endswith("evaluation_fee_unpaid_alert:email")] == [
+        "desk@example.org"
+    ]
+    assert by_case[paid] == ["evaluation_reminder_72h", "evaluation_reminder_24h"]
+
+
+def test_unpaid_evaluation_is_released_at_the_appointment_time(kit: ReminderKit) -> None:
+    """A timer fires a trigger: still unpaid when the evaluation starts, the booking is released, audited."""
+    e = kit.engine
+    case_id = open_case(e)
+    e.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    kit.advance(days=3, hours=6)
+    assert e.case(case_id).state == "inquiry"
+    released = [ev for ev in e.history(case_id) if ev.trigger == "release_evaluation"]
+    assert len(released) == 1 and released[0].role == "system"
+
+
+def test_withdrawn_case_cancels_every_pending_reminder(kit: ReminderKit) -> None:
+    """Withdrawing cancels all pending timers; nothing is sent afterwards."""
+    e = kit.engine
+    case_id = open_case(e)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    kit.run()
+    sent_before = len(kit.email.sent)
+    e.fire(case_id, "withdraw", actor=CLIENT, data={"reason": "moving away"})
+    statuses = {t["reminder"]: t["status"] for t in kit.store.queue().timers(case_id)}
+    assert "pending" not in statuses.values()
+    assert statuses["evaluation_reminder_24h"] == "cancelled"
+    kit.advance(days=30)
+    assert len(kit.email.sent) == sent_before
+
+
+def test_reschedule_moves_reminders_and_calendar_and_cancel_drops_them(kit: ReminderKit) -> None:
+    """Rescheduling replaces the appointment's reminders and calendar event; cancelling removes both."""
+    e = kit.engine
+    case_id = open_case(e)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    kit.run()
+    event = kit.calendar.get(f"{case_id}-a1@kapflow")
+    assert event is not None and event.ends_at - event.starts_at == timedelta(minutes=60)
+    e.reschedule_appointment(case_id, "a1", at(9, 11), actor=FRONT_DESK)
+    kit.run()
+    moved = kit.calendar.get(f"{case_id}-a1@kapflow")
+    assert moved is not None and moved.starts_at == at(9, 11) and moved.sequence > event.sequence
+    pending = {t["reminder"]: t["due_at"][:16] for t in kit.store.queue().timers(case_id) if t["status"] == "pending"}
+    assert pending["evaluation_reminder_24h"] == "2026-01-13T11:00"
+    e.cancel_appointment(case_id, "a1", actor=FRONT_DESK, reason="client asked")
+    kit.run()
+    cancelled = kit.calendar.get(f"{case_id}-a1@kapflow")
+    assert cancelled is not None and cancelled.cancelled
+    assert not [t for t in kit.store.queue().timers(case_id) if t["status"] == "pending"]
+    with pytest.raises(TransitionBlocked) as refused:
+        e.reschedule_appointment(case_id, "a1", at(10), actor=FRONT_DESK)
+    assert [b.code for b in refused.value.blockers] == ["appointment_closed"]
+
+
+def test_kap_session_calendar_event_lasts_135_minutes(kit: ReminderKit) -> None:
+    """A KAP session appointment becomes a 135-minute calendar event."""
+    e = kit.engine
+    case_id = open_case(e)
+    to_ready(e, kit.clock, case_id)
+    booked = e.book_appointment(case_id, "kap_session", at(10, 10), actor=FRONT_DESK)
+    kit.run()
+    event = kit.calendar.get(f"{case_id}-{booked.extra['appointment']}@kapflow")
+    assert event is not None and event.ends_at - event.starts_at == timedelta(minutes=135)
+
+
+def test_catch_up_sends_recent_reminders_and_records_old_ones_as_missed(kit: ReminderKit) -> None:
+    """After downtime, a reminder late by less than its grace is sent; an older one is recorded as missed."""
+    e = kit.engine
+    case_id = open_case(e)
+    e.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    # The worker is down from now until 3 hours after the 24-hour reminder was due.
+    kit.clock.set(at(4, 18))
+    kit.run()
+    assert kit.reminders_sent() == ["evaluation_reminder_24h"]
+    outcomes = {t["reminder"]: t["status"] for t in kit.store.queue().timers(case_id)}
+    assert outcomes["evaluation_reminder_72h"] == "missed"
+    notes = {ev.data["reminder"]: ev.data["outcome"] for ev in e.history(case_id) if ev.kind == "reminder"}
+    assert notes == {
+        "evaluation_fee_due": "skipped",  # paid: not needed, so not "missed"
+        "evaluation_reminder_72h": "missed",
+        "evaluation_fee_due_48h": "skipped",
+        "evaluation_fee_unpaid_alert": "skipped",
+        "evaluation_reminder_24h": "done",
+    }
+
+
+def test_reminder_without_an_address_is_recorded_undeliverable(tmp_path: Path) -> None:
+    """No address for the audience: the timer says so in its outcome and in the audit history."""
+    kit = ReminderKit(tmp_path, clock=FakeClock(T0), contacts={})
+    case_id = open_case(kit.engine)
+    kit.advance(days=3)  # inquiry unanswered 2 business days: front desk has no address configured
+    timer = next(t for t in kit.store.queue().timers(case_id) if t["reminder"] == "inquiry_unanswered")
+    assert timer["status"] == "undeliverable"
+    assert any(ev.data.get("outcome") == "undeliverable" for ev in kit.engine.history(case_id))
+    kit.close()
+
+
+def test_transient_failures_retry_with_backoff_and_permanent_ones_give_up_audited(kit: ReminderKit) -> None:
+    """Transient failures are retried after a growing delay; a permanent one is given up with an audit event."""
+    e = kit.engine
+    case_id = open_case(e)
+    kit.email.fail_next(2)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    kit.run()
+    assert kit.email.sent == []
+
+    def email_row() -> dict[str, object]:
+        return next(r for r in kit.store.queue().outbox(case_id) if r["channel"] == "email")
+
+    row = email_row()
+    assert row["status"] == "pending" and row["attempts"] == 1
+    kit.advance(seconds=30)
+    assert kit.email.sent == [] and email_row()["attempts"] == 2
+    kit.advance(seconds=59)
+    assert kit.email.sent == []  # the second backoff is 60 s
+    kit.advance(seconds=1)
+    assert kit.reminders_sent() == ["evaluation_fee_due"]
+    attempts = [a["outcome"] for a in kit.store.queue().attempts(row["id"])]
+    assert attempts == ["failed", "failed", "sent"]
+
+    kit.email.fail_next(1, permanent=True)
+    kit.advance(days=3, hours=7)  # the 72-hour reminder is due (day 3, 15:00)
+    dead = [r for r in kit.store.queue().outbox(case_id) if r["status"] == "dead"]
+    assert len(dead) == 1 and dead[0]["key"].endswith("evaluation_reminder_72h:email")
+    audit = [ev for ev in e.history(case_id) if ev.kind == "delivery_failed"]
+    assert len(audit) == 1 and audit[0].data["attempts"] == 1
+    assert e.verify_audit().ok
+
+
+def test_a_failing_channel_never_blocks_another(tmp_path: Path) -> None:
+    """Every email fails, yet SMS messages in the same batch are delivered."""
+    kit = ReminderKit(tmp_path, clock=FakeClock(T0), contacts=CONTACTS,
+                      policy=DeliveryPolicy(max_attempts=2))
+    kit.email.fail_next(100)
+    from kapflow.domain.effects import OutboxMessage
+
+    with kit.store.write() as uow:
+        for n in range(3):
+            for channel in ("email", "sms"):
+                uow.add_outbox(OutboxMessage(f"k{n}:{channel}", "case-x", channel, "client", "+1 555 010 0100",
+                                             "Appointment reminder", "body"), T0)
+        uow.commit()
+    kit.advance(minutes=5)
+    assert sorted(m.key for m in kit.sms.sent) == ["k0:sms", "k1:sms", "k2:sms"]
+    assert {r["status"] for r in kit.store.queue().outbox() if r["channel"] == "email"} == {"dead"}
+    kit.close()
+
+
+def test_a_dead_workers_claims_are_taken_over_after_the_lease(kit: ReminderKit) -> None:
+    """A worker that claimed timers and died holds them only until its lease ends."""
+    e = kit.engine
+    case_id = open_case(e)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    queue = kit.store.queue()
+    now = kit.clock.now()
+    claimed = queue.claim_timers("dead-worker", now, now + timedelta(minutes=2), 10)
+    assert [c.reminder for c in claimed] == ["evaluation_fee_due"]
+    kit.run()
+    assert kit.email.sent == []  # still leased
+    kit.advance(minutes=3)
+    assert kit.reminders_sent() == ["evaluation_fee_due"]
+
+
+def test_two_dispatchers_at_once_deliver_each_message_once(tmp_path: Path) -> None:
+    """Two workers in threads on one SQLite file: every due reminder is delivered exactly once."""
+    kit = ReminderKit(tmp_path, clock=FakeClock(T0), contacts=CONTACTS)
+    cases = [open_case(kit.engine, last_name=f"Client-{n}") for n in range(20)]
+    for case_id in cases:
+        kit.engine.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK)
+        kit.engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    shared = MemoryNotifier("email")
+    policy = DeliveryPolicy(batch=3)
+    workers = [Dispatcher(kit.engine, {"email": shared}, worker_id=f"w{n}", policy=policy) for n in range(2)]
+
+    def both_at(moment: datetime) -> None:
+        kit.clock.set(moment)
+        barrier = threading.Barrier(2)
+
+        def work(d: Dispatcher) -> None:
+            barrier.wait()
+            d.run_until_idle()
+
+        threads = [threading.Thread(target=work, args=(d,)) for d in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+
+    for moment in (T0, at(2, 15), at(3, 15), at(4, 15)):  # booking; 72 h, 48 h and 24 h before
+        both_at(moment)
+    keys = shared.keys()
+    assert len(keys) == len(set(keys)) == 20 * 5  # fee at booking, 72 h, 48 h, front-desk alert, 24 h
+    kit.close()
+
+
+def test_no_timer_or_message_for_a_change_that_did_not_commit(kit: ReminderKit) -> None:
+    """A refused or conflicting command leaves no timer and no outbox row behind."""
+    e = kit.engine
+    case_id = open_case(e)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    before = (len(kit.store.queue().timers(case_id)), len(kit.store.queue().outbox(case_id)))
+    version = e.case(case_id).version
+    with pytest.raises(ConcurrencyConflict):
+        e.fire(case_id, "book_evaluation", actor=FRONT_DESK, expected_version=version - 1)
+    with pytest.raises(TransitionBlocked):
+        e.fire(case_id, "hold", actor=FRONT_DESK)  # no reason given
+    assert (len(kit.store.queue().timers(case_id)), len(kit.store.queue().outbox(case_id))) == before
+
+
+def test_one_kap_session_plans_the_integration_nudge_and_booking_clears_it(kit: ReminderKit) -> None:
+    """After a KAP session, booking an integration session stops the 7-day nudge."""
+    e = kit.engine
+    case_id = open_case(e)
+    to_ready(e, kit.clock, case_id)
+    one_kap_session(e, kit.clock, case_id)
+    e.book_appointment(case_id, "integration_session", kit.clock.now() + timedelta(days=9), actor=FRONT_DESK)
+    kit.advance(days=8)
+    assert "integration_not_booked" not in kit.reminders_sent()
+    nudges = [t for t in kit.store.queue().timers(case_id) if t["reminder"].startswith("integration_not_booked")]
+    # the nudges planned after intention-setting were cancelled by the session; the latest were not needed
+    assert {t["status"] for t in nudges} == {"cancelled", "skipped"}
+    assert [t["status"] for t in nudges[-2:]] == ["skipped", "skipped"]
