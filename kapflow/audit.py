@@ -5,17 +5,20 @@ case (``case_seq``, 1, 2, 3 ...), the hash of the event before it, and a
 SHA-256 over all of its own fields. The case row keeps the chain's head
 (event count and last hash), updated in the same transaction, so deleting
 the newest events is caught as well as editing, deleting or reordering
-earlier ones. A chain per case (rather than one for the whole database)
+earlier ones. Replaying a chain must also give its case row's state,
+version and facts, so an edited case row (which guards read) is caught too.
+A chain per case (rather than one for the whole database)
 lets writers on different cases commit in parallel without forking it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
 
-from kapflow.domain.case import AuditEvent
+from kapflow.domain.case import AuditEvent, CaseRecord, replay_events
 from kapflow.domain.payload import canonical_json
 
 GENESIS = "0" * 64
@@ -60,59 +63,72 @@ class AuditReport:
         }
 
 
-@dataclass
-class _Tail:
-    case_seq: int = 0
-    hash: str = GENESIS
-    broken: bool = False
+def verify_chain(events: Iterable[AuditEvent], cases: Iterable[CaseRecord]) -> AuditReport:
+    """Check every case's chain and that replaying it gives the case row.
 
-
-def verify_chain(
-    events: Iterable[AuditEvent], heads: Iterable[tuple[str, int, str]]
-) -> AuditReport:
-    """Check events (in global ``seq`` order) link up per case and end at each case's head."""
+    ``events`` are ordered by case id and ``cases`` by id, so one case is held
+    in memory at a time, however large the history.
+    """
     report = AuditReport()
-    tails: dict[str, _Tail] = {}
-    for ev in events:
-        report.events += 1
-        tail = tails.setdefault(ev.case_id, _Tail())
-        if tail.broken:
-            continue
-        reason = _link_problem(ev, tail)
-        if reason:
-            tail.broken = True
-            report.problems.append(AuditProblem(ev.case_id, ev.seq, ev.case_seq, reason))
-            continue
-        tail.case_seq, tail.hash = ev.case_seq, ev.hash
-    for case_id, count, head in heads:
+    grouped = groupby(events, key=lambda ev: ev.case_id)
+    pending = next(grouped, None)
+    for case in cases:
         report.cases += 1
-        tail = tails.pop(case_id, _Tail())
-        if tail.broken:
-            continue
-        if tail.case_seq != count or tail.hash != head:
-            report.problems.append(
-                AuditProblem(
-                    case_id,
-                    None,
-                    tail.case_seq,
-                    f"the chain ends at event {tail.case_seq} but the case records {count} events "
-                    "with another head hash: its newest events were deleted or replaced",
-                )
-            )
-    for case_id in sorted(tails):
-        report.problems.append(
-            AuditProblem(case_id, None, None, "audit events exist for a case that is not in the cases table")
-        )
+        while pending is not None and pending[0] < case.id:
+            _orphans(report, pending)
+            pending = next(grouped, None)
+        chain: list[AuditEvent] = []
+        if pending is not None and pending[0] == case.id:
+            chain = list(pending[1])
+            pending = next(grouped, None)
+        report.events += len(chain)
+        problem = _case_problem(case, chain)
+        if problem is not None:
+            report.problems.append(problem)
+    while pending is not None:
+        _orphans(report, pending)
+        pending = next(grouped, None)
     return report
 
 
-def _link_problem(ev: AuditEvent, tail: _Tail) -> str:
-    if ev.case_seq != tail.case_seq + 1:
+def _orphans(report: AuditReport, group: tuple[str, Iterator[AuditEvent]]) -> None:
+    report.events += sum(1 for _ in group[1])
+    report.problems.append(
+        AuditProblem(group[0], None, None, "audit events exist for a case that is not in the cases table")
+    )
+
+
+def _case_problem(case: CaseRecord, chain: list[AuditEvent]) -> AuditProblem | None:
+    # Walk the rows in the order they were written (global seq): a row moved to another
+    # place then shows up where a different event of the case was expected.
+    chain = sorted(chain, key=lambda ev: ev.seq or 0)
+    previous_hash = GENESIS
+    for position, ev in enumerate(chain, 1):
+        reason = _link_problem(ev, position, previous_hash)
+        if reason:
+            return AuditProblem(case.id, ev.seq, ev.case_seq, reason)
+        previous_hash = ev.hash
+    if len(chain) != case.event_count or previous_hash != (case.head_hash or GENESIS):
+        return AuditProblem(
+            case.id, None, len(chain),
+            f"the chain ends at event {len(chain)} but the case records {case.event_count} events "
+            "with another head hash: its newest events were deleted or replaced",
+        )
+    if replay_events(chain) != (case.state, case.previous_state, case.version, dict(case.facts)):
+        return AuditProblem(
+            case.id, None, None,
+            "the case row's state, version or facts differ from a replay of its history: the row was edited",
+        )
+    return None
+
+
+def _link_problem(ev: AuditEvent, position: int, previous_hash: str) -> str:
+    if ev.case_seq != position:
         return (
-            f"holds event {ev.case_seq} of its case where event {tail.case_seq + 1} was expected: "
+            f"holds event {ev.case_seq} of its case where event {position} was expected: "
             "a row was deleted or the rows were reordered"
         )
-    if ev.prev_hash != tail.hash:
+    if ev.prev_hash != previous_hash:
         return "its previous-hash does not match the row before it: a row was replaced or reordered"
     if link_hash(ev) != ev.hash:
         return "its contents do not match its hash: the row was edited"

@@ -34,6 +34,7 @@ from rich.text import Text
 
 from kapflow.audit import AuditReport
 from kapflow.bootstrap import build_engine, database_url
+from kapflow.config import Settings, load_settings
 from kapflow.demo import ClientStory, DemoRun, demo_engine, run_demo
 from kapflow.diagram import mermaid, write_png
 from kapflow.domain.case import Actor, AuditEvent, CaseFacts, CaseRecord, FactEntry, Outcome, to_iso
@@ -75,6 +76,7 @@ P = ParamSpec("P")
 @dataclass(frozen=True)
 class _Settings:
     url: str
+    settings: Settings
 
 
 # ------------------------------------------------------------------ plumbing
@@ -130,8 +132,8 @@ def _console() -> Console:
 
 
 def _engine(ctx: typer.Context) -> Engine:
-    settings = ctx.find_object(_Settings)
-    engine = build_engine(settings.url if settings else database_url())
+    found = ctx.find_object(_Settings)
+    engine = build_engine(found.url, settings=found.settings) if found else build_engine(database_url())
     ctx.call_on_close(engine.store.close)
     return engine
 
@@ -175,8 +177,17 @@ def _root(
         str | None,
         typer.Option("--db", metavar="URL", help="Database URL (else $KAPFLOW_DB, else sqlite:///kapflow.db)."),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", metavar="FILE", envvar="KAPFLOW_CONFIG",
+                     help="The practice's settings (TOML): channels, calendar, contacts, time zone."),
+    ] = None,
 ) -> None:
-    ctx.obj = _Settings(database_url(db))
+    try:
+        settings = load_settings(config)
+    except KapflowError as err:
+        _fail(f"{err.code}: {err.message}", EXIT_INPUT)
+    ctx.obj = _Settings(database_url(db, settings), settings)
 
 
 # ------------------------------------------------------------------ rendering
@@ -516,3 +527,7 @@ def demo_command(
     if not run.audit.ok:
         raise typer.Exit(EXIT_OTHER)
 
+
+
+# The worker's commands live in their own module; importing it registers them on ``app``.
+from kapflow import cli_worker  # noqa: E402, F401

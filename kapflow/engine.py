@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, NoReturn
@@ -30,6 +30,7 @@ from kapflow.domain.case import (
     fold_fact,
     fold_move,
 )
+from kapflow.domain.case import replay_events as replay_events  # re-exported: the engine's readers use it
 from kapflow.domain.effects import effects_of
 from kapflow.domain.errors import (
     Blocker,
@@ -132,7 +133,7 @@ class Engine:
                 updated_at=now,
             )
             opened = {"intake_kind": wf.intake_fact, "intake": parsed}
-            event = self._event(case, actor, "opened", to_state=wf.initial, data=opened, key=key)
+            event = self._event(case, actor, "opened", to_state=wf.initial, data=opened, key=key, at=now)
             case = replace(case, version=1, event_count=1, head_hash=event.hash)
             uow.insert_case(case)
             uow.append_event(event)
@@ -155,6 +156,8 @@ class Engine:
     ) -> Outcome:
         """Move a case with ``trigger``; raises ``Refused`` (audited) or ``InvalidInput`` (nothing written)."""
         check_identifier(case_id, "case_id")
+        _check_actor_shape(actor)
+        _check_version_arg(expected_version)
         payload = check_payload(data)
         key = self._check_key(idempotency_key)
         fingerprint = _fingerprint("fire", case_id, trigger, "", actor, payload)
@@ -188,6 +191,8 @@ class Engine:
     ) -> Outcome:
         """Record a validated fact on a case (a payment, vitals, consent, ...)."""
         check_identifier(case_id, "case_id")
+        _check_actor_shape(actor)
+        _check_version_arg(expected_version)
         payload = check_payload(data)
         key = self._check_key(idempotency_key)
         fingerprint = _fingerprint("record", case_id, kind, "", actor, payload)
@@ -331,9 +336,9 @@ class Engine:
 
     def verify_audit(self, case_id: str | None = None) -> AuditReport:
         if case_id is None:
-            return verify_chain(self.store.iter_audit(), self.store.case_heads())
+            return verify_chain(self.store.iter_audit(), self.store.iter_cases())
         case = self.case(case_id)
-        return verify_chain(self.store.iter_audit(case_id), [(case.id, case.event_count, case.head_hash)])
+        return verify_chain(self.store.iter_audit(case_id), [case])
 
     # ---------------------------------------------------------------- internals
 
@@ -435,7 +440,7 @@ class Engine:
         now = self.clock.now()
         event = self._event(
             case, actor, "transition", trigger=transition.trigger, from_state=case.state,
-            to_state=dest, data=payload, key=key,
+            to_state=dest, data=payload, key=key, at=now,
         )
         updated = replace(
             case,
@@ -466,7 +471,7 @@ class Engine:
         now = self.clock.now()
         event = self._event(
             case, actor, "fact", from_state=case.state, to_state=case.state,
-            data={"kind": kind, "fact": parsed}, key=key,
+            data={"kind": kind, "fact": parsed}, key=key, at=now,
         )
         updated = replace(
             case,
@@ -521,11 +526,13 @@ class Engine:
         data: Mapping[str, Any] | None = None,
         blockers: tuple[Mapping[str, Any], ...] = (),
         key: str | None = None,
+        at: datetime | None = None,
     ) -> AuditEvent:
+        """A hashed event; ``at`` is the command's one instant, shared with the projection it writes."""
         unsigned = AuditEvent(
             case_id=case.id,
             case_seq=case.event_count + 1,
-            at=self.clock.now(),
+            at=at or self.clock.now(),
             actor=actor.id,
             role=actor.role,
             kind=kind,
@@ -558,9 +565,7 @@ class Engine:
 
     @staticmethod
     def _check_actor(actor: Actor, wf: Workflow) -> None:
-        if not isinstance(actor, Actor):
-            raise InvalidInput("actor must be an Actor(id, role)", field="actor")
-        check_identifier(actor.id, "actor.id")
+        _check_actor_shape(actor)
         if actor.role not in wf.roles:
             raise InvalidInput(
                 f"unknown role {actor.role!r}; roles: {', '.join(sorted(wf.roles))}", field="actor.role"
@@ -570,6 +575,19 @@ class Engine:
     def _check_expected(case: CaseRecord, expected_version: int | None) -> None:
         if expected_version is not None and case.version != expected_version:
             raise ConcurrencyConflict(case.id, expected_version, case.version)
+
+
+def _check_actor_shape(actor: object) -> None:
+    if not isinstance(actor, Actor):
+        raise InvalidInput("actor must be an Actor(id, role)", field="actor")
+    check_identifier(actor.id, "actor.id")
+
+
+def _check_version_arg(expected: object) -> None:
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 1):
+        raise InvalidInput(
+            "expected_version must be a whole number from 1, the version you read", field="expected_version"
+        )
 
 
 def _instant(moment: datetime) -> str:
@@ -600,25 +618,3 @@ def _outcome_from_json(text: str) -> Outcome:
         case_seq=d["case_seq"], trigger=d["trigger"], from_state=d["from_state"], replayed=True,
         extra={k: v for k, v in d.items() if k not in base},
     )
-
-
-def replay_events(events: Iterable[AuditEvent]) -> tuple[str, str | None, int, dict[str, Any]]:
-    """Fold an audit history into (state, previous state, version, projection)."""
-    state, previous, version = "", None, 0
-    facts: dict[str, Any] = {}
-    for ev in events:
-        if ev.kind == "opened":
-            intake = dict(ev.data["intake"])
-            facts = fold_fact({}, _intake_kind(ev), ev.at, ev.actor, intake)
-            state, version = ev.to_state or "", 1
-        elif ev.kind == "transition":
-            facts = fold_move(facts, ev.trigger or "", ev.from_state or "", ev.to_state or "", ev.at)
-            previous, state, version = ev.from_state, ev.to_state or "", version + 1
-        elif ev.kind == "fact":
-            facts = fold_fact(facts, ev.data["kind"], ev.at, ev.actor, dict(ev.data["fact"]))
-            version += 1
-    return state, previous, version, facts
-
-
-def _intake_kind(ev: AuditEvent) -> str:
-    return str(ev.data.get("intake_kind", "inquiry"))

@@ -99,11 +99,11 @@ class Store(Protocol):
     def history(self, case_id: str) -> Sequence[AuditEvent]: ...
 
     def iter_audit(self, case_id: str | None = None) -> Iterator[AuditEvent]:
-        """Every audit event in global order (or one case's), streamed."""
+        """Every audit event (or one case's), streamed, ordered by case id then position in the case."""
         ...
 
-    def case_heads(self) -> Iterator[tuple[str, int, str]]:
-        """(case id, event count, head hash) of every case, streamed."""
+    def iter_cases(self) -> Iterator[CaseRecord]:
+        """Every case, streamed, ordered by id."""
         ...
 
     def queue(self) -> Queue:

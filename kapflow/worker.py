@@ -9,6 +9,7 @@ stops taking new runs and waits for the running ones to finish.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from kapflow.dispatch import Dispatcher
 from kapflow.logging import get_logger
 
 _log = get_logger("kapflow.worker")
+# APScheduler's own log lines (skipped runs, job tracebacks) bypass kapflow's redaction: keep only fatal ones.
+logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
 
 
 class Worker:
@@ -46,8 +49,11 @@ class Worker:
             step, IntervalTrigger(seconds=self.interval), id=name, name=name, next_run_time=datetime.now(UTC)
         )
 
-    def run(self, *, install_signals: bool = True) -> None:
-        """Block until ``stop()`` or a SIGTERM/SIGINT; both loops run once immediately."""
+    def run(self, *, install_signals: bool = True, on_start: Callable[[], None] | None = None) -> None:
+        """Block until ``stop()`` or a SIGTERM/SIGINT; both loops run once immediately.
+
+        ``on_start`` is called once the signal handlers are in place and the loops scheduled.
+        """
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
@@ -55,7 +61,12 @@ class Worker:
         self._job("outbox", self.dispatcher.run_outbox_once)
         self._scheduler.start()
         _log.info("worker_started", worker=self.dispatcher.worker_id)
-        self._stop.wait()
+        if on_start is not None:
+            on_start()
+        # Wake up now and then: a signal delivered to one of the scheduler's threads only
+        # runs its Python handler once the main thread executes again.
+        while not self._stop.wait(0.2):
+            pass
         self._scheduler.shutdown(wait=True)
         _log.info("worker_stopped", worker=self.dispatcher.worker_id)
 

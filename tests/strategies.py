@@ -250,5 +250,18 @@ def stateful_clock_steps() -> st.SearchStrategy[timedelta]:
     return st.one_of(
         st.integers(1, 180).map(lambda m: timedelta(minutes=m)),
         st.integers(1, 48).map(lambda h: timedelta(hours=h)),
-        st.integers(1, 120).map(lambda d: timedelta(days=d)),
+        st.integers(1, 200).map(lambda d: timedelta(days=d)),
+    )
+
+
+def stateful_paperwork() -> st.SearchStrategy[tuple[str, int, int]]:
+    """(what, a, b) changes to a case's paperwork, dated relative to the clock by the state machine.
+
+    ``prescription``: issued ``a`` days from today, valid for ``b`` days; ``consent`` and
+    ``consent_withdrawn``: today; ``plan``: set (a=0) or extend (a=1) by ``b`` sessions, or end early (a=2).
+    """
+    return st.one_of(
+        st.tuples(st.just("prescription"), st.integers(-200, 3), st.integers(1, 200)),
+        st.tuples(st.sampled_from(["consent", "consent_withdrawn"]), st.just(0), st.just(0)),
+        st.tuples(st.just("plan"), st.integers(0, 2), st.integers(1, 6)),
     )

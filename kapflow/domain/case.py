@@ -7,7 +7,7 @@ else, so a guard's verdict depends only on the projection and the clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -205,3 +205,25 @@ class Outcome:
             "replayed": self.replayed,
             **dict(self.extra),
         }
+
+
+def replay_events(events: Iterable[AuditEvent]) -> tuple[str, str | None, int, dict[str, Any]]:
+    """Fold a case's audit history into (state, previous state, version, projection).
+
+    Refusals and notes (reminders, delivery failures) change none of these; the
+    result must equal the case row, which is how verification finds an edited row.
+    """
+    state, previous, version = "", None, 0
+    facts: dict[str, Any] = {}
+    for ev in events:
+        if ev.kind == "opened":
+            kind = str(ev.data.get("intake_kind", "inquiry"))
+            facts = fold_fact({}, kind, ev.at, ev.actor, dict(ev.data["intake"]))
+            state, version = ev.to_state or "", 1
+        elif ev.kind == "transition":
+            facts = fold_move(facts, ev.trigger or "", ev.from_state or "", ev.to_state or "", ev.at)
+            previous, state, version = ev.from_state, ev.to_state or "", version + 1
+        elif ev.kind == "fact":
+            facts = fold_fact(facts, ev.data["kind"], ev.at, ev.actor, dict(ev.data["fact"]))
+            version += 1
+    return state, previous, version, facts

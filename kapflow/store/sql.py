@@ -287,18 +287,18 @@ class SqlStore:
             return [event_from_row(r) for r in conn.execute(_HISTORY, {"case_id": case_id})]
 
     def iter_audit(self, case_id: str | None = None) -> Iterator[AuditEvent]:
-        query = select(_audit).order_by(_audit.c.seq)
+        query = select(_audit).order_by(_audit.c.case_id, _audit.c.case_seq)
         if case_id is not None:
             query = query.where(_audit.c.case_id == case_id)
         with _translated(), self.engine.connect() as conn:
             for row in conn.execution_options(yield_per=1000).execute(query):
                 yield event_from_row(row)
 
-    def case_heads(self) -> Iterator[tuple[str, int, str]]:
-        query = select(_cases.c.id, _cases.c.event_count, _cases.c.head_hash).order_by(_cases.c.id)
+    def iter_cases(self) -> Iterator[CaseRecord]:
+        query = select(_cases).order_by(_cases.c.id)
         with _translated(), self.engine.connect() as conn:
             for row in conn.execution_options(yield_per=1000).execute(query):
-                yield (row[0], row[1], row[2])
+                yield _case_from_row(row)
 
     def queue(self) -> queue.SqlQueue:
         return queue.SqlQueue(self.engine)

@@ -192,11 +192,13 @@ class IntentionSet(_Base):
         return Blocker("intention_not_set", "the intention-setting session must be completed first")
 
 
-def planned_sessions(facts: CaseFacts) -> int | None:
-    """The plan's number of KAP sessions, after every set, extension and early end."""
+def planned_sessions(facts: CaseFacts, until: datetime | None = None) -> int | None:
+    """The plan's number of KAP sessions, after every set, extension and early end (up to ``until``)."""
     planned: int | None = None
     dosings = _dosings(facts)
     for f in facts.of_kind("treatment_plan"):
+        if until is not None and f.at > until:
+            break
         action = f.data["action"]
         if action == "set":
             planned = int(f.data["sessions"])
@@ -245,8 +247,20 @@ class ReassessmentNotDue(_Base):
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         last = ctx.facts.last_move("complete_reassessment")
-        since = [d for d in _dosings(ctx.facts) if last is None or d > last.at]
+        dosings = _dosings(ctx.facts)
+        since = [d for d in dosings if last is None or d > last.at]
         every = _num(ctx, "reassess_every")
+        used_up = _plan_used_up_at(ctx.facts, dosings)
+        planned = planned_sessions(ctx.facts)
+        extended_since = planned is not None and len(dosings) < planned
+        if used_up is not None and (last is None or used_up > last.at) and extended_since:
+            # Extending a used-up plan is decided at a reassessment, not instead of one.
+            # (While the plan is still used up, plan_sessions_remain already says so.)
+            return Blocker(
+                "reassessment_due",
+                "the planned KAP sessions were all done; the prescriber must reassess before more",
+                facts=(("plan_used_up", f"{used_up:%Y-%m-%d}"),),
+            )
         if len(since) < every:
             return None
         return Blocker(
@@ -254,6 +268,16 @@ class ReassessmentNotDue(_Base):
             f"{len(since)} KAP sessions since the last reassessment; the prescriber must reassess before more",
             facts=(("since_reassessment", str(len(since))), ("reassess_every", str(every))),
         )
+
+
+def _plan_used_up_at(facts: CaseFacts, dosings: list[datetime]) -> datetime | None:
+    """The latest dosing that used up the plan as it stood then, if any."""
+    used_up = None
+    for n, moment in enumerate(dosings, 1):
+        planned = planned_sessions(facts, until=moment)
+        if planned is not None and n >= planned:
+            used_up = moment
+    return used_up
 
 
 class SessionFrequency(_Base):

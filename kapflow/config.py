@@ -1,0 +1,262 @@
+"""The practice's settings: a TOML file, read and checked in one place (no adapters imported here).
+
+    database = "sqlite:///kapflow.db"
+    timezone = "America/New_York"
+
+    [contacts.front_desk]
+    email = "desk@practice.example"
+
+    [email]                      # SMTP
+    host = "smtp.practice.example"
+    port = 587
+    sender = "care-team@practice.example"
+    username = "kapflow"
+    password_env = "KAPFLOW_SMTP_PASSWORD"   # secrets come from the environment, never the file
+    starttls = true
+
+    [channels.sms]               # any channel through apprise URLs
+    urls_env = "KAPFLOW_SMS_URLS"
+
+    [webhook]
+    url = "https://pms.practice.example/hooks/kapflow"
+    secret_env = "KAPFLOW_WEBHOOK_SECRET"
+
+    [calendar]                   # CalDAV, or ics_folder = "/srv/kapflow/calendar"
+    caldav_url = "https://dav.practice.example/"
+    username = "kapflow"
+    password_env = "KAPFLOW_CALDAV_PASSWORD"
+    name = "kap-appointments"
+
+    [worker]
+    interval_seconds = 1
+    lease_seconds = 120
+    max_attempts = 8
+
+Every problem is reported at once, naming the key and what to put there.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kapflow.domain.errors import KapflowError
+
+
+class ConfigError(KapflowError):
+    """The settings file is unreadable or wrong; ``problems`` lists every issue."""
+
+    code = "config_error"
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = tuple(problems)
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "source": self.source, "problems": list(self.problems)}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    sender: str
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class CalendarSettings:
+    caldav_url: str | None = None
+    username: str = ""
+    password: str = ""
+    name: str = "kapflow"
+    ics_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    interval_seconds: float = 1.0
+    lease_seconds: int = 120
+    max_attempts: int = 8
+    batch: int = 50
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: str | None = None
+    timezone: str = "UTC"
+    contacts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    email: SmtpSettings | None = None
+    channels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # channel -> apprise URLs
+    webhook: WebhookSettings | None = None
+    calendar: CalendarSettings | None = None
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+
+def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from a TOML file (or defaults without one); secrets resolved from ``env``."""
+    if path is None:
+        return Settings()
+    source = str(path)
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file ({exc.strerror or type(exc).__name__})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    return parse_settings(raw, source, os.environ if env is None else env)
+
+
+class _Reader:
+    """Collects every problem instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def table(self, raw: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.problems.append(f"[{key}] must be a table")
+            return None
+        return value
+
+    def text(self, raw: Mapping[str, Any], where: str, key: str, *, required: bool = True) -> str | None:
+        value = raw.get(key)
+        if value is None and f"{key}_env" in raw:
+            name = raw[f"{key}_env"]
+            value = self.env.get(str(name))
+            if value is None:
+                self.problems.append(f"{where}.{key}_env names {name!r}, which is not set in the environment")
+                return None
+        if value is None:
+            if required:
+                self.problems.append(f"{where}.{key} is required")
+            return None
+        if not isinstance(value, str) or not value:
+            self.problems.append(f"{where}.{key} must be non-empty text")
+            return None
+        return value
+
+    def number(self, raw: Mapping[str, Any], where: str, key: str, default: float, low: float, high: float) -> float:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            self.problems.append(f"{where}.{key} must be a number from {low:g} to {high:g}")
+            return default
+        return float(value)
+
+
+def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Settings:
+    r = _Reader(env)
+    known = {"database", "timezone", "contacts", "email", "channels", "webhook", "calendar", "worker"}
+    r.problems += [f"unknown setting {k!r}; known: {', '.join(sorted(known))}" for k in sorted(set(raw) - known)]
+    settings = Settings(
+        database=r.text(raw, "", "database", required=False),
+        timezone=r.text(raw, "", "timezone", required=False) or "UTC",
+        contacts=_contacts(r, raw),
+        email=_smtp(r, r.table(raw, "email")),
+        channels=_channels(r, r.table(raw, "channels")),
+        webhook=_webhook(r, r.table(raw, "webhook")),
+        calendar=_calendar(r, r.table(raw, "calendar")),
+        worker=_worker(r, r.table(raw, "worker") or {}),
+    )
+    if r.problems:
+        raise ConfigError(source, r.problems)
+    return settings
+
+
+def _contacts(r: _Reader, raw: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    table = r.table(raw, "contacts") or {}
+    out: dict[str, dict[str, str]] = {}
+    for role, channels in table.items():
+        if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
+            r.problems.append(f"contacts.{role} must map channels to addresses, e.g. email = \"desk@...\"")
+            continue
+        out[str(role)] = {str(k): str(v) for k, v in channels.items()}
+    return out
+
+
+def _smtp(r: _Reader, t: Mapping[str, Any] | None) -> SmtpSettings | None:
+    if t is None:
+        return None
+    host, sender = r.text(t, "email", "host"), r.text(t, "email", "sender")
+    port = int(r.number(t, "email", "port", 25, 1, 65535))
+    username = r.text(t, "email", "username", required=False)
+    password = r.text(t, "email", "password", required=False)
+    if (username is None) != (password is None):
+        r.problems.append("email.username and email.password (or password_env) go together")
+    starttls = t.get("starttls", False)
+    if not isinstance(starttls, bool):
+        r.problems.append("email.starttls must be true or false")
+    if host is None or sender is None:
+        return None
+    return SmtpSettings(host, port, sender, username, password, bool(starttls))
+
+
+def _channels(r: _Reader, t: Mapping[str, Any] | None) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for name, spec in (t or {}).items():
+        if not isinstance(spec, dict):
+            r.problems.append(f"channels.{name} must be a table with urls or urls_env")
+            continue
+        urls = spec.get("urls")
+        if urls is None and "urls_env" in spec:
+            joined = r.env.get(str(spec["urls_env"]))
+            if joined is None:
+                r.problems.append(f"channels.{name}.urls_env names {spec['urls_env']!r}, which is not set")
+                continue
+            urls = [u for u in joined.split() if u]
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            r.problems.append(f"channels.{name}.urls must be a non-empty list of apprise URLs")
+            continue
+        out[str(name)] = tuple(urls)
+    return out
+
+
+def _webhook(r: _Reader, t: Mapping[str, Any] | None) -> WebhookSettings | None:
+    if t is None:
+        return None
+    url, secret = r.text(t, "webhook", "url"), r.text(t, "webhook", "secret")
+    return WebhookSettings(url, secret) if url and secret else None
+
+
+def _calendar(r: _Reader, t: Mapping[str, Any] | None) -> CalendarSettings | None:
+    if t is None:
+        return None
+    folder = r.text(t, "calendar", "ics_folder", required=False)
+    url = r.text(t, "calendar", "caldav_url", required=False)
+    if (folder is None) == (url is None):
+        r.problems.append("calendar needs exactly one of caldav_url or ics_folder")
+        return None
+    if url is None:
+        return CalendarSettings(ics_folder=folder)
+    return CalendarSettings(
+        caldav_url=url,
+        username=r.text(t, "calendar", "username") or "",
+        password=r.text(t, "calendar", "password") or "",
+        name=r.text(t, "calendar", "name", required=False) or "kapflow",
+    )
+
+
+def _worker(r: _Reader, t: Mapping[str, Any]) -> WorkerSettings:
+    return WorkerSettings(
+        interval_seconds=r.number(t, "worker", "interval_seconds", 1.0, 0.05, 3600),
+        lease_seconds=int(r.number(t, "worker", "lease_seconds", 120, 1, 86400)),
+        max_attempts=int(r.number(t, "worker", "max_attempts", 8, 1, 100)),
+        batch=int(r.number(t, "worker", "batch", 50, 1, 10000)),
+    )
