@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contract.servers import SmtpServer  # noqa: E402
-from integration.crash_harness import crash_run, make_practice  # noqa: E402
+from contract.servers import SmtpServer
+from integration.crash_harness import crash_run, make_practice
 
 
 def main() -> int:
