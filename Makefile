@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)  ## run the example practice on a fresh SQLite file
-	rm -f $(DB) $(DB)-wal $(DB)-shm
+	rm -rf $(DB) $(DB)-wal $(DB)-shm $(DB)-mail
 	$(BIN)/kapflow --db sqlite:///$(DB) demo
 
 test: $(STAMP)  ## the whole test suite

@@ -57,6 +57,10 @@ def build_notifiers(settings: Settings) -> dict[str, Notifier]:
         notifiers["email"] = SmtpNotifier(
             s.host, s.port, s.sender, username=s.username, password=s.password, starttls=s.starttls
         )
+    if settings.maildir is not None:
+        from kapflow.adapters.notify.maildir import MaildirNotifier
+
+        notifiers["email"] = MaildirNotifier(settings.maildir)
     if settings.channels:
         from kapflow.adapters.notify.apprise import AppriseNotifier
 

@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -236,6 +237,10 @@ def _what(ev: AuditEvent) -> str:
         return f"{ev.data.get('kind', '')}"
     if ev.kind == "opened":
         return f"{ev.data.get('intake_kind', '')}"
+    if ev.kind == "reminder":
+        return f"{ev.data.get('reminder', '')}: {ev.data.get('outcome', '')}"
+    if ev.kind == "delivery_failed":
+        return f"{ev.data.get('channel', '')} gave up after {ev.data.get('attempts', '')}"
     return ev.trigger or ""
 
 
@@ -292,12 +297,32 @@ def _print_story(console: Console, story: ClientStory) -> None:
     console.print()
 
 
-def _print_demo(console: Console, run: DemoRun) -> None:
+def _beside_database(url: str) -> Path:
+    """``<db file>-mail`` next to a SQLite file; a fresh temporary folder for any other database."""
+    if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
+        db = Path(url.removeprefix("sqlite:///"))
+        return db.with_name(db.name + "-mail")
+    return Path(tempfile.mkdtemp(prefix="kapflow-demo-mail-"))
+
+
+def _print_mail(console: Console, run: DemoRun, folder: Path) -> None:
+    console.rule(Text(f"Reminders the worker delivered · {len(run.messages)} messages in {folder}"))
+    table = Table("sent (UTC)", "to", "address", "subject", "reminder")
+    for m in run.messages:
+        table.add_row(_when(m.at), m.audience, Text(m.recipient), Text(m.subject), m.reminder)
+    console.print(table)
+    console.print(Text(f"Calendar events (.ics) are in {folder / 'calendar'}"))
+    console.print()
+
+
+def _print_demo(console: Console, run: DemoRun, mail_folder: Path | None = None) -> None:
     console.print(Text("kapflow demo: an example practice with synthetic clients", style="bold"))
     console.print(Text(f"(a fake clock starting {_when(run.start)} UTC; all names and data are made up)"))
     console.print()
     for story in run.stories:
         _print_story(console, story)
+    if mail_folder is not None:
+        _print_mail(console, run, mail_folder)
     _print_audit(console, run.audit)
     console.print(Text("Next: kapflow cases · kapflow case show ID · kapflow history ID (with the same --db)"))
 
@@ -517,13 +542,20 @@ def diagram_command(
 def demo_command(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Run even if the database already holds cases.")] = False,
+    mail: Annotated[
+        Path | None,
+        typer.Option("--mail", metavar="FOLDER",
+                     help="Where the demo's worker delivers reminders (a Maildir; default: beside the database)."),
+    ] = None,
 ) -> None:
-    """Run an example practice with synthetic clients on the database and print each client's timeline."""
+    """Run an example practice with synthetic clients; print each timeline and the reminders delivered."""
     settings = ctx.find_object(_Settings)
-    engine, clock = demo_engine(settings.url if settings else None)
+    url = settings.url if settings else database_url()
+    mail = mail or _beside_database(url)
+    engine, clock = demo_engine(url, mail_folder=mail)
     ctx.call_on_close(engine.store.close)
     run = run_demo(engine, clock, allow_existing=force)
-    _print_demo(_console(), run)
+    _print_demo(_console(), run, mail)
     if not run.audit.ok:
         raise typer.Exit(EXIT_OTHER)
 

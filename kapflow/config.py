@@ -14,6 +14,9 @@
     password_env = "KAPFLOW_SMTP_PASSWORD"   # secrets come from the environment, never the file
     starttls = true
 
+    [maildir]                    # or: email into a local Maildir folder instead of SMTP
+    folder = "/srv/kapflow/mail"
+
     [channels.sms]               # any channel through apprise URLs
     urls_env = "KAPFLOW_SMS_URLS"
 
@@ -100,6 +103,7 @@ class Settings:
     timezone: str = "UTC"
     contacts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     email: SmtpSettings | None = None
+    maildir: str | None = None
     channels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # channel -> apprise URLs
     webhook: WebhookSettings | None = None
     calendar: CalendarSettings | None = None
@@ -163,13 +167,14 @@ class _Reader:
 
 def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Settings:
     r = _Reader(env)
-    known = {"database", "timezone", "contacts", "email", "channels", "webhook", "calendar", "worker"}
+    known = {"database", "timezone", "contacts", "email", "maildir", "channels", "webhook", "calendar", "worker"}
     r.problems += [f"unknown setting {k!r}; known: {', '.join(sorted(known))}" for k in sorted(set(raw) - known)]
     settings = Settings(
         database=r.text(raw, "", "database", required=False),
         timezone=r.text(raw, "", "timezone", required=False) or "UTC",
         contacts=_contacts(r, raw),
         email=_smtp(r, r.table(raw, "email")),
+        maildir=_maildir(r, r.table(raw, "maildir"), "email" in raw),
         channels=_channels(r, r.table(raw, "channels")),
         webhook=_webhook(r, r.table(raw, "webhook")),
         calendar=_calendar(r, r.table(raw, "calendar")),
@@ -206,6 +211,14 @@ def _smtp(r: _Reader, t: Mapping[str, Any] | None) -> SmtpSettings | None:
     if host is None or sender is None:
         return None
     return SmtpSettings(host, port, sender, username, password, bool(starttls))
+
+
+def _maildir(r: _Reader, t: Mapping[str, Any] | None, has_smtp: bool) -> str | None:
+    if t is None:
+        return None
+    if has_smtp:
+        r.problems.append("email goes either by SMTP ([email]) or into a folder ([maildir]), not both")
+    return r.text(t, "maildir", "folder")
 
 
 def _channels(r: _Reader, t: Mapping[str, Any] | None) -> dict[str, tuple[str, ...]]:

@@ -13,16 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 from kapflow.audit import AuditReport
-from kapflow.bootstrap import build_engine
+from kapflow.bootstrap import build_dispatcher, build_engine
+from kapflow.config import CalendarSettings, Settings
 from kapflow.domain.case import Actor, AuditEvent
 from kapflow.domain.errors import InvalidInput, TransitionBlocked
 from kapflow.engine import Engine
-from kapflow.testing import FakeClock
+from kapflow.testing import FakeClock, SteppingClock
 
-__all__ = ["DEMO_START", "ClientStory", "DemoRun", "Moment", "demo_engine", "run_demo"]
+__all__ = ["DEMO_START", "ClientStory", "DemoRun", "Moment", "SentMessage", "demo_engine", "run_demo"]
 
 DEMO_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 """A Monday morning: the demo practice's first day."""
@@ -54,12 +56,24 @@ class ClientStory:
 
 
 @dataclass(frozen=True)
+class SentMessage:
+    """A reminder the demo's worker delivered (to the local mailbox)."""
+
+    at: datetime
+    audience: str
+    recipient: str
+    subject: str
+    reminder: str
+
+
+@dataclass(frozen=True)
 class DemoRun:
-    """Every client's story and the verification of the whole audit history afterwards."""
+    """Every client's story, the reminders delivered, and the verification of the audit history."""
 
     start: datetime
     stories: tuple[ClientStory, ...]
     audit: AuditReport
+    messages: tuple[SentMessage, ...] = ()
 
 
 @dataclass
@@ -114,10 +128,35 @@ def _later(clock: FakeClock, days: int, hour: int) -> datetime:
     return clock.advance(target - now)
 
 
-def demo_engine(url: str | None = None, start: datetime = DEMO_START) -> tuple[Engine, FakeClock]:
-    """An engine on ``url`` whose clock the demo moves (the demo never reads the wall clock)."""
-    clock = FakeClock(start)
-    return build_engine(url, clock=clock), clock
+DEMO_CONTACTS = {
+    "front_desk": {"email": "front-desk@practice.example"},
+    "therapist": {"email": "therapists@practice.example"},
+    "prescriber": {"email": "prescriber@practice.example"},
+}
+
+
+def demo_engine(
+    url: str | None = None, start: datetime = DEMO_START, *, mail_folder: Path | None = None
+) -> tuple[Engine, FakeClock]:
+    """An engine on ``url`` whose clock the demo moves (the demo never reads the wall clock).
+
+    With ``mail_folder``, a worker runs every 15 simulated minutes while the
+    story unfolds, delivering reminders into a Maildir there and calendar
+    events (.ics files) into its ``calendar`` subfolder.
+    """
+    if mail_folder is None:
+        clock = FakeClock(start)
+        return build_engine(url, clock=clock), clock
+    stepping = SteppingClock(start)
+    settings = Settings(
+        contacts=DEMO_CONTACTS, maildir=str(mail_folder),
+        calendar=CalendarSettings(ics_folder=str(mail_folder / "calendar")),
+    )
+    engine = build_engine(url, clock=stepping, settings=settings)
+    dispatcher = build_dispatcher(engine, settings, worker_id="demo-worker")
+    dispatcher.check()
+    stepping.on_step = dispatcher.run_until_idle
+    return engine, stepping
 
 
 def run_demo(engine: Engine, clock: FakeClock, *, allow_existing: bool = False) -> DemoRun:
@@ -138,7 +177,18 @@ def run_demo(engine: Engine, clock: FakeClock, *, allow_existing: bool = False) 
         scene(story)
         stories.append(story.finish())
         _later(clock, 1, 9)
-    return DemoRun(start, tuple(stories), engine.verify_audit())
+    if isinstance(clock, SteppingClock) and clock.on_step is not None:
+        clock.on_step()  # deliver what fell due at the very end
+    return DemoRun(start, tuple(stories), engine.verify_audit(), _sent(engine))
+
+
+def _sent(engine: Engine) -> tuple[SentMessage, ...]:
+    rows = [r for r in engine.store.queue().outbox() if r["status"] == "sent" and r["channel"] != "calendar"]
+    return tuple(
+        SentMessage(datetime.fromisoformat(r["sent_at"]), r["audience"], r["recipient"], r["subject"],
+                    r["key"].split(":")[-2])
+        for r in sorted(rows, key=lambda r: (r["sent_at"], r["id"]))
+    )
 
 
 _CONCERNS = (["depression"], ["anxiety"], ["treatment_resistant_depression", "ptsd"], ["emotional_trauma"])
@@ -182,6 +232,9 @@ def _unpaid_fee(story: _Story) -> None:
     starts = _book_evaluation(story)
     story.clock.set(starts)
     story.refused("start_evaluation", PRESCRIBER)
+    story.clock.advance(minutes=31)
+    if story.engine.case(story.case_id).state == "inquiry":  # a worker is running: the timer fired
+        story.note("still unpaid 30 minutes after the start: the worker released the booking")
 
 
 def _ineligible(story: _Story) -> None:
@@ -283,7 +336,8 @@ def _hold_and_resume(story: _Story) -> None:
 
 
 _SCENES: tuple[tuple[str, str, Callable[[_Story], None]], ...] = (
-    ("Sample Client-One", "evaluation booked, fee unpaid: the evaluation cannot start", _unpaid_fee),
+    ("Sample Client-One", "evaluation booked, fee unpaid: the evaluation cannot start, the slot is released",
+     _unpaid_fee),
     ("Sample Client-Two", "a hard exclusion found at screening: recorded as ineligible", _ineligible),
     (
         "Sample Client-Three",

@@ -12,6 +12,7 @@ Nothing sleeps: time only moves when the test says so.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from kapflow.domain.workflow import Workflow
 from kapflow.engine import Engine
 from kapflow.store.sql import SqlStore
 
-__all__ = ["FakeClock", "MemoryCalendar", "MemoryNotifier", "ReminderKit", "engine_for_tests"]
+__all__ = ["FakeClock", "MemoryCalendar", "MemoryNotifier", "ReminderKit", "SteppingClock", "engine_for_tests"]
 
 
 class FakeClock:
@@ -63,6 +64,37 @@ def engine_for_tests(
     """An engine on a fresh SQLite file inside ``directory`` (e.g. pytest's ``tmp_path``)."""
     path = Path(directory) / "kapflow-test.db"
     return build_engine(f"sqlite:///{path}", workflows, clock=clock or FakeClock())
+
+
+class SteppingClock(FakeClock):
+    """A fake clock that, as it moves, calls ``on_step`` every ``step``: a worker that never stops.
+
+    The demo uses it so reminders fall due, and go out, while its story moves on.
+    """
+
+    def __init__(self, start: datetime | None = None, *, step: timedelta = timedelta(minutes=15)) -> None:
+        super().__init__(start)
+        self.step = step
+        self.on_step: Callable[[], object] | None = None
+
+    def advance(self, delta: timedelta | None = None, **parts: float) -> datetime:
+        total = (delta or timedelta()) + timedelta(**parts)
+        if total < timedelta(0):
+            raise ValueError("a FakeClock only moves forward")
+        end = self.now() + total
+        while self.now() < end:
+            super().advance(min(self.step, end - self.now()))
+            if self.on_step is not None:
+                self.on_step()
+        return self.now()
+
+    def set(self, moment: datetime) -> None:
+        if moment.tzinfo is None:
+            raise ValueError("give a time-zone-aware moment")
+        if moment < self.now():
+            super().set(moment)  # going back (a test's choice) runs nothing
+            return
+        self.advance(moment - self.now())
 
 
 class ReminderKit:

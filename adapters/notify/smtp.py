@@ -121,14 +121,19 @@ class SmtpNotifier:
         return smtp
 
     def _compose(self, message: Message) -> EmailMessage:
-        mail = EmailMessage()
-        mail["From"] = self._sender
-        mail["To"] = message.recipient
-        mail["Subject"] = message.subject
-        mail["Date"] = formatdate(usegmt=True)
-        mail["Message-ID"] = message_id(message.key)
-        mail[KEY_HEADER] = message.key
-        # RFC 3834: automated mail; keeps vacation responders from answering reminders.
-        mail["Auto-Submitted"] = "auto-generated"
-        mail.set_content(message.body)
-        return mail
+        return compose(message, self._sender)
+
+
+def compose(message: Message, sender: str) -> EmailMessage:
+    """The email for a message: its stable Message-ID and key header, marked as automated."""
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = message.recipient
+    mail["Subject"] = message.subject
+    mail["Date"] = formatdate(usegmt=True)
+    mail["Message-ID"] = message_id(message.key)
+    mail[KEY_HEADER] = message.key
+    # RFC 3834: automated mail; keeps vacation responders from answering reminders.
+    mail["Auto-Submitted"] = "auto-generated"
+    mail.set_content(message.body)
+    return mail

@@ -12,13 +12,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from contract.servers import TEMPFAIL_DOMAIN, HttpRecorder, SmtpServer, free_port
 
 from kapflow.adapters.notify.apprise import AppriseNotifier
+from kapflow.adapters.notify.maildir import MaildirNotifier
 from kapflow.adapters.notify.memory import MemoryNotifier
-from kapflow.adapters.notify.smtp import SmtpNotifier
+from kapflow.adapters.notify.smtp import KEY_HEADER, SmtpNotifier
 from kapflow.adapters.notify.webhook import WebhookNotifier, generate_secret, verify_webhook
 from kapflow.ports import AdapterConfigError, DeliveryFailed, Message, Notifier
 
@@ -285,3 +287,38 @@ class TestMemoryNotifier(NotifierContract):
             deliveries=lambda msg: [Delivery(m.key, m.recipient, m.subject, m.body) for m in good.sent if m == msg],
             recipient="+15555550100",
         )
+
+
+# --- Maildir ------------------------------------------------------------------------------------
+
+
+class TestMaildirNotifier(NotifierContract):
+    @pytest.fixture
+    def harness(self, tmp_path: Path) -> Harness:
+        good = MaildirNotifier(tmp_path / "mail")
+        good.check()
+        blocker = tmp_path / "not-a-folder"
+        blocker.write_text("a file where the Maildir should be")
+
+        def deliveries(msg: Message) -> list[Delivery]:
+            return [
+                Delivery(str(m[KEY_HEADER]), str(m["To"]), str(m["Subject"]), str(m.get_content()))
+                for m in good.messages()
+                if m[KEY_HEADER] == msg.key
+            ]
+
+        return Harness(
+            good=lambda: good,
+            misconfigured=lambda: MaildirNotifier(blocker / "mail"),
+            failing=lambda: MaildirNotifier(blocker / "mail"),
+            deliveries=deliveries,
+            recipient="alex.client@example.org",
+        )
+
+    def test_a_repeated_delivery_is_kept_once(self, harness: Harness) -> None:
+        """Delivering the same key twice (a worker retried after a crash) leaves one message in the folder."""
+        notifier = harness.good()
+        msg = message(harness, notifier.channel)
+        notifier.send(msg)
+        notifier.send(msg)
+        assert len(harness.deliveries(msg)) == 1

@@ -43,7 +43,7 @@ KEY_MOMENTS = {
     ],
 }
 FINAL_STATES = {
-    "Sample Client-One": "evaluation_booked",
+    "Sample Client-One": "inquiry",  # the worker released the unpaid booking
     "Sample Client-Two": "ineligible",
     "Sample Client-Three": "completed",
     "Sample Client-Four": "evaluating",

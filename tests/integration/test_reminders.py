@@ -135,13 +135,15 @@ def test_fee_reminders_stop_once_paid_and_front_desk_is_alerted_when_not(kit: Re
     assert by_case[paid] == ["evaluation_reminder_72h", "evaluation_reminder_24h"]
 
 
-def test_unpaid_evaluation_is_released_at_the_appointment_time(kit: ReminderKit) -> None:
-    """A timer fires a trigger: still unpaid when the evaluation starts, the booking is released, audited."""
+def test_unpaid_evaluation_is_released_after_the_appointment_time(kit: ReminderKit) -> None:
+    """A timer fires a trigger: still unpaid 30 minutes after the start, the booking is released, audited."""
     e = kit.engine
     case_id = open_case(e)
     e.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK)
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
-    kit.advance(days=3, hours=6)
+    kit.advance(days=3, hours=6, minutes=29)
+    assert e.case(case_id).state == "evaluation_booked"  # the prescriber may still take the payment
+    kit.advance(minutes=1)  # 30 minutes after the start
     assert e.case(case_id).state == "inquiry"
     released = [ev for ev in e.history(case_id) if ev.trigger == "release_evaluation"]
     assert len(released) == 1 and released[0].role == "system"

@@ -106,7 +106,8 @@ STATES = (
             Reminder(
                 "evaluation_released_unpaid", SYSTEM, "",
                 "",
-                before_appointment=timedelta(0), appointment_kind="evaluation",
+                # 30 minutes after the start (a negative lead): the prescriber's own refusal comes first.
+                before_appointment=timedelta(minutes=-30), appointment_kind="evaluation",
                 while_blocked_by="evaluation_fee_paid", fires="release_evaluation",
                 grace=timedelta(hours=12),
             ),
