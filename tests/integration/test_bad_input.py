@@ -1,0 +1,355 @@
+"""Bad input gets its typed error and writes nothing; hostile free text is stored verbatim and stays inert."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from support import AUDITOR, CLIENT, FRONT_DESK, INQUIRY, PRESCRIBER, THERAPIST, open_case, to_ready
+
+from kapflow.domain.case import Actor
+from kapflow.engine import Engine
+from kapflow.errors import (
+    ConcurrencyConflict,
+    InvalidFact,
+    InvalidInput,
+    KapflowError,
+    NotPermitted,
+    UnknownCase,
+    UnknownFactKind,
+    UnknownTrigger,
+)
+from kapflow.testing import FakeClock
+
+SQL_INJECTION = "'); DROP TABLE cases;--"
+HTML = "<script>alert(1)</script>"
+KIB64 = 64 * 1024
+
+
+def dump(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (and the schema itself), read with raw sqlite3."""
+    with closing(sqlite3.connect(db_url.removeprefix("sqlite:///"))) as conn:
+        schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        out: dict[str, list[tuple[Any, ...]]] = {"sqlite_master": schema}
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+            out[name] = conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid').fetchall()
+    return out
+
+
+@dataclass
+class Ready:
+    engine: Engine
+    db_url: str
+    case_id: str
+
+
+@pytest.fixture
+def ready(engine: Engine, clock: FakeClock, db_url: str) -> Ready:
+    """A case in ready_for_kap (one idempotent command on record) on a real SQLite file."""
+    case_id = open_case(engine)
+    to_ready(engine, clock, case_id)
+    engine.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": 12}, actor=CLIENT,
+                  idempotency_key="q-0001")
+    return Ready(engine, db_url, case_id)
+
+
+def fire(data: Any = None, *, trigger: str = "hold", **kw: Any) -> Callable[[Engine, str], object]:
+    kw.setdefault("actor", FRONT_DESK)
+    return lambda e, c: e.fire(c, trigger, data=data, **kw)
+
+
+def record(kind: str, data: Any, **kw: Any) -> Callable[[Engine, str], object]:
+    kw.setdefault("actor", PRESCRIBER)
+    return lambda e, c: e.record(c, kind, data, **kw)
+
+
+def bad_open(intake: Any, **kw: Any) -> Callable[[Engine, str], object]:
+    kw.setdefault("actor", FRONT_DESK)
+    return lambda e, _c: e.open_case(intake, **kw)
+
+
+VITALS = {"phase": "pre_dose", "systolic": 120, "diastolic": 80}
+
+BAD: list[tuple[str, Callable[[Engine, str], object], type[KapflowError]]] = [
+    # unknown things
+    ("unknown-case-fire", lambda e, _c: e.fire("case-0000000000000000", "hold", actor=FRONT_DESK,
+                                               data={"reason": "x"}), UnknownCase),
+    ("unknown-case-record", lambda e, _c: e.record("case-nope", "fasting", {"attested": True}, actor=CLIENT),
+     UnknownCase),
+    ("unknown-case-check", lambda e, _c: e.check("case-nope", "hold"), UnknownCase),
+    ("unknown-case-history", lambda e, _c: e.history("case-nope"), UnknownCase),
+    ("unknown-case-verify", lambda e, _c: e.verify_audit("case-nope"), UnknownCase),
+    ("unknown-trigger", fire({"reason": "x"}, trigger="teleport"), UnknownTrigger),
+    ("unknown-trigger-check", lambda e, c: e.check(c, "teleport"), UnknownTrigger),
+    ("unknown-trigger-sql", fire(trigger=SQL_INJECTION), UnknownTrigger),
+    ("unknown-fact-kind", record("horoscope", {"sign": "leo"}), UnknownFactKind),
+    ("unknown-fact-kind-sql", record(SQL_INJECTION, {}), UnknownFactKind),
+    # malformed facts
+    ("fact-missing-field", record("vitals", {"phase": "pre_dose", "systolic": 120}), InvalidFact),
+    ("fact-wrong-type", record("vitals", {**VITALS, "systolic": "high"}), InvalidFact),
+    ("fact-bool-as-int", record("vitals", {**VITALS, "systolic": True}), InvalidFact),
+    ("fact-out-of-range", record("vitals", {**VITALS, "systolic": 400}), InvalidFact),
+    ("fact-cross-check", record("vitals", {**VITALS, "diastolic": 130}), InvalidFact),
+    ("fact-extra-field", record("vitals", {**VITALS, "mood": "ok"}), InvalidFact),
+    ("fact-bad-choice", record("vitals", {**VITALS, "phase": "during"}), InvalidFact),
+    ("fact-negative-money", record("payment", {"amount": "-250", "purpose": "evaluation_fee"},
+                                   actor=FRONT_DESK), InvalidFact),
+    ("fact-money-3-decimals", record("payment", {"amount": "250.001", "purpose": "evaluation_fee"},
+                                     actor=FRONT_DESK), InvalidFact),
+    ("fact-money-nan", record("payment", {"amount": "NaN", "purpose": "evaluation_fee"}, actor=FRONT_DESK),
+     InvalidFact),
+    ("fact-rx-expires-before-issue", record("prescription", {"prescriber": "NP", "issued_on": "2026-03-01",
+                                                             "expires_on": "2026-02-01"}), InvalidFact),
+    ("fact-bad-date", record("prescription", {"prescriber": "NP", "issued_on": "2026-02-30",
+                                              "expires_on": "2026-04-01"}), InvalidFact),
+    ("fact-naive-moment", record("appointment", {"kind": "evaluation", "starts_at": "2026-02-01T10:00:00"},
+                                 actor=FRONT_DESK), InvalidFact),
+    ("fact-minutes-for-kind", record("appointment", {"kind": "kap_session", "minutes": 30,
+                                                     "starts_at": "2026-02-01T10:00:00+00:00"},
+                                     actor=FRONT_DESK), InvalidFact),
+    ("fact-score-over-max", record("questionnaire", {"instrument": "GAD-7", "score": 25}, actor=CLIENT),
+     InvalidFact),
+    ("fact-plan-without-sessions", record("treatment_plan", {"action": "set"}), InvalidFact),
+    ("fact-blank-text", record("escort", {"name": "   ", "phone": "+1 555 010 0100"}, actor=CLIENT),
+     InvalidFact),
+    ("fact-bad-phone", record("escort", {"name": "E", "phone": "call me"}, actor=CLIENT), InvalidFact),
+    ("fact-not-a-mapping", record("fasting", ["attested"], actor=CLIENT), InvalidInput),
+    ("intake-no-contact", bad_open({k: v for k, v in INQUIRY.items() if k not in ("email", "phone")}),
+     InvalidFact),
+    ("intake-born-in-future", bad_open({**INQUIRY, "date_of_birth": "2031-01-01"}), InvalidFact),
+    ("intake-bad-email", bad_open({**INQUIRY, "email": "not-an-email"}), InvalidFact),
+    ("intake-unknown-concern", bad_open({**INQUIRY, "concerns": ["boredom"]}), InvalidFact),
+    # text policy
+    ("text-over-64kib", fire({"reason": "x" * (KIB64 + 1)}), InvalidInput),
+    ("text-over-64kib-multibyte", fire({"reason": "é" * (KIB64 // 2 + 1)}), InvalidInput),
+    ("text-over-64kib-in-fact", record("screening", {"exclusions": [], "flags": [], "note": "n" * (KIB64 + 1)}),
+     InvalidInput),
+    ("text-over-64kib-intake", bad_open({**INQUIRY, "message": "m" * (KIB64 + 1)}), InvalidInput),
+    ("payload-over-256kib", fire({"reason": "x", **{f"n{i}": "y" * 60_000 for i in range(5)}}), InvalidInput),
+    ("nul-in-data", fire({"reason": "before\x00after"}), InvalidInput),
+    ("nul-in-fact", record("screening", {"exclusions": [], "flags": [], "note": "a\x00b"}), InvalidInput),
+    ("nul-in-key", fire({"reason": "x", "k\x00": "v"}), InvalidInput),
+    ("escape-in-data", fire({"reason": "\x1b[31mred"}), InvalidInput),
+    ("bell-in-intake", bad_open({**INQUIRY, "message": "ring\x07"}), InvalidInput),
+    ("del-in-nested", fire({"reason": "x", "notes": ["ok", {"deep": "bad\x7f"}]}), InvalidInput),
+    # non-JSON types
+    ("datetime-in-data", fire({"reason": "x", "when": datetime(2026, 1, 1, tzinfo=UTC)}), InvalidInput),
+    ("date-in-data", fire({"reason": "x", "when": date(2026, 1, 1)}), InvalidInput),
+    ("decimal-in-data", fire({"reason": "x", "amount": Decimal("1.5")}), InvalidInput),
+    ("set-in-data", fire({"reason": "x", "tags": {"a", "b"}}), InvalidInput),
+    ("bytes-in-data", fire({"reason": b"bytes"}), InvalidInput),
+    ("object-in-data", fire({"reason": object()}), InvalidInput),
+    ("nan-in-data", fire({"reason": "x", "n": float("nan")}), InvalidInput),
+    ("inf-in-data", fire({"reason": "x", "n": float("inf")}), InvalidInput),
+    ("int-key-in-data", fire({"reason": "x", 1: "one"}), InvalidInput),
+    ("too-deep", fire({"reason": "x", "d": [[[[[[[[[["deep"]]]]]]]]]]}), InvalidInput),
+    ("data-not-a-mapping", fire(["reason", "x"]), InvalidInput),
+    ("fact-datetime-object", record("appointment", {"kind": "evaluation",
+                                                    "starts_at": datetime(2026, 2, 1, tzinfo=UTC)},
+                                    actor=FRONT_DESK), InvalidInput),
+    # actors
+    ("actor-empty-id", fire({"reason": "x"}, actor=Actor("", "front_desk")), InvalidInput),
+    ("actor-space-in-id", fire({"reason": "x"}, actor=Actor("fd avery", "front_desk")), InvalidInput),
+    ("actor-sql-id", fire({"reason": "x"}, actor=Actor(SQL_INJECTION, "front_desk")), InvalidInput),
+    ("actor-long-id", fire({"reason": "x"}, actor=Actor("a" * 201, "front_desk")), InvalidInput),
+    ("actor-leading-dash", fire({"reason": "x"}, actor=Actor("-fd", "front_desk")), InvalidInput),
+    ("actor-none-id", fire({"reason": "x"}, actor=Actor(None, "front_desk")), InvalidInput),  # type: ignore[arg-type]
+    ("actor-unknown-role", fire({"reason": "x"}, actor=Actor("fd-avery", "janitor")), InvalidInput),
+    ("actor-unknown-role-record", record("fasting", {"attested": True}, actor=Actor("c1", "CLIENT")),
+     InvalidInput),
+    ("actor-unknown-role-open", bad_open(INQUIRY, actor=Actor("fd-avery", "admin")), InvalidInput),
+    ("actor-bad-id-open", bad_open(INQUIRY, actor=Actor("fd/avery", "front_desk")), InvalidInput),
+    # idempotency keys
+    ("key-empty", fire({"reason": "x"}, idempotency_key=""), InvalidInput),
+    ("key-space", fire({"reason": "x"}, idempotency_key="key 1"), InvalidInput),
+    ("key-sql", fire({"reason": "x"}, idempotency_key=SQL_INJECTION), InvalidInput),
+    ("key-long", fire({"reason": "x"}, idempotency_key="k" * 201), InvalidInput),
+    ("key-int", fire({"reason": "x"}, idempotency_key=12345), InvalidInput),
+    ("key-bad-record", record("fasting", {"attested": True}, actor=CLIENT, idempotency_key="k\tk"), InvalidInput),
+    ("key-bad-open", bad_open(INQUIRY, idempotency_key="<key>"), InvalidInput),
+    # case ids
+    ("case-id-empty", lambda e, _c: e.fire("", "hold", actor=FRONT_DESK, data={"reason": "x"}), InvalidInput),
+    ("case-id-path", lambda e, _c: e.fire("../../etc/passwd", "hold", actor=FRONT_DESK), InvalidInput),
+    ("case-id-sql", lambda e, _c: e.record(SQL_INJECTION, "fasting", {"attested": True}, actor=CLIENT),
+     InvalidInput),
+    ("case-id-long", lambda e, _c: e.case("c" * 201), InvalidInput),
+    ("case-id-none", lambda e, _c: e.history(None), InvalidInput),  # type: ignore[arg-type]
+    ("case-id-html", lambda e, _c: e.check(HTML, "hold"), InvalidInput),
+    # listing
+    ("cases-limit-zero", lambda e, _c: e.cases(limit=0), InvalidInput),
+    ("cases-negative-offset", lambda e, _c: e.cases(offset=-1), InvalidInput),
+]
+
+
+@pytest.mark.parametrize(("call", "error"), [pytest.param(c, e, id=i) for i, c, e in BAD])
+def test_bad_input_gets_typed_error_and_writes_nothing(
+    ready: Ready, call: Callable[[Engine, str], object], error: type[KapflowError]
+) -> None:
+    """The call raises exactly the expected kapflow error and every table stays byte-identical."""
+    before = dump(ready.db_url)
+    case_before = ready.engine.case(ready.case_id)
+    with pytest.raises(KapflowError) as info:
+        call(ready.engine, ready.case_id)
+    assert type(info.value) is error, repr(info.value)
+    assert info.value.message
+    assert dump(ready.db_url) == before
+    assert ready.engine.case(ready.case_id) == case_before
+    assert ready.engine.verify_audit().ok
+
+
+def test_error_messages_do_not_echo_free_text(ready: Ready) -> None:
+    """Errors about rejected text name the field and the rule, never the text itself."""
+    secret = "Sample-Secret-Diagnosis"
+    for call in (
+        fire({"reason": secret + "\x00"}),
+        record("screening", {"exclusions": [], "flags": [], "note": secret + "\x1b"}),
+        fire({"reason": secret * 3000}),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            call(ready.engine, ready.case_id)
+        assert secret not in str(info.value) and secret not in repr(info.value.as_dict())
+        assert info.value.field
+
+
+@pytest.mark.parametrize("where", ["fire-data", "fact", "intake"])
+def test_lone_surrogate_is_invalid_input(ready: Ready, where: str) -> None:
+    """A lone UTF-16 surrogate in free text is rejected as InvalidInput, writing nothing."""
+    bad = "half\ud800"
+    calls = {
+        "fire-data": fire({"reason": bad}),
+        "fact": record("screening", {"exclusions": [], "flags": [], "note": bad}),
+        "intake": bad_open({**INQUIRY, "message": bad}),
+    }
+    before = dump(ready.db_url)
+    with pytest.raises(InvalidInput):
+        calls[where](ready.engine, ready.case_id)
+    assert dump(ready.db_url) == before
+
+
+@pytest.mark.parametrize("command", ["fire", "record"])
+def test_non_actor_object_is_invalid_input(ready: Ready, command: str) -> None:
+    """An actor that is not an Actor (here a tuple) is InvalidInput, writing nothing."""
+    not_actor: Any = ("fd-avery", "front_desk")
+    before = dump(ready.db_url)
+    with pytest.raises(InvalidInput):
+        if command == "fire":
+            ready.engine.fire(ready.case_id, "hold", actor=not_actor, data={"reason": "x"})
+        else:
+            ready.engine.record(ready.case_id, "fasting", {"attested": True}, actor=not_actor)
+    assert dump(ready.db_url) == before
+
+
+def test_non_integer_expected_version_is_invalid_input(ready: Ready) -> None:
+    """expected_version given as text is InvalidInput, not a confusing ConcurrencyConflict."""
+    v = ready.engine.case(ready.case_id).version
+    with pytest.raises(KapflowError) as info:
+        ready.engine.fire(ready.case_id, "hold", actor=FRONT_DESK, data={"reason": "x"}, expected_version=str(v))  # type: ignore[arg-type]
+    assert not isinstance(info.value, ConcurrencyConflict)
+    assert isinstance(info.value, InvalidInput)
+
+
+@pytest.mark.parametrize("where", ["actor", "idempotency_key", "case_id"])
+def test_identifier_with_trailing_newline_is_invalid_input(ready: Ready, where: str) -> None:
+    """An id, actor or key ending in a newline is rejected like any other control character."""
+    actor = Actor("fd-avery\n", "front_desk") if where == "actor" else FRONT_DESK
+    key = "key-1\n" if where == "idempotency_key" else None
+    case_id = ready.case_id + "\n" if where == "case_id" else ready.case_id
+    before = dump(ready.db_url)
+    with pytest.raises(KapflowError) as info:
+        ready.engine.fire(case_id, "hold", actor=actor, data={"reason": "x"}, idempotency_key=key)
+    assert type(info.value) is InvalidInput
+    assert dump(ready.db_url) == before
+
+
+def test_text_at_the_64kib_limit_and_allowed_whitespace_are_accepted(ready: Ready) -> None:
+    """Exactly 64 KiB of text, and tab/newline/carriage return, are accepted and read back unchanged."""
+    at_limit = "x" * KIB64
+    multiline = "line one\r\n\tline two\n"
+    out = ready.engine.fire(ready.case_id, "hold", actor=FRONT_DESK, data={"reason": at_limit, "note": multiline})
+    assert out.state == "on_hold"
+    assert ready.engine.history(ready.case_id)[-1].data == {"reason": at_limit, "note": multiline}
+
+
+def test_wrong_role_is_an_audited_refusal_that_changes_nothing_else(ready: Ready) -> None:
+    """A wrong role is not bad input: exactly one refused row is added; state, version, facts and keys stay."""
+    e, case_id = ready.engine, ready.case_id
+    before_dump, before = dump(ready.db_url), e.case(case_id)
+    with pytest.raises(NotPermitted):
+        e.fire(case_id, "start_kap_session", actor=CLIENT, data={"note": HTML}, idempotency_key="try-1")
+    with pytest.raises(NotPermitted):
+        e.record(case_id, "prescription", {"prescriber": "Self", "issued_on": "2026-01-01",
+                                           "expires_on": "2027-01-01"}, actor=THERAPIST)
+    after_dump, after = dump(ready.db_url), e.case(case_id)
+    assert (after.state, after.previous_state, after.version, after.facts, after.updated_at) == (
+        before.state, before.previous_state, before.version, before.facts, before.updated_at,
+    )
+    assert after.event_count == before.event_count + 2
+    assert after_dump["idempotency_keys"] == before_dump["idempotency_keys"]
+    new_rows = after_dump["audit_events"][len(before_dump["audit_events"]):]
+    assert after_dump["audit_events"][: len(before_dump["audit_events"])] == before_dump["audit_events"]
+    assert len(new_rows) == 2
+    refusals = e.history(case_id)[-2:]
+    assert [(r.kind, r.actor, r.role, r.trigger) for r in refusals] == [
+        ("refused", CLIENT.id, "client", "start_kap_session"),
+        ("refused", THERAPIST.id, "therapist", None),
+    ]
+    assert [r.blockers[0]["code"] for r in refusals] == ["not_permitted", "not_permitted"]
+    assert refusals[0].idempotency_key == "try-1" and refusals[0].data == {"note": HTML}
+    assert refusals[1].data == {"fact_kind": "prescription"}
+    assert len(e.facts(case_id, "prescription")) == 1
+    assert e.verify_audit().ok
+
+
+def test_open_case_by_a_role_that_may_not_writes_nothing(ready: Ready) -> None:
+    """An auditor opening a case is NotPermitted; there is no case to audit it on, so nothing is written."""
+    before = dump(ready.db_url)
+    with pytest.raises(NotPermitted):
+        ready.engine.open_case(INQUIRY, actor=AUDITOR)
+    assert dump(ready.db_url) == before
+
+
+HOSTILE = [
+    SQL_INJECTION,
+    HTML,
+    "Robert'); DROP TABLE audit_events; --",
+    "\" OR 1=1 --",
+    "<img src=x onerror=alert('x')>",
+    "'; UPDATE cases SET state='completed' WHERE '1'='1",
+    "%s %d {0} {reason} $(rm -rf /) `id`",
+    "Ünïcødé — 患者 — مريض — 🧠💊",
+    "\\x00 is only text here; so is \\n",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_free_text_is_stored_verbatim(ready: Ready, text: str) -> None:
+    """SQL and HTML in free text are stored and read back byte-for-byte; the tables are intact."""
+    e, case_id = ready.engine, ready.case_id
+    schema_before = dump(ready.db_url)["sqlite_master"]
+    cases_before = len(e.cases())
+
+    opened = e.open_case({**INQUIRY, "message": text, "last_name": text[:100]}, actor=CLIENT)
+    e.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": text, text: text})
+    e.record(case_id, "screening", {"exclusions": [], "flags": [], "note": text}, actor=PRESCRIBER)
+
+    intake = e.facts(opened.case_id, "inquiry")[0].data
+    assert intake["message"] == text and intake["last_name"] == text[:100]
+    assert e.history(case_id)[-2].data == {"reason": text, text: text}
+    assert e.facts(case_id, "screening")[-1].data["note"] == text
+    with closing(sqlite3.connect(ready.db_url.removeprefix("sqlite:///"))) as conn:
+        stored = [json.loads(r[0]) for r in conn.execute(
+            "SELECT data FROM audit_events WHERE case_id = ? ORDER BY case_seq", (case_id,))]
+    assert stored[-2] == {"reason": text, text: text}
+    assert stored[-1]["fact"]["note"] == text
+
+    assert dump(ready.db_url)["sqlite_master"] == schema_before
+    assert len(e.cases()) == cases_before + 1
+    assert e.case(case_id).state == "on_hold"
+    assert e.verify_audit().ok
