@@ -29,7 +29,7 @@ test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check kapflow workflows adapters tests examples bench
+	$(BIN)/ruff check kapflow workflows adapters tests examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict

@@ -88,8 +88,9 @@ def dosing_violations(before: CaseRecord, now: datetime) -> list[str]:
     if fee < Decimal(str(THRESHOLDS["evaluation_fee"])):
         problems.append(f"evaluation fee paid is only {fee}")
     today = now.date().isoformat()
-    if not any(str(f.data["issued_on"]) <= today <= str(f.data["expires_on"]) for f in facts.of_kind("prescription")):
-        problems.append("no prescription valid today")
+    rx = facts.latest("prescription")  # a newer prescription supersedes the older ones
+    if rx is None or not str(rx.data["issued_on"]) <= today <= str(rx.data["expires_on"]):
+        problems.append("the latest prescription is not valid today")
     entries = facts.facts()
     consent = max((i for i, f in enumerate(entries) if f.kind == "consent"), default=-1)
     withdrawn = max((i for i, f in enumerate(entries) if f.kind == "consent_withdrawn"), default=-1)
