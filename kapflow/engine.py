@@ -452,7 +452,7 @@ class Engine:
             facts=fold_move(case.facts, transition.trigger, case.state, dest, now),
             updated_at=now,
         )
-        self._write(uow, case, updated, event, expected_version)
+        self.write_change(uow, case, updated, event, expected_version)
         return Outcome(
             case.id, "transition", dest, updated.version, updated.event_count,
             trigger=transition.trigger, from_state=case.state,
@@ -481,15 +481,20 @@ class Engine:
             facts=fold_fact(case.facts, kind, now, actor.id, parsed),
             updated_at=now,
         )
-        self._write(uow, case, updated, event, expected_version)
+        self.write_change(uow, case, updated, event, expected_version)
         extra: dict[str, Any] = {"fact_kind": kind}
         if kind == BOOKING:
             extra["appointment"] = f"a{len(CaseFacts(updated.facts).of_kind(BOOKING))}"
         return Outcome(case.id, "fact", case.state, updated.version, updated.event_count, extra=extra)
 
-    def _write(
+    def write_change(
         self, uow: UnitOfWork, case: CaseRecord, updated: CaseRecord, event: AuditEvent, expected: int | None
     ) -> None:
+        """Write a change (``case`` becomes ``updated``) with its audit event and its effects, or raise.
+
+        A compare-and-swap on the event count: a concurrent change raises ``ConcurrencyConflict``.
+        ``updated`` may be on another workflow version (a migration): timers follow the new one.
+        """
         if not uow.update_case(updated, expected_event_count=case.event_count):
             current = uow.load_case(case.id)
             raise ConcurrencyConflict(
@@ -498,9 +503,10 @@ class Engine:
             )
         uow.append_event(event)
         # Timers and calendar messages commit with the change, or not at all.
-        uow.apply_effects(
-            effects_of(self.workflow_of(case), case, updated, calendar=self.calendar_sync), updated.updated_at
+        effects = effects_of(
+            self.workflow_of(updated), case, updated, calendar=self.calendar_sync, before_wf=self.workflow_of(case)
         )
+        uow.apply_effects(effects, updated.updated_at)
 
     def audit_event(
         self,

@@ -47,8 +47,14 @@ class Effects:
         return not (self.cancel or self.plan or self.outbox)
 
 
-def effects_of(wf: Workflow, before: CaseRecord | None, after: CaseRecord, *, calendar: bool = False) -> Effects:
-    """The timers (and, with ``calendar``, calendar messages) that follow ``before`` becoming ``after``."""
+def effects_of(
+    wf: Workflow, before: CaseRecord | None, after: CaseRecord, *, calendar: bool = False,
+    before_wf: Workflow | None = None,
+) -> Effects:
+    """The timers (and, with ``calendar``, calendar messages) that follow ``before`` becoming ``after``.
+
+    ``wf`` is the workflow of ``after``; ``before_wf`` that of ``before`` when it differs (a migration).
+    """
     after_facts = CaseFacts(after.facts)
     planned_after = plan_timers(wf, after.id, after.state, after_facts, after.opened_at)
     if before is None:
@@ -56,7 +62,7 @@ def effects_of(wf: Workflow, before: CaseRecord | None, after: CaseRecord, *, ca
         appts_before: dict[str, Appointment] = {}
     else:
         before_facts = CaseFacts(before.facts)
-        planned_before = plan_timers(wf, before.id, before.state, before_facts, before.opened_at)
+        planned_before = plan_timers(before_wf or wf, before.id, before.state, before_facts, before.opened_at)
         appts_before = appointments(before.id, before_facts)
     cancel = tuple(sorted(k for k in planned_before if k not in planned_after))
     plan = tuple(t for k, t in sorted(planned_after.items()) if k not in planned_before)
