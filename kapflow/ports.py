@@ -54,8 +54,8 @@ class UnitOfWork(Protocol):
         """Write ``case`` only if the stored row still has ``expected_event_count``; False if not."""
         ...
 
-    def append_event(self, event: AuditEvent) -> int:
-        """Append an audit event; returns its global sequence number."""
+    def append_event(self, event: AuditEvent) -> None:
+        """Append an audit event (the database numbers it: its global ``seq``)."""
         ...
 
     def apply_effects(self, effects: Effects, now: datetime) -> None:

@@ -1,4 +1,6 @@
-"""Timers and the outbox in SQL: written by commands, claimed with leases by workers.
+"""Timers and the outbox in SQL, the worker's side: claimed with leases, settled one by one.
+
+(Commands write timers and outbox rows through the unit of work, in ``sql.py``.)
 
 Claims are leases: a claimed row carries its worker and a lease end, and a
 row whose lease ran out is claimable again, so a dead worker's work is taken
@@ -18,8 +20,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from kapflow.domain.case import to_iso
-from kapflow.domain.effects import Effects, OutboxMessage
-from kapflow.domain.payload import canonical_json
 from kapflow.ports import OutboxClaim, TimerClaim
 from kapflow.store.tables import DeliveryAttemptRow, OutboxRow, TimerRow
 
@@ -28,73 +28,6 @@ _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 _attempts = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
 
 _MAX_ERROR = 500
-
-
-def apply_effects(conn: Connection, effects: Effects, now: datetime) -> None:
-    """Write a command's effects in its transaction: cancel, plan, and queue messages."""
-    stamp = to_iso(now)
-    if effects.cancel:
-        conn.execute(
-            update(_timers)
-            .where(and_(_timers.c.key.in_(effects.cancel), _timers.c.status.in_(("pending", "claimed"))))
-            .values(status="cancelled", updated_at=stamp, outcome="the case left the state or the appointment changed")
-        )
-    if effects.plan:
-        _plan(conn, effects, now)
-    for message in effects.outbox:
-        add_outbox(conn, message, now)
-
-
-def _plan(conn: Connection, effects: Effects, now: datetime) -> None:
-    keys = [t.key for t in effects.plan]
-    rows = conn.execute(select(_timers.c.key, _timers.c.status).where(_timers.c.key.in_(keys))).all()
-    existing: dict[str, str] = {row[0]: row[1] for row in rows}
-    stamp = to_iso(now)
-    for timer in effects.plan:
-        status = existing.get(timer.key)
-        if status is None:
-            if timer.counts_back and timer.due_at < now:
-                continue  # booked too late for this reminder: sending it now would only add noise
-            conn.execute(
-                _timers.insert(),
-                {
-                    "key": timer.key, "case_id": timer.case_id, "reminder": timer.reminder,
-                    "appointment_id": timer.appointment_id, "due_at": to_iso(timer.due_at),
-                    "status": "pending", "created_at": stamp, "updated_at": stamp,
-                },
-            )
-        elif status == "cancelled" and timer.due_at >= now:
-            conn.execute(
-                update(_timers).where(_timers.c.key == timer.key)
-                .values(status="pending", claimed_by=None, lease_until=None, updated_at=stamp, outcome=None)
-            )
-
-
-def add_outbox(conn: Connection, message: OutboxMessage, now: datetime) -> bool:
-    """Queue a message unless its key is queued already; True when queued now."""
-    if conn.execute(select(_outbox.c.id).where(_outbox.c.key == message.key)).first() is not None:
-        return False
-    stamp = to_iso(now)
-    conn.execute(
-        _outbox.insert(),
-        {
-            "key": message.key, "case_id": message.case_id, "channel": message.channel,
-            "audience": message.audience, "recipient": message.recipient, "subject": message.subject,
-            "body": message.body, "payload": canonical_json(dict(message.payload)), "status": "pending",
-            "attempts": 0, "next_attempt_at": stamp, "created_at": stamp,
-        },
-    )
-    return True
-
-
-def finish_timer(conn: Connection, timer_id: int, worker: str, status: str, outcome: str, now: datetime) -> bool:
-    """Close a timer this worker holds; False if its lease was lost (another worker took it)."""
-    result = conn.execute(
-        update(_timers)
-        .where(and_(_timers.c.id == timer_id, _timers.c.status == "claimed", _timers.c.claimed_by == worker))
-        .values(status=status, outcome=outcome[:_MAX_ERROR], updated_at=to_iso(now), lease_until=None)
-    )
-    return result.rowcount == 1
 
 
 class SqlQueue:

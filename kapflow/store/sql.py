@@ -17,18 +17,20 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, create_engine, event, func, inspect, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
-from sqlmodel import SQLModel
 
 from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.errors import StorageError
 from kapflow.domain.payload import canonical_json
+from kapflow.domain.timers import PlannedTimer
 from kapflow.ports import DuplicateIdempotencyKey
-from kapflow.store import queue
+from kapflow.store import schema
+from kapflow.store.prepared import CASE_COLUMNS, HotStatements
+from kapflow.store.queue import SqlQueue
 from kapflow.store.tables import AuditRow, CaseRow, IdempotencyRow
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
@@ -36,23 +38,6 @@ _audit = AuditRow.__table__  # type: ignore[attr-defined]
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 
 _SELECT_CASE = select(_cases).where(_cases.c.id == bindparam("id"))
-_INSERT_CASE = _cases.insert()
-_UPDATE_CASE = (
-    update(_cases)
-    .where(and_(_cases.c.id == bindparam("b_id"), _cases.c.event_count == bindparam("b_expected")))
-    .values(
-        state=bindparam("state"),
-        previous_state=bindparam("previous_state"),
-        version=bindparam("version"),
-        event_count=bindparam("event_count"),
-        head_hash=bindparam("head_hash"),
-        facts=bindparam("facts"),
-        updated_at=bindparam("updated_at"),
-    )
-)
-_INSERT_EVENT = _audit.insert()
-_SELECT_IDEM = select(_idem.c.fingerprint, _idem.c.result).where(_idem.c.key == bindparam("key"))
-_INSERT_IDEM = _idem.insert()
 _HISTORY = select(_audit).where(_audit.c.case_id == bindparam("case_id")).order_by(_audit.c.case_seq)
 
 
@@ -100,7 +85,8 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
+def _translated(dbapi_error: type[Exception] | None = None) -> Iterator[None]:
+    """SQLAlchemy's errors, and the driver's own from the hot path, leave as ``StorageError`` (no values)."""
     try:
         yield
     except IntegrityError as exc:
@@ -111,6 +97,12 @@ def _translated() -> Iterator[None]:
         raise StorageError(
             f"database error ({type(exc).__name__}); nothing was committed, retry later"
         ) from None
+    except Exception as exc:
+        if dbapi_error is not None and isinstance(exc, dbapi_error):
+            raise StorageError(
+                f"database error ({type(exc).__name__}); nothing was committed, retry later"
+            ) from None
+        raise
 
 
 def _case_from_row(row: Row[Any] | Mapping[str, Any]) -> CaseRecord:
@@ -132,6 +124,7 @@ def _case_from_row(row: Row[Any] | Mapping[str, Any]) -> CaseRecord:
 
 def _case_values(case: CaseRecord) -> dict[str, Any]:
     return {
+        "workflow_version": case.workflow_version,  # changes when a case is migrated to another version
         "state": case.state,
         "previous_state": case.previous_state,
         "version": case.version,
@@ -170,63 +163,103 @@ def event_from_row(row: Row[Any]) -> AuditEvent:
     )
 
 
-class SqlUnitOfWork:
-    """One transaction on one connection."""
+_CANCELLED = "the case left the state or the appointment changed"
 
-    def __init__(self, conn: Connection) -> None:
+
+class SqlUnitOfWork:
+    """One transaction on one pooled DBAPI connection, running the precompiled hot statements."""
+
+    def __init__(self, conn: Any, hot: HotStatements) -> None:
         self._conn = conn
+        self._hot = hot
+        self._cur = conn.cursor()
+        self.committed = False
+
+    def begin_immediate(self) -> None:
+        """SQLite: take the write lock before reading, so a read-then-write never races."""
+        self._cur.execute("BEGIN IMMEDIATE")
 
     def load_case(self, case_id: str) -> CaseRecord | None:
-        row = self._conn.execute(_SELECT_CASE, {"id": case_id}).first()
-        return _case_from_row(row) if row is not None else None
+        row = self._hot.select_case.run(self._cur, {"id": case_id}).fetchone()
+        return _case_from_row(dict(zip(CASE_COLUMNS, row, strict=True))) if row is not None else None
 
     def insert_case(self, case: CaseRecord) -> None:
-        self._conn.execute(
-            _INSERT_CASE,
-            {
-                "id": case.id,
-                "workflow": case.workflow,
-                "workflow_version": case.workflow_version,
-                "opened_at": to_iso(case.opened_at),
-                **_case_values(case),
-            },
-        )
+        values = {
+            "id": case.id,
+            "workflow": case.workflow,
+            "workflow_version": case.workflow_version,
+            "opened_at": to_iso(case.opened_at),
+            **_case_values(case),
+        }
+        self._hot.insert_case.run(self._cur, values)
 
     def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
-        result = self._conn.execute(
-            _UPDATE_CASE, {"b_id": case.id, "b_expected": expected_event_count, **_case_values(case)}
-        )
-        return result.rowcount == 1
+        values = {"b_id": case.id, "b_expected": expected_event_count, **_case_values(case)}
+        return int(self._hot.update_case.run(self._cur, values).rowcount) == 1
 
-    def append_event(self, event: AuditEvent) -> int:
-        result = self._conn.execute(_INSERT_EVENT, _event_values(event))
-        key = result.inserted_primary_key
-        return int(key[0]) if key else 0
+    def append_event(self, event: AuditEvent) -> None:
+        self._hot.insert_event.run(self._cur, _event_values(event))
 
     def apply_effects(self, effects: Effects, now: datetime) -> None:
-        if not effects.empty:
-            queue.apply_effects(self._conn, effects, now)
+        if effects.empty:
+            return
+        stamp = to_iso(now)
+        if effects.cancel:
+            rows = [{"b_key": k, "updated_at": stamp, "outcome": _CANCELLED} for k in effects.cancel]
+            self._hot.cancel_timer.run_many(self._cur, rows)
+        # Booked too late for a reminder that counts back: sending it now would only add noise.
+        plan = [t for t in effects.plan if not (t.counts_back and t.due_at < now)]
+        if plan:
+            self._hot.insert_timer.run_many(self._cur, [_timer_values(t, stamp) for t in plan])
+            # A timer cancelled when the case left a state comes back if the case returns in time.
+            again = [{"b_key": t.key, "b_now": stamp, "updated_at": stamp} for t in plan]
+            self._hot.reactivate_timer.run_many(self._cur, again)
+        for message in effects.outbox:
+            self.add_outbox(message, now)
 
     def add_outbox(self, message: OutboxMessage, now: datetime) -> bool:
-        return queue.add_outbox(self._conn, message, now)
+        stamp = to_iso(now)
+        values = {
+            "key": message.key, "case_id": message.case_id, "channel": message.channel,
+            "audience": message.audience, "recipient": message.recipient, "subject": message.subject,
+            "body": message.body, "payload": canonical_json(dict(message.payload)), "status": "pending",
+            "attempts": 0, "next_attempt_at": stamp, "created_at": stamp,
+        }
+        return int(self._hot.insert_outbox.run(self._cur, values).rowcount) == 1
 
     def finish_timer(self, timer_id: int, worker: str, status: str, outcome: str, now: datetime) -> bool:
-        return queue.finish_timer(self._conn, timer_id, worker, status, outcome, now)
+        values = {"b_id": timer_id, "b_worker": worker, "status": status, "outcome": outcome[:500],
+                  "updated_at": to_iso(now)}
+        return int(self._hot.finish_timer.run(self._cur, values).rowcount) == 1
 
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
-        row = self._conn.execute(_SELECT_IDEM, {"key": key}).first()
-        return (row[0], row[1]) if row is not None else None
+        row = self._hot.select_idem.run(self._cur, {"key": key}).fetchone()
+        return (str(row[0]), str(row[1])) if row is not None else None
 
     def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
+        values = {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
         try:
-            self._conn.execute(
-                _INSERT_IDEM, {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
-            )
-        except IntegrityError:
-            raise DuplicateIdempotencyKey from None
+            self._hot.insert_idem.run(self._cur, values)
+        except Exception as exc:
+            if _is_integrity_error(exc):
+                raise DuplicateIdempotencyKey from None
+            raise
 
     def commit(self) -> None:
         self._conn.commit()
+        self.committed = True
+
+
+def _timer_values(t: PlannedTimer, stamp: str) -> dict[str, Any]:
+    return {
+        "key": t.key, "case_id": t.case_id, "reminder": t.reminder, "appointment_id": t.appointment_id,
+        "due_at": to_iso(t.due_at), "status": "pending", "created_at": stamp, "updated_at": stamp,
+    }
+
+
+def _is_integrity_error(exc: Exception) -> bool:
+    # The DBAPI's own class (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) under PEP 249's name.
+    return any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__)
 
 
 class SqlStore:
@@ -236,30 +269,34 @@ class SqlStore:
         self.url = url
         self.engine = create_db_engine(url)
         self.dialect = self.engine.dialect.name
+        self._hot = HotStatements(self.engine.dialect)
+        self._dbapi_error: type[Exception] = self.engine.dialect.dbapi.Error  # type: ignore[union-attr]
         if create:
             self.create_schema()
 
     def create_schema(self) -> None:
-        """Create missing tables. Looks first, so a read-only user on a ready database writes nothing."""
-        with _translated():
-            present = set(inspect(self.engine).get_table_names())
-            if set(SQLModel.metadata.tables) <= present:
-                return
-            with self.engine.connect() as conn:
-                conn.execution_options(kapflow_write=True)
-                with conn.begin():
-                    SQLModel.metadata.create_all(conn)
+        """Create or upgrade the schema. Looks first, so a read-only user on a ready database writes nothing."""
+        if not schema.at_head(self.engine):
+            schema.upgrade(self.engine)
 
     @contextmanager
     def write(self) -> Iterator[SqlUnitOfWork]:
-        with _translated(), self.engine.connect() as conn:
-            conn.execution_options(kapflow_write=True)
-            conn.begin()
+        # The pool's DBAPI connection directly: SQLAlchemy's Connection would add tens of
+        # microseconds of events and bookkeeping to every command (see prepared.py).
+        with _translated(self._dbapi_error):
+            conn = self.engine.raw_connection()
+            uow: SqlUnitOfWork | None = None
             try:
-                yield SqlUnitOfWork(conn)
+                uow = SqlUnitOfWork(conn, self._hot)
+                if self.dialect == "sqlite":
+                    uow.begin_immediate()
+                yield uow
             finally:
-                if conn.in_transaction():
-                    conn.rollback()
+                try:
+                    if uow is None or not uow.committed:
+                        conn.rollback()
+                finally:
+                    conn.close()  # back to the pool
 
     def get_case(self, case_id: str) -> CaseRecord | None:
         with _translated(), self.engine.connect() as conn:
@@ -300,8 +337,8 @@ class SqlStore:
             for row in conn.execution_options(yield_per=1000).execute(query):
                 yield _case_from_row(row)
 
-    def queue(self) -> queue.SqlQueue:
-        return queue.SqlQueue(self.engine)
+    def queue(self) -> SqlQueue:
+        return SqlQueue(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,115 @@
+"""The hot path's statements: Core statements on the SQLModel tables, compiled once per dialect.
+
+Every command runs a handful of the same statements. Executing a Core
+statement costs tens of microseconds of SQLAlchemy work (cache keys, parameter
+processing, result wrapping) before the database sees it; a command's whole
+budget is a few hundred. So the statements are built with Core (the tables
+stay the single definition) and compiled once into SQL text, then run on the
+connection's DBAPI cursor. Their parameters are plain strings and integers,
+which need no SQLAlchemy type processing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Dialect, and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from kapflow.store.tables import AuditRow, CaseRow, IdempotencyRow, OutboxRow, TimerRow
+
+_cases = CaseRow.__table__  # type: ignore[attr-defined]
+_audit = AuditRow.__table__  # type: ignore[attr-defined]
+_idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
+_timers = TimerRow.__table__  # type: ignore[attr-defined]
+_outbox = OutboxRow.__table__  # type: ignore[attr-defined]
+
+CASE_COLUMNS = tuple(c.name for c in _cases.columns)
+
+
+class Prepared:
+    """One statement compiled for one dialect; ``run`` binds a dict of values on a DBAPI cursor."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        self.sql = str(compiled)
+        self._names: Sequence[str] | None = list(compiled.positiontup or ()) if compiled.positional else None
+        # Constants written into the statement (status = 'cancelled') are binds with a value.
+        self._defaults = {
+            name: bind.value for name, bind in compiled.binds.items() if not bind.required
+        }
+
+    def bind(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        merged = {**self._defaults, **values}
+        return [merged[n] for n in self._names] if self._names is not None else merged
+
+    def run(self, cursor: Any, values: Mapping[str, Any]) -> Any:
+        cursor.execute(self.sql, self.bind(values))
+        return cursor
+
+    def run_many(self, cursor: Any, rows: Iterable[Mapping[str, Any]]) -> None:
+        cursor.executemany(self.sql, [self.bind(r) for r in rows])
+
+
+def _insert_ignoring(table: Any, dialect: Dialect, columns: Iterable[str]) -> ClauseElement:
+    """INSERT ... ON CONFLICT (key) DO NOTHING: a second writer of the same key changes nothing."""
+    values: dict[str, Any] = {c: bindparam(c) for c in columns}
+    if dialect.name == "postgresql":
+        return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=["key"])
+    return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=["key"])
+
+
+class HotStatements:
+    """The statements of one dialect, compiled once."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        def prep(statement: ClauseElement) -> Prepared:
+            return Prepared(statement, dialect)
+
+        case_values: dict[str, Any] = {
+            c: bindparam(c)
+            for c in ("workflow_version", "state", "previous_state", "version", "event_count", "head_hash", "facts",
+                      "updated_at")
+        }
+        self.select_case = prep(select(_cases).where(_cases.c.id == bindparam("id")))
+        self.insert_case = prep(_cases.insert().values({c: bindparam(c) for c in CASE_COLUMNS}))
+        self.update_case = prep(
+            update(_cases)
+            .where(and_(_cases.c.id == bindparam("b_id"), _cases.c.event_count == bindparam("b_expected")))
+            .values(case_values)
+        )
+        audit_columns = [c.name for c in _audit.columns if c.name != "seq"]
+        self.insert_event = prep(_audit.insert().values({c: bindparam(c) for c in audit_columns}))
+        self.select_idem = prep(select(_idem.c.fingerprint, _idem.c.result).where(_idem.c.key == bindparam("key")))
+        self.insert_idem = prep(
+            _idem.insert().values({c: bindparam(c) for c in ("key", "case_id", "fingerprint", "result")})
+        )
+        timer_columns = ("key", "case_id", "reminder", "appointment_id", "due_at", "status", "created_at",
+                         "updated_at")
+        self.insert_timer = prep(_insert_ignoring(_timers, dialect, timer_columns))
+        self.reactivate_timer = prep(
+            update(_timers)
+            .where(and_(_timers.c.key == bindparam("b_key"), _timers.c.status == "cancelled",
+                        _timers.c.due_at >= bindparam("b_now")))
+            .values(status="pending", claimed_by=None, lease_until=None, outcome=None,
+                    updated_at=bindparam("updated_at"))
+        )
+        self.cancel_timer = prep(
+            update(_timers)
+            .where(and_(_timers.c.key == bindparam("b_key"),
+                        or_(_timers.c.status == "pending", _timers.c.status == "claimed")))
+            .values(status="cancelled", updated_at=bindparam("updated_at"), outcome=bindparam("outcome"))
+        )
+        outbox_columns = ("key", "case_id", "channel", "audience", "recipient", "subject", "body", "payload",
+                          "status", "attempts", "next_attempt_at", "created_at")
+        self.insert_outbox = prep(_insert_ignoring(_outbox, dialect, outbox_columns))
+        self.finish_timer = prep(
+            update(_timers)
+            .where(and_(_timers.c.id == bindparam("b_id"), _timers.c.status == "claimed",
+                        _timers.c.claimed_by == bindparam("b_worker")))
+            .values(status=bindparam("status"), outcome=bindparam("outcome"), updated_at=bindparam("updated_at"),
+                    lease_until=None)
+        )
