@@ -55,6 +55,9 @@ def effects_of(
 
     ``wf`` is the workflow of ``after``; ``before_wf`` that of ``before`` when it differs (a migration).
     """
+    quiet_before = before is None or not (before_wf or wf).state(before.state).reminders
+    if not calendar and quiet_before and not wf.state(after.state).reminders:
+        return Effects()  # no reminders on either side: nothing to plan or cancel
     after_facts = CaseFacts(after.facts)
     planned_after = plan_timers(wf, after.id, after.state, after_facts, after.opened_at)
     if before is None:
