@@ -1,5 +1,8 @@
 """A practice tightens its blood-pressure limit: a new workflow version, while cases in flight keep theirs.
 
+Then it moves the cases in flight that can move to the new version (a dry run first, then the
+migration, audited); a client already dosed at a pressure the new limit refuses stays on version 1.
+
 Run it:  python examples/practice_policy.py [DATABASE_URL]
 All data is synthetic.
 """
@@ -12,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from kapflow import Actor, Engine, TransitionBlocked, build_engine
+from kapflow.domain.versions import diff_workflows
+from kapflow.migrate import migrate_case, plan_migration
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 
@@ -64,20 +69,38 @@ def run(url: str) -> int:
     clock = FakeClock(datetime(2026, 4, 6, 9, 0, tzinfo=UTC))
     first = build_engine(url, KAP_PATHWAY, clock=clock)
     early = ready_client(first, clock, "Client-Early")
+    dosed = ready_client(first, clock, "Client-Dosed")
+    try_dosing(first, dosed)
 
     # The practice deploys version 2; the engine keeps version 1 loaded for cases already on it.
     engine = build_engine(url, [KAP_PATHWAY, STRICTER], clock=clock)
     late = ready_client(engine, clock, "Client-Late")
+    print(diff_workflows(KAP_PATHWAY, STRICTER).text())
+
+    # Which cases in flight could move to version 2? The dry run writes nothing.
+    plans = plan_migration(engine, STRICTER)
+    for plan in plans:
+        verdict = "can move" if plan.ok else f"cannot move: {plan.verdict.text()}"
+        print(f"dry run: {plan.case_id} ({plan.state}, v{plan.verdict.from_version}): {verdict}")
+    # Move those that can, each in its own audited transaction; the dosed case stays on version 1.
+    for plan in plans:
+        if plan.ok:
+            moved = migrate_case(engine, plan.case_id, STRICTER, FRONT_DESK, expected_version=plan.version)
+            print(f"{plan.case_id}: migrated to v{STRICTER.version} (case version {moved.version})")
 
     for case_id in (early, late):
-        case = engine.case(case_id)
-        try:
-            engine.fire(case_id, "start_kap_session", actor=THERAPIST)
-            print(f"{case_id} (workflow v{case.workflow_version}): dosing started at 138/86")
-        except TransitionBlocked as refused:
-            reasons = "; ".join(b.message for b in refused.blockers)
-            print(f"{case_id} (workflow v{case.workflow_version}): held: {reasons}")
+        try_dosing(engine, case_id)
     return 0 if engine.verify_audit().ok else 1
+
+
+def try_dosing(engine: Engine, case_id: str) -> None:
+    version = engine.case(case_id).workflow_version
+    try:
+        engine.fire(case_id, "start_kap_session", actor=THERAPIST)
+        print(f"{case_id} (workflow v{version}): dosing started at 138/86")
+    except TransitionBlocked as refused:
+        reasons = "; ".join(b.message for b in refused.blockers)
+        print(f"{case_id} (workflow v{version}): held: {reasons}")
 
 
 def main() -> int:

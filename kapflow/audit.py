@@ -114,6 +114,12 @@ def _case_problem(case: CaseRecord, chain: list[AuditEvent]) -> AuditProblem | N
             f"the chain ends at event {len(chain)} but the case records {case.event_count} events "
             "with another head hash: its newest events were deleted or replaced",
         )
+    if chain and chain[-1].workflow_version != case.workflow_version:
+        return AuditProblem(
+            case.id, None, None,
+            f"the case row says workflow version {case.workflow_version!r} but its history ends on "
+            f"{chain[-1].workflow_version!r}: the row was edited",
+        )
     if replay_events(chain) != (case.state, case.previous_state, case.version, dict(case.facts)):
         return AuditProblem(
             case.id, None, None,

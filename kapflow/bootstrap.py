@@ -6,11 +6,12 @@ the settings ask for, so a practice without CalDAV never imports caldav.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 from datetime import timedelta
 
-from kapflow.config import Settings
+from kapflow.config import ConfigError, Settings
 from kapflow.dispatch import DeliveryPolicy, Dispatcher
 from kapflow.domain.workflow import Workflow
 from kapflow.engine import Engine
@@ -32,12 +33,10 @@ def build_engine(
     clock: Clock | None = None,
     settings: Settings | None = None,
 ) -> Engine:
-    """An engine on a database (default: a SQLite file) running the KAP pathway unless told otherwise."""
-    if workflows is None:
-        from kapflow.workflows.kap import KAP_PATHWAY
-
-        workflows = KAP_PATHWAY
+    """An engine on a database (default: a SQLite file) running the settings' workflows (default: KAP)."""
     settings = settings or Settings()
+    if workflows is None:
+        workflows = load_workflows(settings.workflows)
     return Engine(
         SqlStore(database_url(url, settings)),
         workflows,
@@ -46,6 +45,30 @@ def build_engine(
         timezone=settings.timezone,
         calendar_sync=settings.calendar is not None,
     )
+
+
+def load_workflows(paths: Sequence[str]) -> list[Workflow]:
+    """The workflow versions named by ``module:attribute`` import paths, in order; every problem at once."""
+    problems: list[str] = []
+    found: list[Workflow] = []
+    for path in paths:
+        module_name, _, attribute = path.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            problems.append(f"workflows: cannot import {module_name!r} from {path!r} ({type(exc).__name__}: {exc})")
+            continue
+        value = getattr(module, attribute, None)
+        if not isinstance(value, Workflow):
+            what = "nothing" if value is None else f"a {type(value).__name__}"
+            problems.append(f"workflows: {path!r} is {what}, not a kapflow Workflow")
+        elif value.key in {wf.key for wf in found}:
+            problems.append(f"workflows: {path!r} repeats {value.name} version {value.version!r}")
+        else:
+            found.append(value)
+    if problems:
+        raise ConfigError("settings", problems)
+    return found
 
 
 def build_notifiers(settings: Settings) -> dict[str, Notifier]:

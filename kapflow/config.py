@@ -2,6 +2,8 @@
 
     database = "sqlite:///kapflow.db"
     timezone = "America/New_York"
+    # Every workflow version with cases on it, oldest first; new cases open on the last.
+    workflows = ["kapflow.workflows.kap:KAP_PATHWAY", "practice.workflows:KAP_V2"]
 
     [contacts.front_desk]
     email = "desk@practice.example"
@@ -41,6 +43,7 @@ Every problem is reported at once, naming the key and what to put there.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from kapflow.domain.errors import KapflowError
+
+DEFAULT_WORKFLOWS = ("kapflow.workflows.kap:KAP_PATHWAY",)
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 class ConfigError(KapflowError):
@@ -108,6 +114,7 @@ class Settings:
     webhook: WebhookSettings | None = None
     calendar: CalendarSettings | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    workflows: tuple[str, ...] = DEFAULT_WORKFLOWS  # "module:attribute" of each version, oldest first
 
 
 def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
@@ -167,7 +174,8 @@ class _Reader:
 
 def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Settings:
     r = _Reader(env)
-    known = {"database", "timezone", "contacts", "email", "maildir", "channels", "webhook", "calendar", "worker"}
+    known = {"database", "timezone", "contacts", "email", "maildir", "channels", "webhook", "calendar", "worker",
+             "workflows"}
     r.problems += [f"unknown setting {k!r}; known: {', '.join(sorted(known))}" for k in sorted(set(raw) - known)]
     settings = Settings(
         database=r.text(raw, "", "database", required=False),
@@ -179,6 +187,7 @@ def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str]) 
         webhook=_webhook(r, r.table(raw, "webhook")),
         calendar=_calendar(r, r.table(raw, "calendar")),
         worker=_worker(r, r.table(raw, "worker") or {}),
+        workflows=_workflows(r, raw.get("workflows")),
     )
     if r.problems:
         raise ConfigError(source, r.problems)
@@ -273,3 +282,15 @@ def _worker(r: _Reader, t: Mapping[str, Any]) -> WorkerSettings:
         max_attempts=int(r.number(t, "worker", "max_attempts", 8, 1, 100)),
         batch=int(r.number(t, "worker", "batch", 50, 1, 10000)),
     )
+
+
+def _workflows(r: _Reader, value: Any) -> tuple[str, ...]:
+    """Import paths only: they are resolved into workflows by the composition root, not here."""
+    if value is None:
+        return DEFAULT_WORKFLOWS
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and _IMPORT_PATH.fullmatch(v)
+                                                           for v in value):
+        r.problems.append('workflows must be a non-empty list of "module:attribute" import paths, oldest first, '
+                          'e.g. ["kapflow.workflows.kap:KAP_PATHWAY"]')
+        return DEFAULT_WORKFLOWS
+    return tuple(value)

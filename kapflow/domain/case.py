@@ -142,7 +142,7 @@ class AuditEvent:
     at: datetime
     actor: str
     role: str
-    kind: str  # opened | transition | refused | fact
+    kind: str  # opened | transition | refused | fact | migrated | notes (reminder, ...)
     trigger: str | None
     from_state: str | None
     to_state: str | None
@@ -184,7 +184,7 @@ class Outcome:
     """What a successful command returns (also returned again for a repeated idempotency key)."""
 
     case_id: str
-    kind: str  # opened | transition | fact
+    kind: str  # opened | transition | fact | migrated
     state: str
     version: int
     case_seq: int
@@ -210,8 +210,9 @@ class Outcome:
 def replay_events(events: Iterable[AuditEvent]) -> tuple[str, str | None, int, dict[str, Any]]:
     """Fold a case's audit history into (state, previous state, version, projection).
 
-    Refusals and notes (reminders, delivery failures) change none of these; the
-    result must equal the case row, which is how verification finds an edited row.
+    Refusals and notes (reminders, delivery failures) change none of these; a
+    migration to another workflow version changes the version only. The result
+    must equal the case row, which is how verification finds an edited row.
     """
     state, previous, version = "", None, 0
     facts: dict[str, Any] = {}
@@ -225,5 +226,7 @@ def replay_events(events: Iterable[AuditEvent]) -> tuple[str, str | None, int, d
             previous, state, version = ev.from_state, ev.to_state or "", version + 1
         elif ev.kind == "fact":
             facts = fold_fact(facts, ev.data["kind"], ev.at, ev.actor, dict(ev.data["fact"]))
+            version += 1
+        elif ev.kind == "migrated":  # to another workflow version: a change, in neither state nor facts
             version += 1
     return state, previous, version, facts

@@ -12,7 +12,8 @@ The tree::
     ├── Refused                      a command was refused; the refusal is audited
     │   ├── NotPermitted             the actor's role may not do this
     │   ├── TransitionNotAvailable   the trigger does not leave the case's current state
-    │   └── TransitionBlocked        guards failed; carries every blocker
+    │   ├── TransitionBlocked        guards failed; carries every blocker
+    │   └── MigrationRefused         the case cannot move to another workflow version; carries every reason
     ├── ConcurrencyConflict          the case changed under the command; retry
     ├── WorkflowDefinitionError      a workflow failed validation; carries every problem
     ├── StorageError                 the database failed or is unreachable
@@ -238,6 +239,34 @@ class TransitionBlocked(Refused):
 
     def as_dict(self) -> dict[str, object]:
         return {**super().as_dict(), "blockers": [b.as_dict() for b in self.blockers]}
+
+
+class MigrationRefused(Refused):
+    """The case cannot move to another workflow version. Every reason is listed (see ``domain.versions``)."""
+
+    code = "migration_refused"
+
+    def __init__(
+        self, *, case_id: str, state: str, from_version: str, to_version: str, reasons: Sequence[Blocker]
+    ) -> None:
+        lines = "; ".join(f"{r.code}: {r.message}" for r in reasons)
+        super().__init__(
+            f"case cannot move from version {from_version!r} to {to_version!r} ({len(reasons)}): {lines}",
+            case_id=case_id,
+            trigger="migrate",
+            state=state,
+        )
+        self.from_version = from_version
+        self.to_version = to_version
+        self.reasons = tuple(reasons)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            **super().as_dict(),
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "reasons": [r.as_dict() for r in self.reasons],
+        }
 
 
 class ConcurrencyConflict(KapflowError):

@@ -12,7 +12,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 EXPECTED = {
     "practice_management.py": ["evaluation_fee_unpaid", "state now: evaluating", "audit chain ok: True"],
-    "practice_policy.py": ["(workflow v1): dosing started", "(workflow v2): held", "above 135/85"],
+    "practice_policy.py": [
+        "(workflow v1): dosing started", "(workflow v2): held", "above 135/85", "max_systolic: 140 -> 135",
+        "(ready_for_kap, v1): can move", "(dosing, v1): cannot move: entry_guard_fails", "migrated to v2",
+    ],
 }
 
 

@@ -59,6 +59,12 @@ CASES: dict[type[KapflowError], tuple[KapflowError, dict[str, Any]]] = {
         e.TransitionBlocked(**WHERE, blockers=BLOCKERS),
         {**WHERE, "blockers": [b.as_dict() for b in BLOCKERS]},
     ),
+    e.MigrationRefused: (
+        e.MigrationRefused(case_id="case-7f3a", state="dosing", from_version="1", to_version="2",
+                           reasons=BLOCKERS[:1]),
+        {"case_id": "case-7f3a", "trigger": "migrate", "state": "dosing", "from_version": "1",
+         "to_version": "2", "reasons": [BLOCKERS[0].as_dict()]},
+    ),
     e.ConcurrencyConflict: (
         e.ConcurrencyConflict("case-7f3a", 3, 4),
         {"case_id": "case-7f3a", "expected_version": 3, "actual_version": 4},
@@ -159,7 +165,7 @@ def test_tree_matches_the_docstring() -> None:
     """The hierarchy is the one drawn in kapflow.domain.errors."""
     for cls in (e.InvalidFact, e.UnknownTrigger, e.UnknownFactKind, e.IdempotencyKeyReused):
         assert issubclass(cls, e.InvalidInput)
-    for cls in (e.NotPermitted, e.TransitionNotAvailable, e.TransitionBlocked):
+    for cls in (e.NotPermitted, e.TransitionNotAvailable, e.TransitionBlocked, e.MigrationRefused):
         assert issubclass(cls, e.Refused)
     for cls in CASES:
         assert issubclass(cls, KapflowError)
