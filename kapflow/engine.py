@@ -48,7 +48,7 @@ from kapflow.domain.errors import (
 )
 from kapflow.domain.messages import Contacts, practice_timezone
 from kapflow.domain.payload import JSONObject, canonical_json, check_identifier, check_payload
-from kapflow.domain.verdict import Verdict, evaluate
+from kapflow.domain.verdict import Verdict, evaluate, named_blocker
 from kapflow.domain.workflow import GuardContext, Transition, Workflow
 from kapflow.logging import get_logger
 from kapflow.machine import compiled
@@ -384,7 +384,7 @@ class Engine:
                 case_id=case.id, trigger=label, state=case.state, role=actor.role, allowed=fact_kind.roles
             )
         ctx = self._context(case, wf, label, parsed)
-        blockers = [b for g in fact_kind.guards if (b := wf.guards[g](ctx)) is not None]
+        blockers = [named_blocker(b, g) for g in fact_kind.guards if (b := wf.guards[g](ctx)) is not None]
         if blockers:
             return TransitionBlocked(case_id=case.id, trigger=label, state=case.state, blockers=blockers)
         return None

@@ -191,6 +191,16 @@ VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         "kind": st.sampled_from(sorted(_kap_facts.APPOINTMENT_MINUTES)),
         "starts_at": _moment(0, 120),
     }),
+    "appointment_update": st.one_of(
+        st.fixed_dictionaries({
+            "appointment": st.sampled_from(["a1", "a2", "a3"]),
+            "action": st.sampled_from(["cancel", "no_show", "attended"]),
+        }),
+        st.fixed_dictionaries({
+            "appointment": st.sampled_from(["a1", "a2", "a3"]), "action": st.just("reschedule"),
+            "starts_at": _moment(0, 120),
+        }),
+    ),
     "prescriber_checkin": st.fixed_dictionaries({"prescriber": st.just("NP Sample"), "note": stateful_free_text()}),
 }
 """For every fact kind the KAP pathway records except the intake: data its spec accepts."""

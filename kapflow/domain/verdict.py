@@ -43,9 +43,10 @@ def evaluate(workflow: Workflow, transition: Transition, ctx: GuardContext) -> V
     for name in transition.guards:
         blocker = workflow.guards[name](ctx)
         if blocker is not None:
-            blockers.append(blocker if blocker.guard else _named(blocker, name))
+            blockers.append(named_blocker(blocker, name))
     return Verdict(transition.trigger, tuple(blockers))
 
 
-def _named(blocker: Blocker, guard: str) -> Blocker:
-    return Blocker(blocker.code, blocker.message, guard, blocker.facts)
+def named_blocker(blocker: Blocker, guard: str) -> Blocker:
+    """The blocker with the name of the guard that raised it (unless the guard named itself)."""
+    return blocker if blocker.guard else Blocker(blocker.code, blocker.message, guard, blocker.facts)

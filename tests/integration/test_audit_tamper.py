@@ -207,6 +207,31 @@ def test_deleted_newest_row_with_fixed_count_is_found_by_head_hash(world: World)
     assert problem.seq is None and problem.case_seq == len(seqs) - 1
 
 
+def test_deleted_newest_row_with_rewritten_head_is_found_by_replay(world: World) -> None:
+    """Deleting B's newest move and pointing the case head at the event before is caught by replaying B."""
+    history = world.engine.history(world.b)
+    assert history[-1].kind == "transition"
+    world.raw.run(
+        ("DELETE FROM audit_events WHERE seq = :s", {"s": history[-1].seq}),
+        ("UPDATE cases SET event_count = :n, head_hash = :h WHERE id = :c",
+         {"n": len(history) - 1, "h": history[-2].hash, "c": world.b}),
+    )
+    problem = world.only_problem()
+    assert problem.seq is None and "replay" in problem.reason
+
+
+def test_tampered_facts_in_the_case_row_are_found(world: World) -> None:
+    """A fee payment added only to the case row's facts (which guards read) is reported."""
+    facts = world.engine.case(world.a).facts
+    forged = {**facts, "facts": [*facts["facts"], {"kind": "payment", "at": "2026-01-05T09:00:00.000000+00:00",
+                                                    "by": "billing-1", "data": {"amount": "250.00"}}]}
+    world.raw.run(("UPDATE cases SET facts = :f WHERE id = :c",
+                   {"f": json.dumps(forged, sort_keys=True, separators=(",", ":")), "c": world.a}))
+    report = world.engine.verify_audit()
+    assert [p.case_id for p in report.problems] == [world.a]
+    assert world.engine.verify_audit(world.b).ok
+
+
 def test_deleted_all_rows_of_a_case_is_found(world: World) -> None:
     """Wiping B's whole history is reported at B's head."""
     world.raw.run(("DELETE FROM audit_events WHERE case_id = :c", {"c": world.b}))

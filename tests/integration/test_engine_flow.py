@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from support import (
     AUDITOR,
     BILLING,
@@ -24,7 +25,7 @@ from support import (
     to_ready,
 )
 
-from kapflow.domain.case import Actor, CaseRecord
+from kapflow.domain.case import Actor, CaseRecord, to_iso
 from kapflow.engine import Engine, replay_events
 from kapflow.errors import (
     NotPermitted,
@@ -36,9 +37,6 @@ from kapflow.errors import (
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
-
-TABLES = ("cases", "audit_events", "idempotency_keys")
-
 
 # ------------------------------------------------------------------ fixtures
 
@@ -80,15 +78,30 @@ def engine(store: SqlStore, clock: FakeClock) -> Engine:
 
 
 def dump(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every kapflow table, in a stable order."""
+    """Every row of every table in the database (timers and outbox included), in a stable order."""
     out: dict[str, list[tuple[object, ...]]] = {}
     store = engine.store
     assert isinstance(store, SqlStore)
+    tables = sorted(inspect(store.engine).get_table_names())
+    assert {"cases", "audit_events", "idempotency_keys"} <= set(tables)
     with store.engine.connect() as conn:
-        for table in TABLES:
-            rows = conn.execute(text(f"SELECT * FROM {table}")).all()
+        for table in tables:
+            rows = conn.execute(text(f'SELECT * FROM "{table}"')).all()
             out[table] = sorted((tuple(r) for r in rows), key=repr)
     return out
+
+
+@dataclass(frozen=True)
+class Before:
+    """What a test saw just before a command: the case row, its history length and every table."""
+
+    case: CaseRecord
+    events: int
+    tables: dict[str, list[tuple[object, ...]]]
+
+
+def observe(engine: Engine, case_id: str) -> Before:
+    return Before(engine.case(case_id), len(engine.history(case_id)), dump(engine))
 
 
 def transitions_of(engine: Engine, case_id: str) -> list[str]:
@@ -101,21 +114,17 @@ def assert_projection_replays(engine: Engine, case_id: str) -> None:
 
 
 def assert_refused_once(
-    engine: Engine,
-    before: CaseRecord,
-    history_before: int,
-    actor: Actor,
-    trigger: str | None,
-    codes: list[str],
+    engine: Engine, seen: Before, actor: Actor, trigger: str | None, codes: list[str]
 ) -> None:
-    """State, previous state, version and facts unchanged; exactly one audited refusal appended."""
+    """State, previous state, version and facts unchanged; exactly one audited refusal and nothing else written."""
+    before = seen.case
     after = engine.case(before.id)
-    assert (after.state, after.previous_state, after.version, after.facts) == (
-        before.state, before.previous_state, before.version, before.facts,
+    assert (after.state, after.previous_state, after.version, after.facts, after.updated_at) == (
+        before.state, before.previous_state, before.version, before.facts, before.updated_at,
     )
     assert after.event_count == before.event_count + 1
     history = engine.history(before.id)
-    assert len(history) == history_before + 1
+    assert len(history) == seen.events + 1
     refusal = history[-1]
     assert refusal.kind == "refused"
     assert (refusal.actor, refusal.role) == (actor.id, actor.role)
@@ -123,6 +132,11 @@ def assert_refused_once(
     assert refusal.from_state == refusal.to_state == before.state
     assert [b["code"] for b in refusal.blockers] == codes
     assert all(b["message"] for b in refusal.blockers)
+    tables = dump(engine)
+    for name, rows in seen.tables.items():  # no timer, outbox row or idempotency key from a refusal
+        if name not in ("cases", "audit_events"):
+            assert tables[name] == rows, name
+    assert len(tables["audit_events"]) == len(seen.tables["audit_events"]) + 1
     assert engine.verify_audit().ok
 
 
@@ -228,6 +242,39 @@ def test_extending_a_used_up_plan_still_needs_reassessment(engine: Engine, clock
         engine.fire(case_id, "start_kap_session", actor=THERAPIST)
 
 
+class TickingClock:
+    """A clock that moves one microsecond on every reading, like a real one (deterministically)."""
+
+    def __init__(self) -> None:
+        self._now = FakeClock().now()
+
+    def now(self) -> datetime:
+        self._now += timedelta(microseconds=1)
+        return self._now
+
+    def advance(self, delta: timedelta | None = None, **parts: float) -> datetime:
+        self._now += (delta or timedelta()) + timedelta(**parts)
+        return self._now
+
+
+def test_projection_replays_with_a_clock_that_moves_between_readings(store: SqlStore) -> None:
+    """Each command reads the clock once, so facts and moves carry their audit event's own instant."""
+    clock = TickingClock()
+    engine = Engine(store, KAP_PATHWAY, clock=clock)
+    case_id = open_case(engine)
+    to_ready(engine, clock, case_id)  # type: ignore[arg-type]
+    one_kap_session(engine, clock, case_id)  # type: ignore[arg-type]
+    with pytest.raises(Refused):
+        engine.fire(case_id, "discharge", actor=THERAPIST)
+    assert_projection_replays(engine, case_id)
+    history = engine.history(case_id)
+    facts = engine.case(case_id).facts
+    fact_events = [ev.at for ev in history if ev.kind in ("opened", "fact")]
+    assert [f["at"] for f in facts["facts"]] == [to_iso(at) for at in fact_events]
+    assert [m["at"] for m in facts["moves"]] == [to_iso(ev.at) for ev in history if ev.kind == "transition"]
+    assert engine.verify_audit().ok
+
+
 # ------------------------------------------------------------------ refusals
 
 
@@ -238,37 +285,37 @@ def test_wrong_role_is_refused_and_audited(engine: Engine, clock: FakeClock) -> 
     engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T15:00:00+00:00"},
                   actor=FRONT_DESK)
     engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    before = observe(engine, case_id)
     with pytest.raises(NotPermitted) as info:
         engine.fire(case_id, "start_evaluation", actor=FRONT_DESK, data={"note": "trying"})
     assert info.value.role == "front_desk" and info.value.allowed == ("prescriber",)
-    assert_refused_once(engine, before, n, FRONT_DESK, "start_evaluation", ["not_permitted"])
+    assert_refused_once(engine, before, FRONT_DESK, "start_evaluation", ["not_permitted"])
     assert engine.history(case_id)[-1].data == {"note": "trying"}
 
 
 def test_read_only_auditor_is_refused_everywhere(engine: Engine) -> None:
     """The auditor role may neither fire nor record; each attempt is one audited refusal."""
     case_id = open_case(engine)
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    before = observe(engine, case_id)
     with pytest.raises(NotPermitted):
         engine.fire(case_id, "hold", actor=AUDITOR, data={"reason": "look"})
-    assert_refused_once(engine, before, n, AUDITOR, "hold", ["not_permitted"])
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    assert_refused_once(engine, before, AUDITOR, "hold", ["not_permitted"])
+    before = observe(engine, case_id)
     with pytest.raises(NotPermitted):
         engine.record(case_id, "payment", {"amount": "250", "purpose": "evaluation_fee"}, actor=AUDITOR)
-    assert_refused_once(engine, before, n, AUDITOR, None, ["not_permitted"])
+    assert_refused_once(engine, before, AUDITOR, None, ["not_permitted"])
     assert engine.history(case_id)[-1].data == {"fact_kind": "payment"}
 
 
 def test_trigger_not_available_from_state_is_refused_and_audited(engine: Engine) -> None:
     """Starting a KAP session from inquiry is TransitionNotAvailable, naming the triggers that are."""
     case_id = open_case(engine)
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    before = observe(engine, case_id)
     with pytest.raises(TransitionNotAvailable) as info:
         engine.fire(case_id, "start_kap_session", actor=THERAPIST)
     assert info.value.state == "inquiry"
     assert info.value.available == ("book_evaluation", "hold", "withdraw")
-    assert_refused_once(engine, before, n, THERAPIST, "start_kap_session", ["transition_not_available"])
+    assert_refused_once(engine, before, THERAPIST, "start_kap_session", ["transition_not_available"])
 
 
 def test_blocked_kap_session_lists_every_blocker(engine: Engine, clock: FakeClock) -> None:
@@ -280,12 +327,12 @@ def test_blocked_kap_session_lists_every_blocker(engine: Engine, clock: FakeCloc
         "fasting_not_attested", "escort_missing", "clinician_not_present",
     ]
     assert [b.code for b in engine.check(case_id, "start_kap_session").blockers] == expected
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    before = observe(engine, case_id)
     with pytest.raises(TransitionBlocked) as info:
         engine.fire(case_id, "start_kap_session", actor=THERAPIST)
     assert [b.code for b in info.value.blockers] == expected
     assert all(b.message and b.guard for b in info.value.blockers)
-    assert_refused_once(engine, before, n, THERAPIST, "start_kap_session", expected)
+    assert_refused_once(engine, before, THERAPIST, "start_kap_session", expected)
     audited = engine.history(case_id)[-1].blockers
     assert [b["guard"] for b in audited] == [b.guard for b in info.value.blockers]
 
@@ -298,12 +345,12 @@ def test_blocked_suitability_lists_every_blocker(engine: Engine, clock: FakeCloc
         case_id, "screening", {"exclusions": ["under_18", "ketamine_allergy"], "flags": ["pregnancy"]},
         actor=PRESCRIBER,
     )
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    before = observe(engine, case_id)
     with pytest.raises(TransitionBlocked) as info:
         engine.fire(case_id, "find_suitable", actor=PRESCRIBER)
     codes = ["under_minimum_age", "hard_exclusion", "review_flags_open"]
     assert [b.code for b in info.value.blockers] == codes
-    assert_refused_once(engine, before, n, PRESCRIBER, "find_suitable", codes)
+    assert_refused_once(engine, before, PRESCRIBER, "find_suitable", codes)
     assert engine.fire(case_id, "find_ineligible", actor=PRESCRIBER, data={"reason": "exclusions"}).state == (
         "ineligible"
     )
@@ -312,27 +359,27 @@ def test_blocked_suitability_lists_every_blocker(engine: Engine, clock: FakeCloc
 def test_missing_required_data_and_unpaid_fee_both_block(engine: Engine, clock: FakeClock) -> None:
     """A required-data blocker and a guard blocker are reported together; the fee blocker names the amount."""
     case_id = open_case(engine)
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    before = observe(engine, case_id)
     with pytest.raises(TransitionBlocked) as info:
         engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     assert [b.code for b in info.value.blockers] == ["evaluation_not_booked"]
-    assert_refused_once(engine, before, n, FRONT_DESK, "book_evaluation", ["evaluation_not_booked"])
+    assert_refused_once(engine, before, FRONT_DESK, "book_evaluation", ["evaluation_not_booked"])
 
     engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T15:00:00+00:00"},
                   actor=FRONT_DESK)
     engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     engine.record(case_id, "payment", {"amount": "100", "purpose": "evaluation_fee"}, actor=BILLING)
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    before = observe(engine, case_id)
     with pytest.raises(TransitionBlocked) as info:
         engine.fire(case_id, "start_evaluation", actor=PRESCRIBER)
     (blocker,) = info.value.blockers
     assert blocker.code == "evaluation_fee_unpaid" and "$250" in blocker.message and "$100" in blocker.message
-    assert_refused_once(engine, before, n, PRESCRIBER, "start_evaluation", ["evaluation_fee_unpaid"])
+    assert_refused_once(engine, before, PRESCRIBER, "start_evaluation", ["evaluation_fee_unpaid"])
 
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    before = observe(engine, case_id)
     with pytest.raises(TransitionBlocked) as info:
         engine.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "   "})
-    assert_refused_once(engine, before, n, FRONT_DESK, "hold", ["reason_required"])
+    assert_refused_once(engine, before, FRONT_DESK, "hold", ["reason_required"])
 
 
 def test_refusals_never_consume_versions(engine: Engine, clock: FakeClock) -> None:
@@ -392,12 +439,12 @@ def test_kap_session_booking_refused_before_prerequisites(engine: Engine, clock:
     to_evaluated(engine, clock, case_id)
     starts = (clock.now() + timedelta(days=10)).isoformat()
     booking = {"kind": "kap_session", "starts_at": starts}
-    before, n = engine.case(case_id), len(engine.history(case_id))
+    before = observe(engine, case_id)
     with pytest.raises(TransitionBlocked) as info:
         engine.record(case_id, "appointment", booking, actor=FRONT_DESK)
     codes = ["prescription_missing", "consent_missing", "intention_not_set"]
     assert [b.code for b in info.value.blockers] == codes
-    assert_refused_once(engine, before, n, FRONT_DESK, None, codes)
+    assert_refused_once(engine, before, FRONT_DESK, None, codes)
     assert engine.facts(case_id, "appointment")[-1].data["kind"] == "evaluation"
 
     # other appointment kinds are not held back

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -26,6 +26,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from strategies import (
+    VALID_FACT_DATA,
     stateful_actors,
     stateful_clock_steps,
     stateful_facts,
@@ -33,6 +34,7 @@ from strategies import (
     stateful_paperwork,
     stateful_trigger_data,
     stateful_triggers,
+    stateful_valid_facts,
 )
 from support import CLIENT, FRONT_DESK, INQUIRY, PRESCRIBER, THERAPIST, prepare_dosing, to_ready
 
@@ -60,6 +62,9 @@ REACHED: Counter[str] = Counter()
 
 KEYS = ("key-1", "key-2", "key-3", "key-4")
 MAX_CASES = 2
+PREPS = ("none", "none", "repair", "withdraw_consent", "expire_prescription", "end_plan")
+"""Before a KAP session push_along may renew the paperwork, or spoil it for one attempt (which must be refused)."""
+SYSTOLICS = (122, 122, 139, 141, 150)
 
 
 # ------------------------------------------------------------------ the rules, restated
@@ -146,7 +151,7 @@ def sequence_violations(moves: list[Move]) -> list[str]:
 @dataclass(frozen=True)
 class Snapshot:
     case: CaseRecord | None
-    counts: tuple[int, int, int]
+    counts: tuple[int, int, int, tuple[tuple[str, int], ...]]
 
 
 class CheckedEngine:
@@ -195,7 +200,11 @@ class KapMachine(RuleBasedStateMachine):
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="kapflow-stateful-"))
         self.path = self.tmp / "stateful.db"
-        self.store = SqlStore(f"sqlite:///{self.path}")
+        try:
+            self.store = SqlStore(f"sqlite:///{self.path}")
+        except BaseException:  # no teardown() runs for a machine that was never built
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         self.clock = FakeClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
         self.engine = Engine(self.store, WORKFLOW, clock=self.clock)
         self.checked = CheckedEngine(self)
@@ -210,12 +219,14 @@ class KapMachine(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- checking
 
-    def _counts(self) -> tuple[int, int, int]:
+    def _counts(self) -> tuple[int, int, int, tuple[tuple[str, int], ...]]:
+        """Rows in cases, audit_events, idempotency_keys, and in every other table (timers, outbox, ...)."""
         with closing(sqlite3.connect(self.path)) as conn:
-            return tuple(  # type: ignore[return-value]
-                conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                for t in ("cases", "audit_events", "idempotency_keys")
-            )
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+            n = {t: conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+        main = ("cases", "audit_events", "idempotency_keys")
+        others = tuple((t, c) for t, c in n.items() if t not in main)
+        return n["cases"], n["audit_events"], n["idempotency_keys"], others
 
     def _snapshot(self, case_id: str | None) -> Snapshot:
         case = self.store.get_case(case_id) if case_id else None
@@ -276,8 +287,8 @@ class KapMachine(RuleBasedStateMachine):
             b.state, b.previous_state, b.version, b.facts, b.updated_at,
         )
         assert after.event_count == b.event_count + 1
-        cases, events, keys = before.counts
-        assert self._counts() == (cases, events + 1, keys)
+        cases, events, keys, others = before.counts
+        assert self._counts() == (cases, events + 1, keys, others)  # only the refusal's audit row
         refusal = self.store.history(case_id)[-1]
         assert refusal.kind == "refused" and refusal.case_seq == after.event_count
         assert (refusal.actor, refusal.role) == (actor.id, actor.role)
@@ -289,16 +300,16 @@ class KapMachine(RuleBasedStateMachine):
         self, case_id: str | None, before: Snapshot, command: tuple[str, str, str, Actor, Any], out: Outcome,
         key: str | None,
     ) -> None:
-        cases, events, keys = before.counts
+        cases, events, keys, _others = before.counts  # a change may add timers and outbox rows
         key_rows = keys + (1 if key else 0)
         if command[0] == "open":
-            assert self._counts() == (cases + 1, events + 1, key_rows)
+            assert self._counts()[:3] == (cases + 1, events + 1, key_rows)
             self.case_ids.append(out.case_id)
             return
         assert before.case is not None and case_id is not None
         after = self.store.get_case(case_id)
         assert after is not None
-        assert self._counts() == (cases, events + 1, key_rows)
+        assert self._counts()[:3] == (cases, events + 1, key_rows)
         assert after.version == before.case.version + 1 == out.version
         assert after.event_count == before.case.event_count + 1 == out.case_seq
         last = self.store.history(case_id)[-1]
@@ -370,15 +381,46 @@ class KapMachine(RuleBasedStateMachine):
     def advance_clock(self, step: timedelta) -> None:
         self.clock.advance(step)
 
-    @rule(i=st.integers(0, MAX_CASES - 1), repair=st.booleans(), systolic=st.sampled_from([122, 122, 139, 141, 150]))
-    def push_along(self, i: int, repair: bool, systolic: int) -> None:
+    @rule(i=st.integers(0, MAX_CASES - 1), prep=st.sampled_from(PREPS), systolic=st.sampled_from(SYSTOLICS))
+    def push_along(self, i: int, prep: str, systolic: int) -> None:
         """One natural next step along the pathway (helpers from tests/support.py), so deep states are reached."""
-        self._push(i, repair, systolic)
+        self._push(i, prep, systolic)
 
-    @rule(i=st.integers(0, MAX_CASES - 1), repair=st.booleans(), systolic=st.sampled_from([122, 122, 139, 141, 150]))
-    def push_along_again(self, i: int, repair: bool, systolic: int) -> None:
+    @rule(i=st.integers(0, MAX_CASES - 1), prep=st.sampled_from(PREPS), systolic=st.sampled_from(SYSTOLICS))
+    def push_along_again(self, i: int, prep: str, systolic: int) -> None:
         """The same as push_along: a second rule doubles the chance of going deeper."""
-        self._push(i, repair, systolic)
+        self._push(i, prep, systolic)
+
+    def _start_session(self, case_id: str, prep: str, systolic: int) -> None:
+        """Start a KAP session; a spoiled prerequisite must make the engine refuse, and is then put right."""
+        e, today = self.checked, self.clock.now().date()
+        valid_rx = {"prescriber": "NP Sample", "issued_on": today.isoformat(),
+                    "expires_on": (today + timedelta(days=120)).isoformat()}
+        consent = {"form_version": "2026-01", "signed_on": today.isoformat()}
+        if prep == "repair":
+            e.record(case_id, "prescription", valid_rx, actor=PRESCRIBER)
+            e.record(case_id, "consent", consent, actor=THERAPIST)
+            e.record(case_id, "prescriber_checkin", {"prescriber": "NP Sample"}, actor=PRESCRIBER)
+        elif prep == "withdraw_consent":
+            e.record(case_id, "consent_withdrawn", {"withdrawn_on": today.isoformat()}, actor=CLIENT)
+        elif prep == "expire_prescription":
+            e.record(case_id, "prescription", {
+                "prescriber": "NP Sample", "issued_on": (today - timedelta(days=60)).isoformat(),
+                "expires_on": (today - timedelta(days=1)).isoformat(),
+            }, actor=PRESCRIBER)
+        elif prep == "end_plan":
+            e.record(case_id, "treatment_plan", {"action": "end_early"}, actor=PRESCRIBER)
+        prepare_dosing(e, case_id, systolic=systolic)  # type: ignore[arg-type]
+        try:
+            e.fire(case_id, "start_kap_session", actor=THERAPIST)
+        finally:
+            if prep == "withdraw_consent":
+                self.clock.advance(minutes=1)
+                e.record(case_id, "consent", consent, actor=THERAPIST)
+            elif prep == "expire_prescription":
+                e.record(case_id, "prescription", valid_rx, actor=PRESCRIBER)
+            elif prep == "end_plan":
+                e.record(case_id, "treatment_plan", {"action": "extend", "sessions": 2}, actor=PRESCRIBER)
 
     @rule(i=st.integers(0, MAX_CASES - 1), trigger=stateful_triggers(), kind=st.sampled_from(["consent", "vitals"]))
     def probe(self, i: int, trigger: str, kind: str) -> None:
@@ -394,13 +436,13 @@ class KapMachine(RuleBasedStateMachine):
         self.engine.cases(limit=10)
         assert self._snapshot(case_id) == before
 
-    def _push(self, i: int, repair: bool, systolic: int) -> None:
+    def _push(self, i: int, prep: str, systolic: int) -> None:
         open_ids = [c for c in self.case_ids if not WORKFLOW.state(self.engine.case(c).state).final]
         if not open_ids:
             return
         case_id = open_ids[i % len(open_ids)]
         state = self.engine.case(case_id).state
-        e, today = self.checked, self.clock.now().date()
+        e = self.checked
         with suppress(KapflowError):
             if state == "inquiry":
                 to_ready(e, self.clock, case_id, sessions=6)  # type: ignore[arg-type]
@@ -415,16 +457,13 @@ class KapMachine(RuleBasedStateMachine):
             elif state == "intention_setting":
                 e.fire(case_id, "complete_intention_setting", actor=THERAPIST, data={"intentions": "steady"})
             elif state == "ready_for_kap":
-                if repair:
-                    e.record(case_id, "prescription", {
-                        "prescriber": "NP Sample", "issued_on": today.isoformat(),
-                        "expires_on": (today + timedelta(days=120)).isoformat(),
-                    }, actor=PRESCRIBER)
-                    e.record(case_id, "consent", {"form_version": "2026-01", "signed_on": today.isoformat()},
-                             actor=THERAPIST)
-                    e.record(case_id, "prescriber_checkin", {"prescriber": "NP Sample"}, actor=PRESCRIBER)
-                prepare_dosing(e, case_id, systolic=systolic)  # type: ignore[arg-type]
-                e.fire(case_id, "start_kap_session", actor=THERAPIST)
+                codes = {b.code for b in self.engine.check(case_id, "start_kap_session").blockers}
+                if codes & {"reassessment_due", "plan_sessions_used"}:
+                    e.fire(case_id, "begin_reassessment", actor=PRESCRIBER)
+                    return
+                if "session_frequency_exceeded" in codes:
+                    self.clock.advance(days=1)
+                self._start_session(case_id, prep, systolic)
             elif state == "dosing":
                 self.clock.advance(minutes=120)
                 e.record(case_id, "vitals", {"phase": "post_dose", "systolic": 121, "diastolic": 79}, actor=THERAPIST)
@@ -437,7 +476,7 @@ class KapMachine(RuleBasedStateMachine):
             elif state == "integration_session":
                 e.fire(case_id, "complete_integration_session", actor=THERAPIST)
             elif state == "reassessment":
-                if repair:
+                if prep == "repair":
                     e.record(case_id, "treatment_plan", {"action": "extend", "sessions": 2}, actor=PRESCRIBER)
                 e.fire(case_id, "complete_reassessment", actor=PRESCRIBER)
             elif state == "on_hold":
@@ -502,6 +541,19 @@ def test_sequence_rule_check_catches_back_to_back_sessions() -> None:
              Move("start_kap_session", "ready_for_kap", "dosing", t + timedelta(days=1))]
     assert any("without complete_integration" in p for p in sequence_violations(moves))
     assert not sequence_violations([moves[0], Move("complete_integration", "i", "r", t), moves[1]])
+
+
+def test_stateful_strategies_cover_every_fact_kind() -> None:
+    """Every fact kind the workflow records (but the intake) has a valid-data strategy, so none goes untried."""
+    assert set(VALID_FACT_DATA) | {WORKFLOW.intake_fact} == set(WORKFLOW.facts)
+
+
+@given(fact=stateful_valid_facts())
+@settings(max_examples=150, deadline=None)
+def test_valid_fact_strategies_pass_their_specs(fact: tuple[str, Any]) -> None:
+    """What the strategies call valid is accepted by the fact specs (the guards may still refuse it)."""
+    kind, data = fact
+    WORKFLOW.facts[kind].spec(data, datetime(2026, 1, 5, 9, tzinfo=UTC))
 
 
 def test_idempotency_key_reuse_is_classified_as_invalid_input() -> None:
