@@ -561,5 +561,6 @@ def demo_command(
 
 
 
-# The worker's commands live in their own module; importing it registers them on ``app``.
-from kapflow import cli_worker  # noqa: E402, F401
+# The worker's, the schema's and the workflow versions' commands live in their own modules;
+# importing them registers them on ``app``.
+from kapflow import cli_db, cli_worker, cli_workflow  # noqa: E402, F401

@@ -276,8 +276,12 @@ class SqlStore:
 
     def create_schema(self) -> None:
         """Create or upgrade the schema. Looks first, so a read-only user on a ready database writes nothing."""
-        if not schema.at_head(self.engine):
-            schema.upgrade(self.engine)
+        try:
+            if not schema.at_head(self.engine):
+                schema.upgrade(self.engine)
+        except StorageError:
+            self.engine.dispose()  # a store that cannot start must not keep pooled connections open
+            raise
 
     @contextmanager
     def write(self) -> Iterator[SqlUnitOfWork]:
