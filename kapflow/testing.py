@@ -98,12 +98,17 @@ class SteppingClock(FakeClock):
 
 
 class ReminderKit:
-    """An engine on a SQLite file in ``directory``, a fake clock, in-memory email/SMS/calendar, a dispatcher."""
+    """An engine on a database, a fake clock, in-memory email/SMS/calendar, a dispatcher.
+
+    The database is a SQLite file in ``directory``, or ``url`` (any database kapflow runs on,
+    e.g. a PostgreSQL schema of the test's own): ``ReminderKit(url="postgresql+psycopg://...")``.
+    """
 
     def __init__(
         self,
-        directory: Path | str,
+        directory: Path | str | None = None,
         *,
+        url: str | None = None,
         clock: FakeClock | None = None,
         workflows: Workflow | list[Workflow] | None = None,
         contacts: Contacts | None = None,
@@ -112,8 +117,12 @@ class ReminderKit:
     ) -> None:
         from kapflow.workflows.kap import KAP_PATHWAY
 
+        if url is None:
+            if directory is None:
+                raise ValueError("give ReminderKit a directory for its SQLite file, or a database url")
+            url = f"sqlite:///{Path(directory) / 'kapflow-reminders.db'}"
         self.clock = clock or FakeClock()
-        self.store = SqlStore(f"sqlite:///{Path(directory) / 'kapflow-reminders.db'}")
+        self.store = SqlStore(url)
         self.engine = Engine(
             self.store, workflows or KAP_PATHWAY, clock=self.clock, contacts=contacts,
             timezone=timezone, calendar_sync=True,

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.pool import NullPool
+from sqlmodel import SQLModel
 
 from kapflow.domain.case import Actor
 from kapflow.engine import Engine
@@ -77,3 +82,39 @@ def one_kap_session(engine: Engine, clock: FakeClock, case_id: str) -> None:
     engine.fire(case_id, "discharge", actor=THERAPIST)
     clock.advance(minutes=60)
     engine.fire(case_id, "complete_integration", actor=THERAPIST)
+
+
+def query(url: str, sql: str, **params: object) -> list[tuple[Any, ...]]:
+    """Rows of one raw SQL query, on either backend, outside kapflow (as an auditor's tool would read)."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+_SQLITE_SCHEMA = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+_PG_SCHEMA = [
+    "SELECT table_name, column_name, data_type, character_maximum_length, is_nullable, column_default "
+    "FROM information_schema.columns WHERE table_schema = current_schema() ORDER BY 1, 2",
+    "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() ORDER BY 1, 2",
+]
+
+
+def dump_database(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table in primary-key order, and the schema itself (``"schema"``), on either backend."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            queries = [_SQLITE_SCHEMA] if conn.dialect.name == "sqlite" else _PG_SCHEMA
+            schema = [tuple(r) for q in queries for r in conn.execute(text(q))]
+            out: dict[str, list[tuple[Any, ...]]] = {"schema": schema}
+            for name in sorted(inspect(conn).get_table_names()):
+                table = SQLModel.metadata.tables.get(name)
+                keys = [c.name for c in table.primary_key.columns] if table is not None else []
+                order = ", ".join(f'"{k}"' for k in keys) or "1"
+                out[name] = [tuple(r) for r in conn.execute(text(f'SELECT * FROM "{name}" ORDER BY {order}'))]
+        return out
+    finally:
+        engine.dispose()

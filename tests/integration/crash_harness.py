@@ -1,7 +1,8 @@
 """Kill -9 the real worker process at random points and check what reached a real SMTP server.
 
-Used by ``test_worker_crash.py`` (a bounded number of runs in the suite) and by
-``crash_stress.py`` (as many runs as you ask for). Every case gets an
+Used by ``test_worker_crash.py`` (a bounded number of runs in the suite, on a
+SQLite file and on PostgreSQL) and by ``crash_stress.py`` (as many runs as you
+ask for). Every case gets an
 evaluation booked with the fee unpaid, so one fee reminder per case is due at
 once; the worker turns each into an outbox row and sends it by SMTP.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from contract.servers import SmtpServer
-from support import FRONT_DESK, open_case
+from support import FRONT_DESK, open_case, query
 
 from kapflow.bootstrap import build_engine
 from kapflow.config import load_settings
@@ -30,7 +30,7 @@ WORKER = [sys.executable, "-c", "from kapflow.cli import main; main()"]
 @dataclass
 class Practice:
     folder: Path
-    db: Path
+    url: str
     config: Path
     expected: set[str]
 
@@ -42,23 +42,22 @@ class Practice:
 
     def outstanding(self) -> int:
         """Timers not yet settled plus messages not yet sent."""
-        with sqlite3.connect(self.db) as conn:
-            timers = conn.execute("SELECT count(*) FROM timers WHERE status IN ('pending', 'claimed') "
-                                  "AND due_at <= ?", (datetime.now(UTC).isoformat(),)).fetchone()[0]
-            unsent = conn.execute("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')").fetchone()[0]
+        timers = query(self.url, "SELECT count(*) FROM timers WHERE status IN ('pending', 'claimed') "
+                                 "AND due_at <= :now", now=datetime.now(UTC).isoformat())[0][0]
+        unsent = query(self.url, "SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')")[0][0]
         return int(timers) + int(unsent)
 
     def attempts(self) -> dict[str, int]:
-        with sqlite3.connect(self.db) as conn:
-            return {k: a for k, a in conn.execute("SELECT key, attempts FROM outbox")}
+        return {str(k): int(a) for k, a in query(self.url, "SELECT key, attempts FROM outbox")}
 
 
-def make_practice(folder: Path, smtp: SmtpServer, cases: int) -> Practice:
+def make_practice(folder: Path, smtp: SmtpServer, cases: int, url: str | None = None) -> Practice:
+    """A practice on ``url`` (default: a SQLite file in ``folder``) with ``cases`` fee reminders due."""
     folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "practice.db"
+    url = url or f"sqlite:///{folder / 'practice.db'}"
     config = folder / "kapflow.toml"
     config.write_text(
-        f'database = "sqlite:///{db}"\n'
+        f'database = "{url}"\n'
         "[email]\n"
         f'host = "{smtp.host}"\nport = {smtp.port}\nsender = "care-team@practice.example"\n'
         "[contacts.front_desk]\n"
@@ -76,7 +75,7 @@ def make_practice(folder: Path, smtp: SmtpServer, cases: int) -> Practice:
         engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
         expected.add(f"{case_id}:m1:evaluation_fee_due:email")
     engine.store.close()
-    return Practice(folder, db, config, expected)
+    return Practice(folder, url, config, expected)
 
 
 def wait_until_polling(process: subprocess.Popen[bytes]) -> None:

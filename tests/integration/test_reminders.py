@@ -1,11 +1,13 @@
-"""Reminders end to end on a real SQLite file: timers, the worker's loops, the outbox, in-memory channels."""
+"""Reminders end to end on a real database: timers, the worker's loops, the outbox, in-memory channels.
+
+Every test runs on a SQLite file and on a PostgreSQL schema of its own (``kit_url``).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from support import CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, one_kap_session, open_case, to_ready
@@ -19,8 +21,14 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 
 
 @pytest.fixture
-def kit(tmp_path: Path) -> Iterator[ReminderKit]:
-    kit = ReminderKit(tmp_path, clock=FakeClock(T0), contacts=CONTACTS)
+def kit_url(any_ready_url: str) -> str:
+    """The test's database, on each backend in turn: a SQLite file, then a PostgreSQL schema."""
+    return any_ready_url
+
+
+@pytest.fixture
+def kit(kit_url: str) -> Iterator[ReminderKit]:
+    kit = ReminderKit(url=kit_url, clock=FakeClock(T0), contacts=CONTACTS)
     yield kit
     kit.close()
 
@@ -225,9 +233,9 @@ def test_catch_up_sends_recent_reminders_and_records_old_ones_as_missed(kit: Rem
     }
 
 
-def test_reminder_without_an_address_is_recorded_undeliverable(tmp_path: Path) -> None:
+def test_reminder_without_an_address_is_recorded_undeliverable(kit_url: str) -> None:
     """No address for the audience: the timer says so in its outcome and in the audit history."""
-    kit = ReminderKit(tmp_path, clock=FakeClock(T0), contacts={})
+    kit = ReminderKit(url=kit_url, clock=FakeClock(T0), contacts={})
     case_id = open_case(kit.engine)
     kit.advance(days=3)  # inquiry unanswered 2 business days: front desk has no address configured
     timer = next(t for t in kit.store.queue().timers(case_id) if t["reminder"] == "inquiry_unanswered")
@@ -269,9 +277,9 @@ def test_transient_failures_retry_with_backoff_and_permanent_ones_give_up_audite
     assert e.verify_audit().ok
 
 
-def test_a_failing_channel_never_blocks_another(tmp_path: Path) -> None:
+def test_a_failing_channel_never_blocks_another(kit_url: str) -> None:
     """Every email fails, yet SMS messages in the same batch are delivered."""
-    kit = ReminderKit(tmp_path, clock=FakeClock(T0), contacts=CONTACTS,
+    kit = ReminderKit(url=kit_url, clock=FakeClock(T0), contacts=CONTACTS,
                       policy=DeliveryPolicy(max_attempts=2))
     kit.email.fail_next(100)
     from kapflow.domain.effects import OutboxMessage
@@ -304,9 +312,9 @@ def test_a_dead_workers_claims_are_taken_over_after_the_lease(kit: ReminderKit) 
     assert kit.reminders_sent() == ["evaluation_fee_due"]
 
 
-def test_two_dispatchers_at_once_deliver_each_message_once(tmp_path: Path) -> None:
-    """Two workers in threads on one SQLite file: every due reminder is delivered exactly once."""
-    kit = ReminderKit(tmp_path, clock=FakeClock(T0), contacts=CONTACTS)
+def test_two_dispatchers_at_once_deliver_each_message_once(kit_url: str) -> None:
+    """Two workers in threads on one database: every due reminder is delivered exactly once."""
+    kit = ReminderKit(url=kit_url, clock=FakeClock(T0), contacts=CONTACTS)
     cases = [open_case(kit.engine, last_name=f"Client-{n}") for n in range(20)]
     for case_id in cases:
         kit.engine.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK)

@@ -7,6 +7,10 @@ reminder is ever lost; a message arrives more than once only if its delivery
 was interrupted by a kill (its outbox row shows a second attempt); and every
 copy carries the same key (X-Kapflow-Message-Key, and a Message-ID derived
 from it) for the receiver to drop the repeat. Without crashes, exactly once.
+
+On a SQLite file and, fewer runs, on PostgreSQL (claims there are
+``FOR UPDATE SKIP LOCKED``; a killed worker's open transaction dies with its
+connection).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from pathlib import Path
 
 import pytest
 from contract.servers import SmtpServer
-from integration.crash_harness import crash_run, make_practice, wait_until_polling
+from integration.crash_harness import Practice, RunReport, crash_run, make_practice, wait_until_polling
 
 SCENARIOS = 10
+POSTGRES_SCENARIOS = 3
 KILLS_PER_SCENARIO = 5  # 50 kill -9 runs in the suite; crash_stress.py runs as many as you like
 SEED = int(os.environ.get("KAPFLOW_CRASH_SEED", "20261128"))
 
@@ -35,14 +40,8 @@ def smtp() -> Iterator[SmtpServer]:
     server.stop()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("scenario", range(SCENARIOS))
-def test_kill_9_at_random_points_loses_nothing(scenario: int, tmp_path: Path, smtp: SmtpServer) -> None:
-    """Killed 5 times at random points, the worker still gets every due reminder to the SMTP server."""
-    rng = random.Random(SEED + scenario)
-    practice = make_practice(tmp_path, smtp, cases=8)
-    report = crash_run(practice, smtp, rng, KILLS_PER_SCENARIO)
-    assert report.lost == set(), f"seed {SEED + scenario}: lost {sorted(report.lost)}"
+def assert_nothing_lost(practice: Practice, report: RunReport, smtp: SmtpServer, seed: int) -> None:
+    assert report.lost == set(), f"seed {seed}: lost {sorted(report.lost)}"
     assert set(report.received) == practice.expected, "a message nobody planned reached the server"
     for key in report.repeated:
         assert report.attempts[key] >= 2, f"{key} arrived twice without an interrupted attempt"
@@ -52,9 +51,40 @@ def test_kill_9_at_random_points_loses_nothing(scenario: int, tmp_path: Path, sm
 
 
 @pytest.mark.slow
-def test_two_worker_processes_deliver_each_message_exactly_once(tmp_path: Path, smtp: SmtpServer) -> None:
+@pytest.mark.parametrize("scenario", range(SCENARIOS))
+def test_kill_9_at_random_points_loses_nothing(scenario: int, tmp_path: Path, smtp: SmtpServer) -> None:
+    """Killed 5 times at random points, the worker still gets every due reminder to the SMTP server."""
+    rng = random.Random(SEED + scenario)
+    practice = make_practice(tmp_path, smtp, cases=8)
+    report = crash_run(practice, smtp, rng, KILLS_PER_SCENARIO)
+    assert_nothing_lost(practice, report, smtp, SEED + scenario)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("scenario", range(POSTGRES_SCENARIOS))
+def test_kill_9_on_postgres_loses_nothing(
+    scenario: int, tmp_path: Path, smtp: SmtpServer, postgres_schema_url: str
+) -> None:
+    """The same on PostgreSQL: killed 5 times at random points, the worker still delivers every reminder."""
+    rng = random.Random(SEED + SCENARIOS + scenario)
+    practice = make_practice(tmp_path, smtp, cases=8, url=postgres_schema_url)
+    report = crash_run(practice, smtp, rng, KILLS_PER_SCENARIO)
+    assert_nothing_lost(practice, report, smtp, SEED + SCENARIOS + scenario)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def practice_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """None (a SQLite file in the practice's folder), or a PostgreSQL schema of the test's own."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("postgres_schema_url"))
+
+
+@pytest.mark.slow
+def test_two_worker_processes_deliver_each_message_exactly_once(
+    tmp_path: Path, smtp: SmtpServer, practice_url: str | None
+) -> None:
     """Two worker processes on one database, no crash: every reminder reaches the server exactly once."""
-    practice = make_practice(tmp_path, smtp, cases=30)
+    practice = make_practice(tmp_path, smtp, cases=30, url=practice_url)
     workers = [practice.worker("--worker-id", f"w{n}") for n in range(2)]
     for w in workers:
         wait_until_polling(w)
