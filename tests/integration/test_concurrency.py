@@ -7,12 +7,10 @@ KAPFLOW_TEST_POSTGRES_URL is set.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 from support import CLIENT, FRONT_DESK, INQUIRY, PRESCRIBER, THERAPIST, open_case, prepare_dosing, to_ready
 
 from kapflow.domain.case import Outcome
@@ -27,24 +25,10 @@ THREADS = 8
 
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_any(request: pytest.FixtureRequest, db_url: str) -> Iterator[str]:
-    """The test's SQLite file, or a fresh schema on the test PostgreSQL server."""
-    if request.param == "sqlite":
-        yield db_url
-        return
-    base = request.getfixturevalue("postgres_url")
-    schema = f"kf_conc_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+@pytest.fixture
+def db_any(any_ready_url: str) -> str:
+    """A database at the newest schema: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    return any_ready_url
 
 
 @pytest.fixture

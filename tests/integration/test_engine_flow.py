@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 from support import (
     AUDITOR,
     BILLING,
@@ -41,24 +39,10 @@ from kapflow.workflows.kap import KAP_PATHWAY
 # ------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL: a fresh SQLite file, or a fresh schema on the test PostgreSQL server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'flow.db'}"
-        return
-    base = request.getfixturevalue("postgres_url")
-    schema = f"kf_flow_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+@pytest.fixture
+def store_url(any_ready_url: str) -> str:
+    """A database at the newest schema: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    return any_ready_url
 
 
 @pytest.fixture
