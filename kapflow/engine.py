@@ -155,12 +155,7 @@ class Engine:
         expected_version: int | None = None,
     ) -> Outcome:
         """Move a case with ``trigger``; raises ``Refused`` (audited) or ``InvalidInput`` (nothing written)."""
-        check_identifier(case_id, "case_id")
-        _check_actor_shape(actor)
-        _check_version_arg(expected_version)
-        payload = check_payload(data)
-        key = self._check_key(idempotency_key)
-        fingerprint = _fingerprint("fire", case_id, trigger, "", actor, payload)
+        payload, key, fingerprint = _command("fire", case_id, trigger, actor, data, idempotency_key, expected_version)
 
         def body(uow: UnitOfWork) -> Outcome:
             case, wf = self._load(uow, case_id)
@@ -190,12 +185,7 @@ class Engine:
         expected_version: int | None = None,
     ) -> Outcome:
         """Record a validated fact on a case (a payment, vitals, consent, ...)."""
-        check_identifier(case_id, "case_id")
-        _check_actor_shape(actor)
-        _check_version_arg(expected_version)
-        payload = check_payload(data)
-        key = self._check_key(idempotency_key)
-        fingerprint = _fingerprint("record", case_id, kind, "", actor, payload)
+        payload, key, fingerprint = _command("record", case_id, kind, actor, data, idempotency_key, expected_version)
 
         def body(uow: UnitOfWork) -> Outcome:
             case, wf = self._load(uow, case_id)
@@ -581,6 +571,19 @@ class Engine:
     def _check_expected(case: CaseRecord, expected_version: int | None) -> None:
         if expected_version is not None and case.version != expected_version:
             raise ConcurrencyConflict(case.id, expected_version, case.version)
+
+
+def _command(
+    op: str, case_id: str, name: str, actor: Actor, data: Mapping[str, Any] | None,
+    key: str | None, expected_version: int | None,
+) -> tuple[JSONObject, str | None, str]:
+    """Check a command's input before any transaction: (payload, idempotency key, fingerprint)."""
+    check_identifier(case_id, "case_id")
+    _check_actor_shape(actor)
+    _check_version_arg(expected_version)
+    payload = check_payload(data)
+    checked_key = None if key is None else check_identifier(key, "idempotency_key")
+    return payload, checked_key, _fingerprint(op, case_id, name, "", actor, payload)
 
 
 def _check_actor_shape(actor: object) -> None:
