@@ -8,7 +8,7 @@ SRC_HASH := $(shell find kapflow workflows adapters -name '*.py' | LC_ALL=C sort
 STAMP := $(VENV)/.installed-$(SRC_HASH)
 DB ?= kapflow-demo.db
 
-.PHONY: demo test lint typecheck check clean
+.PHONY: demo test lint typecheck check clean migration bench bench-quick
 
 # caldav's urllib3-future would replace urllib3 through a .pth file at every start;
 # built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3 instead.
@@ -29,12 +29,28 @@ test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check kapflow workflows adapters tests examples
+	$(BIN)/ruff check kapflow workflows adapters tests examples bench
+
+# Run as scripts, not with python -m: the repository root on sys.path would shadow the installed kapflow.
+bench: $(STAMP)  ## the benchmarks, full sizes (minutes); writes bench/results.json and prints a table
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)  ## the benchmarks at smaller sizes (under a minute on 2 cores)
+	$(BIN)/python bench/run.py --quick
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict
 
 check: lint typecheck test
+
+# A new revision from what changed in kapflow/store/tables.py (Alembic's autogenerate against a scratch
+# database at the newest revision). Autogenerate misses renames and data changes: read it, edit it.
+migration: $(STAMP)  ## make migration MSG="add a notes column to cases"
+	@test -n "$(MSG)" || { echo 'usage: make migration MSG="what changed"' >&2; exit 2; }
+	@file=$$($(BIN)/python -c 'import sys; from pathlib import Path; from kapflow.store.schema import new_revision; \
+		print(new_revision(sys.argv[1], Path("kapflow/store/migrations")))' "$(MSG)") || exit 1; \
+	$(BIN)/ruff format -q "$$file"; $(BIN)/ruff check -q --fix "$$file"; \
+	echo "wrote $$file: read it and edit it by hand, then make test"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,282 @@
+"""Durable steps on SQLite: kapflow's ``engine.fire``, plain sqlite3 doing the same row writes, SpiffWorkflow.
+
+All three write to one SQLite file with kapflow's settings (WAL, ``synchronous=FULL``), one commit
+per step, in turns within each repetition (the order rotates), and the medians are compared.
+
+- kapflow: ``engine.fire`` on cases whose facts were recorded beforehand (not timed): load the case
+  row, evaluate the KAP guards, compare-and-swap the case row, insert the hashed audit row, apply
+  timer effects, commit.
+- raw: the very UPDATE of the case row and INSERT of the audit row that kapflow issued for each step
+  of a template case (captured from its connection, same SQL text and bytes, other case ids), through
+  plain sqlite3: ``BEGIN IMMEDIATE``, UPDATE (checked: one row), INSERT, ``COMMIT``.
+- spiff: a SpiffWorkflow instance per case completes the step's user task, is serialized to JSON and
+  written to one row (``BEGIN IMMEDIATE``, UPDATE, ``COMMIT``); the instance stays in memory. The
+  ``reload`` variant also reads and deserializes it in each step's transaction, as a request would.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import spiff_kap8
+from measure import Op, Sizes, filesystem_of, interleaved, kapflow_sqlite, median
+from paths import DISCHARGE, OBSERVATION, PATH, TRIGGERS, new_clock, prepare_case
+from sqlalchemy import event, text
+
+from kapflow.engine import Engine
+from kapflow.store.sql import SqlStore
+from kapflow.testing import FakeClock
+from kapflow.workflows.kap import KAP_PATHWAY
+
+
+@dataclass(frozen=True)
+class CapturedPath:
+    """What kapflow wrote for each step of the path on one template case, read back from the tables."""
+
+    template_id: str
+    case_row: dict[str, Any]  # the template's case row before the path
+    steps: tuple[tuple[dict[str, Any], dict[str, Any]], ...]  # per step: (case row after, audit row added)
+    statements_per_fire: float | None  # SQL statements kapflow ran per fire, BEGIN and COMMIT excluded (SQLite)
+
+
+def _row(conn: Any, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    return dict(conn.execute(text(sql), params).mappings().one())
+
+
+def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedPath:
+    """Prepare a template case, fire the path on it, and read back each step's case row and audit row.
+
+    On SQLite, sqlite3's trace callback also counts the statements each fire ran.
+    """
+    template = prepare_case(engine, clock)
+    traced: list[str] = []
+
+    def on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if isinstance(dbapi_conn, sqlite3.Connection):
+            dbapi_conn.set_trace_callback(traced.append)
+
+    def on_checkin(dbapi_conn: Any, _record: Any) -> None:
+        if isinstance(dbapi_conn, sqlite3.Connection):
+            dbapi_conn.set_trace_callback(None)
+
+    with store.engine.connect() as conn:
+        before = _row(conn, "SELECT * FROM cases WHERE id = :id", {"id": template})
+    steps: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    statements = 0
+    event.listen(store.engine, "checkout", on_checkout)
+    event.listen(store.engine, "checkin", on_checkin)
+    try:
+        for index, step in enumerate(PATH):
+            if index == DISCHARGE:
+                clock.advance(OBSERVATION)
+            traced.clear()
+            engine.fire(template, step.trigger, actor=step.actor, data=step.data)
+            statements += sum(1 for s in traced if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"))
+            with store.engine.connect() as conn:
+                case = _row(conn, "SELECT * FROM cases WHERE id = :id", {"id": template})
+                audit = _row(
+                    conn, "SELECT * FROM audit_events WHERE case_id = :id AND case_seq = :n",
+                    {"id": template, "n": case["event_count"]},
+                )
+            if audit["kind"] != "transition" or audit["trigger"] != step.trigger:
+                raise RuntimeError(f"{step.trigger} was not recorded as a transition")
+            steps.append((case, audit))
+    finally:
+        event.remove(store.engine, "checkout", on_checkout)
+        event.remove(store.engine, "checkin", on_checkin)
+    per_fire = statements / len(PATH) if store.dialect == "sqlite" else None
+    return CapturedPath(template, before, tuple(steps), per_fire)
+
+
+def insert_cases(conn: Any, row: dict[str, Any], ids: Sequence[str], placeholder: str) -> None:
+    """Copies of the template case row under ``ids`` (the raw baseline's rows to update), not timed."""
+    cols = list(row)
+    sql = f"INSERT INTO cases ({', '.join(map(_q, cols))}) VALUES ({', '.join([placeholder] * len(cols))})"
+    for case_id in ids:
+        conn.execute(sql, tuple(case_id if c == "id" else row[c] for c in cols))
+
+
+def _q(column: str) -> str:
+    return f'"{column}"'
+
+
+Operation = tuple[str, tuple[Any, ...], str, tuple[Any, ...]]
+
+
+def raw_operations(path: CapturedPath, ids: Sequence[str], placeholder: str) -> list[Operation]:
+    """Every (UPDATE, params, INSERT, params) of the path on ``ids``, step by step, built before timing.
+
+    The UPDATE sets every column of the case row but its id to the values kapflow wrote, where the
+    row's event count is the one it had before (kapflow's compare-and-swap); the INSERT adds the
+    audit row kapflow added, with every column but the database-assigned ``seq``.
+    """
+    ops: list[Operation] = []
+    previous = path.case_row
+    for case, audit in path.steps:
+        set_cols = [c for c in case if c != "id"]
+        update = (
+            f"UPDATE cases SET {', '.join(f'{_q(c)} = {placeholder}' for c in set_cols)} "
+            f"WHERE id = {placeholder} AND event_count = {placeholder}"
+        )
+        ins_cols = [c for c in audit if c != "seq"]
+        insert = (
+            f"INSERT INTO audit_events ({', '.join(map(_q, ins_cols))}) "
+            f"VALUES ({', '.join([placeholder] * len(ins_cols))})"
+        )
+        for cid in ids:
+            up = (*(case[c] for c in set_cols), cid, previous["event_count"])
+            ins = tuple(cid if c == "case_id" else audit[c] for c in ins_cols)
+            ops.append((update, up, insert, ins))
+        previous = case
+    return ops
+
+
+class SqliteFamily:
+    """kapflow through its engine; raw and spiff through plain sqlite3; each on a file of its own, same settings."""
+
+    def __init__(self, directory: Path) -> None:
+        self.clock = new_clock()
+        self.store = SqlStore(f"sqlite:///{directory / 'kapflow.db'}")
+        self.engine = Engine(self.store, KAP_PATHWAY, clock=self.clock)
+        self.captured = capture_path(self.store, self.engine, self.clock)
+        SqlStore(f"sqlite:///{directory / 'raw.db'}").close()  # kapflow's schema, indexes included
+        self.raw_conn = kapflow_sqlite(directory / "raw.db")
+        self.spiff_conn = kapflow_sqlite(directory / "spiff.db")
+        self.spiff_conn.execute("CREATE TABLE IF NOT EXISTS workflows (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+        self._batch = 0
+        self.spiff_bytes: list[int] = []
+
+    def close(self) -> None:
+        self.raw_conn.close()
+        self.spiff_conn.close()
+        self.store.close()
+
+    def _ids(self, family: str, k: int) -> list[str]:
+        self._batch += 1
+        return [f"bench-{family}-{self._batch}-{i}" for i in range(k)]
+
+    def before_step(self, step: int) -> None:
+        if step == DISCHARGE:
+            self.clock.advance(OBSERVATION)
+
+    def kapflow(self, k: int) -> Op:
+        ids = [prepare_case(self.engine, self.clock) for _ in range(k)]
+        engine = self.engine
+
+        def op(s: int, c: int) -> None:
+            step = PATH[s]
+            engine.fire(ids[c], step.trigger, actor=step.actor, data=step.data)
+
+        return op
+
+    def raw(self, k: int) -> Op:
+        ids = self._ids("raw", k)
+        conn = self.raw_conn
+        conn.execute("BEGIN IMMEDIATE")
+        insert_cases(conn, self.captured.case_row, ids, "?")
+        conn.execute("COMMIT")
+        ops = raw_operations(self.captured, ids, "?")
+
+        def op(s: int, c: int) -> None:
+            up_sql, up, ins_sql, ins = ops[s * k + c]
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute(up_sql, up).rowcount != 1:
+                raise RuntimeError("the raw compare-and-swap missed its row")
+            conn.execute(ins_sql, ins)
+            conn.execute("COMMIT")
+
+        return op
+
+    def spiff(self, k: int) -> Op:
+        ids = self._ids("spiff", k)
+        flows = [spiff_kap8.start() for _ in ids]
+        self._store_flows(ids, flows)
+        conn = self.spiff_conn
+
+        def op(s: int, c: int) -> None:
+            flow = flows[c]
+            spiff_kap8.step(flow, TRIGGERS[s])
+            data = spiff_kap8.dumps(flow)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE workflows SET data = ? WHERE id = ?", (data, ids[c]))
+            conn.execute("COMMIT")
+            if s == len(TRIGGERS) - 1:
+                self.spiff_bytes.append(len(data))
+
+        return op
+
+    def spiff_reload(self, k: int) -> Op:
+        ids = self._ids("spiffr", k)
+        self._store_flows(ids, [spiff_kap8.start() for _ in ids])
+        conn = self.spiff_conn
+
+        def op(s: int, c: int) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            (data,) = conn.execute("SELECT data FROM workflows WHERE id = ?", (ids[c],)).fetchone()
+            flow = spiff_kap8.loads(data)
+            spiff_kap8.step(flow, TRIGGERS[s])
+            conn.execute("UPDATE workflows SET data = ? WHERE id = ?", (spiff_kap8.dumps(flow), ids[c]))
+            conn.execute("COMMIT")
+
+        return op
+
+    def _store_flows(self, ids: Sequence[str], flows: Sequence[Any]) -> None:
+        self.spiff_conn.execute("BEGIN IMMEDIATE")
+        rows = [(i, spiff_kap8.dumps(f)) for i, f in zip(ids, flows, strict=True)]
+        self.spiff_conn.executemany("INSERT INTO workflows (id, data) VALUES (?, ?)", rows)
+        self.spiff_conn.execute("COMMIT")
+
+
+def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``sqlite`` and ``spiff`` sections of results.json."""
+    fam = SqliteFamily(directory)
+    try:
+        k = sizes.durable_cases
+        makers: dict[str, Callable[[int], Op]] = {
+            "kapflow": fam.kapflow, "raw": fam.raw, "spiff": fam.spiff, "spiff_reload": fam.spiff_reload,
+        }
+        runs: dict[str, list[float]] = {name: [] for name in makers}
+        cpu: dict[str, list[float]] = {name: [] for name in makers}
+        for _rep in range(sizes.repetitions):
+            ops = {name: make(k) for name, make in makers.items()}  # preparation, not timed
+            for name, got in interleaved(ops, len(PATH), k, fam.before_step).items():
+                runs[name].append(got.per_s)
+                cpu[name].append(got.cpu_ms)
+        fire, raw, spiff = median(runs["kapflow"]), median(runs["raw"]), median(runs["spiff"])
+        sqlite = {
+            "fire_per_s": fire,
+            "raw_per_s": raw,
+            "ratio": fire / raw,
+            "measures": "durable fires/s (engine.fire on a SQLite file: KAP guards, compare-and-swap of the case "
+            "row, hashed audit row, timer effects, one commit each) vs plain sqlite3 writing the same case row "
+            "(UPDATE) and audit row (INSERT) kapflow wrote, one commit each; interleaved operation by operation",
+            "durability": "WAL, synchronous=FULL (both)",
+            "filesystem": filesystem_of(directory),
+            "fires_per_repetition": k * len(PATH),
+            "repetitions": sizes.repetitions,
+            "per_repetition": {"fire": runs["kapflow"], "raw": runs["raw"]},
+            "kapflow_statements_per_fire": fam.captured.statements_per_fire,
+            "raw_statements_per_commit": 2,
+            "cpu_ms_per_fire": median(cpu["kapflow"]),
+            "cpu_ms_per_raw_commit": median(cpu["raw"]),
+        }
+        spiff_section = {
+            "durable_per_s": spiff,
+            "ratio": fire / spiff,
+            "durable_reload_per_s": median(runs["spiff_reload"]),
+            "measures": "SpiffWorkflow steps/s on the same path (kap8.bpmn), the workflow serialized to JSON and "
+            "written to a SQLite file with kapflow's settings after each step (one commit each), interleaved with "
+            "kapflow's fires; ratio = kapflow durable fires/s / that. durable_reload_per_s also reads and "
+            "deserializes the workflow in each step's transaction, as a stateless request handler would",
+            "serialized_bytes_median": median([float(b) for b in fam.spiff_bytes]),
+            "cpu_ms_per_step": median(cpu["spiff"]),
+            "cpu_ms_per_step_reload": median(cpu["spiff_reload"]),
+            "per_repetition": runs["spiff"],
+        }
+        return sqlite, spiff_section
+    finally:
+        fam.close()

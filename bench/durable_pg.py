@@ -1,0 +1,196 @@
+"""Durable fires on PostgreSQL: kapflow's ``engine.fire`` against plain psycopg, and worker processes.
+
+Both sides run in a schema of their own (``pg.bench_schema``, dropped afterwards) with the server's
+``synchronous_commit`` (on, checked), interleaved operation by operation as on SQLite. The raw side
+writes, through one psycopg connection, the same case row (UPDATE, compare-and-swap on the event
+count) and audit row (INSERT) that kapflow wrote for a template case, one commit each.
+
+``workers_scaling``: fires per second with 4 worker processes (spawned, each with its own engine and
+its own cases, all firing the path at once after a barrier) divided by the same with 1 process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from durable import capture_path, insert_cases, raw_operations
+from measure import Op, Sizes, interleaved, median
+from paths import DISCHARGE, OBSERVATION, PATH, fire_path, new_clock, prepare_case
+from pg import Schema, bench_schema
+
+from kapflow.engine import Engine
+from kapflow.store.sql import SqlStore
+from kapflow.workflows.kap import KAP_PATHWAY
+
+_WORKER_TIMEOUT = 600.0
+
+
+class PostgresFamily:
+    def __init__(self, schema: Schema) -> None:
+        self.clock = new_clock()
+        self.store = SqlStore(schema.url)
+        self.engine = Engine(self.store, KAP_PATHWAY, clock=self.clock)
+        self.captured = capture_path(self.store, self.engine, self.clock)
+        self.conn = psycopg.connect(schema.dsn, options=schema.options, autocommit=False)
+        self.synchronous_commit = str(self.conn.execute("SHOW synchronous_commit").fetchone()[0])  # type: ignore[index]
+        self.conn.commit()
+        self._batch = 0
+
+    def close(self) -> None:
+        self.conn.close()
+        self.store.close()
+
+    def before_step(self, step: int) -> None:
+        if step == DISCHARGE:
+            self.clock.advance(OBSERVATION)
+
+    def kapflow(self, k: int) -> Op:
+        ids = [prepare_case(self.engine, self.clock) for _ in range(k)]
+        engine = self.engine
+
+        def op(s: int, c: int) -> None:
+            step = PATH[s]
+            engine.fire(ids[c], step.trigger, actor=step.actor, data=step.data)
+
+        return op
+
+    def raw(self, k: int) -> Op:
+        self._batch += 1
+        ids = [f"bench-raw-{self._batch}-{i}" for i in range(k)]
+        conn = self.conn
+        with conn.cursor() as cur:
+            insert_cases(cur, self.captured.case_row, ids, "%s")
+        conn.commit()
+        ops = raw_operations(self.captured, ids, "%s")
+        cur = conn.cursor()
+
+        def op(s: int, c: int) -> None:
+            up_sql, up, ins_sql, ins = ops[s * k + c]
+            cur.execute(up_sql, up)
+            if cur.rowcount != 1:
+                raise RuntimeError("the raw compare-and-swap missed its row")
+            cur.execute(ins_sql, ins)
+            conn.commit()
+
+        return op
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """The whole machine's (busy, total) CPU ticks from /proc/stat, or (0, 0) where there is none."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+Report = tuple[str, Any, float, float, tuple[int, int], tuple[int, int]]
+
+
+def _worker(url: str, cases: int, barrier: Any, results: Any) -> None:
+    """One worker process: its own engine and cases, prepared before the barrier, then the path."""
+    try:
+        clock = new_clock()
+        store = SqlStore(url, create=False)
+        engine = Engine(store, KAP_PATHWAY, clock=clock)
+        ids = [prepare_case(engine, clock) for _ in range(cases)]
+        barrier.wait(timeout=_WORKER_TIMEOUT)
+        start, ticks = time.monotonic(), cpu_ticks()  # CLOCK_MONOTONIC: comparable across processes
+        fires = fire_path(engine, clock, ids)
+        results.put(("ok", fires, start, time.monotonic(), ticks, cpu_ticks()))
+        store.close()
+    except Exception as exc:
+        results.put(("error", f"{type(exc).__name__}: {exc}", 0.0, 0.0, (0, 0), (0, 0)))
+
+
+def workers_rate(url: str, processes: int, cases: int) -> tuple[float, float]:
+    """Fires per second of ``processes`` workers together: all fires / (last end - first start).
+
+    Also how busy the machine's CPUs were meanwhile (0-1, every process on the machine counted).
+    """
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, cases, barrier, results), daemon=True) for _ in range(processes)]
+    got: list[Report] = []
+    deadline = time.monotonic() + _WORKER_TIMEOUT
+    try:
+        for p in procs:
+            p.start()
+        while len(got) < processes:
+            try:
+                got.append(results.get(timeout=1.0))
+            except queue.Empty:
+                if time.monotonic() > deadline or sum(p.is_alive() for p in procs) < processes - len(got):
+                    raise RuntimeError("a worker process died or did not report in time") from None
+    finally:
+        for p in procs:
+            if p.pid is None:
+                continue
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=10)
+        results.close()
+    errors = [str(g[1]) for g in got if g[0] != "ok"]
+    if errors:
+        raise RuntimeError(f"worker failed: {errors[0]}")
+    fires = sum(int(g[1]) for g in got)
+    first, last = min(got, key=lambda g: g[2]), max(got, key=lambda g: g[3])
+    busy, total = last[5][0] - first[4][0], last[5][1] - first[4][1]
+    return fires / (last[3] - first[2]), busy / total if total > 0 else 0.0
+
+
+def run(sizes: Sizes, base_url: str) -> dict[str, Any]:
+    """The ``postgres`` section of results.json."""
+    with bench_schema(base_url) as schema:
+        fam = PostgresFamily(schema)
+        try:
+            k = sizes.durable_cases
+            makers: dict[str, Callable[[int], Op]] = {"kapflow": fam.kapflow, "raw": fam.raw}
+            runs: dict[str, list[float]] = {name: [] for name in makers}
+            cpu: dict[str, list[float]] = {name: [] for name in makers}
+            for _rep in range(sizes.repetitions):
+                ops = {name: make(k) for name, make in makers.items()}
+                for name, got in interleaved(ops, len(PATH), k, fam.before_step).items():
+                    runs[name].append(got.per_s)
+                    cpu[name].append(got.cpu_ms)
+            sync = fam.synchronous_commit
+        finally:
+            fam.close()
+        one: list[float] = []
+        four: list[float] = []
+        busy: dict[str, list[float]] = {"1": [], "4": []}
+        for _rep in range(max(1, sizes.repetitions // 2)):
+            for n, runs_n in ((1, one), (4, four)):
+                per_s, cpu_busy = workers_rate(schema.url, n, sizes.worker_cases)
+                runs_n.append(per_s)
+                busy[str(n)].append(cpu_busy)
+    fire, raw = median(runs["kapflow"]), median(runs["raw"])
+    return {
+        "fire_per_s": fire,
+        "raw_per_s": raw,
+        "ratio": fire / raw,
+        "workers_scaling": median(four) / median(one),
+        "workers_1_per_s": median(one),
+        "workers_4_per_s": median(four),
+        "machine_cpu_busy_workers_1": median(busy["1"]),
+        "machine_cpu_busy_workers_4": median(busy["4"]),
+        "measures": "durable fires/s (engine.fire on PostgreSQL through SQLAlchemy's pool and psycopg) vs plain "
+        "psycopg writing the same case row (UPDATE) and audit row (INSERT), one commit each, interleaved; "
+        "workers_scaling = fires/s of 4 spawned worker processes (own engine, own cases) / of 1",
+        "synchronous_commit": sync,
+        "client_cpu_ms_per_fire": median(cpu["kapflow"]),
+        "client_cpu_ms_per_raw_commit": median(cpu["raw"]),
+        "fires_per_repetition": k * len(PATH),
+        "repetitions": sizes.repetitions,
+        "per_repetition": {"fire": runs["kapflow"], "raw": runs["raw"], "workers_1": one, "workers_4": four},
+        "fires_per_worker": sizes.worker_cases * len(PATH),
+    }
