@@ -1,16 +1,19 @@
 """Durable steps on SQLite: kapflow's ``engine.fire``, plain sqlite3 doing the same row writes, SpiffWorkflow.
 
-All three write to one SQLite file with kapflow's settings (WAL, ``synchronous=FULL``), one commit
-per step, in turns within each repetition (the order rotates), and the medians are compared.
+Each contender writes to a SQLite file of its own in one directory, all with kapflow's settings
+(WAL, ``synchronous=FULL``), one commit per step. They take turns operation by operation
+(``measure.interleaved``), so they see the same disk and the same load; medians of the
+repetitions are compared. Separate files keep one contender's WAL checkpoints off another's bill.
 
 - kapflow: ``engine.fire`` on cases whose facts were recorded beforehand (not timed): load the case
   row, evaluate the KAP guards, compare-and-swap the case row, insert the hashed audit row, apply
   timer effects, commit.
-- raw: the very UPDATE of the case row and INSERT of the audit row that kapflow issued for each step
-  of a template case (captured from its connection, same SQL text and bytes, other case ids), through
-  plain sqlite3: ``BEGIN IMMEDIATE``, UPDATE (checked: one row), INSERT, ``COMMIT``.
+- raw: for each step, the case row and the audit row that kapflow wrote for a template case (read
+  back from its tables: same bytes, other case ids), written through plain sqlite3:
+  ``BEGIN IMMEDIATE``, UPDATE of the case row where its event count is the previous one (checked:
+  one row), INSERT of the audit row, ``COMMIT``.
 - spiff: a SpiffWorkflow instance per case completes the step's user task, is serialized to JSON and
-  written to one row (``BEGIN IMMEDIATE``, UPDATE, ``COMMIT``); the instance stays in memory. The
+  written to its row (``BEGIN IMMEDIATE``, UPDATE, ``COMMIT``); the instance stays in memory. The
   ``reload`` variant also reads and deserializes it in each step's transaction, as a request would.
 """
 

@@ -1,9 +1,9 @@
 """Durable fires on PostgreSQL: kapflow's ``engine.fire`` against plain psycopg, and worker processes.
 
 Both sides run in a schema of their own (``pg.bench_schema``, dropped afterwards) with the server's
-``synchronous_commit`` (on, checked), interleaved operation by operation as on SQLite. The raw side
-writes, through one psycopg connection, the same case row (UPDATE, compare-and-swap on the event
-count) and audit row (INSERT) that kapflow wrote for a template case, one commit each.
+``synchronous_commit`` (on, recorded), interleaved operation by operation as on SQLite. The raw
+side writes, through one psycopg connection, the same case row (UPDATE, compare-and-swap on the
+event count) and audit row (INSERT) that kapflow wrote for a template case, one commit each.
 
 ``workers_scaling``: fires per second with 4 worker processes (spawned, each with its own engine and
 its own cases, all firing the path at once after a barrier) divided by the same with 1 process.

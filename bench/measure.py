@@ -50,13 +50,6 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
 
-def timed(work: Callable[[], int]) -> float:
-    """Run ``work`` (which returns how many operations it did) and return operations per second."""
-    start = time.perf_counter()
-    count = work()
-    return rate(count, time.perf_counter() - start)
-
-
 def rotate(items: list[T], by: int) -> list[T]:
     """``items`` starting at ``by``: each repetition runs the families in a different order."""
     k = by % len(items) if items else 0

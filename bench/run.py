@@ -49,8 +49,8 @@ SHOWN = (
     "sqlite.fire_per_s", "sqlite.raw_per_s", "postgres.fire_per_s", "postgres.raw_per_s",
     "postgres.workers_1_per_s", "postgres.workers_4_per_s", "spiff.durable_per_s", "spiff.durable_reload_per_s",
     "memory.kapflow", "memory.transitions_bare", "memory.transitions_per_fire_machine",
-    "memory.transitions_per_fire_machine_no_auto", "memory.transitions_per_fire_machine_whole_pathway",
-    "memory.vs_per_fire_machine_whole_pathway", "memory.python_statemachine", "memory.spiff",
+    "memory.transitions_per_fire_machine_no_auto", "memory.transitions_per_fire_machine_path_only",
+    "memory.vs_per_fire_machine_path_only", "memory.python_statemachine", "memory.spiff",
     "history.p95_ms", "history.raw_sqlite3_p50_ms", "timers.delivery_per_s",
 )
 

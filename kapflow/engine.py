@@ -582,8 +582,9 @@ def _command(
     _check_actor_shape(actor)
     _check_version_arg(expected_version)
     payload = check_payload(data)
-    checked_key = None if key is None else check_identifier(key, "idempotency_key")
-    return payload, checked_key, _fingerprint(op, case_id, name, "", actor, payload)
+    if key is None:
+        return payload, None, ""  # no key, nothing to compare a repeat with
+    return payload, check_identifier(key, "idempotency_key"), _fingerprint(op, case_id, name, "", actor, payload)
 
 
 def _check_actor_shape(actor: object) -> None:

@@ -48,7 +48,7 @@ class Appointment:
 def appointments(case_id: str, facts: CaseFacts) -> dict[str, Appointment]:
     """Every appointment of the case by id, with its changes applied in order."""
     view: dict[str, Appointment] = {}
-    for fact in facts.facts():
+    for fact in facts.of_kinds((BOOKING, UPDATE)):
         if fact.kind == BOOKING:
             appt_id = f"a{len(view) + 1}"
             view[appt_id] = Appointment(

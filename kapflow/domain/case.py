@@ -53,14 +53,21 @@ class Move:
 
 
 class CaseFacts:
-    """Read-only queries over a case's facts and moves, for guards."""
+    """Read-only queries over a case's facts and moves, for guards.
 
-    __slots__ = ("_facts", "_moves", "_raw")
+    Entries are parsed lazily and only for what a guard asks about: most
+    commands look at two or three kinds of fact, and parsing every timestamp
+    of a long case on every command would cost more than the guards.
+    """
+
+    __slots__ = ("_by_kind", "_by_trigger", "_facts", "_moves", "_raw")
 
     def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
         self._raw: Mapping[str, Any] = raw or {"facts": [], "moves": []}
         self._facts: list[FactEntry] | None = None
         self._moves: list[Move] | None = None
+        self._by_kind: dict[str, list[FactEntry]] = {}
+        self._by_trigger: dict[str | None, list[Move]] = {}
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -68,40 +75,53 @@ class CaseFacts:
 
     def facts(self) -> list[FactEntry]:
         if self._facts is None:
-            self._facts = [
-                FactEntry(f["kind"], datetime.fromisoformat(f["at"]), f["by"], f["data"])
-                for f in self._raw.get("facts", ())
-            ]
+            self._facts = [_fact(f) for f in self._raw.get("facts", ())]
         return self._facts
 
     def moves(self) -> list[Move]:
         if self._moves is None:
-            self._moves = [
-                Move(m["trigger"], m["from"], m["to"], datetime.fromisoformat(m["at"]))
-                for m in self._raw.get("moves", ())
-            ]
+            self._moves = [_move(m) for m in self._raw.get("moves", ())]
         return self._moves
 
     def of_kind(self, kind: str) -> list[FactEntry]:
-        return [f for f in self.facts() if f.kind == kind]
+        found = self._by_kind.get(kind)
+        if found is None:
+            found = [_fact(f) for f in self._raw.get("facts", ()) if f["kind"] == kind]
+            self._by_kind[kind] = found
+        return found
+
+    def of_kinds(self, kinds: tuple[str, ...]) -> list[FactEntry]:
+        """Facts of any of ``kinds``, in the order they were recorded."""
+        return [_fact(f) for f in self._raw.get("facts", ()) if f["kind"] in kinds]
 
     def latest(self, kind: str) -> FactEntry | None:
-        for f in reversed(self.facts()):
-            if f.kind == kind:
-                return f
-        return None
+        found = self.of_kind(kind)
+        return found[-1] if found else None
 
     def moves_by(self, trigger: str) -> list[Move]:
-        return [m for m in self.moves() if m.trigger == trigger]
+        found = self._by_trigger.get(trigger)
+        if found is None:
+            found = [_move(m) for m in self._raw.get("moves", ()) if m["trigger"] == trigger]
+            self._by_trigger[trigger] = found
+        return found
 
     def last_move(self, trigger: str | None = None) -> Move | None:
-        for m in reversed(self.moves()):
-            if trigger is None or m.trigger == trigger:
-                return m
-        return None
+        if trigger is not None:
+            found = self.moves_by(trigger)
+            return found[-1] if found else None
+        moves = self._raw.get("moves", ())
+        return _move(moves[-1]) if moves else None
 
     def __iter__(self) -> Iterator[FactEntry]:
         return iter(self.facts())
+
+
+def _fact(f: Mapping[str, Any]) -> FactEntry:
+    return FactEntry(f["kind"], datetime.fromisoformat(f["at"]), f["by"], f["data"])
+
+
+def _move(m: Mapping[str, Any]) -> Move:
+    return Move(m["trigger"], m["from"], m["to"], datetime.fromisoformat(m["at"]))
 
 
 def fold_fact(raw: Mapping[str, Any], kind: str, at: datetime, by: str, data: JSONObject) -> dict[str, Any]:

@@ -62,6 +62,17 @@ def _insert_ignoring(table: Any, dialect: Dialect, columns: Iterable[str]) -> Cl
     return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=["key"])
 
 
+def _plan_timer(dialect: Dialect, columns: Iterable[str]) -> ClauseElement:
+    values: dict[str, Any] = {c: bindparam(c) for c in columns}
+    stmt = (postgresql if dialect.name == "postgresql" else sqlite).insert(_timers).values(values)
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=["key"],
+        set_={"status": "pending", "claimed_by": None, "lease_until": None, "outcome": None,
+              "updated_at": stmt.excluded.updated_at},
+        where=and_(_timers.c.status == "cancelled", _timers.c.due_at >= bindparam("b_now")),
+    )
+
+
 class HotStatements:
     """The statements of one dialect, compiled once."""
 
@@ -91,14 +102,9 @@ class HotStatements:
         )
         timer_columns = ("key", "case_id", "reminder", "appointment_id", "due_at", "status", "created_at",
                          "updated_at")
-        self.insert_timer = prep(_insert_ignoring(_timers, dialect, timer_columns))
-        self.reactivate_timer = prep(
-            update(_timers)
-            .where(and_(_timers.c.key == bindparam("b_key"), _timers.c.status == "cancelled",
-                        _timers.c.due_at >= bindparam("b_now")))
-            .values(status="pending", claimed_by=None, lease_until=None, outcome=None,
-                    updated_at=bindparam("updated_at"))
-        )
+        # One upsert per planned timer: new keys are inserted; a key cancelled when the case left a
+        # state comes back if the case returns in time; any other existing key is left alone.
+        self.plan_timer = prep(_plan_timer(dialect, timer_columns))
         self.cancel_timer = prep(
             update(_timers)
             .where(and_(_timers.c.key == bindparam("b_key"),

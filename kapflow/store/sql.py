@@ -50,7 +50,7 @@ def create_db_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
             return _sqlite_engine(url)
-        return create_engine(url, hide_parameters=True, pool_pre_ping=True)
+        return create_engine(url, hide_parameters=True)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise StorageError(f"cannot open database ({type(exc).__name__}); check the URL") from None
 
@@ -210,10 +210,7 @@ class SqlUnitOfWork:
         # Booked too late for a reminder that counts back: sending it now would only add noise.
         plan = [t for t in effects.plan if not (t.counts_back and t.due_at < now)]
         if plan:
-            self._hot.insert_timer.run_many(self._cur, [_timer_values(t, stamp) for t in plan])
-            # A timer cancelled when the case left a state comes back if the case returns in time.
-            again = [{"b_key": t.key, "b_now": stamp, "updated_at": stamp} for t in plan]
-            self._hot.reactivate_timer.run_many(self._cur, again)
+            self._hot.plan_timer.run_many(self._cur, [_timer_values(t, stamp) for t in plan])
         for message in effects.outbox:
             self.add_outbox(message, now)
 
@@ -253,7 +250,7 @@ class SqlUnitOfWork:
 def _timer_values(t: PlannedTimer, stamp: str) -> dict[str, Any]:
     return {
         "key": t.key, "case_id": t.case_id, "reminder": t.reminder, "appointment_id": t.appointment_id,
-        "due_at": to_iso(t.due_at), "status": "pending", "created_at": stamp, "updated_at": stamp,
+        "due_at": to_iso(t.due_at), "status": "pending", "created_at": stamp, "updated_at": stamp, "b_now": stamp,
     }
 
 
@@ -290,14 +287,21 @@ class SqlStore:
         with _translated(self._dbapi_error):
             conn = self.engine.raw_connection()
             uow: SqlUnitOfWork | None = None
+            broken = False
             try:
                 uow = SqlUnitOfWork(conn, self._hot)
                 if self.dialect == "sqlite":
                     uow.begin_immediate()
                 yield uow
+            except self._dbapi_error:
+                # No pre-ping on checkout (a round trip per command): a connection that failed is
+                # dropped from the pool instead, and the caller's retry gets a fresh one.
+                broken = True
+                conn.invalidate()
+                raise
             finally:
                 try:
-                    if uow is None or not uow.committed:
+                    if not broken and (uow is None or not uow.committed):
                         conn.rollback()
                 finally:
                     conn.close()  # back to the pool

@@ -371,3 +371,22 @@ def test_one_kap_session_plans_the_integration_nudge_and_booking_clears_it(kit: 
     # the nudges planned after intention-setting were cancelled by the session; the latest were not needed
     assert {t["status"] for t in nudges} == {"cancelled", "skipped"}
     assert [t["status"] for t in nudges[-2:]] == ["skipped", "skipped"]
+
+
+def test_hold_and_resume_bring_the_appointment_reminders_back_once(kit: ReminderKit) -> None:
+    """Holding cancels the appointment's reminders; resuming in time revives the same timers, sent once."""
+    e = kit.engine
+    case_id = open_case(e)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    e.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "travelling"})
+    timers = kit.store.queue().timers(case_id)
+    assert {t["status"] for t in timers if t["appointment_id"]} == {"cancelled"}
+    kit.advance(days=1)
+    e.fire(case_id, "resume", actor=FRONT_DESK)
+    revived = {t["reminder"]: t["status"] for t in kit.store.queue().timers(case_id) if t["appointment_id"]}
+    assert revived["evaluation_reminder_72h"] == "pending" and revived["evaluation_reminder_24h"] == "pending"
+    kit.advance(days=6)
+    assert kit.reminders_sent().count("evaluation_reminder_72h") == 1
+    assert kit.reminders_sent().count("evaluation_reminder_24h") == 1
