@@ -17,7 +17,6 @@ from typer.testing import CliRunner, Result
 from kapflow.bootstrap import build_engine
 from kapflow.cli import app
 from kapflow.engine import Engine
-from kapflow.errors import InvalidInput
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 
@@ -318,20 +317,13 @@ def test_free_text_from_the_database_is_printed_verbatim(url: str) -> None:
     assert [e["data"] for e in as_json(kapflow(url, "history", case_id, "--json"))][-1] == {"reason": MARKUP_NOTE}
 
 
-def test_c1_control_characters_never_reach_the_terminal_raw(url: str, seeded: Engine) -> None:
-    """A stored U+009B (a terminal's CSI) is shown as an escape; JSON output keeps its meaning."""
+def test_c1_control_characters_are_refused_as_bad_input(url: str, seeded: Engine) -> None:
+    """A U+009B (a terminal's CSI) in --data is refused at the edge: exit 2, one line, nothing written."""
     case_id = open_case(seeded)
-    reason = "call back \u009b31m later"
-    try:
-        seeded.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": reason})
-    except InvalidInput:
-        pytest.skip("the engine now refuses C1 control characters at the edge")
-    history = kapflow(url, "history", case_id)
-    assert "\u009b" not in history.stdout
-    assert "call back \\u009b31m later" in history.stdout
-    raw = kapflow(url, "history", case_id, "--json")
-    assert "\u009b" not in raw.stdout
-    assert json.loads(raw.stdout)[-1]["data"] == {"reason": reason}
+    result = kapflow(url, "fire", case_id, "hold", "--actor", "fd-avery", "--role", "front_desk",
+                     "--data", '{"reason": "call back \\u009b31m later"}')
+    assert "U+009B" in assert_one_line_error(result, 2)
+    assert seeded.case(case_id).event_count == 1
 
 
 def test_a_lone_surrogate_in_data_is_bad_input(url: str, seeded: Engine) -> None:
