@@ -410,9 +410,8 @@ class Engine:
         Raises ``LostRace`` if the case moved meanwhile, so the caller evaluates again.
         """
         updated = replace(case, event_count=case.event_count + 1, head_hash=event.hash)
-        if not uow.update_case(updated, expected_event_count=case.event_count):
+        if not uow.update_and_append(updated, event, expected_event_count=case.event_count):
             raise LostRace
-        uow.append_event(event)
         return updated
 
     def _move(
@@ -485,13 +484,12 @@ class Engine:
         A compare-and-swap on the event count: a concurrent change raises ``ConcurrencyConflict``.
         ``updated`` may be on another workflow version (a migration): timers follow the new one.
         """
-        if not uow.update_case(updated, expected_event_count=case.event_count):
+        if not uow.update_and_append(updated, event, expected_event_count=case.event_count):
             current = uow.load_case(case.id)
             raise ConcurrencyConflict(
                 case.id, expected if expected is not None else case.version,
                 current.version if current else None,
             )
-        uow.append_event(event)
         # Timers and calendar messages commit with the change, or not at all.
         effects = effects_of(
             self.workflow_of(updated), case, updated, calendar=self.calendar_sync, before_wf=self.workflow_of(case)

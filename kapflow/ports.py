@@ -54,6 +54,10 @@ class UnitOfWork(Protocol):
         """Write ``case`` only if the stored row still has ``expected_event_count``; False if not."""
         ...
 
+    def update_and_append(self, case: CaseRecord, event: AuditEvent, *, expected_event_count: int) -> bool:
+        """``update_case`` and, only if it matched, ``append_event``; False if the case moved meanwhile."""
+        ...
+
     def append_event(self, event: AuditEvent) -> None:
         """Append an audit event (the database numbers it: its global ``seq``)."""
         ...

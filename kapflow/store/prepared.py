@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Dialect, and_, bindparam, or_, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -96,6 +97,17 @@ class HotStatements:
         )
         audit_columns = [c.name for c in _audit.columns if c.name != "seq"]
         self.insert_event = prep(_audit.insert().values({c: bindparam(c) for c in audit_columns}))
+        # PostgreSQL: the compare-and-swap and the audit insert in one statement (one round trip);
+        # the event is inserted only if the update matched, so the insert's row count is the verdict.
+        self.update_and_append: Prepared | None = None
+        if dialect.name == "postgresql":
+            moved = (
+                update(_cases)
+                .where(and_(_cases.c.id == bindparam("b_id"), _cases.c.event_count == bindparam("b_expected")))
+                .values(case_values).returning(_cases.c.id).cte("moved")
+            )
+            row = select(*[sql_cast(bindparam(f"a_{c}"), _audit.c[c].type) for c in audit_columns]).select_from(moved)
+            self.update_and_append = prep(_audit.insert().from_select(audit_columns, row))
         self.select_idem = prep(select(_idem.c.fingerprint, _idem.c.result).where(_idem.c.key == bindparam("key")))
         self.insert_idem = prep(
             _idem.insert().values({c: bindparam(c) for c in ("key", "case_id", "fingerprint", "result")})

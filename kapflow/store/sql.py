@@ -200,6 +200,17 @@ class SqlUnitOfWork:
     def append_event(self, event: AuditEvent) -> None:
         self._hot.insert_event.run(self._cur, _event_values(event))
 
+    def update_and_append(self, case: CaseRecord, event: AuditEvent, *, expected_event_count: int) -> bool:
+        combined = self._hot.update_and_append
+        if combined is None:  # SQLite: two local calls cost nothing to combine
+            if not self.update_case(case, expected_event_count=expected_event_count):
+                return False
+            self.append_event(event)
+            return True
+        values = {"b_id": case.id, "b_expected": expected_event_count, **_case_values(case)}
+        values.update({f"a_{k}": v for k, v in _event_values(event).items()})
+        return int(combined.run(self._cur, values).rowcount) == 1
+
     def apply_effects(self, effects: Effects, now: datetime) -> None:
         if effects.empty:
             return
