@@ -27,7 +27,7 @@ from typing import Any
 
 import spiff_kap8
 from measure import Op, Sizes, filesystem_of, interleaved, kapflow_sqlite, median
-from paths import DISCHARGE, OBSERVATION, PATH, TRIGGERS, new_clock, prepare_case
+from paths import DISCHARGE, OBSERVATION, PATH, TRIGGERS, fire_step_op, new_clock, prepare_case
 from sqlalchemy import event, text
 
 from kapflow.engine import Engine
@@ -167,14 +167,7 @@ class SqliteFamily:
             self.clock.advance(OBSERVATION)
 
     def kapflow(self, k: int) -> Op:
-        ids = [prepare_case(self.engine, self.clock) for _ in range(k)]
-        engine = self.engine
-
-        def op(s: int, c: int) -> None:
-            step = PATH[s]
-            engine.fire(ids[c], step.trigger, actor=step.actor, data=step.data)
-
-        return op
+        return fire_step_op(self.engine, self.clock, k)
 
     def raw(self, k: int) -> Op:
         ids = self._ids("raw", k)

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from durable import capture_path, insert_cases, raw_operations
 from measure import Op, Sizes, interleaved, median
-from paths import DISCHARGE, OBSERVATION, PATH, fire_path, new_clock, prepare_case
+from paths import DISCHARGE, OBSERVATION, PATH, fire_path, fire_step_op, new_clock, prepare_case
 from pg import Schema, bench_schema
 
 from kapflow.engine import Engine
@@ -51,14 +51,7 @@ class PostgresFamily:
             self.clock.advance(OBSERVATION)
 
     def kapflow(self, k: int) -> Op:
-        ids = [prepare_case(self.engine, self.clock) for _ in range(k)]
-        engine = self.engine
-
-        def op(s: int, c: int) -> None:
-            step = PATH[s]
-            engine.fire(ids[c], step.trigger, actor=step.actor, data=step.data)
-
-        return op
+        return fire_step_op(self.engine, self.clock, k)
 
     def raw(self, k: int) -> Op:
         self._batch += 1

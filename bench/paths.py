@@ -14,7 +14,7 @@ plain ``transitions`` and python-statemachine machines use ``STATES`` and ``PATH
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,3 +117,14 @@ def fire_path(engine: Engine, clock: FakeClock, case_ids: Sequence[str]) -> int:
             clock.advance(OBSERVATION)
         fire_step(engine, case_ids, step)
     return len(PATH) * len(case_ids)
+
+
+def fire_step_op(engine: Engine, clock: FakeClock, cases: int) -> Callable[[int, int], None]:
+    """kapflow's durable step: ``op(step, case)`` fires that step of the path, one commit each."""
+    ids = [prepare_case(engine, clock) for _ in range(cases)]
+
+    def op(s: int, c: int) -> None:
+        step = PATH[s]
+        engine.fire(ids[c], step.trigger, actor=step.actor, data=step.data)
+
+    return op

@@ -41,10 +41,6 @@ _SELECT_CASE = select(_cases).where(_cases.c.id == bindparam("id"))
 _HISTORY = select(_audit).where(_audit.c.case_id == bindparam("case_id")).order_by(_audit.c.case_seq)
 
 
-def default_sqlite_url(path: str = "kapflow.db") -> str:
-    return f"sqlite:///{path}"
-
-
 def create_db_engine(url: str) -> Engine:
     """An SQLAlchemy engine with kapflow's durability and privacy settings."""
     try:

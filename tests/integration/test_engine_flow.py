@@ -54,7 +54,7 @@ def store(store_url: str) -> Iterator[SqlStore]:
 
 @pytest.fixture
 def engine(store: SqlStore, clock: FakeClock) -> Engine:
-    """The KAP pathway (version 1) on the parametrized backend; shadows conftest's SQLite-only engine."""
+    """The KAP pathway (version 1) on this module's store (SQLite and PostgreSQL)."""
     return Engine(store, KAP_PATHWAY, clock=clock)
 
 
