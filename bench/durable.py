@@ -70,6 +70,9 @@ def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedP
         before = _row(conn, "SELECT * FROM cases WHERE id = :id", {"id": template})
     steps: list[tuple[dict[str, Any], dict[str, Any]]] = []
     statements = 0
+    # The store keeps a connection or two checked out between commands: hand them back, so the
+    # path's first fire checks one out (and gets traced) and the last hands it back (untraced).
+    store.release_connections()
     event.listen(store.engine, "checkout", on_checkout)
     event.listen(store.engine, "checkin", on_checkin)
     try:
@@ -89,6 +92,7 @@ def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedP
                 raise RuntimeError(f"{step.trigger} was not recorded as a transition")
             steps.append((case, audit))
     finally:
+        store.release_connections()
         event.remove(store.engine, "checkout", on_checkout)
         event.remove(store.engine, "checkin", on_checkin)
     per_fire = statements / len(PATH) if store.dialect == "sqlite" else None
@@ -264,6 +268,8 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "durable_per_s": spiff,
             "ratio": fire / spiff,
             "durable_reload_per_s": median(runs["spiff_reload"]),
+            # Like for like: kapflow's fire also reads its case from the database in each transaction.
+            "ratio_reload": fire / median(runs["spiff_reload"]),
             "measures": "SpiffWorkflow steps/s on the same path (kap8.bpmn), the workflow serialized to JSON and "
             "written to a SQLite file with kapflow's settings after each step (one commit each), interleaved with "
             "kapflow's fires; ratio = kapflow durable fires/s / that. durable_reload_per_s also reads and "

@@ -28,6 +28,7 @@ import gc
 import json
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import spiff_kap8
@@ -104,15 +105,18 @@ def kapflow(cases: int) -> Op:
     facts = [start] * cases
     states = [PATH[0].source] * cases
     previous: list[str | None] = [None] * cases
+    ids = [f"case-{c}" for c in range(cases)]  # the engine has the id from the case row
 
     def op(s: int, c: int) -> None:
         step = PATH[s]
         state = states[c]
-        now = later if s >= DISCHARGE else START
+        # Each fire has an instant of its own, as the engine's clock gives (formatting it is part of the
+        # step): microseconds before the facts' instant until the dosing, after the observation since.
+        now = later + timedelta(microseconds=c) if s >= DISCHARGE else START - timedelta(microseconds=c)
         transition = wf.transition_from(state, step.trigger)
         if transition is None or step.actor.role not in transition.roles:
             raise RuntimeError(f"{step.trigger} not allowed from {state}")
-        ctx = GuardContext(f"case-{c}", state, step.trigger, CaseFacts(facts[c]), now, wf.thresholds, step.data)
+        ctx = GuardContext(ids[c], state, step.trigger, CaseFacts(facts[c]), now, wf.thresholds, step.data)
         verdict = evaluate(wf, transition, ctx)
         if not verdict.allowed:
             raise RuntimeError(f"{step.trigger} blocked: {[b.code for b in verdict.blockers]}")

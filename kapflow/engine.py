@@ -29,6 +29,7 @@ from kapflow.domain.case import (
     Outcome,
     fold_fact,
     fold_move,
+    text_after_fold,
 )
 from kapflow.domain.case import replay_events as replay_events  # re-exported: the engine's readers use it
 from kapflow.domain.effects import effects_of
@@ -340,7 +341,7 @@ class Engine:
 
     def _context(self, case: CaseRecord, wf: Workflow, trigger: str, data: Mapping[str, Any]) -> GuardContext:
         return GuardContext(
-            case.id, case.state, trigger, CaseFacts(case.facts), self.clock.now(), wf.thresholds, data, self.timezone
+            case.id, case.state, trigger, case.projection, self.clock.now(), wf.thresholds, data, self.timezone
         )
 
     def _refusal(
@@ -438,7 +439,8 @@ class Engine:
             version=case.version + 1,
             event_count=case.event_count + 1,
             head_hash=event.hash,
-            facts=fold_move(case.facts, transition.trigger, case.state, dest, now),
+            facts=(facts := fold_move(case.facts, transition.trigger, case.state, dest, now)),
+            facts_text=text_after_fold(case, facts, "moves"),
             updated_at=now,
         )
         self.write_change(uow, case, updated, event, expected_version)
@@ -467,7 +469,8 @@ class Engine:
             version=case.version + 1,
             event_count=case.event_count + 1,
             head_hash=event.hash,
-            facts=fold_fact(case.facts, kind, now, actor.id, parsed),
+            facts=(facts := fold_fact(case.facts, kind, now, actor.id, parsed)),
+            facts_text=text_after_fold(case, facts, "facts"),
             updated_at=now,
         )
         self.write_change(uow, case, updated, event, expected_version)

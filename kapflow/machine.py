@@ -60,6 +60,7 @@ class CompiledMachine:
                 self._add_return(t.trigger, t.sources)
             else:
                 self._machine.add_transition(t.trigger, list(t.sources), t.dest)
+        self._events = self._machine.events
 
     def _add_return(self, trigger: str, sources: tuple[str, ...]) -> None:
         for src in sources:
@@ -70,9 +71,13 @@ class CompiledMachine:
     def next_state(self, state: str, trigger: str, previous: str | None) -> str:
         """The state ``trigger`` leads to from ``state``. Raises if the move is not defined."""
         binding = _Binding(state, previous)
+        event = self._events.get(trigger)
+        if event is None:
+            raise MoveUndefined(trigger, state)
         try:
-            moved = self._machine.events[trigger].trigger(binding, binding)
-        except (MachineError, KeyError, ValueError) as exc:  # ValueError: a state the machine lacks
+            # The binding travels as the event's argument too: a return's condition reads it.
+            moved = event.trigger(binding, binding)
+        except (MachineError, ValueError) as exc:  # ValueError: a state the machine lacks
             raise MoveUndefined(trigger, state) from exc
         if not moved:
             raise MoveUndefined(trigger, state)

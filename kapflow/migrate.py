@@ -7,8 +7,9 @@ a refusal through ``Engine.append_note``, so it is audited like any other.
 Whether a case may move is ``kapflow.domain.versions.can_migrate``; this
 module adds who may ask, and the transaction.
 
-Only staff may migrate (``MIGRATION_ROLES``, or the roles a caller passes),
-never an auditor: auditors read the history, they do not change cases.
+Only staff may migrate: the target workflow's ``staff_roles``, or the roles a
+caller passes; never an auditor: auditors read the history, they do not
+change cases.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from kapflow.engine import Engine, LostRace
 from kapflow.logging import get_logger
 from kapflow.ports import UnitOfWork
 
-MIGRATION_ROLES = frozenset({"front_desk", "prescriber", "therapist"})
-"""Who may migrate a case unless told otherwise: the practice's staff (not the client, not the worker)."""
 NEVER_MIGRATE = frozenset({"auditor"})
 TRIGGER = "migrate"  # the name migrations and their refusals carry in the audit history
 _RETRIES = 5
@@ -101,17 +100,24 @@ def migrate_case(
     actor: Actor,
     *,
     expected_version: int | None = None,
-    roles: Collection[str] = MIGRATION_ROLES,
+    roles: Collection[str] | None = None,
 ) -> Outcome:
     """Move one case to version ``to`` in one transaction, audited; raises ``Refused`` (audited) if it may not.
 
     ``MigrationRefused`` carries every reason ``can_migrate`` found, ``NotPermitted``
-    a role outside ``roles``. Bad input (an unknown case, a case of another
-    workflow or already on ``to``) raises ``InvalidInput`` and writes nothing.
+    a role outside ``roles`` (by default the target's ``staff_roles``). Bad input (an
+    unknown case, a case of another workflow or already on ``to``, a workflow that
+    names no staff and no ``roles`` given) raises ``InvalidInput`` and writes nothing.
     """
     check_identifier(case_id, "case_id")
     _check_arguments(actor, expected_version)
-    allowed = frozenset(roles) - NEVER_MIGRATE
+    if roles is None and not to.staff_roles:
+        raise InvalidInput(
+            f"workflow {to.name!r} version {to.version!r} names no staff_roles: say which roles may migrate "
+            "its cases (Workflow(staff_roles=...)) or pass roles=...",
+            field="roles",
+        )
+    allowed = frozenset(to.staff_roles if roles is None else roles) - NEVER_MIGRATE
     for _attempt in range(_RETRIES):
         try:
             outcome = _migrate_once(engine, case_id, to, actor, expected_version, allowed)

@@ -17,11 +17,15 @@ Where a service accepts custom headers (``json``, ``form``, ``xml``,
 ``X-Kapflow-Message-Key`` header so the receiver can deduplicate.
 
 Errors name a URL's scheme only: the rest of an apprise URL usually holds a
-token or a password.
+token or a password. For the same reason, and because apprise logs each
+recipient's address at INFO, importing this adapter puts a filter on
+apprise's own logger: its records below WARNING are dropped, and the rest keep
+their level but lose their text (they may quote an address or a token).
 """
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 import warnings
 from collections.abc import Sequence
@@ -35,6 +39,28 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="'imghdr' is deprecated", category=DeprecationWarning)
     import apprise
     import apprise.utils.pgp
+
+
+
+class _WithheldText(logging.Filter):
+    """Keeps apprise's warnings and errors, never their words (an address, a URL with its token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        record.msg = "apprise %s (text withheld: it may quote a recipient or a token)"
+        record.args = (record.levelname.lower(),)
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_apprise() -> None:
+    log = logging.getLogger("apprise")
+    if not any(isinstance(f, _WithheldText) for f in log.filters):
+        log.addFilter(_WithheldText())
+
+
+_quiet_apprise()
 
 ADAPTER = "apprise"
 KEY_HEADER = "X-Kapflow-Message-Key"

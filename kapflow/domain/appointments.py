@@ -10,8 +10,8 @@ the case id, and ``sequence`` counts changes (RFC 5545 SEQUENCE).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from kapflow.domain.case import CaseFacts
 
@@ -20,8 +20,9 @@ UPDATE = "appointment_update"
 ACTIONS = ("reschedule", "cancel", "no_show", "attended")
 
 
-@dataclass(frozen=True)
-class Appointment:
+class Appointment(NamedTuple):
+    """One appointment as its facts make it now (a named tuple: every command folds them afresh)."""
+
     id: str
     case_id: str
     kind: str
@@ -46,7 +47,11 @@ class Appointment:
 
 
 def appointments(case_id: str, facts: CaseFacts) -> dict[str, Appointment]:
-    """Every appointment of the case by id, with its changes applied in order."""
+    """Every appointment of the case by id, with its changes applied in order (do not modify it)."""
+    return facts.derived((appointments, case_id), lambda f: _fold_appointments(case_id, f))
+
+
+def _fold_appointments(case_id: str, facts: CaseFacts) -> dict[str, Appointment]:
     view: dict[str, Appointment] = {}
     for fact in facts.of_kinds((BOOKING, UPDATE)):
         if fact.kind == BOOKING:
@@ -71,12 +76,17 @@ def _apply(appt: Appointment, change: Mapping[str, object]) -> Appointment:
     action = change["action"]
     if action == "reschedule":
         starts = datetime.fromisoformat(str(change["starts_at"]))
-        return replace(appt, starts_at=starts, status="booked", sequence=appt.sequence + 1)
+        return appt._replace(starts_at=starts, status="booked", sequence=appt.sequence + 1)
     status = {"cancel": "cancelled", "no_show": "no_show", "attended": "attended"}[str(action)]
-    return replace(appt, status=status, sequence=appt.sequence + 1)
+    return appt._replace(status=status, sequence=appt.sequence + 1)
 
 
 def upcoming(case_id: str, facts: CaseFacts, kind: str, now: datetime) -> list[Appointment]:
     """Active appointments of ``kind`` starting now or later, soonest first."""
     found = [a for a in appointments(case_id, facts).values() if a.kind == kind and a.active and a.starts_at >= now]
     return sorted(found, key=lambda a: a.starts_at)
+
+
+def has_upcoming(case_id: str, facts: CaseFacts, kind: str, now: datetime) -> bool:
+    """Whether an active appointment of ``kind`` starts now or later."""
+    return any(a.kind == kind and a.active and a.starts_at >= now for a in appointments(case_id, facts).values())

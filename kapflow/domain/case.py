@@ -7,18 +7,27 @@ else, so a guard's verdict depends only on the projection and the clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple, TypeVar, cast
 
-from kapflow.domain.payload import JSONObject
+from kapflow.domain.payload import JSONObject, canonical_json
 
 
 def to_iso(moment: datetime) -> str:
     """The one text form of an instant: UTC, microseconds always present (sortable, hashable)."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # What isoformat(timespec="microseconds") prints for a UTC instant, at half its cost (every
+    # command formats its instant a few times); printf-style, as format specs in an f-string cost more.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00" % (  # noqa: UP031
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, moment.microsecond,
+    )
 
+
+T = TypeVar("T")
 
 PREVIOUS_STATE = "<previous>"
 """A transition destination meaning: the state the case was in before the current one."""
@@ -32,9 +41,8 @@ class Actor:
     role: str
 
 
-@dataclass(frozen=True)
-class FactEntry:
-    """One recorded fact inside the projection."""
+class FactEntry(NamedTuple):
+    """One recorded fact inside the projection (a named tuple: guards build many, cheaply)."""
 
     kind: str
     at: datetime
@@ -42,8 +50,7 @@ class FactEntry:
     data: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Move:
+class Move(NamedTuple):
     """One transition the case made."""
 
     trigger: str
@@ -55,19 +62,26 @@ class Move:
 class CaseFacts:
     """Read-only queries over a case's facts and moves, for guards.
 
-    Entries are parsed lazily and only for what a guard asks about: most
-    commands look at two or three kinds of fact, and parsing every timestamp
-    of a long case on every command would cost more than the guards.
+    The first query groups the raw entries by kind (facts) and by trigger
+    (moves) in one pass; entries are parsed only for the kinds a guard asks
+    about, once each. A command's guards ask about a dozen kinds at most, and
+    parsing every timestamp of a long case on every command, or scanning the
+    whole list once per kind, would cost more than the guards themselves.
+    Derived views (the appointments, a guard's helper) are kept with ``derived``.
     """
 
-    __slots__ = ("_by_kind", "_by_trigger", "_facts", "_moves", "_raw")
+    __slots__ = ("_by_kind", "_by_trigger", "_derived", "_facts", "_moves", "_raw", "_raw_by_kind",
+                 "_raw_by_trigger")
 
     def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
         self._raw: Mapping[str, Any] = raw or {"facts": [], "moves": []}
         self._facts: list[FactEntry] | None = None
         self._moves: list[Move] | None = None
+        self._raw_by_kind: dict[str, list[Mapping[str, Any]]] | None = None
+        self._raw_by_trigger: dict[str, list[Mapping[str, Any]]] | None = None
         self._by_kind: dict[str, list[FactEntry]] = {}
-        self._by_trigger: dict[str | None, list[Move]] = {}
+        self._by_trigger: dict[str, list[Move]] = {}
+        self._derived: dict[object, Any] = {}
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -83,11 +97,16 @@ class CaseFacts:
             self._moves = [_move(m) for m in self._raw.get("moves", ())]
         return self._moves
 
+    def move_count(self) -> int:
+        """How many moves the case has made (without parsing them)."""
+        return len(self._raw.get("moves", ()))
+
     def of_kind(self, kind: str) -> list[FactEntry]:
         found = self._by_kind.get(kind)
         if found is None:
-            found = [_fact(f) for f in self._raw.get("facts", ()) if f["kind"] == kind]
-            self._by_kind[kind] = found
+            if self._raw_by_kind is None:
+                self._raw_by_kind = _grouped(self._raw.get("facts", ()), "kind")
+            found = self._by_kind[kind] = [_fact(f) for f in self._raw_by_kind.get(kind, ())]
         return found
 
     def of_kinds(self, kinds: tuple[str, ...]) -> list[FactEntry]:
@@ -101,8 +120,9 @@ class CaseFacts:
     def moves_by(self, trigger: str) -> list[Move]:
         found = self._by_trigger.get(trigger)
         if found is None:
-            found = [_move(m) for m in self._raw.get("moves", ()) if m["trigger"] == trigger]
-            self._by_trigger[trigger] = found
+            if self._raw_by_trigger is None:
+                self._raw_by_trigger = _grouped(self._raw.get("moves", ()), "trigger")
+            found = self._by_trigger[trigger] = [_move(m) for m in self._raw_by_trigger.get(trigger, ())]
         return found
 
     def last_move(self, trigger: str | None = None) -> Move | None:
@@ -112,8 +132,32 @@ class CaseFacts:
         moves = self._raw.get("moves", ())
         return _move(moves[-1]) if moves else None
 
+    def derived(self, key: object, compute: Callable[[CaseFacts], T]) -> T:
+        """``compute(self)``, once per projection: a view several guards (or the planner) share.
+
+        ``key`` names the view (usually ``compute`` itself); the view must depend on this projection
+        only (its facts and moves), never on the clock or a command's data.
+        """
+        try:
+            return cast(T, self._derived[key])
+        except KeyError:
+            value = self._derived[key] = compute(self)
+            return value
+
     def __iter__(self) -> Iterator[FactEntry]:
         return iter(self.facts())
+
+
+def _grouped(entries: Iterable[Mapping[str, Any]], field_name: str) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for entry in entries:
+        key = entry[field_name]
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [entry]
+        else:
+            group.append(entry)
+    return groups
 
 
 def _fact(f: Mapping[str, Any]) -> FactEntry:
@@ -124,16 +168,19 @@ def _move(m: Mapping[str, Any]) -> Move:
     return Move(m["trigger"], m["from"], m["to"], datetime.fromisoformat(m["at"]))
 
 
+# Projections are never mutated: a fold returns a new object that shares the list it did not change.
+
+
 def fold_fact(raw: Mapping[str, Any], kind: str, at: datetime, by: str, data: JSONObject) -> dict[str, Any]:
     """The projection after one more fact. Pure: returns a new object."""
     entry = {"kind": kind, "at": to_iso(at), "by": by, "data": data}
-    return {"facts": [*raw.get("facts", ()), entry], "moves": list(raw.get("moves", ()))}
+    return {"facts": [*raw.get("facts", ()), entry], "moves": raw.get("moves", [])}
 
 
 def fold_move(raw: Mapping[str, Any], trigger: str, source: str, dest: str, at: datetime) -> dict[str, Any]:
     """The projection after one more move. Pure: returns a new object."""
     move = {"trigger": trigger, "from": source, "to": dest, "at": to_iso(at)}
-    return {"facts": list(raw.get("facts", ())), "moves": [*raw.get("moves", ()), move]}
+    return {"facts": raw.get("facts", []), "moves": [*raw.get("moves", ()), move]}
 
 
 @dataclass(frozen=True)
@@ -151,6 +198,61 @@ class CaseRecord:
     facts: Mapping[str, Any]
     opened_at: datetime
     updated_at: datetime
+    # The stored JSON text of ``facts`` when known (read from the row, or spliced by a fold), so a
+    # command appends its entry to the text instead of serializing the whole projection again.
+    facts_text: ProjectionText | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def projection(self) -> CaseFacts:
+        """The facts as guards and planners read them: parsed once per record, on demand."""
+        return CaseFacts(self.facts)
+
+    def facts_json(self) -> str:
+        """The canonical JSON of ``facts``, as stored."""
+        known = self.facts_text
+        if known is not None and known.of is self.facts:  # text of these very facts, never stale ones
+            return known.text
+        return canonical_json(self.facts)
+
+
+@dataclass(frozen=True)
+class ProjectionText:
+    """The canonical JSON ``text`` of the projection object ``of``."""
+
+    of: Mapping[str, Any]
+    text: str
+
+
+_FACTS_OPEN = '{"facts":'
+_MOVES_OPEN = ',"moves":'
+
+
+def text_after_fold(before: CaseRecord, after: Mapping[str, Any], section: str) -> ProjectionText | None:
+    """The text of ``after``, which is ``before.facts`` with one more entry at the end of ``section``.
+
+    Spliced into the known text of ``before`` (the new entry serialized alone), so a command costs the
+    same on a case of ten events as on one of a thousand. None when the text is unknown or not in the
+    canonical shape ``{"facts":[...],"moves":[...]}``: the caller then serializes the whole.
+    Safe to cut at the last ``,"moves":[``: a move entry holds only strings, where a quote is escaped.
+    """
+    known = before.facts_text
+    if known is None or known.of is not before.facts or set(before.facts) != {"facts", "moves"}:
+        return None
+    text = known.text
+    cut = text.rfind(_MOVES_OPEN + "[")
+    if cut < 0 or not text.startswith(_FACTS_OPEN + "[") or not text.endswith("]}"):
+        return None
+    facts_text, moves_text = text[len(_FACTS_OPEN):cut], text[cut + len(_MOVES_OPEN):-1]
+    entry = canonical_json(after[section][-1])
+    if section == "facts":
+        facts_text = _appended(facts_text, entry)
+    else:
+        moves_text = _appended(moves_text, entry)
+    return ProjectionText(after, f"{_FACTS_OPEN}{facts_text}{_MOVES_OPEN}{moves_text}}}")
+
+
+def _appended(array_text: str, entry: str) -> str:
+    return f"[{entry}]" if array_text == "[]" else f"{array_text[:-1]},{entry}]"
 
 
 @dataclass(frozen=True)

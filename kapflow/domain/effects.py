@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from kapflow.domain.appointments import Appointment, appointments
-from kapflow.domain.case import CaseFacts, CaseRecord, to_iso
+from kapflow.domain.case import CaseRecord, to_iso
 from kapflow.domain.timers import PlannedTimer, plan_timers
 from kapflow.domain.workflow import Workflow
 
@@ -58,13 +58,13 @@ def effects_of(
     quiet_before = before is None or not (before_wf or wf).state(before.state).reminders
     if not calendar and quiet_before and not wf.state(after.state).reminders:
         return Effects()  # no reminders on either side: nothing to plan or cancel
-    after_facts = CaseFacts(after.facts)
+    after_facts = after.projection
     planned_after = plan_timers(wf, after.id, after.state, after_facts, after.opened_at)
     if before is None:
         planned_before: dict[str, PlannedTimer] = {}
         appts_before: dict[str, Appointment] = {}
     else:
-        before_facts = CaseFacts(before.facts)
+        before_facts = before.projection
         planned_before = plan_timers(before_wf or wf, before.id, before.state, before_facts, before.opened_at)
         appts_before = appointments(before.id, before_facts)
     cancel = tuple(sorted(k for k in planned_before if k not in planned_after))

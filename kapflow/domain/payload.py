@@ -67,6 +67,8 @@ def check_payload(data: Mapping[str, Any] | None, field: str = "data") -> JSONOb
         return {}
     if not isinstance(data, Mapping):
         raise InvalidInput(f"{field}: must be an object of named values", field=field)
+    if not data:
+        return {}  # most fires carry no data
     checked = _check_value(data, field, 0)
     assert isinstance(checked, dict)
     size = len(json.dumps(checked, ensure_ascii=False).encode("utf-8"))

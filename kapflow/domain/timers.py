@@ -55,7 +55,7 @@ def plan_timers(
     reminders = wf.state(state).reminders
     if not reminders:
         return {}
-    entry = len(facts.moves())
+    entry = facts.move_count()
     since = entered_at(facts, opened_at)
     planned: dict[str, PlannedTimer] = {}
     for r in reminders:

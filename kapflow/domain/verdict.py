@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import GuardContext, Transition, Workflow
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a trigger may fire now, and if not, every reason why."""
+class Verdict(NamedTuple):
+    """Whether a trigger may fire now, and if not, every reason why (a named tuple: one per check)."""
 
     trigger: str
     blockers: tuple[Blocker, ...]
@@ -40,8 +39,8 @@ def evaluate(workflow: Workflow, transition: Transition, ctx: GuardContext) -> V
                     guard="requires",
                 )
             )
-    for name in transition.guards:
-        blocker = workflow.guards[name](ctx)
+    for name, guard in workflow.checks(transition):
+        blocker = guard(ctx)
         if blocker is not None:
             blockers.append(named_blocker(blocker, name))
     return Verdict(transition.trigger, tuple(blockers))

@@ -96,7 +96,7 @@ class WorkflowDiff:
     guards_removed: tuple[str, ...] = ()
     roles_added: tuple[str, ...] = ()
     roles_removed: tuple[str, ...] = ()
-    other: tuple[Change, ...] = ()  # name, initial state, intake fact
+    other: tuple[Change, ...] = ()  # name, initial state, intake fact, staff roles
 
     @property
     def empty(self) -> bool:
@@ -150,7 +150,8 @@ def diff_workflows(old: Workflow, new: Workflow) -> WorkflowDiff:
     other = tuple(
         Change(label, a, b)
         for label, a, b in (("name", old.name, new.name), ("initial", old.initial, new.initial),
-                            ("intake_fact", old.intake_fact, new.intake_fact))
+                            ("intake_fact", old.intake_fact, new.intake_fact),
+                            ("staff_roles", ",".join(sorted(old.staff_roles)), ",".join(sorted(new.staff_roles))))
         if a != b
     )
     return WorkflowDiff(

@@ -74,6 +74,21 @@ def _plan_timer(dialect: Dialect, columns: Iterable[str]) -> ClauseElement:
     )
 
 
+def _update_and_append_or_fail(moved: Any, audit_columns: Sequence[str]) -> ClauseElement:
+    """The compare-and-swap and the audit insert, for a case row this transaction holds FOR UPDATE.
+
+    Its verdict is known before it runs (nobody else can change a locked row), so the store queues
+    it with the command's other writes and its COMMIT instead of waiting for its row count. Should
+    it miss all the same, the audit row's ``case_id`` comes from the updated row and is NULL: the
+    NOT NULL constraint fails the statement, the server skips the queued COMMIT, and nothing of the
+    command is written.
+    """
+    values: dict[str, Any] = {c: sql_cast(bindparam(f"a_{c}"), _audit.c[c].type) for c in audit_columns}
+    values["case_id"] = select(moved.c.id).scalar_subquery()
+    statement: ClauseElement = _audit.insert().values(values)
+    return statement
+
+
 class HotStatements:
     """The statements of one dialect, compiled once."""
 
@@ -100,6 +115,7 @@ class HotStatements:
         # PostgreSQL: the compare-and-swap and the audit insert in one statement (one round trip);
         # the event is inserted only if the update matched, so the insert's row count is the verdict.
         self.update_and_append: Prepared | None = None
+        self.update_and_append_locked: Prepared | None = None
         if dialect.name == "postgresql":
             moved = (
                 update(_cases)
@@ -108,6 +124,7 @@ class HotStatements:
             )
             row = select(*[sql_cast(bindparam(f"a_{c}"), _audit.c[c].type) for c in audit_columns]).select_from(moved)
             self.update_and_append = prep(_audit.insert().from_select(audit_columns, row))
+            self.update_and_append_locked = prep(_update_and_append_or_fail(moved, audit_columns))
         self.select_idem = prep(select(_idem.c.fingerprint, _idem.c.result).where(_idem.c.key == bindparam("key")))
         self.insert_idem = prep(
             _idem.insert().values({c: bindparam(c) for c in ("key", "case_id", "fingerprint", "result")})

@@ -7,35 +7,33 @@ transition survives power loss) and takes its write lock up front with
 ``BEGIN IMMEDIATE``. Engines are created with ``hide_parameters=True`` so
 bound values (names, notes) never reach logs or exception text, and every
 SQLAlchemy error leaves this module as a ``StorageError``.
+
+A command's statements run in a unit of work (``kapflow.store.unit_of_work``;
+on PostgreSQL its writes and COMMIT travel in one psycopg pipeline), and rows
+become records in ``kapflow.store.rows``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select
-from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
-from kapflow.domain.effects import Effects, OutboxMessage
+from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.errors import StorageError
-from kapflow.domain.payload import canonical_json
-from kapflow.domain.timers import PlannedTimer
-from kapflow.ports import DuplicateIdempotencyKey
 from kapflow.store import schema
-from kapflow.store.prepared import CASE_COLUMNS, HotStatements
+from kapflow.store.prepared import HotStatements
 from kapflow.store.queue import SqlQueue
-from kapflow.store.tables import AuditRow, CaseRow, IdempotencyRow
+from kapflow.store.rows import case_from_row, event_from_row
+from kapflow.store.tables import AuditRow, CaseRow
+from kapflow.store.unit_of_work import PipelinedUnitOfWork, SqlUnitOfWork
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
-_idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 
 _SELECT_CASE = select(_cases).where(_cases.c.id == bindparam("id"))
 _HISTORY = select(_audit).where(_audit.c.case_id == bindparam("case_id")).order_by(_audit.c.case_seq)
@@ -101,169 +99,14 @@ def _translated(dbapi_error: type[Exception] | None = None) -> Iterator[None]:
         raise
 
 
-def _case_from_row(row: Row[Any] | Mapping[str, Any]) -> CaseRecord:
-    m = row._mapping if isinstance(row, Row) else row
-    return CaseRecord(
-        id=m["id"],
-        workflow=m["workflow"],
-        workflow_version=m["workflow_version"],
-        state=m["state"],
-        previous_state=m["previous_state"],
-        version=m["version"],
-        event_count=m["event_count"],
-        head_hash=m["head_hash"],
-        facts=json.loads(m["facts"]),
-        opened_at=datetime.fromisoformat(m["opened_at"]),
-        updated_at=datetime.fromisoformat(m["updated_at"]),
-    )
+def _can_pipeline(engine: Engine) -> bool:
+    """PostgreSQL through psycopg 3 on a libpq with pipeline mode (14 or later)."""
+    if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+        return False
+    return bool(engine.dialect.dbapi.Pipeline.is_supported())  # type: ignore[union-attr]
 
 
-def _case_values(case: CaseRecord) -> dict[str, Any]:
-    return {
-        "workflow_version": case.workflow_version,  # changes when a case is migrated to another version
-        "state": case.state,
-        "previous_state": case.previous_state,
-        "version": case.version,
-        "event_count": case.event_count,
-        "head_hash": case.head_hash,
-        "facts": canonical_json(case.facts),
-        "updated_at": to_iso(case.updated_at),
-    }
-
-
-def _event_values(ev: AuditEvent) -> dict[str, Any]:
-    f = ev.hashed_fields()
-    return {**f, "data": canonical_json(f["data"]), "blockers": canonical_json(f["blockers"]), "hash": ev.hash}
-
-
-def event_from_row(row: Row[Any]) -> AuditEvent:
-    m = row._mapping
-    return AuditEvent(
-        seq=m["seq"],
-        case_id=m["case_id"],
-        case_seq=m["case_seq"],
-        at=datetime.fromisoformat(m["at"]),
-        actor=m["actor"],
-        role=m["role"],
-        kind=m["kind"],
-        trigger=m["trigger"],
-        from_state=m["from_state"],
-        to_state=m["to_state"],
-        workflow=m["workflow"],
-        workflow_version=m["workflow_version"],
-        data=json.loads(m["data"]),
-        blockers=tuple(json.loads(m["blockers"])),
-        idempotency_key=m["idempotency_key"],
-        prev_hash=m["prev_hash"],
-        hash=m["hash"],
-    )
-
-
-_CANCELLED = "the case left the state or the appointment changed"
-
-
-class SqlUnitOfWork:
-    """One transaction on one pooled DBAPI connection, running the precompiled hot statements."""
-
-    def __init__(self, conn: Any, hot: HotStatements) -> None:
-        self._conn = conn
-        self._hot = hot
-        self._cur = conn.cursor()
-        self.committed = False
-
-    def begin_immediate(self) -> None:
-        """SQLite: take the write lock before reading, so a read-then-write never races."""
-        self._cur.execute("BEGIN IMMEDIATE")
-
-    def load_case(self, case_id: str) -> CaseRecord | None:
-        row = self._hot.select_case.run(self._cur, {"id": case_id}).fetchone()
-        return _case_from_row(dict(zip(CASE_COLUMNS, row, strict=True))) if row is not None else None
-
-    def insert_case(self, case: CaseRecord) -> None:
-        values = {
-            "id": case.id,
-            "workflow": case.workflow,
-            "workflow_version": case.workflow_version,
-            "opened_at": to_iso(case.opened_at),
-            **_case_values(case),
-        }
-        self._hot.insert_case.run(self._cur, values)
-
-    def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
-        values = {"b_id": case.id, "b_expected": expected_event_count, **_case_values(case)}
-        return int(self._hot.update_case.run(self._cur, values).rowcount) == 1
-
-    def append_event(self, event: AuditEvent) -> None:
-        self._hot.insert_event.run(self._cur, _event_values(event))
-
-    def update_and_append(self, case: CaseRecord, event: AuditEvent, *, expected_event_count: int) -> bool:
-        combined = self._hot.update_and_append
-        if combined is None:  # SQLite: two local calls cost nothing to combine
-            if not self.update_case(case, expected_event_count=expected_event_count):
-                return False
-            self.append_event(event)
-            return True
-        values = {"b_id": case.id, "b_expected": expected_event_count, **_case_values(case)}
-        values.update({f"a_{k}": v for k, v in _event_values(event).items()})
-        return int(combined.run(self._cur, values).rowcount) == 1
-
-    def apply_effects(self, effects: Effects, now: datetime) -> None:
-        if effects.empty:
-            return
-        stamp = to_iso(now)
-        if effects.cancel:
-            rows = [{"b_key": k, "updated_at": stamp, "outcome": _CANCELLED} for k in effects.cancel]
-            self._hot.cancel_timer.run_many(self._cur, rows)
-        # Booked too late for a reminder that counts back: sending it now would only add noise.
-        plan = [t for t in effects.plan if not (t.counts_back and t.due_at < now)]
-        if plan:
-            self._hot.plan_timer.run_many(self._cur, [_timer_values(t, stamp) for t in plan])
-        for message in effects.outbox:
-            self.add_outbox(message, now)
-
-    def add_outbox(self, message: OutboxMessage, now: datetime) -> bool:
-        stamp = to_iso(now)
-        values = {
-            "key": message.key, "case_id": message.case_id, "channel": message.channel,
-            "audience": message.audience, "recipient": message.recipient, "subject": message.subject,
-            "body": message.body, "payload": canonical_json(dict(message.payload)), "status": "pending",
-            "attempts": 0, "next_attempt_at": stamp, "created_at": stamp,
-        }
-        return int(self._hot.insert_outbox.run(self._cur, values).rowcount) == 1
-
-    def finish_timer(self, timer_id: int, worker: str, status: str, outcome: str, now: datetime) -> bool:
-        values = {"b_id": timer_id, "b_worker": worker, "status": status, "outcome": outcome[:500],
-                  "updated_at": to_iso(now)}
-        return int(self._hot.finish_timer.run(self._cur, values).rowcount) == 1
-
-    def find_idempotent(self, key: str) -> tuple[str, str] | None:
-        row = self._hot.select_idem.run(self._cur, {"key": key}).fetchone()
-        return (str(row[0]), str(row[1])) if row is not None else None
-
-    def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
-        values = {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
-        try:
-            self._hot.insert_idem.run(self._cur, values)
-        except Exception as exc:
-            if _is_integrity_error(exc):
-                raise DuplicateIdempotencyKey from None
-            raise
-
-    def commit(self) -> None:
-        self._conn.commit()
-        self.committed = True
-
-
-def _timer_values(t: PlannedTimer, stamp: str) -> dict[str, Any]:
-    return {
-        "key": t.key, "case_id": t.case_id, "reminder": t.reminder, "appointment_id": t.appointment_id,
-        "due_at": to_iso(t.due_at), "status": "pending", "created_at": stamp, "updated_at": stamp, "b_now": stamp,
-    }
-
-
-def _is_integrity_error(exc: Exception) -> bool:
-    # The DBAPI's own class (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) under PEP 249's name.
-    return any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__)
+_SPARE_WRITERS = 2  # write connections kept between commands; the pool's default size is 5
 
 
 class SqlStore:
@@ -275,6 +118,9 @@ class SqlStore:
         self.dialect = self.engine.dialect.name
         self._hot = HotStatements(self.engine.dialect)
         self._dbapi_error: type[Exception] = self.engine.dialect.dbapi.Error  # type: ignore[union-attr]
+        self._pipelined = _can_pipeline(self.engine)
+        self._spare: list[Any] = []  # DBAPI connections kept checked out between write commands
+        self._closed = False
         if create:
             self.create_schema()
 
@@ -292,13 +138,11 @@ class SqlStore:
         # The pool's DBAPI connection directly: SQLAlchemy's Connection would add tens of
         # microseconds of events and bookkeeping to every command (see prepared.py).
         with _translated(self._dbapi_error):
-            conn = self.engine.raw_connection()
+            conn = self._checkout()
             uow: SqlUnitOfWork | None = None
             broken = False
             try:
-                uow = SqlUnitOfWork(conn, self._hot)
-                if self.dialect == "sqlite":
-                    uow.begin_immediate()
+                uow = self._unit_of_work(conn)
                 yield uow
             except self._dbapi_error:
                 # No pre-ping on checkout (a round trip per command): a connection that failed is
@@ -307,16 +151,56 @@ class SqlStore:
                 conn.invalidate()
                 raise
             finally:
+                clean = False
                 try:
+                    # Out of pipeline mode first (after an invalidation this does no I/O).
+                    if uow is not None and not uow.committed and not uow.abandon() and not broken:
+                        broken = True
+                        conn.invalidate()
                     if not broken and (uow is None or not uow.committed):
                         conn.rollback()
+                    clean = not broken
                 finally:
-                    conn.close()  # back to the pool
+                    self._checkin(conn, clean)
+
+    def _checkout(self) -> Any:
+        try:
+            return self._spare.pop()  # atomic: no two commands ever share a connection
+        except IndexError:
+            return self.engine.raw_connection()
+
+    def _checkin(self, conn: Any, clean: bool) -> None:
+        """Keep a clean connection for the next command (a few at most), else return it to the pool.
+
+        Checking a connection out of SQLAlchemy's pool and back in costs more than a command's
+        statements on SQLite (events, reset, queue locks); the few kept here stay checked out, so
+        the pool's other connections serve readers and other writers as before.
+        """
+        if clean and not self._closed and len(self._spare) < _SPARE_WRITERS:
+            self._spare.append(conn)
+        else:
+            conn.close()
+
+    def release_connections(self) -> None:
+        """Return the connections kept for writers to the pool (``close`` does it too)."""
+        while self._spare:
+            try:
+                self._spare.pop().close()
+            except IndexError:  # another thread took the last one
+                break
+
+    def _unit_of_work(self, conn: Any) -> SqlUnitOfWork:
+        if self._pipelined:
+            return PipelinedUnitOfWork(conn, self._hot)
+        uow = SqlUnitOfWork(conn, self._hot)
+        if self.dialect == "sqlite":
+            uow.begin_immediate()
+        return uow
 
     def get_case(self, case_id: str) -> CaseRecord | None:
         with _translated(), self.engine.connect() as conn:
             row = conn.execute(_SELECT_CASE, {"id": case_id}).first()
-            return _case_from_row(row) if row is not None else None
+            return case_from_row(row) if row is not None else None
 
     def list_cases(
         self, *, state: str | None = None, limit: int = 100, offset: int = 0
@@ -325,7 +209,7 @@ class SqlStore:
         if state is not None:
             query = query.where(_cases.c.state == state)
         with _translated(), self.engine.connect() as conn:
-            return [_case_from_row(r) for r in conn.execute(query)]
+            return [case_from_row(r) for r in conn.execute(query)]
 
     def count_cases(self, *, state: str | None = None) -> int:
         query = select(func.count()).select_from(_cases)
@@ -350,10 +234,12 @@ class SqlStore:
         query = select(_cases).order_by(_cases.c.id)
         with _translated(), self.engine.connect() as conn:
             for row in conn.execution_options(yield_per=1000).execute(query):
-                yield _case_from_row(row)
+                yield case_from_row(row)
 
     def queue(self) -> SqlQueue:
         return SqlQueue(self.engine)
 
     def close(self) -> None:
+        self._closed = True
+        self.release_connections()
         self.engine.dispose()

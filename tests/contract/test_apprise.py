@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import uuid
@@ -112,3 +113,23 @@ def test_importing_and_using_the_adapter_raises_no_warning() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Warning" not in done.stderr
+
+
+def test_apprise_logs_neither_recipients_nor_tokens(
+    smtp_server: SmtpServer, http_recorder: HttpRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """apprise logs each address it sends to at INFO; through kapflow, nothing of it reaches a log.
+
+    (At DEBUG, urllib3 logs the paths it requests: DEBUG is for a developer's machine, not a practice's.)
+    """
+    caplog.set_level(logging.INFO)
+    url = f"mailto://127.0.0.1:{smtp_server.port}?from=reminders@practice.example&to={{recipient}}&mode=insecure"
+    AppriseNotifier("email", url).send(text(recipient="sam.client@example.org"))
+    with pytest.raises(DeliveryFailed):
+        AppriseNotifier("chat", f"json://127.0.0.1:{http_recorder.port}/status/500/S3CRET-T0KEN").send(text())
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("apprise")]
+    assert said, "apprise logged nothing at all: the failure above should have left a warning"
+    assert all("withheld" in line for line in said)
+    # Everything the sending side logged (mail.log is aiosmtpd's: the test's server, not the client).
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "mail.log")
+    assert "sam.client" not in logged and "S3CRET" not in logged

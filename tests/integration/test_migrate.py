@@ -173,6 +173,23 @@ def test_only_staff_may_migrate_and_never_an_auditor(old: Engine, new: Engine, c
     assert new.verify_audit().ok
 
 
+def test_staff_come_from_the_workflow_and_a_workflow_without_staff_needs_roles_named(
+    old: Engine, store: SqlStore, clock: FakeClock
+) -> None:
+    """The default roles are the target's staff_roles; a target naming none is bad input: nothing written."""
+    case_id = ready_case(old, clock)
+    no_staff = replace(KAP_V2, version="2-nostaff", staff_roles=frozenset())
+    engine = Engine(store, [V1, no_staff], clock=clock)
+    before = dump(engine)
+    with pytest.raises(InvalidInput, match="names no staff_roles") as info:
+        migrate_case(engine, case_id, no_staff, FRONT_DESK)
+    assert info.value.field == "roles"
+    assert dump(engine) == before
+    moved = migrate_case(engine, case_id, no_staff, FRONT_DESK, roles={"front_desk"})
+    assert moved.kind == "migrated"
+    assert KAP_V2.staff_roles == frozenset({"front_desk", "prescriber", "therapist"})
+
+
 def test_the_dry_run_lists_every_case_in_flight_and_writes_nothing(
     old: Engine, new: Engine, clock: FakeClock
 ) -> None:

@@ -90,6 +90,13 @@ def test_unknown_guard_in_a_fact_kind() -> None:
     assert problems_of(facts=facts) == ("fact kind 'inquiry' names unknown guard 'ghost'",)
 
 
+def test_staff_roles_must_be_roles_of_the_workflow() -> None:
+    assert problems_of(staff_roles=frozenset({"staff", "janitor"})) == (
+        "staff role 'janitor' is not one of the workflow's roles",
+    )
+    assert build(staff_roles=STAFF).staff_roles == STAFF
+
+
 def test_unknown_role_in_a_transition() -> None:
     """A transition that may be fired by a role the workflow does not define is refused."""
     transitions = (go("go", ("a",), "b", roles=frozenset({"staff", "ghost"})), BASE_TRANSITIONS[1])

@@ -228,6 +228,7 @@ def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> 
         states=STATES,
         transitions=TRANSITIONS,
         roles=ROLES,
+        staff_roles=frozenset({FRONT_DESK, PRESCRIBER, THERAPIST}),
         guards=kap_guards(),
         facts={
             spec.kind: FactKind(spec, _RECORDERS[spec.kind], _FACT_GUARDS.get(spec.kind, ()))

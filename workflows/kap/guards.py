@@ -10,13 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
-from kapflow.domain.appointments import appointments, upcoming
+from kapflow.domain.appointments import appointments, has_upcoming
 from kapflow.domain.case import CaseFacts, FactEntry
 from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import Guard, GuardContext
 
 DOSING = "start_kap_session"
+
+
+@lru_cache(maxsize=64)
+def _decimal(amount: object) -> Decimal:
+    """An amount as a Decimal; the fee and the usual payments recur, so they are parsed once."""
+    return Decimal(str(amount))
 
 
 def _money(amount: Decimal) -> str:
@@ -28,6 +35,11 @@ def _num(ctx: GuardContext, name: str) -> int:
 
 
 def _dosings(facts: CaseFacts) -> list[datetime]:
+    """When each KAP session started (several guards ask, so it is derived once per command)."""
+    return facts.derived(_dosing_times, _dosing_times)
+
+
+def _dosing_times(facts: CaseFacts) -> list[datetime]:
     return [m.at for m in facts.moves_by(DOSING)]
 
 
@@ -48,9 +60,9 @@ class EvaluationFeePaid(_Base):
     thresholds = ("evaluation_fee",)
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
-        due = Decimal(str(ctx.thresholds["evaluation_fee"]))
+        due = _decimal(ctx.thresholds["evaluation_fee"])
         fees = [f for f in ctx.facts.of_kind("payment") if f.data["purpose"] == "evaluation_fee"]
-        paid = sum((Decimal(str(f.data["amount"])) for f in fees), Decimal(0))
+        paid = sum((_decimal(f.data["amount"]) for f in fees), Decimal(0))
         if paid >= due:
             return None
         return Blocker(
@@ -75,7 +87,7 @@ class AppointmentBooked:
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         if self.after_dosing and _last_dosing(ctx.facts) is None:
             return None
-        if upcoming(ctx.case_id, ctx.facts, self.kind, ctx.now):
+        if has_upcoming(ctx.case_id, ctx.facts, self.kind, ctx.now):
             return None
         label = self.kind.replace("_", " ")
         return Blocker(
@@ -194,6 +206,16 @@ class IntentionSet(_Base):
 
 def planned_sessions(facts: CaseFacts, until: datetime | None = None) -> int | None:
     """The plan's number of KAP sessions, after every set, extension and early end (up to ``until``)."""
+    if until is None:
+        return facts.derived(planned_sessions, _planned_now)
+    return _planned_until(facts, until)
+
+
+def _planned_now(facts: CaseFacts) -> int | None:
+    return _planned_until(facts, None)
+
+
+def _planned_until(facts: CaseFacts, until: datetime | None) -> int | None:
     planned: int | None = None
     dosings = _dosings(facts)
     for f in facts.of_kind("treatment_plan"):
@@ -383,7 +405,8 @@ class VitalsInRange:
         label = self.phase.replace("_", "-")
         if not readings:
             return Blocker(f"{self.phase}_vitals_missing", f"record the client's {label} vitals first")
-        sys_bp, dia_bp = int(readings[-1].data["systolic"]), int(readings[-1].data["diastolic"])
+        latest = readings[-1].data
+        sys_bp, dia_bp = int(latest["systolic"]), int(latest["diastolic"])
         top_s, top_d = _num(ctx, "max_systolic"), _num(ctx, "max_diastolic")
         if sys_bp <= top_s and dia_bp <= top_d:
             return None

@@ -1,0 +1,276 @@
+"""A command's transaction on one DBAPI connection: the precompiled hot statements, nothing else.
+
+``SqlUnitOfWork`` runs each statement and waits for it (SQLite: every call is
+local). On PostgreSQL through psycopg 3, ``PipelinedUnitOfWork`` sends a
+command's writes and its COMMIT together in psycopg's pipeline mode, so the
+command waits for the server when it reads, when it needs a row count, and once
+at the commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
+from kapflow.domain.effects import Effects, OutboxMessage
+from kapflow.domain.payload import canonical_json
+from kapflow.domain.timers import PlannedTimer
+from kapflow.ports import DuplicateIdempotencyKey
+from kapflow.store.prepared import CASE_COLUMNS, HotStatements
+from kapflow.store.rows import case_from_row, case_values, event_values
+from kapflow.store.tables import IdempotencyRow
+
+_idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
+
+_CANCELLED = "the case left the state or the appointment changed"
+
+
+class SqlUnitOfWork:
+    """One transaction on one pooled DBAPI connection, running the precompiled hot statements."""
+
+    def __init__(self, conn: Any, hot: HotStatements) -> None:
+        self._conn = conn
+        self._hot = hot
+        self._cur = conn.cursor()
+        self.committed = False
+
+    def begin_immediate(self) -> None:
+        """SQLite: take the write lock before reading, so a read-then-write never races."""
+        self._cur.execute("BEGIN IMMEDIATE")
+
+    def load_case(self, case_id: str) -> CaseRecord | None:
+        row = self._hot.select_case.run(self._cur, {"id": case_id}).fetchone()
+        return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True))) if row is not None else None
+
+    def insert_case(self, case: CaseRecord) -> None:
+        values = {
+            "id": case.id,
+            "workflow": case.workflow,
+            "workflow_version": case.workflow_version,
+            "opened_at": to_iso(case.opened_at),
+            **case_values(case),
+        }
+        self._hot.insert_case.run(self._cur, values)
+
+    def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
+        values = {"b_id": case.id, "b_expected": expected_event_count, **case_values(case)}
+        return self._row_count(self._hot.update_case.run(self._cur, values)) == 1
+
+    def append_event(self, event: AuditEvent) -> None:
+        self._hot.insert_event.run(self._cur, event_values(event))
+
+    def update_and_append(self, case: CaseRecord, event: AuditEvent, *, expected_event_count: int) -> bool:
+        combined = self._hot.update_and_append
+        if combined is None:  # SQLite: two local calls cost nothing to combine
+            if not self.update_case(case, expected_event_count=expected_event_count):
+                return False
+            self.append_event(event)
+            return True
+        return self._row_count(combined.run(self._cur, _swap_values(case, event, expected_event_count))) == 1
+
+    def apply_effects(self, effects: Effects, now: datetime) -> None:
+        if effects.empty:
+            return
+        stamp = to_iso(now)
+        if effects.cancel:
+            rows = [{"b_key": k, "updated_at": stamp, "outcome": _CANCELLED} for k in effects.cancel]
+            self._hot.cancel_timer.run_many(self._cur, rows)
+        # Booked too late for a reminder that counts back: sending it now would only add noise.
+        plan = [t for t in effects.plan if not (t.counts_back and t.due_at < now)]
+        if plan:
+            self._hot.plan_timer.run_many(self._cur, [_timer_values(t, stamp) for t in plan])
+        for message in effects.outbox:  # a key already queued is skipped; nobody needs to know here
+            self._hot.insert_outbox.run(self._cur, _outbox_values(message, now))
+
+    def add_outbox(self, message: OutboxMessage, now: datetime) -> bool:
+        return self._row_count(self._hot.insert_outbox.run(self._cur, _outbox_values(message, now))) == 1
+
+    def finish_timer(self, timer_id: int, worker: str, status: str, outcome: str, now: datetime) -> bool:
+        values = {"b_id": timer_id, "b_worker": worker, "status": status, "outcome": outcome[:500],
+                  "updated_at": to_iso(now)}
+        return self._row_count(self._hot.finish_timer.run(self._cur, values)) == 1
+
+    def find_idempotent(self, key: str) -> tuple[str, str] | None:
+        row = self._hot.select_idem.run(self._cur, {"key": key}).fetchone()
+        return (str(row[0]), str(row[1])) if row is not None else None
+
+    def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
+        values = {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
+        try:
+            self._hot.insert_idem.run(self._cur, values)
+        except Exception as exc:
+            if _is_integrity_error(exc):
+                raise DuplicateIdempotencyKey from None
+            raise
+
+    def commit(self) -> None:
+        self._conn.commit()
+        self.committed = True
+
+    def abandon(self) -> bool:
+        """Before a rollback: True if the connection can take it (always, without a pipeline)."""
+        return True
+
+    def _row_count(self, cursor: Any) -> int:
+        return int(cursor.rowcount)
+
+
+class PipelinedUnitOfWork(SqlUnitOfWork):
+    """PostgreSQL on psycopg 3: the command's writes and its COMMIT travel together.
+
+    Reads run as usual (psycopg sends BEGIN before the first). The first write switches the
+    connection to pipeline mode: from then on statements are sent without waiting for their
+    results, and ``commit`` queues COMMIT and leaves the pipeline, whose Sync is the one wait
+    for all of them. If any statement fails, the server skips everything after it, COMMIT
+    included, and the error is raised by the next call that reads results (``commit`` at the
+    latest). A write whose row count the caller needs (``finish_timer``, ``add_outbox``, a
+    compare-and-swap on a row not locked here) waits for it.
+
+    The compare-and-swap does not wait: ``load_case`` reads the case row FOR UPDATE, so until
+    this transaction ends nobody else can change it, and the swap matches exactly when the
+    expected count is the one read (``_held`` tracks it through this transaction's own writes).
+    Its statement also makes a miss abort the transaction, so a wrong prediction commits nothing.
+    """
+
+    def __init__(self, conn: Any, hot: HotStatements) -> None:
+        super().__init__(conn, hot)
+        self._pipeline: Any = None  # psycopg's Pipeline while the connection is in pipeline mode
+        self._leave_pipeline: Any = None  # the context manager that entered it
+        self._held: dict[str, int] = {}  # case id -> its event count, for rows locked by this transaction
+
+    def load_case(self, case_id: str) -> CaseRecord | None:
+        case = super().load_case(case_id)
+        if case is not None:
+            self._held[case_id] = case.event_count
+        return case
+
+    def insert_case(self, case: CaseRecord) -> None:
+        self._enter_pipeline()
+        super().insert_case(case)
+
+    def append_event(self, event: AuditEvent) -> None:
+        self._enter_pipeline()
+        super().append_event(event)
+
+    def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
+        matched = super().update_case(case, expected_event_count=expected_event_count)
+        if matched:
+            self._held[case.id] = case.event_count
+        return matched
+
+    def update_and_append(self, case: CaseRecord, event: AuditEvent, *, expected_event_count: int) -> bool:
+        if self._held.get(case.id) != expected_event_count or event.case_id != case.id:
+            return self._update_and_append_waiting(case, event, expected_event_count)
+        self._enter_pipeline()
+        assert self._hot.update_and_append_locked is not None
+        self._hot.update_and_append_locked.run(self._cur, _swap_values(case, event, expected_event_count))
+        self._held[case.id] = case.event_count
+        return True
+
+    def _update_and_append_waiting(self, case: CaseRecord, event: AuditEvent, expected_event_count: int) -> bool:
+        """A row this transaction has not locked (or not at this count): the row count is the verdict."""
+        matched = super().update_and_append(case, event, expected_event_count=expected_event_count)
+        if matched:
+            self._held[case.id] = case.event_count  # the UPDATE locked the row
+        return matched
+
+    def apply_effects(self, effects: Effects, now: datetime) -> None:
+        if not effects.empty:
+            self._enter_pipeline()
+        super().apply_effects(effects, now)
+
+    def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
+        if self._pipeline is None:
+            super().save_idempotent(key, case_id, fingerprint, result)
+            return
+        # Queued: a key stored meanwhile fails it at the commit, which raises DuplicateIdempotencyKey.
+        values = {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
+        self._hot.insert_idem.run(self._cur, values)
+
+    def commit(self) -> None:
+        if self._pipeline is None:
+            super().commit()
+        else:
+            self._commit_pipeline()
+        self._held.clear()  # the locks are gone with the transaction
+        self.committed = True
+
+    def _commit_pipeline(self) -> None:
+        # COMMIT as the pipeline's last statement: leaving the pipeline sends the Sync that runs
+        # it and waits for every result. A failed statement before it makes the server skip it.
+        failure: Exception | None = None
+        try:
+            self._cur.execute("COMMIT", prepare=False)
+        except Exception as exc:  # an earlier statement's error, read while COMMIT was sent
+            failure = exc
+        try:
+            self._exit_pipeline()
+        except Exception as exc:
+            failure = failure or exc
+        if failure is None:
+            return
+        if _is_integrity_error(failure) and _failed_table(failure) == _idem.name:
+            raise DuplicateIdempotencyKey from None  # only save_idempotent writes that table
+        raise failure
+
+    def abandon(self) -> bool:
+        """Leave pipeline mode before a rollback; False if the connection should be dropped instead.
+
+        The server's errors are dropped unread here: their text can quote the values of a failing
+        row, and psycopg would log them if the pipeline were left while an exception is raised.
+        """
+        if self._pipeline is None:
+            return True
+        try:
+            self._exit_pipeline()
+        except Exception:
+            return False  # a queued statement failed or the connection broke: drop it, as for any error
+        return True
+
+    def _enter_pipeline(self) -> None:
+        if self._pipeline is None:
+            self._leave_pipeline = self._conn.driver_connection.pipeline()
+            self._pipeline = self._leave_pipeline.__enter__()
+
+    def _exit_pipeline(self) -> None:
+        leave, self._pipeline, self._leave_pipeline = self._leave_pipeline, None, None
+        leave.__exit__(None, None, None)  # Sync, read every result (raising the first error), leave
+
+    def _row_count(self, cursor: Any) -> int:
+        if self._pipeline is not None:
+            self._pipeline.sync()  # the statement's result, and those queued before it
+        return int(cursor.rowcount)
+
+
+def _swap_values(case: CaseRecord, event: AuditEvent, expected_event_count: int) -> dict[str, Any]:
+    values = {"b_id": case.id, "b_expected": expected_event_count, **case_values(case)}
+    values.update({f"a_{k}": v for k, v in event_values(event).items()})
+    return values
+
+
+def _outbox_values(message: OutboxMessage, now: datetime) -> dict[str, Any]:
+    stamp = to_iso(now)
+    return {
+        "key": message.key, "case_id": message.case_id, "channel": message.channel,
+        "audience": message.audience, "recipient": message.recipient, "subject": message.subject,
+        "body": message.body, "payload": canonical_json(dict(message.payload)), "status": "pending",
+        "attempts": 0, "next_attempt_at": stamp, "created_at": stamp,
+    }
+
+
+def _timer_values(t: PlannedTimer, stamp: str) -> dict[str, Any]:
+    return {
+        "key": t.key, "case_id": t.case_id, "reminder": t.reminder, "appointment_id": t.appointment_id,
+        "due_at": to_iso(t.due_at), "status": "pending", "created_at": stamp, "updated_at": stamp, "b_now": stamp,
+    }
+
+
+def _is_integrity_error(exc: Exception) -> bool:
+    # The DBAPI's own class (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) under PEP 249's name.
+    return any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__)
+
+
+def _failed_table(exc: Exception) -> str | None:
+    """The table a psycopg error names (its diagnostics), if any."""
+    return getattr(getattr(exc, "diag", None), "table_name", None)

@@ -1,0 +1,313 @@
+"""The store's write path on both backends, and PostgreSQL's pipelined commit in particular.
+
+On PostgreSQL a command's writes and its COMMIT travel in one psycopg pipeline, and the
+compare-and-swap of a case row locked FOR UPDATE is not waited for (it cannot miss). These tests
+reach the paths the pathway never takes: a compare-and-swap that misses all the same, a failed
+statement found only at the commit, an idempotency key taken meanwhile, a connection that dies
+mid-command, a command that raises with writes queued. Each must commit nothing, leave the store
+as it was, and keep the database's text (which quotes row values) out of errors and logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import create_engine, text
+from support import FRONT_DESK, open_case
+
+from kapflow.domain.case import Actor, AuditEvent, CaseRecord
+from kapflow.domain.effects import Effects
+from kapflow.domain.timers import PlannedTimer
+from kapflow.engine import Engine, LostRace
+from kapflow.errors import StorageError
+from kapflow.ports import DuplicateIdempotencyKey, UnitOfWork
+from kapflow.reminders import SYSTEM_ROLE
+from kapflow.store.sql import SqlStore
+from kapflow.store.unit_of_work import SqlUnitOfWork
+from kapflow.testing import FakeClock
+from kapflow.workflows.kap import KAP_PATHWAY
+
+NOTE_ACTOR = Actor("worker-test", SYSTEM_ROLE)
+SECRET = "Secret-Sample-Name"  # a value that must never show up in an error or a log line
+
+
+@pytest.fixture
+def case_id(engine: Engine) -> str:
+    return open_case(engine)
+
+
+@pytest.fixture
+def psycopg_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """psycopg's warnings meanwhile: it logs a failed pipeline's text if the pipeline is left with an exception."""
+    with caplog.at_level(logging.WARNING, logger="psycopg"):
+        yield caplog
+
+
+def leaked(logs: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in logs.records if SECRET in r.getMessage()]
+
+
+def snapshot(engine: Engine, case_id: str) -> tuple[CaseRecord, int, list[dict[str, Any]]]:
+    """The case row, its number of audit events and its timers: what a failed command must not change."""
+    return engine.case(case_id), len(engine.history(case_id)), list(engine.store.queue().timers(case_id))
+
+
+def a_timer(case_id: str, clock: FakeClock) -> PlannedTimer:
+    return PlannedTimer(key=f"{case_id}:test-timer", case_id=case_id, reminder="test",
+                        due_at=clock.now() + timedelta(days=2))
+
+
+def note(engine: Engine, uow: UnitOfWork, case: CaseRecord, detail: str = "test") -> CaseRecord:
+    """Append a note to ``case`` as the worker does (``LostRace`` if the compare-and-swap misses)."""
+    return engine.append_note(uow, case, engine.audit_event(case, NOTE_ACTOR, "reminder", data={"detail": detail}))
+
+
+def move_under_the_lock(store: SqlStore, uow: UnitOfWork, case_id: str) -> None:
+    """Change the case row from inside the transaction that holds it: what nothing in kapflow does.
+
+    It is the only way to make a compare-and-swap on a row locked FOR UPDATE miss, so it uses the
+    unit of work's private cursor; the change is rolled back with the rest.
+    """
+    assert isinstance(uow, SqlUnitOfWork)
+    placeholder = "?" if store.dialect == "sqlite" else "%s"
+    uow._cur.execute(f"UPDATE cases SET event_count = event_count + 100 WHERE id = {placeholder}", (case_id,))
+
+
+def test_a_missed_compare_and_swap_commits_nothing_not_even_its_timers(
+    engine: Engine, case_id: str, clock: FakeClock, psycopg_logs: pytest.LogCaptureFixture
+) -> None:
+    """SQLite sees the miss at once (``LostRace``); PostgreSQL queued the swap, and the commit fails."""
+    assert isinstance(engine.store, SqlStore)
+    before = snapshot(engine, case_id)
+    with pytest.raises((LostRace, StorageError)) as raised, engine.store.write() as uow:
+        case = uow.load_case(case_id)
+        assert case is not None
+        move_under_the_lock(engine.store, uow, case_id)
+        note(engine, uow, case, detail=SECRET)
+        uow.apply_effects(Effects(plan=(a_timer(case_id, clock),)), clock.now())
+        uow.commit()
+    assert snapshot(engine, case_id) == before
+    assert SECRET not in str(raised.value)
+    assert not leaked(psycopg_logs)
+    note_committed(engine, case_id)  # the store is fine afterwards (PostgreSQL: on a fresh connection)
+
+
+def note_committed(engine: Engine, case_id: str) -> None:
+    with engine.store.write() as uow:
+        case = uow.load_case(case_id)
+        assert case is not None
+        note(engine, uow, case)
+        uow.commit()
+    assert engine.history(case_id)[-1].kind == "reminder"
+
+
+def test_a_swap_expecting_another_count_is_refused_at_once(engine: Engine, case_id: str) -> None:
+    """Not the count this transaction locked: the store asks the database, which says no."""
+    before = snapshot(engine, case_id)
+    with engine.store.write() as uow:
+        case = uow.load_case(case_id)
+        assert case is not None
+        stale = replace(case, event_count=case.event_count - 1)
+        with pytest.raises(LostRace):
+            note(engine, uow, stale)
+        uow.commit()  # nothing to commit: the refused swap wrote nothing
+    assert snapshot(engine, case_id) == before
+
+
+def test_two_changes_in_one_transaction_swap_from_each_other(engine: Engine, case_id: str) -> None:
+    """The second swap expects the count the first one wrote (tracked through the transaction's own writes)."""
+    before = engine.case(case_id)
+    with engine.store.write() as uow:
+        case = uow.load_case(case_id)
+        assert case is not None
+        note(engine, uow, note(engine, uow, case))
+        uow.commit()
+    after = engine.case(case_id)
+    assert after.event_count == before.event_count + 2
+    assert engine.verify_audit(case_id).ok
+
+
+def test_a_command_that_raises_with_writes_queued_commits_nothing(
+    engine: Engine, case_id: str, clock: FakeClock
+) -> None:
+    before = snapshot(engine, case_id)
+    with pytest.raises(RuntimeError, match="the command failed"), engine.store.write() as uow:
+        case = uow.load_case(case_id)
+        assert case is not None
+        note(engine, uow, case)
+        uow.apply_effects(Effects(plan=(a_timer(case_id, clock),)), clock.now())
+        raise RuntimeError("the command failed")
+    assert snapshot(engine, case_id) == before
+    note_committed(engine, case_id)
+
+
+def test_a_key_taken_meanwhile_is_a_duplicate_and_commits_nothing(engine: Engine, case_id: str) -> None:
+    """SQLite finds the duplicate at the insert; PostgreSQL at the commit: the same exception, nothing kept."""
+
+    def noted_with_key() -> None:
+        with engine.store.write() as uow:
+            case = uow.load_case(case_id)
+            assert case is not None
+            note(engine, uow, case)
+            uow.save_idempotent("key-1", case_id, "fingerprint", "{}")
+            uow.commit()
+
+    noted_with_key()
+    before = snapshot(engine, case_id)
+    with pytest.raises(DuplicateIdempotencyKey):
+        noted_with_key()
+    assert snapshot(engine, case_id) == before
+    note_committed(engine, case_id)
+
+
+# ------------------------------------------------------------------ PostgreSQL only
+
+
+@pytest.fixture
+def pg_engine(postgres_ready_url: str, clock: FakeClock) -> Iterator[Engine]:
+    store = SqlStore(postgres_ready_url)
+    yield Engine(store, KAP_PATHWAY, clock=clock)
+    store.close()
+
+
+def unacceptable_event(engine: Engine, case_id: str) -> AuditEvent:
+    """An audit event with the secret in it and no kind (NOT NULL): queued fine, refused by the server."""
+    first = engine.history(case_id)[0]
+    return replace(first, case_seq=first.case_seq + 100, actor=SECRET, kind=cast(str, None))
+
+
+@pytest.mark.postgres
+def test_postgres_a_failed_statement_found_at_the_commit_leaves_no_trace(
+    pg_engine: Engine, psycopg_logs: pytest.LogCaptureFixture
+) -> None:
+    """An audit event the database refuses, queued: the commit raises, without the row's values.
+
+    (PostgreSQL quotes the whole failing row in a NOT NULL violation's detail.)
+    """
+    case_id = open_case(pg_engine)
+    before = snapshot(pg_engine, case_id)
+    with pytest.raises(StorageError) as raised, pg_engine.store.write() as uow:
+        assert uow.load_case(case_id) is not None
+        uow.append_event(unacceptable_event(pg_engine, case_id))
+        uow.commit()
+    assert "nothing was committed" in str(raised.value)
+    assert SECRET not in str(raised.value)
+    assert not leaked(psycopg_logs)
+    assert snapshot(pg_engine, case_id) == before
+    note_committed(pg_engine, case_id)
+
+
+@pytest.mark.postgres
+def test_postgres_a_failed_statement_and_a_raising_command_log_nothing(
+    pg_engine: Engine, psycopg_logs: pytest.LogCaptureFixture
+) -> None:
+    """The command's own exception wins; the queued failure is dropped unread, the connection with it."""
+    case_id = open_case(pg_engine)
+    before = snapshot(pg_engine, case_id)
+    with pytest.raises(RuntimeError, match="the command failed"), pg_engine.store.write() as uow:
+        uow.load_case(case_id)
+        uow.append_event(unacceptable_event(pg_engine, case_id))
+        raise RuntimeError("the command failed")
+    assert not leaked(psycopg_logs)
+    assert snapshot(pg_engine, case_id) == before
+    note_committed(pg_engine, case_id)
+
+
+@pytest.mark.postgres
+def test_postgres_a_connection_lost_mid_command_is_dropped(pg_engine: Engine, postgres_url: str) -> None:
+    """The server ends the session between the read and the commit: StorageError, then a fresh connection."""
+    case_id = open_case(pg_engine)
+    before = snapshot(pg_engine, case_id)
+    admin = create_engine(postgres_url)
+    try:
+        with pytest.raises(StorageError), pg_engine.store.write() as uow:
+            case = uow.load_case(case_id)
+            assert case is not None
+            assert isinstance(uow, SqlUnitOfWork)
+            pid = uow._conn.driver_connection.info.backend_pid
+            with admin.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+            note(pg_engine, uow, case)
+            uow.commit()
+    finally:
+        admin.dispose()
+    assert snapshot(pg_engine, case_id) == before
+    note_committed(pg_engine, case_id)
+
+
+def pay(engine: Engine, case_id: str, reference: str) -> None:
+    engine.record(case_id, "payment", {"amount": "10.00", "purpose": "evaluation_fee", "reference": reference},
+                  actor=FRONT_DESK)
+
+
+def test_writers_keep_a_few_connections_and_close_hands_them_back(engine: Engine, case_id: str) -> None:
+    """Sequential commands reuse one connection; concurrent ones keep at most two; close returns all."""
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    for i in range(5):
+        pay(engine, case_id, f"note {i}")
+    assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            own = open_case(engine)
+            for i in range(10):
+                pay(engine, own, f"writer {n} payment {i}")
+        except BaseException as exc:  # reported below: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert 1 <= store.engine.pool.checkedout() <= 2  # type: ignore[attr-defined]
+    store.release_connections()
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    pay(engine, case_id, "after")
+    store.close()
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_connection_that_failed_is_not_kept(engine: Engine, case_id: str) -> None:
+    """A command whose statement the database refuses drops its connection instead of keeping it."""
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    store.release_connections()
+    with pytest.raises(StorageError), store.write() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        uow._cur.execute("SELECT * FROM no_such_table")
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    note_committed(engine, case_id)
+
+
+@pytest.mark.postgres
+def test_postgres_a_kept_connection_that_died_costs_one_retry(pg_engine: Engine, postgres_url: str) -> None:
+    """The server ends an idle kept connection: the next command fails cleanly, the one after works."""
+    case_id = open_case(pg_engine)
+    store = pg_engine.store
+    assert isinstance(store, SqlStore)
+    with store.write() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        pid = uow._conn.driver_connection.info.backend_pid
+        uow.commit()
+    admin = create_engine(postgres_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+    finally:
+        admin.dispose()
+    before = snapshot(pg_engine, case_id)
+    with pytest.raises(StorageError):
+        pay(pg_engine, case_id, "lost")
+    assert snapshot(pg_engine, case_id) == before
+    note_committed(pg_engine, case_id)
