@@ -11,7 +11,6 @@ the case's event count, so a concurrent change is never overwritten.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -19,6 +18,13 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from kapflow.audit import GENESIS, AuditReport, link_hash, verify_chain
+from kapflow.command_input import (
+    check_actor_shape,
+    check_command,
+    instant_text,
+    outcome_from_json,
+)
+from kapflow.command_input import fingerprint as fingerprint_of
 from kapflow.domain.appointments import BOOKING, UPDATE, Appointment, appointments
 from kapflow.domain.case import (
     Actor,
@@ -32,6 +38,7 @@ from kapflow.domain.case import (
     text_after_fold,
 )
 from kapflow.domain.case import replay_events as replay_events  # re-exported: the engine's readers use it
+from kapflow.domain.decision import fire_refusal, guard_context, not_available_blocker, record_refusal
 from kapflow.domain.effects import effects_of
 from kapflow.domain.errors import (
     Blocker,
@@ -41,7 +48,6 @@ from kapflow.domain.errors import (
     NotPermitted,
     Refused,
     TransitionBlocked,
-    TransitionNotAvailable,
     UnknownCase,
     UnknownFactKind,
     UnknownTrigger,
@@ -49,7 +55,7 @@ from kapflow.domain.errors import (
 )
 from kapflow.domain.messages import Contacts, practice_timezone
 from kapflow.domain.payload import JSONObject, canonical_json, check_identifier, check_payload
-from kapflow.domain.verdict import Verdict, evaluate, named_blocker
+from kapflow.domain.verdict import Verdict, evaluate
 from kapflow.domain.workflow import GuardContext, Transition, Workflow
 from kapflow.logging import get_logger
 from kapflow.machine import compiled
@@ -116,7 +122,7 @@ class Engine:
                 case_id="", trigger="open_case", state="", role=actor.role, allowed=intake_kind.roles
             )
         # A retry after a deploy must replay its case: only a version the caller chose is part of the command.
-        fingerprint = _fingerprint("open", "", wf.name, workflow.version if workflow else "", actor, parsed)
+        fingerprint = fingerprint_of("open", "", wf.name, workflow.version if workflow else "", actor, parsed)
 
         def body(uow: UnitOfWork) -> Outcome:
             now = self.clock.now()
@@ -156,7 +162,9 @@ class Engine:
         expected_version: int | None = None,
     ) -> Outcome:
         """Move a case with ``trigger``; raises ``Refused`` (audited) or ``InvalidInput`` (nothing written)."""
-        payload, key, fingerprint = _command("fire", case_id, trigger, actor, data, idempotency_key, expected_version)
+        payload, key, fingerprint = check_command(
+            "fire", case_id, trigger, actor, data, idempotency_key, expected_version
+        )
 
         def body(uow: UnitOfWork) -> Outcome:
             case, wf = self._load(uow, case_id)
@@ -165,7 +173,8 @@ class Engine:
             self._check_actor(actor, wf)
             self._check_expected(case, expected_version)
             transition = wf.transition_from(case.state, trigger)
-            refusal = self._refusal(case, wf, transition, trigger, actor, payload)
+            refusal = fire_refusal(case, wf, transition, trigger, actor.role, payload, self.clock.now(),
+                                   self.timezone)
             if refusal is not None:
                 self._record_refusal(uow, case, actor, trigger, payload, key, refusal)
             assert transition is not None
@@ -186,7 +195,9 @@ class Engine:
         expected_version: int | None = None,
     ) -> Outcome:
         """Record a validated fact on a case (a payment, vitals, consent, ...)."""
-        payload, key, fingerprint = _command("record", case_id, kind, actor, data, idempotency_key, expected_version)
+        payload, key, fingerprint = check_command(
+            "record", case_id, kind, actor, data, idempotency_key, expected_version
+        )
 
         def body(uow: UnitOfWork) -> Outcome:
             case, wf = self._load(uow, case_id)
@@ -195,7 +206,7 @@ class Engine:
             self._check_actor(actor, wf)
             parsed = wf.facts[kind].spec(payload, self.clock.now())
             self._check_expected(case, expected_version)
-            refusal = self._fact_refusal(case, wf, kind, actor, parsed)
+            refusal = record_refusal(case, wf, kind, actor.role, parsed, self.clock.now(), self.timezone)
             if refusal is not None:
                 self._record_refusal(uow, case, actor, None, {"fact_kind": kind}, key, refusal)
             return self._add_fact(uow, case, actor, kind, parsed, key, expected_version)
@@ -234,7 +245,7 @@ class Engine:
         minutes: int | None = None, idempotency_key: str | None = None,
     ) -> Outcome:
         """Book an appointment; ``Outcome.extra["appointment"]`` is its id (a1, a2, ...)."""
-        data: dict[str, Any] = {"kind": kind, "starts_at": _instant(starts_at)}
+        data: dict[str, Any] = {"kind": kind, "starts_at": instant_text(starts_at)}
         if minutes is not None:
             data["minutes"] = minutes
         return self.record(case_id, BOOKING, data, actor=actor, idempotency_key=idempotency_key)
@@ -243,7 +254,9 @@ class Engine:
         self, case_id: str, appointment: str, starts_at: datetime, *, actor: Actor,
         reason: str | None = None, idempotency_key: str | None = None,
     ) -> Outcome:
-        data = {"appointment": appointment, "action": "reschedule", "starts_at": _instant(starts_at), "reason": reason}
+        data = {
+            "appointment": appointment, "action": "reschedule", "starts_at": instant_text(starts_at), "reason": reason,
+        }
         return self.record(case_id, UPDATE, data, actor=actor, idempotency_key=idempotency_key)
 
     def cancel_appointment(
@@ -308,7 +321,7 @@ class Engine:
         payload = check_payload(data)
         transition = wf.transition_from(case.state, trigger)
         if transition is None:
-            return Verdict(trigger, (_not_available_blocker(case.state, trigger),))
+            return Verdict(trigger, (not_available_blocker(case.state, trigger),))
         verdict = evaluate(wf, transition, self._context(case, wf, trigger, payload))
         if actor is not None and actor.role not in transition.roles:
             role = Blocker(
@@ -340,45 +353,7 @@ class Engine:
         return case, self.workflow_of(case)
 
     def _context(self, case: CaseRecord, wf: Workflow, trigger: str, data: Mapping[str, Any]) -> GuardContext:
-        return GuardContext(
-            case.id, case.state, trigger, case.projection, self.clock.now(), wf.thresholds, data, self.timezone
-        )
-
-    def _refusal(
-        self,
-        case: CaseRecord,
-        wf: Workflow,
-        transition: Transition | None,
-        trigger: str,
-        actor: Actor,
-        payload: JSONObject,
-    ) -> Refused | None:
-        if transition is None:
-            available = [t.trigger for t in wf.transitions_from(case.state)]
-            return TransitionNotAvailable(case_id=case.id, trigger=trigger, state=case.state, available=available)
-        if actor.role not in transition.roles:
-            return NotPermitted(
-                case_id=case.id, trigger=trigger, state=case.state, role=actor.role, allowed=transition.roles
-            )
-        verdict = evaluate(wf, transition, self._context(case, wf, trigger, payload))
-        if not verdict.allowed:
-            return TransitionBlocked(case_id=case.id, trigger=trigger, state=case.state, blockers=verdict.blockers)
-        return None
-
-    def _fact_refusal(
-        self, case: CaseRecord, wf: Workflow, kind: str, actor: Actor, parsed: JSONObject
-    ) -> Refused | None:
-        fact_kind = wf.facts[kind]
-        label = f"record {kind}"
-        if actor.role not in fact_kind.roles:
-            return NotPermitted(
-                case_id=case.id, trigger=label, state=case.state, role=actor.role, allowed=fact_kind.roles
-            )
-        ctx = self._context(case, wf, label, parsed)
-        blockers = [named_blocker(b, g) for g in fact_kind.guards if (b := wf.guards[g](ctx)) is not None]
-        if blockers:
-            return TransitionBlocked(case_id=case.id, trigger=label, state=case.state, blockers=blockers)
-        return None
+        return guard_context(case, wf, trigger, data, self.clock.now(), self.timezone)
 
     def _record_refusal(
         self,
@@ -554,7 +529,7 @@ class Engine:
         stored_fingerprint, result = found
         if stored_fingerprint != fingerprint:
             raise IdempotencyKeyReused(hashlib.sha256(key.encode()).hexdigest()[:12])
-        return _outcome_from_json(result)
+        return outcome_from_json(result)
 
     @staticmethod
     def _check_key(key: str | None) -> str | None:
@@ -562,7 +537,7 @@ class Engine:
 
     @staticmethod
     def _check_actor(actor: Actor, wf: Workflow) -> None:
-        _check_actor_shape(actor)
+        check_actor_shape(actor)
         if actor.role not in wf.roles:
             raise InvalidInput(
                 f"unknown role {actor.role!r}; roles: {', '.join(sorted(wf.roles))}", field="actor.role"
@@ -572,60 +547,3 @@ class Engine:
     def _check_expected(case: CaseRecord, expected_version: int | None) -> None:
         if expected_version is not None and case.version != expected_version:
             raise ConcurrencyConflict(case.id, expected_version, case.version)
-
-
-def _command(
-    op: str, case_id: str, name: str, actor: Actor, data: Mapping[str, Any] | None,
-    key: str | None, expected_version: int | None,
-) -> tuple[JSONObject, str | None, str]:
-    """Check a command's input before any transaction: (payload, idempotency key, fingerprint)."""
-    check_identifier(case_id, "case_id")
-    _check_actor_shape(actor)
-    _check_version_arg(expected_version)
-    payload = check_payload(data)
-    if key is None:
-        return payload, None, ""  # no key, nothing to compare a repeat with
-    return payload, check_identifier(key, "idempotency_key"), _fingerprint(op, case_id, name, "", actor, payload)
-
-
-def _check_actor_shape(actor: object) -> None:
-    if not isinstance(actor, Actor):
-        raise InvalidInput("actor must be an Actor(id, role)", field="actor")
-    check_identifier(actor.id, "actor.id")
-
-
-def _check_version_arg(expected: object) -> None:
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 1):
-        raise InvalidInput(
-            "expected_version must be a whole number from 1, the version you read", field="expected_version"
-        )
-
-
-def _instant(moment: datetime) -> str:
-    if not isinstance(moment, datetime):
-        raise InvalidInput("starts_at must be a datetime with a time zone", field="starts_at")
-    return moment.isoformat()
-
-
-def _not_available_blocker(state: str, trigger: str) -> Blocker:
-    return Blocker(
-        "not_available_from_state",
-        f"{trigger.replace('_', ' ')} cannot happen while the case is {state.replace('_', ' ')}",
-        "state",
-        (("state", state),),
-    )
-
-
-def _fingerprint(op: str, case_id: str, name: str, extra: str, actor: Actor, data: JSONObject) -> str:
-    body = canonical_json([op, case_id, name, extra, actor.id, actor.role, data])
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
-
-
-def _outcome_from_json(text: str) -> Outcome:
-    d = json.loads(text)
-    base = {"case_id", "kind", "state", "version", "case_seq", "trigger", "from_state", "replayed"}
-    return Outcome(
-        case_id=d["case_id"], kind=d["kind"], state=d["state"], version=d["version"],
-        case_seq=d["case_seq"], trigger=d["trigger"], from_state=d["from_state"], replayed=True,
-        extra={k: v for k, v in d.items() if k not in base},
-    )

@@ -1,0 +1,72 @@
+"""Whether a command may happen to a case now: the decision the engine makes inside its transaction.
+
+Pure: the case as read, its workflow, who asks, the command's data, and the
+clock's now. A refusal names every reason (every guard runs); ``None`` means
+the command may go ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, tzinfo
+from typing import Any
+
+from kapflow.domain.case import CaseRecord
+from kapflow.domain.errors import (
+    Blocker,
+    NotPermitted,
+    Refused,
+    TransitionBlocked,
+    TransitionNotAvailable,
+)
+from kapflow.domain.payload import JSONObject
+from kapflow.domain.verdict import evaluate, named_blocker
+from kapflow.domain.workflow import GuardContext, Transition, Workflow
+
+
+def guard_context(
+    case: CaseRecord, wf: Workflow, trigger: str, data: Mapping[str, Any], now: datetime, tz: tzinfo
+) -> GuardContext:
+    """What the guards of ``trigger`` (or of recording a fact) see of ``case`` at ``now``."""
+    return GuardContext(case.id, case.state, trigger, case.projection, now, wf.thresholds, data, tz)
+
+
+def fire_refusal(
+    case: CaseRecord, wf: Workflow, transition: Transition | None, trigger: str, role: str,
+    payload: JSONObject, now: datetime, tz: tzinfo,
+) -> Refused | None:
+    """Why ``role`` may not fire ``trigger`` (whose transition from the case's state is ``transition``)."""
+    if transition is None:
+        available = [t.trigger for t in wf.transitions_from(case.state)]
+        return TransitionNotAvailable(case_id=case.id, trigger=trigger, state=case.state, available=available)
+    if role not in transition.roles:
+        return NotPermitted(case_id=case.id, trigger=trigger, state=case.state, role=role, allowed=transition.roles)
+    verdict = evaluate(wf, transition, guard_context(case, wf, trigger, payload, now, tz))
+    if not verdict.allowed:
+        return TransitionBlocked(case_id=case.id, trigger=trigger, state=case.state, blockers=verdict.blockers)
+    return None
+
+
+def record_refusal(
+    case: CaseRecord, wf: Workflow, kind: str, role: str, parsed: JSONObject, now: datetime, tz: tzinfo
+) -> Refused | None:
+    """Why ``role`` may not record the fact ``parsed`` of ``kind`` on the case now."""
+    fact_kind = wf.facts[kind]
+    label = f"record {kind}"
+    if role not in fact_kind.roles:
+        return NotPermitted(case_id=case.id, trigger=label, state=case.state, role=role, allowed=fact_kind.roles)
+    ctx = guard_context(case, wf, label, parsed, now, tz)
+    blockers = [named_blocker(b, g) for g in fact_kind.guards if (b := wf.guards[g](ctx)) is not None]
+    if blockers:
+        return TransitionBlocked(case_id=case.id, trigger=label, state=case.state, blockers=blockers)
+    return None
+
+
+def not_available_blocker(state: str, trigger: str) -> Blocker:
+    """The one blocker of a trigger that does not leave the case's state."""
+    return Blocker(
+        "not_available_from_state",
+        f"{trigger.replace('_', ' ')} cannot happen while the case is {state.replace('_', ' ')}",
+        "state",
+        (("state", state),),
+    )
