@@ -38,13 +38,16 @@ class OutboxMessage:
 
 @dataclass(frozen=True)
 class Effects:
+    """Timers to cancel (by key), to plan, to re-time (same key, new due time) and outbox rows to add."""
+
     cancel: tuple[str, ...] = ()
     plan: tuple[PlannedTimer, ...] = ()
     outbox: tuple[OutboxMessage, ...] = ()
+    retime: tuple[PlannedTimer, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.cancel or self.plan or self.outbox)
+        return not (self.cancel or self.plan or self.outbox or self.retime)
 
 
 def effects_of(
@@ -69,10 +72,14 @@ def effects_of(
         appts_before = appointments(before.id, before_facts)
     cancel = tuple(sorted(k for k in planned_before if k not in planned_after))
     plan = tuple(t for k, t in sorted(planned_after.items()) if k not in planned_before)
+    # Same key, another due time: only a new workflow version re-times a reminder (a migration).
+    retime = tuple(
+        t for k, t in sorted(planned_after.items()) if k in planned_before and planned_before[k].due_at != t.due_at
+    )
     if not calendar:
-        return Effects(cancel, plan)
+        return Effects(cancel, plan, retime=retime)
     changed = [a for a in appointments(after.id, after_facts).values() if appts_before.get(a.id) != a]
-    return Effects(cancel, plan, tuple(calendar_message(a) for a in changed))
+    return Effects(cancel, plan, tuple(calendar_message(a) for a in changed), retime)
 
 
 def calendar_message(appt: Appointment) -> OutboxMessage:

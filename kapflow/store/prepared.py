@@ -134,6 +134,12 @@ class HotStatements:
         # One upsert per planned timer: new keys are inserted; a key cancelled when the case left a
         # state comes back if the case returns in time; any other existing key is left alone.
         self.plan_timer = prep(_plan_timer(dialect, timer_columns))
+        # A pending timer follows its reminder's new timing; one claimed, sent or closed is left alone.
+        self.retime_timer = prep(
+            update(_timers)
+            .where(and_(_timers.c.key == bindparam("b_key"), _timers.c.status == "pending"))
+            .values(due_at=bindparam("due_at"), updated_at=bindparam("updated_at"))
+        )
         self.cancel_timer = prep(
             update(_timers)
             .where(and_(_timers.c.key == bindparam("b_key"),

@@ -80,6 +80,11 @@ class SqlUnitOfWork:
         plan = [t for t in effects.plan if not (t.counts_back and t.due_at < now)]
         if plan:
             self._hot.plan_timer.run_many(self._cur, [_timer_values(t, stamp) for t in plan])
+        # Re-timed to a moment already past for one that counts back: it keeps the time it had.
+        retime = [t for t in effects.retime if not (t.counts_back and t.due_at < now)]
+        if retime:
+            rows = [{"b_key": t.key, "due_at": to_iso(t.due_at), "updated_at": stamp} for t in retime]
+            self._hot.retime_timer.run_many(self._cur, rows)
         for message in effects.outbox:  # a key already queued is skipped; nobody needs to know here
             self._hot.insert_outbox.run(self._cur, _outbox_values(message, now))
 

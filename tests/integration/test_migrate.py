@@ -132,6 +132,35 @@ def test_timers_follow_the_new_version(store: SqlStore, old: Engine, clock: Fake
     assert datetime.fromisoformat(due) == datetime.fromisoformat(entered) + timedelta(days=3)
 
 
+def test_a_reminder_re_timed_under_its_name_follows_while_still_pending(
+    store: SqlStore, old: Engine, clock: FakeClock
+) -> None:
+    """Version 4 sends the integration reminders after 2 days instead of 7: a pending timer moves with it,
+    one a worker has claimed already keeps the time it was claimed for (it is being sent)."""
+    names = ("integration_not_booked", "integration_not_booked_client")
+    ready = V1.state("ready_for_kap")
+    sooner = tuple(replace(r, after=timedelta(days=2)) if r.name in names else r for r in ready.reminders)
+    v4 = with_state(replace(ready, reminders=sooner), "4")
+    engine = Engine(store, [V1, v4], clock=clock)
+    case_id = ready_case(old, clock)
+    entered = datetime.fromisoformat(engine.case(case_id).facts["moves"][-1]["at"])
+
+    def timers() -> dict[str, tuple[str, datetime]]:
+        return {r["reminder"]: (r["status"], datetime.fromisoformat(r["due_at"]))
+                for r in store.queue().timers(case_id) if r["reminder"] in names}
+
+    week = entered + timedelta(days=7)
+    assert timers() == {name: ("pending", week) for name in names}
+    [claim] = store.queue().claim_timers("worker-x", week, week + timedelta(minutes=5), limit=1)
+    (other,) = set(names) - {claim.reminder}
+    migrate_case(engine, case_id, v4, THERAPIST)
+    now = timers()
+    assert now[claim.reminder] == ("claimed", week)
+    assert now[other] == ("pending", entered + timedelta(days=2))
+    assert len(store.queue().timers(case_id)) == len({r["key"] for r in store.queue().timers(case_id)})
+    assert engine.verify_audit().ok
+
+
 def test_a_refused_migration_is_audited_and_changes_nothing_else(
     old: Engine, new: Engine, clock: FakeClock
 ) -> None:
