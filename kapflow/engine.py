@@ -18,13 +18,7 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from kapflow.audit import GENESIS, AuditReport, link_hash, verify_chain
-from kapflow.command_input import (
-    check_actor_shape,
-    check_command,
-    instant_text,
-    outcome_from_json,
-)
-from kapflow.command_input import fingerprint as fingerprint_of
+from kapflow.command_input import check_actor_shape, check_command, fingerprint_of, instant_text, outcome_from_json
 from kapflow.domain.appointments import BOOKING, UPDATE, Appointment, appointments
 from kapflow.domain.case import (
     Actor,
