@@ -142,14 +142,28 @@ def raw_operations(path: CapturedPath, ids: Sequence[str], placeholder: str) -> 
     return ops
 
 
-class SqliteFamily:
+class KapflowSide:
+    """kapflow's side of a durable family: its engine on ``url``, the path it wrote, and its step."""
+
+    def __init__(self, url: str) -> None:
+        self.clock = new_clock()
+        self.store = SqlStore(url)
+        self.engine = Engine(self.store, KAP_PATHWAY, clock=self.clock)
+        self.captured = capture_path(self.store, self.engine, self.clock)
+
+    def before_step(self, step: int) -> None:
+        if step == DISCHARGE:
+            self.clock.advance(OBSERVATION)
+
+    def kapflow(self, k: int) -> Op:
+        return fire_step_op(self.engine, self.clock, k)
+
+
+class SqliteFamily(KapflowSide):
     """kapflow through its engine; raw and spiff through plain sqlite3; each on a file of its own, same settings."""
 
     def __init__(self, directory: Path) -> None:
-        self.clock = new_clock()
-        self.store = SqlStore(f"sqlite:///{directory / 'kapflow.db'}")
-        self.engine = Engine(self.store, KAP_PATHWAY, clock=self.clock)
-        self.captured = capture_path(self.store, self.engine, self.clock)
+        super().__init__(f"sqlite:///{directory / 'kapflow.db'}")
         SqlStore(f"sqlite:///{directory / 'raw.db'}").close()  # kapflow's schema, indexes included
         self.raw_conn = kapflow_sqlite(directory / "raw.db")
         self.spiff_conn = kapflow_sqlite(directory / "spiff.db")
@@ -165,13 +179,6 @@ class SqliteFamily:
     def _ids(self, family: str, k: int) -> list[str]:
         self._batch += 1
         return [f"bench-{family}-{self._batch}-{i}" for i in range(k)]
-
-    def before_step(self, step: int) -> None:
-        if step == DISCHARGE:
-            self.clock.advance(OBSERVATION)
-
-    def kapflow(self, k: int) -> Op:
-        return fire_step_op(self.engine, self.clock, k)
 
     def raw(self, k: int) -> Op:
         ids = self._ids("raw", k)

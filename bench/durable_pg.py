@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from durable import capture_path, insert_cases, raw_operations
+from durable import KapflowSide, insert_cases, raw_operations
 from measure import Op, Sizes, interleaved, median
-from paths import DISCHARGE, OBSERVATION, PATH, fire_path, fire_step_op, new_clock, prepare_case
+from paths import PATH, fire_path, new_clock, prepare_case
 from pg import Schema, bench_schema
 
 from kapflow.engine import Engine
@@ -31,12 +31,11 @@ from kapflow.workflows.kap import KAP_PATHWAY
 _WORKER_TIMEOUT = 600.0
 
 
-class PostgresFamily:
+class PostgresFamily(KapflowSide):
+    """kapflow through its engine; raw through one plain psycopg connection; both in the bench schema."""
+
     def __init__(self, schema: Schema) -> None:
-        self.clock = new_clock()
-        self.store = SqlStore(schema.url)
-        self.engine = Engine(self.store, KAP_PATHWAY, clock=self.clock)
-        self.captured = capture_path(self.store, self.engine, self.clock)
+        super().__init__(schema.url)
         self.conn = psycopg.connect(schema.dsn, options=schema.options, autocommit=False)
         self.synchronous_commit = str(self.conn.execute("SHOW synchronous_commit").fetchone()[0])  # type: ignore[index]
         self.conn.commit()
@@ -45,13 +44,6 @@ class PostgresFamily:
     def close(self) -> None:
         self.conn.close()
         self.store.close()
-
-    def before_step(self, step: int) -> None:
-        if step == DISCHARGE:
-            self.clock.advance(OBSERVATION)
-
-    def kapflow(self, k: int) -> Op:
-        return fire_step_op(self.engine, self.clock, k)
 
     def raw(self, k: int) -> Op:
         self._batch += 1

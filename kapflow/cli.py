@@ -38,7 +38,7 @@ from kapflow.bootstrap import build_engine, database_url
 from kapflow.config import Settings, load_settings
 from kapflow.demo import ClientStory, DemoRun, demo_engine, run_demo
 from kapflow.diagram import mermaid, write_png
-from kapflow.domain.case import Actor, AuditEvent, CaseFacts, CaseRecord, FactEntry, Outcome, to_iso
+from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, Outcome, to_iso
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.verdict import Verdict
 from kapflow.engine import Engine
@@ -203,7 +203,7 @@ def _when_iso(text: str) -> str:
 
 
 def _client(case: CaseRecord, intake_kind: str) -> str:
-    intake = CaseFacts(case.facts).latest(intake_kind)
+    intake = case.projection.latest(intake_kind)
     if intake is None:
         return ""
     return _defang(" ".join(str(intake.data[k]) for k in ("first_name", "last_name") if intake.data.get(k)))
@@ -219,7 +219,7 @@ def _case_dict(case: CaseRecord, client: str) -> dict[str, object]:
 
 def _facts_summary(case: CaseRecord) -> list[dict[str, object]]:
     by_kind: dict[str, list[FactEntry]] = {}
-    for fact in CaseFacts(case.facts).facts():
+    for fact in case.projection.facts():
         by_kind.setdefault(fact.kind, []).append(fact)
     return [
         {"kind": kind, "count": len(facts), "last_at": to_iso(facts[-1].at), "last_by": facts[-1].by,

@@ -23,7 +23,6 @@ from kapflow.domain.appointments import BOOKING, UPDATE, Appointment, appointmen
 from kapflow.domain.case import (
     Actor,
     AuditEvent,
-    CaseFacts,
     CaseRecord,
     FactEntry,
     Outcome,
@@ -32,7 +31,7 @@ from kapflow.domain.case import (
     text_after_fold,
 )
 from kapflow.domain.case import replay_events as replay_events  # re-exported: the engine's readers use it
-from kapflow.domain.decision import fire_refusal, guard_context, not_available_blocker, record_refusal
+from kapflow.domain.decision import fact_refusal, fire_refusal, guard_context, not_available_blocker
 from kapflow.domain.effects import effects_of
 from kapflow.domain.errors import (
     Blocker,
@@ -200,7 +199,7 @@ class Engine:
             self._check_actor(actor, wf)
             parsed = wf.facts[kind].spec(payload, self.clock.now())
             self._check_expected(case, expected_version)
-            refusal = record_refusal(case, wf, kind, actor.role, parsed, self.clock.now(), self.timezone)
+            refusal = fact_refusal(case, wf, kind, actor.role, parsed, self.clock.now(), self.timezone)
             if refusal is not None:
                 self._record_refusal(uow, case, actor, None, {"fact_kind": kind}, key, refusal)
             return self._add_fact(uow, case, actor, kind, parsed, key, expected_version)
@@ -268,7 +267,7 @@ class Engine:
 
     def appointments(self, case_id: str) -> list[Appointment]:
         case = self.case(case_id)
-        return list(appointments(case.id, CaseFacts(case.facts)).values())
+        return list(appointments(case.id, case.projection).values())
 
     # ------------------------------------------------------------------ queries
 
@@ -290,7 +289,7 @@ class Engine:
         return wf
 
     def facts(self, case_id: str, kind: str | None = None) -> list[FactEntry]:
-        entries = CaseFacts(self.case(case_id).facts).facts()
+        entries = self.case(case_id).projection.facts()
         return [f for f in entries if kind is None or f.kind == kind]
 
     def history(self, case_id: str) -> list[AuditEvent]:
@@ -445,7 +444,7 @@ class Engine:
         self.write_change(uow, case, updated, event, expected_version)
         extra: dict[str, Any] = {"fact_kind": kind}
         if kind == BOOKING:
-            extra["appointment"] = f"a{len(CaseFacts(updated.facts).of_kind(BOOKING))}"
+            extra["appointment"] = f"a{len(updated.projection.of_kind(BOOKING))}"
         return Outcome(case.id, "fact", case.state, updated.version, updated.event_count, extra=extra)
 
     def write_change(

@@ -55,7 +55,7 @@ def _settle(engine: Engine, claim: TimerClaim, worker: str) -> TimerOutcome:
         if case is None:
             return _close(uow, claim, worker, engine, TimerOutcome("cancelled", "the case no longer exists"))
         wf = engine.workflow_of(case)
-        facts = CaseFacts(case.facts)
+        facts = case.projection
         now = engine.clock.now()
         if claim.key not in plan_timers(wf, case.id, case.state, facts, case.opened_at):
             return _close(uow, claim, worker, engine, TimerOutcome("cancelled", "no longer planned"))

@@ -9,7 +9,7 @@ the case id, and ``sequence`` counts changes (RFC 5545 SEQUENCE).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -83,10 +83,13 @@ def _apply(appt: Appointment, change: Mapping[str, object]) -> Appointment:
 
 def upcoming(case_id: str, facts: CaseFacts, kind: str, now: datetime) -> list[Appointment]:
     """Active appointments of ``kind`` starting now or later, soonest first."""
-    found = [a for a in appointments(case_id, facts).values() if a.kind == kind and a.active and a.starts_at >= now]
-    return sorted(found, key=lambda a: a.starts_at)
+    return sorted(_ahead(case_id, facts, kind, now), key=lambda a: a.starts_at)
 
 
 def has_upcoming(case_id: str, facts: CaseFacts, kind: str, now: datetime) -> bool:
-    """Whether an active appointment of ``kind`` starts now or later."""
-    return any(a.kind == kind and a.active and a.starts_at >= now for a in appointments(case_id, facts).values())
+    """Whether an active appointment of ``kind`` starts now or later (a guard's question: no sorting)."""
+    return any(True for _ in _ahead(case_id, facts, kind, now))
+
+
+def _ahead(case_id: str, facts: CaseFacts, kind: str, now: datetime) -> Iterator[Appointment]:
+    return (a for a in appointments(case_id, facts).values() if a.kind == kind and a.active and a.starts_at >= now)

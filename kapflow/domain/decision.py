@@ -47,7 +47,7 @@ def fire_refusal(
     return None
 
 
-def record_refusal(
+def fact_refusal(
     case: CaseRecord, wf: Workflow, kind: str, role: str, parsed: JSONObject, now: datetime, tz: tzinfo
 ) -> Refused | None:
     """Why ``role`` may not record the fact ``parsed`` of ``kind`` on the case now."""

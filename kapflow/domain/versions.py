@@ -340,7 +340,7 @@ def _can_return(case: CaseRecord, new: Workflow) -> bool:
 
 
 def _entry_blockers(case: CaseRecord, new: Workflow, tz: tzinfo) -> list[Blocker]:
-    facts = CaseFacts(case.facts)
+    facts = case.projection
     move = facts.last_move()
     if move is None:
         return []

@@ -101,9 +101,8 @@ class SqlUnitOfWork:
         return (str(row[0]), str(row[1])) if row is not None else None
 
     def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
-        values = {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
         try:
-            self._hot.insert_idem.run(self._cur, values)
+            self._hot.insert_idem.run(self._cur, _idempotency_values(key, case_id, fingerprint, result))
         except Exception as exc:
             if _is_integrity_error(exc):
                 raise DuplicateIdempotencyKey from None
@@ -189,9 +188,9 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         if self._pipeline is None:
             super().save_idempotent(key, case_id, fingerprint, result)
             return
-        # Queued: a key stored meanwhile fails it at the commit, which raises DuplicateIdempotencyKey.
-        values = {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
-        self._hot.insert_idem.run(self._cur, values)
+        # Queued: a key stored meanwhile fails it at the commit, which raises DuplicateIdempotencyKey
+        # (not here: an error read now could be an earlier statement's).
+        self._hot.insert_idem.run(self._cur, _idempotency_values(key, case_id, fingerprint, result))
 
     def commit(self) -> None:
         if self._pipeline is None:
@@ -252,6 +251,10 @@ def _swap_values(case: CaseRecord, event: AuditEvent, expected_event_count: int)
     values = {"b_id": case.id, "b_expected": expected_event_count, **case_values(case)}
     values.update({f"a_{k}": v for k, v in event_values(event).items()})
     return values
+
+
+def _idempotency_values(key: str, case_id: str, fingerprint: str, result: str) -> dict[str, Any]:
+    return {"key": key, "case_id": case_id, "fingerprint": fingerprint, "result": result}
 
 
 def _outbox_values(message: OutboxMessage, now: datetime) -> dict[str, Any]:

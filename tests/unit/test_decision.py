@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kapflow.domain.case import CaseRecord, fold_fact, fold_move
-from kapflow.domain.decision import fire_refusal, not_available_blocker, record_refusal
+from kapflow.domain.decision import fact_refusal, fire_refusal, not_available_blocker
 from kapflow.domain.errors import NotPermitted, TransitionBlocked, TransitionNotAvailable
 from kapflow.workflows.kap import KAP_PATHWAY
 
@@ -53,6 +53,6 @@ def test_guards_that_fail_are_all_named_and_passing_ones_allow() -> None:
 
 
 def test_recording_a_fact_checks_the_role() -> None:
-    refusal = record_refusal(booked_case(paid=True), WF, "prescription", "front_desk", {}, T0, UTC)
+    refusal = fact_refusal(booked_case(paid=True), WF, "prescription", "front_desk", {}, T0, UTC)
     assert isinstance(refusal, NotPermitted)
     assert refusal.trigger == "record prescription"

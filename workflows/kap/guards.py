@@ -206,13 +206,9 @@ class IntentionSet(_Base):
 
 def planned_sessions(facts: CaseFacts, until: datetime | None = None) -> int | None:
     """The plan's number of KAP sessions, after every set, extension and early end (up to ``until``)."""
-    if until is None:
-        return facts.derived(planned_sessions, _planned_now)
+    if until is None:  # the plan as it stands: several guards ask, so it is derived once per command
+        return facts.derived(planned_sessions, lambda f: _planned_until(f, None))
     return _planned_until(facts, until)
-
-
-def _planned_now(facts: CaseFacts) -> int | None:
-    return _planned_until(facts, None)
 
 
 def _planned_until(facts: CaseFacts, until: datetime | None) -> int | None:
