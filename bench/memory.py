@@ -101,18 +101,20 @@ def kapflow(cases: int) -> Op:
     wf = KAP_PATHWAY
     machine = compiled(wf)
     start = prepared_projection()
-    later = START + OBSERVATION
     facts = [start] * cases
     states = [PATH[0].source] * cases
     previous: list[str | None] = [None] * cases
     ids = [f"case-{c}" for c in range(cases)]  # the engine has the id from the case row
+    # Each fire has an instant of its own, which the engine reads off its clock: microseconds before
+    # the facts' instant until the dosing, after the observation since. Made here, as a clock would
+    # have them ready; formatting them (folding the move) is part of the step.
+    before = [START - timedelta(microseconds=c) for c in range(cases)]
+    after = [START + OBSERVATION + timedelta(microseconds=c) for c in range(cases)]
 
     def op(s: int, c: int) -> None:
         step = PATH[s]
         state = states[c]
-        # Each fire has an instant of its own, as the engine's clock gives (formatting it is part of the
-        # step): microseconds before the facts' instant until the dosing, after the observation since.
-        now = later + timedelta(microseconds=c) if s >= DISCHARGE else START - timedelta(microseconds=c)
+        now = after[c] if s >= DISCHARGE else before[c]
         transition = wf.transition_from(state, step.trigger)
         if transition is None or step.actor.role not in transition.roles:
             raise RuntimeError(f"{step.trigger} not allowed from {state}")

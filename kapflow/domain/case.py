@@ -114,7 +114,9 @@ class CaseFacts:
         return [_fact(f) for f in self._raw.get("facts", ()) if f["kind"] in kinds]
 
     def latest(self, kind: str) -> FactEntry | None:
-        found = self.of_kind(kind)
+        found = self._by_kind.get(kind)  # the parsed kind when a guard already asked (most often)
+        if found is None:
+            found = self.of_kind(kind)
         return found[-1] if found else None
 
     def moves_by(self, trigger: str) -> list[Move]:
@@ -127,7 +129,9 @@ class CaseFacts:
 
     def last_move(self, trigger: str | None = None) -> Move | None:
         if trigger is not None:
-            found = self.moves_by(trigger)
+            found = self._by_trigger.get(trigger)
+            if found is None:
+                found = self.moves_by(trigger)
             return found[-1] if found else None
         moves = self._raw.get("moves", ())
         return _move(moves[-1]) if moves else None
@@ -151,21 +155,22 @@ class CaseFacts:
 def _grouped(entries: Iterable[Mapping[str, Any]], field_name: str) -> dict[str, list[Mapping[str, Any]]]:
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for entry in entries:
-        key = entry[field_name]
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [entry]
-        else:
-            group.append(entry)
+        groups.setdefault(entry[field_name], []).append(entry)
     return groups
 
 
+# A named tuple's own constructor is a Python function around tuple.__new__; a command parses a dozen
+# entries, so they are built with tuple.__new__ directly (same type, same fields, a third cheaper).
+_new_tuple = tuple.__new__
+_parse_instant = datetime.fromisoformat
+
+
 def _fact(f: Mapping[str, Any]) -> FactEntry:
-    return FactEntry(f["kind"], datetime.fromisoformat(f["at"]), f["by"], f["data"])
+    return _new_tuple(FactEntry, (f["kind"], _parse_instant(f["at"]), f["by"], f["data"]))
 
 
 def _move(m: Mapping[str, Any]) -> Move:
-    return Move(m["trigger"], m["from"], m["to"], datetime.fromisoformat(m["at"]))
+    return _new_tuple(Move, (m["trigger"], m["from"], m["to"], _parse_instant(m["at"])))
 
 
 # Projections are never mutated: a fold returns a new object that shares the list it did not change.

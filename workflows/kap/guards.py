@@ -34,6 +34,25 @@ def _num(ctx: GuardContext, name: str) -> int:
     return int(ctx.thresholds[name])
 
 
+# A threshold's span as a timedelta, built once per value: thresholds recur on every command.
+@lru_cache(maxsize=64)
+def _days_span(days: int) -> timedelta:
+    return timedelta(days=days)
+
+
+@lru_cache(maxsize=64)
+def _minutes_span(minutes: int) -> timedelta:
+    return timedelta(minutes=minutes)
+
+
+def _minutes(ctx: GuardContext, name: str) -> timedelta:
+    return _minutes_span(int(ctx.thresholds[name]))
+
+
+def _days(ctx: GuardContext, name: str) -> timedelta:
+    return _days_span(int(ctx.thresholds[name]))
+
+
 def _dosings(facts: CaseFacts) -> list[datetime]:
     """When each KAP session started (several guards ask, so it is derived once per command)."""
     return facts.derived(_dosing_times, _dosing_times)
@@ -268,7 +287,7 @@ class ReassessmentNotDue(_Base):
         dosings = _dosings(ctx.facts)
         since = [d for d in dosings if last is None or d > last.at]
         every = _num(ctx, "reassess_every")
-        used_up = _plan_used_up_at(ctx.facts, dosings)
+        used_up = ctx.facts.derived(_plan_used_up_at, _plan_used_up_at)
         planned = planned_sessions(ctx.facts)
         extended_since = planned is not None and len(dosings) < planned
         if used_up is not None and (last is None or used_up > last.at) and extended_since:
@@ -288,10 +307,10 @@ class ReassessmentNotDue(_Base):
         )
 
 
-def _plan_used_up_at(facts: CaseFacts, dosings: list[datetime]) -> datetime | None:
+def _plan_used_up_at(facts: CaseFacts) -> datetime | None:
     """The latest dosing that used up the plan as it stood then, if any."""
     used_up = None
-    for n, moment in enumerate(dosings, 1):
+    for n, moment in enumerate(_dosings(facts), 1):
         planned = planned_sessions(facts, until=moment)
         if planned is not None and n >= planned:
             used_up = moment
@@ -302,12 +321,14 @@ class SessionFrequency(_Base):
     thresholds = ("max_sessions_per_window", "window_days")
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
-        days = _num(ctx, "window_days")
+        window = _days(ctx, "window_days")
+        since = ctx.now - window
+        recent = [d for d in _dosings(ctx.facts) if d > since]
         limit = _num(ctx, "max_sessions_per_window")
-        recent = [d for d in _dosings(ctx.facts) if d > ctx.now - timedelta(days=days)]
         if len(recent) < limit:
             return None
-        next_ok = min(recent) + timedelta(days=days)
+        days = _num(ctx, "window_days")
+        next_ok = min(recent) + window
         return Blocker(
             "session_frequency_exceeded",
             f"{len(recent)} KAP sessions in the last {days} days (limit {limit}); the next can start from "
@@ -331,7 +352,7 @@ class LapseCheckin(_Base):
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         last = _last_dosing(ctx.facts)
         days = _num(ctx, "lapse_days")
-        gap_passed = last + timedelta(days=days) if last else None
+        gap_passed = last + _days(ctx, "lapse_days") if last else None
         if gap_passed is None or ctx.now <= gap_passed:
             return None
         # Only a check-in made once the gap had grown past the limit counts.
@@ -358,7 +379,7 @@ class RecentSinceDosing:
         return (self.window,)
 
     def find(self, ctx: GuardContext) -> list[FactEntry]:
-        start = ctx.now - timedelta(minutes=_num(ctx, self.window))
+        start = ctx.now - _minutes(ctx, self.window)
         last = _last_dosing(ctx.facts)
         return [f for f in ctx.facts.of_kind(self.kind) if f.at >= start and (last is None or f.at > last)]
 
@@ -392,7 +413,7 @@ class VitalsInRange:
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         last = _last_dosing(ctx.facts)
         if self.phase == "pre_dose":
-            start = ctx.now - timedelta(minutes=_num(ctx, "predose_window_minutes"))
+            start = ctx.now - _minutes(ctx, "predose_window_minutes")
             if last is not None and last > start:
                 start = last
         else:
