@@ -95,6 +95,36 @@ def _worker(url: str, cases: int, barrier: Any, results: Any) -> None:
         results.put(("error", f"{type(exc).__name__}: {exc}", 0.0, 0.0, (0, 0), (0, 0)))
 
 
+def _spin(rounds: int, barrier: Any, results: Any) -> None:
+    """Pure-Python work with no I/O (dicts, strings, arithmetic), timed from a common start."""
+    barrier.wait(timeout=_WORKER_TIMEOUT)
+    start = time.monotonic()
+    acc: dict[int, str] = {}
+    for i in range(rounds):
+        acc[i % 512] = f"{i:08d}"
+    results.put((start, time.monotonic()))
+
+
+def cpu_scaling(rounds: int) -> float:
+    """What this machine gives two CPU-bound processes against one, measured now: work per second of 2 / of 1.
+
+    The ceiling of ``workers_scaling`` where a fire keeps a core busy end to end (one worker and its
+    server process take turns on the cores, so one worker already keeps one core busy).
+    """
+    ctx = multiprocessing.get_context("spawn")
+    per_s: list[float] = []
+    for n in (1, 2):
+        barrier, results = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_spin, args=(rounds, barrier, results), daemon=True) for _ in range(n)]
+        for p in procs:
+            p.start()
+        spans = [results.get(timeout=_WORKER_TIMEOUT) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        per_s.append(n * rounds / (max(e for _, e in spans) - min(s for s, _ in spans)))
+    return per_s[1] / per_s[0]
+
+
 def workers_rate(url: str, processes: int, cases: int) -> tuple[float, float]:
     """Fires per second of ``processes`` workers together: all fires / (last end - first start).
 
@@ -153,11 +183,13 @@ def run(sizes: Sizes, base_url: str) -> dict[str, Any]:
         one: list[float] = []
         four: list[float] = []
         busy: dict[str, list[float]] = {"1": [], "4": []}
+        ceiling: list[float] = []
         for _rep in range(sizes.repetitions):  # the noisiest figure here: as many medians as the others
             for n, runs_n in ((1, one), (4, four)):
                 per_s, cpu_busy = workers_rate(schema.url, n, sizes.worker_cases)
                 runs_n.append(per_s)
                 busy[str(n)].append(cpu_busy)
+            ceiling.append(cpu_scaling(sizes.spin_rounds))
     fire, raw = median(runs["kapflow"]), median(runs["raw"])
     return {
         "fire_per_s": fire,
@@ -168,14 +200,19 @@ def run(sizes: Sizes, base_url: str) -> dict[str, Any]:
         "workers_4_per_s": median(four),
         "machine_cpu_busy_workers_1": median(busy["1"]),
         "machine_cpu_busy_workers_4": median(busy["4"]),
+        "cpu_scaling_2_processes": median(ceiling),
         "measures": "durable fires/s (engine.fire on PostgreSQL through SQLAlchemy's pool and psycopg) vs plain "
         "psycopg writing the same case row (UPDATE) and audit row (INSERT), one commit each, interleaved; "
-        "workers_scaling = fires/s of 4 spawned worker processes (own engine, own cases) / of 1",
+        "workers_scaling = fires/s of 4 spawned worker processes (own engine, own cases) / of 1; "
+        "cpu_scaling_2_processes = pure-Python work/s of 2 processes / of 1, measured after each workers pair",
         "synchronous_commit": sync,
         "client_cpu_ms_per_fire": median(cpu["kapflow"]),
         "client_cpu_ms_per_raw_commit": median(cpu["raw"]),
         "fires_per_repetition": k * len(PATH),
         "repetitions": sizes.repetitions,
-        "per_repetition": {"fire": runs["kapflow"], "raw": runs["raw"], "workers_1": one, "workers_4": four},
+        "per_repetition": {
+            "fire": runs["kapflow"], "raw": runs["raw"], "workers_1": one, "workers_4": four,
+            "cpu_scaling_2_processes": ceiling,
+        },
         "fires_per_worker": sizes.worker_cases * len(PATH),
     }

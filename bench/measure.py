@@ -33,11 +33,12 @@ class Sizes:
     timers_acted: int  # how many of the pending timers are claimed and acted on while timed
     rss_small: int  # cases fired in the smaller RSS subprocess
     rss_large: int
+    spin_rounds: int  # loop rounds of each process in the machine's CPU-scaling measurement
 
 
-FULL = Sizes("full", 5, 100, 60, 1500, 150, 20_000, 400, 100_000, 2_000, 1_000, 100_000)
-QUICK = Sizes("quick", 3, 25, 20, 300, 40, 2_000, 100, 100_000, 300, 1_000, 20_000)
-TINY = Sizes("tiny", 2, 3, 3, 10, 3, 40, 10, 300, 20, 20, 80)
+FULL = Sizes("full", 5, 100, 60, 1500, 150, 20_000, 400, 100_000, 2_000, 1_000, 100_000, 3_000_000)
+QUICK = Sizes("quick", 3, 25, 20, 300, 40, 2_000, 100, 100_000, 300, 1_000, 20_000, 1_000_000)
+TINY = Sizes("tiny", 2, 3, 3, 10, 3, 40, 10, 300, 20, 20, 80, 10_000)
 PROFILES = {s.name: s for s in (FULL, QUICK, TINY)}
 EVENTS_PER_HISTORY = 50
 

@@ -47,7 +47,8 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
 # Figures printed in the table besides the targets.
 SHOWN = (
     "sqlite.fire_per_s", "sqlite.raw_per_s", "postgres.fire_per_s", "postgres.raw_per_s",
-    "postgres.workers_1_per_s", "postgres.workers_4_per_s", "spiff.durable_per_s", "spiff.durable_reload_per_s",
+    "postgres.workers_1_per_s", "postgres.workers_4_per_s", "postgres.cpu_scaling_2_processes",
+    "spiff.durable_per_s", "spiff.durable_reload_per_s",
     "spiff.ratio_reload",
     "memory.kapflow", "memory.transitions_bare", "memory.transitions_per_fire_machine",
     "memory.transitions_per_fire_machine_no_auto", "memory.transitions_per_fire_machine_path_only",

@@ -179,15 +179,25 @@ class SqlStore:
         if clean and not self._closed and len(self._spare) < _SPARE_WRITERS:
             self._spare.append(conn)
         else:
-            conn.close()
+            self._to_pool(conn, clean)
+
+    def _to_pool(self, conn: Any, clean: bool) -> None:
+        """Back to SQLAlchemy's pool as the pool gave it: a pipelined writer's autocommit turned off."""
+        if clean and self._pipelined:
+            try:
+                conn.driver_connection.autocommit = False
+            except self._dbapi_error:  # not idle after all (it broke meanwhile): drop it
+                conn.invalidate()
+        conn.close()
 
     def release_connections(self) -> None:
         """Return the connections kept for writers to the pool (``close`` does it too)."""
         while self._spare:
             try:
-                self._spare.pop().close()
+                conn = self._spare.pop()
             except IndexError:  # another thread took the last one
                 break
+            self._to_pool(conn, clean=True)
 
     def _unit_of_work(self, conn: Any) -> SqlUnitOfWork:
         if self._pipelined:

@@ -40,7 +40,7 @@ class SqlUnitOfWork:
         self._cur.execute("BEGIN IMMEDIATE")
 
     def load_case(self, case_id: str) -> CaseRecord | None:
-        row = self._hot.select_case.run(self._cur, {"id": case_id}).fetchone()
+        row = self._first_row(self._hot.select_case.run(self._cur, {"id": case_id}))
         return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True))) if row is not None else None
 
     def insert_case(self, case: CaseRecord) -> None:
@@ -97,7 +97,7 @@ class SqlUnitOfWork:
         return self._row_count(self._hot.finish_timer.run(self._cur, values)) == 1
 
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
-        row = self._hot.select_idem.run(self._cur, {"key": key}).fetchone()
+        row = self._first_row(self._hot.select_idem.run(self._cur, {"key": key}))
         return (str(row[0]), str(row[1])) if row is not None else None
 
     def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
@@ -119,17 +119,24 @@ class SqlUnitOfWork:
     def _row_count(self, cursor: Any) -> int:
         return int(cursor.rowcount)
 
+    def _first_row(self, cursor: Any) -> Any:
+        return cursor.fetchone()
+
 
 class PipelinedUnitOfWork(SqlUnitOfWork):
-    """PostgreSQL on psycopg 3: the command's writes and its COMMIT travel together.
+    """PostgreSQL on psycopg 3: a command waits for the server when it reads, and once at the commit.
 
-    Reads run as usual (psycopg sends BEGIN before the first). The first write switches the
-    connection to pipeline mode: from then on statements are sent without waiting for their
-    results, and ``commit`` queues COMMIT and leaves the pipeline, whose Sync is the one wait
-    for all of them. If any statement fails, the server skips everything after it, COMMIT
-    included, and the error is raised by the next call that reads results (``commit`` at the
-    latest). A write whose row count the caller needs (``finish_timer``, ``add_outbox``, a
-    compare-and-swap on a row not locked here) waits for it.
+    The whole transaction runs in psycopg's pipeline mode, BEGIN included. The connection is in
+    autocommit mode while a unit of work has it, so psycopg sends no BEGIN of its own (it would
+    wait for that one even in a pipeline); the unit of work queues BEGIN first instead. A read
+    (the case row FOR UPDATE, an idempotency key) sends what is queued and waits for its row, so
+    BEGIN and the read share one round trip. Writes are queued without waiting, and ``commit``
+    queues COMMIT and leaves the pipeline, whose Sync is the one wait for all of them: a fire
+    waits for the server twice. If any statement fails, the server skips everything after it,
+    COMMIT included, and the error is raised by the next call that reads results (``commit`` at
+    the latest). A write whose row count the caller needs (``finish_timer``, ``add_outbox``, a
+    compare-and-swap on a row not locked here) waits for it. ``SqlStore`` turns autocommit off
+    again before a connection goes back to its pool.
 
     The compare-and-swap does not wait: ``load_case`` reads the case row FOR UPDATE, so until
     this transaction ends nobody else can change it, and the swap matches exactly when the
@@ -139,23 +146,19 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
 
     def __init__(self, conn: Any, hot: HotStatements) -> None:
         super().__init__(conn, hot)
-        self._pipeline: Any = None  # psycopg's Pipeline while the connection is in pipeline mode
-        self._leave_pipeline: Any = None  # the context manager that entered it
         self._held: dict[str, int] = {}  # case id -> its event count, for rows locked by this transaction
+        driver = conn.driver_connection
+        if not driver.autocommit:
+            driver.autocommit = True
+        self._leave_pipeline: Any = driver.pipeline()  # the context manager of pipeline mode
+        self._pipeline: Any = self._leave_pipeline.__enter__()  # psycopg's Pipeline, until the end
+        self._cur.execute("BEGIN", prepare=False)  # queued: sent with the first read or at the commit
 
     def load_case(self, case_id: str) -> CaseRecord | None:
         case = super().load_case(case_id)
         if case is not None:
             self._held[case_id] = case.event_count
         return case
-
-    def insert_case(self, case: CaseRecord) -> None:
-        self._enter_pipeline()
-        super().insert_case(case)
-
-    def append_event(self, event: AuditEvent) -> None:
-        self._enter_pipeline()
-        super().append_event(event)
 
     def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
         matched = super().update_case(case, expected_event_count=expected_event_count)
@@ -166,7 +169,6 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     def update_and_append(self, case: CaseRecord, event: AuditEvent, *, expected_event_count: int) -> bool:
         if self._held.get(case.id) != expected_event_count or event.case_id != case.id:
             return self._update_and_append_waiting(case, event, expected_event_count)
-        self._enter_pipeline()
         assert self._hot.update_and_append_locked is not None
         self._hot.update_and_append_locked.run(self._cur, _swap_values(case, event, expected_event_count))
         self._held[case.id] = case.event_count
@@ -179,28 +181,12 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
             self._held[case.id] = case.event_count  # the UPDATE locked the row
         return matched
 
-    def apply_effects(self, effects: Effects, now: datetime) -> None:
-        if not effects.empty:
-            self._enter_pipeline()
-        super().apply_effects(effects, now)
-
     def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
-        if self._pipeline is None:
-            super().save_idempotent(key, case_id, fingerprint, result)
-            return
         # Queued: a key stored meanwhile fails it at the commit, which raises DuplicateIdempotencyKey
         # (not here: an error read now could be an earlier statement's).
         self._hot.insert_idem.run(self._cur, _idempotency_values(key, case_id, fingerprint, result))
 
     def commit(self) -> None:
-        if self._pipeline is None:
-            super().commit()
-        else:
-            self._commit_pipeline()
-        self._held.clear()  # the locks are gone with the transaction
-        self.committed = True
-
-    def _commit_pipeline(self) -> None:
         # COMMIT as the pipeline's last statement: leaving the pipeline sends the Sync that runs
         # it and waits for every result. A failed statement before it makes the server skip it.
         failure: Exception | None = None
@@ -212,39 +198,46 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
             self._exit_pipeline()
         except Exception as exc:
             failure = failure or exc
-        if failure is None:
-            return
-        if _is_integrity_error(failure) and _failed_table(failure) == _idem.name:
-            raise DuplicateIdempotencyKey from None  # only save_idempotent writes that table
-        raise failure
+        if failure is not None:
+            if _is_integrity_error(failure) and _failed_table(failure) == _idem.name:
+                raise DuplicateIdempotencyKey from None  # only save_idempotent writes that table
+            raise failure
+        self._held.clear()  # the locks are gone with the transaction
+        self.committed = True
 
     def abandon(self) -> bool:
-        """Leave pipeline mode before a rollback; False if the connection should be dropped instead.
+        """Roll back in the pipeline, as ``commit`` commits; False if the connection should be dropped instead.
 
-        The server's errors are dropped unread here: their text can quote the values of a failing
-        row, and psycopg would log them if the pipeline were left while an exception is raised.
+        ROLLBACK is queued like COMMIT, so ending without a commit (a replayed idempotency key, a
+        lost race) costs one round trip, and psycopg, finding the transaction over, keeps its
+        prepared statements (its own rollback would deallocate them all). The server's errors are
+        dropped unread here: their text can quote the values of a failing row, and psycopg would
+        log them if the pipeline were left while an exception is raised.
         """
         if self._pipeline is None:
             return True
+        clean = True
+        try:
+            self._cur.execute("ROLLBACK", prepare=False)
+        except Exception:  # an earlier statement's error, read while ROLLBACK was sent
+            clean = False
         try:
             self._exit_pipeline()
         except Exception:
-            return False  # a queued statement failed or the connection broke: drop it, as for any error
-        return True
-
-    def _enter_pipeline(self) -> None:
-        if self._pipeline is None:
-            self._leave_pipeline = self._conn.driver_connection.pipeline()
-            self._pipeline = self._leave_pipeline.__enter__()
+            clean = False
+        return clean  # else a queued statement failed or the connection broke: drop it, as for any error
 
     def _exit_pipeline(self) -> None:
         leave, self._pipeline, self._leave_pipeline = self._leave_pipeline, None, None
         leave.__exit__(None, None, None)  # Sync, read every result (raising the first error), leave
 
     def _row_count(self, cursor: Any) -> int:
-        if self._pipeline is not None:
-            self._pipeline.sync()  # the statement's result, and those queued before it
+        self._pipeline.sync()  # the statement's result, and those queued before it
         return int(cursor.rowcount)
+
+    def _first_row(self, cursor: Any) -> Any:
+        self._pipeline.sync()  # BEGIN, the read, and whatever was queued before it
+        return cursor.fetchone()
 
 
 def _swap_values(case: CaseRecord, event: AuditEvent, expected_event_count: int) -> dict[str, Any]:

@@ -19,7 +19,10 @@ FIGURES = (
     "memory.vs_bare", "memory.vs_per_fire_machine", "memory.vs_spiff",
     "history_ms_p50", "timer_claim_per_s",
 )
-POSTGRES_FIGURES = ("postgres.fire_per_s", "postgres.raw_per_s", "postgres.ratio", "postgres.workers_scaling")
+POSTGRES_FIGURES = (
+    "postgres.fire_per_s", "postgres.raw_per_s", "postgres.ratio", "postgres.workers_scaling",
+    "postgres.cpu_scaling_2_processes",
+)
 TARGETS = 10
 
 

@@ -11,13 +11,16 @@ as it was, and keep the database's text (which quotes row values) out of errors 
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, cast
 
 import pytest
+from psycopg import pq
 from sqlalchemy import create_engine, text
 from support import FRONT_DESK, open_case
 
@@ -285,7 +288,8 @@ def test_a_connection_that_failed_is_not_kept(engine: Engine, case_id: str) -> N
     store.release_connections()
     with pytest.raises(StorageError), store.write() as uow:
         assert isinstance(uow, SqlUnitOfWork)
-        uow._cur.execute("SELECT * FROM no_such_table")
+        uow._cur.execute("SELECT * FROM no_such_table")  # PostgreSQL: queued, and read at the commit
+        uow.commit()
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     note_committed(engine, case_id)
 
@@ -311,3 +315,67 @@ def test_postgres_a_kept_connection_that_died_costs_one_retry(pg_engine: Engine,
         pay(pg_engine, case_id, "lost")
     assert snapshot(pg_engine, case_id) == before
     note_committed(pg_engine, case_id)
+
+
+@contextmanager
+def protocol_trace(store: SqlStore) -> Iterator[list[str]]:
+    """libpq's trace of the messages on the store's one kept write connection meanwhile, a line each."""
+    (conn,) = store._spare  # kept after a single writer's command
+    pgconn = conn.driver_connection.pgconn
+    lines: list[str] = []
+    with tempfile.TemporaryFile("w+") as out:
+        pgconn.trace(out.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield lines
+        finally:
+            pgconn.untrace()  # flushes libpq's buffer into the file
+            out.seek(0)
+            lines.extend(out.read().splitlines())
+
+
+def waits(lines: list[str]) -> int:
+    """Round trips in a trace: each wait for the server ends with the server's ReadyForQuery."""
+    return sum(1 for line in lines if line.startswith("B") and "\tReadyForQuery" in line)
+
+
+@pytest.mark.postgres
+def test_postgres_a_command_waits_for_the_server_once_per_read_and_once_at_the_commit(
+    pg_engine: Engine, clock: FakeClock
+) -> None:
+    """BEGIN travels with the read of the case row, the writes with COMMIT: a fire waits twice.
+
+    (psycopg would send a BEGIN of its own and wait for it first, even in pipeline mode.)
+    """
+    case_id = open_case(pg_engine)
+    store = pg_engine.store
+    assert isinstance(store, SqlStore)
+    with protocol_trace(store) as fire:
+        pg_engine.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "travel"})
+    with protocol_trace(store) as opening:
+        open_case(pg_engine)
+    with protocol_trace(store) as keyed:
+        pg_engine.fire(case_id, "resume", actor=FRONT_DESK, idempotency_key="resume-once")
+    assert (waits(fire), waits(opening), waits(keyed)) == (2, 1, 3)  # a key is looked up before the case
+    assert not [line for line in fire + opening + keyed if "\tQuery\t" in line]  # no simple-protocol BEGIN
+    assert engine_state(pg_engine, case_id) == "inquiry"
+    with protocol_trace(store) as replay:
+        pg_engine.fire(case_id, "resume", actor=FRONT_DESK, idempotency_key="resume-once")
+    assert waits(replay) == 2  # the key's row answers, and ROLLBACK ends the transaction
+    assert not [line for line in replay if "DEALLOCATE" in line]  # the prepared statements stay
+
+
+def engine_state(engine: Engine, case_id: str) -> str:
+    return engine.case(case_id).state
+
+
+def test_a_writers_connection_goes_back_to_the_pool_as_it_came(engine: Engine, case_id: str) -> None:
+    """Writers on PostgreSQL switch autocommit on while they hold a connection; the pool gets it back off."""
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    note_committed(engine, case_id)
+    store.release_connections()
+    with store.engine.connect() as conn:  # the connection the writer had, back from the pool
+        driver = conn.connection.driver_connection
+        assert getattr(driver, "autocommit", False) is False
+        assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() >= 1
