@@ -220,6 +220,8 @@ class Engine:
         for _attempt in range(_RETRIES):
             try:
                 with self.store.write() as uow:
+                    if key and case_id:
+                        uow.prefetch_case(case_id)  # read with the key: one wait for both
                     if key and (replayed := self._replay(uow, key, fingerprint)):
                         return replayed
                     outcome = body(uow)

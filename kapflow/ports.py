@@ -48,6 +48,10 @@ class UnitOfWork(Protocol):
 
     def load_case(self, case_id: str) -> CaseRecord | None: ...
 
+    def prefetch_case(self, case_id: str) -> None:
+        """Say that this command will load ``case_id``: a backend may send that read with the next one."""
+        ...
+
     def insert_case(self, case: CaseRecord) -> None: ...
 
     def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:

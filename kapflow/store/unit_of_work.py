@@ -40,8 +40,10 @@ class SqlUnitOfWork:
         self._cur.execute("BEGIN IMMEDIATE")
 
     def load_case(self, case_id: str) -> CaseRecord | None:
-        row = self._first_row(self._hot.select_case.run(self._cur, {"id": case_id}))
-        return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True))) if row is not None else None
+        return _case(self._first_row(self._hot.select_case.run(self._cur, {"id": case_id})))
+
+    def prefetch_case(self, case_id: str) -> None:
+        """Nothing to gain where every statement is waited for: ``load_case`` reads it when asked."""
 
     def insert_case(self, case: CaseRecord) -> None:
         values = {
@@ -147,6 +149,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     def __init__(self, conn: Any, hot: HotStatements) -> None:
         super().__init__(conn, hot)
         self._held: dict[str, int] = {}  # case id -> its event count, for rows locked by this transaction
+        self._ahead: tuple[str, Any] | None = None  # a case read queued by prefetch_case, and its cursor
         driver = conn.driver_connection
         if not driver.autocommit:
             driver.autocommit = True
@@ -155,10 +158,23 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         self._cur.execute("BEGIN", prepare=False)  # queued: sent with the first read or at the commit
 
     def load_case(self, case_id: str) -> CaseRecord | None:
-        case = super().load_case(case_id)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == case_id:
+            cursor = ahead[1]
+            if cursor.pgresult is None:  # not here yet: send what is queued and wait for it
+                self._pipeline.sync()
+            case = _case(cursor.fetchone())
+        else:
+            case = super().load_case(case_id)
         if case is not None:
             self._held[case_id] = case.event_count
         return case
+
+    def prefetch_case(self, case_id: str) -> None:
+        """Queue the read of the case row (on a cursor of its own), to travel with the next read."""
+        cursor = self._conn.cursor()
+        self._hot.select_case.run(cursor, {"id": case_id})
+        self._ahead = (case_id, cursor)
 
     def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
         matched = super().update_case(case, expected_event_count=expected_event_count)
@@ -238,6 +254,10 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     def _first_row(self, cursor: Any) -> Any:
         self._pipeline.sync()  # BEGIN, the read, and whatever was queued before it
         return cursor.fetchone()
+
+
+def _case(row: Any) -> CaseRecord | None:
+    return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True))) if row is not None else None
 
 
 def _swap_values(case: CaseRecord, event: AuditEvent, expected_event_count: int) -> dict[str, Any]:

@@ -356,7 +356,7 @@ def test_postgres_a_command_waits_for_the_server_once_per_read_and_once_at_the_c
         open_case(pg_engine)
     with protocol_trace(store) as keyed:
         pg_engine.fire(case_id, "resume", actor=FRONT_DESK, idempotency_key="resume-once")
-    assert (waits(fire), waits(opening), waits(keyed)) == (2, 1, 3)  # a key is looked up before the case
+    assert (waits(fire), waits(opening), waits(keyed)) == (2, 1, 2)  # the key is read with the case row
     assert not [line for line in fire + opening + keyed if "\tQuery\t" in line]  # no simple-protocol BEGIN
     assert engine_state(pg_engine, case_id) == "inquiry"
     with protocol_trace(store) as replay:
