@@ -295,8 +295,10 @@ class Engine:
         return [f for f in entries if kind is None or f.kind == kind]
 
     def history(self, case_id: str) -> list[AuditEvent]:
-        self.case(case_id)
-        return list(self.store.history(case_id))
+        events = list(self.store.history(case_id))
+        if not events:
+            self.case(case_id)  # UnknownCase: every case has at least the event that opened it
+        return events
 
     def cases(self, *, state: str | None = None, limit: int = 100, offset: int = 0) -> list[CaseRecord]:
         if limit < 1 or limit > 10_000 or offset < 0:

@@ -29,6 +29,7 @@ _timers = TimerRow.__table__  # type: ignore[attr-defined]
 _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 
 CASE_COLUMNS = tuple(c.name for c in _cases.columns)
+AUDIT_COLUMNS = tuple(c.name for c in _audit.columns)  # the order of a ``select(audit table)`` row
 
 
 class Prepared:
@@ -125,6 +126,9 @@ class HotStatements:
             row = select(*[sql_cast(bindparam(f"a_{c}"), _audit.c[c].type) for c in audit_columns]).select_from(moved)
             self.update_and_append = prep(_audit.insert().from_select(audit_columns, row))
             self.update_and_append_locked = prep(_update_and_append_or_fail(moved, audit_columns))
+        self.select_history = prep(
+            select(_audit).where(_audit.c.case_id == bindparam("case_id")).order_by(_audit.c.case_seq)
+        )
         self.select_idem = prep(select(_idem.c.fingerprint, _idem.c.result).where(_idem.c.key == bindparam("key")))
         self.insert_idem = prep(
             _idem.insert().values({c: bindparam(c) for c in ("key", "case_id", "fingerprint", "result")})

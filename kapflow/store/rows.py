@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ from sqlalchemy.engine import Row
 
 from kapflow.domain.case import AuditEvent, CaseRecord, ProjectionText, to_iso
 from kapflow.domain.payload import canonical_json
+from kapflow.store.prepared import AUDIT_COLUMNS
 
 
 def case_from_row(row: Row[Any] | Mapping[str, Any]) -> CaseRecord:
@@ -50,24 +51,33 @@ def event_values(ev: AuditEvent) -> dict[str, Any]:
     return {**f, "data": canonical_json(f["data"]), "blockers": canonical_json(f["blockers"]), "hash": ev.hash}
 
 
-def event_from_row(row: Row[Any]) -> AuditEvent:
-    m = row._mapping
+# Where each column sits in a row of ``select(audit table)``: rows are read by position, as a
+# history of fifty events would otherwise spend more on building mappings than on the query.
+_SEQ, _CASE_ID, _CASE_SEQ, _AT, _ACTOR, _ROLE, _KIND, _TRIGGER, _FROM, _TO, _WORKFLOW, _VERSION, _DATA, \
+    _BLOCKERS, _KEY, _PREV, _HASH = (AUDIT_COLUMNS.index(name) for name in (
+        "seq", "case_id", "case_seq", "at", "actor", "role", "kind", "trigger", "from_state", "to_state",
+        "workflow", "workflow_version", "data", "blockers", "idempotency_key", "prev_hash", "hash",
+    ))
+
+
+def event_from_row(row: Sequence[Any]) -> AuditEvent:
+    """An audit event from a row of ``select(audit table)`` (an SQLAlchemy Row or a DBAPI tuple)."""
     return AuditEvent(
-        seq=m["seq"],
-        case_id=m["case_id"],
-        case_seq=m["case_seq"],
-        at=datetime.fromisoformat(m["at"]),
-        actor=m["actor"],
-        role=m["role"],
-        kind=m["kind"],
-        trigger=m["trigger"],
-        from_state=m["from_state"],
-        to_state=m["to_state"],
-        workflow=m["workflow"],
-        workflow_version=m["workflow_version"],
-        data=json.loads(m["data"]),
-        blockers=tuple(json.loads(m["blockers"])),
-        idempotency_key=m["idempotency_key"],
-        prev_hash=m["prev_hash"],
-        hash=m["hash"],
+        seq=row[_SEQ],
+        case_id=row[_CASE_ID],
+        case_seq=row[_CASE_SEQ],
+        at=datetime.fromisoformat(row[_AT]),
+        actor=row[_ACTOR],
+        role=row[_ROLE],
+        kind=row[_KIND],
+        trigger=row[_TRIGGER],
+        from_state=row[_FROM],
+        to_state=row[_TO],
+        workflow=row[_WORKFLOW],
+        workflow_version=row[_VERSION],
+        data={} if row[_DATA] == "{}" else json.loads(row[_DATA]),
+        blockers=() if row[_BLOCKERS] == "[]" else tuple(json.loads(row[_BLOCKERS])),  # most events: none
+        idempotency_key=row[_KEY],
+        prev_hash=row[_PREV],
+        hash=row[_HASH],
     )

@@ -36,7 +36,6 @@ _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
 
 _SELECT_CASE = select(_cases).where(_cases.c.id == bindparam("id"))
-_HISTORY = select(_audit).where(_audit.c.case_id == bindparam("case_id")).order_by(_audit.c.case_seq)
 
 
 def create_db_engine(url: str) -> Engine:
@@ -229,8 +228,16 @@ class SqlStore:
             return int(conn.execute(query).scalar_one())
 
     def history(self, case_id: str) -> Sequence[AuditEvent]:
-        with _translated(), self.engine.connect() as conn:
-            return [event_from_row(r) for r in conn.execute(_HISTORY, {"case_id": case_id})]
+        # On the pool's DBAPI connection, the statement compiled once, rows fetched at once: a case's
+        # history is read often (operations staff, the API) and SQLAlchemy's per-row work would be
+        # most of its cost.
+        with _translated(self._dbapi_error):
+            conn = self.engine.raw_connection()
+            try:
+                rows = self._hot.select_history.run(conn.cursor(), {"case_id": case_id}).fetchall()
+            finally:
+                conn.close()
+            return [event_from_row(r) for r in rows]
 
     def iter_audit(self, case_id: str | None = None) -> Iterator[AuditEvent]:
         query = select(_audit).order_by(_audit.c.case_id, _audit.c.case_seq)

@@ -164,6 +164,7 @@ def test_full_pathway_reaches_completed(engine: Engine, clock: FakeClock) -> Non
     assert case.event_count == len(history) and case.version == len(history)  # no refusals on this path
     assert all(ev.actor and ev.role and ev.workflow_version == "1" for ev in history)
     assert engine.verify_audit().ok
+    assert history == list(engine.store.iter_audit(case_id))  # the history's fast read maps rows alike
     assert_projection_replays(engine, case_id)
     assert engine.available(case_id) == []
     with pytest.raises(TransitionNotAvailable) as info:
