@@ -5,9 +5,9 @@ A template case is opened through the engine: in ``inquiry`` it has one timer, t
 ``timers_pending`` timers are pending. The fake clock is then set just past their due time, so all
 are due (a backlog, the hardest case for the claim query), and ``Dispatcher.run_timers_once`` runs
 until ``timers_acted`` of them are done: each batch is claimed (one transaction: select due rows,
-mark them claimed with a lease) and each timer is then acted on in its own transaction (load the
-case, check the timer is still planned, queue the email in the outbox, append the reminder note to
-the audit history, close the timer, commit). Delivering the queued emails (``run_outbox_once`` to a
+mark them claimed with a lease), then the batch is acted on in one transaction (for each timer: load
+the case, check the timer is still planned, close the timer, append the reminder note to the audit
+history, queue the email in the outbox; then one commit). Delivering the queued emails (``run_outbox_once`` to a
 ``MemoryNotifier``) is timed after it, separately.
 """
 
@@ -94,7 +94,7 @@ def run(sizes: Sizes, directory: Path) -> dict[str, Any]:
         "batch": policy.batch,
         "build_s": build_s,
         "measures": "Dispatcher.run_timers_once on SQLite with all timers pending and due: each batch claimed in "
-        "one transaction, each timer then acted on in its own (queue the email in the outbox, audit note, close "
-        "the timer, commit); delivery_per_s: run_outbox_once delivering those emails to a MemoryNotifier, timed "
+        "one transaction, then acted on in another (per timer: close it, audit note, email queued in the outbox; "
+        "one commit per batch); delivery_per_s: run_outbox_once delivering those emails to a MemoryNotifier, timed "
         "separately",
     }

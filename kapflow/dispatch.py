@@ -24,7 +24,7 @@ from kapflow.domain.effects import CALENDAR
 from kapflow.engine import Engine, LostRace
 from kapflow.logging import get_logger
 from kapflow.ports import Calendar, CalendarEvent, DeliveryFailed, Message, Notifier, OutboxClaim
-from kapflow.reminders import SYSTEM_ROLE, act_on_timer
+from kapflow.reminders import SYSTEM_ROLE, act_on_timers
 
 _log = get_logger("kapflow.dispatch")
 
@@ -75,8 +75,8 @@ class Dispatcher:
     def run_timers_once(self) -> int:
         now = self.engine.clock.now()
         claims = self.queue.claim_timers(self.worker_id, now, now + self.policy.lease, self.policy.batch)
-        for claim in claims:
-            act_on_timer(self.engine, claim, self.worker_id)
+        if claims:
+            act_on_timers(self.engine, claims, self.worker_id)
         return len(claims)
 
     def run_outbox_once(self) -> int:

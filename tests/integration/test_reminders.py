@@ -13,7 +13,11 @@ import pytest
 from support import CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, one_kap_session, open_case, to_ready
 
 from kapflow.dispatch import DeliveryPolicy, Dispatcher
+from kapflow.domain.case import AuditEvent, CaseRecord
+from kapflow.engine import LostRace
 from kapflow.errors import ConcurrencyConflict, TransitionBlocked
+from kapflow.ports import UnitOfWork
+from kapflow.reminders import act_on_timers
 from kapflow.testing import FakeClock, MemoryNotifier, ReminderKit
 
 CONTACTS = {"front_desk": {"email": "desk@example.org"}, "therapist": {"email": "therapist@example.org"}}
@@ -390,3 +394,75 @@ def test_hold_and_resume_bring_the_appointment_reminders_back_once(kit: Reminder
     kit.advance(days=6)
     assert kit.reminders_sent().count("evaluation_reminder_72h") == 1
     assert kit.reminders_sent().count("evaluation_reminder_24h") == 1
+
+
+def fee_reminders_due(kit: ReminderKit, cases: int) -> list[str]:
+    """``cases`` cases, each with its evaluation booked: each has its fee reminder due now."""
+    ids = [open_case(kit.engine, last_name=f"Batch-{n}") for n in range(cases)]
+    for case_id in ids:
+        kit.engine.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+        kit.engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    return ids
+
+
+def emails_queued(kit: ReminderKit, case_id: str) -> int:
+    return sum(1 for row in kit.store.queue().outbox(case_id) if row["channel"] == "email")
+
+
+def notes_of(kit: ReminderKit, case_id: str) -> list[str]:
+    return [str(ev.data["outcome"]) for ev in kit.engine.history(case_id) if ev.kind == "reminder"]
+
+
+def test_a_batch_settles_every_timer_in_one_commit_but_one_taken_over_is_left_to_its_new_holder(
+    kit: ReminderKit,
+) -> None:
+    """A worker whose lease ran out on one timer of its batch writes nothing for that one; the rest commit."""
+    ids = fee_reminders_due(kit, 3)
+    queue = kit.store.queue()
+    now = kit.clock.now()
+    slow = queue.claim_timers("slow-worker", now, now + timedelta(minutes=2), 10)
+    assert sorted(c.case_id for c in slow) == sorted(ids)
+    kit.clock.advance(timedelta(minutes=3))  # the slow worker's lease is over
+    later = kit.clock.now()
+    (taken,) = queue.claim_timers("other-worker", later, later + timedelta(minutes=2), 1)
+
+    outcomes = act_on_timers(kit.engine, slow, "slow-worker")
+
+    in_order = sorted(slow, key=lambda c: (c.case_id, c.id))  # how a batch takes its timers
+    by_case = {c.case_id: o.status for c, o in zip(in_order, outcomes, strict=True)}
+    assert by_case == {case_id: "lost" if case_id == taken.case_id else "done" for case_id in ids}
+    assert notes_of(kit, taken.case_id) == []  # no note, no message from the worker that lost it
+    assert emails_queued(kit, taken.case_id) == 0
+    assert [o.status for o in act_on_timers(kit.engine, [taken], "other-worker")] == ["done"]
+    kit.run()
+    assert sorted(m.case_id for m in kit.email.sent) == sorted(ids)  # one fee reminder each
+    assert all(notes_of(kit, case_id) == ["done"] for case_id in ids)
+
+
+def test_a_batch_that_fails_as_a_whole_keeps_nothing_and_settles_each_timer_alone(
+    kit: ReminderKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case changes under the batch (a lost compare-and-swap): nothing of the batch stays, each timer
+    is settled in a transaction of its own, and every reminder goes out once."""
+    ids = fee_reminders_due(kit, 3)
+    engine = kit.engine
+    real_append = engine.append_note
+    calls: list[str] = []
+
+    def append_once_lost(uow: UnitOfWork, case: CaseRecord, event: AuditEvent) -> CaseRecord:
+        calls.append(case.id)
+        if len(calls) == 2:  # the batch's second timer: its case moved meanwhile
+            raise LostRace
+        return real_append(uow, case, event)
+
+    monkeypatch.setattr(engine, "append_note", append_once_lost)
+    now = kit.clock.now()
+    claims = kit.store.queue().claim_timers("w", now, now + timedelta(minutes=2), 10)
+
+    outcomes = act_on_timers(engine, claims, "w")
+
+    assert [o.status for o in outcomes] == ["done"] * 3
+    first = sorted(ids)[0]
+    assert calls == [first, sorted(ids)[1], *sorted(ids)]  # the batch stopped at the second; then one by one
+    assert all(notes_of(kit, case_id) == ["done"] for case_id in ids)  # the batch's first note did not stay
+    assert [emails_queued(kit, case_id) for case_id in ids] == [1, 1, 1]
