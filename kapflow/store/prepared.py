@@ -104,6 +104,7 @@ class HotStatements:
         }
         # FOR UPDATE on PostgreSQL: writers of one case queue on its row instead of failing their
         # compare-and-swap (SQLite has taken its write lock already; it renders no FOR UPDATE).
+        self.read_case = prep(select(_cases).where(_cases.c.id == bindparam("id")))
         self.select_case = prep(select(_cases).where(_cases.c.id == bindparam("id")).with_for_update())
         self.insert_case = prep(_cases.insert().values({c: bindparam(c) for c in CASE_COLUMNS}))
         self.update_case = prep(

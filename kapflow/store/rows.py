@@ -11,7 +11,7 @@ from sqlalchemy.engine import Row
 
 from kapflow.domain.case import AuditEvent, CaseRecord, ProjectionText, to_iso
 from kapflow.domain.payload import canonical_json
-from kapflow.store.prepared import AUDIT_COLUMNS
+from kapflow.store.prepared import AUDIT_COLUMNS, CASE_COLUMNS
 
 
 def case_from_row(row: Row[Any] | Mapping[str, Any]) -> CaseRecord:
@@ -31,6 +31,11 @@ def case_from_row(row: Row[Any] | Mapping[str, Any]) -> CaseRecord:
         updated_at=datetime.fromisoformat(m["updated_at"]),
         facts_text=ProjectionText(facts, m["facts"]),  # so a command can append to it (text_after_fold)
     )
+
+
+def case_from_values(row: Sequence[Any] | None) -> CaseRecord | None:
+    """A case from a DBAPI row of ``select(cases table)``, in its column order (None for no row)."""
+    return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True))) if row is not None else None
 
 
 def case_values(case: CaseRecord) -> dict[str, Any]:

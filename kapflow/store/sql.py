@@ -15,27 +15,26 @@ become records in ``kapflow.store.rows``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.errors import StorageError
 from kapflow.store import schema
-from kapflow.store.prepared import HotStatements
+from kapflow.store.prepared import HotStatements, Prepared
 from kapflow.store.queue import SqlQueue
-from kapflow.store.rows import case_from_row, event_from_row
+from kapflow.store.rows import case_from_row, case_from_values, event_from_row
 from kapflow.store.tables import AuditRow, CaseRow
 from kapflow.store.unit_of_work import PipelinedUnitOfWork, SqlUnitOfWork
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
 
-_SELECT_CASE = select(_cases).where(_cases.c.id == bindparam("id"))
 
 
 def create_db_engine(url: str) -> Engine:
@@ -207,9 +206,7 @@ class SqlStore:
         return uow
 
     def get_case(self, case_id: str) -> CaseRecord | None:
-        with _translated(), self.engine.connect() as conn:
-            row = conn.execute(_SELECT_CASE, {"id": case_id}).first()
-            return case_from_row(row) if row is not None else None
+        return case_from_values(next(iter(self._read(self._hot.read_case, {"id": case_id})), None))
 
     def list_cases(
         self, *, state: str | None = None, limit: int = 100, offset: int = 0
@@ -228,16 +225,25 @@ class SqlStore:
             return int(conn.execute(query).scalar_one())
 
     def history(self, case_id: str) -> Sequence[AuditEvent]:
-        # On the pool's DBAPI connection, the statement compiled once, rows fetched at once: a case's
-        # history is read often (operations staff, the API) and SQLAlchemy's per-row work would be
-        # most of its cost.
+        return [event_from_row(r) for r in self._read(self._hot.select_history, {"case_id": case_id})]
+
+    def _read(self, statement: Prepared, values: Mapping[str, Any]) -> list[Any]:
+        """The rows of one read, precompiled, on a pooled DBAPI connection.
+
+        A case and its history are read often (operations staff, the CLI, an API), and SQLAlchemy's
+        per-row work would be most of their cost. On PostgreSQL the one statement runs in autocommit
+        mode: a single SELECT sees one snapshot without a transaction around it, so the read is one
+        round trip, not three (psycopg's BEGIN, the SELECT, the pool's ROLLBACK on return).
+        """
         with _translated(self._dbapi_error):
             conn = self.engine.raw_connection()
             try:
-                rows = self._hot.select_history.run(conn.cursor(), {"case_id": case_id}).fetchall()
+                if self._pipelined:
+                    driver: Any = conn.driver_connection
+                    driver.autocommit = True
+                return list(statement.run(conn.cursor(), values).fetchall())
             finally:
-                conn.close()
-            return [event_from_row(r) for r in rows]
+                self._to_pool(conn, clean=True)  # autocommit off again (dropped if that fails)
 
     def iter_audit(self, case_id: str | None = None) -> Iterator[AuditEvent]:
         query = select(_audit).order_by(_audit.c.case_id, _audit.c.case_seq)

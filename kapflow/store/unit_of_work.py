@@ -17,8 +17,8 @@ from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.timers import PlannedTimer
 from kapflow.ports import DuplicateIdempotencyKey
-from kapflow.store.prepared import CASE_COLUMNS, HotStatements
-from kapflow.store.rows import case_from_row, case_values, event_values
+from kapflow.store.prepared import HotStatements
+from kapflow.store.rows import case_from_values, case_values, event_values
 from kapflow.store.tables import IdempotencyRow
 
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
@@ -40,7 +40,7 @@ class SqlUnitOfWork:
         self._cur.execute("BEGIN IMMEDIATE")
 
     def load_case(self, case_id: str) -> CaseRecord | None:
-        return _case(self._first_row(self._hot.select_case.run(self._cur, {"id": case_id})))
+        return case_from_values(self._first_row(self._hot.select_case.run(self._cur, {"id": case_id})))
 
     def prefetch_case(self, case_id: str) -> None:
         """Nothing to gain where every statement is waited for: ``load_case`` reads it when asked."""
@@ -163,7 +163,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
             cursor = ahead[1]
             if cursor.pgresult is None:  # not here yet: send what is queued and wait for it
                 self._pipeline.sync()
-            case = _case(cursor.fetchone())
+            case = case_from_values(cursor.fetchone())
         else:
             case = super().load_case(case_id)
         if case is not None:
@@ -254,10 +254,6 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     def _first_row(self, cursor: Any) -> Any:
         self._pipeline.sync()  # BEGIN, the read, and whatever was queued before it
         return cursor.fetchone()
-
-
-def _case(row: Any) -> CaseRecord | None:
-    return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True))) if row is not None else None
 
 
 def _swap_values(case: CaseRecord, event: AuditEvent, expected_event_count: int) -> dict[str, Any]:

@@ -379,3 +379,38 @@ def test_a_writers_connection_goes_back_to_the_pool_as_it_came(engine: Engine, c
         driver = conn.connection.driver_connection
         assert getattr(driver, "autocommit", False) is False
         assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() >= 1
+
+
+@contextmanager
+def traced_pool_connection(store: SqlStore) -> Iterator[list[str]]:
+    """libpq's trace of the pool's one connection while it serves the reads meanwhile (a line each)."""
+    store.release_connections()
+    assert store.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+    conn = store.engine.raw_connection()
+    pgconn = cast(Any, conn.driver_connection).pgconn
+    conn.close()  # back to the pool: the next read takes it
+    lines: list[str] = []
+    with tempfile.TemporaryFile("w+") as out:
+        pgconn.trace(out.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield lines
+        finally:
+            pgconn.untrace()
+            out.seek(0)
+            lines.extend(out.read().splitlines())
+
+
+@pytest.mark.postgres
+def test_postgres_reading_a_case_or_its_history_is_one_round_trip(pg_engine: Engine) -> None:
+    """One SELECT in autocommit mode: no BEGIN of psycopg's before it, no ROLLBACK of the pool's after it."""
+    case_id = open_case(pg_engine)
+    store = pg_engine.store
+    assert isinstance(store, SqlStore)
+    with traced_pool_connection(store) as case_read:
+        assert pg_engine.case(case_id).id == case_id
+    with traced_pool_connection(store) as history_read:
+        assert [ev.kind for ev in pg_engine.history(case_id)] == ["opened"]
+    assert (waits(case_read), waits(history_read)) == (1, 1)
+    with store.engine.connect() as conn:  # and the pool's connection is back to what SQLAlchemy expects
+        assert getattr(conn.connection.driver_connection, "autocommit", None) is False
