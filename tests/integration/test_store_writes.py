@@ -318,10 +318,8 @@ def test_postgres_a_kept_connection_that_died_costs_one_retry(pg_engine: Engine,
 
 
 @contextmanager
-def protocol_trace(store: SqlStore) -> Iterator[list[str]]:
-    """libpq's trace of the messages on the store's one kept write connection meanwhile, a line each."""
-    (conn,) = store._spare  # kept after a single writer's command
-    pgconn = conn.driver_connection.pgconn
+def libpq_trace(pgconn: Any) -> Iterator[list[str]]:
+    """libpq's trace of the messages on one connection meanwhile, a line each (filled on the way out)."""
     lines: list[str] = []
     with tempfile.TemporaryFile("w+") as out:
         pgconn.trace(out.fileno())
@@ -332,6 +330,14 @@ def protocol_trace(store: SqlStore) -> Iterator[list[str]]:
             pgconn.untrace()  # flushes libpq's buffer into the file
             out.seek(0)
             lines.extend(out.read().splitlines())
+
+
+@contextmanager
+def protocol_trace(store: SqlStore) -> Iterator[list[str]]:
+    """The trace of the store's one kept write connection (kept after a single writer's command)."""
+    (conn,) = store._spare
+    with libpq_trace(conn.driver_connection.pgconn) as lines:
+        yield lines
 
 
 def waits(lines: list[str]) -> int:
@@ -389,16 +395,8 @@ def traced_pool_connection(store: SqlStore) -> Iterator[list[str]]:
     conn = store.engine.raw_connection()
     pgconn = cast(Any, conn.driver_connection).pgconn
     conn.close()  # back to the pool: the next read takes it
-    lines: list[str] = []
-    with tempfile.TemporaryFile("w+") as out:
-        pgconn.trace(out.fileno())
-        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-        try:
-            yield lines
-        finally:
-            pgconn.untrace()
-            out.seek(0)
-            lines.extend(out.read().splitlines())
+    with libpq_trace(pgconn) as lines:
+        yield lines
 
 
 @pytest.mark.postgres
