@@ -95,34 +95,40 @@ def _worker(url: str, cases: int, barrier: Any, results: Any) -> None:
         results.put(("error", f"{type(exc).__name__}: {exc}", 0.0, 0.0, (0, 0), (0, 0)))
 
 
-def _spin(rounds: int, barrier: Any, results: Any) -> None:
-    """Pure-Python work with no I/O (dicts, strings, arithmetic), timed from a common start."""
-    barrier.wait(timeout=_WORKER_TIMEOUT)
-    start = time.monotonic()
-    acc: dict[int, str] = {}
-    for i in range(rounds):
-        acc[i % 512] = f"{i:08d}"
-    results.put((start, time.monotonic()))
+def _spin(index: int, rounds: int, barrier: Any, results: Any) -> None:
+    """Pure-Python work with no I/O (dicts, strings, arithmetic): alone (process 0), then with the other."""
+    for together in (False, True):
+        barrier.wait(timeout=_WORKER_TIMEOUT)
+        if together or index == 0:
+            start = time.monotonic()
+            acc: dict[int, str] = {}
+            for i in range(rounds):
+                acc[i % 512] = f"{i:08d}"
+            results.put((together, start, time.monotonic()))
 
 
 def cpu_scaling(rounds: int) -> float:
     """What this machine gives two CPU-bound processes against one, measured now: work per second of 2 / of 1.
 
     The ceiling of ``workers_scaling`` where a fire keeps a core busy end to end (one worker and its
-    server process take turns on the cores, so one worker already keeps one core busy).
+    server process take turns on the cores, so one worker already keeps one core busy). The same two
+    processes serve both measurements: one spins alone while the other waits, then both spin.
     """
-    ctx = multiprocessing.get_context("spawn")
-    per_s: list[float] = []
-    for n in (1, 2):
-        barrier, results = ctx.Barrier(n), ctx.Queue()
-        procs = [ctx.Process(target=_spin, args=(rounds, barrier, results), daemon=True) for _ in range(n)]
-        for p in procs:
-            p.start()
-        spans = [results.get(timeout=_WORKER_TIMEOUT) for _ in procs]
-        for p in procs:
-            p.join(timeout=30)
-        per_s.append(n * rounds / (max(e for _, e in spans) - min(s for s, _ in spans)))
-    return per_s[1] / per_s[0]
+    # Forked where the system can (the children only count, so a copy of this process is safe, and a
+    # spawned child would first import everything the benchmark imports); spawned elsewhere.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_spin, args=(i, rounds, barrier, results), daemon=True) for i in range(2)]
+    for p in procs:
+        p.start()
+    spans = [results.get(timeout=_WORKER_TIMEOUT) for _ in range(3)]
+    for p in procs:
+        p.join(timeout=30)
+    ((_, alone_start, alone_end),) = [s for s in spans if not s[0]]
+    both = [s for s in spans if s[0]]
+    both_s = max(e for _, _, e in both) - min(b for _, b, _ in both)
+    return (2 * rounds / both_s) / (rounds / (alone_end - alone_start))
 
 
 def workers_rate(url: str, processes: int, cases: int) -> tuple[float, float]:
