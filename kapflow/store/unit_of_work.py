@@ -164,6 +164,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
             if cursor.pgresult is None:  # not here yet: send what is queued and wait for it
                 self._pipeline.sync()
             case = case_from_values(cursor.fetchone())
+            cursor.close()
         else:
             case = super().load_case(case_id)
         if case is not None:
