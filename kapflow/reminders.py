@@ -53,7 +53,9 @@ def act_on_timers(engine: Engine, claims: Sequence[TimerClaim], worker: str) -> 
         with engine.store.write() as uow:
             settled = [_settle(engine, uow, claim, worker) for claim in ordered]
             uow.commit()
-    except (LostRace, StorageError):
+    except (LostRace, StorageError) as failed:
+        # Nothing of the batch was kept; each timer is settled again in a transaction of its own.
+        _log.warning("timer_batch_retried_one_by_one", count=len(ordered), error=type(failed).__name__)
         return [act_on_timer(engine, claim, worker) for claim in ordered]
     return [_after_commit(engine, claim, worker, outcome) for claim, outcome in zip(ordered, settled, strict=True)]
 
