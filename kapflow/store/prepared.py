@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Dialect, and_, bindparam, or_, select, update
+from sqlalchemy import Dialect, Integer, and_, bindparam, func, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
@@ -127,6 +127,15 @@ class HotStatements:
             row = select(*[sql_cast(bindparam(f"a_{c}"), _audit.c[c].type) for c in audit_columns]).select_from(moved)
             self.update_and_append = prep(_audit.insert().from_select(audit_columns, row))
             self.update_and_append_locked = prep(_update_and_append_or_fail(moved, audit_columns))
+        by_opening = (
+            select(_cases).order_by(_cases.c.opened_at, _cases.c.id)
+            .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
+        )
+        self.list_cases = prep(by_opening)
+        self.list_cases_in_state = prep(by_opening.where(_cases.c.state == bindparam("state")))
+        counted = select(func.count()).select_from(_cases)
+        self.count_cases = prep(counted)
+        self.count_cases_in_state = prep(counted.where(_cases.c.state == bindparam("state")))
         self.select_history = prep(
             select(_audit).where(_audit.c.case_id == bindparam("case_id")).order_by(_audit.c.case_seq)
         )

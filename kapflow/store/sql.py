@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -211,18 +211,19 @@ class SqlStore:
     def list_cases(
         self, *, state: str | None = None, limit: int = 100, offset: int = 0
     ) -> Sequence[CaseRecord]:
-        query = select(_cases).order_by(_cases.c.opened_at, _cases.c.id).limit(limit).offset(offset)
-        if state is not None:
-            query = query.where(_cases.c.state == state)
-        with _translated(), self.engine.connect() as conn:
-            return [case_from_row(r) for r in conn.execute(query)]
+        page = {"limit": limit, "offset": offset}
+        if state is None:
+            rows = self._read(self._hot.list_cases, page)
+        else:
+            rows = self._read(self._hot.list_cases_in_state, {**page, "state": state})
+        return [case for r in rows if (case := case_from_values(r)) is not None]
 
     def count_cases(self, *, state: str | None = None) -> int:
-        query = select(func.count()).select_from(_cases)
-        if state is not None:
-            query = query.where(_cases.c.state == state)
-        with _translated(), self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+        if state is None:
+            rows = self._read(self._hot.count_cases, {})
+        else:
+            rows = self._read(self._hot.count_cases_in_state, {"state": state})
+        return int(rows[0][0])
 
     def history(self, case_id: str) -> Sequence[AuditEvent]:
         return [event_from_row(r) for r in self._read(self._hot.select_history, {"case_id": case_id})]
@@ -230,8 +231,8 @@ class SqlStore:
     def _read(self, statement: Prepared, values: Mapping[str, Any]) -> list[Any]:
         """The rows of one read, precompiled, on a pooled DBAPI connection.
 
-        A case and its history are read often (operations staff, the CLI, an API), and SQLAlchemy's
-        per-row work would be most of their cost. On PostgreSQL the one statement runs in autocommit
+        A case, its history and the case lists are read often (operations staff, the CLI, an API),
+        and SQLAlchemy's per-row work would be most of their cost. On PostgreSQL the one statement runs in autocommit
         mode: a single SELECT sees one snapshot without a transaction around it, so the read is one
         round trip, not three (psycopg's BEGIN, the SELECT, the pool's ROLLBACK on return).
         """

@@ -590,3 +590,22 @@ def test_open_case_on_explicit_older_version(engine: Engine, store: SqlStore, cl
     out = both.open_case(INQUIRY, actor=FRONT_DESK, workflow=KAP_PATHWAY)
     assert both.case(out.case_id).workflow_version == "1"
     assert both.history(out.case_id)[0].workflow_version == "1"
+
+
+def test_case_lists_page_in_opening_order_and_filter_and_count_by_state(engine: Engine, clock: FakeClock) -> None:
+    """``cases`` pages through cases in the order they opened, with or without a state; counts agree."""
+    opened = []
+    for n in range(5):
+        opened.append(open_case(engine, last_name=f"Listed-{n}"))
+        clock.advance(minutes=1)
+    held = [opened[1], opened[3]]
+    for case_id in held:
+        engine.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "travel"})
+    assert [c.id for c in engine.cases()] == opened
+    assert [c.id for c in engine.cases(limit=2, offset=1)] == opened[1:3]
+    assert [c.id for c in engine.cases(state="on_hold")] == held
+    assert [c.id for c in engine.cases(state="on_hold", limit=1, offset=1)] == held[1:]
+    assert engine.cases(state="completed") == []
+    assert all(c.state == "on_hold" and c.version == 2 for c in engine.cases(state="on_hold"))
+    store = engine.store
+    assert (store.count_cases(), store.count_cases(state="on_hold"), store.count_cases(state="inquiry")) == (5, 2, 3)

@@ -400,7 +400,7 @@ def traced_pool_connection(store: SqlStore) -> Iterator[list[str]]:
 
 
 @pytest.mark.postgres
-def test_postgres_reading_a_case_or_its_history_is_one_round_trip(pg_engine: Engine) -> None:
+def test_postgres_reading_a_case_its_history_or_a_list_is_one_round_trip(pg_engine: Engine) -> None:
     """One SELECT in autocommit mode: no BEGIN of psycopg's before it, no ROLLBACK of the pool's after it."""
     case_id = open_case(pg_engine)
     store = pg_engine.store
@@ -409,6 +409,8 @@ def test_postgres_reading_a_case_or_its_history_is_one_round_trip(pg_engine: Eng
         assert pg_engine.case(case_id).id == case_id
     with traced_pool_connection(store) as history_read:
         assert [ev.kind for ev in pg_engine.history(case_id)] == ["opened"]
-    assert (waits(case_read), waits(history_read)) == (1, 1)
+    with traced_pool_connection(store) as list_read:
+        assert [c.id for c in pg_engine.cases(state="inquiry")] == [case_id]
+    assert (waits(case_read), waits(history_read), waits(list_read)) == (1, 1, 1)
     with store.engine.connect() as conn:  # and the pool's connection is back to what SQLAlchemy expects
         assert getattr(conn.connection.driver_connection, "autocommit", None) is False
