@@ -33,9 +33,9 @@ def case_from_row(row: Row[Any] | Mapping[str, Any]) -> CaseRecord:
     )
 
 
-def case_from_values(row: Sequence[Any] | None) -> CaseRecord | None:
-    """A case from a DBAPI row of ``select(cases table)``, in its column order (None for no row)."""
-    return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True))) if row is not None else None
+def case_from_values(row: Sequence[Any]) -> CaseRecord:
+    """A case from a DBAPI row of ``select(cases table)``, in its column order."""
+    return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True)))
 
 
 def case_values(case: CaseRecord) -> dict[str, Any]:

@@ -206,7 +206,8 @@ class SqlStore:
         return uow
 
     def get_case(self, case_id: str) -> CaseRecord | None:
-        return case_from_values(next(iter(self._read(self._hot.read_case, {"id": case_id})), None))
+        rows = self._read(self._hot.read_case, {"id": case_id})
+        return case_from_values(rows[0]) if rows else None
 
     def list_cases(
         self, *, state: str | None = None, limit: int = 100, offset: int = 0
@@ -216,7 +217,7 @@ class SqlStore:
             rows = self._read(self._hot.list_cases, page)
         else:
             rows = self._read(self._hot.list_cases_in_state, {**page, "state": state})
-        return [case for r in rows if (case := case_from_values(r)) is not None]
+        return [case_from_values(r) for r in rows]
 
     def count_cases(self, *, state: str | None = None) -> int:
         if state is None:
@@ -232,9 +233,9 @@ class SqlStore:
         """The rows of one read, precompiled, on a pooled DBAPI connection.
 
         A case, its history and the case lists are read often (operations staff, the CLI, an API),
-        and SQLAlchemy's per-row work would be most of their cost. On PostgreSQL the one statement runs in autocommit
-        mode: a single SELECT sees one snapshot without a transaction around it, so the read is one
-        round trip, not three (psycopg's BEGIN, the SELECT, the pool's ROLLBACK on return).
+        and SQLAlchemy's per-row work would be most of their cost. On PostgreSQL the one statement
+        runs in autocommit mode: a single SELECT sees one snapshot without a transaction around it,
+        so the read is one round trip, not three (psycopg's BEGIN, the SELECT, the pool's ROLLBACK).
         """
         with _translated(self._dbapi_error):
             conn = self.engine.raw_connection()

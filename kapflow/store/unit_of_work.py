@@ -40,7 +40,8 @@ class SqlUnitOfWork:
         self._cur.execute("BEGIN IMMEDIATE")
 
     def load_case(self, case_id: str) -> CaseRecord | None:
-        return case_from_values(self._first_row(self._hot.select_case.run(self._cur, {"id": case_id})))
+        row = self._first_row(self._hot.select_case.run(self._cur, {"id": case_id}))
+        return case_from_values(row) if row is not None else None
 
     def prefetch_case(self, case_id: str) -> None:
         """Nothing to gain where every statement is waited for: ``load_case`` reads it when asked."""
@@ -163,8 +164,9 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
             cursor = ahead[1]
             if cursor.pgresult is None:  # not here yet: send what is queued and wait for it
                 self._pipeline.sync()
-            case = case_from_values(cursor.fetchone())
+            row = cursor.fetchone()
             cursor.close()
+            case = case_from_values(row) if row is not None else None
         else:
             case = super().load_case(case_id)
         if case is not None:
