@@ -7,7 +7,10 @@ repetitions are compared. Separate files keep one contender's WAL checkpoints of
 
 - kapflow: ``engine.fire`` on cases whose facts were recorded beforehand (not timed): load the case
   row, evaluate the KAP guards, compare-and-swap the case row, insert the hashed audit row, apply
-  timer effects, commit.
+  timer effects, commit. The store finds each case's projection among those it committed last
+  (``kapflow.store.recent``), as for a case whose last command ran on the same server.
+- kapflow_cold: the same with ``recent_cases=0``, so every fire parses its case's projection from the
+  row, as for a case another server changed last.
 - raw: for each step, the case row and the audit row that kapflow wrote for a template case (read
   back from its tables: same bytes, other case ids), written through plain sqlite3:
   ``BEGIN IMMEDIATE``, UPDATE of the case row where its event count is the previous one (checked:
@@ -31,6 +34,7 @@ from paths import DISCHARGE, OBSERVATION, PATH, TRIGGERS, fire_step_op, new_cloc
 from sqlalchemy import event, text
 
 from kapflow.engine import Engine
+from kapflow.store.recent import DEFAULT_CASES
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
@@ -145,9 +149,9 @@ def raw_operations(path: CapturedPath, ids: Sequence[str], placeholder: str) -> 
 class KapflowSide:
     """kapflow's side of a durable family: its engine on ``url``, the path it wrote, and its step."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, recent_cases: int = DEFAULT_CASES) -> None:
         self.clock = new_clock()
-        self.store = SqlStore(url)
+        self.store = SqlStore(url, recent_cases=recent_cases)
         self.engine = Engine(self.store, KAP_PATHWAY, clock=self.clock)
         self.captured = capture_path(self.store, self.engine, self.clock)
 
@@ -164,6 +168,7 @@ class SqliteFamily(KapflowSide):
 
     def __init__(self, directory: Path) -> None:
         super().__init__(f"sqlite:///{directory / 'kapflow.db'}")
+        self.cold = KapflowSide(f"sqlite:///{directory / 'kapflow_cold.db'}", recent_cases=0)
         SqlStore(f"sqlite:///{directory / 'raw.db'}").close()  # kapflow's schema, indexes included
         self.raw_conn = kapflow_sqlite(directory / "raw.db")
         self.spiff_conn = kapflow_sqlite(directory / "spiff.db")
@@ -171,10 +176,15 @@ class SqliteFamily(KapflowSide):
         self._batch = 0
         self.spiff_bytes: list[int] = []
 
+    def before_step(self, step: int) -> None:
+        super().before_step(step)
+        self.cold.before_step(step)
+
     def close(self) -> None:
         self.raw_conn.close()
         self.spiff_conn.close()
         self.store.close()
+        self.cold.store.close()
 
     def _ids(self, family: str, k: int) -> list[str]:
         self._batch += 1
@@ -244,7 +254,8 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         k = sizes.durable_cases
         makers: dict[str, Callable[[int], Op]] = {
-            "kapflow": fam.kapflow, "raw": fam.raw, "spiff": fam.spiff, "spiff_reload": fam.spiff_reload,
+            "kapflow": fam.kapflow, "kapflow_cold": fam.cold.kapflow, "raw": fam.raw, "spiff": fam.spiff,
+            "spiff_reload": fam.spiff_reload,
         }
         runs: dict[str, list[float]] = {name: [] for name in makers}
         cpu: dict[str, list[float]] = {name: [] for name in makers}
@@ -254,6 +265,8 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                 runs[name].append(got.per_s)
                 cpu[name].append(got.cpu_ms)
         fire, raw, spiff = median(runs["kapflow"]), median(runs["raw"]), median(runs["spiff"])
+        cold = median(runs["kapflow_cold"])
+        recent = fam.store.recent
         sqlite = {
             "fire_per_s": fire,
             "raw_per_s": raw,
@@ -265,10 +278,16 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "filesystem": filesystem_of(directory),
             "fires_per_repetition": k * len(PATH),
             "repetitions": sizes.repetitions,
-            "per_repetition": {"fire": runs["kapflow"], "raw": runs["raw"]},
+            "per_repetition": {"fire": runs["kapflow"], "fire_cold": runs["kapflow_cold"], "raw": runs["raw"]},
+            "fire_cold_per_s": cold,
+            "ratio_cold": cold / raw,
+            "cold_measures": "the same fires on a store keeping no projections (recent_cases=0): each parses its "
+            "case's projection from the row, as for a case another process changed last",
+            "recent_projection_hit_share": recent.hits / max(1, recent.hits + recent.misses),
             "kapflow_statements_per_fire": fam.captured.statements_per_fire,
             "raw_statements_per_commit": 2,
             "cpu_ms_per_fire": median(cpu["kapflow"]),
+            "cpu_ms_per_fire_cold": median(cpu["kapflow_cold"]),
             "cpu_ms_per_raw_commit": median(cpu["raw"]),
         }
         spiff_section = {

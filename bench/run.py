@@ -46,7 +46,8 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
 
 # Figures printed in the table besides the targets.
 SHOWN = (
-    "sqlite.fire_per_s", "sqlite.raw_per_s", "postgres.fire_per_s", "postgres.raw_per_s",
+    "sqlite.fire_per_s", "sqlite.raw_per_s", "sqlite.fire_cold_per_s", "sqlite.ratio_cold",
+    "postgres.fire_per_s", "postgres.raw_per_s",
     "postgres.workers_1_per_s", "postgres.workers_4_per_s", "postgres.cpu_scaling_2_processes",
     "spiff.durable_per_s", "spiff.durable_reload_per_s",
     "spiff.ratio_reload",

@@ -26,6 +26,7 @@ from kapflow.domain.case import (
     CaseRecord,
     FactEntry,
     Outcome,
+    ProjectionText,
     fold_fact,
     fold_move,
     text_after_fold,
@@ -119,6 +120,7 @@ class Engine:
 
         def body(uow: UnitOfWork) -> Outcome:
             now = self.clock.now()
+            facts = fold_fact({}, wf.intake_fact, now, actor.id, parsed)
             case = CaseRecord(
                 id=self._new_case_id(),
                 workflow=wf.name,
@@ -128,9 +130,10 @@ class Engine:
                 version=0,
                 event_count=0,
                 head_hash="",
-                facts=fold_fact({}, wf.intake_fact, now, actor.id, parsed),
+                facts=facts,
                 opened_at=now,
                 updated_at=now,
+                facts_text=ProjectionText(facts, canonical_json(facts)),  # serialized once: stored and kept
             )
             opened = {"intake_kind": wf.intake_fact, "intake": parsed}
             event = self._event(case, actor, "opened", to_state=wf.initial, data=opened, key=key, at=now)

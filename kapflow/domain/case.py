@@ -212,12 +212,30 @@ class CaseRecord:
         """The facts as guards and planners read them: parsed once per record, on demand."""
         return CaseFacts(self.facts)
 
+    def adopt_projection(self, projection: CaseFacts) -> None:
+        """Take ``projection``, built before over these very facts, as this record's ``projection``.
+
+        Its parsed entries and derived views depend on the facts alone, so a record read again
+        with the same facts (``kapflow.store.recent``) need not parse them again.
+        """
+        if projection.raw is not self.facts:
+            raise ValueError("a projection can only be adopted by a record of the same facts object")
+        self.__dict__["projection"] = projection  # where cached_property keeps what it computed
+
+    def parsed_projection(self) -> CaseFacts | None:
+        """``projection`` if something asked for it already, else None (nothing is parsed)."""
+        found: CaseFacts | None = self.__dict__.get("projection")
+        return found
+
+    def known_facts_text(self) -> str | None:
+        """The stored text of ``facts`` when it is known without serializing them."""
+        known = self.facts_text
+        return known.text if known is not None and known.of is self.facts else None  # never stale text
+
     def facts_json(self) -> str:
         """The canonical JSON of ``facts``, as stored."""
-        known = self.facts_text
-        if known is not None and known.of is self.facts:  # text of these very facts, never stale ones
-            return known.text
-        return canonical_json(self.facts)
+        known = self.known_facts_text()
+        return known if known is not None else canonical_json(self.facts)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from kapflow.domain.payload import canonical_json
 from kapflow.store.prepared import AUDIT_COLUMNS, CASE_COLUMNS
 
 
-def case_from_row(row: Row[Any] | Mapping[str, Any]) -> CaseRecord:
+def case_from_row(row: Row[Any] | Mapping[str, Any], parsed: Mapping[str, Any] | None = None) -> CaseRecord:
+    """A case from a row; ``parsed`` is what its ``facts`` text parses to, when already known."""
     m = row._mapping if isinstance(row, Row) else row
-    facts = json.loads(m["facts"])
+    facts = json.loads(m["facts"]) if parsed is None else parsed
     return CaseRecord(
         id=m["id"],
         workflow=m["workflow"],
@@ -33,9 +34,12 @@ def case_from_row(row: Row[Any] | Mapping[str, Any]) -> CaseRecord:
     )
 
 
-def case_from_values(row: Sequence[Any]) -> CaseRecord:
+def case_from_values(row: Sequence[Any], parsed: Mapping[str, Any] | None = None) -> CaseRecord:
     """A case from a DBAPI row of ``select(cases table)``, in its column order."""
-    return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True)))
+    return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True)), parsed)
+
+
+ID_COLUMN, FACTS_COLUMN = CASE_COLUMNS.index("id"), CASE_COLUMNS.index("facts")  # in a DBAPI row of cases
 
 
 def case_values(case: CaseRecord) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from kapflow.domain.errors import StorageError
 from kapflow.store import schema
 from kapflow.store.prepared import HotStatements, Prepared
 from kapflow.store.queue import SqlQueue
+from kapflow.store.recent import DEFAULT_CASES, RecentProjections
 from kapflow.store.rows import case_from_row, case_from_values, event_from_row
 from kapflow.store.tables import AuditRow, CaseRow
 from kapflow.store.unit_of_work import PipelinedUnitOfWork, SqlUnitOfWork
@@ -110,7 +111,8 @@ _SPARE_WRITERS = 2  # write connections kept between commands; the pool's defaul
 class SqlStore:
     """The ``Store`` port on SQLAlchemy Core."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, recent_cases: int = DEFAULT_CASES) -> None:
+        """``recent_cases``: how many cases' parsed projections to keep for their next command (0: none)."""
         self.url = url
         self.engine = create_db_engine(url)
         self.dialect = self.engine.dialect.name
@@ -118,6 +120,7 @@ class SqlStore:
         self._dbapi_error: type[Exception] = self.engine.dialect.dbapi.Error  # type: ignore[union-attr]
         self._pipelined = _can_pipeline(self.engine)
         self._spare: list[Any] = []  # DBAPI connections kept checked out between write commands
+        self.recent = RecentProjections(recent_cases)
         self._closed = False
         if create:
             self.create_schema()
@@ -149,6 +152,8 @@ class SqlStore:
                 conn.invalidate()
                 raise
             finally:
+                if uow is not None and uow.committed:  # a refusal commits, then raises
+                    self.recent.remember(uow.written.values())
                 clean = False
                 try:
                     # Out of pipeline mode first (after an invalidation this does no I/O).
@@ -199,8 +204,8 @@ class SqlStore:
 
     def _unit_of_work(self, conn: Any) -> SqlUnitOfWork:
         if self._pipelined:
-            return PipelinedUnitOfWork(conn, self._hot)
-        uow = SqlUnitOfWork(conn, self._hot)
+            return PipelinedUnitOfWork(conn, self._hot, self.recent)
+        uow = SqlUnitOfWork(conn, self._hot, self.recent)
         if self.dialect == "sqlite":
             uow.begin_immediate()
         return uow

@@ -18,7 +18,8 @@ from kapflow.domain.payload import canonical_json
 from kapflow.domain.timers import PlannedTimer
 from kapflow.ports import DuplicateIdempotencyKey
 from kapflow.store.prepared import HotStatements
-from kapflow.store.rows import case_from_values, case_values, event_values
+from kapflow.store.recent import RecentProjections
+from kapflow.store.rows import case_values, event_values
 from kapflow.store.tables import IdempotencyRow
 
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
@@ -29,11 +30,13 @@ _CANCELLED = "the case left the state or the appointment changed"
 class SqlUnitOfWork:
     """One transaction on one pooled DBAPI connection, running the precompiled hot statements."""
 
-    def __init__(self, conn: Any, hot: HotStatements) -> None:
+    def __init__(self, conn: Any, hot: HotStatements, recent: RecentProjections) -> None:
         self._conn = conn
         self._hot = hot
+        self._recent = recent
         self._cur = conn.cursor()
         self.committed = False
+        self.written: dict[str, CaseRecord] = {}  # each case's last record written here, for ``recent``
 
     def begin_immediate(self) -> None:
         """SQLite: take the write lock before reading, so a read-then-write never races."""
@@ -41,7 +44,7 @@ class SqlUnitOfWork:
 
     def load_case(self, case_id: str) -> CaseRecord | None:
         row = self._first_row(self._hot.select_case.run(self._cur, {"id": case_id}))
-        return case_from_values(row) if row is not None else None
+        return self._recent.case(row) if row is not None else None
 
     def prefetch_case(self, case_id: str) -> None:
         """Nothing to gain where every statement is waited for: ``load_case`` reads it when asked."""
@@ -55,10 +58,11 @@ class SqlUnitOfWork:
             **case_values(case),
         }
         self._hot.insert_case.run(self._cur, values)
+        self.written[case.id] = case
 
     def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
         values = {"b_id": case.id, "b_expected": expected_event_count, **case_values(case)}
-        return self._row_count(self._hot.update_case.run(self._cur, values)) == 1
+        return self._wrote(case, self._row_count(self._hot.update_case.run(self._cur, values)) == 1)
 
     def append_event(self, event: AuditEvent) -> None:
         self._hot.insert_event.run(self._cur, event_values(event))
@@ -70,7 +74,8 @@ class SqlUnitOfWork:
                 return False
             self.append_event(event)
             return True
-        return self._row_count(combined.run(self._cur, _swap_values(case, event, expected_event_count))) == 1
+        cursor = combined.run(self._cur, _swap_values(case, event, expected_event_count))
+        return self._wrote(case, self._row_count(cursor) == 1)
 
     def apply_effects(self, effects: Effects, now: datetime) -> None:
         if effects.empty:
@@ -119,6 +124,11 @@ class SqlUnitOfWork:
         """Before a rollback: True if the connection can take it (always, without a pipeline)."""
         return True
 
+    def _wrote(self, case: CaseRecord, matched: bool) -> bool:
+        if matched:
+            self.written[case.id] = case
+        return matched
+
     def _row_count(self, cursor: Any) -> int:
         return int(cursor.rowcount)
 
@@ -147,8 +157,8 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     Its statement also makes a miss abort the transaction, so a wrong prediction commits nothing.
     """
 
-    def __init__(self, conn: Any, hot: HotStatements) -> None:
-        super().__init__(conn, hot)
+    def __init__(self, conn: Any, hot: HotStatements, recent: RecentProjections) -> None:
+        super().__init__(conn, hot, recent)
         self._held: dict[str, int] = {}  # case id -> its event count, for rows locked by this transaction
         self._ahead: tuple[str, Any] | None = None  # a case read queued by prefetch_case, and its cursor
         driver = conn.driver_connection
@@ -166,7 +176,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
                 self._pipeline.sync()
             row = cursor.fetchone()
             cursor.close()
-            case = case_from_values(row) if row is not None else None
+            case = self._recent.case(row) if row is not None else None
         else:
             case = super().load_case(case_id)
         if case is not None:
@@ -191,7 +201,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         assert self._hot.update_and_append_locked is not None
         self._hot.update_and_append_locked.run(self._cur, _swap_values(case, event, expected_event_count))
         self._held[case.id] = case.event_count
-        return True
+        return self._wrote(case, True)
 
     def _update_and_append_waiting(self, case: CaseRecord, event: AuditEvent, expected_event_count: int) -> bool:
         """A row this transaction has not locked (or not at this count): the row count is the verdict."""

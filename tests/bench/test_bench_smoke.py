@@ -12,7 +12,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 FIGURES = (
-    "sqlite.fire_per_s", "sqlite.raw_per_s", "sqlite.ratio",
+    "sqlite.fire_per_s", "sqlite.raw_per_s", "sqlite.ratio", "sqlite.fire_cold_per_s", "sqlite.ratio_cold",
     "spiff.durable_per_s", "spiff.ratio",
     "memory.kapflow", "memory.transitions_bare", "memory.transitions_per_fire_machine",
     "memory.python_statemachine", "memory.spiff",

@@ -1,0 +1,135 @@
+"""The store keeps the projections it committed last, parsed, and never serves one the row no longer has.
+
+A command always reads its case row; the parsed projection is reused only when the row's text is the
+one this store wrote. Another process's change, an edit by hand, a rolled-back write: each must be
+read from the row, on both backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+from support import FRONT_DESK, PRESCRIBER, open_case
+
+from kapflow.domain.case import CaseRecord, ProjectionText
+from kapflow.engine import Engine
+from kapflow.errors import TransitionBlocked
+from kapflow.store.recent import LARGEST_TEXT, TEXT_BUDGET, RecentProjections
+from kapflow.store.sql import SqlStore
+from kapflow.testing import FakeClock
+from kapflow.workflows.kap import KAP_PATHWAY
+
+
+@pytest.fixture
+def other_engine(any_ready_url: str, clock: FakeClock) -> Iterator[Engine]:
+    """A second engine on the same database with a store of its own: another API server or worker."""
+    store = SqlStore(any_ready_url)
+    yield Engine(store, KAP_PATHWAY, clock=clock)
+    store.close()
+
+
+def store_of(engine: Engine) -> SqlStore:
+    assert isinstance(engine.store, SqlStore)
+    return engine.store
+
+
+def load(engine: Engine, case_id: str) -> CaseRecord:
+    """The case as the next command would read it (in a write transaction, then rolled back)."""
+    with store_of(engine).write() as uow:
+        case = uow.load_case(case_id)
+    assert case is not None
+    return case
+
+
+def book(engine: Engine, clock: FakeClock, case_id: str) -> None:
+    starts = (clock.now() + timedelta(days=3)).isoformat()
+    engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": starts}, actor=FRONT_DESK)
+    engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+
+
+def test_the_next_command_on_a_case_reuses_what_the_last_one_parsed(engine: Engine, clock: FakeClock) -> None:
+    case_id = open_case(engine)
+    book(engine, clock, case_id)
+    recent = store_of(engine).recent
+    hits = recent.hits
+    case = load(engine, case_id)
+    assert recent.hits == hits + 1
+    assert case.parsed_projection() is not None  # the guards' view came along, already parsed
+    assert case.facts == engine.case(case_id).facts  # and equals the row, parsed afresh
+    assert case.facts_json() == engine.case(case_id).facts_json()
+
+
+def test_another_processs_change_is_read_from_the_row(
+    engine: Engine, other_engine: Engine, clock: FakeClock
+) -> None:
+    case_id = open_case(engine)
+    book(engine, clock, case_id)
+    clock.advance(days=3)
+    with pytest.raises(TransitionBlocked):  # the fee is not paid yet: this store keeps that projection
+        engine.fire(case_id, "start_evaluation", actor=PRESCRIBER)
+    other_engine.record(case_id, "payment", {"amount": "250.00", "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    misses = store_of(engine).recent.misses
+    assert engine.fire(case_id, "start_evaluation", actor=PRESCRIBER).state == "evaluating"
+    assert store_of(engine).recent.misses == misses + 1
+    assert engine.verify_audit(case_id).ok
+
+
+def test_an_edit_by_hand_is_read_from_the_row(engine: Engine, any_ready_url: str, clock: FakeClock) -> None:
+    case_id = open_case(engine)
+    book(engine, clock, case_id)
+    row = engine.case(case_id)
+    edited = row.facts_json().replace('"evaluation"', '"edited_by_hand"', 1)
+    assert edited != row.facts_json()
+    db = create_engine(any_ready_url)
+    try:
+        with db.begin() as conn:
+            conn.execute(text("UPDATE cases SET facts = :f WHERE id = :id"), {"f": edited, "id": case_id})
+    finally:
+        db.dispose()
+    assert load(engine, case_id).facts_json() == edited
+    assert "edited_by_hand" in str(load(engine, case_id).facts)
+    assert not engine.verify_audit(case_id).ok  # and the audit catches the edit, as before
+
+
+def test_a_rolled_back_write_is_not_kept(engine: Engine, clock: FakeClock) -> None:
+    case_id = open_case(engine)
+    before = load(engine, case_id)
+    with pytest.raises(RuntimeError, match="abandoned"), store_of(engine).write() as uow:
+        case = uow.load_case(case_id)
+        assert case is not None
+        changed = replace(case, facts={"facts": [], "moves": []}, facts_text=None, event_count=case.event_count + 1)
+        assert uow.update_case(changed, expected_event_count=case.event_count)
+        raise RuntimeError("abandoned")
+    hits = store_of(engine).recent.hits
+    after = load(engine, case_id)
+    assert after.facts == before.facts and after.event_count == before.event_count
+    assert store_of(engine).recent.hits == hits + 1  # what was kept from the last commit still serves
+
+
+def _case(case_id: str, facts_text: str) -> CaseRecord:
+    facts = {"facts": [], "moves": [], "pad": facts_text}
+    t0 = FakeClock().now()
+    return CaseRecord(case_id, "kap", "1", "inquiry", None, 1, 1, "", facts, t0, t0,
+                      facts_text=ProjectionText(facts, facts_text))
+
+
+def test_the_least_recently_used_leave_first_and_long_texts_are_not_kept() -> None:
+    recent = RecentProjections(capacity=2)
+    recent.remember([_case("a", "{}"), _case("b", "{}")])
+    recent.remember([_case("c", "{}")])
+    assert ("a" in recent, "b" in recent, "c" in recent) == (False, True, True)
+    recent.remember([_case("c", "x" * (LARGEST_TEXT + 1))])  # too long: and what was kept for c is stale
+    assert ("b" in recent, "c" in recent) == (True, False)
+    budget = [_case(f"long-{i}", "y" * LARGEST_TEXT) for i in range(TEXT_BUDGET // LARGEST_TEXT + 1)]
+    recent.capacity = len(budget)
+    recent.remember(budget)  # one more than the characters allow: the least recently used leaves
+    assert "b" not in recent and "long-0" not in recent and all(c.id in recent for c in budget[1:])
+    off = RecentProjections(capacity=0)
+    off.remember([_case("a", "{}")])
+    assert len(off) == 0
+    with pytest.raises(ValueError, match="capacity"):
+        RecentProjections(capacity=-1)
