@@ -7,6 +7,7 @@ minute on 2 cores) and ``tiny`` (the smoke test: seconds, numbers meaningless, o
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import statistics
 import subprocess
@@ -92,18 +93,26 @@ class Rate:
 def interleaved(ops: dict[str, Op], steps: int, cases: int, before_step: Callable[[int], None]) -> dict[str, Rate]:
     """Steps per second of each contender, measured side by side.
 
-    For every (step, case) slot each contender takes its turn (the order rotates from slot to slot),
-    and only its own calls are timed: contenders see the same disk, the same load and the same
-    neighbours, to the millisecond. ``before_step`` runs (untimed) before each step.
+    For every (step, case) slot each contender takes its turn, and only its own calls are timed:
+    contenders see the same disk, the same load and the same neighbours, to the millisecond.
+    ``before_step`` runs (untimed) before each step.
+
+    The order is shuffled for every slot (seeded: the same in every run). Rotating it kept each
+    contender's predecessor fixed, and a contender always running right after one that fills the
+    processor's caches with its own objects (SpiffWorkflow deserializing its workflow) paid for it:
+    kapflow with its parsed-projection cache measured 8% slower than without it in every repetition
+    of a rotated run, and 2% to 10% faster, with 5% less CPU per fire, in shuffled runs.
     """
     spent = dict.fromkeys(ops, 0.0)
     cpu = dict.fromkeys(ops, 0.0)
     names = list(ops)
+    order = random.Random(0)
     wall, proc = time.perf_counter, time.process_time
     for s in range(steps):
         before_step(s)
         for c in range(cases):
-            for name in rotate(names, s * cases + c):
+            order.shuffle(names)
+            for name in names:
                 op = ops[name]
                 start, start_cpu = wall(), proc()
                 op(s, c)
