@@ -104,4 +104,3 @@ class RecentProjections:
 
     def __contains__(self, case_id: object) -> bool:
         return case_id in self._kept
-

@@ -37,7 +37,6 @@ _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
 
 
-
 def create_db_engine(url: str) -> Engine:
     """An SQLAlchemy engine with kapflow's durability and privacy settings."""
     try:
