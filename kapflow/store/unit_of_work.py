@@ -34,9 +34,12 @@ class SqlUnitOfWork:
         self._conn = conn
         self._hot = hot
         self._recent = recent
-        self._cur = conn.cursor()
+        self._cur = self._new_cursor()
         self.committed = False
         self.written: dict[str, CaseRecord] = {}  # each case's last record written here, for ``recent``
+
+    def _new_cursor(self) -> Any:
+        return self._conn.cursor()
 
     def begin_immediate(self) -> None:
         """SQLite: take the write lock before reading, so a read-then-write never races."""
@@ -143,7 +146,8 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     autocommit mode while a unit of work has it, so psycopg sends no BEGIN of its own (it would
     wait for that one even in a pipeline); the unit of work queues BEGIN first instead. A read
     (the case row FOR UPDATE, an idempotency key) sends what is queued and waits for its row, so
-    BEGIN and the read share one round trip. Writes are queued without waiting, and ``commit``
+    BEGIN and the read share one round trip. Statements queue in libpq's buffer and leave
+    together at each wait (``batched_cursor``). Writes are queued without waiting, and ``commit``
     queues COMMIT and leaves the pipeline, whose Sync is the one wait for all of them: a fire
     waits for the server twice. If any statement fails, the server skips everything after it,
     COMMIT included, and the error is raised by the next call that reads results (``commit`` at
@@ -168,6 +172,13 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         self._pipeline: Any = self._leave_pipeline.__enter__()  # psycopg's Pipeline, until the end
         self._cur.execute("BEGIN", prepare=False)  # queued: sent with the first read or at the commit
 
+    def _new_cursor(self) -> Any:
+        # Statements wait in libpq's buffer and leave together at the next wait (batched_cursor.py).
+        # psycopg is the postgres extra's: imported only where a store runs on it.
+        from kapflow.store.batched_cursor import batched_cursor
+
+        return batched_cursor(self._conn.driver_connection)
+
     def load_case(self, case_id: str) -> CaseRecord | None:
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == case_id:
@@ -185,7 +196,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
 
     def prefetch_case(self, case_id: str) -> None:
         """Queue the read of the case row (on a cursor of its own), to travel with the next read."""
-        cursor = self._conn.cursor()
+        cursor = self._new_cursor()
         self._hot.select_case.run(cursor, {"id": case_id})
         self._ahead = (case_id, cursor)
 
