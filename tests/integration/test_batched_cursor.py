@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
+from support import open_case
 
+from kapflow.domain.case import Actor
+from kapflow.engine import Engine
+from kapflow.reminders import SYSTEM_ROLE
 from kapflow.store import batched_cursor as batching
 from kapflow.store.batched_cursor import BatchedCursor, batched_cursor
+from kapflow.store.sql import SqlStore
+from kapflow.testing import FakeClock
+from kapflow.workflows.kap import KAP_PATHWAY
 
 pytestmark = pytest.mark.postgres
 
@@ -102,6 +109,41 @@ def test_queued_writes_run_in_order_and_a_failure_among_them_stops_the_rest(
         cur.execute("COMMIT", prepare=False)
     writer.execute("ROLLBACK")  # the failed transaction block, as SqlStore drops or resets its connection
     assert writer.execute("SELECT n FROM queued ORDER BY n").fetchall() == [(1,), (3,), (20,)]
+
+
+def last_statements(witness: psycopg.Connection[Any], pid: int, within: float) -> set[str]:
+    """Every statement text the backend ``pid`` showed as its last within ``within`` seconds (pg_stat_activity)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + within
+    while True:
+        row = witness.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        if row is not None:
+            seen.add(str(row[0]))
+        if time.monotonic() >= deadline:
+            return seen
+        time.sleep(0.01)
+
+
+def test_a_commands_writes_reach_the_server_with_its_commit(
+    postgres_ready_url: str, postgres_url: str, clock: FakeClock,
+) -> None:
+    """The store's writer: after the read of the case row, nothing reaches the server until the commit."""
+    store = SqlStore(postgres_ready_url)
+    engine = Engine(store, KAP_PATHWAY, clock=clock)
+    try:
+        case_id = open_case(engine)
+        with psycopg.connect(dsn(postgres_url), autocommit=True) as witness, store.write() as uow:
+            case = uow.load_case(case_id)  # a wait: BEGIN and the read have reached the server
+            assert case is not None
+            pid = cast(Any, uow)._conn.driver_connection.info.backend_pid
+            worker = Actor("worker-test", SYSTEM_ROLE)
+            engine.append_note(uow, case, engine.audit_event(case, worker, "reminder", data={"detail": "queued"}))
+            seen = last_statements(witness, pid, QUIET)
+            assert seen and all("FOR UPDATE" in text for text in seen), seen  # the swap has not left
+            uow.commit()
+        assert [ev.kind for ev in engine.history(case_id)] == ["opened", "reminder"]
+    finally:
+        store.close()
 
 
 def test_where_psycopg_is_not_the_series_it_was_written_for_the_cursor_is_psycopgs_own(
