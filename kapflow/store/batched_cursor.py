@@ -13,8 +13,9 @@ first statements while the client builds the rest.
 Nothing else changes: the same statements run in the same order with the same parameters and
 prepared statements, psycopg matches their results as before, and the first error is raised by
 the next call that reads results, as in any pipeline. The cursor replaces one private step of
-psycopg (``_execute_gen``); where the installed psycopg is not the 3.3 series this was written
-against, ``batched_cursor`` returns psycopg's own cursor, which sends each statement at once.
+psycopg (``_execute_gen``, with the private parts it uses); where the installed psycopg is not the
+3.3 series this was written against, ``batched_cursor`` returns psycopg's own cursor, which sends
+each statement at once, and a test fails so that an upgrade gets this file read again.
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ class BatchedCursor(psycopg.Cursor[Any]):
         return None
 
     def executemany(self, query: Query, params_seq: Iterable[Params], *, returning: bool = False) -> None:
-        """In pipeline mode, ``execute`` for each set of parameters (prepared, as psycopg's would)."""
+        """In pipeline mode, ``execute`` for each set of parameters (prepared, as psycopg's would).
+
+        Unlike psycopg's, ``rowcount`` is then the last statement's, not the sum: the store's
+        callers of ``executemany`` (timers planned, cancelled, re-timed) never read it.
+        """
         if self._conn._pipeline is None or returning or not isinstance(query, str):
             super().executemany(query, params_seq, returning=returning)
             return
