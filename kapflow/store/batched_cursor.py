@@ -41,7 +41,8 @@ class BatchedCursor(psycopg.Cursor[Any]):
     ) -> PQGen[None]:
         pipeline = self._conn._pipeline
         if pipeline is None:
-            return (yield from super()._execute_gen(query, params, prepare=prepare, binary=binary))
+            yield from super()._execute_gen(query, params, prepare=prepare, binary=binary)
+            return
         # psycopg's own step, but for its last part: it would flush the socket here (and read any
         # results already in), one packet and one wake of the server per statement.
         yield from self._start_query(query)
@@ -52,7 +53,6 @@ class BatchedCursor(psycopg.Cursor[Any]):
             queued.popleft()()
         self._last_query = query
         yield from self._conn._prepared.maintain_gen(self._conn)
-        return None
 
     def executemany(self, query: Query, params_seq: Iterable[Params], *, returning: bool = False) -> None:
         """In pipeline mode, ``execute`` for each set of parameters (prepared, as psycopg's would).

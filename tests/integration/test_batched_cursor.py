@@ -9,7 +9,7 @@ observation itself can fail.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import psycopg
@@ -37,25 +37,38 @@ def dsn(url: str) -> str:
 
 @pytest.fixture
 def connections(postgres_url: str) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any]]]:
-    """The writer (autocommit, as a unit of work has it) and the witness, both closed afterwards."""
+    """The writer (autocommit, as a unit of work has it) and the witness; the writer's locks go with them."""
     with psycopg.connect(dsn(postgres_url), autocommit=True) as writer, \
             psycopg.connect(dsn(postgres_url), autocommit=True) as witness:
         yield writer, witness
+        writer.execute("SELECT pg_advisory_unlock_all()")
+
+
+def watch(witness: psycopg.Connection[Any], sql: str, params: tuple[Any, ...], within: float,
+          until: Callable[[Any], bool] = lambda _value: False) -> list[Any]:
+    """The first column of ``sql`` asked every 10 ms for ``within`` seconds, or until a value meets ``until``."""
+    seen: list[Any] = []
+    deadline = time.monotonic() + within
+    while True:
+        row = witness.execute(sql, params).fetchone()
+        if row is not None:
+            seen.append(row[0])
+            if until(row[0]):
+                return seen
+        if time.monotonic() >= deadline:
+            return seen
+        time.sleep(0.01)
 
 
 def lock_seen(witness: psycopg.Connection[Any], pid: int, within: float) -> bool:
     """Whether the writer's backend holds the test's advisory lock at some point within ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        row = witness.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s AND objid = %s",
-            (pid, LOCK_KEY),
-        ).fetchone()
-        if row is not None and row[0]:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
+    sql = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s AND objid = %s"
+    return any(watch(witness, sql, (pid, LOCK_KEY), within, until=bool))
+
+
+def last_statements(witness: psycopg.Connection[Any], pid: int, within: float) -> set[str]:
+    """Every statement text the backend ``pid`` showed as its last within ``within`` seconds (pg_stat_activity)."""
+    return {str(q) for q in watch(witness, "SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,), within)}
 
 
 def test_the_pinned_psycopg_is_the_one_the_cursor_was_written_for() -> None:
@@ -74,7 +87,6 @@ def test_a_queued_statement_leaves_only_when_the_command_waits(
         assert not lock_seen(witness, writer.info.backend_pid, QUIET)
         pipeline.sync()
         assert lock_seen(witness, writer.info.backend_pid, 0)
-    writer.execute("SELECT pg_advisory_unlock_all()")
 
 
 def test_control_psycopgs_own_cursor_sends_at_once(
@@ -84,7 +96,6 @@ def test_control_psycopgs_own_cursor_sends_at_once(
     with writer.pipeline():
         writer.cursor().execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         assert lock_seen(witness, writer.info.backend_pid, 10.0)
-    writer.execute("SELECT pg_advisory_unlock_all()")
 
 
 def test_queued_writes_run_in_order_and_a_failure_among_them_stops_the_rest(
@@ -109,19 +120,6 @@ def test_queued_writes_run_in_order_and_a_failure_among_them_stops_the_rest(
         cur.execute("COMMIT", prepare=False)
     writer.execute("ROLLBACK")  # the failed transaction block, as SqlStore drops or resets its connection
     assert writer.execute("SELECT n FROM queued ORDER BY n").fetchall() == [(1,), (3,), (20,)]
-
-
-def last_statements(witness: psycopg.Connection[Any], pid: int, within: float) -> set[str]:
-    """Every statement text the backend ``pid`` showed as its last within ``within`` seconds (pg_stat_activity)."""
-    seen: set[str] = set()
-    deadline = time.monotonic() + within
-    while True:
-        row = witness.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
-        if row is not None:
-            seen.add(str(row[0]))
-        if time.monotonic() >= deadline:
-            return seen
-        time.sleep(0.01)
 
 
 def test_a_commands_writes_reach_the_server_with_its_commit(
