@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,7 +81,12 @@ Report = tuple[str, Any, float, float, tuple[int, int], tuple[int, int]]
 
 
 def _worker(url: str, cases: int, barrier: Any, results: Any) -> None:
-    """One worker process: its own engine and cases, prepared before the barrier, then the path."""
+    """One worker process: its own engine and cases, prepared before the barrier, then the path.
+
+    It waits at the barrier again before it closes its store and exits: a worker done early would
+    otherwise tear down (its interpreter, its connections, their server processes) on the cores the
+    others are still timed on, and charge the harness's exit to their rate.
+    """
     try:
         clock = new_clock()
         store = SqlStore(url, create=False)
@@ -90,9 +96,16 @@ def _worker(url: str, cases: int, barrier: Any, results: Any) -> None:
         start, ticks = time.monotonic(), cpu_ticks()  # CLOCK_MONOTONIC: comparable across processes
         fires = fire_path(engine, clock, ids)
         results.put(("ok", fires, start, time.monotonic(), ticks, cpu_ticks()))
-        store.close()
     except Exception as exc:
         results.put(("error", f"{type(exc).__name__}: {exc}", 0.0, 0.0, (0, 0), (0, 0)))
+        barrier.abort()  # the others stop waiting for this one
+        return
+    try:
+        barrier.wait(timeout=_WORKER_TIMEOUT)
+    except threading.BrokenBarrierError:
+        pass  # another worker failed: its error is the report
+    finally:
+        store.close()
 
 
 def _spin(index: int, rounds: int, barrier: Any, results: Any) -> None:
