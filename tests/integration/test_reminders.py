@@ -396,6 +396,28 @@ def test_hold_and_resume_bring_the_appointment_reminders_back_once(kit: Reminder
     assert kit.reminders_sent().count("evaluation_reminder_24h") == 1
 
 
+def test_a_reminder_sent_before_a_hold_stays_sent_after_the_resume(kit: ReminderKit) -> None:
+    """Resuming finds the appointment's same timer keys: the one already sent stays sent, never sent twice.
+
+    Two rules hold it, each enough alone: a reminder counting back that is already past is not planned
+    again, and the store's upsert revives only a cancelled timer.
+    """
+    e = kit.engine
+    case_id = open_case(e)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    kit.advance(days=4)  # past the 72 h reminder (day 3, 15:00), before the 24 h one (day 5, 15:00)
+    assert kit.reminders_sent().count("evaluation_reminder_72h") == 1
+    e.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "travelling"})
+    e.fire(case_id, "resume", actor=FRONT_DESK)
+    statuses = {t["reminder"]: t["status"] for t in kit.store.queue().timers(case_id)}
+    assert (statuses["evaluation_reminder_72h"], statuses["evaluation_reminder_24h"]) == ("done", "pending")
+    kit.advance(days=3)
+    assert kit.reminders_sent().count("evaluation_reminder_72h") == 1
+    assert kit.reminders_sent().count("evaluation_reminder_24h") == 1
+
+
 def fee_reminders_due(kit: ReminderKit, cases: int) -> list[str]:
     """``cases`` cases, each with its evaluation booked: each has its fee reminder due now."""
     ids = [open_case(kit.engine, last_name=f"Batch-{n}") for n in range(cases)]
