@@ -129,13 +129,13 @@ def cpu_scaling(rounds: int) -> float:
     """
     # Forked where the system can (the children only count, so a copy of this process is safe, and a
     # spawned child would first import everything the benchmark imports); spawned elsewhere.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
+    forks = "fork" in multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork") if forks else multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
     procs = [ctx.Process(target=_spin, args=(i, rounds, barrier, results), daemon=True) for i in range(2)]
     for p in procs:
         p.start()
-    spans = [results.get(timeout=_WORKER_TIMEOUT) for _ in range(3)]
+    spans: list[tuple[bool, float, float]] = [results.get(timeout=_WORKER_TIMEOUT) for _ in range(3)]
     for p in procs:
         p.join(timeout=30)
     ((_, alone_start, alone_end),) = [s for s in spans if not s[0]]
