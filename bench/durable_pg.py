@@ -162,9 +162,12 @@ def workers_rate(url: str, processes: int, cases: int) -> tuple[float, float]:
             try:
                 got.append(results.get(timeout=1.0))
             except queue.Empty:
-                if time.monotonic() > deadline or sum(p.is_alive() for p in procs) < processes - len(got):
+                # A worker that reported waits for the others (alive); one that failed reports, then
+                # exits cleanly; a non-zero exit code is a worker that died without a word.
+                if time.monotonic() > deadline or any(p.exitcode not in (None, 0) for p in procs):
                     raise RuntimeError("a worker process died or did not report in time") from None
     finally:
+        barrier.abort()  # every worker has reported (none is timed any more), or the run failed
         for p in procs:
             if p.pid is None:
                 continue
@@ -174,8 +177,9 @@ def workers_rate(url: str, processes: int, cases: int) -> tuple[float, float]:
                 p.join(timeout=10)
         results.close()
     errors = [str(g[1]) for g in got if g[0] != "ok"]
-    if errors:
-        raise RuntimeError(f"worker failed: {errors[0]}")
+    if errors:  # the cause, rather than the others' broken barrier
+        cause = next((e for e in errors if not e.startswith(threading.BrokenBarrierError.__name__)), errors[0])
+        raise RuntimeError(f"worker failed: {cause}")
     fires = sum(int(g[1]) for g in got)
     first, last = min(got, key=lambda g: g[2]), max(got, key=lambda g: g[3])
     busy, total = last[5][0] - first[4][0], last[5][1] - first[4][1]
