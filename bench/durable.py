@@ -33,7 +33,7 @@ from measure import Op, Sizes, filesystem_of, interleaved, kapflow_sqlite, media
 from paths import DISCHARGE, OBSERVATION, PATH, TRIGGERS, fire_step_op, new_clock, prepare_case
 from sqlalchemy import event, text
 
-from kapflow.engine import Engine
+from kapflow.app.engine import Engine
 from kapflow.store.recent import DEFAULT_CASES
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock

@@ -25,7 +25,7 @@ from measure import Op, Sizes, interleaved, median
 from paths import PATH, fire_path, new_clock, prepare_case
 from pg import Schema, bench_schema
 
-from kapflow.engine import Engine
+from kapflow.app.engine import Engine
 from kapflow.store.sql import SqlStore
 from kapflow.workflows.kap import KAP_PATHWAY
 

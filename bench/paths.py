@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kapflow.app.engine import Engine
 from kapflow.domain.case import Actor
-from kapflow.engine import Engine
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 

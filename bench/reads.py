@@ -19,7 +19,7 @@ from clone import clone_case
 from measure import EVENTS_PER_HISTORY, Sizes
 from paths import THERAPIST, fire_path, new_clock, prepare_case
 
-from kapflow.engine import Engine
+from kapflow.app.engine import Engine
 from kapflow.store.sql import SqlStore
 from kapflow.workflows.kap import KAP_PATHWAY
 

@@ -31,7 +31,7 @@ def fire_cases(db: Path, cases: int) -> int:
     """The subprocess's work; returns its peak resident set in KiB."""
     from paths import FRONT_DESK, INTAKE, new_clock
 
-    from kapflow.engine import Engine
+    from kapflow.app.engine import Engine
     from kapflow.store.sql import SqlStore
     from kapflow.workflows.kap import KAP_PATHWAY
 

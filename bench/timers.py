@@ -25,8 +25,8 @@ from measure import Sizes, rate
 from paths import FRONT_DESK, INTAKE, new_clock
 
 from kapflow.adapters.notify.memory import MemoryNotifier
-from kapflow.dispatch import DeliveryPolicy, Dispatcher
-from kapflow.engine import Engine
+from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
+from kapflow.app.engine import Engine
 from kapflow.store.sql import SqlStore
 from kapflow.workflows.kap import KAP_PATHWAY
 

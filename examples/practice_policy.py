@@ -16,7 +16,6 @@ from pathlib import Path
 
 from kapflow import Actor, Engine, TransitionBlocked, build_engine
 from kapflow.domain.versions import diff_workflows
-from kapflow.migrate import migrate_case, plan_migration
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 
@@ -78,14 +77,14 @@ def run(url: str) -> int:
     print(diff_workflows(KAP_PATHWAY, STRICTER).text())
 
     # Which cases in flight could move to version 2? The dry run writes nothing.
-    plans = plan_migration(engine, STRICTER)
+    plans = engine.plan_migration(STRICTER)
     for plan in plans:
         verdict = "can move" if plan.ok else f"cannot move: {plan.verdict.text()}"
         print(f"dry run: {plan.case_id} ({plan.state}, v{plan.verdict.from_version}): {verdict}")
     # Move those that can, each in its own audited transaction; the dosed case stays on version 1.
     for plan in plans:
         if plan.ok:
-            moved = migrate_case(engine, plan.case_id, STRICTER, FRONT_DESK, expected_version=plan.version)
+            moved = engine.migrate_case(plan.case_id, STRICTER, actor=FRONT_DESK, expected_version=plan.version)
             print(f"{plan.case_id}: migrated to v{STRICTER.version} (case version {moved.version})")
 
     for case_id in (early, late):

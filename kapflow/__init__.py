@@ -8,13 +8,30 @@
     engine.fire(case.case_id, "book_evaluation", actor=Actor("fd-1", "front_desk"))
 """
 
+from pathlib import Path as _Path
+
+from kapflow import _source_tree
+
+_source_tree.install(_Path(__file__).parent)  # before anything imports kapflow.workflows
+
+from kapflow.app.engine import Engine
+from kapflow.app.runner import RetryPolicy
 from kapflow.audit import AuditProblem, AuditReport
 from kapflow.bootstrap import build_engine
+from kapflow.clocks import ManualClock, SteppingClock
+from kapflow.domain.appointments import Appointment, AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE, Actor, AuditEvent, CaseRecord, FactEntry, Outcome
-from kapflow.domain.errors import (
+from kapflow.domain.events import DeliveryOutcome, EventKind, TimerStatus
+from kapflow.domain.facts import FactSpec
+from kapflow.domain.verdict import Verdict
+from kapflow.domain.workflow import ClientFields, FactKind, GuardContext, Reminder, State, Transition, Workflow
+from kapflow.errors import (
+    AdapterConfigError,
     AuditChainBroken,
     Blocker,
     ConcurrencyConflict,
+    ConfigError,
+    DeliveryFailed,
     IdempotencyKeyReused,
     InvalidFact,
     InvalidInput,
@@ -30,24 +47,28 @@ from kapflow.domain.errors import (
     UnknownTrigger,
     WorkflowDefinitionError,
 )
-from kapflow.domain.facts import FactSpec
-from kapflow.domain.verdict import Verdict
-from kapflow.domain.workflow import FactKind, GuardContext, Reminder, State, Transition, Workflow
-from kapflow.engine import Engine
 from kapflow.ports import Clock, SystemClock
 
 __all__ = [
     "PREVIOUS_STATE",
     "Actor",
+    "AdapterConfigError",
+    "Appointment",
+    "AppointmentFacts",
     "AuditChainBroken",
     "AuditEvent",
     "AuditProblem",
     "AuditReport",
     "Blocker",
     "CaseRecord",
+    "ClientFields",
     "Clock",
     "ConcurrencyConflict",
+    "ConfigError",
+    "DeliveryFailed",
+    "DeliveryOutcome",
     "Engine",
+    "EventKind",
     "FactEntry",
     "FactKind",
     "FactSpec",
@@ -56,14 +77,18 @@ __all__ = [
     "InvalidFact",
     "InvalidInput",
     "KapflowError",
+    "ManualClock",
     "MigrationRefused",
     "NotPermitted",
     "Outcome",
     "Refused",
     "Reminder",
+    "RetryPolicy",
     "State",
+    "SteppingClock",
     "StorageError",
     "SystemClock",
+    "TimerStatus",
     "Transition",
     "TransitionBlocked",
     "TransitionNotAvailable",

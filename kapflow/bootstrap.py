@@ -11,11 +11,13 @@ import os
 from collections.abc import Sequence
 from datetime import timedelta
 
-from kapflow.config import ConfigError, Settings
-from kapflow.dispatch import DeliveryPolicy, Dispatcher
+from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
+from kapflow.app.engine import Engine
+from kapflow.config import Settings
 from kapflow.domain.workflow import Workflow
-from kapflow.engine import Engine
+from kapflow.errors import ConfigError
 from kapflow.ports import Calendar, Clock, Notifier
+from kapflow.store import schema
 from kapflow.store.sql import SqlStore
 
 DEFAULT_DB_URL = "sqlite:///kapflow.db"
@@ -32,8 +34,13 @@ def build_engine(
     *,
     clock: Clock | None = None,
     settings: Settings | None = None,
+    calendar_sync: bool | None = None,
 ) -> Engine:
-    """An engine on a database (default: a SQLite file) running the settings' workflows (default: KAP)."""
+    """An engine on a database (default: a SQLite file) running the settings' workflows (default: KAP).
+
+    ``calendar_sync`` (default: whether the settings name a calendar) queues a calendar change for
+    every appointment change; a caller bringing its own calendar adapter says so here.
+    """
     settings = settings or Settings()
     if workflows is None:
         workflows = load_workflows(settings.workflows)
@@ -43,8 +50,31 @@ def build_engine(
         clock=clock,
         contacts=settings.contacts,
         timezone=settings.timezone,
-        calendar_sync=settings.calendar is not None,
+        calendar_sync=settings.calendar is not None if calendar_sync is None else calendar_sync,
     )
+
+
+def upgrade_schema(url: str) -> schema.Upgrade:
+    """Create the database's schema, or upgrade it to this kapflow's newest revision."""
+    return schema.upgrade(url)
+
+
+def schema_revision(url: str) -> str | None:
+    """The database's schema revision (None: no schema yet). Writes nothing."""
+    return schema.current(url)
+
+
+def newest_revision() -> str:
+    """This kapflow's newest schema revision."""
+    return schema.head()
+
+
+def schema_differences(url: str) -> list[str]:
+    """Where the database differs from this kapflow's models (empty: it matches). Writes nothing."""
+    return list(schema.check(url))
+
+
+BASELINE_REVISION = schema.BASELINE
 
 
 def load_workflows(paths: Sequence[str]) -> list[Workflow]:

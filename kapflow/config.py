@@ -50,24 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kapflow.domain.errors import KapflowError
+from kapflow.errors import ConfigError
 
 DEFAULT_WORKFLOWS = ("kapflow.workflows.kap:KAP_PATHWAY",)
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-
-
-class ConfigError(KapflowError):
-    """The settings file is unreadable or wrong; ``problems`` lists every issue."""
-
-    code = "config_error"
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        super().__init__(f"{source}: " + "; ".join(problems))
-        self.source = source
-        self.problems = tuple(problems)
-
-    def as_dict(self) -> dict[str, object]:
-        return {**super().as_dict(), "source": self.source, "problems": list(self.problems)}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The scenario returns data (what each client shows, its key moments, its audit
 history and the audit verification); ``kapflow.cli`` renders it. Every name,
-date and number here is synthetic. A ``FakeClock`` moves through the story,
+date and number here is synthetic. A ``ManualClock`` moves through the story,
 so the demo is deterministic and never waits: sessions keep to the pathway's
 2-per-7-days and 120-minute observation rules because the clock is advanced
 past them, and the one attempt that breaks each rule is shown being refused.
@@ -16,13 +16,13 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from kapflow.audit import AuditReport
+from kapflow.app.engine import Engine
+from kapflow.audit.chain import AuditReport
 from kapflow.bootstrap import build_dispatcher, build_engine
+from kapflow.clocks import ManualClock, SteppingClock
 from kapflow.config import CalendarSettings, Settings
 from kapflow.domain.case import Actor, AuditEvent
 from kapflow.domain.errors import InvalidInput, TransitionBlocked
-from kapflow.engine import Engine
-from kapflow.testing import FakeClock, SteppingClock
 
 __all__ = ["DEMO_START", "ClientStory", "DemoRun", "Moment", "SentMessage", "demo_engine", "run_demo"]
 
@@ -81,7 +81,7 @@ class _Story:
     """Collects a client's key moments while the scenario drives their case."""
 
     engine: Engine
-    clock: FakeClock
+    clock: ManualClock
     client: str
     headline: str
     case_id: str = ""
@@ -122,7 +122,7 @@ class _Story:
         )
 
 
-def _later(clock: FakeClock, days: int, hour: int) -> datetime:
+def _later(clock: ManualClock, days: int, hour: int) -> datetime:
     now = clock.now()
     target = datetime.combine(now.date() + timedelta(days=days), time(hour), tzinfo=UTC)
     return clock.advance(target - now)
@@ -137,7 +137,7 @@ DEMO_CONTACTS = {
 
 def demo_engine(
     url: str | None = None, start: datetime = DEMO_START, *, mail_folder: Path | None = None
-) -> tuple[Engine, FakeClock]:
+) -> tuple[Engine, ManualClock]:
     """An engine on ``url`` whose clock the demo moves (the demo never reads the wall clock).
 
     With ``mail_folder``, a worker runs every 15 simulated minutes while the
@@ -145,7 +145,7 @@ def demo_engine(
     events (.ics files) into its ``calendar`` subfolder.
     """
     if mail_folder is None:
-        clock = FakeClock(start)
+        clock = ManualClock(start)
         return build_engine(url, clock=clock), clock
     stepping = SteppingClock(start)
     settings = Settings(
@@ -159,9 +159,9 @@ def demo_engine(
     return engine, stepping
 
 
-def run_demo(engine: Engine, clock: FakeClock, *, allow_existing: bool = False) -> DemoRun:
+def run_demo(engine: Engine, clock: ManualClock, *, allow_existing: bool = False) -> DemoRun:
     """Drive every synthetic client through their part of the pathway; verify the audit history."""
-    existing = engine.store.count_cases()
+    existing = engine.count_cases()
     if existing and not allow_existing:
         raise InvalidInput(
             f"the database already holds {existing} cases; run the demo on a new database "
@@ -183,7 +183,7 @@ def run_demo(engine: Engine, clock: FakeClock, *, allow_existing: bool = False) 
 
 
 def _sent(engine: Engine) -> tuple[SentMessage, ...]:
-    rows = [r for r in engine.store.queue().outbox() if r["status"] == "sent" and r["channel"] != "calendar"]
+    rows = [r for r in engine.outbox() if r["status"] == "sent" and r["channel"] != "calendar"]
     return tuple(
         SentMessage(datetime.fromisoformat(r["sent_at"]), r["audience"], r["recipient"], r["subject"],
                     r["key"].split(":")[-2])

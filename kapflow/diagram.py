@@ -12,16 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kapflow.domain.case import PREVIOUS_STATE
-from kapflow.domain.errors import KapflowError
 from kapflow.domain.workflow import Transition, Workflow
+from kapflow.errors import DiagramUnavailable
 
 __all__ = ["DiagramUnavailable", "Edge", "edges", "mermaid", "write_png"]
-
-
-class DiagramUnavailable(KapflowError):
-    """A diagram format needs an optional dependency that is not installed."""
-
-    code = "diagram_unavailable"
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from transitions import Machine, MachineError
 
 from kapflow.domain.case import PREVIOUS_STATE
-from kapflow.domain.errors import KapflowError
 from kapflow.domain.workflow import Workflow
+from kapflow.errors import MoveUndefined
 
 
 class _Binding:
@@ -83,19 +83,6 @@ class CompiledMachine:
             raise MoveUndefined(trigger, state)
         return binding.state
 
-
-class MoveUndefined(KapflowError):
-    """The compiled machine has no move for this trigger from this state (a kapflow bug if reached)."""
-
-    code = "move_undefined"
-
-    def __init__(self, trigger: str, state: str) -> None:
-        super().__init__(f"no move for {trigger!r} from {state!r}")
-        self.trigger = trigger
-        self.state = state
-
-    def as_dict(self) -> dict[str, object]:
-        return {**super().as_dict(), "trigger": self.trigger, "state": self.state}
 
 
 # Keyed by the workflow object (two objects may share a name and version); the

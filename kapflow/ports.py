@@ -18,16 +18,7 @@ from typing import Any, Protocol
 
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.effects import Effects, OutboxMessage
-from kapflow.domain.errors import KapflowError, StorageError
-
-
-class DuplicateIdempotencyKey(StorageError):
-    """A concurrent command stored the same idempotency key first; the engine answers from it."""
-
-    code = "duplicate_idempotency_key"
-
-    def __init__(self) -> None:
-        super().__init__("a concurrent command used the same idempotency key; retry to get its result")
+from kapflow.domain.events import DeliveryOutcome
 
 
 class Clock(Protocol):
@@ -78,6 +69,16 @@ class UnitOfWork(Protocol):
         """Close a timer this worker holds; False if another worker took it over."""
         ...
 
+    def settle_outbox(
+        self, claim: OutboxClaim, worker: str, now: datetime, outcome: DeliveryOutcome, *,
+        detail: str = "", retry_at: datetime | None = None,
+    ) -> bool:
+        """Record one delivery attempt of a message this worker holds; False if another worker took it over.
+
+        ``sent``; ``failed``: pending again from ``retry_at``; ``gave_up``: dead, retried no more.
+        """
+        ...
+
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         """The (fingerprint, result JSON) stored under an idempotency key, if any."""
         ...
@@ -119,35 +120,6 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class AdapterConfigError(KapflowError):
-    """An adapter's configuration is unusable (bad URL, unreachable host at start-up, ...)."""
-
-    code = "adapter_config_error"
-
-    def __init__(self, adapter: str, problem: str) -> None:
-        super().__init__(f"{adapter}: {problem}")
-        self.adapter = adapter
-        self.problem = problem
-
-    def as_dict(self) -> dict[str, object]:
-        return {**super().as_dict(), "adapter": self.adapter, "problem": self.problem}
-
-
-class DeliveryFailed(KapflowError):
-    """One delivery attempt failed. ``permanent`` failures are not retried."""
-
-    code = "delivery_failed"
-
-    def __init__(self, channel: str, reason: str, *, permanent: bool = False) -> None:
-        super().__init__(f"{channel}: {reason}")
-        self.channel = channel
-        self.reason = reason
-        self.permanent = permanent
-
-    def as_dict(self) -> dict[str, object]:
-        return {**super().as_dict(), "channel": self.channel, "reason": self.reason, "permanent": self.permanent}
 
 
 @dataclass(frozen=True)
@@ -234,19 +206,23 @@ class TimerClaim:
 
 @dataclass(frozen=True)
 class OutboxClaim:
-    """An outbox row held by one worker while it delivers it."""
+    """An outbox row held by one worker while it delivers it: the queued message and its attempt number."""
 
     id: int
-    key: str
-    case_id: str
-    channel: str
-    audience: str
-    recipient: str
-    subject: str
-    body: str
-    payload: dict[str, Any]
+    message: OutboxMessage
     attempts: int
 
+    @property
+    def key(self) -> str:
+        return self.message.key
+
+    @property
+    def case_id(self) -> str:
+        return self.message.case_id
+
+    @property
+    def channel(self) -> str:
+        return self.message.channel
 
 
 class Queue(Protocol):
@@ -255,11 +231,6 @@ class Queue(Protocol):
     def claim_timers(self, worker: str, now: datetime, lease_until: datetime, limit: int) -> list[TimerClaim]: ...
 
     def claim_outbox(self, worker: str, now: datetime, lease_until: datetime, limit: int) -> list[OutboxClaim]: ...
-
-    def settle(
-        self, claim: OutboxClaim, worker: str, now: datetime, outcome: str, *,
-        detail: str = "", retry_at: datetime | None = None,
-    ) -> bool: ...
 
     def outbox(self, case_id: str | None = None) -> Sequence[dict[str, Any]]: ...
 

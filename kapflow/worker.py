@@ -20,7 +20,7 @@ from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from kapflow.dispatch import Dispatcher
+from kapflow.app.dispatch import Dispatcher
 from kapflow.logging import get_logger
 
 _log = get_logger("kapflow.worker")

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy import create_engine, event, text
 
-from kapflow.engine import Engine
+from kapflow.app.engine import Engine
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY

@@ -9,8 +9,12 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
-from kapflow.domain.case import Actor
-from kapflow.engine import Engine
+from kapflow.app.engine import Engine
+from kapflow.app.events import note_event
+from kapflow.app.runner import Transaction
+from kapflow.domain.case import Actor, CaseRecord
+from kapflow.domain.events import EventKind
+from kapflow.ports import UnitOfWork
 from kapflow.testing import FakeClock
 
 CLIENT = Actor("client-portal", "client")
@@ -118,3 +122,9 @@ def dump_database(url: str) -> dict[str, list[tuple[Any, ...]]]:
         return out
     finally:
         engine.dispose()
+
+
+def append_note(engine: Engine, uow: UnitOfWork, case: CaseRecord, actor: Actor, data: dict[str, Any]) -> CaseRecord:
+    """Append a reminder note to ``case`` inside ``uow``, as the worker's commands do (``LostRace`` on a miss)."""
+    tx = Transaction(uow, engine.workflows, engine.clock, calendar_sync=False)
+    return tx.note(case, note_event(case, actor, EventKind.REMINDER, at=engine.clock.now(), data=data))

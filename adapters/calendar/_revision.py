@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from kapflow.ports import CalendarEvent, DeliveryFailed
+from kapflow.errors import DeliveryFailed
+from kapflow.ports import CalendarEvent
 
 CHANNEL = "calendar"
 

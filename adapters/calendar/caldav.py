@@ -29,8 +29,8 @@ from caldav.lib import error as caldav_error
 
 from kapflow.adapters.calendar._ical import InvalidIcs, event_ics, parse_event
 from kapflow.adapters.calendar._revision import CHANNEL, cancelled, normalized, revised
-from kapflow.errors import KapflowError
-from kapflow.ports import AdapterConfigError, CalendarEvent, Clock, DeliveryFailed, SystemClock
+from kapflow.errors import AdapterConfigError, DeliveryFailed, KapflowError
+from kapflow.ports import CalendarEvent, Clock, SystemClock
 
 ADAPTER = "caldav"
 # Access problems (credentials, permissions, a moved calendar), locks, timeouts

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from kapflow.adapters.calendar._ical import InvalidIcs, event_ics, feed_ics, parse_event
 from kapflow.adapters.calendar._revision import CHANNEL, cancelled, normalized, revised
-from kapflow.ports import AdapterConfigError, CalendarEvent, Clock, DeliveryFailed, SystemClock
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import CalendarEvent, Clock, SystemClock
 
 ADAPTER = "ics"
 SUFFIX = ".ics"

@@ -30,7 +30,8 @@ import urllib.parse
 import warnings
 from collections.abc import Sequence
 
-from kapflow.ports import AdapterConfigError, DeliveryFailed, Message
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import Message
 
 with warnings.catch_warnings():
     # apprise's PGP helper imports the standard library's deprecated imghdr

@@ -16,7 +16,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from kapflow.adapters.notify.smtp import compose
-from kapflow.ports import AdapterConfigError, DeliveryFailed, Message
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import Message
 
 ADAPTER = "maildir"
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 
-from kapflow.ports import DeliveryFailed, Message
+from kapflow.errors import DeliveryFailed
+from kapflow.ports import Message
 
 
 class MemoryNotifier:

@@ -18,7 +18,8 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from kapflow.ports import AdapterConfigError, DeliveryFailed, Message
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import Message
 
 ADAPTER = "smtp"
 KEY_HEADER = "X-Kapflow-Message-Key"

@@ -30,30 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kapflow.errors import KapflowError
-from kapflow.ports import AdapterConfigError, Clock, DeliveryFailed, Message, SystemClock
+from kapflow.errors import AdapterConfigError, DeliveryFailed, WebhookVerificationError
+from kapflow.ports import Clock, Message, SystemClock
 
 ADAPTER = "webhook"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 EVENT_TYPE = "kapflow.message"
 _RETRYABLE_4XX = frozenset({408, 429})  # timeout and rate limit: the same request may succeed later
-
-
-class WebhookVerificationError(KapflowError):
-    """A received webhook failed verification; ``reason`` is one of the codes below.
-
-    ``missing_header``, ``bad_timestamp``, ``timestamp_too_old``,
-    ``timestamp_too_new``, ``bad_signature``, ``bad_secret``.
-    """
-
-    code = "webhook_verification_failed"
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def as_dict(self) -> dict[str, object]:
-        return {**super().as_dict(), "reason": self.reason}
 
 
 @dataclass(frozen=True)

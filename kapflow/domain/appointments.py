@@ -1,7 +1,8 @@
 """Appointments: booked, rescheduled, cancelled or missed, folded from a case's facts.
 
-A booking is an ``appointment`` fact; every later change is an
-``appointment_update`` fact naming it. Appointment ids are assigned by
+A workflow that books appointments names the two fact kinds that carry
+them (``AppointmentFacts``): a booking, and a change naming a booking
+(reschedule, cancel, no-show, attended). Appointment ids are assigned by
 booking order within the case (``a1``, ``a2``, ...), so the view is a pure
 function of the facts and the same on every replay. The calendar ``uid`` adds
 the case id, and ``sequence`` counts changes (RFC 5545 SEQUENCE).
@@ -10,14 +11,31 @@ the case id, and ``sequence`` counts changes (RFC 5545 SEQUENCE).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from kapflow.domain.case import CaseFacts
 
-BOOKING = "appointment"
-UPDATE = "appointment_update"
 ACTIONS = ("reschedule", "cancel", "no_show", "attended")
+
+
+@dataclass(frozen=True)
+class AppointmentFacts:
+    """The fact kinds that carry a workflow's appointments, and the appointment kinds it books.
+
+    ``booking`` facts have ``kind``, ``starts_at`` (ISO 8601 with a zone), ``minutes``
+    and optionally ``location``; ``update`` facts name a booking's id (``appointment``)
+    and an ``action`` of ``ACTIONS``, with a new ``starts_at`` to reschedule.
+    """
+
+    kinds: tuple[str, ...]
+    booking: str = "appointment"
+    update: str = "appointment_update"
+
+
+STANDARD = AppointmentFacts(kinds=())
+"""The usual fact kinds (``appointment``, ``appointment_update``), for guards that look at any kind."""
 
 
 class Appointment(NamedTuple):
@@ -46,15 +64,17 @@ class Appointment(NamedTuple):
         return self.status == "booked"
 
 
-def appointments(case_id: str, facts: CaseFacts) -> dict[str, Appointment]:
+def appointments(case_id: str, facts: CaseFacts, carriers: AppointmentFacts = STANDARD) -> dict[str, Appointment]:
     """Every appointment of the case by id, with its changes applied in order (do not modify it)."""
-    return facts.derived((appointments, case_id), lambda f: _fold_appointments(case_id, f))
+    booking, update = carriers.booking, carriers.update
+    return facts.derived((appointments, case_id, booking, update),
+                         lambda f: _fold_appointments(case_id, f, booking, update))
 
 
-def _fold_appointments(case_id: str, facts: CaseFacts) -> dict[str, Appointment]:
+def _fold_appointments(case_id: str, facts: CaseFacts, booking: str, update: str) -> dict[str, Appointment]:
     view: dict[str, Appointment] = {}
-    for fact in facts.of_kinds((BOOKING, UPDATE)):
-        if fact.kind == BOOKING:
+    for fact in facts.of_kinds((booking, update)):
+        if fact.kind == booking:
             appt_id = f"a{len(view) + 1}"
             data = fact.data
             # Positional, in field order: id, case_id, kind, starts_at, minutes, status, sequence,
@@ -63,7 +83,7 @@ def _fold_appointments(case_id: str, facts: CaseFacts) -> dict[str, Appointment]
                 appt_id, case_id, str(data["kind"]), datetime.fromisoformat(str(data["starts_at"])),
                 int(data["minutes"]), "booked", 0, fact.at, str(data.get("location") or "in_person"),
             )
-        elif fact.kind == UPDATE and fact.data["appointment"] in view:
+        elif fact.data["appointment"] in view:
             view[str(fact.data["appointment"])] = _apply(view[str(fact.data["appointment"])], fact.data)
     return view
 
@@ -77,15 +97,23 @@ def _apply(appt: Appointment, change: Mapping[str, object]) -> Appointment:
     return appt._replace(status=status, sequence=appt.sequence + 1)
 
 
-def upcoming(case_id: str, facts: CaseFacts, kind: str, now: datetime) -> list[Appointment]:
+def upcoming(
+    case_id: str, facts: CaseFacts, kind: str, now: datetime, carriers: AppointmentFacts = STANDARD
+) -> list[Appointment]:
     """Active appointments of ``kind`` starting now or later, soonest first."""
-    return sorted(_ahead(case_id, facts, kind, now), key=lambda a: a.starts_at)
+    return sorted(_ahead(case_id, facts, kind, now, carriers), key=lambda a: a.starts_at)
 
 
-def has_upcoming(case_id: str, facts: CaseFacts, kind: str, now: datetime) -> bool:
+def has_upcoming(
+    case_id: str, facts: CaseFacts, kind: str, now: datetime, carriers: AppointmentFacts = STANDARD
+) -> bool:
     """Whether an active appointment of ``kind`` starts now or later (a guard's question: no sorting)."""
-    return any(True for _ in _ahead(case_id, facts, kind, now))
+    return any(True for _ in _ahead(case_id, facts, kind, now, carriers))
 
 
-def _ahead(case_id: str, facts: CaseFacts, kind: str, now: datetime) -> Iterator[Appointment]:
-    return (a for a in appointments(case_id, facts).values() if a.kind == kind and a.active and a.starts_at >= now)
+def _ahead(
+    case_id: str, facts: CaseFacts, kind: str, now: datetime, carriers: AppointmentFacts
+) -> Iterator[Appointment]:
+    return (
+        a for a in appointments(case_id, facts, carriers).values() if a.kind == kind and a.active and a.starts_at >= now
+    )

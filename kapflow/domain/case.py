@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, NamedTuple, TypeVar, cast
 
+from kapflow.domain.events import EventKind
 from kapflow.domain.payload import JSONObject, canonical_json
 
 
@@ -287,7 +288,7 @@ class AuditEvent:
     at: datetime
     actor: str
     role: str
-    kind: str  # opened | transition | refused | fact | migrated | notes (reminder, ...)
+    kind: str  # an EventKind
     trigger: str | None
     from_state: str | None
     to_state: str | None
@@ -329,7 +330,7 @@ class Outcome:
     """What a successful command returns (also returned again for a repeated idempotency key)."""
 
     case_id: str
-    kind: str  # opened | transition | fact | migrated
+    kind: str  # an EventKind: opened | transition | fact | migrated
     state: str
     version: int
     case_seq: int
@@ -362,16 +363,16 @@ def replay_events(events: Iterable[AuditEvent]) -> tuple[str, str | None, int, d
     state, previous, version = "", None, 0
     facts: dict[str, Any] = {}
     for ev in events:
-        if ev.kind == "opened":
-            kind = str(ev.data.get("intake_kind", "inquiry"))
+        if ev.kind == EventKind.OPENED:
+            kind = str(ev.data.get("intake_kind", ""))  # always written; missing only in an edited row
             facts = fold_fact({}, kind, ev.at, ev.actor, dict(ev.data["intake"]))
             state, version = ev.to_state or "", 1
-        elif ev.kind == "transition":
+        elif ev.kind == EventKind.TRANSITION:
             facts = fold_move(facts, ev.trigger or "", ev.from_state or "", ev.to_state or "", ev.at)
             previous, state, version = ev.from_state, ev.to_state or "", version + 1
-        elif ev.kind == "fact":
+        elif ev.kind == EventKind.FACT:
             facts = fold_fact(facts, ev.data["kind"], ev.at, ev.actor, dict(ev.data["fact"]))
             version += 1
-        elif ev.kind == "migrated":  # to another workflow version: a change, in neither state nor facts
+        elif ev.kind == EventKind.MIGRATED:  # to another workflow version: a change, in neither state nor facts
             version += 1
     return state, previous, version, facts

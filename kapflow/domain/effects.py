@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from kapflow.domain.appointments import Appointment, appointments
@@ -34,6 +34,41 @@ class OutboxMessage:
     subject: str
     body: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CalendarChange:
+    """An appointment's calendar event as the outbox carries it (``payload``) to the calendar adapter."""
+
+    uid: str
+    summary: str
+    starts_at: datetime
+    ends_at: datetime
+    location: str
+    description: str
+    alarms: tuple[timedelta, ...]
+    sequence: int
+    cancelled: bool
+
+    def as_payload(self) -> dict[str, Any]:
+        """JSON-ready; the outbox row's ``payload`` (its keys are the stored format: keep them)."""
+        return {
+            "uid": self.uid, "summary": self.summary, "starts_at": to_iso(self.starts_at),
+            "ends_at": to_iso(self.ends_at), "location": self.location, "description": self.description,
+            "alarms_minutes": [int(a.total_seconds() // 60) for a in self.alarms], "sequence": self.sequence,
+            "cancelled": self.cancelled,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> CalendarChange:
+        return cls(
+            uid=str(payload["uid"]), summary=str(payload["summary"]),
+            starts_at=datetime.fromisoformat(str(payload["starts_at"])),
+            ends_at=datetime.fromisoformat(str(payload["ends_at"])),
+            location=str(payload.get("location", "")), description=str(payload.get("description", "")),
+            alarms=tuple(timedelta(minutes=int(m)) for m in payload.get("alarms_minutes", ())),
+            sequence=int(payload.get("sequence", 0)), cancelled=bool(payload.get("cancelled", False)),
+        )
 
 
 @dataclass(frozen=True)
@@ -69,41 +104,52 @@ def effects_of(
     else:
         before_facts = before.projection
         planned_before = plan_timers(before_wf or wf, before.id, before.state, before_facts, before.opened_at)
-        appts_before = appointments(before.id, before_facts)
+        appts_before = appointments(before.id, before_facts, wf.appointments) if wf.appointments else {}
+    now = after.updated_at  # the command's instant
     cancel = tuple(sorted(k for k in planned_before if k not in planned_after))
-    plan = tuple(t for k, t in sorted(planned_after.items()) if k not in planned_before)
+    plan = tuple(t for k, t in sorted(planned_after.items()) if k not in planned_before and _worth_it(t, now))
     # Same key, another due time: only a new workflow version re-times a reminder (a migration).
     retime = tuple(
-        t for k, t in sorted(planned_after.items()) if k in planned_before and planned_before[k].due_at != t.due_at
+        t for k, t in sorted(planned_after.items())
+        if k in planned_before and planned_before[k].due_at != t.due_at and _worth_it(t, now)
     )
-    if not calendar:
+    if not calendar or wf.appointments is None:
         return Effects(cancel, plan, retime=retime)
-    changed = [a for a in appointments(after.id, after_facts).values() if appts_before.get(a.id) != a]
+    changed = [a for a in appointments(after.id, after_facts, wf.appointments).values() if appts_before.get(a.id) != a]
     return Effects(cancel, plan, tuple(calendar_message(a) for a in changed), retime)
+
+
+def _worth_it(timer: PlannedTimer, now: datetime) -> bool:
+    """A reminder counting back from an appointment is not planned (or re-timed) into the past.
+
+    Booked too late for it, sending it now would only add noise; re-timed to a moment already
+    past, it keeps the time it had.
+    """
+    return not (timer.counts_back and timer.due_at < now)
 
 
 def calendar_message(appt: Appointment) -> OutboxMessage:
     """The calendar change for an appointment's current version (its key carries the SEQUENCE)."""
     label = appt.kind.replace("_", " ")
-    event = {
-        "uid": appt.uid,
-        "summary": f"{label.capitalize()} ({appt.location.replace('_', ' ')})",
-        "starts_at": to_iso(appt.starts_at),
-        "ends_at": to_iso(appt.ends_at),
-        "location": appt.location.replace("_", " "),
-        "description": f"kapflow case {appt.case_id}, appointment {appt.id}",
-        "alarms_minutes": [int(a.total_seconds() // 60) for a in CALENDAR_ALARMS],
-        "sequence": appt.sequence,
-        "cancelled": appt.status == "cancelled",
-    }
+    change = CalendarChange(
+        uid=appt.uid,
+        summary=f"{label.capitalize()} ({appt.location.replace('_', ' ')})",
+        starts_at=appt.starts_at,
+        ends_at=appt.ends_at,
+        location=appt.location.replace("_", " "),
+        description=f"kapflow case {appt.case_id}, appointment {appt.id}",
+        alarms=CALENDAR_ALARMS,
+        sequence=appt.sequence,
+        cancelled=appt.status == "cancelled",
+    )
     return OutboxMessage(
         key=f"{appt.uid}:s{appt.sequence}:{appt.status}",
         case_id=appt.case_id,
         channel=CALENDAR,
         audience=PRACTICE,
         recipient="",
-        subject=str(event["summary"]),
+        subject=change.summary,
         body="",
-        payload=event,
+        payload=change.as_payload(),
     )
 

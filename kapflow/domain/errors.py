@@ -1,6 +1,6 @@
-"""kapflow's exceptions: one base, structured attributes, no protected health information.
+"""The domain's exceptions: cases, workflows, facts, commands. (The whole tree is drawn in ``kapflow.errors``.)
 
-The tree::
+This part of the tree::
 
     KapflowError
     ├── InvalidInput                 bad input from a caller; nothing was written
@@ -177,6 +177,10 @@ class Refused(KapflowError):
             "state": self.state,
         }
 
+    def audited_blockers(self) -> tuple[dict[str, object], ...]:
+        """Every reason for the refusal, as its audit event records them."""
+        return (Blocker(self.code, self.message).as_dict(),)
+
 
 class NotPermitted(Refused):
     """The actor's role may not fire this trigger or record this fact."""
@@ -240,6 +244,9 @@ class TransitionBlocked(Refused):
     def as_dict(self) -> dict[str, object]:
         return {**super().as_dict(), "blockers": [b.as_dict() for b in self.blockers]}
 
+    def audited_blockers(self) -> tuple[dict[str, object], ...]:
+        return tuple(b.as_dict() for b in self.blockers)
+
 
 class MigrationRefused(Refused):
     """The case cannot move to another workflow version. Every reason is listed (see ``domain.versions``)."""
@@ -267,6 +274,9 @@ class MigrationRefused(Refused):
             "to_version": self.to_version,
             "reasons": [r.as_dict() for r in self.reasons],
         }
+
+    def audited_blockers(self) -> tuple[dict[str, object], ...]:
+        return tuple(r.as_dict() for r in self.reasons)
 
 
 class ConcurrencyConflict(KapflowError):

@@ -63,8 +63,8 @@ def plan_timers(
             key = f"{case_id}:m{entry}:{r.name}"
             planned[key] = PlannedTimer(key, case_id, r.name, _after(since, r))
             continue
-        assert r.before_appointment is not None
-        for appt in appointments(case_id, facts).values():
+        assert r.before_appointment is not None and wf.appointments is not None  # validated with the workflow
+        for appt in appointments(case_id, facts, wf.appointments).values():
             if appt.kind == r.appointment_kind and appt.active:
                 key = f"{case_id}:{appt.id}:s{appt.sequence}:{r.name}"
                 due = appt.starts_at - r.before_appointment

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
+from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE, CaseFacts
 from kapflow.domain.errors import Blocker, WorkflowDefinitionError
 from kapflow.domain.facts import FactSpec
@@ -123,7 +124,35 @@ class FactKind:
 
 
 @dataclass(frozen=True)
+class ClientFields:
+    """Which fields of a workflow's intake fact say who the client is and how to reach them.
+
+    ``name``: the fields that name the client to staff, shown joined by spaces.
+    ``in_messages``: the only fields a reminder's template may use (``{first_name}``);
+    never a diagnosis, a score or a note. ``addresses``: channel -> the field holding
+    the client's address on it (``{"email": "email", "sms": "phone"}``).
+    """
+
+    name: tuple[str, ...] = ()
+    in_messages: tuple[str, ...] = ()
+    addresses: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "addresses", MappingProxyType(dict(self.addresses)))
+
+    def fields(self) -> set[str]:
+        return {*self.name, *self.in_messages, *self.addresses.values()}
+
+
+@dataclass(frozen=True)
 class Workflow:
+    """A pathway as data: what the engine knows of a workflow is declared here, nothing is assumed.
+
+    ``intake_fact`` is the fact a case is opened from; ``client`` names the fields of it that
+    say who the client is; ``appointments`` the fact kinds that book and change appointments
+    (None: this workflow books none).
+    """
+
     name: str
     version: str
     initial: str
@@ -133,8 +162,10 @@ class Workflow:
     guards: Mapping[str, Guard]
     facts: Mapping[str, FactKind]
     thresholds: Mapping[str, Threshold]
+    intake_fact: str
+    client: ClientFields = ClientFields()
+    appointments: AppointmentFacts | None = None
     description: str = ""
-    intake_fact: str = "inquiry"
     # The roles that act for the practice in a case's administration, such as moving it to another
     # version of the workflow (not the client, not the worker's own role, not an auditor).
     staff_roles: frozenset[str] = frozenset()
@@ -275,6 +306,10 @@ def _check_reminders(wf: Workflow, known: set[str]) -> list[str]:
                 problems.append(f"{where} needs exactly one of 'after' or 'before_appointment'")
             if r.before_appointment is not None and not r.appointment_kind:
                 problems.append(f"{where} counts back from an appointment but names no appointment kind")
+            if r.appointment_kind and wf.appointments is None:
+                problems.append(f"{where} speaks of an appointment, but the workflow books none")
+            elif r.appointment_kind and wf.appointments and r.appointment_kind not in wf.appointments.kinds:
+                problems.append(f"{where} names unknown appointment kind {r.appointment_kind!r}")
             if r.fires and (s.name, r.fires) not in triggers:
                 problems.append(f"{where} fires {r.fires!r}, which does not leave {s.name!r}")
             if r.while_blocked_by and r.while_blocked_by not in wf.guards:
@@ -294,6 +329,14 @@ def _check_facts(wf: Workflow) -> list[str]:
                 problems.append(f"fact kind {kind!r} names unknown guard {guard!r}")
     if wf.intake_fact not in wf.facts:
         problems.append(f"intake fact {wf.intake_fact!r} is not a recorded fact kind")
+    else:
+        fields = {f.name for f in wf.facts[wf.intake_fact].spec.fields}
+        problems += [f"client field {f!r} is not a field of the intake fact {wf.intake_fact!r}"
+                     for f in sorted(wf.client.fields() - fields)]
+    if wf.appointments is not None:
+        for carrier in (wf.appointments.booking, wf.appointments.update):
+            if carrier not in wf.facts:
+                problems.append(f"appointment fact {carrier!r} is not a recorded fact kind")
     return problems
 
 

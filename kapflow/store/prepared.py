@@ -20,13 +20,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from kapflow.store.tables import AuditRow, CaseRow, IdempotencyRow, OutboxRow, TimerRow
+from kapflow.store.tables import AuditRow, CaseRow, DeliveryAttemptRow, IdempotencyRow, OutboxRow, TimerRow
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 _timers = TimerRow.__table__  # type: ignore[attr-defined]
 _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
+_attempts = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
 
 CASE_COLUMNS = tuple(c.name for c in _cases.columns)
 AUDIT_COLUMNS = tuple(c.name for c in _audit.columns)  # the order of a ``select(audit table)`` row
@@ -169,4 +170,20 @@ class HotStatements:
                         _timers.c.claimed_by == bindparam("b_worker")))
             .values(status=bindparam("status"), outcome=bindparam("outcome"), updated_at=bindparam("updated_at"),
                     lease_until=None)
+        )
+        # A delivery attempt's result, only by the worker holding the row's lease, and its record.
+        self.settle_outbox = prep(
+            update(_outbox)
+            .where(and_(_outbox.c.id == bindparam("b_id"), _outbox.c.status == "sending",
+                        _outbox.c.claimed_by == bindparam("b_worker")))
+            .values(status=bindparam("status"), claimed_by=None, lease_until=None,
+                    # NULL leaves a column as it was: a success keeps the last error, a failure has no sent_at.
+                    sent_at=func.coalesce(bindparam("sent_at"), _outbox.c.sent_at),
+                    last_error=func.coalesce(bindparam("last_error"), _outbox.c.last_error),
+                    next_attempt_at=func.coalesce(bindparam("next_attempt_at"), _outbox.c.next_attempt_at))
+        )
+        self.insert_attempt = prep(
+            _attempts.insert().values(
+                {c: bindparam(c) for c in ("outbox_id", "attempt", "at", "worker", "outcome", "detail")}
+            )
         )

@@ -1,6 +1,7 @@
 """Timers and the outbox in SQL, the worker's side: claimed with leases, settled one by one.
 
-(Commands write timers and outbox rows through the unit of work, in ``sql.py``.)
+(Commands write timers and outbox rows, and settle delivery attempts, through the
+unit of work, in ``unit_of_work.py``: those writes are the application's commands.)
 
 Claims are leases: a claimed row carries its worker and a lease end, and a
 row whose lease ran out is claimable again, so a dead worker's work is taken
@@ -20,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, select, update
 
 from kapflow.domain.case import to_iso
+from kapflow.domain.effects import OutboxMessage
 from kapflow.ports import OutboxClaim, TimerClaim
 from kapflow.store.tables import DeliveryAttemptRow, OutboxRow, TimerRow
 
@@ -88,37 +90,14 @@ class SqlQueue:
                             attempts=r.attempts + 1)
                 )
         return [
-            OutboxClaim(r.id, r.key, r.case_id, r.channel, r.audience, r.recipient, r.subject, r.body,
-                        json.loads(r.payload), r.attempts + 1)
+            OutboxClaim(
+                r.id,
+                OutboxMessage(r.key, r.case_id, r.channel, r.audience, r.recipient, r.subject, r.body,
+                              json.loads(r.payload)),
+                r.attempts + 1,
+            )
             for r in rows
         ]
-
-    def settle(
-        self, claim: OutboxClaim, worker: str, now: datetime, outcome: str, *,
-        detail: str = "", retry_at: datetime | None = None,
-    ) -> bool:
-        """Record one attempt: ``sent``, ``failed`` (retry at ``retry_at``) or ``gave_up``.
-
-        False if this worker's lease was lost (another worker holds the row now).
-        """
-        status = {"sent": "sent", "failed": "pending", "gave_up": "dead"}[outcome]
-        values: dict[str, Any] = {"status": status, "claimed_by": None, "lease_until": None}
-        if outcome == "sent":
-            values["sent_at"] = to_iso(now)
-        else:
-            values["last_error"] = detail[:_MAX_ERROR]
-        if retry_at is not None:
-            values["next_attempt_at"] = to_iso(retry_at)
-        mine = and_(_outbox.c.id == claim.id, _outbox.c.status == "sending", _outbox.c.claimed_by == worker)
-        with self._write() as conn:
-            if conn.execute(update(_outbox).where(mine).values(**values)).rowcount != 1:
-                return False
-            conn.execute(
-                _attempts.insert(),
-                {"outbox_id": claim.id, "attempt": claim.attempts, "at": to_iso(now), "worker": worker,
-                 "outcome": outcome, "detail": detail[:_MAX_ERROR] or None},
-            )
-        return True
 
     def outbox(self, case_id: str | None = None) -> Sequence[dict[str, Any]]:
         query = select(_outbox).order_by(_outbox.c.id)

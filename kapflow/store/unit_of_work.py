@@ -14,9 +14,11 @@ from typing import Any
 
 from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
 from kapflow.domain.effects import Effects, OutboxMessage
+from kapflow.domain.events import DeliveryOutcome
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.timers import PlannedTimer
-from kapflow.ports import DuplicateIdempotencyKey
+from kapflow.errors import DuplicateIdempotencyKey
+from kapflow.ports import OutboxClaim
 from kapflow.store.prepared import HotStatements
 from kapflow.store.recent import RecentProjections
 from kapflow.store.rows import case_values, event_values
@@ -25,6 +27,7 @@ from kapflow.store.tables import IdempotencyRow
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 
 _CANCELLED = "the case left the state or the appointment changed"
+_MAX_ERROR = 500
 
 
 class SqlUnitOfWork:
@@ -87,14 +90,10 @@ class SqlUnitOfWork:
         if effects.cancel:
             rows = [{"b_key": k, "updated_at": stamp, "outcome": _CANCELLED} for k in effects.cancel]
             self._hot.cancel_timer.run_many(self._cur, rows)
-        # Booked too late for a reminder that counts back: sending it now would only add noise.
-        plan = [t for t in effects.plan if not (t.counts_back and t.due_at < now)]
-        if plan:
-            self._hot.plan_timer.run_many(self._cur, [_timer_values(t, stamp) for t in plan])
-        # Re-timed to a moment already past for one that counts back: it keeps the time it had.
-        retime = [t for t in effects.retime if not (t.counts_back and t.due_at < now)]
-        if retime:
-            rows = [{"b_key": t.key, "due_at": to_iso(t.due_at), "updated_at": stamp} for t in retime]
+        if effects.plan:
+            self._hot.plan_timer.run_many(self._cur, [_timer_values(t, stamp) for t in effects.plan])
+        if effects.retime:
+            rows = [{"b_key": t.key, "due_at": to_iso(t.due_at), "updated_at": stamp} for t in effects.retime]
             self._hot.retime_timer.run_many(self._cur, rows)
         for message in effects.outbox:  # a key already queued is skipped; nobody needs to know here
             self._hot.insert_outbox.run(self._cur, _outbox_values(message, now))
@@ -106,6 +105,25 @@ class SqlUnitOfWork:
         values = {"b_id": timer_id, "b_worker": worker, "status": status, "outcome": outcome[:500],
                   "updated_at": to_iso(now)}
         return self._row_count(self._hot.finish_timer.run(self._cur, values)) == 1
+
+    def settle_outbox(
+        self, claim: OutboxClaim, worker: str, now: datetime, outcome: DeliveryOutcome, *,
+        detail: str = "", retry_at: datetime | None = None,
+    ) -> bool:
+        status = {DeliveryOutcome.SENT: "sent", DeliveryOutcome.FAILED: "pending", DeliveryOutcome.GAVE_UP: "dead"}
+        sent = outcome == DeliveryOutcome.SENT
+        values = {
+            "b_id": claim.id, "b_worker": worker, "status": status[outcome],
+            "sent_at": to_iso(now) if sent else None, "last_error": None if sent else detail[:_MAX_ERROR],
+            "next_attempt_at": to_iso(retry_at) if retry_at is not None else None,
+        }
+        if self._row_count(self._hot.settle_outbox.run(self._cur, values)) != 1:
+            return False
+        self._hot.insert_attempt.run(self._cur, {
+            "outbox_id": claim.id, "attempt": claim.attempts, "at": to_iso(now), "worker": worker,
+            "outcome": str(outcome), "detail": detail[:_MAX_ERROR] or None,
+        })
+        return True
 
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         row = self._first_row(self._hot.select_idem.run(self._cur, {"key": key}))

@@ -12,7 +12,8 @@ import pytest
 from contract.servers import HttpRecorder, SmtpServer
 
 from kapflow.adapters.notify.apprise import AppriseNotifier
-from kapflow.ports import AdapterConfigError, DeliveryFailed, Message
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import Message
 
 
 def text(recipient: str = "+15555550100") -> Message:

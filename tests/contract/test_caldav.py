@@ -12,7 +12,8 @@ from caldav.davclient import DAVClient
 from contract.servers import HttpRecorder, RadicaleServer, free_port
 
 from kapflow.adapters.calendar.caldav import CalDAVCalendar
-from kapflow.ports import AdapterConfigError, CalendarEvent, DeliveryFailed
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import CalendarEvent
 
 USER, PASSWORD = "practice", "synthetic-S3CRET"
 START = datetime(2026, 2, 2, 15, 0, tzinfo=UTC)

@@ -21,7 +21,8 @@ from contract.servers import HttpRecorder, RadicaleServer
 from kapflow.adapters.calendar.caldav import CalDAVCalendar
 from kapflow.adapters.calendar.ics import IcsCalendar
 from kapflow.adapters.calendar.memory import MemoryCalendar
-from kapflow.ports import AdapterConfigError, Calendar, CalendarEvent, DeliveryFailed
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import Calendar, CalendarEvent
 
 START = datetime(2026, 2, 2, 15, 0, tzinfo=UTC)
 EVALUATION_MINUTES = 60  # prescriber evaluation, intention setting, integration

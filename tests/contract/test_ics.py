@@ -10,7 +10,8 @@ import icalendar
 import pytest
 
 from kapflow.adapters.calendar.ics import IcsCalendar, file_stem
-from kapflow.ports import AdapterConfigError, CalendarEvent, DeliveryFailed
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import CalendarEvent
 from kapflow.testing import FakeClock
 
 START = datetime(2026, 2, 2, 15, 0, tzinfo=UTC)

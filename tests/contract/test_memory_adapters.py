@@ -8,7 +8,8 @@ import pytest
 
 from kapflow.adapters.calendar.memory import MemoryCalendar
 from kapflow.adapters.notify.memory import MemoryNotifier
-from kapflow.ports import Calendar, CalendarEvent, DeliveryFailed, Message, Notifier
+from kapflow.errors import DeliveryFailed
+from kapflow.ports import Calendar, CalendarEvent, Message, Notifier
 
 
 def msg(key: str) -> Message:

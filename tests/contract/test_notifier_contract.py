@@ -22,7 +22,8 @@ from kapflow.adapters.notify.maildir import MaildirNotifier
 from kapflow.adapters.notify.memory import MemoryNotifier
 from kapflow.adapters.notify.smtp import KEY_HEADER, SmtpNotifier
 from kapflow.adapters.notify.webhook import WebhookNotifier, generate_secret, verify_webhook
-from kapflow.ports import AdapterConfigError, DeliveryFailed, Message, Notifier
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import Message, Notifier
 
 SENDER = "reminders@practice.example"
 

@@ -9,7 +9,8 @@ import pytest
 from contract.servers import NOUSER_DOMAIN, HttpRecorder, SmtpServer
 
 from kapflow.adapters.notify.smtp import SmtpNotifier, message_id
-from kapflow.ports import AdapterConfigError, DeliveryFailed, Message
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import Message
 
 SENDER = "reminders@practice.example"
 LOGIN = ("practice", "synthetic-password")

@@ -18,7 +18,8 @@ from kapflow.adapters.notify.webhook import (
     sign,
     verify_webhook,
 )
-from kapflow.ports import AdapterConfigError, DeliveryFailed, Message
+from kapflow.errors import AdapterConfigError, DeliveryFailed
+from kapflow.ports import Message
 from kapflow.testing import FakeClock
 
 SECRET = generate_secret()

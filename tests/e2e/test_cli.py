@@ -14,9 +14,9 @@ import pytest
 from support import FRONT_DESK, INQUIRY, PRESCRIBER, open_case, to_evaluating, to_ready
 from typer.testing import CliRunner, Result
 
+from kapflow.app.engine import Engine
 from kapflow.bootstrap import build_engine
 from kapflow.cli import app
-from kapflow.engine import Engine
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 

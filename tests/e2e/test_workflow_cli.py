@@ -12,9 +12,9 @@ from practice_versions import KAP_V2
 from support import THERAPIST, open_case, prepare_dosing, to_ready
 from typer.testing import CliRunner, Result
 
+from kapflow.app.engine import Engine
 from kapflow.bootstrap import build_engine
 from kapflow.cli import app
-from kapflow.engine import Engine
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from support import BILLING, FRONT_DESK, INQUIRY
 
-from kapflow.dispatch import DeliveryPolicy, Dispatcher
-from kapflow.engine import Engine
+from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
+from kapflow.app.engine import Engine
 from kapflow.errors import ConcurrencyConflict
 from kapflow.ports import Message
 from kapflow.store.sql import SqlStore

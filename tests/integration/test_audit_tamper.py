@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from support import BILLING, CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, open_case, to_ready
 
-from kapflow.audit import AuditProblem, AuditReport, link_hash
-from kapflow.engine import Engine
+from kapflow.app.engine import Engine
+from kapflow.audit.chain import AuditProblem, AuditReport, link_hash
 from kapflow.errors import Refused
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock

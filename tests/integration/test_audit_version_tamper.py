@@ -7,7 +7,7 @@ from pathlib import Path
 
 from support import open_case
 
-from kapflow.engine import Engine
+from kapflow.app.engine import Engine
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY

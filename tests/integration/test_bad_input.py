@@ -23,8 +23,8 @@ from support import (
     to_ready,
 )
 
+from kapflow.app.engine import Engine
 from kapflow.domain.case import Actor
-from kapflow.engine import Engine
 from kapflow.errors import (
     ConcurrencyConflict,
     InvalidFact,

@@ -14,11 +14,11 @@ from typing import Any, cast
 
 import psycopg
 import pytest
-from support import open_case
+from support import append_note, open_case
 
+from kapflow.app.engine import Engine
+from kapflow.app.reminders import SYSTEM_ROLE
 from kapflow.domain.case import Actor
-from kapflow.engine import Engine
-from kapflow.reminders import SYSTEM_ROLE
 from kapflow.store import batched_cursor as batching
 from kapflow.store.batched_cursor import BatchedCursor, batched_cursor
 from kapflow.store.sql import SqlStore
@@ -135,7 +135,7 @@ def test_a_commands_writes_reach_the_server_with_its_commit(
             assert case is not None
             pid = cast(Any, uow)._conn.driver_connection.info.backend_pid
             worker = Actor("worker-test", SYSTEM_ROLE)
-            engine.append_note(uow, case, engine.audit_event(case, worker, "reminder", data={"detail": "queued"}))
+            append_note(engine, uow, case, worker, {"detail": "queued"})
             seen = last_statements(witness, pid, QUIET)
             assert seen and all("FOR UPDATE" in text for text in seen), seen  # the swap has not left
             uow.commit()

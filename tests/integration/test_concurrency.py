@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from support import CLIENT, FRONT_DESK, INQUIRY, PRESCRIBER, THERAPIST, open_case, prepare_dosing, to_ready
 
-from kapflow.domain.case import Outcome
-from kapflow.engine import Engine, replay_events
+from kapflow.app.engine import Engine
+from kapflow.domain.case import Outcome, replay_events
 from kapflow.errors import ConcurrencyConflict, TransitionNotAvailable
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock

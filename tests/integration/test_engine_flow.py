@@ -23,8 +23,8 @@ from support import (
     to_ready,
 )
 
-from kapflow.domain.case import Actor, CaseRecord, to_iso
-from kapflow.engine import Engine, replay_events
+from kapflow.app.engine import Engine
+from kapflow.domain.case import Actor, CaseRecord, replay_events, to_iso
 from kapflow.errors import (
     NotPermitted,
     Refused,

@@ -18,8 +18,8 @@ from support import (
     to_evaluating,
 )
 
+from kapflow.app.engine import Engine
 from kapflow.domain.case import Actor
-from kapflow.engine import Engine
 from kapflow.errors import IdempotencyKeyReused, InvalidFact, TransitionBlocked
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock

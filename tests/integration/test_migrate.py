@@ -13,8 +13,8 @@ from practice_versions import KAP_V2, with_state
 from sqlalchemy import inspect, text
 from support import AUDITOR, FRONT_DESK, PRESCRIBER, THERAPIST, open_case, prepare_dosing, to_evaluating, to_ready
 
+from kapflow.app.engine import Engine
 from kapflow.domain.workflow import Reminder
-from kapflow.engine import Engine
 from kapflow.errors import (
     ConcurrencyConflict,
     InvalidInput,
@@ -24,7 +24,6 @@ from kapflow.errors import (
     UnknownCase,
     WorkflowDefinitionError,
 )
-from kapflow.migrate import migrate_case, plan_migration
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
@@ -80,7 +79,7 @@ def test_migration_moves_the_case_audited_and_verified(old: Engine, new: Engine,
     case_id = ready_case(old, clock)
     before = new.case(case_id)
     clock.advance(hours=1)
-    outcome = migrate_case(new, case_id, KAP_V2, FRONT_DESK)
+    outcome = new.migrate_case(case_id, KAP_V2, actor=FRONT_DESK)
     after = new.case(case_id)
     assert (after.workflow_version, after.state, after.version) == ("2", before.state, before.version + 1)
     assert after.event_count == before.event_count + 1 and after.facts == before.facts
@@ -98,7 +97,7 @@ def test_migration_moves_the_case_audited_and_verified(old: Engine, new: Engine,
 def test_a_migrated_case_follows_the_new_rules(old: Engine, new: Engine, store: SqlStore, clock: FakeClock) -> None:
     """After the move, 138/86 holds dosing (v2's 135/85), and an engine with only v2 can run the case."""
     case_id = ready_case(old, clock)
-    migrate_case(new, case_id, KAP_V2, PRESCRIBER)
+    new.migrate_case(case_id, KAP_V2, actor=PRESCRIBER)
     prepare_dosing(new, case_id, systolic=138, diastolic=86)
     with pytest.raises(TransitionBlocked) as info:
         new.fire(case_id, "start_kap_session", actor=THERAPIST)
@@ -124,7 +123,7 @@ def test_timers_follow_the_new_version(store: SqlStore, old: Engine, clock: Fake
                 if r["reminder"] in ("integration_not_booked", "v3_checkin", "integration_not_booked_client")}
 
     assert timers() == {"integration_not_booked": "pending", "integration_not_booked_client": "pending"}
-    migrate_case(engine, case_id, v3, THERAPIST)
+    engine.migrate_case(case_id, v3, actor=THERAPIST)
     assert timers() == {"integration_not_booked": "cancelled", "integration_not_booked_client": "pending",
                         "v3_checkin": "pending"}
     (due,) = [r["due_at"] for r in store.queue().timers(case_id) if r["reminder"] == "v3_checkin"]
@@ -153,7 +152,7 @@ def test_a_reminder_re_timed_under_its_name_follows_while_still_pending(
     assert timers() == {name: ("pending", week) for name in names}
     [claim] = store.queue().claim_timers("worker-x", week, week + timedelta(minutes=5), limit=1)
     (other,) = set(names) - {claim.reminder}
-    migrate_case(engine, case_id, v4, THERAPIST)
+    engine.migrate_case(case_id, v4, actor=THERAPIST)
     now = timers()
     assert now[claim.reminder] == ("claimed", week)
     assert now[other] == ("pending", entered + timedelta(days=2))
@@ -169,7 +168,7 @@ def test_a_refused_migration_is_audited_and_changes_nothing_else(
     before = dump(new)
     case = new.case(case_id)
     with pytest.raises(MigrationRefused) as info:
-        migrate_case(new, case_id, KAP_V2, THERAPIST)
+        new.migrate_case(case_id, KAP_V2, actor=THERAPIST)
     (reason,) = info.value.reasons
     assert reason.code == "entry_guard_fails" and dict(reason.facts)["blocker"] == "pre_dose_blood_pressure_high"
     assert (info.value.from_version, info.value.to_version, info.value.trigger) == ("1", "2", "migrate")
@@ -190,11 +189,11 @@ def test_only_staff_may_migrate_and_never_an_auditor(old: Engine, new: Engine, c
     case_id = ready_case(old, clock)
     version = new.case(case_id).version
     with pytest.raises(NotPermitted):
-        migrate_case(new, case_id, KAP_V2, AUDITOR)
+        new.migrate_case(case_id, KAP_V2, actor=AUDITOR)
     with pytest.raises(NotPermitted):
-        migrate_case(new, case_id, KAP_V2, AUDITOR, roles={"auditor", "front_desk"})
+        new.migrate_case(case_id, KAP_V2, actor=AUDITOR, roles={"auditor", "front_desk"})
     with pytest.raises(NotPermitted) as info:
-        migrate_case(new, case_id, KAP_V2, FRONT_DESK, roles={"prescriber"})
+        new.migrate_case(case_id, KAP_V2, actor=FRONT_DESK, roles={"prescriber"})
     assert info.value.allowed == ("prescriber",)
     refusals = [ev for ev in new.history(case_id) if ev.kind == "refused"]
     assert [ev.blockers[0]["code"] for ev in refusals] == ["not_permitted"] * 3
@@ -211,10 +210,10 @@ def test_staff_come_from_the_workflow_and_a_workflow_without_staff_needs_roles_n
     engine = Engine(store, [V1, no_staff], clock=clock)
     before = dump(engine)
     with pytest.raises(InvalidInput, match="names no staff_roles") as info:
-        migrate_case(engine, case_id, no_staff, FRONT_DESK)
+        engine.migrate_case(case_id, no_staff, actor=FRONT_DESK)
     assert info.value.field == "roles"
     assert dump(engine) == before
-    moved = migrate_case(engine, case_id, no_staff, FRONT_DESK, roles={"front_desk"})
+    moved = engine.migrate_case(case_id, no_staff, actor=FRONT_DESK, roles={"front_desk"})
     assert moved.kind == "migrated"
     assert KAP_V2.staff_roles == frozenset({"front_desk", "prescriber", "therapist"})
 
@@ -230,7 +229,7 @@ def test_the_dry_run_lists_every_case_in_flight_and_writes_nothing(
     old.fire(ineligible, "find_ineligible", actor=PRESCRIBER, data={"reason": "exclusion"})
     on_v2 = open_case(new)
     before = dump(new)
-    plans = {p.case_id: p for p in plan_migration(new, KAP_V2)}
+    plans = {p.case_id: p for p in new.plan_migration(KAP_V2)}
     assert dump(new) == before
     assert set(plans) == {ready, dosing}
     assert plans[ready].ok and plans[ready].version == new.case(ready).version
@@ -245,18 +244,18 @@ def test_a_case_on_a_version_not_loaded_is_listed_as_such(
     """An engine that loaded only v2 still lists the v1 case, as version_not_loaded, rather than hide it."""
     case_id = open_case(old)
     v2_only = Engine(store, KAP_V2, clock=clock)
-    (plan,) = plan_migration(v2_only, KAP_V2)
+    (plan,) = v2_only.plan_migration(KAP_V2)
     assert plan.case_id == case_id and [r.code for r in plan.verdict.reasons] == ["version_not_loaded"]
 
 
 def test_a_concurrent_change_is_a_conflict_and_writes_nothing(old: Engine, new: Engine, clock: FakeClock) -> None:
     """The case changed since the dry run: ConcurrencyConflict with expected_version, the case stays on v1."""
     case_id = ready_case(old, clock)
-    (plan,) = plan_migration(new, KAP_V2)
+    (plan,) = new.plan_migration(KAP_V2)
     new.record(case_id, "fasting", {"attested": True}, actor=THERAPIST)
     before = dump(new)
     with pytest.raises(ConcurrencyConflict) as info:
-        migrate_case(new, case_id, KAP_V2, FRONT_DESK, expected_version=plan.version)
+        new.migrate_case(case_id, KAP_V2, actor=FRONT_DESK, expected_version=plan.version)
     assert (info.value.expected_version, info.value.actual_version) == (plan.version, plan.version + 1)
     assert dump(new) == before
 
@@ -279,7 +278,7 @@ def test_a_change_racing_the_write_is_a_conflict(
 
     monkeypatch.setattr(store, "write", write_reading_stale)
     with pytest.raises(ConcurrencyConflict):
-        migrate_case(new, case_id, KAP_V2, FRONT_DESK)
+        new.migrate_case(case_id, KAP_V2, actor=FRONT_DESK)
     monkeypatch.undo()
     assert new.case(case_id).workflow_version == "1"
     assert [ev.kind for ev in new.history(case_id)][-1] == "fact"
@@ -291,15 +290,15 @@ def test_bad_requests_write_nothing(old: Engine, new: Engine, store: SqlStore, c
     case_id = open_case(new)
     before = dump(new)
     with pytest.raises(UnknownCase):
-        migrate_case(new, "case-missing", KAP_V2, FRONT_DESK)
+        new.migrate_case("case-missing", KAP_V2, actor=FRONT_DESK)
     with pytest.raises(InvalidInput, match="already on version '2'"):
-        migrate_case(new, case_id, KAP_V2, FRONT_DESK)
+        new.migrate_case(case_id, KAP_V2, actor=FRONT_DESK)
     with pytest.raises(InvalidInput):
-        migrate_case(new, case_id, V1, FRONT_DESK, expected_version=0)
+        new.migrate_case(case_id, V1, actor=FRONT_DESK, expected_version=0)
     with pytest.raises(InvalidInput, match="unknown role"):
-        migrate_case(new, case_id, V1, replace(FRONT_DESK, role="janitor"))
+        new.migrate_case(case_id, V1, actor=replace(FRONT_DESK, role="janitor"))
     with pytest.raises(WorkflowDefinitionError, match="version '3' is not loaded"):
-        migrate_case(new, case_id, V1.with_thresholds("3", max_systolic=130), FRONT_DESK)
+        new.migrate_case(case_id, V1.with_thresholds("3", max_systolic=130), actor=FRONT_DESK)
     assert dump(new) == before
 
 
@@ -307,9 +306,9 @@ def test_a_case_can_go_back_and_its_history_still_replays(old: Engine, new: Engi
     """v1 -> v2 -> v1 with a fact between: each migration counts as one change and the chain verifies."""
     case_id = ready_case(old, clock)
     start = new.case(case_id).version
-    migrate_case(new, case_id, KAP_V2, FRONT_DESK)
+    new.migrate_case(case_id, KAP_V2, actor=FRONT_DESK)
     new.record(case_id, "fasting", {"attested": True}, actor=THERAPIST)
-    assert migrate_case(new, case_id, V1, FRONT_DESK).version == start + 3
+    assert new.migrate_case(case_id, V1, actor=FRONT_DESK).version == start + 3
     assert new.case(case_id).workflow_version == "1"
     assert [ev.kind for ev in new.history(case_id)][-3:] == ["migrated", "fact", "migrated"]
     assert new.verify_audit(case_id).ok and new.verify_audit().ok

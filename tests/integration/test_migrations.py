@@ -21,7 +21,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlmodel import SQLModel
 from support import FRONT_DESK, INQUIRY
 
-from kapflow.engine import Engine
+from kapflow.app.engine import Engine
 from kapflow.errors import StorageError
 from kapflow.store import schema
 from kapflow.store.sql import SqlStore, create_db_engine

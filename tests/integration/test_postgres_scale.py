@@ -20,7 +20,7 @@ import pytest
 from integration import scale_workers
 from support import open_case, query
 
-from kapflow.engine import Engine
+from kapflow.app.engine import Engine
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from support import FRONT_DESK, PRESCRIBER, open_case
 
+from kapflow.app.engine import Engine
 from kapflow.domain.case import CaseRecord, ProjectionText
-from kapflow.engine import Engine
 from kapflow.errors import TransitionBlocked
 from kapflow.store.recent import LARGEST_TEXT, TEXT_BUDGET, RecentProjections
 from kapflow.store.sql import SqlStore

@@ -12,12 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from support import CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, one_kap_session, open_case, to_ready
 
-from kapflow.dispatch import DeliveryPolicy, Dispatcher
+from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
+from kapflow.app.reminders import act_on_timers
+from kapflow.app.runner import Transaction
 from kapflow.domain.case import AuditEvent, CaseRecord
-from kapflow.engine import LostRace
-from kapflow.errors import ConcurrencyConflict, TransitionBlocked
-from kapflow.ports import UnitOfWork
-from kapflow.reminders import act_on_timers
+from kapflow.errors import ConcurrencyConflict, LostRace, TransitionBlocked
 from kapflow.testing import FakeClock, MemoryNotifier, ReminderKit
 
 CONTACTS = {"front_desk": {"email": "desk@example.org"}, "therapist": {"email": "therapist@example.org"}}
@@ -448,14 +447,14 @@ def test_a_batch_settles_every_timer_in_one_commit_but_one_taken_over_is_left_to
     later = kit.clock.now()
     (taken,) = queue.claim_timers("other-worker", later, later + timedelta(minutes=2), 1)
 
-    outcomes = act_on_timers(kit.engine, slow, "slow-worker")
+    outcomes = act_on_timers(kit.engine.app, slow, "slow-worker")
 
     in_order = sorted(slow, key=lambda c: (c.case_id, c.id))  # how a batch takes its timers
     by_case = {c.case_id: o.status for c, o in zip(in_order, outcomes, strict=True)}
     assert by_case == {case_id: "lost" if case_id == taken.case_id else "done" for case_id in ids}
     assert notes_of(kit, taken.case_id) == []  # no note, no message from the worker that lost it
     assert emails_queued(kit, taken.case_id) == 0
-    assert [o.status for o in act_on_timers(kit.engine, [taken], "other-worker")] == ["done"]
+    assert [o.status for o in act_on_timers(kit.engine.app, [taken], "other-worker")] == ["done"]
     kit.run()
     assert sorted(m.case_id for m in kit.email.sent) == sorted(ids)  # one fee reminder each
     assert all(notes_of(kit, case_id) == ["done"] for case_id in ids)
@@ -468,20 +467,20 @@ def test_a_batch_that_fails_as_a_whole_keeps_nothing_and_settles_each_timer_alon
     is settled in a transaction of its own, and every reminder goes out once."""
     ids = fee_reminders_due(kit, 3)
     engine = kit.engine
-    real_append = engine.append_note
+    real_note = Transaction.note
     calls: list[str] = []
 
-    def append_once_lost(uow: UnitOfWork, case: CaseRecord, event: AuditEvent) -> CaseRecord:
+    def note_once_lost(tx: Transaction, case: CaseRecord, event: AuditEvent) -> CaseRecord:
         calls.append(case.id)
         if len(calls) == 2:  # the batch's second timer: its case moved meanwhile
-            raise LostRace
-        return real_append(uow, case, event)
+            raise LostRace(case.id)
+        return real_note(tx, case, event)
 
-    monkeypatch.setattr(engine, "append_note", append_once_lost)
+    monkeypatch.setattr(Transaction, "note", note_once_lost)
     now = kit.clock.now()
     claims = kit.store.queue().claim_timers("w", now, now + timedelta(minutes=2), 10)
 
-    outcomes = act_on_timers(engine, claims, "w")
+    outcomes = act_on_timers(engine.app, claims, "w")
 
     assert [o.status for o in outcomes] == ["done"] * 3
     first = sorted(ids)[0]

@@ -38,9 +38,9 @@ from strategies import (
 )
 from support import CLIENT, FRONT_DESK, INQUIRY, PRESCRIBER, THERAPIST, prepare_dosing, to_ready
 
-from kapflow.domain.case import Actor, CaseFacts, CaseRecord, Move, Outcome
+from kapflow.app.engine import Engine
+from kapflow.domain.case import Actor, CaseFacts, CaseRecord, Move, Outcome, replay_events
 from kapflow.domain.payload import canonical_json
-from kapflow.engine import Engine, replay_events
 from kapflow.errors import (
     IdempotencyKeyReused,
     InvalidInput,

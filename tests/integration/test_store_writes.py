@@ -22,15 +22,15 @@ from typing import Any, cast
 import pytest
 from psycopg import pq
 from sqlalchemy import create_engine, text
-from support import FRONT_DESK, open_case
+from support import FRONT_DESK, append_note, open_case
 
+from kapflow.app.engine import Engine
+from kapflow.app.reminders import SYSTEM_ROLE
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord
 from kapflow.domain.effects import Effects
 from kapflow.domain.timers import PlannedTimer
-from kapflow.engine import Engine, LostRace
-from kapflow.errors import StorageError
-from kapflow.ports import DuplicateIdempotencyKey, UnitOfWork
-from kapflow.reminders import SYSTEM_ROLE
+from kapflow.errors import DuplicateIdempotencyKey, LostRace, StorageError
+from kapflow.ports import UnitOfWork
 from kapflow.store.sql import SqlStore
 from kapflow.store.unit_of_work import SqlUnitOfWork
 from kapflow.testing import FakeClock
@@ -68,7 +68,7 @@ def a_timer(case_id: str, clock: FakeClock) -> PlannedTimer:
 
 def note(engine: Engine, uow: UnitOfWork, case: CaseRecord, detail: str = "test") -> CaseRecord:
     """Append a note to ``case`` as the worker does (``LostRace`` if the compare-and-swap misses)."""
-    return engine.append_note(uow, case, engine.audit_event(case, NOTE_ACTOR, "reminder", data={"detail": detail}))
+    return append_note(engine, uow, case, NOTE_ACTOR, {"detail": detail})
 
 
 def move_under_the_lock(store: SqlStore, uow: UnitOfWork, case_id: str) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-import kapflow.diagram
 import kapflow.errors
-import kapflow.machine
-import kapflow.ports
 from kapflow.domain import errors as e
 from kapflow.domain.errors import Blocker, KapflowError
 
@@ -78,20 +77,32 @@ CASES: dict[type[KapflowError], tuple[KapflowError, dict[str, Any]]] = {
         e.AuditChainBroken("case-7f3a", 7, "hash does not match the row"),
         {"case_id": "case-7f3a", "seq": 7, "reason": "hash does not match the row"},
     ),
-    kapflow.machine.MoveUndefined: (
-        kapflow.machine.MoveUndefined("discharge", "inquiry"),
+    kapflow.errors.MoveUndefined: (
+        kapflow.errors.MoveUndefined("discharge", "inquiry"),
         {"trigger": "discharge", "state": "inquiry"},
     ),
-    kapflow.ports.DuplicateIdempotencyKey: (kapflow.ports.DuplicateIdempotencyKey(), {}),
-    kapflow.ports.AdapterConfigError: (
-        kapflow.ports.AdapterConfigError("caldav", "the URL has no scheme"),
+    kapflow.errors.LostRace: (
+        kapflow.errors.LostRace("case-7f3a"),
+        {"case_id": "case-7f3a", "expected_version": None, "actual_version": None},
+    ),
+    kapflow.errors.DuplicateIdempotencyKey: (kapflow.errors.DuplicateIdempotencyKey(), {}),
+    kapflow.errors.ConfigError: (
+        kapflow.errors.ConfigError("kapflow.toml", ["unknown setting 'colour'"]),
+        {"source": "kapflow.toml", "problems": ["unknown setting 'colour'"]},
+    ),
+    kapflow.errors.AdapterConfigError: (
+        kapflow.errors.AdapterConfigError("caldav", "the URL has no scheme"),
         {"adapter": "caldav", "problem": "the URL has no scheme"},
     ),
-    kapflow.ports.DeliveryFailed: (
-        kapflow.ports.DeliveryFailed("email", "mailbox unavailable", permanent=True),
+    kapflow.errors.DeliveryFailed: (
+        kapflow.errors.DeliveryFailed("email", "mailbox unavailable", permanent=True),
         {"channel": "email", "reason": "mailbox unavailable", "permanent": True},
     ),
-    kapflow.diagram.DiagramUnavailable: (kapflow.diagram.DiagramUnavailable("install graphviz for PNG"), {}),
+    kapflow.errors.WebhookVerificationError: (
+        kapflow.errors.WebhookVerificationError("bad_signature", "no signature matches"),
+        {"reason": "bad_signature"},
+    ),
+    kapflow.errors.DiagramUnavailable: (kapflow.errors.DiagramUnavailable("install graphviz for PNG"), {}),
 }
 
 
@@ -120,13 +131,45 @@ def _params(with_bugs: bool) -> list[Any]:
     ]
 
 
-ERROR_MODULES = ("kapflow.domain.errors", "kapflow.machine", "kapflow.ports", "kapflow.diagram")
+ROOT = Path(__file__).resolve().parents[2]
+HOMES = {ROOT / "kapflow" / "errors.py", ROOT / "kapflow" / "domain" / "errors.py"}
+
+
+def _exception_classes_in_the_tree() -> dict[str, Path]:
+    """Every class in kapflow/, workflows/ and adapters/ that derives from KapflowError, by its bases' names."""
+    classes: dict[str, tuple[Path, list[str]]] = {}
+    for folder in ("kapflow", "workflows", "adapters"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ClassDef):
+                    bases = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases]
+                    classes[node.name] = (path, bases)
+    found = {"KapflowError"}
+    grew = True
+    while grew:
+        more = {name for name, (_, bases) in classes.items() if found & set(bases)} - found
+        found |= more
+        grew = bool(more)
+    return {name: classes[name][0] for name in found}
+
+
+def test_every_kapflow_error_lives_in_the_one_tree() -> None:
+    """Every exception kapflow defines is defined in kapflow/errors.py or kapflow/domain/errors.py."""
+    stray = {name: str(path.relative_to(ROOT)) for name, path in _exception_classes_in_the_tree().items()
+             if path not in HOMES}
+    assert stray == {}
 
 
 def test_every_kapflow_error_is_covered() -> None:
-    """The table above has an instance of every KapflowError subclass the core modules define."""
-    defined = {c for c in _subclasses(KapflowError) if c.__module__ in ERROR_MODULES}
-    assert defined | {KapflowError} == set(CASES)
+    """The table above has an instance of every KapflowError subclass, and the tree names them all."""
+    assert set(_subclasses(KapflowError)) | {KapflowError} >= set(CASES)
+    assert {c.__name__ for c in CASES} == set(_exception_classes_in_the_tree())
+
+
+def test_the_docstring_draws_every_exception() -> None:
+    """kapflow.errors' docstring draws each exception of the tree on a line of its own."""
+    drawn = kapflow.errors.__doc__ or ""
+    assert all(f" {cls.__name__} " in drawn or drawn.count(f"\n    {cls.__name__}\n") for cls in CASES)
 
 
 @pytest.mark.parametrize("cls", _params(with_bugs=False))
@@ -162,22 +205,24 @@ def test_codes_are_unique() -> None:
 
 
 def test_tree_matches_the_docstring() -> None:
-    """The hierarchy is the one drawn in kapflow.domain.errors."""
+    """The hierarchy is the one drawn in kapflow.errors."""
     for cls in (e.InvalidFact, e.UnknownTrigger, e.UnknownFactKind, e.IdempotencyKeyReused):
         assert issubclass(cls, e.InvalidInput)
     for cls in (e.NotPermitted, e.TransitionNotAvailable, e.TransitionBlocked, e.MigrationRefused):
         assert issubclass(cls, e.Refused)
+    assert issubclass(kapflow.errors.LostRace, e.ConcurrencyConflict)
+    assert issubclass(kapflow.errors.DuplicateIdempotencyKey, e.StorageError)
     for cls in CASES:
         assert issubclass(cls, KapflowError)
         assert issubclass(cls, Exception)
 
 
-def test_public_module_exports_every_domain_error() -> None:
-    """kapflow.errors re-exports every exception of the domain, in a sorted __all__."""
-    domain = {name for name, obj in vars(e).items() if isinstance(obj, type) and issubclass(obj, KapflowError)}
-    assert domain | {"Blocker"} == set(kapflow.errors.__all__)
+def test_public_module_exports_every_error() -> None:
+    """kapflow.errors exports every exception of the tree (the domain's re-exported), in a sorted __all__."""
+    assert {c.__name__ for c in CASES} | {"Blocker"} == set(kapflow.errors.__all__)
     assert kapflow.errors.__all__ == sorted(kapflow.errors.__all__)
-    assert all(getattr(kapflow.errors, name) is getattr(e, name) for name in kapflow.errors.__all__)
+    domain = {name for name, obj in vars(e).items() if isinstance(obj, type) and issubclass(obj, KapflowError)}
+    assert all(getattr(kapflow.errors, name) is getattr(e, name) for name in domain)
 
 
 def test_transition_blocked_lists_every_blocker() -> None:

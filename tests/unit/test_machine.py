@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kapflow.domain.case import PREVIOUS_STATE
-from kapflow.machine import CompiledMachine, MoveUndefined, compiled
+from kapflow.errors import MoveUndefined
+from kapflow.machine import CompiledMachine, compiled
 from kapflow.workflows.kap import KAP_PATHWAY
 
 HOLDABLE = ("inquiry", "evaluation_booked", "evaluated", "ready_for_kap", "reassessment")

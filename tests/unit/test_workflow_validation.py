@@ -8,14 +8,26 @@ from typing import Any
 
 import pytest
 
+from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE
 from kapflow.domain.errors import Blocker, WorkflowDefinitionError
 from kapflow.domain.facts import FactSpec, Text
-from kapflow.domain.workflow import FactKind, GuardContext, Reminder, State, Transition, Workflow, validate
+from kapflow.domain.workflow import (
+    ClientFields,
+    FactKind,
+    GuardContext,
+    Reminder,
+    State,
+    Transition,
+    Workflow,
+    validate,
+)
 from kapflow.workflows.kap import KAP_PATHWAY, THRESHOLDS, build_kap_workflow
 
 STAFF = frozenset({"staff"})
 INTAKE = FactSpec("inquiry", (Text("name"),))
+BOOKING = FactSpec("appointment", (Text("kind"),))
+CHANGE = FactSpec("appointment_update", (Text("appointment"),))
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ def build(**changes: Any) -> Workflow:
         "guards": {},
         "facts": {"inquiry": FactKind(INTAKE, STAFF)},
         "thresholds": {},
+        "intake_fact": "inquiry",
     }
     fields.update(changes)
     return Workflow(**fields)
@@ -60,7 +73,11 @@ def problems_of(**changes: Any) -> tuple[str, ...]:
 
 
 def with_reminder(reminder: Reminder, **changes: Any) -> tuple[str, ...]:
+    """The problems of the base workflow with ``reminder`` in state b (it books evaluations, unless changed)."""
     states = (State("a"), State("b", reminders=(reminder,)), State("done", final=True))
+    books = {"inquiry": FactKind(INTAKE, STAFF), "appointment": FactKind(BOOKING, STAFF),
+             "appointment_update": FactKind(CHANGE, STAFF)}
+    changes = {"facts": books, "appointments": AppointmentFacts(kinds=("evaluation",)), **changes}
     return problems_of(states=states, **changes)
 
 
@@ -415,3 +432,31 @@ def test_workflow_does_not_share_the_callers_dicts() -> None:
     thresholds["limit"] = 99
     assert wf.thresholds["limit"] == 3
     assert validate(wf) == []
+
+
+def test_client_fields_must_be_fields_of_the_intake() -> None:
+    """The fields that name and reach a client are fields of the intake fact, each reported."""
+    client = ClientFields(name=("name", "surname"), in_messages=("nickname",), addresses={"email": "email"})
+    assert problems_of(client=client) == (
+        "client field 'email' is not a field of the intake fact 'inquiry'",
+        "client field 'nickname' is not a field of the intake fact 'inquiry'",
+        "client field 'surname' is not a field of the intake fact 'inquiry'",
+    )
+
+
+def test_appointment_facts_must_be_recorded() -> None:
+    """The fact kinds a workflow says carry its appointments are fact kinds it records."""
+    carriers = AppointmentFacts(kinds=("evaluation",), booking="visit", update="visit_change")
+    assert problems_of(appointments=carriers) == (
+        "appointment fact 'visit' is not a recorded fact kind",
+        "appointment fact 'visit_change' is not a recorded fact kind",
+    )
+
+
+def test_a_reminder_speaks_only_of_appointments_the_workflow_books() -> None:
+    """A reminder before an appointment needs a workflow that books appointments, of a kind it knows."""
+    reminder = Reminder("r", "staff", "email", "t", before_appointment=timedelta(hours=24), appointment_kind="scan")
+    assert with_reminder(reminder) == ("reminder 'r' of state 'b' names unknown appointment kind 'scan'",)
+    assert with_reminder(reminder, appointments=None) == (
+        "reminder 'r' of state 'b' speaks of an appointment, but the workflow books none",
+    )

@@ -1,8 +1,10 @@
 """The worker's two loops as plain steps: settle due timers, deliver the outbox.
 
 ``Dispatcher.run_timers_once`` and ``run_outbox_once`` each claim a batch
-(leases: a dead worker's claims are taken over when they expire) and handle
-every claim in its own transaction. The scheduler in ``kapflow.worker`` calls
+(leases: a dead worker's claims are taken over when they expire) and settle
+what they did through the command runner: a timer batch in one transaction,
+each delivery attempt in one (its result and, when the worker gives up, the
+audit event on the case, together). The scheduler in ``kapflow.worker`` calls
 them on an interval; tests call them directly after moving a fake clock.
 
 Delivery is at least once: a worker killed after the server accepted a
@@ -19,12 +21,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from kapflow.app.engine import Engine
+from kapflow.app.events import note_event
+from kapflow.app.reminders import SYSTEM_ROLE, act_on_timers
+from kapflow.app.runner import Transaction
 from kapflow.domain.case import Actor
-from kapflow.domain.effects import CALENDAR
-from kapflow.engine import Engine, LostRace
+from kapflow.domain.effects import CALENDAR, CalendarChange
+from kapflow.domain.errors import ConcurrencyConflict
+from kapflow.domain.events import DeliveryOutcome, EventKind
+from kapflow.errors import DeliveryFailed
 from kapflow.logging import get_logger
-from kapflow.ports import Calendar, CalendarEvent, DeliveryFailed, Message, Notifier, OutboxClaim
-from kapflow.reminders import SYSTEM_ROLE, act_on_timers
+from kapflow.ports import Calendar, CalendarEvent, Message, Notifier, OutboxClaim
 
 _log = get_logger("kapflow.dispatch")
 
@@ -58,8 +65,8 @@ class Dispatcher:
         worker_id: str | None = None,
         policy: DeliveryPolicy | None = None,
     ) -> None:
-        self.engine = engine
-        self.queue = engine.store.queue()
+        self.app = engine.app
+        self.queue = engine.app.store.queue()
         self.notifiers = dict(notifiers)
         self.calendar = calendar
         self.worker_id = worker_id or default_worker_id()
@@ -73,14 +80,14 @@ class Dispatcher:
             self.calendar.check()
 
     def run_timers_once(self) -> int:
-        now = self.engine.clock.now()
+        now = self.app.clock.now()
         claims = self.queue.claim_timers(self.worker_id, now, now + self.policy.lease, self.policy.batch)
         if claims:
-            act_on_timers(self.engine, claims, self.worker_id)
+            act_on_timers(self.app, claims, self.worker_id)
         return len(claims)
 
     def run_outbox_once(self) -> int:
-        now = self.engine.clock.now()
+        now = self.app.clock.now()
         claims = self.queue.claim_outbox(self.worker_id, now, now + self.policy.lease, self.policy.batch)
         for claim in claims:
             self._deliver(claim)
@@ -105,69 +112,68 @@ class Dispatcher:
         except Exception as exc:  # an adapter bug must not stop the loop; the row retries
             self._failed(claim, f"unexpected {type(exc).__name__}", permanent=False)
             return
-        self.queue.settle(claim, self.worker_id, self.engine.clock.now(), "sent")
+        self._settle(claim, DeliveryOutcome.SENT)
         _log.info("delivered", case_id=claim.case_id, channel=claim.channel, attempt=claim.attempts)
 
     def _send(self, claim: OutboxClaim) -> None:
         if claim.channel == CALENDAR:
             if self.calendar is None:
                 raise DeliveryFailed(CALENDAR, "no calendar adapter is configured", permanent=True)
-            _apply_calendar(self.calendar, claim.payload)
+            _apply_calendar(self.calendar, CalendarChange.from_payload(claim.message.payload))
             return
         notifier = self.notifiers.get(claim.channel)
         if notifier is None:
             raise DeliveryFailed(claim.channel, f"no notifier for channel {claim.channel!r}", permanent=True)
+        queued = claim.message
         notifier.send(
             Message(
-                key=claim.key, channel=claim.channel, recipient=claim.recipient, subject=claim.subject,
-                body=claim.body, case_id=claim.case_id, audience=claim.audience,
+                key=queued.key, channel=queued.channel, recipient=queued.recipient, subject=queued.subject,
+                body=queued.body, case_id=queued.case_id, audience=queued.audience,
             )
         )
 
     def _failed(self, claim: OutboxClaim, reason: str, *, permanent: bool) -> None:
-        now = self.engine.clock.now()
         if permanent or claim.attempts >= self.policy.max_attempts:
-            if self.queue.settle(claim, self.worker_id, now, "gave_up", detail=reason):
-                self._audit_gave_up(claim, reason)
+            self._settle(claim, DeliveryOutcome.GAVE_UP, detail=reason)
             _log.warning("delivery_gave_up", case_id=claim.case_id, channel=claim.channel, attempts=claim.attempts)
             return
-        retry_at = now + self.policy.backoff(claim.attempts)
-        self.queue.settle(claim, self.worker_id, now, "failed", detail=reason, retry_at=retry_at)
+        retry_at = self.app.clock.now() + self.policy.backoff(claim.attempts)
+        self._settle(claim, DeliveryOutcome.FAILED, detail=reason, retry_at=retry_at)
         _log.info("delivery_failed", case_id=claim.case_id, channel=claim.channel, attempt=claim.attempts)
 
-    def _audit_gave_up(self, claim: OutboxClaim, reason: str) -> None:
+    def _settle(
+        self, claim: OutboxClaim, outcome: DeliveryOutcome, *, detail: str = "", retry_at: datetime | None = None
+    ) -> None:
+        """Record the attempt (and a message given up, on its case's audit history) in one transaction."""
+
+        def body(tx: Transaction) -> None:
+            mine = tx.uow.settle_outbox(claim, self.worker_id, tx.now(), outcome, detail=detail, retry_at=retry_at)
+            if mine and outcome == DeliveryOutcome.GAVE_UP:
+                self._audit_gave_up(tx, claim, detail)
+
+        try:
+            self.app.runner.run(body, case_id=claim.case_id)
+        except ConcurrencyConflict:
+            # The runner has logged it; the row's lease runs out and the attempt is made again.
+            _log.warning("delivery_result_not_recorded", case_id=claim.case_id, channel=claim.channel)
+
+    def _audit_gave_up(self, tx: Transaction, claim: OutboxClaim, reason: str) -> None:
+        case = tx.uow.load_case(claim.case_id)
+        if case is None:
+            return
         data = {"message": claim.key, "channel": claim.channel, "attempts": claim.attempts, "reason": reason}
-        for _attempt in range(5):
-            try:
-                with self.engine.store.write() as uow:
-                    case = uow.load_case(claim.case_id)
-                    if case is None:
-                        return
-                    event = self.engine.audit_event(case, Actor(self.worker_id, SYSTEM_ROLE), "delivery_failed",
-                                                    data=data)
-                    self.engine.append_note(uow, case, event)
-                    uow.commit()
-                    return
-            except LostRace:
-                continue
+        actor = Actor(self.worker_id, SYSTEM_ROLE)
+        tx.note(case, note_event(case, actor, EventKind.DELIVERY_FAILED, at=tx.now(), data=data))
 
 
-def _apply_calendar(calendar: Calendar, payload: Mapping[str, object]) -> None:
-    uid = str(payload["uid"])
-    if payload.get("cancelled"):
-        calendar.cancel(uid)
+def _apply_calendar(calendar: Calendar, change: CalendarChange) -> None:
+    if change.cancelled:
+        calendar.cancel(change.uid)
         return
-    alarms = payload.get("alarms_minutes")
-    minutes = [int(str(m)) for m in alarms] if isinstance(alarms, list) else []
     calendar.upsert(
         CalendarEvent(
-            uid=uid,
-            summary=str(payload["summary"]),
-            starts_at=datetime.fromisoformat(str(payload["starts_at"])),
-            ends_at=datetime.fromisoformat(str(payload["ends_at"])),
-            location=str(payload.get("location", "")),
-            description=str(payload.get("description", "")),
-            alarms=tuple(timedelta(minutes=m) for m in minutes),
-            sequence=int(str(payload.get("sequence", 0))),
+            uid=change.uid, summary=change.summary, starts_at=change.starts_at, ends_at=change.ends_at,
+            location=change.location, description=change.description, alarms=change.alarms,
+            sequence=change.sequence,
         )
     )

@@ -1,0 +1,27 @@
+"""What the application's commands and queries are given: the ports and the settings they act with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from kapflow.app.runner import CommandRunner
+from kapflow.app.workflows import WorkflowSet
+from kapflow.domain.messages import Contacts
+from kapflow.ports import Clock, Store
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """The engine's parts, handed to each command and query as one parameter.
+
+    ``store`` is for reads only: every write goes through ``runner``.
+    """
+
+    store: Store
+    runner: CommandRunner
+    workflows: WorkflowSet
+    clock: Clock
+    timezone: ZoneInfo
+    contacts: Contacts
+    calendar_sync: bool

@@ -1,0 +1,227 @@
+"""The engine: kapflow's one public facade over its commands and queries.
+
+Commands (``open_case``, ``fire``, ``record``, the appointment commands,
+``migrate_case``) are each one transaction through the command runner
+(``kapflow.app.runner``); queries read the store. The engine owns its store:
+``close()`` it, or use it as a context manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from kapflow.app import cases, migrate, queries
+from kapflow.app.command_input import instant_text
+from kapflow.app.context import AppContext
+from kapflow.app.migrate import CaseMigrationPlan
+from kapflow.app.runner import CommandRunner, RetryPolicy
+from kapflow.app.workflows import WorkflowSet
+from kapflow.audit import AuditReport
+from kapflow.domain.appointments import Appointment, AppointmentFacts
+from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, Outcome
+from kapflow.domain.errors import InvalidInput
+from kapflow.domain.messages import Contacts, practice_timezone
+from kapflow.domain.verdict import Verdict
+from kapflow.domain.workflow import Workflow
+from kapflow.ports import Clock, Store, SystemClock
+
+
+class Engine:
+    """kapflow's command and query API over one store and a set of workflows (each in one or more versions)."""
+
+    def __init__(
+        self,
+        store: Store,
+        workflows: Workflow | Sequence[Workflow],
+        *,
+        clock: Clock | None = None,
+        new_case_id: Callable[[], str] = cases.new_case_id,
+        contacts: Contacts | None = None,
+        timezone: str = "UTC",
+        calendar_sync: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        loaded = WorkflowSet(workflows)
+        clock = clock or SystemClock()
+        runner = CommandRunner(store, loaded, clock, calendar_sync=calendar_sync, policy=retry)
+        self.app = AppContext(
+            store=store, runner=runner, workflows=loaded, clock=clock, timezone=practice_timezone(timezone),
+            contacts=contacts or {}, calendar_sync=calendar_sync,
+        )
+        self._new_case_id = new_case_id
+
+    # ------------------------------------------------------------ the engine's parts
+
+    @property
+    def store(self) -> Store:
+        return self.app.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.app.clock
+
+    @property
+    def workflows(self) -> WorkflowSet:
+        """Every loaded version of every loaded workflow."""
+        return self.app.workflows
+
+    @property
+    def workflow(self) -> Workflow:
+        """The version new cases start on when one workflow is loaded (the last one given otherwise)."""
+        return self.app.workflows.default
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        self.app.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- commands
+
+    def open_case(
+        self, intake: Mapping[str, Any], *, actor: Actor, idempotency_key: str | None = None,
+        workflow: Workflow | str | None = None,
+    ) -> Outcome:
+        """Open a case from its intake (the workflow's ``intake_fact``: for KAP, the inquiry form).
+
+        ``workflow`` names the workflow (its current version), or gives a loaded version; it may be
+        left out when the engine runs one workflow.
+        """
+        return cases.open_case(self.app, intake, actor=actor, idempotency_key=idempotency_key, workflow=workflow,
+                               new_id=self._new_case_id)
+
+    def fire(
+        self, case_id: str, trigger: str, *, actor: Actor, data: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None, expected_version: int | None = None,
+    ) -> Outcome:
+        """Move a case with ``trigger``; raises ``Refused`` (audited) or ``InvalidInput`` (nothing written)."""
+        return cases.fire(self.app, case_id, trigger, actor=actor, data=data, idempotency_key=idempotency_key,
+                          expected_version=expected_version)
+
+    def record(
+        self, case_id: str, kind: str, data: Mapping[str, Any], *, actor: Actor,
+        idempotency_key: str | None = None, expected_version: int | None = None,
+    ) -> Outcome:
+        """Record a validated fact on a case (a payment, vitals, consent, ...)."""
+        return cases.record(self.app, case_id, kind, data, actor=actor, idempotency_key=idempotency_key,
+                            expected_version=expected_version)
+
+    def migrate_case(
+        self, case_id: str, to: Workflow, *, actor: Actor, expected_version: int | None = None,
+        roles: Collection[str] | None = None,
+    ) -> Outcome:
+        """Move one case to another loaded version of its workflow, audited (see ``kapflow.app.migrate``)."""
+        return migrate.migrate_case(self.app, case_id, to, actor, expected_version=expected_version, roles=roles)
+
+    # ------------------------------------------------------------- appointments
+
+    def book_appointment(
+        self, case_id: str, kind: str, starts_at: datetime, *, actor: Actor,
+        minutes: int | None = None, idempotency_key: str | None = None,
+    ) -> Outcome:
+        """Book an appointment; ``Outcome.extra["appointment"]`` is its id (a1, a2, ...)."""
+        data: dict[str, Any] = {"kind": kind, "starts_at": instant_text(starts_at)}
+        if minutes is not None:
+            data["minutes"] = minutes
+        booking = self._carriers(case_id).booking
+        return self.record(case_id, booking, data, actor=actor, idempotency_key=idempotency_key)
+
+    def reschedule_appointment(
+        self, case_id: str, appointment: str, starts_at: datetime, *, actor: Actor,
+        reason: str | None = None, idempotency_key: str | None = None,
+    ) -> Outcome:
+        data = {
+            "appointment": appointment, "action": "reschedule", "starts_at": instant_text(starts_at), "reason": reason,
+        }
+        return self._update_appointment(case_id, data, actor, idempotency_key)
+
+    def cancel_appointment(
+        self, case_id: str, appointment: str, *, actor: Actor, reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        data = {"appointment": appointment, "action": "cancel", "reason": reason}
+        return self._update_appointment(case_id, data, actor, idempotency_key)
+
+    def mark_no_show(
+        self, case_id: str, appointment: str, *, actor: Actor, idempotency_key: str | None = None
+    ) -> Outcome:
+        return self._update_appointment(case_id, {"appointment": appointment, "action": "no_show"}, actor,
+                                        idempotency_key)
+
+    def appointments(self, case_id: str) -> list[Appointment]:
+        return queries.case_appointments(self.app, case_id)
+
+    def _update_appointment(
+        self, case_id: str, data: Mapping[str, Any], actor: Actor, key: str | None
+    ) -> Outcome:
+        return self.record(case_id, self._carriers(case_id).update, data, actor=actor, idempotency_key=key)
+
+    def _carriers(self, case_id: str) -> AppointmentFacts:
+        """The fact kinds that carry appointments in the case's workflow, or a clear error if it books none."""
+        wf = self.workflow_of(self.case(case_id))
+        if wf.appointments is None:
+            raise InvalidInput(f"workflow {wf.name!r} books no appointments", field="kind")
+        return wf.appointments
+
+    # ------------------------------------------------------------------ queries
+
+    def case(self, case_id: str) -> CaseRecord:
+        return queries.case(self.app, case_id)
+
+    def workflow_of(self, case: CaseRecord) -> Workflow:
+        """The loaded version ``case`` is on (``WorkflowDefinitionError`` if this engine lacks it)."""
+        return self.app.workflows.of(case)
+
+    def facts(self, case_id: str, kind: str | None = None) -> list[FactEntry]:
+        return queries.facts(self.app, case_id, kind)
+
+    def history(self, case_id: str) -> list[AuditEvent]:
+        return queries.history(self.app, case_id)
+
+    def cases(self, *, state: str | None = None, limit: int = 100, offset: int = 0) -> list[CaseRecord]:
+        return queries.cases(self.app, state=state, limit=limit, offset=offset)
+
+    def count_cases(self, *, state: str | None = None) -> int:
+        return queries.count_cases(self.app, state=state)
+
+    def iter_cases(self) -> Iterator[CaseRecord]:
+        """Every case, streamed (one in memory at a time), ordered by id."""
+        return self.app.store.iter_cases()
+
+    def timers(self, case_id: str | None = None) -> list[dict[str, Any]]:
+        """Reminders planned, sent, skipped, missed or cancelled, and why (one case's, or all)."""
+        return queries.timers(self.app, case_id)
+
+    def outbox(self, case_id: str | None = None) -> list[dict[str, Any]]:
+        """Messages and calendar changes with their delivery status (one case's, or all)."""
+        return queries.outbox(self.app, case_id)
+
+    def check(
+        self, case_id: str, trigger: str, *, actor: Actor | None = None, data: Mapping[str, Any] | None = None
+    ) -> Verdict:
+        """Would ``trigger`` fire now (with ``data``)? Every blocker, including role and state. Writes nothing."""
+        return queries.check(self.app, case_id, trigger, actor=actor, data=data)
+
+    def available(self, case_id: str, *, actor: Actor | None = None) -> list[Verdict]:
+        """A verdict for every trigger that leaves the case's current state."""
+        return queries.available(self.app, case_id, actor=actor)
+
+    def verify_audit(self, case_id: str | None = None) -> AuditReport:
+        return queries.verify_audit(self.app, case_id)
+
+    def iter_migration_plans(self, to: Workflow) -> Iterator[CaseMigrationPlan]:
+        """A plan for every non-final case on another version of ``to``'s workflow, streamed. Writes nothing."""
+        return migrate.iter_migration_plans(self.app, to)
+
+    def plan_migration(self, to: Workflow) -> list[CaseMigrationPlan]:
+        """Every in-flight case that could move to ``to``, each with its verdict (the dry run)."""
+        return list(self.iter_migration_plans(to))

@@ -1,0 +1,65 @@
+"""Audit events as commands write them: every field set, then hashed onto the case's chain."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from kapflow.audit.chain import GENESIS, link_hash
+from kapflow.domain.case import Actor, AuditEvent, CaseRecord
+from kapflow.domain.events import EventKind
+
+
+def new_event(
+    case: CaseRecord,
+    actor: Actor,
+    kind: EventKind,
+    *,
+    at: datetime,
+    trigger: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    blockers: tuple[Mapping[str, Any], ...] = (),
+    key: str | None = None,
+) -> AuditEvent:
+    """The next event of ``case``'s chain; ``at`` is the command's one instant, shared with what it writes."""
+    unsigned = AuditEvent(
+        case_id=case.id,
+        case_seq=case.event_count + 1,
+        at=at,
+        actor=actor.id,
+        role=actor.role,
+        kind=kind,
+        trigger=trigger,
+        from_state=from_state,
+        to_state=to_state,
+        workflow=case.workflow,
+        workflow_version=case.workflow_version,
+        data=dict(data or {}),
+        blockers=blockers,
+        idempotency_key=key,
+        prev_hash=case.head_hash or GENESIS,
+        hash="",
+    )
+    return replace(unsigned, hash=link_hash(unsigned))
+
+
+def note_event(
+    case: CaseRecord,
+    actor: Actor,
+    kind: EventKind,
+    *,
+    at: datetime,
+    data: Mapping[str, Any] | None = None,
+    trigger: str | None = None,
+    blockers: tuple[Mapping[str, Any], ...] = (),
+    key: str | None = None,
+) -> AuditEvent:
+    """An event that leaves the case where it is (a refusal, a reminder's fate, a delivery given up)."""
+    return new_event(
+        case, actor, kind, at=at, trigger=trigger, from_state=case.state, to_state=case.state,
+        data=data, blockers=blockers, key=key,
+    )

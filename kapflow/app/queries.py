@@ -1,0 +1,113 @@
+"""The engine's queries: cases, their facts and history, what could happen next, the audit's verdict.
+
+Reads only: nothing here writes, and each read is the store's own (no transaction of a command).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kapflow.app.cases import check_actor
+from kapflow.app.context import AppContext
+from kapflow.audit import AuditReport, verify_chain
+from kapflow.domain.appointments import Appointment, appointments
+from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry
+from kapflow.domain.decision import guard_context, not_available_blocker
+from kapflow.domain.errors import Blocker, InvalidInput, UnknownCase, UnknownTrigger
+from kapflow.domain.payload import check_identifier, check_payload
+from kapflow.domain.verdict import Verdict, evaluate
+
+MAX_PAGE = 10_000
+
+
+def case(app: AppContext, case_id: str) -> CaseRecord:
+    check_identifier(case_id, "case_id")
+    found = app.store.get_case(case_id)
+    if found is None:
+        raise UnknownCase(case_id)
+    return found
+
+
+def facts(app: AppContext, case_id: str, kind: str | None = None) -> list[FactEntry]:
+    entries = case(app, case_id).projection.facts()
+    return [f for f in entries if kind is None or f.kind == kind]
+
+
+def history(app: AppContext, case_id: str) -> list[AuditEvent]:
+    events = list(app.store.history(case_id))
+    if not events:
+        case(app, case_id)  # UnknownCase: every case has at least the event that opened it
+    return events
+
+
+def cases(app: AppContext, *, state: str | None, limit: int, offset: int) -> list[CaseRecord]:
+    if limit < 1 or limit > MAX_PAGE or offset < 0:
+        raise InvalidInput(f"limit must be 1-{MAX_PAGE} and offset at least 0", field="limit")
+    return list(app.store.list_cases(state=state, limit=limit, offset=offset))
+
+
+def count_cases(app: AppContext, *, state: str | None) -> int:
+    return app.store.count_cases(state=state)
+
+
+def timers(app: AppContext, case_id: str | None) -> list[dict[str, Any]]:
+    """Reminders planned, sent, skipped, missed or cancelled (one case's, or all), soonest first."""
+    if case_id is not None:
+        check_identifier(case_id, "case_id")
+    return [dict(row) for row in app.store.queue().timers(case_id)]
+
+
+def outbox(app: AppContext, case_id: str | None) -> list[dict[str, Any]]:
+    """Messages and calendar changes (one case's, or all) with their delivery status, oldest first."""
+    if case_id is not None:
+        check_identifier(case_id, "case_id")
+    return [dict(row) for row in app.store.queue().outbox(case_id)]
+
+
+def case_appointments(app: AppContext, case_id: str) -> list[Appointment]:
+    """The case's appointments in booking order (none for a workflow that books none)."""
+    found = case(app, case_id)
+    carriers = app.workflows.of(found).appointments
+    if carriers is None:
+        return []
+    return list(appointments(found.id, found.projection, carriers).values())
+
+
+def check(
+    app: AppContext, case_id: str, trigger: str, *, actor: Actor | None, data: Mapping[str, Any] | None
+) -> Verdict:
+    """Would ``trigger`` fire now (with ``data``)? Every blocker, including role and state. Writes nothing."""
+    found = case(app, case_id)
+    wf = app.workflows.of(found)
+    if trigger not in wf.triggers():
+        raise UnknownTrigger(trigger, wf.triggers())
+    if actor is not None:
+        check_actor(actor, wf)
+    payload = check_payload(data)
+    transition = wf.transition_from(found.state, trigger)
+    if transition is None:
+        return Verdict(trigger, (not_available_blocker(found.state, trigger),))
+    verdict = evaluate(wf, transition, guard_context(found, wf, trigger, payload, app.clock.now(), app.timezone))
+    if actor is not None and actor.role not in transition.roles:
+        role = Blocker(
+            "role_not_permitted",
+            f"a {actor.role.replace('_', ' ')} may not do this; ask: {', '.join(sorted(transition.roles))}",
+            "roles",
+        )
+        return Verdict(trigger, (role, *verdict.blockers))
+    return verdict
+
+
+def available(app: AppContext, case_id: str, *, actor: Actor | None) -> list[Verdict]:
+    """A verdict for every trigger that leaves the case's current state."""
+    found = case(app, case_id)
+    wf = app.workflows.of(found)
+    return [check(app, case_id, t.trigger, actor=actor, data=None) for t in wf.transitions_from(found.state)]
+
+
+def verify_audit(app: AppContext, case_id: str | None) -> AuditReport:
+    if case_id is None:
+        return verify_chain(app.store.iter_audit(), app.store.iter_cases())
+    found = case(app, case_id)
+    return verify_chain(app.store.iter_audit(case_id), [found])

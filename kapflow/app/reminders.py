@@ -1,0 +1,182 @@
+"""Acting on a due timer: queue its message (or fire its trigger), or record why not.
+
+A batch of claimed timers is settled in one transaction, each timer together
+with its audit event and its outbox row, and only by the worker holding its
+lease: a timer is turned into a message at most once, and a message row is
+keyed so it cannot be queued twice. One commit per batch, not per timer: the
+disk's flush at each commit would otherwise be most of a reminder's cost. If
+the batch fails as a whole (the case changed under it, the database refused
+it), nothing of it is kept and each timer is settled again in a transaction
+of its own. What happened is always recorded, never silently dropped (see
+``TimerStatus``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from kapflow.app.cases import fire
+from kapflow.app.context import AppContext
+from kapflow.app.events import note_event
+from kapflow.app.runner import ONCE, Transaction
+from kapflow.domain.appointments import Appointment, appointments, upcoming
+from kapflow.domain.case import Actor, CaseFacts, CaseRecord
+from kapflow.domain.errors import ConcurrencyConflict, Refused, StorageError
+from kapflow.domain.events import EventKind, TimerStatus
+from kapflow.domain.messages import recipient, reminder_message
+from kapflow.domain.timers import plan_timers
+from kapflow.domain.workflow import GuardContext, Reminder, Workflow
+from kapflow.logging import get_logger
+from kapflow.ports import TimerClaim
+
+SYSTEM_ROLE = "system"
+_log = get_logger("kapflow.reminders")
+
+
+@dataclass(frozen=True)
+class TimerOutcome:
+    """How one timer was settled, and why, in words for the audit history and the timers table."""
+
+    status: TimerStatus
+    detail: str
+
+
+@dataclass(frozen=True)
+class _Fire:
+    """A timer whose reminder fires a trigger: fired after the commit, as a command of its own."""
+
+    trigger: str
+
+
+def act_on_timers(app: AppContext, claims: Sequence[TimerClaim], worker: str) -> list[TimerOutcome]:
+    """Settle a batch of claimed timers in one transaction; one by one if the batch fails as a whole.
+
+    Cases are locked in the order of their ids, so workers settling batches that share cases
+    cannot deadlock. Triggers to fire are fired after the commit, each as its own command.
+    """
+    ordered = sorted(claims, key=lambda c: (c.case_id, c.id))
+    try:
+        settled = app.runner.run(lambda tx: [_settle(app, tx, claim, worker) for claim in ordered], policy=ONCE)
+    except (ConcurrencyConflict, StorageError) as failed:
+        # Nothing of the batch was kept; each timer is settled again in a transaction of its own.
+        _log.warning("timer_batch_retried_one_by_one", count=len(ordered), error=type(failed).__name__)
+        return [act_on_timer(app, claim, worker) for claim in ordered]
+    return [_after_commit(app, claim, worker, outcome) for claim, outcome in zip(ordered, settled, strict=True)]
+
+
+def act_on_timer(app: AppContext, claim: TimerClaim, worker: str) -> TimerOutcome:
+    """Settle one claimed timer in a transaction of its own; run again if the case changes under it."""
+    try:
+        outcome = app.runner.run(lambda tx: _settle(app, tx, claim, worker), case_id=claim.case_id)
+    except ConcurrencyConflict:
+        return TimerOutcome(TimerStatus.LOST, "the case kept changing; the timer stays claimed and will be retried")
+    return _after_commit(app, claim, worker, outcome)
+
+
+def _after_commit(app: AppContext, claim: TimerClaim, worker: str, outcome: TimerOutcome | _Fire) -> TimerOutcome:
+    if isinstance(outcome, _Fire):
+        return _fire(app, claim, worker, outcome.trigger)
+    if outcome.status != TimerStatus.LOST:
+        _log.info("timer_settled", case_id=claim.case_id, status=outcome.status, timer_id=claim.id)
+    return outcome
+
+
+def _settle(app: AppContext, tx: Transaction, claim: TimerClaim, worker: str) -> TimerOutcome | _Fire:
+    """Write what the timer comes to in ``tx``; a trigger to fire is left to the caller."""
+    case = tx.uow.load_case(claim.case_id)
+    if case is None:
+        return _close(tx, claim, worker, TimerOutcome(TimerStatus.CANCELLED, "the case no longer exists"))
+    wf = app.workflows.of(case)
+    facts = case.projection
+    now = tx.now()
+    if claim.key not in plan_timers(wf, case.id, case.state, facts, case.opened_at):
+        return _close(tx, claim, worker, TimerOutcome(TimerStatus.CANCELLED, "no longer planned"))
+    reminder = next(r for r in wf.state(case.state).reminders if r.name == claim.reminder)
+    verdict = _verdict(app, wf, case, facts, reminder, claim, now)
+    if verdict is not None:
+        return _note_and_close(tx, case, claim, worker, reminder, verdict)
+    if reminder.fires:
+        return _Fire(reminder.fires)
+    return _queue_message(app, tx, case, wf, facts, claim, worker, reminder)
+
+
+def _verdict(
+    app: AppContext, wf: Workflow, case: CaseRecord, facts: CaseFacts, reminder: Reminder,
+    claim: TimerClaim, now: datetime,
+) -> TimerOutcome | None:
+    if reminder.while_blocked_by:  # first: a reminder whose rule holds is not missed, just not needed
+        ctx = GuardContext(case.id, case.state, reminder.name, facts, now, wf.thresholds, tz=app.timezone)
+        if wf.guards[reminder.while_blocked_by](ctx) is None:
+            return TimerOutcome(TimerStatus.SKIPPED, f"{reminder.while_blocked_by} holds now")
+    late = now - claim.due_at
+    if late > reminder.grace:
+        minutes = int(late.total_seconds() // 60)
+        return TimerOutcome(TimerStatus.MISSED, f"due {claim.due_at.isoformat()}, {minutes} minutes late")
+    return None
+
+
+def _queue_message(
+    app: AppContext, tx: Transaction, case: CaseRecord, wf: Workflow, facts: CaseFacts,
+    claim: TimerClaim, worker: str, reminder: Reminder,
+) -> TimerOutcome:
+    address = recipient(reminder.audience, reminder.channel, facts, app.contacts, wf.intake_fact, wf.client)
+    if not address:
+        verdict = TimerOutcome(TimerStatus.UNDELIVERABLE, f"no {reminder.channel} address for {reminder.audience}")
+        return _note_and_close(tx, case, claim, worker, reminder, verdict)
+    appt = _appointment_for(wf, case, facts, claim, reminder, tx.now())
+    message = reminder_message(
+        reminder, timer_key=claim.key, case_id=case.id, address=address, appointment=appt,
+        facts=facts, intake_kind=wf.intake_fact, client=wf.client, tz=app.timezone,
+    )
+    verdict = TimerOutcome(TimerStatus.DONE, f"queued {reminder.channel} message for {reminder.audience}")
+    closed = _note_and_close(tx, case, claim, worker, reminder, verdict)
+    if closed.status != TimerStatus.LOST:  # only the worker holding the timer queues its message
+        tx.uow.add_outbox(message, tx.now())
+    return closed
+
+
+def _appointment_for(
+    wf: Workflow, case: CaseRecord, facts: CaseFacts, claim: TimerClaim, reminder: Reminder, now: datetime
+) -> Appointment | None:
+    """The appointment a message speaks of: the timer's own, else the next one of the reminder's kind."""
+    if wf.appointments is None:
+        return None
+    if claim.appointment_id:
+        return appointments(case.id, facts, wf.appointments).get(claim.appointment_id)
+    if reminder.appointment_kind:
+        ahead = upcoming(case.id, facts, reminder.appointment_kind, now, wf.appointments)
+        return ahead[0] if ahead else None
+    return None
+
+
+def _note_and_close(
+    tx: Transaction, case: CaseRecord, claim: TimerClaim, worker: str, reminder: Reminder, outcome: TimerOutcome,
+) -> TimerOutcome:
+    closed = _close(tx, claim, worker, outcome)
+    if closed.status != TimerStatus.LOST:  # written only once the timer is known to be this worker's
+        data = {"reminder": reminder.name, "timer": claim.key, "outcome": outcome.status, "detail": outcome.detail}
+        tx.note(case, note_event(case, Actor(worker, SYSTEM_ROLE), EventKind.REMINDER, at=tx.now(), data=data))
+    return closed
+
+
+def _close(tx: Transaction, claim: TimerClaim, worker: str, outcome: TimerOutcome) -> TimerOutcome:
+    """Close the timer with ``outcome``, first of a timer's writes: lost if another worker holds it now."""
+    if not tx.uow.finish_timer(claim.id, worker, outcome.status, outcome.detail, tx.now()):
+        return TimerOutcome(TimerStatus.LOST, "another worker took this timer over")
+    return outcome
+
+
+def _fire(app: AppContext, claim: TimerClaim, worker: str, trigger: str) -> TimerOutcome:
+    """Fire the reminder's trigger (idempotent on the timer's key), then close the timer."""
+    try:
+        fire(app, claim.case_id, trigger, actor=Actor(worker, SYSTEM_ROLE), data=None,
+             idempotency_key=f"timer:{claim.id}", expected_version=None)
+        outcome = TimerOutcome(TimerStatus.DONE, f"fired {trigger}")
+    except Refused as refused:
+        outcome = TimerOutcome(TimerStatus.SKIPPED, f"{trigger} refused: {refused.code}")
+    closed = app.runner.run(lambda tx: _close(tx, claim, worker, outcome), case_id=claim.case_id)
+    if closed.status != TimerStatus.LOST:
+        _log.info("timer_settled", case_id=claim.case_id, status=closed.status, timer_id=claim.id)
+    return closed

@@ -1,0 +1,176 @@
+"""The one command runner: every write of the engine travels through it.
+
+A command is a body, a function of a ``Transaction``. The runner owns what
+every command shares:
+
+- the transaction: one unit of work of the store, committed when the body
+  returns, rolled back when it raises (nothing else in kapflow opens one);
+- the retry on a lost race: a compare-and-swap that found the case changed
+  (``LostRace``), or an idempotency key a concurrent duplicate stored first,
+  runs the whole body again on the case as it is now, at most
+  ``RetryPolicy.attempts`` times; then ``ConcurrencyConflict``, logged;
+- the audited refusal: ``Transaction.refuse`` appends the refused attempt to
+  the case's chain, commits that alone, and raises the refusal;
+- the idempotency key (``run_command``): a repeated key answers with the first
+  result; the same key for another command raises ``IdempotencyKeyReused``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+
+from kapflow.app.command_input import outcome_from_json
+from kapflow.app.events import note_event
+from kapflow.app.workflows import WorkflowSet
+from kapflow.domain.case import Actor, AuditEvent, CaseRecord, Outcome
+from kapflow.domain.effects import effects_of
+from kapflow.domain.errors import ConcurrencyConflict, IdempotencyKeyReused, Refused, UnknownCase
+from kapflow.domain.events import EventKind
+from kapflow.domain.payload import canonical_json
+from kapflow.domain.workflow import Workflow
+from kapflow.errors import DuplicateIdempotencyKey, LostRace
+from kapflow.logging import get_logger
+from kapflow.ports import Clock, Store, UnitOfWork
+
+T = TypeVar("T")
+_log = get_logger("kapflow.commands")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times a command that lost a race runs before ``ConcurrencyConflict`` (1: no retry)."""
+
+    attempts: int = 5
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("a command runs at least once: attempts must be 1 or more")
+
+
+ONCE = RetryPolicy(attempts=1)
+
+
+class Transaction:
+    """What a command's body may do in its one transaction. The runner commits it."""
+
+    def __init__(self, uow: UnitOfWork, workflows: WorkflowSet, clock: Clock, *, calendar_sync: bool) -> None:
+        self.uow = uow
+        self.workflows = workflows
+        self.clock = clock
+        self.calendar_sync = calendar_sync
+        self.read_only = False
+
+    def load(self, case_id: str) -> tuple[CaseRecord, Workflow]:
+        """The case (locked for this transaction) and its workflow version; ``UnknownCase`` if none."""
+        case = self.uow.load_case(case_id)
+        if case is None:
+            raise UnknownCase(case_id)
+        return case, self.workflows.of(case)
+
+    def insert(self, case: CaseRecord, event: AuditEvent) -> None:
+        """A new case with the event that opened it, and what entering its first state plans."""
+        self.uow.insert_case(case)
+        self.uow.append_event(event)
+        self.uow.apply_effects(effects_of(self.workflows.of(case), None, case, calendar=self.calendar_sync),
+                               case.updated_at)
+
+    def change(self, case: CaseRecord, updated: CaseRecord, event: AuditEvent, expected: int | None = None) -> None:
+        """``case`` becomes ``updated`` with ``event``, and its timers and calendar follow, or raise.
+
+        A compare-and-swap on the event count: a concurrent change raises ``ConcurrencyConflict``.
+        ``updated`` may be on another workflow version (a migration): its timers follow the new one.
+        """
+        if not self.uow.update_and_append(updated, event, expected_event_count=case.event_count):
+            current = self.uow.load_case(case.id)
+            raise ConcurrencyConflict(
+                case.id, expected if expected is not None else case.version, current.version if current else None
+            )
+        effects = effects_of(self.workflows.of(updated), case, updated, calendar=self.calendar_sync,
+                             before_wf=self.workflows.of(case))
+        self.uow.apply_effects(effects, updated.updated_at)
+
+    def note(self, case: CaseRecord, event: AuditEvent) -> CaseRecord:
+        """Append an event that changes neither state nor version; ``LostRace`` if the case moved meanwhile."""
+        updated = replace(case, event_count=case.event_count + 1, head_hash=event.hash)
+        if not self.uow.update_and_append(updated, event, expected_event_count=case.event_count):
+            raise LostRace(case.id)
+        return updated
+
+    def refuse(
+        self, case: CaseRecord, actor: Actor, refusal: Refused, *,
+        trigger: str | None, data: Mapping[str, Any], key: str | None = None,
+    ) -> NoReturn:
+        """Append the refused attempt (every blocker) to the case's chain, commit it alone, and raise it."""
+        event = note_event(case, actor, EventKind.REFUSED, at=self.clock.now(), trigger=trigger, data=data,
+                           blockers=refusal.audited_blockers(), key=key)
+        self.note(case, event)
+        self.uow.commit()
+        _log.info("refused", case_id=case.id, trigger=refusal.trigger, code=refusal.code)
+        raise refusal
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+
+class CommandRunner:
+    """Runs command bodies in transactions of one store (see the module's docstring)."""
+
+    def __init__(
+        self, store: Store, workflows: WorkflowSet, clock: Clock, *,
+        calendar_sync: bool = False, policy: RetryPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._workflows = workflows
+        self._clock = clock
+        self._calendar_sync = calendar_sync
+        self.policy = policy or RetryPolicy()
+
+    def run(self, body: Callable[[Transaction], T], *, case_id: str = "", policy: RetryPolicy | None = None) -> T:
+        """``body``'s result, committed; run again on a lost race, then ``ConcurrencyConflict``."""
+        attempts = (policy or self.policy).attempts
+        for _attempt in range(attempts):
+            try:
+                with self._store.write() as uow:
+                    tx = Transaction(uow, self._workflows, self._clock, calendar_sync=self._calendar_sync)
+                    result = body(tx)
+                    if not tx.read_only:
+                        uow.commit()
+                    return result
+            except (LostRace, DuplicateIdempotencyKey):
+                continue
+        _log.warning("command_lost_every_race", case_id=case_id, attempts=attempts)
+        raise ConcurrencyConflict(case_id, None, None)
+
+    def run_command(
+        self, body: Callable[[Transaction], Outcome], *, case_id: str, key: str | None, fingerprint: str
+    ) -> Outcome:
+        """``run`` for a command an idempotency key may guard: a known key replays its first outcome."""
+        if key is None:
+            return self.run(body, case_id=case_id)
+
+        def keyed(tx: Transaction) -> Outcome:
+            if case_id:
+                tx.uow.prefetch_case(case_id)  # read with the key: one wait for both
+            replayed = _replay(tx.uow, key, fingerprint)
+            if replayed is not None:
+                tx.read_only = True
+                return replayed
+            outcome = body(tx)
+            tx.uow.save_idempotent(key, outcome.case_id, fingerprint, canonical_json(outcome.as_dict()))
+            return outcome
+
+        return self.run(keyed, case_id=case_id)
+
+
+def _replay(uow: UnitOfWork, key: str, fingerprint: str) -> Outcome | None:
+    found = uow.find_idempotent(key)
+    if found is None:
+        return None
+    stored_fingerprint, result = found
+    if stored_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(hashlib.sha256(key.encode()).hexdigest()[:12])
+    return outcome_from_json(result)
