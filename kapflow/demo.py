@@ -1,4 +1,7 @@
-"""An example practice: a few synthetic clients driven through the KAP pathway on a fake clock.
+"""An example practice: synthetic clients driven through its two pathways on a manual clock.
+
+Four clients are in the KAP pathway; one, not in KAP, has an outpatient
+psychotherapy episode (the practice's second workflow).
 
 The scenario returns data (what each client shows, its key moments, its audit
 history and the audit verification); ``kapflow.cli`` renders it. Every name,
@@ -23,11 +26,17 @@ from kapflow.clocks import ManualClock, SteppingClock
 from kapflow.config import CalendarSettings, Settings
 from kapflow.domain.case import Actor, AuditEvent
 from kapflow.domain.errors import InvalidInput, TransitionBlocked
+from kapflow.domain.workflow import Workflow
+from kapflow.workflows.kap import KAP_PATHWAY
+from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY
 
 __all__ = ["DEMO_START", "ClientStory", "DemoRun", "Moment", "SentMessage", "demo_engine", "run_demo"]
 
 DEMO_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 """A Monday morning: the demo practice's first day."""
+
+DEMO_WORKFLOWS: tuple[Workflow, ...] = (KAP_PATHWAY, PSYCHOTHERAPY_PATHWAY)
+"""The practice's pathways: KAP, and outpatient psychotherapy for clients not in KAP."""
 
 CLIENT = Actor("client-portal", "client")
 FRONT_DESK = Actor("fd-demo", "front_desk")
@@ -146,13 +155,13 @@ def demo_engine(
     """
     if mail_folder is None:
         clock = ManualClock(start)
-        return build_engine(url, clock=clock), clock
+        return build_engine(url, DEMO_WORKFLOWS, clock=clock), clock
     stepping = SteppingClock(start)
     settings = Settings(
         contacts=DEMO_CONTACTS, maildir=str(mail_folder),
         calendar=CalendarSettings(ics_folder=str(mail_folder / "calendar")),
     )
-    engine = build_engine(url, clock=stepping, settings=settings)
+    engine = build_engine(url, DEMO_WORKFLOWS, clock=stepping, settings=settings)
     dispatcher = build_dispatcher(engine, settings, worker_id="demo-worker")
     dispatcher.check()
     stepping.on_step = dispatcher.run_until_idle
@@ -170,9 +179,9 @@ def run_demo(engine: Engine, clock: ManualClock, *, allow_existing: bool = False
         )
     start = clock.now()
     stories = []
-    for number, (client, headline, scene) in enumerate(_SCENES, start=1):
+    for number, (workflow, client, headline, scene) in enumerate(_SCENES, start=1):
         story = _Story(engine, clock, client, headline)
-        story.case_id = engine.open_case(_inquiry(number, client), actor=FRONT_DESK).case_id
+        story.case_id = engine.open_case(_inquiry(number, client), actor=FRONT_DESK, workflow=workflow).case_id
         story.note("inquiry received: case opened")
         scene(story)
         stories.append(story.finish())
@@ -191,7 +200,10 @@ def _sent(engine: Engine) -> tuple[SentMessage, ...]:
     )
 
 
-_CONCERNS = (["depression"], ["anxiety"], ["treatment_resistant_depression", "ptsd"], ["emotional_trauma"])
+_CONCERNS = (
+    ["depression"], ["anxiety"], ["treatment_resistant_depression", "ptsd"], ["emotional_trauma"],
+    ["anxiety", "stress"],
+)
 
 
 def _inquiry(number: int, client: str) -> dict[str, Any]:
@@ -335,14 +347,60 @@ def _hold_and_resume(story: _Story) -> None:
     story.fire("start_evaluation", PRESCRIBER)
 
 
-_SCENES: tuple[tuple[str, str, Callable[[_Story], None]], ...] = (
-    ("Sample Client-One", "evaluation booked, fee unpaid: the evaluation cannot start, the slot is released",
+def _checkin(story: _Story, phq9: int, gad7: int) -> None:
+    for instrument, score in (("PHQ-9", phq9), ("GAD-7", gad7)):
+        story.record("questionnaire", {"instrument": instrument, "score": score}, CLIENT)
+
+
+def _therapy_session(story: _Story, number: int) -> None:
+    """A booked 53-minute psychotherapy session: a billable visit (90837)."""
+    starts = story.later(7, 15)
+    story.record("appointment", {"kind": "psychotherapy_session", "starts_at": starts.isoformat()}, FRONT_DESK)
+    story.fire("start_session", THERAPIST, note=f"session {number}")
+    story.clock.advance(minutes=53)
+    story.fire("complete_session", THERAPIST, note=f"session {number} (53 minutes)")
+
+
+def _psychotherapy_episode(story: _Story) -> None:
+    """Intake assessment, weekly sessions with a PHQ-9 and GAD-7 every 4, a planned discharge."""
+    starts = datetime.combine(story.clock.now().date() + timedelta(days=2), time(14), tzinfo=UTC)
+    story.record("appointment", {"kind": "intake", "starts_at": starts.isoformat()}, FRONT_DESK)
+    story.fire("book_intake", FRONT_DESK)
+    story.record("consent", {"form_version": "2026-01", "signed_on": story.clock.now().date().isoformat()},
+                 FRONT_DESK)
+    _checkin(story, phq9=14, gad7=11)
+    story.note("consent to treatment and baseline PHQ-9 and GAD-7 recorded")
+    story.clock.set(starts)
+    story.fire("start_intake", THERAPIST)
+    story.clock.advance(minutes=60)
+    story.fire("complete_intake", THERAPIST, {"goals": "sleep better; fewer panic spells"})
+    for number in range(1, 5):
+        _therapy_session(story, number)
+    story.later(7, 15)
+    story.refused("start_session", THERAPIST, note="session 5")
+    _checkin(story, phq9=8, gad7=6)
+    story.note("check-in questionnaires recorded after 4 sessions")
+    story.fire("start_session", THERAPIST, note="session 5")
+    story.clock.advance(minutes=53)
+    story.fire("complete_session", THERAPIST, note="session 5 (53 minutes)")
+    story.fire("discharge", THERAPIST, {"reason": "goals met; follow up as needed"}, note="planned discharge")
+
+
+_SCENES: tuple[tuple[str, str, str, Callable[[_Story], None]], ...] = (
+    ("kap", "Sample Client-One", "evaluation booked, fee unpaid: the evaluation cannot start, the slot is released",
      _unpaid_fee),
-    ("Sample Client-Two", "a hard exclusion found at screening: recorded as ineligible", _ineligible),
+    ("kap", "Sample Client-Two", "a hard exclusion found at screening: recorded as ineligible", _ineligible),
     (
+        "kap",
         "Sample Client-Three",
         "a full treatment plan: 3 KAP sessions, an integration session, treatment completed",
         _full_plan,
     ),
-    ("Sample Client-Four", "put on hold while the evaluation was booked, then resumed", _hold_and_resume),
+    ("kap", "Sample Client-Four", "put on hold while the evaluation was booked, then resumed", _hold_and_resume),
+    (
+        "psychotherapy",
+        "Sample Client-Five",
+        "outpatient psychotherapy (not KAP): intake, 5 sessions with a check-in after 4, planned discharge",
+        _psychotherapy_episode,
+    ),
 )
