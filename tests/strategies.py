@@ -275,3 +275,123 @@ def stateful_paperwork() -> st.SearchStrategy[tuple[str, int, int]]:
         st.tuples(st.sampled_from(["consent", "consent_withdrawn"]), st.just(0), st.just(0)),
         st.tuples(st.just("plan"), st.integers(0, 2), st.integers(1, 6)),
     )
+
+
+# --- psychotherapy pathway ---
+# Used by tests/unit/test_psychotherapy_guards.py (session lengths) and
+# tests/integration/test_psychotherapy_stateful.py (everything else). Dates are absolute,
+# around the FakeClock's start (2026-01-05), as for the KAP state machine above.
+
+from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY as _PSY  # noqa: E402
+from kapflow.workflows.psychotherapy import facts as _psy_facts  # noqa: E402
+
+
+def psychotherapy_session_minutes() -> st.SearchStrategy[int]:
+    """How many whole minutes a psychotherapy session lasted: from none to a long double session."""
+    return st.integers(min_value=0, max_value=240)
+
+
+PSYCHOTHERAPY_ACTORS = tuple(
+    Actor(f"psy-{role.replace('_', '-')}-{n}", role) for role in sorted(_PSY.roles) for n in (1, 2)
+)
+"""Two synthetic people per role of the psychotherapy pathway, auditor and system included."""
+
+
+def psychotherapy_actors() -> st.SearchStrategy[Actor]:
+    """Mostly real roles of the pathway; now and then one it does not know (a prescriber) or a malformed id."""
+    return st.one_of(
+        st.sampled_from(PSYCHOTHERAPY_ACTORS),
+        st.sampled_from(PSYCHOTHERAPY_ACTORS),
+        st.sampled_from(PSYCHOTHERAPY_ACTORS),
+        st.sampled_from([Actor("np-1", "prescriber"), Actor("bad id", "therapist"), Actor("", "front_desk")]),
+    )
+
+
+def psychotherapy_triggers() -> st.SearchStrategy[str]:
+    """Any trigger the psychotherapy workflow defines, and rarely a KAP one it does not."""
+    return st.one_of(
+        st.sampled_from(sorted(_PSY.triggers())),
+        st.sampled_from(sorted(_PSY.triggers())),
+        st.just("start_kap_session"),
+    )
+
+
+def psychotherapy_trigger_data() -> st.SearchStrategy[dict[str, Any] | None]:
+    """Data sent with a fire: nothing, a reason and/or goals, blanks, or text breaking the policy."""
+    text = stateful_free_text()
+    return st.one_of(
+        st.none(),
+        st.fixed_dictionaries({"reason": text}),
+        st.fixed_dictionaries({"goals": text}),
+        st.fixed_dictionaries({"reason": text, "goals": text}),
+        st.fixed_dictionaries({"goals": st.sampled_from(["", "   "])}),
+        st.fixed_dictionaries({"reason": st.sampled_from(["nul\x00", "esc\x1b[0m"])}),
+    )
+
+
+PSYCHOTHERAPY_VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "payment": st.fixed_dictionaries({
+        "amount": st.sampled_from(["165.00", "150", "40.50"]),
+        "purpose": st.sampled_from(["psychotherapy", "psychotherapy", "other"]),
+    }),
+    "consent": st.fixed_dictionaries({"form_version": st.just("2026-02"), "signed_on": _days(-30, 200)}),
+    "consent_withdrawn": st.fixed_dictionaries({"withdrawn_on": _days(-30, 200)}),
+    "questionnaire": st.one_of(
+        st.fixed_dictionaries({"instrument": st.just("PHQ-9"), "score": st.integers(0, 27)}),
+        st.fixed_dictionaries({"instrument": st.just("GAD-7"), "score": st.integers(0, 21)}),
+    ),
+    "appointment": st.fixed_dictionaries({
+        "kind": st.sampled_from(sorted(_psy_facts.APPOINTMENT_MINUTES)),
+        "starts_at": _moment(0, 150),
+    }),
+    "appointment_update": st.one_of(
+        st.fixed_dictionaries({
+            "appointment": st.sampled_from(["a1", "a2", "a3"]),
+            "action": st.sampled_from(["cancel", "no_show", "attended"]),
+        }),
+        st.fixed_dictionaries({
+            "appointment": st.sampled_from(["a1", "a2", "a3"]), "action": st.just("reschedule"),
+            "starts_at": _moment(0, 150),
+        }),
+    ),
+}
+"""For every fact kind the psychotherapy pathway records except the intake: data its spec accepts."""
+
+
+def psychotherapy_valid_facts() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+    """(kind, data) pairs the psychotherapy fact specs accept (guards and roles may still refuse them)."""
+    return st.one_of(
+        *(st.tuples(st.just(kind), data) for kind, data in sorted(PSYCHOTHERAPY_VALID_FACT_DATA.items()))
+    )
+
+
+def psychotherapy_facts() -> st.SearchStrategy[tuple[str, Any]]:
+    """Mostly well-formed facts; some with a field spoilt, a KAP-only kind, or not an object at all."""
+
+    def spoil(pair: tuple[str, dict[str, Any]], value: Any) -> tuple[str, Any]:
+        kind, data = pair
+        return (kind, {**data, sorted(data)[0]: value})
+
+    return st.one_of(
+        psychotherapy_valid_facts(),
+        psychotherapy_valid_facts(),
+        st.builds(spoil, psychotherapy_valid_facts(), st.sampled_from(_WRONG_VALUES)),
+        st.tuples(st.just("vitals"), st.just({"phase": "pre_dose", "systolic": 120, "diastolic": 80})),
+        st.tuples(st.sampled_from(sorted(PSYCHOTHERAPY_VALID_FACT_DATA)), st.sampled_from([["a"], "text"])),
+    )
+
+
+def psychotherapy_intakes() -> st.SearchStrategy[dict[str, Any]]:
+    """Psychotherapy inquiries: some with no way to reach the client, born in the future, or a KAP-only concern."""
+    return st.fixed_dictionaries(
+        {
+            "first_name": st.just("Sample"),
+            "last_name": st.sampled_from(["Client-P", "Client-Q", "<i>Client</i>"]),
+            "date_of_birth": st.sampled_from(["1975-07-14", "2001-02-28", "2030-01-01"]),
+            "concerns": st.one_of(
+                st.lists(st.sampled_from(_psy_facts.CONCERNS), max_size=2, unique=True),
+                st.just(["treatment_resistant_depression"]),
+            ),
+        },
+        optional={"email": st.just("client.p@example.org"), "phone": st.just("+1 555 010 0188")},
+    )

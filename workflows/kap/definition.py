@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE
-from kapflow.domain.workflow import FactKind, Reminder, State, Transition, Workflow
+from kapflow.domain.workflow import ClientFields, FactKind, Reminder, State, Transition, Workflow
+from kapflow.workflows.clinical_reminders import appointment_reminders as _appointment_reminders
+from kapflow.workflows.clinical_reminders import inquiry_unanswered
 from kapflow.workflows.kap import facts as kap_facts
 from kapflow.workflows.kap.guards import kap_guards
 
@@ -58,28 +61,11 @@ KAP_SESSION_GUARDS = (
 )
 
 
-def _appointment_reminders(kind: str) -> tuple[Reminder, ...]:
-    return tuple(
-        Reminder(
-            f"{kind}_reminder_{hours}h", CLIENT, "email",
-            "Hello {first_name}, this is a reminder of your appointment on {starts_at}, in person at the practice.",
-            before_appointment=timedelta(hours=hours), appointment_kind=kind, subject="Appointment reminder",
-        )
-        for hours in (72, 24)
-    )
-
-
 STATES = (
     State(
         "inquiry",
         description="an inquiry form arrived; front desk answers it",
-        reminders=(
-            Reminder(
-                "inquiry_unanswered", FRONT_DESK, "email",
-                "An inquiry has waited 2 business days for an answer.",
-                after=timedelta(days=2), business_days=True, subject="kapflow: inquiry waiting for an answer",
-            ),
-        ),
+        reminders=(inquiry_unanswered(),),
     ),
     State(
         "evaluation_booked",
@@ -235,6 +221,12 @@ def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> 
             for spec in kap_facts.ALL_SPECS
         },
         thresholds=THRESHOLDS,
+        intake_fact="inquiry",
+        client=ClientFields(
+            name=("first_name", "last_name"), in_messages=("first_name",),
+            addresses={"email": "email", "sms": "phone"},
+        ),
+        appointments=AppointmentFacts(kinds=tuple(kap_facts.APPOINTMENT_MINUTES)),
         description="Ketamine-Assisted Psychotherapy: inquiry to completed treatment plan",
     )
     return base.with_thresholds(version, **threshold_changes) if threshold_changes else base

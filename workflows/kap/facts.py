@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
-from kapflow.domain.facts import (
-    Boolean,
-    Choice,
-    ChoiceList,
-    Day,
-    Email,
-    FactSpec,
-    Integer,
-    Moment,
-    Money,
-    Phone,
-    Text,
-)
+from kapflow.domain.facts import Boolean, Choice, ChoiceList, Day, FactSpec, Integer, Moment, Phone, Text
 from kapflow.domain.payload import JSONObject
+from kapflow.workflows.clinical_facts import APPOINTMENT_UPDATE as APPOINTMENT_UPDATE
+from kapflow.workflows.clinical_facts import CONSENT_WITHDRAWN as CONSENT_WITHDRAWN
+from kapflow.workflows.clinical_facts import PAYMENT as PAYMENT
+from kapflow.workflows.clinical_facts import PAYMENT_PURPOSES as PAYMENT_PURPOSES
+from kapflow.workflows.clinical_facts import QUESTIONNAIRE as QUESTIONNAIRE
+from kapflow.workflows.clinical_facts import QUESTIONNAIRE_MAX as QUESTIONNAIRE_MAX
+from kapflow.workflows.clinical_facts import appointment_spec, consent_spec, inquiry_spec
+
+# Inquiry, payment, consent (and its withdrawal), questionnaire, appointment and appointment update
+# mean the same in every pathway of the practice: their specs live in kapflow.workflows.clinical_facts
+# and are named here as before. KAP's own vocabulary (its conditions, appointment kinds, consent form)
+# is what it passes to the shared factories.
 
 CONDITIONS = ("depression", "treatment_resistant_depression", "anxiety", "ptsd", "emotional_trauma")
 
@@ -55,24 +55,6 @@ APPOINTMENT_MINUTES: dict[str, tuple[int, int, int]] = {
     "reassessment": (60, 30, 90),
 }
 
-QUESTIONNAIRE_MAX = {"PHQ-9": 27, "GAD-7": 21}
-PAYMENT_PURPOSES = ("evaluation_fee", "psychotherapy", "other")
-
-
-def _contact_given(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
-    if not d.get("email") and not d.get("phone"):
-        return ("email", "give an email address or a phone number so the practice can answer")
-    return None
-
-
-def _born_in_the_past(d: JSONObject, now: datetime) -> tuple[str, str] | None:
-    born = date.fromisoformat(str(d["date_of_birth"]))
-    if born > now.date():
-        return ("date_of_birth", "is in the future")
-    if born.year < now.year - 120:
-        return ("date_of_birth", "is more than 120 years ago")
-    return None
-
 
 def _expires_after_issue(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
     if str(d["expires_on"]) <= str(d["issued_on"]):
@@ -86,13 +68,6 @@ def _systolic_above_diastolic(d: JSONObject, _now: datetime) -> tuple[str, str] 
     return None
 
 
-def _score_in_range(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
-    top = QUESTIONNAIRE_MAX[str(d["instrument"])]
-    if not 0 <= int(str(d["score"])) <= top:
-        return ("score", f"a {d['instrument']} total is between 0 and {top}")
-    return None
-
-
 def _plan_sessions(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
     if d["action"] in ("set", "extend") and d.get("sessions") is None:
         return ("sessions", f"is required to {d['action']} a plan")
@@ -101,41 +76,7 @@ def _plan_sessions(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
     return None
 
 
-def _minutes_for_kind(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
-    default, low, high = APPOINTMENT_MINUTES[str(d["kind"])]
-    if d.get("minutes") is None:
-        d["minutes"] = default
-    elif not low <= int(str(d["minutes"])) <= high:
-        return ("minutes", f"a {d['kind']} lasts {low}-{high} minutes")
-    return None
-
-
-INQUIRY = FactSpec(
-    "inquiry",
-    (
-        Text("first_name", max_chars=100),
-        Text("last_name", max_chars=100),
-        Day("date_of_birth"),
-        Email("email", required=False),
-        Phone("phone", required=False),
-        ChoiceList("concerns", CONDITIONS),
-        Choice("preferred_contact", ("email", "sms", "phone"), required=False, default="email"),
-        Text("message", required=False),
-    ),
-    (_contact_given, _born_in_the_past),
-    "a KAP inquiry form: who asks, how to reach them, what brings them",
-)
-
-PAYMENT = FactSpec(
-    "payment",
-    (
-        Money("amount"),
-        Choice("purpose", PAYMENT_PURPOSES),
-        Choice("method", ("card", "cash", "check", "hsa_fsa", "other"), required=False, default="card"),
-        Text("reference", max_chars=100, required=False),
-    ),
-    description="a payment received, and what it pays for",
-)
+INQUIRY = inquiry_spec(CONDITIONS, "a KAP inquiry form: who asks, how to reach them, what brings them")
 
 PRESCRIPTION = FactSpec(
     "prescription",
@@ -150,21 +91,7 @@ PRESCRIPTION = FactSpec(
     "a prescription issued by the prescriber",
 )
 
-CONSENT = FactSpec(
-    "consent",
-    (
-        Text("form", max_chars=200, required=False, default="KAP informed consent"),
-        Text("form_version", max_chars=50),
-        Day("signed_on"),
-    ),
-    description="informed consent signed by the client",
-)
-
-CONSENT_WITHDRAWN = FactSpec(
-    "consent_withdrawn",
-    (Day("withdrawn_on"), Text("note", required=False)),
-    description="the client withdrew consent; KAP sessions stop until a new consent is signed",
-)
+CONSENT = consent_spec("KAP informed consent")
 
 SCREENING = FactSpec(
     "screening",
@@ -215,17 +142,6 @@ DISCHARGE_CHECK = FactSpec(
     description="the client is stable and knows not to drive until the next day",
 )
 
-QUESTIONNAIRE = FactSpec(
-    "questionnaire",
-    (
-        Choice("instrument", tuple(QUESTIONNAIRE_MAX)),
-        Integer("score", low=0, high=27),
-        Day("completed_on", required=False),
-    ),
-    (_score_in_range,),
-    "a PHQ-9 or GAD-7 total score",
-)
-
 TREATMENT_PLAN = FactSpec(
     "treatment_plan",
     (
@@ -237,38 +153,7 @@ TREATMENT_PLAN = FactSpec(
     "the tailored plan: set the number of KAP sessions, extend it, or end it early",
 )
 
-APPOINTMENT = FactSpec(
-    "appointment",
-    (
-        Choice("kind", tuple(APPOINTMENT_MINUTES)),
-        Moment("starts_at"),
-        Integer("minutes", low=15, high=240, required=False),
-        Choice("location", ("in_person",), required=False, default="in_person"),
-        Text("with_clinician", max_chars=200, required=False),
-    ),
-    (_minutes_for_kind,),
-    "an appointment of one of the pathway's kinds (in person)",
-)
-
-def _reschedule_needs_time(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
-    if d["action"] == "reschedule" and d.get("starts_at") is None:
-        return ("starts_at", "is required to reschedule")
-    if d["action"] != "reschedule" and d.get("starts_at") is not None:
-        return ("starts_at", f"is only given to reschedule, not to {str(d['action']).replace('_', ' ')}")
-    return None
-
-
-APPOINTMENT_UPDATE = FactSpec(
-    "appointment_update",
-    (
-        Text("appointment", max_chars=20, pattern=r"a[1-9][0-9]{0,5}", hint="give an appointment id such as a1"),
-        Choice("action", ("reschedule", "cancel", "no_show", "attended")),
-        Moment("starts_at", required=False),
-        Text("reason", required=False),
-    ),
-    (_reschedule_needs_time,),
-    "a change to a booked appointment: reschedule, cancel, mark no-show or attended",
-)
+APPOINTMENT = appointment_spec(APPOINTMENT_MINUTES)
 
 PRESCRIBER_CHECKIN = FactSpec(
     "prescriber_checkin",

@@ -12,10 +12,16 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 
-from kapflow.domain.appointments import appointments, has_upcoming
 from kapflow.domain.case import CaseFacts, FactEntry
 from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import Guard, GuardContext
+from kapflow.workflows import clinical_guards
+from kapflow.workflows.clinical_guards import AppointmentOpen as AppointmentOpen
+from kapflow.workflows.clinical_guards import WhenBooking as WhenBooking
+from kapflow.workflows.clinical_guards import days as _days
+from kapflow.workflows.clinical_guards import facts_since as _since
+from kapflow.workflows.clinical_guards import missing_questionnaires
+from kapflow.workflows.clinical_guards import whole as _num
 
 DOSING = "start_kap_session"
 
@@ -30,16 +36,7 @@ def _money(amount: Decimal) -> str:
     return f"${amount:,.2f}".replace(".00", "")
 
 
-def _num(ctx: GuardContext, name: str) -> int:
-    return int(ctx.thresholds[name])
-
-
 # A threshold's span as a timedelta, built once per value: thresholds recur on every command.
-@lru_cache(maxsize=64)
-def _days_span(days: int) -> timedelta:
-    return timedelta(days=days)
-
-
 @lru_cache(maxsize=64)
 def _minutes_span(minutes: int) -> timedelta:
     return timedelta(minutes=minutes)
@@ -49,10 +46,6 @@ def _minutes(ctx: GuardContext, name: str) -> timedelta:
     return _minutes_span(int(ctx.thresholds[name]))
 
 
-def _days(ctx: GuardContext, name: str) -> timedelta:
-    return _days_span(int(ctx.thresholds[name]))
-
-
 def _dosings(facts: CaseFacts) -> list[datetime]:
     """When each KAP session started (several guards ask, so it is derived once per command)."""
     return facts.derived(_dosing_times, _dosing_times)
@@ -60,10 +53,6 @@ def _dosings(facts: CaseFacts) -> list[datetime]:
 
 def _dosing_times(facts: CaseFacts) -> list[datetime]:
     return [m.at for m in facts.moves_by(DOSING)]
-
-
-def _since(facts: CaseFacts, kind: str, after: datetime | None) -> list[FactEntry]:
-    return [f for f in facts.of_kind(kind) if after is None or f.at >= after]
 
 
 def _last_dosing(facts: CaseFacts) -> datetime | None:
@@ -92,42 +81,19 @@ class EvaluationFeePaid(_Base):
 
 
 @dataclass(frozen=True)
-class AppointmentBooked:
+class AppointmentBooked(clinical_guards.AppointmentBooked):
     """An appointment of ``kind`` is booked and still ahead (cancelled and past ones do not count).
 
     With ``after_dosing``, the rule only applies once a KAP session has happened
     (the integration session that should follow it).
     """
 
-    kind: str
     after_dosing: bool = False
-    thresholds: tuple[str, ...] = ()
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         if self.after_dosing and _last_dosing(ctx.facts) is None:
             return None
-        if has_upcoming(ctx.case_id, ctx.facts, self.kind, ctx.now):
-            return None
-        label = self.kind.replace("_", " ")
-        return Blocker(
-            f"{self.kind}_not_booked", f"book the {label} appointment first", facts=(("kind", self.kind),)
-        )
-
-
-class AppointmentOpen(_Base):
-    """The appointment an update names exists and is still booked (for reschedule, cancel, no-show)."""
-
-    def __call__(self, ctx: GuardContext) -> Blocker | None:
-        appt_id = str(ctx.data.get("appointment", ""))
-        appt = appointments(ctx.case_id, ctx.facts).get(appt_id)
-        if appt is None:
-            return Blocker("appointment_unknown", f"the case has no appointment {appt_id!r}; list its appointments")
-        if not appt.active:
-            return Blocker(
-                "appointment_closed", f"appointment {appt_id} is {appt.status.replace('_', ' ')} and cannot change",
-                facts=(("status", appt.status),),
-            )
-        return None
+        return super().__call__(ctx)
 
 
 class ScreeningRecorded(_Base):
@@ -205,15 +171,11 @@ class PrescriptionValid(_Base):
         return None
 
 
-class ConsentSigned(_Base):
-    def __call__(self, ctx: GuardContext) -> Blocker | None:
-        signed = ctx.facts.latest("consent")
-        withdrawn = ctx.facts.latest("consent_withdrawn")
-        if signed is None:
-            return Blocker("consent_missing", "the client must sign the KAP informed consent form")
-        if withdrawn is not None and withdrawn.at >= signed.at:
-            return Blocker("consent_withdrawn", "the client withdrew consent; a new consent form must be signed")
-        return None
+@dataclass(frozen=True)
+class ConsentSigned(clinical_guards.ConsentSigned):
+    """The KAP informed consent is signed and not withdrawn since."""
+
+    form: str = "KAP informed consent form"
 
 
 class IntentionSet(_Base):
@@ -468,29 +430,10 @@ class QuestionnairesCurrent(_Base):
     """PHQ-9 and GAD-7 both recorded since the last dosing (used by reminders)."""
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
-        last = _last_dosing(ctx.facts)
-        done = {f.data["instrument"] for f in _since(ctx.facts, "questionnaire", last)}
-        missing = sorted({"PHQ-9", "GAD-7"} - done)
+        missing = missing_questionnaires(ctx.facts, _last_dosing(ctx.facts))
         if not missing:
             return None
         return Blocker("questionnaires_due", f"questionnaires due before the next KAP session: {', '.join(missing)}")
-
-
-@dataclass(frozen=True)
-class WhenBooking:
-    """Apply ``guard`` only when the fact being recorded is an appointment of ``kind``."""
-
-    kind: str
-    guard: Guard
-
-    @property
-    def thresholds(self) -> tuple[str, ...]:
-        return tuple(self.guard.thresholds)
-
-    def __call__(self, ctx: GuardContext) -> Blocker | None:
-        if ctx.data.get("kind") != self.kind:
-            return None
-        return self.guard(ctx)
 
 
 def kap_guards() -> dict[str, Guard]:

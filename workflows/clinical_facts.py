@@ -1,0 +1,171 @@
+"""Facts every clinical pathway of the practice records with the same meaning, and their validation rules.
+
+An inquiry, a payment, a consent and its withdrawal, a PHQ-9 or GAD-7 score,
+an appointment and a change to it mean the same thing in the KAP pathway and
+in outpatient psychotherapy, so both record them with these specs. Where a
+pathway names its own vocabulary (the concerns an inquiry may give, the
+appointment kinds and their lengths, the consent form's default title), a
+small factory builds the spec from that vocabulary: the fields and the
+checks stay one definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+
+from kapflow.domain.facts import (
+    Choice,
+    ChoiceList,
+    CrossCheck,
+    Day,
+    Email,
+    FactSpec,
+    Integer,
+    Moment,
+    Money,
+    Phone,
+    Text,
+)
+from kapflow.domain.payload import JSONObject
+
+QUESTIONNAIRE_MAX = {"PHQ-9": 27, "GAD-7": 21}
+"""The check-in instruments and the highest total each can reach."""
+
+PAYMENT_PURPOSES = ("evaluation_fee", "psychotherapy", "other")
+
+AppointmentMinutes = Mapping[str, tuple[int, int, int]]
+"""Appointment kind -> (default minutes, shortest, longest)."""
+
+
+def _contact_given(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+    if not d.get("email") and not d.get("phone"):
+        return ("email", "give an email address or a phone number so the practice can answer")
+    return None
+
+
+def _born_in_the_past(d: JSONObject, now: datetime) -> tuple[str, str] | None:
+    born = date.fromisoformat(str(d["date_of_birth"]))
+    if born > now.date():
+        return ("date_of_birth", "is in the future")
+    if born.year < now.year - 120:
+        return ("date_of_birth", "is more than 120 years ago")
+    return None
+
+
+def _score_in_range(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+    top = QUESTIONNAIRE_MAX[str(d["instrument"])]
+    if not 0 <= int(str(d["score"])) <= top:
+        return ("score", f"a {d['instrument']} total is between 0 and {top}")
+    return None
+
+
+def _reschedule_needs_time(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+    if d["action"] == "reschedule" and d.get("starts_at") is None:
+        return ("starts_at", "is required to reschedule")
+    if d["action"] != "reschedule" and d.get("starts_at") is not None:
+        return ("starts_at", f"is only given to reschedule, not to {str(d['action']).replace('_', ' ')}")
+    return None
+
+
+def _minutes_for_kind(minutes: AppointmentMinutes) -> CrossCheck:
+    """The check filling in a kind's default length, or refusing a length outside its range."""
+
+    def check(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+        default, low, high = minutes[str(d["kind"])]
+        if d.get("minutes") is None:
+            d["minutes"] = default
+        elif not low <= int(str(d["minutes"])) <= high:
+            return ("minutes", f"a {d['kind']} lasts {low}-{high} minutes")
+        return None
+
+    return check
+
+
+def inquiry_spec(concerns: Sequence[str], description: str) -> FactSpec:
+    """An inquiry form (the intake of a case) whose ``concerns`` are the pathway's own list."""
+    return FactSpec(
+        "inquiry",
+        (
+            Text("first_name", max_chars=100),
+            Text("last_name", max_chars=100),
+            Day("date_of_birth"),
+            Email("email", required=False),
+            Phone("phone", required=False),
+            ChoiceList("concerns", concerns),
+            Choice("preferred_contact", ("email", "sms", "phone"), required=False, default="email"),
+            Text("message", required=False),
+        ),
+        (_contact_given, _born_in_the_past),
+        description,
+    )
+
+
+def consent_spec(default_form: str) -> FactSpec:
+    """Consent signed by the client; ``default_form`` is the form's title when none is given."""
+    return FactSpec(
+        "consent",
+        (
+            Text("form", max_chars=200, required=False, default=default_form),
+            Text("form_version", max_chars=50),
+            Day("signed_on"),
+        ),
+        description="informed consent signed by the client",
+    )
+
+
+def appointment_spec(minutes: AppointmentMinutes) -> FactSpec:
+    """An appointment of one of the pathway's kinds, each with its default length and allowed range."""
+    return FactSpec(
+        "appointment",
+        (
+            Choice("kind", tuple(minutes)),
+            Moment("starts_at"),
+            Integer("minutes", low=15, high=240, required=False),
+            Choice("location", ("in_person",), required=False, default="in_person"),
+            Text("with_clinician", max_chars=200, required=False),
+        ),
+        (_minutes_for_kind(minutes),),
+        "an appointment of one of the pathway's kinds (in person)",
+    )
+
+
+PAYMENT = FactSpec(
+    "payment",
+    (
+        Money("amount"),
+        Choice("purpose", PAYMENT_PURPOSES),
+        Choice("method", ("card", "cash", "check", "hsa_fsa", "other"), required=False, default="card"),
+        Text("reference", max_chars=100, required=False),
+    ),
+    description="a payment received, and what it pays for",
+)
+
+CONSENT_WITHDRAWN = FactSpec(
+    "consent_withdrawn",
+    (Day("withdrawn_on"), Text("note", required=False)),
+    description="the client withdrew consent; sessions that need it stop until a new consent is signed",
+)
+
+QUESTIONNAIRE = FactSpec(
+    "questionnaire",
+    (
+        Choice("instrument", tuple(QUESTIONNAIRE_MAX)),
+        Integer("score", low=0, high=27),
+        Day("completed_on", required=False),
+    ),
+    (_score_in_range,),
+    "a PHQ-9 or GAD-7 total score",
+)
+
+APPOINTMENT_UPDATE = FactSpec(
+    "appointment_update",
+    (
+        Text("appointment", max_chars=20, pattern=r"a[1-9][0-9]{0,5}", hint="give an appointment id such as a1"),
+        Choice("action", ("reschedule", "cancel", "no_show", "attended")),
+        Moment("starts_at", required=False),
+        Text("reason", required=False),
+    ),
+    (_reschedule_needs_time,),
+    "a change to a booked appointment: reschedule, cancel, mark no-show or attended",
+)

@@ -1,0 +1,117 @@
+"""Guards and guard helpers every clinical pathway of the practice uses with the same meaning.
+
+Appointments booked and still open, consent signed and not withdrawn since,
+the PHQ-9 and GAD-7 recorded since a moment, a rule that applies only to
+bookings of one kind: each pathway names these in its own guard table, with
+its own codes where the wording differs (the consent form's title).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from kapflow.domain.appointments import appointments, has_upcoming
+from kapflow.domain.case import CaseFacts, FactEntry
+from kapflow.domain.errors import Blocker
+from kapflow.domain.workflow import Guard, GuardContext
+from kapflow.workflows.clinical_facts import QUESTIONNAIRE_MAX
+
+INSTRUMENTS = frozenset(QUESTIONNAIRE_MAX)
+"""The check-in questionnaires: PHQ-9 and GAD-7."""
+
+
+def whole(ctx: GuardContext, name: str) -> int:
+    """Threshold ``name`` as a whole number."""
+    return int(ctx.thresholds[name])
+
+
+# A threshold's span as a timedelta, built once per value: thresholds recur on every command.
+@lru_cache(maxsize=64)
+def _days_span(days: int) -> timedelta:
+    return timedelta(days=days)
+
+
+def days(ctx: GuardContext, name: str) -> timedelta:
+    """Threshold ``name`` (a number of days) as a span of time."""
+    return _days_span(int(ctx.thresholds[name]))
+
+
+def facts_since(facts: CaseFacts, kind: str, after: datetime | None) -> list[FactEntry]:
+    """Facts of ``kind`` recorded at or after ``after`` (all of them when it is None)."""
+    return [f for f in facts.of_kind(kind) if after is None or f.at >= after]
+
+
+def missing_questionnaires(facts: CaseFacts, since: datetime | None) -> list[str]:
+    """The instruments (PHQ-9, GAD-7) not recorded at or after ``since``, sorted."""
+    done = {f.data["instrument"] for f in facts_since(facts, "questionnaire", since)}
+    return sorted(INSTRUMENTS - done)
+
+
+@dataclass(frozen=True)
+class AppointmentBooked:
+    """An appointment of ``kind`` is booked and still ahead (cancelled and past ones do not count)."""
+
+    kind: str
+    thresholds: tuple[str, ...] = ()
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        if has_upcoming(ctx.case_id, ctx.facts, self.kind, ctx.now):
+            return None
+        label = self.kind.replace("_", " ")
+        return Blocker(
+            f"{self.kind}_not_booked", f"book the {label} appointment first", facts=(("kind", self.kind),)
+        )
+
+
+class AppointmentOpen:
+    """The appointment an update names exists and is still booked (for reschedule, cancel, no-show)."""
+
+    thresholds: tuple[str, ...] = ()
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        appt_id = str(ctx.data.get("appointment", ""))
+        appt = appointments(ctx.case_id, ctx.facts).get(appt_id)
+        if appt is None:
+            return Blocker("appointment_unknown", f"the case has no appointment {appt_id!r}; list its appointments")
+        if not appt.active:
+            return Blocker(
+                "appointment_closed", f"appointment {appt_id} is {appt.status.replace('_', ' ')} and cannot change",
+                facts=(("status", appt.status),),
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class ConsentSigned:
+    """The client signed ``form`` and has not withdrawn consent since."""
+
+    form: str = "consent form"
+    thresholds: tuple[str, ...] = ()
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        signed = ctx.facts.latest("consent")
+        withdrawn = ctx.facts.latest("consent_withdrawn")
+        if signed is None:
+            return Blocker("consent_missing", f"the client must sign the {self.form}")
+        if withdrawn is not None and withdrawn.at >= signed.at:
+            return Blocker("consent_withdrawn", "the client withdrew consent; a new consent form must be signed")
+        return None
+
+
+@dataclass(frozen=True)
+class WhenBooking:
+    """Apply ``guard`` only when the fact being recorded is an appointment of ``kind``."""
+
+    kind: str
+    guard: Guard
+
+    @property
+    def thresholds(self) -> tuple[str, ...]:
+        return tuple(self.guard.thresholds)
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        if ctx.data.get("kind") != self.kind:
+            return None
+        return self.guard(ctx)
