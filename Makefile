@@ -8,7 +8,7 @@ SRC_HASH := $(shell find kapflow workflows adapters -name '*.py' | LC_ALL=C sort
 STAMP := $(VENV)/.installed-$(SRC_HASH)
 DB ?= kapflow-demo.db
 
-.PHONY: demo test lint typecheck check clean migration bench bench-quick
+.PHONY: demo test lint typecheck docs check clean migration bench bench-quick
 
 # caldav's urllib3-future would replace urllib3 through a .pth file at every start;
 # built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3 instead.
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet -c constraints.txt \
 		--no-binary urllib3-future \
-		--config-settings editable_mode=strict -e ".[dev,postgres,notify,calendar]"
+		--config-settings editable_mode=strict -e ".[dev,postgres,notify,calendar,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)  ## run the example practice on a fresh SQLite file
@@ -31,7 +31,7 @@ test: $(STAMP)  ## the whole test suite
 lint: $(STAMP)
 	$(BIN)/ruff check kapflow workflows adapters tests examples bench
 
-# Run as scripts, not with python -m: the repository root on sys.path would shadow the installed kapflow.
+# bench/ is scripts importing each other by name, run from their folder.
 bench: $(STAMP)  ## the benchmarks, full sizes (minutes); writes bench/results.json and prints a table
 	$(BIN)/python bench/run.py
 
@@ -43,7 +43,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict
 	$(BIN)/mypy --strict bench
 
-check: lint typecheck test
+# The documentation site from docs/ (mkdocs.yml), warnings as errors, into site/. The API pages read
+# kapflow through the editable install's link tree (build/__editable__.*), where setuptools has mapped
+# workflows/ and adapters/ into kapflow.workflows and kapflow.adapters. NO_MKDOCS_2_WARNING silences
+# Material's banner about its end of life (May 2027), printed at every build.
+docs: $(STAMP)  ## the documentation site, into site/ (open site/index.html)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+check: lint typecheck docs test
 
 # A new revision from what changed in kapflow/store/tables.py (Alembic's autogenerate against a scratch
 # database at the newest revision). Autogenerate misses renames and data changes: read it, edit it.
@@ -55,4 +62,4 @@ migration: $(STAMP)  ## make migration MSG="add a notes column to cases"
 	echo "wrote $$file: read it and edit it by hand, then make test"
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -1,7 +1,6 @@
 """kapflow's benchmarks: ``python bench/run.py [--quick]`` writes bench/results.json and prints a table.
 
-Run it as a script (``make bench`` / ``make bench-quick``), not with ``python -m`` from the repository
-root: the root on ``sys.path`` would shadow the installed package's ``kapflow.workflows``.
+Run it as a script (``make bench`` / ``make bench-quick``): its modules import each other by name.
 Targets print PASS or FAIL; the exit status is 0 either way (a benchmark is not a test).
 """
 

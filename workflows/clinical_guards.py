@@ -57,7 +57,7 @@ class AppointmentBooked:
     thresholds: tuple[str, ...] = ()
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
-        if has_upcoming(ctx.case_id, ctx.facts, self.kind, ctx.now):
+        if has_upcoming(ctx.case_id, ctx.facts, self.kind, ctx.now, ctx.carriers):
             return None
         label = self.kind.replace("_", " ")
         return Blocker(
@@ -72,7 +72,7 @@ class AppointmentOpen:
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         appt_id = str(ctx.data.get("appointment", ""))
-        appt = appointments(ctx.case_id, ctx.facts).get(appt_id)
+        appt = appointments(ctx.case_id, ctx.facts, ctx.carriers).get(appt_id)
         if appt is None:
             return Blocker("appointment_unknown", f"the case has no appointment {appt_id!r}; list its appointments")
         if not appt.active:

@@ -21,7 +21,7 @@ from kapflow.app.cases import fire
 from kapflow.app.context import AppContext
 from kapflow.app.events import note_event
 from kapflow.app.runner import ONCE, Transaction
-from kapflow.domain.appointments import Appointment, appointments, upcoming
+from kapflow.domain.appointments import STANDARD, Appointment, appointments, upcoming
 from kapflow.domain.case import Actor, CaseFacts, CaseRecord
 from kapflow.domain.errors import ConcurrencyConflict, Refused, StorageError
 from kapflow.domain.events import EventKind, TimerStatus
@@ -107,7 +107,8 @@ def _verdict(
     claim: TimerClaim, now: datetime,
 ) -> TimerOutcome | None:
     if reminder.while_blocked_by:  # first: a reminder whose rule holds is not missed, just not needed
-        ctx = GuardContext(case.id, case.state, reminder.name, facts, now, wf.thresholds, tz=app.timezone)
+        ctx = GuardContext(case.id, case.state, reminder.name, facts, now, wf.thresholds, tz=app.timezone,
+                           carriers=wf.appointments or STANDARD)
         if wf.guards[reminder.while_blocked_by](ctx) is None:
             return TimerOutcome(TimerStatus.SKIPPED, f"{reminder.while_blocked_by} holds now")
     late = now - claim.due_at

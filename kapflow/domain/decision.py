@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from typing import Any
 
+from kapflow.domain.appointments import STANDARD
 from kapflow.domain.case import CaseRecord
 from kapflow.domain.errors import (
     Blocker,
@@ -28,7 +29,8 @@ def guard_context(
     case: CaseRecord, wf: Workflow, trigger: str, data: Mapping[str, Any], now: datetime, tz: tzinfo
 ) -> GuardContext:
     """What the guards of ``trigger`` (or of recording a fact) see of ``case`` at ``now``."""
-    return GuardContext(case.id, case.state, trigger, case.projection, now, wf.thresholds, data, tz)
+    return GuardContext(case.id, case.state, trigger, case.projection, now, wf.thresholds, data, tz,
+                        wf.appointments or STANDARD)
 
 
 def fire_refusal(

@@ -38,6 +38,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, TypeVar
 
+from kapflow.domain.appointments import STANDARD
 from kapflow.domain.case import PREVIOUS_STATE, CaseFacts, CaseRecord
 from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import FactKind, GuardContext, Reminder, State, Transition, Workflow
@@ -348,7 +349,7 @@ def _entry_blockers(case: CaseRecord, new: Workflow, tz: tzinfo) -> list[Blocker
     if entering is None or entering.dest not in (case.state, PREVIOUS_STATE):
         return []
     ctx = GuardContext(case.id, move.source, move.trigger, _as_of_entry(case.facts, move.at),
-                       move.at, new.thresholds, {}, tz)
+                       move.at, new.thresholds, {}, tz, new.appointments or STANDARD)
     out = []
     for name in entering.guards:
         blocker = new.guards[name](ctx)

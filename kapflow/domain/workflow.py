@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
-from kapflow.domain.appointments import AppointmentFacts
+from kapflow.domain.appointments import STANDARD, AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE, CaseFacts
 from kapflow.domain.errors import Blocker, WorkflowDefinitionError
 from kapflow.domain.facts import FactSpec
@@ -38,6 +38,7 @@ class GuardContext(NamedTuple):
     thresholds: Mapping[str, Threshold]
     data: Mapping[str, Any] = MappingProxyType({})
     tz: tzinfo = UTC
+    carriers: AppointmentFacts = STANDARD  # the fact kinds that carry the workflow's appointments
 
     @property
     def today(self) -> date:

@@ -119,7 +119,7 @@ class NoSessionBooked(_Base):
     """No psychotherapy session booked ahead: a client with a session to come is not inactive."""
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
-        ahead = upcoming(ctx.case_id, ctx.facts, SESSION, ctx.now)
+        ahead = upcoming(ctx.case_id, ctx.facts, SESSION, ctx.now, ctx.carriers)
         if not ahead:
             return None
         on = ahead[0].starts_at.astimezone(ctx.tz).date().isoformat()
