@@ -1,23 +1,8 @@
-"""The domain's exceptions: cases, workflows, facts, commands. (The whole tree is drawn in ``kapflow.errors``.)
+"""The domain's exceptions: cases, workflows, facts, commands.
 
-This part of the tree::
-
-    KapflowError
-    ├── InvalidInput                 bad input from a caller; nothing was written
-    │   ├── InvalidFact              a fact failed validation (kind, field, reason)
-    │   ├── UnknownTrigger           the workflow has no such trigger
-    │   ├── UnknownFactKind          the workflow records no such fact
-    │   └── IdempotencyKeyReused     the same key came with a different command
-    ├── UnknownCase                  no case has that id
-    ├── Refused                      a command was refused; the refusal is audited
-    │   ├── NotPermitted             the actor's role may not do this
-    │   ├── TransitionNotAvailable   the trigger does not leave the case's current state
-    │   ├── TransitionBlocked        guards failed; carries every blocker
-    │   └── MigrationRefused         the case cannot move to another workflow version; carries every reason
-    ├── ConcurrencyConflict          the case changed under the command; retry
-    ├── WorkflowDefinitionError      a workflow failed validation; carries every problem
-    ├── StorageError                 the database failed or is unreachable
-    └── AuditChainBroken             verification found an edited, deleted or reordered row
+The domain must import nothing outside the standard library, so its errors
+are defined here; ``kapflow.errors`` exports them with the rest of the tree,
+and its docstring draws the whole of it.
 
 Messages name what was wrong and what to do. They never carry a client's
 name, contact, clinical data or free text: only ids, codes, field names and
