@@ -1,7 +1,7 @@
 """kapflow's exceptions: one base, structured attributes, no protected health information.
 
 Every exception kapflow raises on purpose is a ``KapflowError`` and is
-exported here. The tree::
+exported here. The tree:
 
     KapflowError
     ├── InvalidInput                 bad input from a caller; nothing was written

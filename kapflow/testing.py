@@ -4,7 +4,7 @@
     case_id = kit.engine.open_case({...}, actor=...).case_id
     ...
     kit.advance(hours=47)              # moves the clock, then runs the worker's loops until idle
-    assert "evaluation_fee_due_48h" in kit.reminders_sent()
+    assert "evaluation_fee_due" in kit.reminders_sent()
 
 Nothing sleeps: time only moves when the test says so.
 """

@@ -1,4 +1,7 @@
-"""The README's promises hold: its embedding snippet runs, its Quick start is two commands."""
+"""The README's promises hold: its embedding snippet runs, its Quick start is two commands, its links lead somewhere.
+
+Every Python block of the README and of docs/ also runs in test_docs_examples.py.
+"""
 
 from __future__ import annotations
 
@@ -42,3 +45,17 @@ def test_ci_runs_the_quick_start_test_command() -> None:
     """.ci/run calls the same test command the README gives."""
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "\nmake test\n" in ci
+
+
+def test_readme_links_lead_to_files_in_the_repository() -> None:
+    """Each relative link of the README (to docs/*.md, mostly) names a file or folder that exists."""
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README.read_text(encoding="utf-8"))
+    relative = [t for t in targets if "://" not in t and not t.startswith("mailto:")]
+    assert relative, "the README links to its docs pages"
+    missing = [t for t in relative if not (README.parent / t).exists()]
+    assert not missing
+
+
+def test_readme_stays_short() -> None:
+    """The README is the pitch, the Quick start, one example and links: reference belongs in docs/."""
+    assert len(README.read_text(encoding="utf-8").splitlines()) < 150
