@@ -30,13 +30,25 @@ from kapflow.domain.workflow import Workflow
 from kapflow.workflows.kap import KAP_PATHWAY
 from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY
 
-__all__ = ["DEMO_START", "ClientStory", "DemoRun", "Moment", "SentMessage", "demo_engine", "run_demo"]
+__all__ = [
+    "DEMO_SETTINGS", "DEMO_START", "DEMO_WORKFLOWS", "ClientStory", "DemoRun", "Moment", "SentMessage", "demo_engine",
+    "run_demo",
+]
 
 DEMO_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 """A Monday morning: the demo practice's first day."""
 
 DEMO_WORKFLOWS: tuple[Workflow, ...] = (KAP_PATHWAY, PSYCHOTHERAPY_PATHWAY)
 """The practice's pathways: KAP, and outpatient psychotherapy for clients not in KAP."""
+
+DEMO_SETTINGS = """\
+# The demo practice's settings: both of its pathways, so its cases can be read and moved.
+workflows = [
+  "kapflow.workflows.kap:KAP_PATHWAY",
+  "kapflow.workflows.psychotherapy:PSYCHOTHERAPY_PATHWAY",
+]
+"""
+"""A settings file (TOML) loading ``DEMO_WORKFLOWS``, for the commands run on the demo's database after it."""
 
 CLIENT = Actor("client-portal", "client")
 FRONT_DESK = Actor("fd-demo", "front_desk")

@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -14,7 +15,7 @@ import kapflow.demo
 from kapflow.cli import app
 from kapflow.demo import DEMO_START, demo_engine, run_demo
 
-KAPFLOW = Path("/work/main/.venv/bin/kapflow")
+KAPFLOW = Path(sys.executable).parent / "kapflow"  # the console script of the environment running the tests
 
 KEY_MOMENTS = {
     "Sample Client-One": [
@@ -41,12 +42,19 @@ KEY_MOMENTS = {
         "resume: on_hold -> evaluation_booked",
         "start_evaluation: evaluation_booked -> evaluating",
     ],
+    "Sample Client-Five": [
+        "complete_intake: intake_assessment -> active_treatment",
+        "session 4 (53 minutes): in_session -> active_treatment",
+        "session 5 refused: questionnaires_due",
+        "planned discharge: active_treatment -> discharged",
+    ],
 }
 FINAL_STATES = {
     "Sample Client-One": "inquiry",  # the worker released the unpaid booking
     "Sample Client-Two": "ineligible",
     "Sample Client-Three": "completed",
     "Sample Client-Four": "evaluating",
+    "Sample Client-Five": "discharged",  # the psychotherapy workflow's client
 }
 
 
@@ -62,9 +70,11 @@ def test_the_demo_tells_each_clients_story_and_verifies_the_audit(tmp_path: Path
             assert moment in out, moment
     for header in ("time (UTC)", "actor / role", "event", "trigger / fact", "from -> to", "blockers"):
         assert header in out
-    assert "audit verified: 4 cases, " in out and ", ok" in out
+    assert "audit verified: 5 cases, " in out and ", ok" in out
 
-    listed = CliRunner().invoke(app, ["--db", url, "cases", "--json"])
+    settings = tmp_path / "demo.db-settings.toml"  # the demo writes it: its cases are on both pathways
+    assert f"--config {settings} cases" in out
+    listed = CliRunner().invoke(app, ["--db", url, "--config", str(settings), "cases", "--json"])
     assert {row["client"]: row["state"] for row in json.loads(listed.stdout)} == FINAL_STATES
 
 
@@ -74,10 +84,10 @@ def test_the_demo_refuses_a_database_that_already_holds_cases(tmp_path: Path) ->
     assert CliRunner().invoke(app, ["--db", url, "demo"]).exit_code == 0
     again = CliRunner().invoke(app, ["--db", url, "demo"])
     assert again.exit_code == 2
-    assert "already holds 4 cases" in again.stderr
+    assert "already holds 5 cases" in again.stderr
     assert "Traceback" not in again.stderr
     assert CliRunner().invoke(app, ["--db", url, "demo", "--force"]).exit_code == 0
-    assert len(json.loads(CliRunner().invoke(app, ["--db", url, "cases", "--json"]).stdout)) == 8
+    assert len(json.loads(CliRunner().invoke(app, ["--db", url, "cases", "--json"]).stdout)) == 10
 
 
 def test_run_demo_returns_the_same_story_on_every_run(tmp_path: Path) -> None:

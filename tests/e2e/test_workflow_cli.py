@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from practice_versions import KAP_V2
-from support import THERAPIST, open_case, prepare_dosing, to_ready
+from support import INQUIRY, THERAPIST, open_case, prepare_dosing, to_ready
 from typer.testing import CliRunner, Result
 
 from kapflow.app.engine import Engine
@@ -160,3 +160,63 @@ def test_a_wrong_workflows_setting_is_one_clear_line(
     """A wrong import path, or something that is not a Workflow: one line saying which and why."""
     err = one_line_error(kapflow(tmp_path, url, "workflow", "list", workflows=workflows), code)
     assert expected in err
+
+
+# ------------------------------------------------------------------ any workflow, not only KAP
+
+KAP_AND_PSYCHOTHERAPY = '["kapflow.workflows.kap:KAP_PATHWAY", "kapflow.workflows.psychotherapy:PSYCHOTHERAPY_PATHWAY"]'
+
+
+def _needs_psychotherapy() -> None:
+    try:
+        from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY  # noqa: F401
+    except ImportError:
+        pytest.skip("kapflow.workflows.psychotherapy is not written yet: two workflows cannot be loaded")
+
+
+def test_diagram_draws_the_workflow_named(tmp_path: Path, url: str) -> None:
+    """``diagram --workflow kap`` draws KAP's current version; --version picks another; an unknown name is exit 2."""
+    one = '["kapflow.workflows.kap:KAP_PATHWAY"]'
+    drawn = kapflow(tmp_path, url, "diagram", "--workflow", "kap", workflows=one)
+    assert drawn.exit_code == 0, drawn.stderr
+    assert "stateDiagram-v2" in drawn.stdout and f"[*] --> {KAP_PATHWAY.initial}" in drawn.stdout
+    assert kapflow(tmp_path, url, "diagram", workflows=one).stdout == drawn.stdout
+    assert kapflow(tmp_path, url, "diagram", "--version", "1").stdout == drawn.stdout  # v1 of kap, v2 loaded too
+    assert "version '7' of 'kap' is not loaded" in one_line_error(
+        kapflow(tmp_path, url, "diagram", "--version", "7"), 2)
+    assert "unknown workflow 'nope'; loaded: kap" in one_line_error(
+        kapflow(tmp_path, url, "diagram", "--workflow", "nope", workflows=one), 2)
+
+
+def test_with_two_workflows_loaded_the_diagram_needs_a_name(tmp_path: Path, url: str) -> None:
+    """KAP and psychotherapy loaded: ``diagram`` alone is exit 2 naming both; with --workflow it draws that one."""
+    _needs_psychotherapy()
+    err = one_line_error(kapflow(tmp_path, url, "diagram", workflows=KAP_AND_PSYCHOTHERAPY), 2)
+    assert "invalid_input" in err and "kap" in err and "psychotherapy" in err and "--workflow" in err
+    drawn = kapflow(tmp_path, url, "diagram", "--workflow", "psychotherapy", workflows=KAP_AND_PSYCHOTHERAPY)
+    assert drawn.exit_code == 0, drawn.stderr
+    assert "title: psychotherapy workflow" in drawn.stdout
+
+
+def test_cases_of_two_workflows_are_opened_listed_and_filtered(tmp_path: Path, url: str) -> None:
+    """``open --workflow`` picks the workflow; ``cases`` names each client and takes a state of either workflow."""
+    _needs_psychotherapy()
+    from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY
+
+    intake = {**INQUIRY, "first_name": "Other", "last_name": "Client-Two", "concerns": ["anxiety"]}
+    args = ("open", "--actor", "fd-1", "--role", "front_desk", "--json")
+    assert "several workflows are loaded (kap, psychotherapy): give --workflow NAME" in one_line_error(
+        kapflow(tmp_path, url, *args, "--data", json.dumps(INQUIRY), workflows=KAP_AND_PSYCHOTHERAPY), 2)
+    kap = as_json(kapflow(tmp_path, url, *args, "--workflow", "kap", "--data", json.dumps(INQUIRY),
+                          workflows=KAP_AND_PSYCHOTHERAPY))
+    psy = as_json(kapflow(tmp_path, url, *args, "--workflow", "psychotherapy", "--data", json.dumps(intake),
+                          workflows=KAP_AND_PSYCHOTHERAPY))
+    rows = as_json(kapflow(tmp_path, url, "cases", "--json", workflows=KAP_AND_PSYCHOTHERAPY))
+    assert {(r["id"], r["workflow"], r["client"]) for r in rows} == {
+        (kap["case_id"], "kap", "Sample Client-One"), (psy["case_id"], "psychotherapy", "Other Client-Two")}
+    only_psychotherapy = next(s.name for s in PSYCHOTHERAPY_PATHWAY.states
+                              if s.name not in {k.name for k in KAP_PATHWAY.states})
+    filtered = kapflow(tmp_path, url, "cases", "--state", only_psychotherapy, "--json", workflows=KAP_AND_PSYCHOTHERAPY)
+    assert as_json(filtered) == []
+    assert "unknown state 'sideways'" in one_line_error(
+        kapflow(tmp_path, url, "cases", "--state", "sideways", workflows=KAP_AND_PSYCHOTHERAPY), 2)

@@ -1,25 +1,21 @@
-"""The schema's commands: ``kapflow db upgrade``, ``kapflow db current``, ``kapflow db check``.
+"""The schema: ``kapflow db upgrade``, ``kapflow db current``, ``kapflow db check``.
 
-They work on the URL alone and never build an engine, so ``current`` and
-``check`` write nothing, even on a database that is behind.
+They work on the URL alone (through the composition root, ``kapflow.bootstrap``)
+and never build an engine, so ``current`` and ``check`` write nothing, even on
+a database that is behind.
 """
 
 from __future__ import annotations
 
 import typer
 
-from kapflow.bootstrap import database_url
-from kapflow.cli import EXIT_OTHER, _fail, _handled, _Settings, app
-from kapflow.store import schema
+from kapflow.bootstrap import BASELINE_REVISION, newest_revision, schema_differences, schema_revision, upgrade_schema
+from kapflow.cli.common import fail, group, handled, settings_of
+from kapflow.present import EXIT_OTHER
 
-db_app = typer.Typer(help="Create, upgrade and check the database schema.", no_args_is_help=True,
-                     pretty_exceptions_enable=False)
-app.add_typer(db_app, name="db")
-
-
-def _url(ctx: typer.Context) -> str:
-    found = ctx.find_object(_Settings)
-    return found.url if found else database_url()
+commands = typer.Typer()
+db_app = group("Create, upgrade and check the database schema.")
+commands.add_typer(db_app, name="db")
 
 
 def _name(revision: str | None) -> str:
@@ -27,13 +23,13 @@ def _name(revision: str | None) -> str:
 
 
 @db_app.command("upgrade")
-@_handled
+@handled
 def upgrade_command(ctx: typer.Context) -> None:
     """Create the schema, or upgrade it to this kapflow's newest revision (safe to run again)."""
-    done = schema.upgrade(_url(ctx))
+    done = upgrade_schema(settings_of(ctx).url)
     start = done.before
     if done.stamped:
-        start = schema.BASELINE
+        start = BASELINE_REVISION
         print(f"kapflow db: tables made before migrations found; marked as revision {start}")
     if start == done.after:
         print(f"kapflow db: already at revision {_name(done.after)} (head)")
@@ -42,10 +38,10 @@ def upgrade_command(ctx: typer.Context) -> None:
 
 
 @db_app.command("current")
-@_handled
+@handled
 def current_command(ctx: typer.Context) -> None:
     """The database's schema revision, and whether it is this kapflow's newest."""
-    revision, newest = schema.current(_url(ctx)), schema.head()
+    revision, newest = schema_revision(settings_of(ctx).url), newest_revision()
     if revision == newest:
         print(f"{revision} (head)")
     else:
@@ -53,19 +49,19 @@ def current_command(ctx: typer.Context) -> None:
 
 
 @db_app.command("check")
-@_handled
+@handled
 def check_command(ctx: typer.Context) -> None:
     """Exit 1, listing each difference, unless the database matches this kapflow's models."""
-    url = _url(ctx)
-    revision, newest = schema.current(url), schema.head()
-    differences = schema.check(url)
+    url = settings_of(ctx).url
+    revision, newest = schema_revision(url), newest_revision()
+    differences = schema_differences(url)
     for difference in differences:
         print(f"  {difference}")
     if revision != newest:
-        _fail(f"schema_mismatch: the database is at revision {_name(revision)}, not {newest}; "
-              "run kapflow db upgrade", EXIT_OTHER)
+        fail(f"schema_mismatch: the database is at revision {_name(revision)}, not {newest}; "
+             "run kapflow db upgrade", EXIT_OTHER)
     if differences:
         places = f"{len(differences)} place" + ("s" if len(differences) > 1 else "")
-        _fail(f"schema_mismatch: the database differs from the models in {places} (listed above); "
-              "a migration is missing or the database was changed by hand", EXIT_OTHER)
+        fail(f"schema_mismatch: the database differs from the models in {places} (listed above); "
+             "a migration is missing or the database was changed by hand", EXIT_OTHER)
     print(f"kapflow db: revision {newest}, matches the models")

@@ -1,0 +1,178 @@
+"""What every command group shares: options, error handling, the console, the engine, --data and JSON.
+
+A ``KapflowError`` becomes one line on stderr and the exit code
+``kapflow.present.exit_code`` gives it, never a traceback. Consoles are built
+with markup and emoji off, so text from the database (names, notes) holding
+``[bold]`` or ``:smile:`` is printed exactly as stored; C1 control characters
+are escaped (``kapflow.present.defang``). Nothing is logged from here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, NoReturn, ParamSpec
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from kapflow.app.engine import Engine
+from kapflow.bootstrap import build_engine, database_url
+from kapflow.config import Settings
+from kapflow.domain.payload import canonical_json
+from kapflow.errors import InvalidInput, KapflowError
+from kapflow.present import EXIT_OTHER, defang, error_body, exit_code
+
+P = ParamSpec("P")
+
+_PIPE_WIDTH = 200
+NARROW = 120
+"""Below this many columns, tables stack their cells (a terminal of 80 shows every column whole)."""
+
+CaseId = Annotated[str, typer.Argument(help="The case id, e.g. case-0123456789abcdef.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+ActorId = Annotated[str, typer.Option("--actor", help="Who acts: an id the practice knows them by.")]
+Role = Annotated[str, typer.Option("--role", help="The role they act in, one the case's workflow names.")]
+Data = Annotated[str | None, typer.Option("--data", help='A JSON object, e.g. \'{"reason": "travelling"}\'.')]
+Fact = Annotated[str, typer.Option("--data", help="The intake form or fact as a JSON object.")]
+Key = Annotated[str | None, typer.Option("--idempotency-key", help="Repeat a command safely: same key, same result.")]
+Expected = Annotated[int | None, typer.Option("--expected-version", help="Refuse unless the case is at this version.")]
+WorkflowName = Annotated[
+    str | None, typer.Option("--workflow", metavar="NAME", help="Which loaded workflow (needed when several are).")
+]
+
+
+@dataclass(frozen=True)
+class CliSettings:
+    """What the root options chose: the database URL and the practice's settings."""
+
+    url: str
+    settings: Settings = field(default_factory=Settings)
+
+
+def group(help_text: str) -> typer.Typer:
+    """A typer for a command group, configured as the root is."""
+    return typer.Typer(help=help_text, pretty_exceptions_enable=False, no_args_is_help=True, add_completion=False)
+
+
+def settings_of(ctx: typer.Context) -> CliSettings:
+    found = ctx.find_object(CliSettings)
+    return found if found is not None else CliSettings(database_url())
+
+
+def handled(command: Callable[P, None]) -> Callable[P, None]:
+    """Turn kapflow's errors into one line on stderr and an exit code; never show a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except KapflowError as err:
+            fail_with(err)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            # A traceback's frames can hold a client's data; show only the type unless debugging.
+            if os.environ.get("KAPFLOW_DEBUG"):
+                raise
+            fail(f"internal_error: unexpected {type(exc).__name__}; this is a bug in kapflow, "
+                 "please report it (KAPFLOW_DEBUG=1 shows the traceback)", EXIT_OTHER)
+
+    return run
+
+
+def fail_with(err: KapflowError, code: int | None = None) -> NoReturn:
+    """``err`` as one line on stderr, exiting with ``code`` (default: its exit code)."""
+    body = error_body(err)
+    fail(f"{body['error']}: {body['message']}", exit_code(err) if code is None else code)
+
+
+def fail(line: str, code: int) -> NoReturn:
+    print(f"kapflow: {defang(' '.join(line.split()))}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def console() -> Console:
+    """A console for tables and text: markup and emoji off; 200 wide when piped, unless $COLUMNS says."""
+    made = Console(markup=False, emoji=False, highlight=False)
+    if not made.is_terminal and "COLUMNS" not in os.environ:
+        made.width = _PIPE_WIDTH  # piped into a file or grep: keep rows whole rather than 80 wide
+    return made
+
+
+def narrow(out: Console) -> bool:
+    return out.width < NARROW
+
+
+def engine(ctx: typer.Context) -> Engine:
+    """The engine the root options describe (composition root: ``kapflow.bootstrap``), closed with the command."""
+    found = settings_of(ctx)
+    built = build_engine(found.url, settings=found.settings)
+    ctx.call_on_close(built.close)
+    return built
+
+
+def workflow_name(loaded: Sequence[str], name: str | None) -> str:
+    """``--workflow``: the name given, if loaded; else the only workflow loaded; else a clear ``InvalidInput``."""
+    if name is None:
+        if len(loaded) != 1:
+            raise InvalidInput(f"several workflows are loaded ({', '.join(loaded)}): give --workflow NAME",
+                               field="workflow")
+        return loaded[0]
+    if name not in loaded:
+        raise InvalidInput(f"unknown workflow {name!r}; loaded: {', '.join(loaded)}", field="workflow")
+    return name
+
+
+def parse_data(text: str | None) -> dict[str, Any] | None:
+    """``--data``: a JSON object, or a clear ``InvalidInput`` saying what is wrong with it."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"--data is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            'give an object like \'{"reason": "travelling"}\'',
+            field="data",
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidInput('--data must be a JSON object like \'{"reason": "travelling"}\'', field="data")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # json.loads turns "\\ud800" into a lone surrogate, which no database can store as text.
+        raise InvalidInput("--data holds a lone surrogate (\\ud800-\\udfff): give valid Unicode text",
+                           field="data") from None
+    return value
+
+
+def print_json(value: object) -> None:
+    # C1 characters only occur inside JSON strings, where their \\u escape means the same.
+    print(defang(json.dumps(value, indent=2, ensure_ascii=False)))
+
+
+def cell(value: object) -> Text:
+    """A table cell of text as stored (defanged)."""
+    return Text(defang(str(value)))
+
+
+def json_cell(value: object, *, spaced: bool = False) -> Text:
+    """JSON as stored (canonical); ``spaced``: with a space after each comma and colon, to wrap between items."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True) if spaced else canonical_json(value)
+    return Text(defang(text))
+
+
+def when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}"
+
+
+def when_iso(text: str) -> str:
+    """``2026-01-05 09:00`` from an ISO 8601 instant's text."""
+    return text[:16].replace("T", " ")

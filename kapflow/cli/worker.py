@@ -1,0 +1,117 @@
+"""The worker and what it works on: ``kapflow worker``, ``kapflow timers``, ``kapflow outbox``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from kapflow.bootstrap import build_dispatcher
+from kapflow.cli.common import AsJson, cell, console, engine, handled, narrow, print_json, settings_of, when_iso
+from kapflow.errors import InvalidInput
+from kapflow.present import outbox_shape, timer_shape
+from kapflow.worker import Worker
+
+commands = typer.Typer()
+
+
+@commands.command("worker")
+@handled
+def worker_command(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Handle everything due now, then exit.")] = False,
+    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between polls.")] = None,
+    worker_id: Annotated[str | None, typer.Option("--worker-id", help="A name for this worker's leases.")] = None,
+) -> None:
+    """Send due reminders and deliver queued messages and calendar changes until stopped (SIGTERM/SIGINT)."""
+    settings = settings_of(ctx).settings
+    dispatcher = build_dispatcher(engine(ctx), settings, worker_id=worker_id)
+    dispatcher.check()  # a bad SMTP host or CalDAV URL stops here, with what to fix
+    if once:
+        handled_count = dispatcher.run_until_idle()
+        print(f"kapflow worker {dispatcher.worker_id}: handled {handled_count} timers and messages")
+        return
+    every = interval if interval is not None else settings.worker.interval_seconds
+    if every <= 0:
+        raise InvalidInput("--interval must be a positive number of seconds", field="interval")
+
+    def started() -> None:
+        print(f"kapflow worker {dispatcher.worker_id}: polling every {every:g}s; stop with Ctrl-C or SIGTERM",
+              flush=True)
+
+    Worker(dispatcher, interval=every).run(on_start=started)
+    print(f"kapflow worker {dispatcher.worker_id}: stopped", flush=True)
+
+
+@commands.command("timers")
+@handled
+def timers_command(
+    ctx: typer.Context,
+    case: Annotated[str | None, typer.Option("--case", help="Only this case's timers.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Reminders planned, sent, skipped, missed or cancelled, and why."""
+    rows = [timer_shape(r) for r in engine(ctx).timers(case)]
+    if as_json:
+        print_json(rows)
+        return
+    out = console()
+    out.print(_stacked_timers(rows) if narrow(out) else _wide_timers(rows))
+
+
+def _wide_timers(rows: list[dict[str, Any]]) -> Table:
+    table = Table("due (UTC)", "case", "reminder", "status", "outcome")
+    for r in rows:
+        table.add_row(*(cell(v) for v in (when_iso(r["due_at"]), r["case_id"], r["reminder"], r["status"],
+                                          r["outcome"] or "")))
+    return table
+
+
+def _stacked_timers(rows: list[dict[str, Any]]) -> Table:
+    table = Table("due (UTC)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("case / reminder", no_wrap=True)
+    table.add_column("status")
+    table.add_column("outcome", ratio=1)
+    for r in rows:
+        table.add_row(cell(when_iso(r["due_at"]).replace(" ", "\n")), cell(f"{r['case_id']}\n{r['reminder']}"),
+                      cell(r["status"]), cell(r["outcome"] or ""))
+    return table
+
+
+@commands.command("outbox")
+@handled
+def outbox_command(
+    ctx: typer.Context,
+    case: Annotated[str | None, typer.Option("--case", help="Only this case's messages.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Messages and calendar changes: pending, sent, or given up (with the last error)."""
+    rows = [outbox_shape(r) for r in engine(ctx).outbox(case)]
+    if as_json:
+        print_json(rows)
+        return
+    out = console()
+    out.print(_stacked_outbox(rows) if narrow(out) else _wide_outbox(rows))
+
+
+def _wide_outbox(rows: list[dict[str, Any]]) -> Table:
+    table = Table("created (UTC)", "case", "channel", "to", "status", "attempts", "last error")
+    for r in rows:
+        table.add_row(*(cell(v) for v in (when_iso(r["created_at"]), r["case_id"], r["channel"], r["audience"],
+                                          r["status"], r["attempts"], r["last_error"] or "")))
+    return table
+
+
+def _stacked_outbox(rows: list[dict[str, Any]]) -> Table:
+    table = Table("created (UTC)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("case / channel: to", no_wrap=True)
+    table.add_column("status")
+    table.add_column("last error", ratio=1)
+    for r in rows:
+        tries = f"{r['status']}\n{r['attempts']} attempt" + ("" if r["attempts"] == 1 else "s")
+        table.add_row(cell(when_iso(r["created_at"]).replace(" ", "\n")),
+                      cell(f"{r['case_id']}\n{r['channel']}: {r['audience']}"), cell(tries),
+                      cell(r["last_error"] or ""))
+    return table

@@ -1,0 +1,313 @@
+"""What kapflow's entry points show: JSON shapes, one-line texts, and what an error becomes.
+
+The command line, the HTTP API and the web console all shape their output
+here, so they say the same thing the same way: a case, its facts, an audit
+event's summary, a command's outcome, a verdict, the audit report, and the
+exit code (CLI) or HTTP status and body (API) of an error.
+
+The shapes carry text exactly as stored. Text bound for a terminal goes
+through ``defang`` first: names and notes may hold anything, and a C1 control
+character (U+009B is a terminal's CSI) must not reach the screen raw.
+
+Exit codes (the CLI)::
+
+    0  done (``exit_code(None)``)
+    1  anything else: a broken audit chain, a concurrency conflict, a storage
+       or configuration error, a bug
+    2  InvalidInput and its subclasses (InvalidFact, UnknownTrigger,
+       UnknownFactKind, IdempotencyKeyReused): bad input, nothing written
+    3  Refused and its subclasses (NotPermitted, TransitionNotAvailable,
+       TransitionBlocked, MigrationRefused): refused, and the refusal audited
+    4  UnknownCase
+
+HTTP statuses (the API)::
+
+    422  InvalidInput and its subclasses (IdempotencyKeyReused too: the key was
+         sent with another command, a fault of the request, not of the state)
+    404  UnknownCase
+    403  NotPermitted
+    409  other Refused (not available, blocked, migration refused) and
+         ConcurrencyConflict (with LostRace): the case's state says no
+    401  WebhookVerificationError: the request is not from the sender it claims
+    501  DiagramUnavailable: this server lacks the optional dependency
+    502  DeliveryFailed: a channel or calendar behind kapflow failed
+    503  StorageError (with DuplicateIdempotencyKey): the database failed; retry
+    500  WorkflowDefinitionError, ConfigError, AdapterConfigError,
+         AuditChainBroken, MoveUndefined, and anything that is not a
+         KapflowError: the server is at fault
+
+The body of an error is ``err.as_dict()`` (code, message, structured
+attributes; no protected health information by the errors' own rule), and for
+anything else a fixed sentence: never a traceback, never the exception's text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kapflow.app.workflows import WorkflowSet
+from kapflow.audit import AuditProblem, AuditReport
+from kapflow.domain.case import AuditEvent, CaseRecord, FactEntry, Outcome, to_iso
+from kapflow.domain.events import EventKind
+from kapflow.domain.verdict import Verdict
+from kapflow.domain.workflow import Workflow
+from kapflow.errors import (
+    AdapterConfigError,
+    ConcurrencyConflict,
+    ConfigError,
+    DeliveryFailed,
+    DiagramUnavailable,
+    InvalidInput,
+    KapflowError,
+    NotPermitted,
+    Refused,
+    StorageError,
+    UnknownCase,
+    WebhookVerificationError,
+    WorkflowDefinitionError,
+)
+
+__all__ = [
+    "EXIT_DONE",
+    "EXIT_INPUT",
+    "EXIT_OTHER",
+    "EXIT_REFUSED",
+    "EXIT_UNKNOWN_CASE",
+    "EventSummary",
+    "audit_problem_text",
+    "audit_report_shape",
+    "audit_summary_text",
+    "blocker_lines",
+    "case_shape",
+    "case_workflow",
+    "client_name",
+    "defang",
+    "error_body",
+    "event_summary",
+    "exit_code",
+    "fact_summary",
+    "http_status",
+    "outbox_shape",
+    "outcome_text",
+    "timer_shape",
+    "verdict_shape",
+]
+
+EXIT_DONE, EXIT_OTHER, EXIT_INPUT, EXIT_REFUSED, EXIT_UNKNOWN_CASE = 0, 1, 2, 3, 4
+
+# C1 control characters (U+0080-U+009F; U+009B is a terminal's CSI) shown as JSON-style escapes, never raw.
+_C1_ESCAPES = {code: f"\\u{code:04x}" for code in range(0x80, 0xA0)}
+
+# The most specific class first: a subclass listed after its base would never be reached.
+_HTTP_STATUS: tuple[tuple[type[KapflowError], int], ...] = (
+    (InvalidInput, 422),
+    (UnknownCase, 404),
+    (NotPermitted, 403),
+    (Refused, 409),
+    (ConcurrencyConflict, 409),
+    (WebhookVerificationError, 401),
+    (DiagramUnavailable, 501),
+    (DeliveryFailed, 502),
+    (StorageError, 503),
+    (WorkflowDefinitionError, 500),
+    (ConfigError, 500),
+    (AdapterConfigError, 500),
+)
+_INTERNAL_ERROR = {
+    "error": "internal_error",
+    "message": "an unexpected error; this is a bug in kapflow, please report it",
+}
+
+
+# ------------------------------------------------------------------ text from the database
+
+
+def defang(text: str) -> str:
+    """``text`` as stored, except that C1 control characters become ``\\u009b``-style escapes."""
+    return text.translate(_C1_ESCAPES)
+
+
+# ------------------------------------------------------------------ cases and facts
+
+
+def case_workflow(workflows: WorkflowSet, case: CaseRecord) -> Workflow | None:
+    """The loaded version ``case`` is on; else its workflow's current version; None if that is not loaded.
+
+    For showing a case only (its client's name): a command on a case whose version is
+    not loaded fails in the engine with a clear error.
+    """
+    found = workflows.get(case.workflow, case.workflow_version)
+    if found is None and case.workflow in workflows.names:
+        found = workflows.current(case.workflow)
+    return found
+
+
+def client_name(case: CaseRecord, workflow: Workflow | None) -> str:
+    """The client's name: the workflow's ``client.name`` fields of the intake fact, joined by spaces."""
+    if workflow is None or not workflow.client.name:
+        return ""
+    intake = case.projection.latest(workflow.intake_fact)
+    if intake is None:
+        return ""
+    return " ".join(str(intake.data[k]) for k in workflow.client.name if intake.data.get(k))
+
+
+def case_shape(case: CaseRecord, workflow: Workflow | None) -> dict[str, object]:
+    """A case as JSON: ids, client, state, versions, event count and times (``workflow``: the case's)."""
+    return {
+        "id": case.id, "client": client_name(case, workflow), "state": case.state,
+        "previous_state": case.previous_state, "version": case.version, "workflow": case.workflow,
+        "workflow_version": case.workflow_version, "events": case.event_count,
+        "opened_at": to_iso(case.opened_at), "updated_at": to_iso(case.updated_at),
+    }
+
+
+def fact_summary(case: CaseRecord) -> list[dict[str, object]]:
+    """One entry per fact kind recorded, in the order first recorded: count, the last one's time, author, data."""
+    by_kind: dict[str, list[FactEntry]] = {}
+    for fact in case.projection.facts():
+        by_kind.setdefault(fact.kind, []).append(fact)
+    return [
+        {"kind": kind, "count": len(facts), "last_at": to_iso(facts[-1].at), "last_by": facts[-1].by,
+         "latest": dict(facts[-1].data)}
+        for kind, facts in by_kind.items()
+    ]
+
+
+# ------------------------------------------------------------------ audit events and outcomes
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """An audit event in a line: what happened (``what``) and the move it made, if any."""
+
+    what: str
+    source: str | None = None  # the state left; None when the event entered the first state
+    dest: str | None = None  # the state entered; None when the event moved nothing
+
+    def move(self, joiner: str = " ") -> str:
+        """``"from -> to"`` (``joiner`` before the arrow: a newline for a narrow column); ``""`` if no move."""
+        if self.dest is None:
+            return ""
+        return f"-> {self.dest}" if self.source is None else f"{self.source}{joiner}-> {self.dest}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"what": self.what, "from": self.source, "to": self.dest, "move": self.move()}
+
+
+def event_summary(ev: AuditEvent) -> EventSummary:
+    """What an audit event says, by its kind: the fact recorded, the trigger fired, the reminder's fate, ..."""
+    data: Mapping[str, Any] = ev.data
+    match _kind(ev.kind):
+        case EventKind.OPENED:
+            return EventSummary(str(data.get("intake_kind", "")), None, ev.to_state)
+        case EventKind.TRANSITION:
+            return EventSummary(ev.trigger or "", ev.from_state, ev.to_state)
+        case EventKind.FACT:
+            return EventSummary(str(data.get("kind", "")))
+        case EventKind.REMINDER:
+            return EventSummary(f"{data.get('reminder', '')}: {data.get('outcome', '')}")
+        case EventKind.DELIVERY_FAILED:
+            return EventSummary(f"{data.get('channel', '')} gave up after {data.get('attempts', '')}")
+        case EventKind.MIGRATED | EventKind.REFUSED | None:  # None: a kind this kapflow does not know
+            return EventSummary(ev.trigger or "")
+
+
+def _kind(text: str) -> EventKind | None:
+    try:
+        return EventKind(text)
+    except ValueError:
+        return None
+
+
+def outcome_text(outcome: Outcome) -> str:
+    """A command's outcome in a line: ``case-...: book_evaluation: inquiry -> evaluation_booked, version 3``."""
+    match _kind(outcome.kind):
+        case EventKind.TRANSITION:
+            what = f"{outcome.trigger}: {outcome.from_state} -> {outcome.state}"
+        case EventKind.FACT:
+            what = f"recorded {outcome.extra.get('fact_kind', 'fact')} (state {outcome.state})"
+        case EventKind.MIGRATED:
+            what = (f"moved from version {outcome.extra.get('from_version')} to "
+                    f"{outcome.extra.get('to_version')} ({outcome.state})")
+        case _:
+            what = f"opened (state {outcome.state})"
+    replayed = " [replayed: this key was used before]" if outcome.replayed else ""
+    return f"{outcome.case_id}: {what}, version {outcome.version}{replayed}"
+
+
+def timer_shape(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A reminder's timer row as JSON."""
+    return dict(row)
+
+
+def outbox_shape(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An outbox row as JSON, without the message's body and payload (they may hold a client's details)."""
+    return {k: v for k, v in row.items() if k not in ("body", "payload")}
+
+
+# ------------------------------------------------------------------ verdicts and the audit
+
+
+def verdict_shape(verdict: Verdict) -> dict[str, object]:
+    """Whether a trigger may fire now, and every blocker (code, sentence, guard, facts looked at)."""
+    return verdict.as_dict()
+
+
+def blocker_lines(verdict: Verdict) -> list[str]:
+    """Each blocker as ``code: sentence``."""
+    return [f"{b.code}: {b.message}" for b in verdict.blockers]
+
+
+def audit_report_shape(report: AuditReport) -> dict[str, object]:
+    """The audit verification as JSON: ok, counts, and the first broken row of each failing case."""
+    return report.as_dict()
+
+
+def audit_problem_text(problem: AuditProblem) -> str:
+    """One failing case in a line, naming its first broken row."""
+    row = ""
+    if problem.seq is not None:
+        row = f" first broken row: seq {problem.seq} (event {problem.case_seq} of the case):"
+    return f"case {problem.case_id}:{row} {problem.reason}"
+
+
+def audit_summary_text(report: AuditReport) -> str:
+    """The verdict of an audit verification in a line."""
+    counts = f"{report.cases} cases, {report.events} events"
+    if report.ok:
+        return f"audit verified: {counts}, ok"
+    return f"audit BROKEN: {len(report.problems)} case(s) fail verification ({counts} checked)"
+
+
+# ------------------------------------------------------------------ errors
+
+
+def exit_code(err: BaseException | None) -> int:
+    """The command line's exit code for ``err`` (None: done); the table is in this module's docstring."""
+    if err is None:
+        return EXIT_DONE
+    if isinstance(err, UnknownCase):
+        return EXIT_UNKNOWN_CASE
+    if isinstance(err, InvalidInput):
+        return EXIT_INPUT
+    if isinstance(err, Refused):
+        return EXIT_REFUSED
+    return EXIT_OTHER
+
+
+def http_status(err: BaseException) -> int:
+    """The HTTP status for ``err``; the table is in this module's docstring."""
+    for kind, status in _HTTP_STATUS:
+        if isinstance(err, kind):
+            return status
+    return 500
+
+
+def error_body(err: BaseException) -> dict[str, object]:
+    """The JSON body of an error: ``err.as_dict()`` for kapflow's own, else a fixed sentence (no traceback)."""
+    if isinstance(err, KapflowError):
+        return err.as_dict()
+    return dict(_INTERNAL_ERROR)
