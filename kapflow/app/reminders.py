@@ -27,11 +27,11 @@ from kapflow.domain.errors import ConcurrencyConflict, Refused, StorageError
 from kapflow.domain.events import EventKind, TimerStatus
 from kapflow.domain.messages import recipient, reminder_message
 from kapflow.domain.timers import plan_timers
-from kapflow.domain.workflow import GuardContext, Reminder, Workflow
+from kapflow.domain.workflow import WORKER_ROLE, GuardContext, Reminder, Workflow
 from kapflow.logging import get_logger
 from kapflow.ports import TimerClaim
 
-SYSTEM_ROLE = "system"
+SYSTEM_ROLE = WORKER_ROLE
 _log = get_logger("kapflow.reminders")
 
 

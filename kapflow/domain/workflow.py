@@ -22,6 +22,9 @@ from kapflow.domain.facts import FactSpec
 
 Threshold = int | float
 
+WORKER_ROLE = "system"
+"""The role the worker acts in: it fires the triggers reminders name, and writes their notes."""
+
 
 class GuardContext(NamedTuple):
     """All a guard may look at: the case's projection, the clock's now and the thresholds.
@@ -313,6 +316,10 @@ def _check_reminders(wf: Workflow, known: set[str]) -> list[str]:
                 problems.append(f"{where} names unknown appointment kind {r.appointment_kind!r}")
             if r.fires and (s.name, r.fires) not in triggers:
                 problems.append(f"{where} fires {r.fires!r}, which does not leave {s.name!r}")
+            elif r.fires and not any(
+                WORKER_ROLE in t.roles for t in wf.transitions if t.trigger == r.fires and s.name in t.sources
+            ):
+                problems.append(f"{where} fires {r.fires!r}, which the worker's role {WORKER_ROLE!r} may not fire")
             if r.while_blocked_by and r.while_blocked_by not in wf.guards:
                 problems.append(f"{where} names unknown guard {r.while_blocked_by!r}")
     return problems

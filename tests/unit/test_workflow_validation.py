@@ -283,7 +283,8 @@ def test_reminder_firing_a_trigger_that_leaves_its_state() -> None:
         State("b", reminders=(Reminder("r", "staff", "email", "x", after=timedelta(days=1), fires="finish"),)),
         State("done", final=True),
     )
-    assert validate(build(states=states)) == []
+    worker_may = (go("go", ("a",), "b"), go("finish", ("b",), "done", roles=frozenset({"staff", "system"})))
+    assert validate(build(states=states, transitions=worker_may, roles=frozenset({"staff", "system"}))) == []
 
 
 def test_reminder_with_both_after_and_before_appointment() -> None:
@@ -460,3 +461,14 @@ def test_a_reminder_speaks_only_of_appointments_the_workflow_books() -> None:
     assert with_reminder(reminder, appointments=None) == (
         "reminder 'r' of state 'b' speaks of an appointment, but the workflow books none",
     )
+
+
+def test_a_reminder_fires_only_what_the_worker_may_fire() -> None:
+    """A reminder that fires a trigger the worker's role may not fire would be refused every time: caught at load."""
+    reminder = Reminder("r", "staff", "", "", after=timedelta(days=1), fires="finish")
+    assert with_reminder(reminder) == (
+        "reminder 'r' of state 'b' fires 'finish', which the worker's role 'system' may not fire",
+    )
+    states = (State("a"), State("b", reminders=(reminder,)), State("done", final=True))
+    worker_may = (go("go", ("a",), "b"), go("finish", ("b",), "done", roles=frozenset({"staff", "system"})))
+    assert validate(build(states=states, transitions=worker_may, roles=frozenset({"staff", "system"}))) == []
