@@ -49,6 +49,7 @@ from typing import Any
 
 from kapflow.app.workflows import WorkflowSet
 from kapflow.audit import AuditProblem, AuditReport
+from kapflow.domain.appointments import Appointment
 from kapflow.domain.case import AuditEvent, CaseRecord, FactEntry, Outcome, to_iso
 from kapflow.domain.events import EventKind
 from kapflow.domain.verdict import Verdict
@@ -228,7 +229,9 @@ def outcome_text(outcome: Outcome) -> str:
         case EventKind.TRANSITION:
             what = f"{outcome.trigger}: {outcome.from_state} -> {outcome.state}"
         case EventKind.FACT:
-            what = f"recorded {outcome.extra.get('fact_kind', 'fact')} (state {outcome.state})"
+            booked = outcome.extra.get("appointment")
+            appointment = f", appointment {booked}" if booked else ""
+            what = f"recorded {outcome.extra.get('fact_kind', 'fact')}{appointment} (state {outcome.state})"
         case EventKind.MIGRATED:
             what = (f"moved from version {outcome.extra.get('from_version')} to "
                     f"{outcome.extra.get('to_version')} ({outcome.state})")
@@ -236,6 +239,15 @@ def outcome_text(outcome: Outcome) -> str:
             what = f"opened (state {outcome.state})"
     replayed = " [replayed: this key was used before]" if outcome.replayed else ""
     return f"{outcome.case_id}: {what}, version {outcome.version}{replayed}"
+
+
+def appointment_shape(appt: Appointment) -> dict[str, Any]:
+    """An appointment as JSON: its id, kind, times (ISO 8601, UTC), length, status and calendar uid."""
+    return {
+        "id": appt.id, "kind": appt.kind, "starts_at": to_iso(appt.starts_at), "ends_at": to_iso(appt.ends_at),
+        "minutes": appt.minutes, "status": appt.status, "location": appt.location, "sequence": appt.sequence,
+        "uid": appt.uid,
+    }
 
 
 def timer_shape(row: Mapping[str, Any]) -> dict[str, Any]:

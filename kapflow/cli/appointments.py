@@ -1,4 +1,4 @@
-"""Appointments: ``kapflow appointment book``, ``reschedule``, ``cancel``, ``no-show``.
+"""Appointments: ``kapflow appointment list``, ``book``, ``reschedule``, ``cancel``, ``no-show``.
 
 The kinds of appointment and the facts that carry them are the case's
 workflow's (``Workflow.appointments``); a workflow that books none says so.
@@ -10,14 +10,18 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
 
-from kapflow.cli.common import ActorId, AsJson, CaseId, Key, Role, engine, group, handled
+from kapflow.cli.common import ActorId, AsJson, CaseId, Key, Role, cell, console, engine, group, handled, print_json
 from kapflow.cli.render import print_outcome
 from kapflow.domain.case import Actor
 from kapflow.errors import InvalidInput
+from kapflow.present import appointment_shape
 
 commands = typer.Typer()
-appointment_app = group("Book, reschedule, cancel appointments, mark no-shows.")
+appointment_app = group("List, book, reschedule, cancel appointments, mark no-shows.")
 commands.add_typer(appointment_app, name="appointment")
 
 When = Annotated[str, typer.Argument(help="Start time with a UTC offset, e.g. 2026-03-06T15:00:00-05:00.")]
@@ -33,6 +37,21 @@ def _instant(text: str) -> datetime:
     if moment.tzinfo is None:
         raise InvalidInput("the time needs a UTC offset, e.g. -05:00 or +00:00", field="starts_at")
     return moment
+
+
+@appointment_app.command("list")
+@handled
+def list_command(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False) -> None:
+    """A case's appointments in booking order: id, kind, start, length and status."""
+    shapes = [appointment_shape(a) for a in engine(ctx).appointments(case_id)]
+    if as_json:
+        print_json(shapes)
+        return
+    table = Table("id", "kind", "starts (UTC)", "minutes", "status", box=box.SIMPLE_HEAD, pad_edge=False)
+    for a in shapes:
+        table.add_row(*(cell(str(a[k])) for k in ("id", "kind")), cell(str(a["starts_at"])[:16].replace("T", " ")),
+                      cell(str(a["minutes"])), cell(str(a["status"])))
+    console().print(table if shapes else Text("no appointments"))
 
 
 @appointment_app.command("book")

@@ -1,0 +1,48 @@
+"""``kapflow appointment``: booking prints the new appointment's id, and ``list`` shows a case's appointments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from support import INQUIRY
+from typer.testing import CliRunner
+
+from kapflow.cli import app
+
+FRONT_DESK = ("--actor", "fd-1", "--role", "front_desk")
+
+
+def _run(url: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["--db", url, *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_booking_prints_the_id_and_list_shows_every_appointment(tmp_path: Path) -> None:
+    """The booking's line names its id (a1, a2); list shows both, the cancelled one as cancelled."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    code, out, err = _run(url, "open", *FRONT_DESK, "--data", json.dumps(INQUIRY), "--json")
+    assert code == 0, err
+    case_id = json.loads(out)["case_id"]
+    code, out, err = _run(url, "appointment", "book", case_id, "evaluation", "2099-01-05T15:00:00+00:00", *FRONT_DESK)
+    assert code == 0, err
+    assert "appointment a1" in out
+    code, out, err = _run(url, "appointment", "book", case_id, "evaluation", "2099-01-07T15:00:00-05:00", *FRONT_DESK)
+    assert "appointment a2" in out
+    assert _run(url, "appointment", "cancel", case_id, "a1", *FRONT_DESK)[0] == 0
+
+    code, out, err = _run(url, "appointment", "list", case_id, "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [(a["id"], a["kind"], a["status"], a["minutes"]) for a in listed] == [
+        ("a1", "evaluation", "cancelled", 60), ("a2", "evaluation", "booked", 60),
+    ]
+    assert listed[1]["starts_at"].startswith("2099-01-07T20:00:00")  # shown in UTC
+    code, out, _ = _run(url, "appointment", "list", case_id)
+    assert "a2" in out and "cancelled" in out and "2099-01-07 20:00" in out
+
+
+def test_listing_the_appointments_of_an_unknown_case_exits_4(tmp_path: Path) -> None:
+    """An unknown case id is exit code 4 with one line on stderr."""
+    code, _out, err = _run(f"sqlite:///{tmp_path / 'k.db'}", "appointment", "list", "case-0000000000000000")
+    assert code == 4 and "unknown_case" in err
