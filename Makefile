@@ -13,13 +13,16 @@ DB ?= kapflow-demo.db
 # caldav's urllib3-future would replace urllib3 through a .pth file at every start;
 # built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3 instead.
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	rm -f $(VENV)/.installed-*
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet -c constraints.txt \
+	@test -x $(BIN)/python || { echo "kapflow: creating the virtual environment in $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@rm -f $(VENV)/.installed-*
+	@echo "kapflow: updating pip"
+	@$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	@echo "kapflow: installing kapflow and its pinned dependencies (constraints.txt); a minute or two the first time"
+	@URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet -c constraints.txt \
 		--no-binary urllib3-future \
 		--config-settings editable_mode=strict -e ".[dev,postgres,notify,calendar,docs]"
-	touch $(STAMP)
+	@touch $(STAMP)
+	@echo "kapflow: installed into $(VENV)"
 
 demo: $(STAMP)  ## run the example practice on a fresh SQLite file
 	rm -rf $(DB) $(DB)-wal $(DB)-shm $(DB)-mail
