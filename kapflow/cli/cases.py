@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -222,11 +223,15 @@ def check_command(
 
 @commands.command("history")
 @handled
-def history_command(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False) -> None:
-    """A case's audit history: every change, fact and refused attempt, who did it and when."""
-    events = engine(ctx).history(case_id)
+def history_command(
+    ctx: typer.Context, case_id: CaseId, as_json: AsJson = False,
+    utc: Annotated[bool, typer.Option("--utc", help="Times in UTC, not the practice's time zone.")] = False,
+) -> None:
+    """A case's audit history: every change, fact and refused attempt (with every blocker), who and when."""
+    built = engine(ctx)
+    events = built.history(case_id)
     if as_json:
         print_json([ev.as_dict() for ev in events])
         return
     out = console()
-    out.print(events_table(events, details=True, out=out))
+    out.print(events_table(events, details=True, out=out, tz=UTC if utc else built.app.timezone))
