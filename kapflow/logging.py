@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
@@ -24,6 +25,7 @@ SAFE_KEYS = frozenset(
         "version", "count", "duration_ms", "seq", "attempt", "attempts", "error",
         "error_code", "channel", "message_key", "timer_id", "worker", "status", "path",
         "method", "status_code", "cases", "events", "problems", "url_scheme",
+        "timers", "sent", "failed", "gave_up",
     }
 )
 REDACTED = "[redacted]"
@@ -128,3 +130,16 @@ def configure_logging(*, json: bool = False, level: int = logging.INFO, stream: 
 def get_logger(name: str) -> Any:
     """A kapflow logger: events pass through ``RedactPHI`` before rendering, always."""
     return structlog.wrap_logger(_Sink(), processors=_PROCESSORS).bind(logger=name)
+
+
+@contextmanager
+def logging_configured(
+    *, json: bool = False, level: int = logging.INFO, stream: TextIO | None = None
+) -> Iterator[None]:
+    """``configure_logging`` for the length of a ``with`` block (a command), then the settings before it."""
+    saved = (_settings.json, _settings.level, _settings.stream)
+    configure_logging(json=json, level=level, stream=stream)
+    try:
+        yield
+    finally:
+        _settings.json, _settings.level, _settings.stream = saved

@@ -31,11 +31,12 @@ logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
 class Worker:
     """Runs ``run_timers_once`` and ``run_outbox_once`` every ``interval`` seconds until stopped."""
 
-    def __init__(self, dispatcher: Dispatcher, *, interval: float = 1.0) -> None:
-        if interval <= 0:
-            raise ValueError("the worker's interval must be a positive number of seconds")
+    def __init__(self, dispatcher: Dispatcher, *, interval: float = 1.0, summary_every: float = 60.0) -> None:
+        if interval <= 0 or summary_every <= 0:
+            raise ValueError("the worker's interval and summary period must be positive numbers of seconds")
         self.dispatcher = dispatcher
         self.interval = interval
+        self.summary_every = summary_every
         self._stop = threading.Event()
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
@@ -43,11 +44,18 @@ class Worker:
         )
         self._scheduler.add_listener(self._on_error, EVENT_JOB_ERROR)
 
-    def _job(self, name: str, step: Callable[[], int]) -> None:
+    def _job(self, name: str, step: Callable[[], object], every: float | None = None) -> None:
         # First run at once (catching up after downtime), then every interval.
         self._scheduler.add_job(
-            step, IntervalTrigger(seconds=self.interval), id=name, name=name, next_run_time=datetime.now(UTC)
+            step, IntervalTrigger(seconds=every or self.interval), id=name, name=name,
+            next_run_time=datetime.now(UTC) if every is None else None,
         )
+
+    def log_summary(self) -> None:
+        """One line: what the worker did since the last summary (so a quiet worker is seen to be alive)."""
+        done = self.dispatcher.tally.take()
+        _log.info("worker_summary", worker=self.dispatcher.worker_id, timers=done.timers, sent=done.sent,
+                  failed=done.failed, gave_up=done.gave_up)
 
     def run(self, *, install_signals: bool = True, on_start: Callable[[], None] | None = None) -> None:
         """Block until ``stop()`` or a SIGTERM/SIGINT; both loops run once immediately.
@@ -59,6 +67,7 @@ class Worker:
                 signal.signal(sig, self._on_signal)
         self._job("timers", self.dispatcher.run_timers_once)
         self._job("outbox", self.dispatcher.run_outbox_once)
+        self._job("summary", self.log_summary, every=self.summary_every)
         self._scheduler.start()
         _log.info("worker_started", worker=self.dispatcher.worker_id)
         if on_start is not None:
@@ -68,6 +77,7 @@ class Worker:
         while not self._stop.wait(0.2):
             pass
         self._scheduler.shutdown(wait=True)
+        self.log_summary()
         _log.info("worker_stopped", worker=self.dispatcher.worker_id)
 
     def stop(self) -> None:

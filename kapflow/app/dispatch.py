@@ -40,6 +40,22 @@ def default_worker_id() -> str:
     return f"worker-{socket.gethostname()[:40]}-{os.getpid()}"
 
 
+@dataclass
+class Tally:
+    """What a dispatcher did since the last summary: timers settled, messages sent, failed, given up."""
+
+    timers: int = 0
+    sent: int = 0
+    failed: int = 0
+    gave_up: int = 0
+
+    def take(self) -> Tally:
+        """These counts, and zero from now on."""
+        taken = Tally(self.timers, self.sent, self.failed, self.gave_up)
+        self.timers = self.sent = self.failed = self.gave_up = 0
+        return taken
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
     """How hard to try: leases, batch sizes, retries with exponential backoff."""
@@ -71,6 +87,7 @@ class Dispatcher:
         self.calendar = calendar
         self.worker_id = worker_id or default_worker_id()
         self.policy = policy or DeliveryPolicy()
+        self.tally = Tally()
 
     def check(self) -> None:
         """Check every adapter's configuration at start-up (raises ``AdapterConfigError``)."""
@@ -84,6 +101,7 @@ class Dispatcher:
         claims = self.queue.claim_timers(self.worker_id, now, now + self.policy.lease, self.policy.batch)
         if claims:
             act_on_timers(self.app, claims, self.worker_id)
+            self.tally.timers += len(claims)
         return len(claims)
 
     def run_outbox_once(self) -> int:
@@ -113,7 +131,9 @@ class Dispatcher:
             self._failed(claim, f"unexpected {type(exc).__name__}", permanent=False)
             return
         self._settle(claim, DeliveryOutcome.SENT)
-        _log.info("delivered", case_id=claim.case_id, channel=claim.channel, attempt=claim.attempts)
+        self.tally.sent += 1
+        _log.info("delivered", case_id=claim.case_id, channel=claim.channel, message_key=claim.key,
+                  attempt=claim.attempts, status=DeliveryOutcome.SENT)
 
     def _send(self, claim: OutboxClaim) -> None:
         if claim.channel == CALENDAR:
@@ -135,11 +155,16 @@ class Dispatcher:
     def _failed(self, claim: OutboxClaim, reason: str, *, permanent: bool) -> None:
         if permanent or claim.attempts >= self.policy.max_attempts:
             self._settle(claim, DeliveryOutcome.GAVE_UP, detail=reason)
-            _log.warning("delivery_gave_up", case_id=claim.case_id, channel=claim.channel, attempts=claim.attempts)
+            self.tally.gave_up += 1
+            _log.warning("delivery_gave_up", case_id=claim.case_id, channel=claim.channel, message_key=claim.key,
+                         attempts=claim.attempts, status=DeliveryOutcome.GAVE_UP)
             return
         retry_at = self.app.clock.now() + self.policy.backoff(claim.attempts)
         self._settle(claim, DeliveryOutcome.FAILED, detail=reason, retry_at=retry_at)
-        _log.info("delivery_failed", case_id=claim.case_id, channel=claim.channel, attempt=claim.attempts)
+        self.tally.failed += 1
+        # The reason stays in the outbox row (``kapflow outbox``): a server's answer may quote an address.
+        _log.info("delivery_failed", case_id=claim.case_id, channel=claim.channel, message_key=claim.key,
+                  attempt=claim.attempts, status=DeliveryOutcome.FAILED)
 
     def _settle(
         self, claim: OutboxClaim, outcome: DeliveryOutcome, *, detail: str = "", retry_at: datetime | None = None

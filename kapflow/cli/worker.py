@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 from kapflow.bootstrap import build_dispatcher
 from kapflow.cli.common import AsJson, cell, console, engine, handled, narrow, print_json, settings_of, when_iso
 from kapflow.errors import InvalidInput
+from kapflow.logging import logging_configured
 from kapflow.present import outbox_shape, timer_shape
 from kapflow.worker import Worker
 
@@ -24,8 +26,19 @@ def worker_command(
     once: Annotated[bool, typer.Option("--once", help="Handle everything due now, then exit.")] = False,
     interval: Annotated[float | None, typer.Option("--interval", help="Seconds between polls.")] = None,
     worker_id: Annotated[str | None, typer.Option("--worker-id", help="A name for this worker's leases.")] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log lines as JSON (for a log collector).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Log warnings and errors only.")] = False,
 ) -> None:
-    """Send due reminders and deliver queued messages and calendar changes until stopped (SIGTERM/SIGINT)."""
+    """Send due reminders and deliver queued messages and calendar changes until stopped (SIGTERM/SIGINT).
+
+    Logs a line per delivery and per failure (message key, channel, outcome: never a client's details)
+    and a summary every minute, on stderr.
+    """
+    with logging_configured(json=log_json, level=logging.WARNING if quiet else logging.INFO):
+        _work(ctx, once=once, interval=interval, worker_id=worker_id)
+
+
+def _work(ctx: typer.Context, *, once: bool, interval: float | None, worker_id: str | None) -> None:
     settings = settings_of(ctx).settings
     dispatcher = build_dispatcher(engine(ctx), settings, worker_id=worker_id)
     dispatcher.check()  # a bad SMTP host or CalDAV URL stops here, with what to fix
