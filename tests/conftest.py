@@ -28,6 +28,7 @@ from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Skips summarised: each reason once, with how many tests it skipped (``-rs`` lists them all)."""
     reasons: dict[str, int] = {}

@@ -26,9 +26,9 @@ def test_booking_prints_the_id_and_list_shows_every_appointment(tmp_path: Path) 
     case_id = json.loads(out)["case_id"]
     code, out, err = _run(url, "appointment", "book", case_id, "evaluation", "2099-01-05T15:00:00+00:00", *FRONT_DESK)
     assert code == 0, err
-    assert "appointment a1" in out
+    assert "recorded appointment a1" in out
     code, out, err = _run(url, "appointment", "book", case_id, "evaluation", "2099-01-07T15:00:00-05:00", *FRONT_DESK)
-    assert "appointment a2" in out
+    assert "recorded appointment a2" in out
     assert _run(url, "appointment", "cancel", case_id, "a1", *FRONT_DESK)[0] == 0
 
     code, out, err = _run(url, "appointment", "list", case_id, "--json")
