@@ -18,13 +18,19 @@ from __future__ import annotations
 import os
 import random
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from contract.servers import SmtpServer
-from integration.crash_harness import Practice, RunReport, crash_run, make_practice, wait_until_polling
+from integration.crash_harness import (
+    Practice,
+    RunReport,
+    crash_run,
+    make_practice,
+    wait_until_delivered,
+    wait_until_polling,
+)
 
 SCENARIOS = 10
 POSTGRES_SCENARIOS = 3
@@ -88,9 +94,7 @@ def test_two_worker_processes_deliver_each_message_exactly_once(
     workers = [practice.worker("--worker-id", f"w{n}") for n in range(2)]
     for w in workers:
         wait_until_polling(w)
-    deadline = time.monotonic() + 60
-    while practice.outstanding() and time.monotonic() < deadline:
-        time.sleep(0.1)  # polling real processes, bounded by the deadline
+    wait_until_delivered(practice, "both workers")
     for w in workers:
         w.send_signal(signal.SIGTERM)
     for w in workers:
