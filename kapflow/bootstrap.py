@@ -15,7 +15,7 @@ from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
 from kapflow.app.engine import Engine
 from kapflow.config import Settings
 from kapflow.domain.workflow import Workflow
-from kapflow.errors import ConfigError
+from kapflow.errors import AdapterConfigError, ConfigError
 from kapflow.ports import Calendar, Clock, Notifier
 from kapflow.store import schema
 from kapflow.store.sql import SqlStore
@@ -101,21 +101,26 @@ def load_workflows(paths: Sequence[str]) -> list[Workflow]:
     return found
 
 
-def build_notifiers(settings: Settings) -> dict[str, Notifier]:
+def build_notifiers(settings: Settings, clock: Clock | None = None) -> dict[str, Notifier]:
+    """The notifiers the settings name; ``clock`` (the engine's) dates what they send."""
     notifiers: dict[str, Notifier] = {}
     if settings.email is not None:
         from kapflow.adapters.notify.smtp import SmtpNotifier
 
         s = settings.email
         notifiers["email"] = SmtpNotifier(
-            s.host, s.port, s.sender, username=s.username, password=s.password, starttls=s.starttls
+            s.host, s.port, s.sender, username=s.username, password=s.password, starttls=s.starttls,
+            allow_cleartext_loopback=s.allow_cleartext_loopback, clock=clock,
         )
     if settings.maildir is not None:
         from kapflow.adapters.notify.maildir import MaildirNotifier
 
-        notifiers["email"] = MaildirNotifier(settings.maildir)
+        notifiers["email"] = MaildirNotifier(settings.maildir, clock=clock)
     if settings.channels:
-        from kapflow.adapters.notify.apprise import AppriseNotifier
+        try:
+            from kapflow.adapters.notify.apprise import AppriseNotifier
+        except ModuleNotFoundError as exc:
+            raise missing_extra(exc, "notify", "apprise") from None
 
         for channel, urls in settings.channels.items():
             notifiers[channel] = AppriseNotifier(channel, urls)
@@ -126,22 +131,36 @@ def build_notifiers(settings: Settings) -> dict[str, Notifier]:
     return notifiers
 
 
-def build_calendar(settings: Settings) -> Calendar | None:
+def missing_extra(exc: ModuleNotFoundError, extra: str, adapter: str) -> AdapterConfigError | ModuleNotFoundError:
+    """The error for an adapter whose optional dependency is not installed: it names the extra to install."""
+    if exc.name is None or exc.name.startswith("kapflow"):
+        return exc  # kapflow itself is broken: not a missing extra
+    return AdapterConfigError(
+        adapter, f"needs the {exc.name} package: install kapflow[{extra}] (pip install 'kapflow[{extra}]')"
+    )
+
+
+def build_calendar(settings: Settings, clock: Clock | None = None) -> Calendar | None:
+    """The calendar the settings name, if any; ``clock`` (the engine's) stamps its events (DTSTAMP)."""
     c = settings.calendar
     if c is None:
         return None
     if c.ics_folder is not None:
         from kapflow.adapters.calendar.ics import IcsCalendar
 
-        return IcsCalendar(c.ics_folder)
-    from kapflow.adapters.calendar.caldav import CalDAVCalendar
+        return IcsCalendar(c.ics_folder, clock=clock)
+    try:
+        from kapflow.adapters.calendar.caldav import CalDAVCalendar
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, "calendar", "caldav") from None
 
     assert c.caldav_url is not None
-    return CalDAVCalendar(c.caldav_url, c.username, c.password, c.name)
+    return CalDAVCalendar(c.caldav_url, c.username, c.password, c.name, clock=clock)
 
 
 def build_dispatcher(engine: Engine, settings: Settings, *, worker_id: str | None = None) -> Dispatcher:
     """The worker's dispatcher with the adapters the settings name; call ``check()`` before running it."""
     w = settings.worker
     policy = DeliveryPolicy(lease=timedelta(seconds=w.lease_seconds), batch=w.batch, max_attempts=w.max_attempts)
-    return Dispatcher(engine, build_notifiers(settings), build_calendar(settings), worker_id=worker_id, policy=policy)
+    notifiers, calendar = build_notifiers(settings, engine.clock), build_calendar(settings, engine.clock)
+    return Dispatcher(engine, notifiers, calendar, worker_id=worker_id, policy=policy)

@@ -14,7 +14,8 @@
     sender = "care-team@practice.example"
     username = "kapflow"
     password_env = "KAPFLOW_SMTP_PASSWORD"   # secrets come from the environment, never the file
-    starttls = true
+    starttls = true              # the default; port 465 is implicit TLS. Cleartext only to a loopback
+                                 # relay: starttls = false with allow_cleartext_loopback = true
 
     [maildir]                    # or: email into a local Maildir folder instead of SMTP
     folder = "/srv/kapflow/mail"
@@ -37,11 +38,15 @@
     lease_seconds = 120
     max_attempts = 8
 
-Every problem is reported at once, naming the key and what to put there.
+Every problem is reported at once, naming the key and what to put there. A key
+no table knows is an error with the likely one ("did you mean 'starttls'?"), and
+an inline secret (``password``, ``secret``, ``urls``) is refused: name an
+environment variable with its ``*_env`` key instead.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -54,6 +59,19 @@ from kapflow.errors import ConfigError
 
 DEFAULT_WORKFLOWS = ("kapflow.workflows.kap:KAP_PATHWAY",)
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+IMPLICIT_TLS_PORT = 465
+
+# The keys each table takes; secrets only as *_env keys naming an environment variable.
+_TOP_KEYS = ("database", "timezone", "contacts", "email", "maildir", "channels", "webhook", "calendar", "worker",
+             "workflows")
+_EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls", "allow_cleartext_loopback")
+_MAILDIR_KEYS = ("folder",)
+_CHANNEL_KEYS = ("urls_env",)
+_WEBHOOK_KEYS = ("url", "secret_env")
+_CALENDAR_KEYS = ("caldav_url", "username", "password_env", "name", "ics_folder")
+_WORKER_KEYS = ("interval_seconds", "lease_seconds", "max_attempts", "batch")
+_SECRETS = frozenset({"password", "secret", "urls"})
 
 
 @dataclass(frozen=True)
@@ -63,7 +81,8 @@ class SmtpSettings:
     sender: str
     username: str | None = None
     password: str | None = None
-    starttls: bool = False
+    starttls: bool = True  # ignored on port 465 (implicit TLS)
+    allow_cleartext_loopback: bool = False  # starttls = false is allowed only with this, to a loopback host
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,20 @@ class _Reader:
         self.env = env
         self.problems: list[str] = []
 
+    def keys(self, raw: Mapping[str, Any], where: str, known: tuple[str, ...]) -> None:
+        """Every key ``raw`` has that ``known`` lacks is a problem: an inline secret, or a typo with a suggestion."""
+        prefix = f"{where}." if where else ""
+        for key in sorted(set(map(str, raw)) - set(known)):
+            if key in _SECRETS and f"{key}_env" in known:
+                self.problems.append(
+                    f"{prefix}{key}: secrets are not read from the settings file; put it in an environment "
+                    f"variable and name that with {prefix}{key}_env"
+                )
+                continue
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
+            self.problems.append(f"unknown setting {prefix}{key}; {hint}")
+
     def table(self, raw: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
         value = raw.get(key)
         if value is None:
@@ -133,8 +166,10 @@ class _Reader:
             return None
         return value
 
-    def text(self, raw: Mapping[str, Any], where: str, key: str, *, required: bool = True) -> str | None:
-        value = raw.get(key)
+    def text(self, raw: Mapping[str, Any], where: str, key: str, *, required: bool = True,
+             secret: bool = False) -> str | None:
+        """``key``'s text; a ``secret`` only through ``{key}_env`` (an inline one is reported by ``keys``)."""
+        value = None if secret else raw.get(key)
         if value is None and f"{key}_env" in raw:
             name = raw[f"{key}_env"]
             value = self.env.get(str(name))
@@ -142,8 +177,8 @@ class _Reader:
                 self.problems.append(f"{where}.{key}_env names {name!r}, which is not set in the environment")
                 return None
         if value is None:
-            if required:
-                self.problems.append(f"{where}.{key} is required")
+            if required and not (secret and key in raw):
+                self.problems.append(f"{where}.{key}{'_env' if secret else ''} is required")
             return None
         if not isinstance(value, str) or not value:
             self.problems.append(f"{where}.{key} must be non-empty text")
@@ -160,9 +195,7 @@ class _Reader:
 
 def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Settings:
     r = _Reader(env)
-    known = {"database", "timezone", "contacts", "email", "maildir", "channels", "webhook", "calendar", "worker",
-             "workflows"}
-    r.problems += [f"unknown setting {k!r}; known: {', '.join(sorted(known))}" for k in sorted(set(raw) - known)]
+    r.keys(raw, "", _TOP_KEYS)
     settings = Settings(
         database=r.text(raw, "", "database", required=False),
         timezone=r.text(raw, "", "timezone", required=False) or "UTC",
@@ -194,23 +227,40 @@ def _contacts(r: _Reader, raw: Mapping[str, Any]) -> dict[str, dict[str, str]]:
 def _smtp(r: _Reader, t: Mapping[str, Any] | None) -> SmtpSettings | None:
     if t is None:
         return None
+    r.keys(t, "email", _EMAIL_KEYS)
     host, sender = r.text(t, "email", "host"), r.text(t, "email", "sender")
-    port = int(r.number(t, "email", "port", 25, 1, 65535))
+    port = int(r.number(t, "email", "port", 587, 1, 65535))
     username = r.text(t, "email", "username", required=False)
-    password = r.text(t, "email", "password", required=False)
-    if (username is None) != (password is None):
-        r.problems.append("email.username and email.password (or password_env) go together")
-    starttls = t.get("starttls", False)
-    if not isinstance(starttls, bool):
-        r.problems.append("email.starttls must be true or false")
+    password = r.text(t, "email", "password", required=False, secret=True)
+    if (username is None) != (password is None) and "password" not in t:
+        r.problems.append("email.username and email.password_env go together")
+    starttls, loopback = _flag(r, t, "starttls", True), _flag(r, t, "allow_cleartext_loopback", False)
+    if not starttls and port != IMPLICIT_TLS_PORT:
+        # Reminders name clients and their appointments; a password in clear is anyone's on the path.
+        if not loopback:
+            r.problems.append("email.starttls = false sends mail (and any password) in clear: keep starttls = "
+                              "true (or port 465), or for a relay on this machine set allow_cleartext_loopback = "
+                              "true")
+        elif host is not None and host.lower() not in LOOPBACK_HOSTS:
+            r.problems.append(f"email.allow_cleartext_loopback is only for a relay on this machine "
+                              f"(127.0.0.1, ::1 or localhost), not {host}")
     if host is None or sender is None:
         return None
-    return SmtpSettings(host, port, sender, username, password, bool(starttls))
+    return SmtpSettings(host, port, sender, username, password, starttls, loopback)
+
+
+def _flag(r: _Reader, t: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = t.get(key, default)
+    if not isinstance(value, bool):
+        r.problems.append(f"email.{key} must be true or false")
+        return default
+    return value
 
 
 def _maildir(r: _Reader, t: Mapping[str, Any] | None, has_smtp: bool) -> str | None:
     if t is None:
         return None
+    r.keys(t, "maildir", _MAILDIR_KEYS)
     if has_smtp:
         r.problems.append("email goes either by SMTP ([email]) or into a folder ([maildir]), not both")
     return r.text(t, "maildir", "folder")
@@ -220,17 +270,21 @@ def _channels(r: _Reader, t: Mapping[str, Any] | None) -> dict[str, tuple[str, .
     out: dict[str, tuple[str, ...]] = {}
     for name, spec in (t or {}).items():
         if not isinstance(spec, dict):
-            r.problems.append(f"channels.{name} must be a table with urls or urls_env")
+            r.problems.append(f"channels.{name} must be a table with urls_env")
             continue
-        urls = spec.get("urls")
-        if urls is None and "urls_env" in spec:
+        r.keys(spec, f"channels.{name}", _CHANNEL_KEYS)
+        if "urls" in spec:
+            continue  # an inline secret, reported by keys()
+        urls = None
+        if "urls_env" in spec:
             joined = r.env.get(str(spec["urls_env"]))
             if joined is None:
                 r.problems.append(f"channels.{name}.urls_env names {spec['urls_env']!r}, which is not set")
                 continue
             urls = [u for u in joined.split() if u]
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-            r.problems.append(f"channels.{name}.urls must be a non-empty list of apprise URLs")
+            r.problems.append(f"channels.{name}.urls_env must name a variable holding apprise URLs "
+                              "(separated by white space)")
             continue
         out[str(name)] = tuple(urls)
     return out
@@ -239,13 +293,15 @@ def _channels(r: _Reader, t: Mapping[str, Any] | None) -> dict[str, tuple[str, .
 def _webhook(r: _Reader, t: Mapping[str, Any] | None) -> WebhookSettings | None:
     if t is None:
         return None
-    url, secret = r.text(t, "webhook", "url"), r.text(t, "webhook", "secret")
+    r.keys(t, "webhook", _WEBHOOK_KEYS)
+    url, secret = r.text(t, "webhook", "url"), r.text(t, "webhook", "secret", secret=True)
     return WebhookSettings(url, secret) if url and secret else None
 
 
 def _calendar(r: _Reader, t: Mapping[str, Any] | None) -> CalendarSettings | None:
     if t is None:
         return None
+    r.keys(t, "calendar", _CALENDAR_KEYS)
     folder = r.text(t, "calendar", "ics_folder", required=False)
     url = r.text(t, "calendar", "caldav_url", required=False)
     if (folder is None) == (url is None):
@@ -256,12 +312,13 @@ def _calendar(r: _Reader, t: Mapping[str, Any] | None) -> CalendarSettings | Non
     return CalendarSettings(
         caldav_url=url,
         username=r.text(t, "calendar", "username") or "",
-        password=r.text(t, "calendar", "password") or "",
+        password=r.text(t, "calendar", "password", secret=True) or "",
         name=r.text(t, "calendar", "name", required=False) or "kapflow",
     )
 
 
 def _worker(r: _Reader, t: Mapping[str, Any]) -> WorkerSettings:
+    r.keys(t, "worker", _WORKER_KEYS)
     return WorkerSettings(
         interval_seconds=r.number(t, "worker", "interval_seconds", 1.0, 0.05, 3600),
         lease_seconds=int(r.number(t, "worker", "lease_seconds", 120, 1, 86400)),

@@ -347,10 +347,14 @@ def _integration_session(story: _Story) -> None:
 
 def _hold_and_resume(story: _Story) -> None:
     _book_evaluation(story)
+    # The pause outlasts the booked evaluation: the front desk cancels it, then holds the case.
+    story.record("appointment_update", {"appointment": "a1", "action": "cancel", "reason": "client paused"},
+                 FRONT_DESK)
+    story.note("evaluation cancelled: the client asked to pause")
     story.fire("hold", FRONT_DESK, {"reason": "client asked to pause for two weeks"})
     story.later(14, 9)
     story.fire("resume", FRONT_DESK)
-    # The first appointment passed while on hold: book a new one (the case is already evaluation_booked).
+    # The case is evaluation_booked again, with no evaluation booked: book a new one.
     starts = _evaluation_appointment(story)
     story.note("evaluation rebooked")
     story.record("payment", {"amount": "250.00", "purpose": "evaluation_fee"}, FRONT_DESK)

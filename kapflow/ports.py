@@ -69,6 +69,13 @@ class UnitOfWork(Protocol):
         """Close a timer this worker holds; False if another worker took it over."""
         ...
 
+    def fail_timer(
+        self, timer_id: int, worker: str, attempts: int, outcome: str, now: datetime, retry_at: datetime | None
+    ) -> bool:
+        """Record a failed attempt at a timer this worker holds: claimable again at ``retry_at``, or parked
+        as ``failed`` when None. False if another worker took it over."""
+        ...
+
     def settle_outbox(
         self, claim: OutboxClaim, worker: str, now: datetime, outcome: DeliveryOutcome, *,
         detail: str = "", retry_at: datetime | None = None,
@@ -202,6 +209,7 @@ class TimerClaim:
     reminder: str
     appointment_id: str | None
     due_at: datetime
+    attempts: int = 0  # failed attempts to settle it so far
 
 
 @dataclass(frozen=True)

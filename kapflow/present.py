@@ -229,8 +229,8 @@ def outcome_text(outcome: Outcome) -> str:
         case EventKind.TRANSITION:
             what = f"{outcome.trigger}: {outcome.from_state} -> {outcome.state}"
         case EventKind.FACT:
-            booked = outcome.extra.get("appointment")
-            appointment = f", appointment {booked}" if booked else ""
+            booked = outcome.extra.get("appointment")  # a booking names the appointment's new id
+            appointment = f" {booked}" if booked else ""
             what = f"recorded {outcome.extra.get('fact_kind', 'fact')}{appointment} (state {outcome.state})"
         case EventKind.MIGRATED:
             what = (f"moved from version {outcome.extra.get('from_version')} to "

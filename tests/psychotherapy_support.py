@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from support import CLIENT, FRONT_DESK, THERAPIST
 
-from kapflow import Outcome
+from kapflow import Engine, Outcome
 from kapflow.testing import FakeClock
 
 INQUIRY = {
@@ -72,3 +72,12 @@ def weekly_sessions(engine: Commands, clock: FakeClock, case_id: str, count: int
     for _ in range(count):
         clock.advance(days=7)
         one_session(engine, clock, case_id, minutes)
+
+
+def case_after_one_session(engine: Engine, clock: FakeClock, minutes: float = 53, **open_with: Any) -> str:
+    """A new case (``open_with``: ``open_case``'s keywords, such as ``workflow``) in active treatment, with one
+    session of ``minutes`` behind it."""
+    case_id = engine.open_case(INQUIRY, actor=FRONT_DESK, **open_with).case_id
+    to_active(engine, clock, case_id)
+    one_session(engine, clock, case_id, minutes)
+    return case_id

@@ -69,38 +69,76 @@ def texts_with_forbidden_control(max_size: int = 100) -> st.SearchStrategy[str]:
 # every command by what the engine did, never by what the strategy intended. Surrogates are
 # left out of free text: a lone surrogate is a known bug (tests/integration/test_bad_input.py).
 
+from collections.abc import Mapping  # noqa: E402
 from datetime import UTC, date, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
 from kapflow.domain.case import Actor  # noqa: E402
+from kapflow.domain.workflow import Workflow  # noqa: E402
 from kapflow.workflows.kap import KAP_PATHWAY as _KAP  # noqa: E402
 from kapflow.workflows.kap import facts as _kap_facts  # noqa: E402
 
 STATEFUL_ANCHOR = date(2026, 1, 5)
 
-STATEFUL_ACTORS = tuple(
-    Actor(f"{role.replace('_', '-')}-{n}", role) for role in sorted(_KAP.roles) for n in (1, 2)
-)
+# The shapes both workflows' state machines draw from; each workflow's block below fills them in.
+
+
+def _people(workflow: Workflow, prefix: str = "") -> tuple[Actor, ...]:
+    """Two synthetic people per role of ``workflow``, auditor and system included."""
+    return tuple(
+        Actor(f"{prefix}{role.replace('_', '-')}-{n}", role) for role in sorted(workflow.roles) for n in (1, 2)
+    )
+
+
+def _actors(people: tuple[Actor, ...], strangers: list[Actor]) -> st.SearchStrategy[Actor]:
+    """Mostly ``people`` (3 in 4), now and then one of the ``strangers`` (a role or id the workflow refuses)."""
+    return st.one_of(
+        st.sampled_from(people),
+        st.sampled_from(people),
+        st.sampled_from(people),
+        st.sampled_from(strangers),
+    )
+
+
+def _triggers(workflow: Workflow, foreign: str) -> st.SearchStrategy[str]:
+    """Any trigger ``workflow`` defines, and rarely ``foreign``, one it does not."""
+    return st.one_of(
+        st.sampled_from(sorted(workflow.triggers())),
+        st.sampled_from(sorted(workflow.triggers())),
+        st.just(foreign),
+    )
+
+
+def _trigger_data(field: str, blank: str, controls: list[str]) -> st.SearchStrategy[dict[str, Any] | None]:
+    """Nothing, a reason and/or ``field``, a blank ``blank``, or a reason with one of the refused ``controls``."""
+    text = stateful_free_text()
+    return st.one_of(
+        st.none(),
+        st.fixed_dictionaries({"reason": text}),
+        st.fixed_dictionaries({field: text}),
+        st.fixed_dictionaries({"reason": text, field: text}),
+        st.fixed_dictionaries({blank: st.sampled_from(["", "   "])}),
+        st.fixed_dictionaries({"reason": st.sampled_from(controls)}),
+    )
+
+
+def _valid_facts(table: dict[str, st.SearchStrategy[dict[str, Any]]]) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+    """(kind, data) pairs from ``table``, one strategy of valid data per fact kind."""
+    return st.one_of(*(st.tuples(st.just(kind), data) for kind, data in sorted(table.items())))
+
+
+STATEFUL_ACTORS = _people(_KAP)
 """Two synthetic people per role of the KAP pathway, auditor and system included."""
 
 
 def stateful_actors() -> st.SearchStrategy[Actor]:
     """Mostly real roles of the pathway; now and then an unknown role or a malformed id."""
-    return st.one_of(
-        st.sampled_from(STATEFUL_ACTORS),
-        st.sampled_from(STATEFUL_ACTORS),
-        st.sampled_from(STATEFUL_ACTORS),
-        st.sampled_from([Actor("who-1", "janitor"), Actor("bad id", "front_desk"), Actor("", "therapist")]),
-    )
+    return _actors(STATEFUL_ACTORS, [Actor("who-1", "janitor"), Actor("bad id", "front_desk"), Actor("", "therapist")])
 
 
 def stateful_triggers() -> st.SearchStrategy[str]:
     """Any trigger the KAP workflow defines, and rarely one it does not."""
-    return st.one_of(
-        st.sampled_from(sorted(_KAP.triggers())),
-        st.sampled_from(sorted(_KAP.triggers())),
-        st.just("teleport"),
-    )
+    return _triggers(_KAP, "teleport")
 
 
 def stateful_free_text(max_size: int = 40) -> st.SearchStrategy[str]:
@@ -112,15 +150,7 @@ def stateful_free_text(max_size: int = 40) -> st.SearchStrategy[str]:
 
 def stateful_trigger_data() -> st.SearchStrategy[dict[str, Any] | None]:
     """Data sent with a fire: nothing, a reason and/or intentions, blanks, or text breaking the policy."""
-    text = stateful_free_text()
-    return st.one_of(
-        st.none(),
-        st.fixed_dictionaries({"reason": text}),
-        st.fixed_dictionaries({"intentions": text}),
-        st.fixed_dictionaries({"reason": text, "intentions": text}),
-        st.fixed_dictionaries({"reason": st.sampled_from(["", "   "])}),
-        st.fixed_dictionaries({"reason": st.sampled_from(["nul\x00", "esc\x1b[0m", "bell\x07"])}),
-    )
+    return _trigger_data("intentions", "reason", ["nul\x00", "esc\x1b[0m", "bell\x07"])
 
 
 def _days(low: int, high: int) -> st.SearchStrategy[str]:
@@ -156,6 +186,40 @@ def _vitals() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def _consents(form_version: str) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({"form_version": st.just(form_version), "signed_on": _days(-30, 200)})
+
+
+def _withdrawals() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({"withdrawn_on": _days(-30, 200)})
+
+
+def _questionnaires() -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        st.fixed_dictionaries({"instrument": st.just("PHQ-9"), "score": st.integers(0, 27)}),
+        st.fixed_dictionaries({"instrument": st.just("GAD-7"), "score": st.integers(0, 21)}),
+    )
+
+
+def _appointments(minutes: Mapping[str, object], days: int) -> st.SearchStrategy[dict[str, Any]]:
+    """A booking of one of the kinds in ``minutes``, within ``days`` of the clock's start."""
+    return st.fixed_dictionaries({"kind": st.sampled_from(sorted(minutes)), "starts_at": _moment(0, days)})
+
+
+def _appointment_updates(days: int) -> st.SearchStrategy[dict[str, Any]]:
+    """A change to one of three appointment ids (which may not exist); a new time within ``days``."""
+    return st.one_of(
+        st.fixed_dictionaries({
+            "appointment": st.sampled_from(["a1", "a2", "a3"]),
+            "action": st.sampled_from(["cancel", "no_show", "attended"]),
+        }),
+        st.fixed_dictionaries({
+            "appointment": st.sampled_from(["a1", "a2", "a3"]), "action": st.just("reschedule"),
+            "starts_at": _moment(0, days),
+        }),
+    )
+
+
 def _plans() -> st.SearchStrategy[dict[str, Any]]:
     return st.one_of(
         st.fixed_dictionaries({"action": st.sampled_from(["set", "extend"]), "sessions": st.integers(1, 8)}),
@@ -169,8 +233,8 @@ VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         "purpose": st.sampled_from(["evaluation_fee", "evaluation_fee", "psychotherapy", "other"]),
     }),
     "prescription": _prescriptions(),
-    "consent": st.fixed_dictionaries({"form_version": st.just("2026-01"), "signed_on": _days(-30, 200)}),
-    "consent_withdrawn": st.fixed_dictionaries({"withdrawn_on": _days(-30, 200)}),
+    "consent": _consents("2026-01"),
+    "consent_withdrawn": _withdrawals(),
     "screening": st.fixed_dictionaries({
         "exclusions": st.one_of(st.just([]), st.just([]), st.lists(st.sampled_from(_kap_facts.HARD_EXCLUSIONS),
                                                                     max_size=2)),
@@ -182,25 +246,10 @@ VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "escort": st.fixed_dictionaries({"name": stateful_free_text(20), "phone": st.just("+1 555 010 0142")}),
     "clinician_present": st.fixed_dictionaries({"clinician": stateful_free_text(20)}),
     "discharge_check": st.fixed_dictionaries({"stable": st.booleans(), "no_driving_acknowledged": st.booleans()}),
-    "questionnaire": st.one_of(
-        st.fixed_dictionaries({"instrument": st.just("PHQ-9"), "score": st.integers(0, 27)}),
-        st.fixed_dictionaries({"instrument": st.just("GAD-7"), "score": st.integers(0, 21)}),
-    ),
+    "questionnaire": _questionnaires(),
     "treatment_plan": _plans(),
-    "appointment": st.fixed_dictionaries({
-        "kind": st.sampled_from(sorted(_kap_facts.APPOINTMENT_MINUTES)),
-        "starts_at": _moment(0, 120),
-    }),
-    "appointment_update": st.one_of(
-        st.fixed_dictionaries({
-            "appointment": st.sampled_from(["a1", "a2", "a3"]),
-            "action": st.sampled_from(["cancel", "no_show", "attended"]),
-        }),
-        st.fixed_dictionaries({
-            "appointment": st.sampled_from(["a1", "a2", "a3"]), "action": st.just("reschedule"),
-            "starts_at": _moment(0, 120),
-        }),
-    ),
+    "appointment": _appointments(_kap_facts.APPOINTMENT_MINUTES, 120),
+    "appointment_update": _appointment_updates(120),
     "prescriber_checkin": st.fixed_dictionaries({"prescriber": st.just("NP Sample"), "note": stateful_free_text()}),
 }
 """For every fact kind the KAP pathway records except the intake: data its spec accepts."""
@@ -208,7 +257,7 @@ VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
 
 def stateful_valid_facts() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
     """(kind, data) pairs the fact specs accept (guards and roles may still refuse them)."""
-    return st.one_of(*(st.tuples(st.just(kind), data) for kind, data in sorted(VALID_FACT_DATA.items())))
+    return _valid_facts(VALID_FACT_DATA)
 
 
 _WRONG_VALUES: tuple[Any, ...] = ("", "nul\x00", -1, 10**9, [], {"nested": "x"}, True, "2026-13-45", 1.5)
@@ -291,42 +340,25 @@ def psychotherapy_session_minutes() -> st.SearchStrategy[int]:
     return st.integers(min_value=0, max_value=240)
 
 
-PSYCHOTHERAPY_ACTORS = tuple(
-    Actor(f"psy-{role.replace('_', '-')}-{n}", role) for role in sorted(_PSY.roles) for n in (1, 2)
-)
+PSYCHOTHERAPY_ACTORS = _people(_PSY, prefix="psy-")
 """Two synthetic people per role of the psychotherapy pathway, auditor and system included."""
 
 
 def psychotherapy_actors() -> st.SearchStrategy[Actor]:
     """Mostly real roles of the pathway; now and then one it does not know (a prescriber) or a malformed id."""
-    return st.one_of(
-        st.sampled_from(PSYCHOTHERAPY_ACTORS),
-        st.sampled_from(PSYCHOTHERAPY_ACTORS),
-        st.sampled_from(PSYCHOTHERAPY_ACTORS),
-        st.sampled_from([Actor("np-1", "prescriber"), Actor("bad id", "therapist"), Actor("", "front_desk")]),
+    return _actors(
+        PSYCHOTHERAPY_ACTORS, [Actor("np-1", "prescriber"), Actor("bad id", "therapist"), Actor("", "front_desk")]
     )
 
 
 def psychotherapy_triggers() -> st.SearchStrategy[str]:
     """Any trigger the psychotherapy workflow defines, and rarely a KAP one it does not."""
-    return st.one_of(
-        st.sampled_from(sorted(_PSY.triggers())),
-        st.sampled_from(sorted(_PSY.triggers())),
-        st.just("start_kap_session"),
-    )
+    return _triggers(_PSY, "start_kap_session")
 
 
 def psychotherapy_trigger_data() -> st.SearchStrategy[dict[str, Any] | None]:
     """Data sent with a fire: nothing, a reason and/or goals, blanks, or text breaking the policy."""
-    text = stateful_free_text()
-    return st.one_of(
-        st.none(),
-        st.fixed_dictionaries({"reason": text}),
-        st.fixed_dictionaries({"goals": text}),
-        st.fixed_dictionaries({"reason": text, "goals": text}),
-        st.fixed_dictionaries({"goals": st.sampled_from(["", "   "])}),
-        st.fixed_dictionaries({"reason": st.sampled_from(["nul\x00", "esc\x1b[0m"])}),
-    )
+    return _trigger_data("goals", "goals", ["nul\x00", "esc\x1b[0m"])
 
 
 PSYCHOTHERAPY_VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
@@ -334,35 +366,18 @@ PSYCHOTHERAPY_VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         "amount": st.sampled_from(["165.00", "150", "40.50"]),
         "purpose": st.sampled_from(["psychotherapy", "psychotherapy", "other"]),
     }),
-    "consent": st.fixed_dictionaries({"form_version": st.just("2026-02"), "signed_on": _days(-30, 200)}),
-    "consent_withdrawn": st.fixed_dictionaries({"withdrawn_on": _days(-30, 200)}),
-    "questionnaire": st.one_of(
-        st.fixed_dictionaries({"instrument": st.just("PHQ-9"), "score": st.integers(0, 27)}),
-        st.fixed_dictionaries({"instrument": st.just("GAD-7"), "score": st.integers(0, 21)}),
-    ),
-    "appointment": st.fixed_dictionaries({
-        "kind": st.sampled_from(sorted(_psy_facts.APPOINTMENT_MINUTES)),
-        "starts_at": _moment(0, 150),
-    }),
-    "appointment_update": st.one_of(
-        st.fixed_dictionaries({
-            "appointment": st.sampled_from(["a1", "a2", "a3"]),
-            "action": st.sampled_from(["cancel", "no_show", "attended"]),
-        }),
-        st.fixed_dictionaries({
-            "appointment": st.sampled_from(["a1", "a2", "a3"]), "action": st.just("reschedule"),
-            "starts_at": _moment(0, 150),
-        }),
-    ),
+    "consent": _consents("2026-02"),
+    "consent_withdrawn": _withdrawals(),
+    "questionnaire": _questionnaires(),
+    "appointment": _appointments(_psy_facts.APPOINTMENT_MINUTES, 150),
+    "appointment_update": _appointment_updates(150),
 }
 """For every fact kind the psychotherapy pathway records except the intake: data its spec accepts."""
 
 
 def psychotherapy_valid_facts() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
     """(kind, data) pairs the psychotherapy fact specs accept (guards and roles may still refuse them)."""
-    return st.one_of(
-        *(st.tuples(st.just(kind), data) for kind, data in sorted(PSYCHOTHERAPY_VALID_FACT_DATA.items()))
-    )
+    return _valid_facts(PSYCHOTHERAPY_VALID_FACT_DATA)
 
 
 def psychotherapy_facts() -> st.SearchStrategy[tuple[str, Any]]:

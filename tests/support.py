@@ -1,10 +1,12 @@
-"""Drive KAP cases through the pathway with synthetic data, for tests at every level."""
+"""Drive KAP cases through the pathway with synthetic data, for tests at every level; checks and a
+reminder recorder that tests of any workflow share."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
@@ -12,10 +14,11 @@ from sqlmodel import SQLModel
 from kapflow.app.engine import Engine
 from kapflow.app.events import note_event
 from kapflow.app.runner import Transaction
-from kapflow.domain.case import Actor, CaseRecord
+from kapflow.domain.case import Actor, CaseRecord, replay_events
 from kapflow.domain.events import EventKind
+from kapflow.errors import TransitionNotAvailable
 from kapflow.ports import UnitOfWork
-from kapflow.testing import FakeClock
+from kapflow.testing import FakeClock, ReminderKit
 
 CLIENT = Actor("client-portal", "client")
 FRONT_DESK = Actor("fd-avery", "front_desk")
@@ -86,6 +89,77 @@ def one_kap_session(engine: Engine, clock: FakeClock, case_id: str) -> None:
     engine.fire(case_id, "discharge", actor=THERAPIST)
     clock.advance(minutes=60)
     engine.fire(case_id, "complete_integration", actor=THERAPIST)
+
+
+# ------------------------------------------------------------------ checks, for cases of any workflow
+
+
+def transitions_of(engine: Engine, case_id: str) -> list[str]:
+    """The triggers of the case's transitions, in order."""
+    return [ev.trigger or "" for ev in engine.history(case_id) if ev.kind == "transition"]
+
+
+def assert_replays(engine: Engine, case_id: str) -> None:
+    """The case's audit history replays to its row: state, previous state, version and facts."""
+    case = engine.case(case_id)
+    assert replay_events(engine.history(case_id)) == (case.state, case.previous_state, case.version, case.facts)
+
+
+def assert_audited(engine: Engine, case_id: str) -> None:
+    """The audit chain verifies, and the case's history replays to its row."""
+    assert engine.verify_audit().ok
+    assert_replays(engine, case_id)
+
+
+def assert_ended(
+    engine: Engine, case_id: str, state: str, *, tried: tuple[str, ...] = (), actor: Actor = FRONT_DESK,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """The case rests in final ``state``: no transition is available, each trigger ``tried`` (by ``actor``,
+    with ``data``) is refused as not available, it is still in ``state``, and the audit chain verifies."""
+    assert engine.case(case_id).state == state
+    assert engine.available(case_id) == []
+    for trigger in tried:
+        with pytest.raises(TransitionNotAvailable):
+            engine.fire(case_id, trigger, actor=actor, data=data)
+    assert engine.case(case_id).state == state
+    assert engine.verify_audit().ok
+
+
+# ------------------------------------------------------------------ reminders, for any workflow
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
+"""When the reminder tests' clock starts."""
+CONTACTS = {"front_desk": {"email": "desk@example.org"}, "therapist": {"email": "therapist@example.org"}}
+"""The staff the reminder tests' worker emails."""
+
+
+def at(day: int, hour: int = 9) -> datetime:
+    """``hour`` o'clock ``day`` days after T0."""
+    return T0.replace(hour=hour) + timedelta(days=day)
+
+
+class Recorder:
+    """Advances the kit's clock an hour at a time, running the worker, noting when each email went out."""
+
+    def __init__(self, kit: ReminderKit) -> None:
+        self.kit = kit
+        self.seen: list[tuple[str, str, str]] = []
+
+    def until(self, moment: datetime) -> None:
+        self.note()
+        while self.kit.clock.now() < moment:
+            self.kit.clock.advance(min(timedelta(hours=1), moment - self.kit.clock.now()))
+            self.note()
+
+    def note(self) -> None:
+        before = len(self.kit.email.sent)
+        self.kit.run()
+        for m in self.kit.email.sent[before:]:
+            self.seen.append((f"{self.kit.clock.now():%m-%d %H:%M}", m.key.split(":")[-2], m.recipient))
+
+
+# ------------------------------------------------------------------ the database, raw
 
 
 def query(url: str, sql: str, **params: object) -> list[tuple[Any, ...]]:

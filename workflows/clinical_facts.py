@@ -11,7 +11,7 @@ checks stay one definition.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 
 from kapflow.domain.facts import (
@@ -28,6 +28,7 @@ from kapflow.domain.facts import (
     Text,
 )
 from kapflow.domain.payload import JSONObject
+from kapflow.domain.workflow import ClientFields, FactKind
 
 QUESTIONNAIRE_MAX = {"PHQ-9": 27, "GAD-7": 21}
 """The check-in instruments and the highest total each can reach."""
@@ -169,3 +170,24 @@ APPOINTMENT_UPDATE = FactSpec(
     (_reschedule_needs_time,),
     "a change to a booked appointment: reschedule, cancel, mark no-show or attended",
 )
+
+INQUIRY_CLIENT = ClientFields(
+    name=("first_name", "last_name"), in_messages=("first_name",), addresses={"email": "email", "sms": "phone"},
+)
+"""Who the client of an ``inquiry_spec`` intake is: named by first and last name, greeted by the first,
+reached by email or SMS at the addresses the form gives."""
+
+
+def fact_kinds(
+    specs: Iterable[FactSpec],
+    recorders: Mapping[str, frozenset[str]],
+    guards: Mapping[str, tuple[str, ...]],
+    on_closed_case: Collection[str],
+) -> dict[str, FactKind]:
+    """A workflow's ``facts``: each spec with the roles that record it, its guards, and whether a closed
+    case still takes it."""
+    return {
+        spec.kind: FactKind(spec, recorders[spec.kind], guards.get(spec.kind, ()),
+                            on_closed_case=spec.kind in on_closed_case)
+        for spec in specs
+    }

@@ -54,7 +54,7 @@ class IcsCalendar:
     def check(self) -> None:
         """The folder exists (it is created if missing) and takes new files."""
         try:
-            self._folder.mkdir(parents=True, exist_ok=True)
+            self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # events name clients
             with tempfile.NamedTemporaryFile(dir=self._folder, prefix=".check-", suffix=".tmp"):
                 pass
         except OSError as exc:
@@ -107,7 +107,7 @@ class IcsCalendar:
         target = self.path(event.uid)
         text = event_ics(event, stamp=self._clock.now())
         try:
-            self._folder.mkdir(parents=True, exist_ok=True)
+            self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # events name clients
             fd, tmp = tempfile.mkstemp(dir=self._folder, prefix=".write-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:

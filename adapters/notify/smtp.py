@@ -5,6 +5,11 @@ worker died mid-send is recognisable as the same message by mail clients and
 by the receiving server's duplicate filters, and an ``X-Kapflow-Message-Key``
 header for tools that deduplicate on the key itself.
 
+Mail is encrypted by default: STARTTLS, or implicit TLS on port 465, with the
+server's certificate verified. Cleartext (``starttls=False``) is only for a relay
+on this machine, and only when allowed explicitly (``allow_cleartext_loopback``);
+a login never travels in clear otherwise.
+
 Errors never carry the recipient, subject or body, nor the server's reply
 text (servers often echo the address back): only SMTP status codes and
 exception class names.
@@ -15,14 +20,28 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import ssl
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate
 
 from kapflow.errors import AdapterConfigError, DeliveryFailed
-from kapflow.ports import Message
+from kapflow.ports import Clock, Message, SystemClock
 
 ADAPTER = "smtp"
 KEY_HEADER = "X-Kapflow-Message-Key"
+IMPLICIT_TLS_PORT = 465
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class _LoginFailed(Exception):
+    """The server would not log us in (a 535, or a hang-up in the middle of AUTH)."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(code)
+        self.code = code
+
+    def describe(self) -> str:
+        return "authentication failed" + (f" (code {self.code})" if self.code is not None else "")
 
 
 def message_id(key: str) -> str:
@@ -41,17 +60,35 @@ class SmtpNotifier:
         *,
         username: str | None = None,
         password: str | None = None,
-        starttls: bool = False,
+        starttls: bool = True,
+        implicit_tls: bool | None = None,
+        allow_cleartext_loopback: bool = False,
+        tls_context: ssl.SSLContext | None = None,
         timeout: float = 10,
+        clock: Clock | None = None,
     ) -> None:
+        """``implicit_tls`` defaults to ``port == 465``; ``tls_context`` to the system's trusted CAs.
+
+        ``clock`` dates the mail (its ``Date`` header): the engine's, so a simulated practice's mail
+        carries its simulated time.
+        """
+        self._clock = clock or SystemClock()
         if (username is None) != (password is None):
             raise AdapterConfigError(ADAPTER, "give both username and password, or neither")
+        self._implicit = port == IMPLICIT_TLS_PORT if implicit_tls is None else implicit_tls
+        self._cleartext = not self._implicit and not starttls
+        if self._cleartext and not (allow_cleartext_loopback and host.lower() in LOOPBACK_HOSTS):
+            raise AdapterConfigError(
+                ADAPTER,
+                "cleartext SMTP is only for a relay on this machine (127.0.0.1, ::1 or localhost) with "
+                "allow_cleartext_loopback; use STARTTLS (starttls = true) or implicit TLS (port 465)",
+            )
+        self._tls_context = tls_context
         self._host = host
         self._port = port
         self._sender = sender
         self._username = username
         self._password = password
-        self._starttls = starttls
         self._timeout = timeout
 
     @property
@@ -64,13 +101,18 @@ class SmtpNotifier:
         try:
             with self._connect() as smtp:
                 code, _ = smtp.noop()
-        except smtplib.SMTPAuthenticationError as exc:
+        except _LoginFailed as exc:
             raise AdapterConfigError(
-                ADAPTER, f"{where} refused the login (code {exc.smtp_code}); check username and password"
+                ADAPTER, f"{where} refused the login: {exc.describe()}; check username and password_env"
             ) from None
         except smtplib.SMTPNotSupportedError:
             raise AdapterConfigError(
                 ADAPTER, f"{where} does not offer STARTTLS or AUTH as configured; check starttls and the port"
+            ) from None
+        except ssl.SSLError as exc:
+            raise AdapterConfigError(
+                ADAPTER, f"TLS with {where} failed ({type(exc).__name__}); check its certificate, and that "
+                "port 465 is implicit TLS and other ports STARTTLS",
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise AdapterConfigError(
@@ -99,39 +141,57 @@ class SmtpNotifier:
                 f"server rejected the message ({type(exc).__name__}, code {exc.smtp_code})",
                 permanent=exc.smtp_code >= 500,
             ) from None
-        except smtplib.SMTPAuthenticationError as exc:
+        except _LoginFailed as exc:
             # A configuration problem, not the message's: once the credentials
             # are fixed the retry delivers it, so this is not permanent.
-            raise DeliveryFailed(self.channel, f"login refused (code {exc.smtp_code})") from None
+            raise DeliveryFailed(self.channel, f"login refused: {exc.describe()}") from None
+        except ssl.SSLError as exc:
+            raise DeliveryFailed(self.channel, f"TLS with the SMTP server failed ({type(exc).__name__})") from None
         except (OSError, smtplib.SMTPException) as exc:
             # Refused connections, timeouts, disconnects and 4xx replies: retry later.
             raise DeliveryFailed(self.channel, f"SMTP server unavailable ({type(exc).__name__})") from None
 
     def _connect(self) -> smtplib.SMTP:
-        smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+        context = self._tls_context or ssl.create_default_context()
+        smtp = (
+            smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout, context=context)
+            if self._implicit else smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+        )
         try:
             smtp.ehlo()
-            if self._starttls:
-                smtp.starttls(context=ssl.create_default_context())
+            if not self._implicit and not self._cleartext:
+                smtp.starttls(context=context)  # SMTPNotSupportedError if the server cannot: never in clear
                 smtp.ehlo()
             if self._username is not None and self._password is not None:
-                smtp.login(self._username, self._password)
+                self._login(smtp, self._username, self._password)
         except BaseException:
             smtp.close()
             raise
         return smtp
 
+    def _login(self, smtp: smtplib.SMTP, username: str, password: str) -> None:
+        if not isinstance(smtp.sock, ssl.SSLSocket) and not self._cleartext:
+            raise smtplib.SMTPNotSupportedError("no TLS")  # unreachable by construction; never log in in clear
+        try:
+            smtp.login(username, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise _LoginFailed(exc.smtp_code) from None
+        except smtplib.SMTPResponseException as exc:  # e.g. 454 or 504 to AUTH: the login did not happen
+            raise _LoginFailed(exc.smtp_code) from None
+        except smtplib.SMTPServerDisconnected:  # servers hang up on repeated bad logins
+            raise _LoginFailed(None) from None
+
     def _compose(self, message: Message) -> EmailMessage:
-        return compose(message, self._sender)
+        return compose(message, self._sender, self._clock.now())
 
 
-def compose(message: Message, sender: str) -> EmailMessage:
-    """The email for a message: its stable Message-ID and key header, marked as automated."""
+def compose(message: Message, sender: str, at: datetime) -> EmailMessage:
+    """The email for a message sent ``at``: its stable Message-ID and key header, marked as automated."""
     mail = EmailMessage()
     mail["From"] = sender
     mail["To"] = message.recipient
     mail["Subject"] = message.subject
-    mail["Date"] = formatdate(usegmt=True)
+    mail["Date"] = formatdate(at.timestamp(), usegmt=True)
     mail["Message-ID"] = message_id(message.key)
     mail[KEY_HEADER] = message.key
     # RFC 3834: automated mail; keeps vacation responders from answering reminders.

@@ -20,8 +20,9 @@ from kapflow.app.command_input import check_actor_shape, check_command, fingerpr
 from kapflow.app.context import AppContext
 from kapflow.app.events import new_event
 from kapflow.app.runner import Transaction
+from kapflow.domain.appointments import appointments
 from kapflow.domain.case import Actor, CaseRecord, Outcome, ProjectionText, fold_fact, fold_move, text_after_fold
-from kapflow.domain.decision import fact_refusal, fire_refusal
+from kapflow.domain.decision import check_required_text, fact_refusal, fire_refusal
 from kapflow.domain.errors import ConcurrencyConflict, InvalidInput, NotPermitted, UnknownFactKind, UnknownTrigger
 from kapflow.domain.events import EventKind
 from kapflow.domain.payload import JSONObject, canonical_json, check_identifier, check_payload
@@ -83,6 +84,7 @@ def fire(
         if trigger not in wf.triggers():
             raise UnknownTrigger(trigger, wf.triggers())
         check_actor(actor, wf)
+        check_required_text(wf, trigger, payload)
         check_expected(case, expected_version)
         transition = wf.transition_from(case.state, trigger)
         refusal = fire_refusal(case, wf, transition, trigger, actor.role, payload, tx.now(), app.timezone)
@@ -134,14 +136,36 @@ def _move(
         head_hash=event.hash, facts=facts, facts_text=text_after_fold(case, facts, "moves"), updated_at=now,
     )
     tx.change(case, updated, event, expected_version)
+    updated = _cancel_on_entry(tx, updated, wf, transition, actor)
     return Outcome(case.id, EventKind.TRANSITION, dest, updated.version, updated.event_count,
                    trigger=transition.trigger, from_state=case.state)
 
 
-def _add_fact(
-    tx: Transaction, case: CaseRecord, wf: Workflow, actor: Actor, kind: str, parsed: JSONObject,
-    key: str | None, expected_version: int | None,
-) -> Outcome:
+def _cancel_on_entry(
+    tx: Transaction, case: CaseRecord, wf: Workflow, transition: Transition, actor: Actor
+) -> CaseRecord:
+    """Cancel the active appointments of the kinds ``transition`` names, in the move's transaction.
+
+    Each cancellation is an appointment change fact of its own (audited after the move, by the same
+    actor, with the trigger as its reason), so the projection, the timers and the calendar follow it
+    exactly as they follow a cancellation recorded by hand, and a replay of the history finds it.
+    """
+    if not transition.cancels or wf.appointments is None:
+        return case
+    update = wf.appointments.update
+    for appt in appointments(case.id, case.projection, wf.appointments).values():
+        if appt.active and appt.kind in transition.cancels:
+            change = {"appointment": appt.id, "action": "cancel", "reason": transition.trigger.replace("_", " ")}
+            parsed = wf.facts[update].spec(change, tx.now())
+            case = _fold_fact(tx, case, actor, update, parsed, None)
+    return case
+
+
+def _fold_fact(
+    tx: Transaction, case: CaseRecord, actor: Actor, kind: str, parsed: JSONObject, key: str | None,
+    expected_version: int | None = None,
+) -> CaseRecord:
+    """``case`` with the fact ``parsed`` of ``kind`` recorded and audited (written in ``tx``)."""
     now = tx.now()
     event = new_event(case, actor, EventKind.FACT, from_state=case.state, to_state=case.state,
                       data={"kind": kind, "fact": parsed}, key=key, at=now)
@@ -151,6 +175,14 @@ def _add_fact(
         facts=facts, facts_text=text_after_fold(case, facts, "facts"), updated_at=now,
     )
     tx.change(case, updated, event, expected_version)
+    return updated
+
+
+def _add_fact(
+    tx: Transaction, case: CaseRecord, wf: Workflow, actor: Actor, kind: str, parsed: JSONObject,
+    key: str | None, expected_version: int | None,
+) -> Outcome:
+    updated = _fold_fact(tx, case, actor, kind, parsed, key, expected_version)
     extra: dict[str, Any] = {"fact_kind": kind}
     if wf.appointments is not None and kind == wf.appointments.booking:
         extra["appointment"] = f"a{len(updated.projection.of_kind(kind))}"

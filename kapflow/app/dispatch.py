@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from kapflow.app.engine import Engine
 from kapflow.app.events import note_event
-from kapflow.app.reminders import SYSTEM_ROLE, act_on_timers
+from kapflow.app.reminders import SYSTEM_ROLE, TimerRetry, act_on_timers
 from kapflow.app.runner import Transaction
 from kapflow.domain.case import Actor
 from kapflow.domain.effects import CALENDAR, CalendarChange
@@ -100,7 +100,9 @@ class Dispatcher:
         now = self.app.clock.now()
         claims = self.queue.claim_timers(self.worker_id, now, now + self.policy.lease, self.policy.batch)
         if claims:
-            act_on_timers(self.app, claims, self.worker_id)
+            # A timer whose settlement fails is retried on the same schedule as a message, then parked.
+            retry = TimerRetry(self.policy.max_attempts, self.policy.first_backoff, self.policy.max_backoff)
+            act_on_timers(self.app, claims, self.worker_id, retry)
             self.tally.timers += len(claims)
         return len(claims)
 
@@ -181,6 +183,15 @@ class Dispatcher:
         except ConcurrencyConflict:
             # The runner has logged it; the row's lease runs out and the attempt is made again.
             _log.warning("delivery_result_not_recorded", case_id=claim.case_id, channel=claim.channel)
+        except Exception as exc:
+            # One row that cannot be settled (its case unreadable, a bug) must not stop the others' delivery.
+            _log.error("delivery_result_not_recorded", case_id=claim.case_id, channel=claim.channel,
+                       error=type(exc).__name__)
+            if outcome == DeliveryOutcome.GAVE_UP:  # give up without the audit note rather than not at all
+                self.app.runner.run(
+                    lambda tx: tx.uow.settle_outbox(claim, self.worker_id, tx.now(), outcome, detail=detail),
+                    case_id=claim.case_id,
+                )
 
     def _audit_gave_up(self, tx: Transaction, claim: OutboxClaim, reason: str) -> None:
         case = tx.uow.load_case(claim.case_id)

@@ -43,6 +43,7 @@ def new_event(
         idempotency_key=key,
         prev_hash=case.head_hash or GENESIS,
         hash="",
+        os_user=actor.os_user,
     )
     return replace(unsigned, hash=link_hash(unsigned))
 

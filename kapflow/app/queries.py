@@ -9,12 +9,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from kapflow.app.cases import check_actor
+from kapflow.app.command_input import check_page, check_state_filter
 from kapflow.app.context import AppContext
 from kapflow.audit import AuditReport, verify_chain
 from kapflow.domain.appointments import Appointment, appointments
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry
-from kapflow.domain.decision import guard_context, not_available_blocker
-from kapflow.domain.errors import Blocker, InvalidInput, UnknownCase, UnknownTrigger
+from kapflow.domain.decision import check_required_text, guard_context, not_available_blocker, pending_blockers
+from kapflow.domain.errors import Blocker, NotPermitted, UnknownCase, UnknownTrigger
 from kapflow.domain.payload import check_identifier, check_payload
 from kapflow.domain.verdict import Verdict, evaluate
 
@@ -42,13 +43,13 @@ def history(app: AppContext, case_id: str) -> list[AuditEvent]:
 
 
 def cases(app: AppContext, *, state: str | None, limit: int, offset: int) -> list[CaseRecord]:
-    if limit < 1 or limit > MAX_PAGE or offset < 0:
-        raise InvalidInput(f"limit must be 1-{MAX_PAGE} and offset at least 0", field="limit")
+    state = check_state_filter(state)
+    limit, offset = check_page(limit, offset, MAX_PAGE)
     return list(app.store.list_cases(state=state, limit=limit, offset=offset))
 
 
 def count_cases(app: AppContext, *, state: str | None) -> int:
-    return app.store.count_cases(state=state)
+    return app.store.count_cases(state=check_state_filter(state))
 
 
 def timers(app: AppContext, case_id: str | None) -> list[dict[str, Any]]:
@@ -85,13 +86,16 @@ def check(
     if actor is not None:
         check_actor(actor, wf)
     payload = check_payload(data)
+    check_required_text(wf, trigger, payload)
     transition = wf.transition_from(found.state, trigger)
+    now = app.clock.now()
     if transition is None:
-        return Verdict(trigger, (not_available_blocker(found.state, trigger),))
-    verdict = evaluate(wf, transition, guard_context(found, wf, trigger, payload, app.clock.now(), app.timezone))
+        pending = pending_blockers(found, wf, trigger, now, app.timezone)
+        return Verdict(trigger, (not_available_blocker(found.state, trigger), *pending))
+    verdict = evaluate(wf, transition, guard_context(found, wf, trigger, payload, now, app.timezone))
     if actor is not None and actor.role not in transition.roles:
         role = Blocker(
-            "role_not_permitted",
+            NotPermitted.code,
             f"a {actor.role.replace('_', ' ')} may not do this; ask: {', '.join(sorted(transition.roles))}",
             "roles",
         )

@@ -9,21 +9,26 @@ the batch fails as a whole (the case changed under it, the database refused
 it), nothing of it is kept and each timer is settled again in a transaction
 of its own. What happened is always recorded, never silently dropped (see
 ``TimerStatus``).
+
+A timer whose settlement raises (a bug, a row edited by hand) must not stop the
+others: the attempt is recorded on its row, which stays claimed until its
+backoff ends, and after ``TimerRetry.attempts`` failures it is parked as
+``failed`` with a note on its case's audit history (``kapflow timers --failed``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kapflow.app.cases import fire
 from kapflow.app.context import AppContext
 from kapflow.app.events import note_event
 from kapflow.app.runner import ONCE, Transaction
 from kapflow.domain.appointments import STANDARD, Appointment, appointments, upcoming
-from kapflow.domain.case import Actor, CaseFacts, CaseRecord
-from kapflow.domain.errors import ConcurrencyConflict, Refused, StorageError
+from kapflow.domain.case import Actor, CaseFacts, CaseRecord, to_iso
+from kapflow.domain.errors import ConcurrencyConflict, KapflowError, Refused
 from kapflow.domain.events import EventKind, TimerStatus
 from kapflow.domain.messages import recipient, reminder_message
 from kapflow.domain.timers import plan_timers
@@ -44,35 +49,107 @@ class TimerOutcome:
 
 
 @dataclass(frozen=True)
+class TimerRetry:
+    """How a timer whose settlement fails is retried: ``attempts`` in all, with exponential backoff."""
+
+    attempts: int = 8
+    first_backoff: timedelta = timedelta(seconds=30)
+    max_backoff: timedelta = timedelta(hours=2)
+
+    def backoff(self, failed: int) -> timedelta:
+        """How long to wait after the ``failed``-th failed attempt."""
+        grown: timedelta = self.first_backoff * (2 ** min(max(failed - 1, 0), 30))
+        return min(grown, self.max_backoff)
+
+
+@dataclass(frozen=True)
 class _Fire:
     """A timer whose reminder fires a trigger: fired after the commit, as a command of its own."""
 
     trigger: str
 
 
-def act_on_timers(app: AppContext, claims: Sequence[TimerClaim], worker: str) -> list[TimerOutcome]:
+def act_on_timers(
+    app: AppContext, claims: Sequence[TimerClaim], worker: str, retry: TimerRetry | None = None
+) -> list[TimerOutcome]:
     """Settle a batch of claimed timers in one transaction; one by one if the batch fails as a whole.
 
     Cases are locked in the order of their ids, so workers settling batches that share cases
     cannot deadlock. Triggers to fire are fired after the commit, each as its own command.
     """
+    retry = retry or TimerRetry()
     ordered = sorted(claims, key=lambda c: (c.case_id, c.id))
     try:
         settled = app.runner.run(lambda tx: [_settle(app, tx, claim, worker) for claim in ordered], policy=ONCE)
-    except (ConcurrencyConflict, StorageError) as failed:
+    except Exception as failed:  # a lost race, the database, or one timer that cannot be settled
         # Nothing of the batch was kept; each timer is settled again in a transaction of its own.
         _log.warning("timer_batch_retried_one_by_one", count=len(ordered), error=type(failed).__name__)
-        return [act_on_timer(app, claim, worker) for claim in ordered]
-    return [_after_commit(app, claim, worker, outcome) for claim, outcome in zip(ordered, settled, strict=True)]
+        return [act_on_timer(app, claim, worker, retry) for claim in ordered]
+    return [_guarded_after_commit(app, claim, worker, outcome, retry)
+            for claim, outcome in zip(ordered, settled, strict=True)]
 
 
-def act_on_timer(app: AppContext, claim: TimerClaim, worker: str) -> TimerOutcome:
+def act_on_timer(app: AppContext, claim: TimerClaim, worker: str, retry: TimerRetry | None = None) -> TimerOutcome:
     """Settle one claimed timer in a transaction of its own; run again if the case changes under it."""
+    retry = retry or TimerRetry()
     try:
         outcome = app.runner.run(lambda tx: _settle(app, tx, claim, worker), case_id=claim.case_id)
     except ConcurrencyConflict:
         return TimerOutcome(TimerStatus.LOST, "the case kept changing; the timer stays claimed and will be retried")
-    return _after_commit(app, claim, worker, outcome)
+    except Exception as exc:  # this timer cannot be settled; the others must be
+        return _failed(app, claim, worker, exc, retry)
+    return _guarded_after_commit(app, claim, worker, outcome, retry)
+
+
+def _guarded_after_commit(
+    app: AppContext, claim: TimerClaim, worker: str, outcome: TimerOutcome | _Fire, retry: TimerRetry
+) -> TimerOutcome:
+    try:
+        return _after_commit(app, claim, worker, outcome)
+    except Exception as exc:  # firing its trigger failed: retried like any failed timer
+        return _failed(app, claim, worker, exc, retry)
+
+
+def _failed(app: AppContext, claim: TimerClaim, worker: str, exc: Exception, retry: TimerRetry) -> TimerOutcome:
+    """Record a failed attempt: claimable again after its backoff, or parked with a note on its case.
+
+    The detail names the error's class (and a kapflow error's code), never its text: that may quote
+    a client's data.
+    """
+    attempt = claim.attempts + 1
+    what = type(exc).__name__ + (f" {exc.code}" if isinstance(exc, KapflowError) else "")
+    retry_at = None if attempt >= retry.attempts else app.clock.now() + retry.backoff(attempt)
+    if retry_at is None:
+        detail = f"attempt {attempt} of {retry.attempts} failed ({what}); parked: see the case's history"
+        outcome = TimerOutcome(TimerStatus.FAILED, detail)
+    else:
+        detail = f"attempt {attempt} of {retry.attempts} failed ({what}); next attempt after {to_iso(retry_at)}"
+        outcome = TimerOutcome(TimerStatus.LOST, detail)  # still claimed: taken again when its backoff ends
+
+    def body(tx: Transaction, note: bool) -> TimerOutcome:
+        if not tx.uow.fail_timer(claim.id, worker, attempt, detail, tx.now(), retry_at):
+            return TimerOutcome(TimerStatus.LOST, "another worker took this timer over")
+        case = tx.uow.load_case(claim.case_id) if retry_at is None and note else None
+        if case is not None:
+            data = {"reminder": claim.reminder, "timer": claim.key, "outcome": TimerStatus.FAILED, "detail": detail}
+            tx.note(case, note_event(case, Actor(worker, SYSTEM_ROLE), EventKind.REMINDER, at=tx.now(), data=data))
+        return outcome
+
+    try:
+        recorded = app.runner.run(lambda tx: body(tx, True), case_id=claim.case_id)
+    except Exception as again:  # the case itself cannot be read or noted: park it all the same
+        _log.warning("timer_failure_not_audited", case_id=claim.case_id, timer_id=claim.id,
+                     error=type(again).__name__)
+        try:
+            recorded = app.runner.run(lambda tx: body(tx, False), case_id=claim.case_id)
+        except Exception as lost:  # the lease runs out and the timer is tried again
+            _log.error("timer_failure_not_recorded", case_id=claim.case_id, timer_id=claim.id,
+                       error=type(lost).__name__)
+            return TimerOutcome(TimerStatus.LOST, "the failure could not be recorded; the lease will run out")
+    log = _log.error if retry_at is None else _log.warning
+    log("timer_parked" if retry_at is None else "timer_failed", case_id=claim.case_id, timer_id=claim.id,
+        attempt=attempt, error=what)
+    return recorded
 
 
 def _after_commit(app: AppContext, claim: TimerClaim, worker: str, outcome: TimerOutcome | _Fire) -> TimerOutcome:

@@ -109,7 +109,7 @@ class Transaction:
                            blockers=refusal.audited_blockers(), key=key)
         self.note(case, event)
         self.uow.commit()
-        _log.info("refused", case_id=case.id, trigger=refusal.trigger, code=refusal.code)
+        _log.info("refused", case_id=case.id, trigger=refusal.trigger, fact_kind=refusal.fact_kind, code=refusal.code)
         raise refusal
 
     def now(self) -> datetime:

@@ -39,7 +39,7 @@ class WorkflowSet:
                     "name the one to open the case on", field="workflow",
                 )
             return self.default
-        found = self._current.get(name)
+        found = self._current.get(name) if isinstance(name, str) else None
         if found is None:
             raise InvalidInput(
                 f"unknown workflow {name!r}; loaded: {', '.join(sorted(self._current))}", field="workflow"

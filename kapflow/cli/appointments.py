@@ -14,9 +14,21 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from kapflow.cli.common import ActorId, AsJson, CaseId, Key, Role, cell, console, engine, group, handled, print_json
+from kapflow.cli.common import (
+    ActorId,
+    AsJson,
+    CaseId,
+    Key,
+    Role,
+    acting,
+    cell,
+    console,
+    engine,
+    group,
+    handled,
+    print_json,
+)
 from kapflow.cli.render import print_outcome
-from kapflow.domain.case import Actor
 from kapflow.errors import InvalidInput
 from kapflow.present import appointment_shape
 
@@ -64,7 +76,7 @@ def book_command(
     idempotency_key: Key = None, as_json: AsJson = False,
 ) -> None:
     """Book an appointment; its reminders and calendar event follow."""
-    outcome = engine(ctx).book_appointment(case_id, kind, _instant(starts_at), actor=Actor(actor, role),
+    outcome = engine(ctx).book_appointment(case_id, kind, _instant(starts_at), actor=acting(actor, role),
                                            minutes=minutes, idempotency_key=idempotency_key)
     print_outcome(outcome, as_json)
 
@@ -77,7 +89,7 @@ def reschedule_command(
 ) -> None:
     """Move an appointment; its reminders and calendar event move with it."""
     outcome = engine(ctx).reschedule_appointment(case_id, appointment, _instant(starts_at),
-                                                 actor=Actor(actor, role), idempotency_key=idempotency_key)
+                                                 actor=acting(actor, role), idempotency_key=idempotency_key)
     print_outcome(outcome, as_json)
 
 
@@ -89,7 +101,7 @@ def cancel_command(
     idempotency_key: Key = None, as_json: AsJson = False,
 ) -> None:
     """Cancel an appointment: its reminders stop and its calendar event is cancelled."""
-    outcome = engine(ctx).cancel_appointment(case_id, appointment, actor=Actor(actor, role), reason=reason,
+    outcome = engine(ctx).cancel_appointment(case_id, appointment, actor=acting(actor, role), reason=reason,
                                              idempotency_key=idempotency_key)
     print_outcome(outcome, as_json)
 
@@ -101,6 +113,6 @@ def no_show_command(
     actor: ActorId, role: Role, idempotency_key: Key = None, as_json: AsJson = False,
 ) -> None:
     """Record that the client did not come."""
-    outcome = engine(ctx).mark_no_show(case_id, appointment, actor=Actor(actor, role),
+    outcome = engine(ctx).mark_no_show(case_id, appointment, actor=acting(actor, role),
                                        idempotency_key=idempotency_key)
     print_outcome(outcome, as_json)

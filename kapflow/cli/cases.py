@@ -22,6 +22,7 @@ from kapflow.cli.common import (
     Key,
     Role,
     WorkflowName,
+    acting,
     cell,
     console,
     engine,
@@ -147,7 +148,7 @@ def open_command(
 ) -> None:
     """Open a case from its workflow's intake form (its intake fact), given as --data JSON."""
     found = engine(ctx)
-    outcome = found.open_case(parse_data(data) or {}, actor=Actor(actor, role), idempotency_key=key,
+    outcome = found.open_case(parse_data(data) or {}, actor=acting(actor, role), idempotency_key=key,
                               workflow=workflow_name(found.workflows.names, workflow))
     print_outcome(outcome, as_json)
 
@@ -167,7 +168,7 @@ def fire_command(
 ) -> None:
     """Move a case with a trigger; refused (exit 3, every blocker listed) unless its guards hold."""
     outcome = engine(ctx).fire(
-        case_id, trigger, actor=Actor(actor, role), data=parse_data(data),
+        case_id, trigger, actor=acting(actor, role), data=parse_data(data),
         idempotency_key=key, expected_version=expected_version,
     )
     print_outcome(outcome, as_json)
@@ -188,7 +189,7 @@ def record_command(
 ) -> None:
     """Record a fact on a case (a payment, vitals, consent, ...)."""
     outcome = engine(ctx).record(
-        case_id, kind, parse_data(data) or {}, actor=Actor(actor, role),
+        case_id, kind, parse_data(data) or {}, actor=acting(actor, role),
         idempotency_key=key, expected_version=expected_version,
     )
     print_outcome(outcome, as_json)

@@ -10,6 +10,7 @@ are escaped (``kapflow.present.defang``). Nothing is logged from here.
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import os
 import sys
@@ -25,7 +26,9 @@ from rich.text import Text
 from kapflow.app.engine import Engine
 from kapflow.bootstrap import build_engine, database_url
 from kapflow.config import Settings
+from kapflow.domain.case import Actor
 from kapflow.domain.payload import canonical_json
+from kapflow.domain.workflow import WORKER_ROLE
 from kapflow.errors import InvalidInput, KapflowError
 from kapflow.present import EXIT_OTHER, defang, error_body, exit_code
 
@@ -85,6 +88,35 @@ def handled(command: Callable[P, None]) -> Callable[P, None]:
                  "please report it (KAPFLOW_DEBUG=1 shows the traceback)", EXIT_OTHER)
 
     return run
+
+
+def acting(actor: str, role: str) -> Actor:
+    """The actor a command claims, with the operating-system account that ran it recorded beside.
+
+    The command line takes ``--actor`` and ``--role`` on the caller's word until the HTTP API
+    brings real identity, so every event it writes also names the account (from its uid, not
+    ``$USER``, which the caller sets). The worker's role is never the caller's to claim.
+    """
+    if role == WORKER_ROLE:
+        raise InvalidInput(
+            f"the role {WORKER_ROLE!r} is the worker's: it cannot be claimed from the command line", field="role"
+        )
+    return Actor(actor, role, os_user=os_user())
+
+
+def os_user() -> str:
+    """The name of the account this process runs as (its effective uid)."""
+    try:
+        import pwd
+    except ImportError:  # Windows: no uids
+        try:
+            return getpass.getuser()
+        except OSError:
+            return "unknown"
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without an account (containers)
+        return f"uid:{os.geteuid()}"
 
 
 def fail_with(err: KapflowError, code: int | None = None) -> NoReturn:

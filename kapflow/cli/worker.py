@@ -11,6 +11,7 @@ from rich.table import Table
 
 from kapflow.bootstrap import build_dispatcher
 from kapflow.cli.common import AsJson, cell, console, engine, handled, narrow, print_json, settings_of, when_iso
+from kapflow.domain.events import TimerStatus
 from kapflow.errors import InvalidInput
 from kapflow.logging import logging_configured
 from kapflow.present import outbox_shape, timer_shape
@@ -63,10 +64,13 @@ def _work(ctx: typer.Context, *, once: bool, interval: float | None, worker_id: 
 def timers_command(
     ctx: typer.Context,
     case: Annotated[str | None, typer.Option("--case", help="Only this case's timers.")] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only timers parked after every attempt failed; see their case."),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Reminders planned, sent, skipped, missed or cancelled, and why."""
-    rows = [timer_shape(r) for r in engine(ctx).timers(case)]
+    """Reminders planned, sent, skipped, missed, cancelled or failed, and why."""
+    rows = [timer_shape(r) for r in engine(ctx).timers(case) if not failed or r["status"] == TimerStatus.FAILED]
     if as_json:
         print_json(rows)
         return

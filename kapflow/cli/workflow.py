@@ -29,6 +29,7 @@ from kapflow.bootstrap import load_workflows
 from kapflow.cli.common import (
     AsJson,
     WorkflowName,
+    acting,
     cell,
     console,
     engine,
@@ -159,7 +160,7 @@ def migrate_command(
     if dry_run or actor is None or role is None:
         _report(target, plans, [], [p for p in plans if not p.ok], as_json, dry_run=True)
         return
-    moved, not_moved = _migrate_all(found, target, plans, Actor(actor, role))
+    moved, not_moved = _migrate_all(found, target, plans, acting(actor, role))
     _report(target, plans, moved, not_moved, as_json, dry_run=False)
 
 

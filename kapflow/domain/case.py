@@ -36,10 +36,15 @@ PREVIOUS_STATE = "<previous>"
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts: an id the practice knows them by, and the role they act in."""
+    """Who acts: an id the practice knows them by, and the role they act in.
+
+    ``os_user`` is the operating-system account that ran the command, when an entry point
+    can only take the id and role on the caller's word (the CLI): recorded beside them.
+    """
 
     id: str
     role: str
+    os_user: str | None = None
 
 
 class FactEntry(NamedTuple):
@@ -300,10 +305,14 @@ class AuditEvent:
     prev_hash: str
     hash: str
     seq: int | None = None
+    os_user: str | None = None  # the account that ran a CLI command (Actor.os_user)
 
     def hashed_fields(self) -> dict[str, object]:
-        """Everything the hash covers: all but ``seq`` (assigned by the database) and ``hash``."""
-        return {
+        """Everything the hash covers: all but ``seq`` (assigned by the database) and ``hash``.
+
+        ``os_user`` only when set, so events written before it existed hash as they always did.
+        """
+        fields: dict[str, object] = {
             "case_id": self.case_id,
             "case_seq": self.case_seq,
             "at": to_iso(self.at),
@@ -320,6 +329,9 @@ class AuditEvent:
             "idempotency_key": self.idempotency_key,
             "prev_hash": self.prev_hash,
         }
+        if self.os_user is not None:
+            fields["os_user"] = self.os_user
+        return fields
 
     def as_dict(self) -> dict[str, object]:
         return {"seq": self.seq, **self.hashed_fields(), "hash": self.hash}

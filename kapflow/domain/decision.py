@@ -15,6 +15,7 @@ from kapflow.domain.appointments import STANDARD
 from kapflow.domain.case import CaseRecord
 from kapflow.domain.errors import (
     Blocker,
+    InvalidInput,
     NotPermitted,
     Refused,
     TransitionBlocked,
@@ -40,7 +41,8 @@ def fire_refusal(
     """Why ``role`` may not fire ``trigger`` (whose transition from the case's state is ``transition``)."""
     if transition is None:
         available = [t.trigger for t in wf.transitions_from(case.state)]
-        return TransitionNotAvailable(case_id=case.id, trigger=trigger, state=case.state, available=available)
+        return TransitionNotAvailable(case_id=case.id, trigger=trigger, state=case.state, available=available,
+                                      blockers=pending_blockers(case, wf, trigger, now, tz))
     if role not in transition.roles:
         return NotPermitted(case_id=case.id, trigger=trigger, state=case.state, role=role, allowed=transition.roles)
     verdict = evaluate(wf, transition, guard_context(case, wf, trigger, payload, now, tz))
@@ -54,14 +56,53 @@ def fact_refusal(
 ) -> Refused | None:
     """Why ``role`` may not record the fact ``parsed`` of ``kind`` on the case now."""
     fact_kind = wf.facts[kind]
-    label = f"record {kind}"
     if role not in fact_kind.roles:
-        return NotPermitted(case_id=case.id, trigger=label, state=case.state, role=role, allowed=fact_kind.roles)
-    ctx = guard_context(case, wf, label, parsed, now, tz)
-    blockers = [named_blocker(b, g) for g in fact_kind.guards if (b := wf.guards[g](ctx)) is not None]
+        return NotPermitted(case_id=case.id, trigger="", state=case.state, role=role, allowed=fact_kind.roles,
+                            fact_kind=kind)
+    blockers: list[Blocker] = []
+    if not fact_kind.on_closed_case and wf.state(case.state).final:
+        blockers.append(case_closed_blocker(case.state, kind))
+    ctx = guard_context(case, wf, "", parsed, now, tz)
+    blockers += [named_blocker(b, g) for g in fact_kind.guards if (b := wf.guards[g](ctx)) is not None]
     if blockers:
-        return TransitionBlocked(case_id=case.id, trigger=label, state=case.state, blockers=blockers)
+        return TransitionBlocked(case_id=case.id, trigger="", state=case.state, blockers=blockers, fact_kind=kind)
     return None
+
+
+def check_required_text(wf: Workflow, trigger: str, payload: Mapping[str, Any]) -> None:
+    """A key ``trigger`` requires, when given, is text: anything else is bad input (``InvalidInput``).
+
+    Missing or blank text is a refusal instead (the ``*_required`` blocker, audited): the actor
+    forgot it. ``False``, ``0`` or a list in its place is a caller's mistake, so nothing is written.
+    """
+    for transition in wf.transitions_named(trigger):
+        for key in transition.requires:
+            value = payload.get(key)
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(
+                    f"{key} must be text for {trigger}, not {type(value).__name__}", field=key
+                )
+
+
+def pending_blockers(
+    case: CaseRecord, wf: Workflow, trigger: str, now: datetime, tz: tzinfo
+) -> tuple[Blocker, ...]:
+    """What the case waits for in its state (its ``pending`` guards that block), for a trigger not available."""
+    pending = wf.state(case.state).pending
+    if not pending:
+        return ()
+    ctx = guard_context(case, wf, trigger, {}, now, tz)
+    return tuple(named_blocker(b, g) for g in pending if (b := wf.guards[g](ctx)) is not None)
+
+
+def case_closed_blocker(state: str, kind: str) -> Blocker:
+    """The blocker of a fact the workflow does not take once the case is closed."""
+    return Blocker(
+        "case_closed",
+        f"the case is closed ({state.replace('_', ' ')}): no {kind.replace('_', ' ')} can be recorded on it",
+        "on_closed_case",
+        (("state", state),),
+    )
 
 
 def not_available_blocker(state: str, trigger: str) -> Blocker:

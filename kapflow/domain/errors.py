@@ -148,19 +148,25 @@ class Refused(KapflowError):
 
     code = "refused"
 
-    def __init__(self, message: str, *, case_id: str, trigger: str, state: str) -> None:
+    def __init__(
+        self, message: str, *, case_id: str, trigger: str, state: str, fact_kind: str | None = None
+    ) -> None:
         super().__init__(message)
         self.case_id = case_id
-        self.trigger = trigger
+        self.trigger = trigger  # "" when the command recorded a fact (``fact_kind``) rather than fired
         self.state = state
+        self.fact_kind = fact_kind
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             **super().as_dict(),
             "case_id": self.case_id,
             "trigger": self.trigger,
             "state": self.state,
         }
+        if self.fact_kind is not None:
+            body["fact_kind"] = self.fact_kind
+        return body
 
     def audited_blockers(self) -> tuple[dict[str, object], ...]:
         """Every reason for the refusal, as its audit event records them."""
@@ -173,13 +179,16 @@ class NotPermitted(Refused):
     code = "not_permitted"
 
     def __init__(
-        self, *, case_id: str, trigger: str, state: str, role: str, allowed: Collection[str]
+        self, *, case_id: str, trigger: str, state: str, role: str, allowed: Collection[str],
+        fact_kind: str | None = None,
     ) -> None:
+        what = f"record {_a(fact_kind)}" if fact_kind is not None else f"do {trigger!r}"
         super().__init__(
-            f"role {role!r} may not do {trigger!r}; allowed roles: {', '.join(sorted(allowed))}",
+            f"role {role!r} may not {what}; allowed roles: {', '.join(sorted(allowed))}",
             case_id=case_id,
             trigger=trigger,
             state=state,
+            fact_kind=fact_kind,
         )
         self.role = role
         self.allowed = tuple(sorted(allowed))
@@ -194,19 +203,27 @@ class TransitionNotAvailable(Refused):
     code = "transition_not_available"
 
     def __init__(
-        self, *, case_id: str, trigger: str, state: str, available: Collection[str]
+        self, *, case_id: str, trigger: str, state: str, available: Collection[str],
+        blockers: Sequence[Blocker] = (),
     ) -> None:
         listed = ", ".join(sorted(available)) or "none"
+        pending = "".join(f"; {b.code}: {b.message}" for b in blockers)
         super().__init__(
-            f"{trigger!r} cannot be fired from state {state!r}; triggers from here: {listed}",
+            f"{trigger!r} cannot be fired from state {state!r}{pending}; triggers from here: {listed}",
             case_id=case_id,
             trigger=trigger,
             state=state,
         )
         self.available = tuple(sorted(available))
+        self.blockers = tuple(blockers)  # what the case waits for in its state (the state's pending guards)
 
     def as_dict(self) -> dict[str, object]:
-        return {**super().as_dict(), "available": list(self.available)}
+        return {
+            **super().as_dict(), "available": list(self.available), "blockers": [b.as_dict() for b in self.blockers],
+        }
+
+    def audited_blockers(self) -> tuple[dict[str, object], ...]:
+        return (*super().audited_blockers(), *(b.as_dict() for b in self.blockers))
 
 
 class TransitionBlocked(Refused):
@@ -215,14 +232,17 @@ class TransitionBlocked(Refused):
     code = "transition_blocked"
 
     def __init__(
-        self, *, case_id: str, trigger: str, state: str, blockers: Sequence[Blocker]
+        self, *, case_id: str, trigger: str, state: str, blockers: Sequence[Blocker],
+        fact_kind: str | None = None,
     ) -> None:
         lines = "; ".join(f"{b.code}: {b.message}" for b in blockers)
+        what = f"recording {_a(fact_kind)}" if fact_kind is not None else repr(trigger)
         super().__init__(
-            f"{trigger!r} is blocked ({len(blockers)}): {lines}",
+            f"{what} is blocked ({len(blockers)}): {lines}",
             case_id=case_id,
             trigger=trigger,
             state=state,
+            fact_kind=fact_kind,
         )
         self.blockers = tuple(blockers)
 
@@ -231,6 +251,12 @@ class TransitionBlocked(Refused):
 
     def audited_blockers(self) -> tuple[dict[str, object], ...]:
         return tuple(b.as_dict() for b in self.blockers)
+
+
+def _a(kind: str) -> str:
+    """A fact kind in a sentence: "an appointment", "a prescription"."""
+    words = kind.replace("_", " ")
+    return f"{'an' if words[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {words}"
 
 
 class MigrationRefused(Refused):

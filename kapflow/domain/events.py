@@ -34,6 +34,7 @@ class TimerStatus(StrEnum):
     UNDELIVERABLE = "undeliverable"  # no address for its audience on its channel
     CANCELLED = "cancelled"  # no longer planned: the case moved on
     LOST = "lost"  # another worker holds it now, or the case kept changing: it will be settled again
+    FAILED = "failed"  # settling it raised on every attempt: parked, audited on its case (kapflow timers --failed)
 
 
 class DeliveryOutcome(StrEnum):

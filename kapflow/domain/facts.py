@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,8 +21,40 @@ from kapflow.domain.errors import InvalidFact, InvalidInput
 from kapflow.domain.payload import JSONObject, JSONValue, check_text
 
 _MISSING: Any = object()
+_ONE_DAY = timedelta(days=1)
 _WHOLE = re.compile(r"-?[0-9]{1,9}")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+
+EARLIEST_DAY = date(1900, 1, 1)
+"""The first day a date or time field accepts."""
+YEARS_AHEAD = 100
+"""How far past today a date or time field reaches (a typo's year 9999 is refused, not scheduled)."""
+_EARLIEST = datetime(EARLIEST_DAY.year, EARLIEST_DAY.month, EARLIEST_DAY.day, tzinfo=UTC)
+# A local time outside these cannot be shifted to UTC without overflowing; refused before the precise check.
+_COARSE_LOW, _COARSE_HIGH = datetime(1899, 12, 30), datetime(9998, 12, 31)
+
+
+def latest_day(now: datetime) -> date:
+    """The last day a date or time field accepts: ``YEARS_AHEAD`` years after ``now``'s day."""
+    today = now.date()
+    try:
+        return today.replace(year=today.year + YEARS_AHEAD)
+    except ValueError:  # 29 February, a hundred years on, may not exist
+        return today.replace(year=today.year + YEARS_AHEAD, day=28)
+
+
+def window_reason(now: datetime | None = None) -> str:
+    """What a date outside the window is told (the window's ends, when now is known)."""
+    if now is None:
+        return f"must be from {EARLIEST_DAY.isoformat()} to {YEARS_AHEAD} years from today"
+    return f"must be from {EARLIEST_DAY.isoformat()} to {latest_day(now).isoformat()}"
+
+
+def moment_in_window(moment: datetime, now: datetime) -> bool:
+    """True when the aware ``moment`` lies in the window dates and times are accepted in."""
+    if moment.tzinfo is None or not _COARSE_LOW <= moment.replace(tzinfo=None) <= _COARSE_HIGH:
+        return False
+    return _EARLIEST <= moment < datetime.combine(latest_day(now), datetime.min.time(), UTC) + _ONE_DAY
 
 
 class FieldError(ValueError):
@@ -47,6 +79,10 @@ class Field:
 
     def parse(self, value: Any) -> JSONValue:
         raise NotImplementedError
+
+    def out_of_window(self, parsed: JSONValue, now: datetime) -> str | None:
+        """Why the parsed value lies outside what ``now`` allows (dates and times), or None."""
+        return None
 
 
 class Text(Field):
@@ -184,6 +220,11 @@ class Day(Field):
         except ValueError:
             raise FieldError("must be a date such as 2026-11-28") from None
 
+    def out_of_window(self, parsed: JSONValue, now: datetime) -> str | None:
+        if isinstance(parsed, str) and not EARLIEST_DAY <= date.fromisoformat(parsed) <= latest_day(now):
+            return window_reason(now)
+        return None
+
 
 class Moment(Field):
     """An instant with a time zone, ISO 8601; stored in UTC."""
@@ -196,9 +237,16 @@ class Moment(Field):
                 raise FieldError("must be a time such as 2026-11-28T15:00:00+00:00") from None
         if not isinstance(value, datetime):
             raise FieldError("must be a time such as 2026-11-28T15:00:00+00:00")
-        if value.tzinfo is None:
+        if value.tzinfo is None or value.utcoffset() is None:
             raise FieldError("needs a time zone offset, e.g. +00:00")
+        if not _COARSE_LOW <= value.replace(tzinfo=None) <= _COARSE_HIGH:
+            raise FieldError(window_reason())  # before the shift to UTC, which would overflow
         return to_iso(value)
+
+    def out_of_window(self, parsed: JSONValue, now: datetime) -> str | None:
+        if isinstance(parsed, str) and not moment_in_window(datetime.fromisoformat(parsed), now):
+            return window_reason(now)
+        return None
 
 
 CrossCheck = Callable[[JSONObject, datetime], tuple[str, str] | None]
@@ -229,14 +277,18 @@ class FactSpec:
             fields = ", ".join(sorted(self._names))
             raise InvalidFact(self.kind, name, f"is not a field of {self.kind}; fields: {fields}")
         parsed: JSONObject = {}
+        moment = now or datetime.now(UTC)
         for f in self.fields:
             try:
-                parsed[f.name] = f(data)
+                parsed[f.name] = value = f(data)
             except FieldError as exc:
                 raise InvalidFact(self.kind, f.name, str(exc)) from None
             except InvalidInput as exc:  # the text policy, raised by check_text
                 raise InvalidFact(self.kind, f.name, exc.message.split(": ", 1)[-1]) from None
-        moment = now or datetime.now(UTC)
+            if value is not None:
+                outside = f.out_of_window(value, moment)
+                if outside:
+                    raise InvalidFact(self.kind, f.name, outside)
         for check in self.checks:
             problem = check(parsed, moment)
             if problem:

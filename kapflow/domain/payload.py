@@ -19,6 +19,9 @@ from kapflow.domain.errors import InvalidInput
 MAX_TEXT_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_DEPTH = 8
+# Whole numbers a database column and every JSON reader can hold (a signed 64-bit integer).
+MAX_INT = 2**63 - 1
+MIN_INT = -(2**63)
 # C0 controls but tab, newline and CR; DEL; C1 controls (U+009B starts terminal escapes).
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}")
@@ -82,7 +85,14 @@ def check_payload(data: Mapping[str, Any] | None, field: str = "data") -> JSONOb
 def _check_value(value: Any, field: str, depth: int) -> JSONValue:
     if depth > MAX_DEPTH:
         raise InvalidInput(f"{field}: nested deeper than {MAX_DEPTH} levels", field=field)
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:  # before json.dumps, which refuses ints over 4300 digits
+            raise InvalidInput(
+                f"{field}: whole numbers must be between -2**63 and 2**63-1; send a smaller number or text",
+                field=field,
+            )
         return value
     if isinstance(value, float):
         if not math.isfinite(value):

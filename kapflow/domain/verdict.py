@@ -31,7 +31,7 @@ def evaluate(workflow: Workflow, transition: Transition, ctx: GuardContext) -> V
     blockers: list[Blocker] = []
     for key in transition.requires:
         value = ctx.data.get(key)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if not isinstance(value, str) or not value.strip():  # the engine refuses non-text before this
             blockers.append(
                 Blocker(
                     code=f"{key}_required",

@@ -188,7 +188,8 @@ def _field_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str =
 
 
 def _state_changes(old: State, new: State) -> list[Change]:
-    changes = _field_changes({"final": old.final}, {"final": new.final})
+    changes = _field_changes({"final": old.final, "pending": sorted(old.pending)},
+                             {"final": new.final, "pending": sorted(new.pending)})
     before = {r.name: r for r in old.reminders}
     after = {r.name: r for r in new.reminders}
     for name in sorted(set(before) | set(after)):
@@ -231,6 +232,7 @@ def _transition_fields(ts: Sequence[Transition]) -> dict[str, Any]:
         "roles": sorted({r for t in ts for r in t.roles}),
         "guards": sorted({g for t in ts for g in t.guards}),
         "requires": sorted({k for t in ts for k in t.requires}),
+        "cancels": sorted({k for t in ts for k in t.cancels}),
     }
 
 
@@ -241,7 +243,7 @@ def _transition_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change
 def _fact_changes(old: FactKind, new: FactKind) -> list[Change]:
     def summary(fk: FactKind) -> dict[str, Any]:
         return {"roles": sorted(fk.roles), "guards": sorted(fk.guards),
-                "fields": sorted(f.name for f in fk.spec.fields)}
+                "fields": sorted(f.name for f in fk.spec.fields), "on_closed_case": fk.on_closed_case}
 
     return _field_changes(summary(old), summary(new))
 

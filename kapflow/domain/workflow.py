@@ -90,10 +90,18 @@ class Reminder:
 
 @dataclass(frozen=True)
 class State:
+    """A state of the pathway. ``pending`` names guards that say what the case waits for here.
+
+    A trigger that does not leave this state is refused as not available; the blockers of the
+    ``pending`` guards then say what is missing, in words a client can act on ("the integration
+    psychotherapy of the session on ... is not completed"), not only that the state forbids it.
+    """
+
     name: str
     final: bool = False
     description: str = ""
     reminders: tuple[Reminder, ...] = ()
+    pending: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,10 @@ class Transition:
 
     ``dest`` may be ``PREVIOUS_STATE``: back to where the case was before it
     entered the source (a shallow history, as for resuming a case on hold).
-    ``requires`` names data keys the actor must supply (a reason, a note).
+    ``requires`` names data keys the actor must supply as non-empty text (a reason, a note).
+    ``cancels`` names appointment kinds: entering ``dest`` by this transition cancels the case's
+    active appointments of those kinds, in the move's transaction (releasing an unpaid evaluation
+    frees its slot: the appointment, its reminders and its calendar event are cancelled with it).
     """
 
     trigger: str
@@ -112,6 +123,7 @@ class Transition:
     guards: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
     description: str = ""
+    cancels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,12 +131,15 @@ class FactKind:
     """A kind of fact the workflow records, the roles that may record it, and its guards.
 
     Guards of a fact kind see the parsed fact as ``GuardContext.data`` (so a
-    KAP session can be booked only once its prerequisites hold).
+    KAP session can be booked only once its prerequisites hold). ``on_closed_case``:
+    whether it may still be recorded once the case is in a final state (a payment of an
+    outstanding balance may; a prescription, vitals or consent may not).
     """
 
     spec: FactSpec
     roles: frozenset[str]
     guards: tuple[str, ...] = ()
+    on_closed_case: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,6 +224,10 @@ class Workflow:
     def triggers(self) -> tuple[str, ...]:
         return tuple(self._by_trigger)
 
+    def transitions_named(self, trigger: str) -> tuple[Transition, ...]:
+        """Every transition of ``trigger`` (one per group of source states)."""
+        return self._by_trigger.get(trigger, ())
+
     def transition_from(self, state: str, trigger: str) -> Transition | None:
         return self._by_source.get((state, trigger))
 
@@ -251,6 +270,7 @@ def validate(wf: Workflow) -> list[str]:
         problems.append(f"initial state {wf.initial!r} is not a defined state")
     problems += _check_transitions(wf, known, finals)
     problems += _check_guards(wf)
+    problems += _check_guards_named(wf)
     problems += _check_reminders(wf, known)
     problems += _check_facts(wf)
     if wf.initial in known:
@@ -281,6 +301,10 @@ def _check_transitions(wf: Workflow, known: set[str], finals: set[str]) -> list[
         for guard in t.guards:
             if guard not in wf.guards:
                 problems.append(f"transition {t.trigger!r} names unknown guard {guard!r}")
+        kinds = wf.appointments.kinds if wf.appointments is not None else ()
+        for kind in t.cancels:
+            if kind not in kinds:
+                problems.append(f"transition {t.trigger!r} cancels unknown appointment kind {kind!r}")
     for (src, trigger), count in sorted(seen.items()):
         if count > 1:
             problems.append(f"trigger {trigger!r} is defined {count} times from state {src!r}")
@@ -293,6 +317,27 @@ def _check_guards(wf: Workflow) -> list[str]:
         for threshold in getattr(guard, "thresholds", ()):
             if threshold not in wf.thresholds:
                 problems.append(f"guard {name!r} reads unknown threshold {threshold!r}")
+    return problems
+
+
+def _check_guards_named(wf: Workflow) -> list[str]:
+    """Every guard named somewhere is registered, and every registered guard is named somewhere.
+
+    A guard nothing names (no transition, fact kind, reminder or state) is never evaluated: a
+    rule the practice believes enforced that no path of the workflow can reach.
+    """
+    problems = [
+        f"state {s.name!r} names unknown pending guard {g!r}"
+        for s in wf.states for g in s.pending if g not in wf.guards
+    ]
+    named = {g for t in wf.transitions for g in t.guards}
+    named |= {g for fk in wf.facts.values() for g in fk.guards}
+    named |= {r.while_blocked_by for s in wf.states for r in s.reminders if r.while_blocked_by}
+    named |= {g for s in wf.states for g in s.pending}
+    problems += [
+        f"guard {g!r} is named by no transition, fact kind, reminder or state: it can never be evaluated"
+        for g in sorted(set(wf.guards) - named)
+    ]
     return problems
 
 

@@ -70,7 +70,7 @@ def _plan_timer(dialect: Dialect, columns: Iterable[str]) -> ClauseElement:
     stmt = (postgresql if dialect.name == "postgresql" else sqlite).insert(_timers).values(values)
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=["key"],
-        set_={"status": "pending", "claimed_by": None, "lease_until": None, "outcome": None,
+        set_={"status": "pending", "claimed_by": None, "lease_until": None, "outcome": None, "attempts": 0,
               "updated_at": stmt.excluded.updated_at},
         where=and_(_timers.c.status == "cancelled", _timers.c.due_at >= bindparam("b_now")),
     )
@@ -145,7 +145,7 @@ class HotStatements:
             _idem.insert().values({c: bindparam(c) for c in ("key", "case_id", "fingerprint", "result")})
         )
         timer_columns = ("key", "case_id", "reminder", "appointment_id", "due_at", "status", "created_at",
-                         "updated_at")
+                         "updated_at", "attempts")
         # One upsert per planned timer: new keys are inserted; a key cancelled when the case left a
         # state comes back if the case returns in time; any other existing key is left alone.
         self.plan_timer = prep(_plan_timer(dialect, timer_columns))
@@ -170,6 +170,14 @@ class HotStatements:
                         _timers.c.claimed_by == bindparam("b_worker")))
             .values(status=bindparam("status"), outcome=bindparam("outcome"), updated_at=bindparam("updated_at"),
                     lease_until=None)
+        )
+        # A failed attempt: the row stays claimed until its backoff ends (then any worker takes it), or is parked.
+        self.fail_timer = prep(
+            update(_timers)
+            .where(and_(_timers.c.id == bindparam("b_id"), _timers.c.status == "claimed",
+                        _timers.c.claimed_by == bindparam("b_worker")))
+            .values(status=bindparam("status"), outcome=bindparam("outcome"), updated_at=bindparam("updated_at"),
+                    attempts=bindparam("attempts"), lease_until=bindparam("lease_until"))
         )
         # A delivery attempt's result, only by the worker holding the row's lease, and its record.
         self.settle_outbox = prep(

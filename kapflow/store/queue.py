@@ -66,7 +66,8 @@ class SqlQueue:
                     .values(status="claimed", claimed_by=worker, lease_until=to_iso(lease_until), updated_at=stamp)
                 )
         return [
-            TimerClaim(r.id, r.key, r.case_id, r.reminder, r.appointment_id, datetime.fromisoformat(r.due_at))
+            TimerClaim(r.id, r.key, r.case_id, r.reminder, r.appointment_id, datetime.fromisoformat(r.due_at),
+                       r.attempts)
             for r in rows
         ]
 

@@ -57,15 +57,16 @@ def case_values(case: CaseRecord) -> dict[str, Any]:
 
 def event_values(ev: AuditEvent) -> dict[str, Any]:
     f = ev.hashed_fields()
-    return {**f, "data": canonical_json(f["data"]), "blockers": canonical_json(f["blockers"]), "hash": ev.hash}
+    return {**f, "data": canonical_json(f["data"]), "blockers": canonical_json(f["blockers"]), "hash": ev.hash,
+            "os_user": ev.os_user}
 
 
 # Where each column sits in a row of ``select(audit table)``: rows are read by position, as a
 # history of fifty events would otherwise spend more on building mappings than on the query.
 _SEQ, _CASE_ID, _CASE_SEQ, _AT, _ACTOR, _ROLE, _KIND, _TRIGGER, _FROM, _TO, _WORKFLOW, _VERSION, _DATA, \
-    _BLOCKERS, _KEY, _PREV, _HASH = (AUDIT_COLUMNS.index(name) for name in (
+    _BLOCKERS, _KEY, _PREV, _HASH, _OS_USER = (AUDIT_COLUMNS.index(name) for name in (
         "seq", "case_id", "case_seq", "at", "actor", "role", "kind", "trigger", "from_state", "to_state",
-        "workflow", "workflow_version", "data", "blockers", "idempotency_key", "prev_hash", "hash",
+        "workflow", "workflow_version", "data", "blockers", "idempotency_key", "prev_hash", "hash", "os_user",
     ))
 
 
@@ -89,4 +90,5 @@ def event_from_row(row: Sequence[Any]) -> AuditEvent:
         idempotency_key=row[_KEY],
         prev_hash=row[_PREV],
         hash=row[_HASH],
+        os_user=row[_OS_USER],
     )

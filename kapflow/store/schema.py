@@ -164,13 +164,18 @@ def _engine(target: EngineOrUrl) -> Iterator[Engine]:
 @contextmanager
 def _translated(doing: str) -> Iterator[None]:
     try:
-        yield
-    except (CommandError, RevisionError) as exc:
-        raise StorageError(f"cannot {doing}: {' '.join(str(exc).split())}") from None
-    except SQLAlchemyError as exc:
-        raise StorageError(
-            f"cannot {doing} ({type(exc).__name__}); nothing was committed, check the database and retry"
-        ) from None
+        try:
+            yield
+        except (CommandError, RevisionError) as exc:
+            raise StorageError(f"cannot {doing}: {' '.join(str(exc).split())}") from None
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"cannot {doing} ({type(exc).__name__}); nothing was committed, check the database and retry"
+            ) from None
+    except StorageError as exc:
+        if exc.__cause__ is None:
+            exc.__context__ = None  # the driver's error may quote a row (PostgreSQL's "Failing row contains")
+        raise
 
 
 @contextmanager

@@ -15,6 +15,9 @@ become records in ``kapflow.store.rows``.
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +27,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from kapflow.domain.case import AuditEvent, CaseRecord
-from kapflow.domain.errors import StorageError
+from kapflow.domain.errors import KapflowError, StorageError
 from kapflow.store import schema
 from kapflow.store.prepared import HotStatements, Prepared
 from kapflow.store.queue import SqlQueue
@@ -37,14 +40,45 @@ _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
 
 
+class _NoRowsLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """An engine's logger that never logs at DEBUG, where SQLAlchemy writes result rows.
+
+    ``hide_parameters`` keeps bound values out of the log, but with the ``sqlalchemy.engine``
+    logger at DEBUG (a common setting while debugging a host application) SQLAlchemy logs
+    every row it fetches: intake, notes, contacts. Statements (INFO) still log, without values.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802  (logging's name)
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+    def debug(self, msg: object, *args: object, **kwargs: object) -> None:
+        return None
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return msg, kwargs
+
+
 def create_db_engine(url: str) -> Engine:
     """An SQLAlchemy engine with kapflow's durability and privacy settings."""
     try:
-        if url.startswith("sqlite"):
-            return _sqlite_engine(url)
-        return create_engine(url, hide_parameters=True)
+        engine = _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url, hide_parameters=True)
+    except ModuleNotFoundError as exc:  # the URL's driver is not installed
+        hint = "install kapflow[postgres] (pip install 'kapflow[postgres]')"
+        if "psycopg" not in (exc.name or ""):
+            hint = "install it, or check the URL"
+        failure = StorageError(f"cannot open database: its driver {exc.name} is not installed; {hint}")
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StorageError(f"cannot open database ({type(exc).__name__}); check the URL") from None
+        failure = StorageError(f"cannot open database ({type(exc).__name__}); check the URL")
+    else:
+        engine.logger = _NoRowsLogger(logging.getLogger("sqlalchemy.engine.Engine"))  # type: ignore[assignment]
+        return engine
+    raise failure  # outside the handler: the driver's error (it may quote the URL) is not its context
+
+
+_UMASK = threading.Lock()  # the umask is the process's: two connects at once must not interleave
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -55,6 +89,17 @@ def _sqlite_engine(url: str) -> Engine:
         connect_args={"check_same_thread": False, "timeout": 30},
         poolclass=StaticPool if in_memory else None,
     )
+
+    @event.listens_for(engine, "do_connect")
+    def _private_files(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        # A database SQLite creates now is 0600 whatever the process's umask, and its -wal, -shm
+        # and -journal take the database file's mode; a file that exists is left as its owner made it.
+        with _UMASK:
+            previous = os.umask(0o077)
+            try:
+                return dialect.connect(*cargs, **cparams)
+            finally:
+                os.umask(previous)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -78,23 +123,37 @@ def _sqlite_engine(url: str) -> Engine:
 
 @contextmanager
 def _translated(dbapi_error: type[Exception] | None = None) -> Iterator[None]:
-    """SQLAlchemy's errors, and the driver's own from the hot path, leave as ``StorageError`` (no values)."""
+    """SQLAlchemy's errors, and the driver's own from the hot path, leave as ``StorageError`` (no values).
+
+    ``from None`` alone still keeps the driver's error as ``__context__`` (PostgreSQL's detail
+    quotes the failing row: names, notes); kapflow's errors leave with no chain at all.
+    """
     try:
-        yield
-    except IntegrityError as exc:
-        raise StorageError(
-            f"the database refused a write ({type(exc.orig).__name__}); nothing was committed"
-        ) from None
-    except SQLAlchemyError as exc:
-        raise StorageError(
-            f"database error ({type(exc).__name__}); nothing was committed, retry later"
-        ) from None
-    except Exception as exc:
-        if dbapi_error is not None and isinstance(exc, dbapi_error):
+        try:
+            yield
+        except IntegrityError as exc:
+            raise StorageError(
+                f"the database refused a write ({type(exc.orig).__name__}); nothing was committed"
+            ) from None
+        except SQLAlchemyError as exc:
             raise StorageError(
                 f"database error ({type(exc).__name__}); nothing was committed, retry later"
             ) from None
+        except Exception as exc:
+            if dbapi_error is not None and isinstance(exc, dbapi_error):
+                raise StorageError(
+                    f"database error ({type(exc).__name__}); nothing was committed, retry later"
+                ) from None
+            raise
+    except KapflowError as exc:
+        detach(exc)
         raise
+
+
+def detach(exc: BaseException) -> None:
+    """Drop the chain of an error raised ``from None``: its context may hold a driver error and its row."""
+    if exc.__suppress_context__ and exc.__cause__ is None:
+        exc.__context__ = None
 
 
 def _can_pipeline(engine: Engine) -> bool:

@@ -49,6 +49,7 @@ class AuditRow(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=200)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    os_user: str | None = Field(default=None, max_length=200)  # hashed when set (AuditEvent.hashed_fields)
 
 
 class IdempotencyRow(SQLModel, table=True):
@@ -72,12 +73,14 @@ class TimerRow(SQLModel, table=True):
     reminder: str = Field(max_length=100)
     appointment_id: str | None = Field(default=None, max_length=50)
     due_at: str = Field(max_length=40)
-    status: str = Field(max_length=20)  # pending | claimed | done | skipped | missed | cancelled
+    status: str = Field(max_length=20)  # pending | claimed | done | skipped | missed | cancelled | failed
     claimed_by: str | None = Field(default=None, max_length=200)
     lease_until: str | None = Field(default=None, max_length=40)
     outcome: str | None = Field(default=None, max_length=500)
     created_at: str = Field(max_length=40)
     updated_at: str = Field(max_length=40)
+    # Failed attempts to settle it; a failed attempt leaves it claimed until its backoff (the lease) ends.
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class OutboxRow(SQLModel, table=True):

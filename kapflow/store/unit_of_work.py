@@ -14,7 +14,7 @@ from typing import Any
 
 from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
 from kapflow.domain.effects import Effects, OutboxMessage
-from kapflow.domain.events import DeliveryOutcome
+from kapflow.domain.events import DeliveryOutcome, TimerStatus
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.timers import PlannedTimer
 from kapflow.errors import DuplicateIdempotencyKey
@@ -105,6 +105,16 @@ class SqlUnitOfWork:
         values = {"b_id": timer_id, "b_worker": worker, "status": status, "outcome": outcome[:500],
                   "updated_at": to_iso(now)}
         return self._row_count(self._hot.finish_timer.run(self._cur, values)) == 1
+
+    def fail_timer(
+        self, timer_id: int, worker: str, attempts: int, outcome: str, now: datetime, retry_at: datetime | None
+    ) -> bool:
+        values = {
+            "b_id": timer_id, "b_worker": worker, "status": "claimed" if retry_at else TimerStatus.FAILED.value,
+            "outcome": outcome[:500], "updated_at": to_iso(now), "attempts": attempts,
+            "lease_until": to_iso(retry_at) if retry_at else None,
+        }
+        return self._row_count(self._hot.fail_timer.run(self._cur, values)) == 1
 
     def settle_outbox(
         self, claim: OutboxClaim, worker: str, now: datetime, outcome: DeliveryOutcome, *,
@@ -322,6 +332,7 @@ def _timer_values(t: PlannedTimer, stamp: str) -> dict[str, Any]:
     return {
         "key": t.key, "case_id": t.case_id, "reminder": t.reminder, "appointment_id": t.appointment_id,
         "due_at": to_iso(t.due_at), "status": "pending", "created_at": stamp, "updated_at": stamp, "b_now": stamp,
+        "attempts": 0,
     }
 
 

@@ -1,7 +1,9 @@
 """Real servers the adapter contract tests talk to, each on a free port of 127.0.0.1.
 
 - ``SmtpServer``: aiosmtpd in a thread, recording every message; recipients at
-  ``tempfail.example`` get 451 and at ``nouser.example`` 550.
+  ``tempfail.example`` get 451 and at ``nouser.example`` 550. It offers STARTTLS
+  (or implicit TLS, or neither) with a self-signed certificate made by ``openssl``;
+  ``client_context`` trusts it.
 - ``HttpRecorder``: ``http.server`` in a thread, recording every request; a
   path starting ``/status/NNN`` is answered with status NNN, anything else 200.
 - ``RadicaleServer``: Radicale 3.9 in a subprocess, anonymous, on a temporary folder.
@@ -13,14 +15,16 @@ import email
 import email.policy
 import http.server
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -59,6 +63,7 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     message: EmailMessage
+    encrypted: bool = False  # the session ran over TLS (STARTTLS or implicit)
 
     @property
     def key(self) -> str | None:
@@ -107,19 +112,47 @@ class _RecordingHandler:
         content = envelope.original_content or b""
         parsed = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
+        encrypted = server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
         with self.lock:
-            self.mails.append(ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), parsed))
+            self.mails.append(ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), parsed, encrypted))
         return "250 Message accepted for delivery"
 
 
-class SmtpServer:
-    """aiosmtpd on a free port; ``mails`` lists what it accepted."""
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key, made with the ``openssl`` command."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
 
-    def __init__(self, *, auth: tuple[str, str] | None = None) -> None:
+
+SmtpTls = Literal["starttls", "implicit", "none"]
+
+
+class SmtpServer:
+    """aiosmtpd on a free port; ``mails`` lists what it accepted.
+
+    ``tls``: STARTTLS offered (the default; AUTH only after it), implicit TLS, or none at all.
+    """
+
+    def __init__(self, *, auth: tuple[str, str] | None = None, tls: SmtpTls = "starttls") -> None:
         self.host = HOST
         self.port = free_port()
+        self.tls = tls
+        self._folder = tempfile.TemporaryDirectory(prefix="kapflow-smtp-")
         self._handler = _RecordingHandler(require_auth=auth is not None)
         kwargs: dict[str, Any] = {}
+        self.client_context = ssl.create_default_context()
+        server_context: ssl.SSLContext | None = None
+        if tls != "none":
+            cert, key = self_signed_certificate(Path(self._folder.name))
+            server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server_context.load_cert_chain(cert, key)
+            self.client_context = ssl.create_default_context(cafile=str(cert))
         if auth is not None:
             user, password = auth
 
@@ -132,8 +165,13 @@ class SmtpServer:
                 )
                 return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
-            # Plain-text AUTH without TLS is fine on loopback in a test.
-            kwargs = {"authenticator": check, "auth_require_tls": False}
+            # AUTH only after STARTTLS; without TLS (a loopback relay) or with implicit TLS (aiosmtpd
+            # only counts STARTTLS as TLS) it is offered as it is.
+            kwargs = {"authenticator": check, "auth_require_tls": tls == "starttls"}
+        if tls == "starttls":
+            kwargs["tls_context"] = server_context
+        elif tls == "implicit":
+            kwargs["ssl_context"] = server_context
         self._controller = Controller(self._handler, hostname=self.host, port=self.port, **kwargs)
 
     def start(self) -> None:
@@ -141,6 +179,7 @@ class SmtpServer:
 
     def stop(self) -> None:
         self._controller.stop()
+        self._folder.cleanup()
 
     @property
     def mails(self) -> list[ReceivedMail]:

@@ -144,11 +144,16 @@ def _mail_deliveries(server: SmtpServer, msg: Message, *, by_key: bool = True) -
     return [Delivery(m.key, ",".join(m.rcpt_tos), m.subject, m.body) for m in mails]
 
 
+def _tls_notifier(server: SmtpServer) -> SmtpNotifier:
+    """STARTTLS as by default, trusting the test server's self-signed certificate."""
+    return SmtpNotifier(server.host, server.port, SENDER, tls_context=server.client_context, timeout=5)
+
+
 class TestSmtpNotifier(NotifierContract):
     @pytest.fixture
     def harness(self, smtp_server: SmtpServer) -> Harness:
         return Harness(
-            good=lambda: SmtpNotifier(smtp_server.host, smtp_server.port, SENDER, timeout=5),
+            good=lambda: _tls_notifier(smtp_server),
             misconfigured=lambda: SmtpNotifier("127.0.0.1", free_port(), SENDER, timeout=5),
             failing=lambda: SmtpNotifier("127.0.0.1", free_port(), SENDER, timeout=5),
             deliveries=lambda msg: _mail_deliveries(smtp_server, msg),
@@ -163,11 +168,11 @@ class TestSmtpNotifierTemporaryRejection(NotifierContract):
     def harness(self, smtp_server: SmtpServer) -> Harness:
         def failing() -> Notifier:
             return _RecipientOverride(
-                SmtpNotifier(smtp_server.host, smtp_server.port, SENDER, timeout=5), f"alex@{TEMPFAIL_DOMAIN}"
+                _tls_notifier(smtp_server), f"alex@{TEMPFAIL_DOMAIN}"
             )
 
         return Harness(
-            good=lambda: SmtpNotifier(smtp_server.host, smtp_server.port, SENDER, timeout=5),
+            good=lambda: _tls_notifier(smtp_server),
             misconfigured=lambda: SmtpNotifier("nonexistent.invalid", 25, SENDER, timeout=5),
             failing=failing,
             deliveries=lambda msg: _mail_deliveries(smtp_server, msg),

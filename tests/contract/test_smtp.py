@@ -1,12 +1,13 @@
-"""SmtpNotifier beyond the contract: stable Message-ID, permanent refusals, login, what errors leave out."""
+"""SmtpNotifier beyond the contract: TLS, stable Message-ID, permanent refusals, login, what errors leave out."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from contract.servers import NOUSER_DOMAIN, HttpRecorder, SmtpServer
+from contract.servers import NOUSER_DOMAIN, HttpRecorder, SmtpServer, SmtpTls
 
 from kapflow.adapters.notify.smtp import SmtpNotifier, message_id
 from kapflow.errors import AdapterConfigError, DeliveryFailed
@@ -26,20 +27,108 @@ def reminder(recipient: str = "alex.client@example.org", key: str | None = None)
     )
 
 
-@pytest.fixture(scope="module")
-def auth_server() -> Iterator[SmtpServer]:
-    server = SmtpServer(auth=LOGIN)
+def notifier(server: SmtpServer, **options: Any) -> SmtpNotifier:
+    """A notifier for ``server`` trusting its self-signed certificate (TLS as by default otherwise)."""
+    return SmtpNotifier(server.host, server.port, SENDER, tls_context=server.client_context, **options)
+
+
+def started(auth: tuple[str, str] | None = None, tls: SmtpTls = "starttls") -> Iterator[SmtpServer]:
+    server = SmtpServer(auth=auth, tls=tls)
     server.start()
     yield server
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[SmtpServer]:
+    """Login required, offered only after STARTTLS."""
+    yield from started(LOGIN)
+
+
+@pytest.fixture(scope="module")
+def plain_server() -> Iterator[SmtpServer]:
+    """No TLS at all, login offered in clear: a loopback relay."""
+    yield from started(LOGIN, tls="none")
+
+
+@pytest.fixture(scope="module")
+def implicit_server() -> Iterator[SmtpServer]:
+    """TLS from the first byte (as on port 465), login required."""
+    yield from started(LOGIN, tls="implicit")
+
+
+def test_mail_goes_over_starttls_by_default(smtp_server: SmtpServer) -> None:
+    """No TLS option given: the notifier upgrades with STARTTLS and verifies the certificate."""
+    msg = reminder()
+    notifier(smtp_server).send(msg)
+    [mail] = smtp_server.with_key(msg.key)
+    assert mail.encrypted
+
+
+def test_a_login_goes_over_starttls_and_a_wrong_password_says_authentication_failed(
+    auth_server: SmtpServer,
+) -> None:
+    """The right password delivers over TLS; a wrong one is "authentication failed", never "cannot reach"."""
+    msg = reminder()
+    notifier(auth_server, username=LOGIN[0], password=LOGIN[1]).send(msg)
+    assert [m.encrypted for m in auth_server.with_key(msg.key)] == [True]
+    wrong = notifier(auth_server, username=LOGIN[0], password="wrong-synthetic")
+    with pytest.raises(AdapterConfigError) as checked:
+        wrong.check()
+    assert "authentication failed" in str(checked.value) and "cannot reach" not in str(checked.value)
+    with pytest.raises(DeliveryFailed) as sent:
+        wrong.send(reminder())
+    assert "authentication failed" in sent.value.reason and "wrong-synthetic" not in str(sent.value)
+
+
+def test_implicit_tls_delivers_and_logs_in(implicit_server: SmtpServer) -> None:
+    """Implicit TLS (the default on port 465; asked for here on a free port)."""
+    msg = reminder()
+    sender = notifier(implicit_server, username=LOGIN[0], password=LOGIN[1], implicit_tls=True)
+    sender.check()
+    sender.send(msg)
+    assert [m.encrypted for m in implicit_server.with_key(msg.key)] == [True]
+
+
+def test_a_server_without_starttls_is_not_used_in_clear(plain_server: SmtpServer) -> None:
+    """By default a server that cannot do STARTTLS is refused: nothing, and no password, goes in clear."""
+    msg = reminder()
+    sender = notifier(plain_server, username=LOGIN[0], password=LOGIN[1])
+    with pytest.raises(AdapterConfigError, match="STARTTLS"):
+        sender.check()
+    with pytest.raises(DeliveryFailed):
+        sender.send(msg)
+    assert plain_server.with_key(msg.key) == []
+
+
+def test_an_untrusted_certificate_is_refused(smtp_server: SmtpServer) -> None:
+    """The system's trust store does not know the test server's self-signed certificate: no mail."""
+    with pytest.raises(AdapterConfigError, match="TLS"):
+        SmtpNotifier(smtp_server.host, smtp_server.port, SENDER, timeout=5).check()
+
+
+def test_cleartext_is_only_for_an_explicitly_allowed_loopback_relay(plain_server: SmtpServer) -> None:
+    """starttls=False is refused unless allowed, and then only for 127.0.0.1, ::1 or localhost."""
+    with pytest.raises(AdapterConfigError, match="allow_cleartext_loopback"):
+        SmtpNotifier(plain_server.host, plain_server.port, SENDER, starttls=False, username=LOGIN[0],
+                     password=LOGIN[1])
+    for host in ("smtp.practice.example", "192.0.2.10"):
+        with pytest.raises(AdapterConfigError, match="this machine"):
+            SmtpNotifier(host, 25, SENDER, starttls=False, allow_cleartext_loopback=True)
+    msg = reminder()
+    relay = notifier(plain_server, starttls=False, allow_cleartext_loopback=True, username=LOGIN[0],
+                     password=LOGIN[1])
+    relay.check()
+    relay.send(msg)
+    assert [m.encrypted for m in plain_server.with_key(msg.key)] == [False]
+
+
 def test_the_message_id_is_derived_from_the_key(smtp_server: SmtpServer) -> None:
     """Two sends of one key carry one Message-ID, so mail clients show a resend once."""
-    notifier = SmtpNotifier(smtp_server.host, smtp_server.port, SENDER)
+    sender = notifier(smtp_server)
     msg = reminder()
-    notifier.send(msg)
-    notifier.send(msg)
+    sender.send(msg)
+    sender.send(msg)
     mails = smtp_server.with_key(msg.key)
     assert len(mails) == 2
     assert {str(m.message["Message-ID"]) for m in mails} == {message_id(msg.key)}
@@ -50,7 +139,7 @@ def test_the_message_id_is_derived_from_the_key(smtp_server: SmtpServer) -> None
 def test_headers_name_sender_recipient_and_automation(smtp_server: SmtpServer) -> None:
     """From, To and Auto-Submitted are set; the envelope sender is the configured one."""
     msg = reminder()
-    SmtpNotifier(smtp_server.host, smtp_server.port, SENDER).send(msg)
+    notifier(smtp_server).send(msg)
     [mail] = smtp_server.with_key(msg.key)
     assert mail.mail_from == SENDER
     assert str(mail.message["From"]) == SENDER
@@ -62,7 +151,7 @@ def test_a_refused_recipient_fails_permanently_without_naming_it(smtp_server: Sm
     """550 for the recipient: retrying cannot help, and the address stays out of the error."""
     msg = reminder(recipient=f"nobody@{NOUSER_DOMAIN}")
     with pytest.raises(DeliveryFailed) as caught:
-        SmtpNotifier(smtp_server.host, smtp_server.port, SENDER).send(msg)
+        notifier(smtp_server).send(msg)
     assert caught.value.permanent is True
     assert "550" in caught.value.reason
     assert "nobody" not in str(caught.value)
@@ -70,20 +159,20 @@ def test_a_refused_recipient_fails_permanently_without_naming_it(smtp_server: Sm
 
 def test_login_with_the_right_password(auth_server: SmtpServer) -> None:
     """check() and send() log in when credentials are configured."""
-    notifier = SmtpNotifier(auth_server.host, auth_server.port, SENDER, username=LOGIN[0], password=LOGIN[1])
-    notifier.check()
+    sender = notifier(auth_server, username=LOGIN[0], password=LOGIN[1])
+    sender.check()
     msg = reminder()
-    notifier.send(msg)
+    sender.send(msg)
     assert len(auth_server.with_key(msg.key)) == 1
 
 
 def test_a_wrong_password_is_a_config_error_at_check_and_retryable_at_send(auth_server: SmtpServer) -> None:
     """Bad credentials: check() says so; a send fails transiently, to succeed once they are fixed."""
-    notifier = SmtpNotifier(auth_server.host, auth_server.port, SENDER, username=LOGIN[0], password="wrong")
+    sender = notifier(auth_server, username=LOGIN[0], password="wrong")
     with pytest.raises(AdapterConfigError, match="login"):
-        notifier.check()
+        sender.check()
     with pytest.raises(DeliveryFailed) as caught:
-        notifier.send(reminder())
+        sender.send(reminder())
     assert caught.value.permanent is False
     assert "wrong" not in str(caught.value)
 
@@ -92,7 +181,7 @@ def test_a_server_requiring_login_refuses_anonymous_mail(auth_server: SmtpServer
     """Without credentials the server refuses the message; nothing arrives."""
     msg = reminder()
     with pytest.raises(DeliveryFailed):
-        SmtpNotifier(auth_server.host, auth_server.port, SENDER).send(msg)
+        notifier(auth_server).send(msg)
     assert auth_server.with_key(msg.key) == []
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -75,7 +77,7 @@ def test_open_record_and_fire_move_a_case_from_the_command_line(url: str) -> Non
     booked = kapflow(url, "record", case_id, "appointment", "--actor", "fd-avery", "--role", "front_desk",
                      "--data", json.dumps({"kind": "evaluation", "starts_at": starts}))
     assert booked.exit_code == 0, booked.stderr
-    assert f"{case_id}: recorded appointment (state inquiry), version 2" in booked.stdout
+    assert f"{case_id}: recorded appointment a1 (state inquiry), version 2" in booked.stdout
 
     moved = kapflow(url, "fire", case_id, "book_evaluation", "--actor", "fd-avery", "--role", "front_desk")
     assert moved.exit_code == 0, moved.stderr
@@ -140,7 +142,7 @@ def test_check_prints_every_blocker_with_its_sentence(url: str, seeded: Engine) 
     checked = kapflow(url, "check", case_id, "start_evaluation", "--actor", "fd-avery", "--role", "front_desk")
     assert checked.exit_code == 0, checked.stderr
     assert "start_evaluation is blocked (2):" in checked.stdout
-    assert "role_not_permitted: a front desk may not do this; ask: prescriber" in checked.stdout
+    assert "not_permitted: a front desk may not do this; ask: prescriber" in checked.stdout
     assert "evaluation_fee_unpaid: $250 evaluation fee is due before the evaluation (paid so far: $0)" in checked.stdout
 
     verdict = as_json(kapflow(url, "check", case_id, "start_evaluation", "--json"))
@@ -390,3 +392,42 @@ def test_prescriber_fires_from_the_command_line_are_audited_with_actor_and_role(
     last = seeded.history(case_id)[-1]
     assert (last.actor, last.role, last.trigger) == ("np-cli", "prescriber", "find_suitable")
     assert last.to_state == "evaluated"
+
+
+def test_every_event_the_cli_writes_records_the_operating_system_user(url: str, seeded: Engine) -> None:
+    """The claimed actor is recorded as given, and beside it the account that ran the command (its uid's name)."""
+
+    opened = as_json(kapflow(url, "open", "--actor", "fd-avery", "--role", "front_desk",
+                             "--data", json.dumps(INQUIRY), "--json"))
+    case_id = opened["case_id"]
+    starts = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0).isoformat()
+    kapflow(url, "record", case_id, "appointment", "--actor", "fd-avery", "--role", "front_desk",
+            "--data", json.dumps({"kind": "evaluation", "starts_at": starts}))
+    kapflow(url, "fire", case_id, "book_evaluation", "--actor", "fd-avery", "--role", "front_desk")
+    refused = kapflow(url, "fire", case_id, "start_evaluation", "--actor", "mallory", "--role", "prescriber",
+                      env={"USER": "spoofed-user", "LOGNAME": "spoofed-user"})  # the account, not $USER
+    assert refused.exit_code == 3  # the fee is unpaid: a refusal, audited like the rest
+    events = seeded.history(case_id)
+    assert len(events) == 4
+    account = pwd.getpwuid(os.geteuid()).pw_name
+    assert {(e.actor, e.os_user) for e in events} == {("fd-avery", account), ("mallory", account)}
+    assert seeded.verify_audit(case_id).ok
+    history = as_json(kapflow(url, "history", case_id, "--json"))
+    assert {e["os_user"] for e in history} == {account}
+
+
+def test_the_workers_system_role_is_refused_from_the_command_line(url: str, seeded: Engine) -> None:
+    """``--role system`` is the worker's: the CLI refuses it before anything is written (exit 2)."""
+    case_id = open_case(seeded)
+    seeded.record(case_id, "appointment", {"kind": "evaluation",
+                                           "starts_at": (clock_of(seeded).now() + timedelta(days=3)).isoformat()},
+                  actor=FRONT_DESK)
+    seeded.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    before = len(seeded.history(case_id))
+    for args in (("fire", case_id, "release_evaluation"), ("record", case_id, "payment", "--data",
+                                                           '{"amount": "250.00", "purpose": "evaluation_fee"}'),
+                 ("open", "--data", json.dumps(INQUIRY))):
+        error = assert_one_line_error(kapflow(url, *args, "--actor", "mallory", "--role", "system"), 2)
+        assert "system" in error and "worker" in error
+    assert len(seeded.history(case_id)) == before
+    assert seeded.cases(limit=10) == [seeded.case(case_id)]

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -138,3 +139,41 @@ def test_the_installed_console_script_runs_the_demo(tmp_path: Path) -> None:
     )
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["ok"] is True
+
+
+def test_the_demo_leaves_no_stale_evaluation_booked(tmp_path: Path) -> None:
+    """The released evaluation is cancelled, and the client held and resumed has one booked evaluation."""
+    engine, clock = demo_engine(f"sqlite:///{tmp_path / 'demo.db'}", mail_folder=tmp_path / "mail")
+    try:
+        run = run_demo(engine, clock)
+        by_client = {s.client: s.case_id for s in run.stories}
+        released = engine.appointments(by_client["Sample Client-One"])
+        assert [(a.kind, a.status) for a in released] == [("evaluation", "cancelled")]
+        held = engine.appointments(by_client["Sample Client-Four"])
+        assert [a.status for a in held if a.kind == "evaluation"] == ["cancelled", "booked"]
+    finally:
+        engine.close()
+
+
+def test_the_demos_mail_and_calendar_carry_its_simulated_time(tmp_path: Path) -> None:
+    """Each delivered message's Date and each .ics DTSTAMP fall in the demo's months, not on today's date."""
+    import email
+    import email.policy
+    import email.utils
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert CliRunner().invoke(app, ["--db", url, "demo"]).exit_code == 0
+    end = DEMO_START + timedelta(days=180)  # the demo's story lasts a few months from its start
+    mails = [p for sub in ("new", "cur") for p in (tmp_path / "demo.db-mail" / sub).iterdir()]
+    assert mails
+    for path in mails:
+        sent = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert DEMO_START <= email.utils.parsedate_to_datetime(str(sent["Date"])) < end, sent["Date"]
+    stamped = [datetime.strptime(line.removeprefix("DTSTAMP:"), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+               for line in stamps_of(tmp_path / "demo.db-mail" / "calendar")]
+    assert stamped and all(DEMO_START <= at < end for at in stamped), stamped[:3]
+
+
+def stamps_of(folder: Path) -> list[str]:
+    return [line for ics in folder.rglob("*.ics")
+            for line in ics.read_text(encoding="utf-8").splitlines() if line.startswith("DTSTAMP")]

@@ -6,6 +6,7 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
 from support import INQUIRY
 from typer.testing import CliRunner
 
@@ -36,9 +37,10 @@ def test_unreachable_smtp_host_stops_the_worker_at_start_up(tmp_path: Path) -> N
     assert "Traceback" not in err and err.count("\n") == 1
 
 
-def test_malformed_apprise_url_stops_the_worker_at_start_up(tmp_path: Path) -> None:
-    """A channel URL apprise cannot read is refused before anything runs."""
-    code, _out, err = _run(tmp_path, '[channels.sms]\nurls = ["nonsense://"]\n', "worker", "--once")
+def test_malformed_apprise_url_stops_the_worker_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A channel URL apprise cannot read is refused before anything runs (URLs come from the environment)."""
+    monkeypatch.setenv("KAPFLOW_TEST_SMS_URLS", "nonsense://")
+    code, _out, err = _run(tmp_path, '[channels.sms]\nurls_env = "KAPFLOW_TEST_SMS_URLS"\n', "worker", "--once")
     assert code == 1 and "adapter_config_error: apprise" in err
 
 

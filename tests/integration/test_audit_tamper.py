@@ -15,6 +15,7 @@ from support import BILLING, CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, open_cas
 
 from kapflow.app.engine import Engine
 from kapflow.audit.chain import AuditProblem, AuditReport, link_hash
+from kapflow.domain.case import Actor
 from kapflow.errors import Refused
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
@@ -137,6 +138,7 @@ def test_untouched_history_verifies(world: World) -> None:
         ("workflow_version", "2"),
         ("prev_hash", "f" * 64),
         ("hash", "0" * 64),
+        ("os_user", "mallory"),  # set on a row written without one: the hash covers it once present
     ],
 )
 def test_edited_column_is_found_at_that_row(world: World, column: str, value: str) -> None:
@@ -154,6 +156,19 @@ def test_edited_actor_is_found(world: World) -> None:
     problem = world.only_problem()
     assert problem.seq == first and problem.case_seq == 1
     assert "edited" in problem.reason
+
+
+@pytest.mark.parametrize("forged", [None, "someone-else"])
+def test_an_edited_operating_system_user_is_found(world: World, forged: str | None) -> None:
+    """The account recorded beside a CLI actor is hashed: clearing or changing it breaks the chain there."""
+    world.engine.record(world.b, "questionnaire", {"instrument": "GAD-7", "score": 4},
+                        actor=Actor("client-portal", "client", os_user="alice"))
+    assert world.engine.verify_audit().ok
+    target = world.seqs(world.b)[-1]
+    assert world.raw.rows("SELECT os_user FROM audit_events WHERE seq = :s", {"s": target}) == [("alice",)]
+    world.raw.run(("UPDATE audit_events SET os_user = :v WHERE seq = :s", {"v": forged, "s": target}))
+    problem = world.only_problem()
+    assert problem.seq == target
 
 
 def test_deleted_middle_row_is_found_at_the_next_row(world: World) -> None:

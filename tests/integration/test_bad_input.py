@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support import (
     AUDITOR,
     CLIENT,
@@ -31,6 +33,7 @@ from kapflow.errors import (
     InvalidInput,
     KapflowError,
     NotPermitted,
+    StorageError,
     UnknownCase,
     UnknownFactKind,
     UnknownTrigger,
@@ -189,6 +192,50 @@ BAD: list[tuple[str, Callable[[Engine, str], object], type[KapflowError]]] = [
     # listing
     ("cases-limit-zero", lambda e, _c: e.cases(limit=0), InvalidInput),
     ("cases-negative-offset", lambda e, _c: e.cases(offset=-1), InvalidInput),
+    ("cases-limit-text", lambda e, _c: e.cases(limit="3"), InvalidInput),  # type: ignore[arg-type]
+    ("cases-limit-float", lambda e, _c: e.cases(limit=1.5), InvalidInput),  # type: ignore[arg-type]
+    ("cases-limit-bool", lambda e, _c: e.cases(limit=True), InvalidInput),
+    ("cases-offset-huge", lambda e, _c: e.cases(offset=10**20), InvalidInput),
+    ("cases-state-surrogate", lambda e, _c: e.cases(state="\ud800"), InvalidInput),
+    ("cases-state-not-text", lambda e, _c: e.cases(state=3), InvalidInput),  # type: ignore[arg-type]
+    ("count-state-surrogate", lambda e, _c: e.count_cases(state="\ud800"), InvalidInput),
+    # numbers and instants no database or calendar can hold
+    ("data-huge-int", fire({"reason": "x", "n": 10**5000}), InvalidInput),
+    ("data-int-over-64-bits", fire({"reason": "x", "n": [2**63]}), InvalidInput),
+    ("fact-huge-int", record("vitals", {**VITALS, "systolic": 10**5000}), InvalidInput),
+    ("appointment-year-9999-west", record("appointment", {"kind": "evaluation",
+                                                          "starts_at": "9999-12-31T23:59:00-14:00"},
+                                          actor=FRONT_DESK), InvalidFact),
+    ("appointment-year-9999-utc", record("appointment", {"kind": "evaluation",
+                                                         "starts_at": "9999-12-31T23:30:00+00:00"},
+                                         actor=FRONT_DESK), InvalidFact),
+    ("appointment-before-1900", record("appointment", {"kind": "evaluation",
+                                                       "starts_at": "1899-12-31T23:59:59+00:00"},
+                                       actor=FRONT_DESK), InvalidFact),
+    ("appointment-over-100-years", record("appointment", {"kind": "evaluation",
+                                                          "starts_at": "2127-01-01T00:00:00+00:00"},
+                                          actor=FRONT_DESK), InvalidFact),
+    ("vitals-year-1-east", record("vitals", {**VITALS, "measured_at": "0001-01-01T00:00:00+14:00"}), InvalidFact),
+    ("day-before-1900", record("prescription", {"prescriber": "NP", "issued_on": "1899-12-31",
+                                                "expires_on": "2026-04-01"}), InvalidFact),
+    ("day-year-9999", record("prescription", {"prescriber": "NP", "issued_on": "2026-01-01",
+                                              "expires_on": "9999-12-31"}), InvalidFact),
+    ("book-year-9999", lambda e, c: e.book_appointment(c, "kap_session", datetime(9999, 12, 31, 23, tzinfo=UTC),
+                                                       actor=FRONT_DESK), InvalidFact),
+    ("book-naive", lambda e, c: e.book_appointment(c, "kap_session", datetime(2026, 3, 1, 9),
+                                                   actor=FRONT_DESK), InvalidFact),
+    ("reschedule-year-1", lambda e, c: e.reschedule_appointment(c, "a1", datetime(1, 1, 1, tzinfo=UTC),
+                                                               actor=FRONT_DESK), InvalidFact),
+    # odd shapes that used to escape as TypeError or UnicodeEncodeError
+    ("actor-role-list", fire({"reason": "x"}, actor=Actor("fd-1", ["front_desk"])), InvalidInput),  # type: ignore[arg-type]
+    ("actor-role-list-record", record("fasting", {"attested": True},
+                                      actor=Actor("c-1", ["client"])), InvalidInput),  # type: ignore[arg-type]
+    ("actor-role-list-check", lambda e, c: e.check(c, "hold", actor=Actor("fd-1", ["front_desk"])),  # type: ignore[arg-type]
+     InvalidInput),
+    ("trigger-surrogate-with-key", fire(trigger="\ud800", idempotency_key="k-surrogate"), InvalidInput),
+    ("trigger-not-text-with-key", fire(trigger=7, idempotency_key="k-int"), InvalidInput),  # type: ignore[arg-type]
+    ("kind-surrogate-with-key", record("\ud800", {}, idempotency_key="k-surrogate"), InvalidInput),
+    ("open-workflow-not-text", bad_open(INQUIRY, workflow=["kap"]), InvalidInput),
 ]
 
 
@@ -358,3 +405,74 @@ def test_hostile_free_text_is_stored_verbatim(ready: Ready, text: str) -> None:
     assert len(e.cases()) == cases_before + 1
     assert e.case(case_id).state == "on_hold"
     assert e.verify_audit().ok
+
+
+def test_far_future_booking_with_calendars_on_is_invalid_input(any_ready_url: str, clock: FakeClock) -> None:
+    """With calendars on, a booking at 9999-12-31 23:00 UTC is InvalidFact, not an OverflowError; nothing written."""
+    from kapflow.store.sql import SqlStore
+    from kapflow.workflows.kap import KAP_PATHWAY
+
+    with Engine(SqlStore(any_ready_url), KAP_PATHWAY, clock=clock, calendar_sync=True) as e:
+        case_id = open_case(e)
+        before = dump(any_ready_url)
+        with pytest.raises(InvalidFact) as info:
+            e.book_appointment(case_id, "evaluation", datetime(9999, 12, 31, 23, tzinfo=UTC), actor=FRONT_DESK)
+        assert info.value.field == "starts_at" and "1900-01-01" in info.value.message
+        assert dump(any_ready_url) == before
+        # A date inside the window still books, and book_evaluation then fires.
+        e.book_appointment(case_id, "evaluation", clock.now() + timedelta(days=3), actor=FRONT_DESK)
+        assert e.fire(case_id, "book_evaluation", actor=FRONT_DESK).state == "evaluation_booked"
+
+
+@pytest.mark.parametrize(("years", "accepted"), [(99, True), (101, False)])
+def test_the_date_window_follows_the_clock(ready: Ready, years: int, accepted: bool) -> None:
+    """An appointment up to 100 years after the engine's clock is accepted; one past that is refused."""
+    starts = ready.engine.clock.now().replace(year=ready.engine.clock.now().year + years)
+    call = record("appointment", {"kind": "kap_session", "starts_at": starts.isoformat()}, actor=FRONT_DESK)
+    if accepted:
+        call(ready.engine, ready.case_id)
+    else:
+        with pytest.raises(InvalidFact):
+            call(ready.engine, ready.case_id)
+
+
+# ------------------------------------------------------------------ a small fuzz of the cases above
+
+ODD_TEXT = st.one_of(st.text(max_size=8), st.sampled_from(["\ud800", "a\udfff", "", " ", "\x00", "hold"]))
+ODD_NUMBERS = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70), st.sampled_from([10**5000, -(10**5000), 2**63, -(2**63) - 1]),
+    st.floats(), st.booleans(),
+)
+ODD_ANY = st.one_of(ODD_TEXT, ODD_NUMBERS, st.none(), st.lists(st.text(max_size=3), max_size=2))
+OFFSETS = [timezone(timedelta(hours=h)) for h in (-14, -5, 0, 9, 14)]
+ODD_INSTANTS = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                            timezones=st.sampled_from(OFFSETS))
+
+
+def _fuzz_calls() -> st.SearchStrategy[Callable[[Engine, str], object]]:
+    """Calls of the public API with the odd values the cases above are made of."""
+    return st.one_of(
+        st.builds(lambda n: fire({"reason": "x", "n": n}), ODD_NUMBERS),
+        st.builds(lambda t, k: fire(trigger=t, idempotency_key=k), ODD_TEXT, st.sampled_from([None, "k-fuzz"])),
+        st.builds(lambda role: fire({"reason": "x"}, actor=Actor("fd-1", role)), ODD_ANY),
+        st.builds(lambda m: record("appointment", {"kind": "kap_session", "starts_at": m.isoformat()},
+                                   actor=FRONT_DESK), ODD_INSTANTS),
+        st.builds(lambda m: record("vitals", {**VITALS, "measured_at": m.isoformat()}), ODD_INSTANTS),
+        st.builds(lambda m: lambda e, c: e.book_appointment(c, "kap_session", m, actor=FRONT_DESK), ODD_INSTANTS),
+        st.builds(lambda d: record("prescription", {"prescriber": "NP", "issued_on": d.isoformat(),
+                                                    "expires_on": "2026-04-01"}), st.dates()),
+        st.builds(lambda s, n, o: lambda e, _c: e.cases(state=s, limit=n, offset=o), ODD_ANY, ODD_ANY, ODD_ANY),
+        st.builds(lambda s: lambda e, _c: e.count_cases(state=s), ODD_ANY),
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(call=_fuzz_calls())
+def test_fuzzed_odd_values_get_kapflow_errors_only(ready: Ready, call: Callable[[Engine, str], object]) -> None:
+    """Odd numbers, instants, names, roles and pages succeed or raise a kapflow error, never a storage error."""
+    try:
+        call(ready.engine, ready.case_id)
+    except StorageError as exc:  # a caller's value misreported as the database's fault ("retry later")
+        pytest.fail(f"bad input reported as a storage error: {exc!r}")
+    except KapflowError:
+        pass

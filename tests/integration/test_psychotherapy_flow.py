@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from psychotherapy_support import (
     CONSENT,
     INQUIRY,
+    case_after_one_session,
     checkin,
     one_session,
     open_case,
@@ -16,7 +17,21 @@ from psychotherapy_support import (
     to_intake_booked,
     weekly_sessions,
 )
-from support import AUDITOR, BILLING, CLIENT, FRONT_DESK, THERAPIST
+from support import (
+    AUDITOR,
+    BILLING,
+    CLIENT,
+    CONTACTS,
+    FRONT_DESK,
+    T0,
+    THERAPIST,
+    Recorder,
+    assert_audited,
+    assert_ended,
+    assert_replays,
+    at,
+    transitions_of,
+)
 
 from kapflow import (
     Actor,
@@ -29,7 +44,6 @@ from kapflow import (
     build_engine,
 )
 from kapflow.diagram import mermaid
-from kapflow.domain.case import replay_events
 from kapflow.testing import FakeClock, ReminderKit
 from kapflow.workflows.kap import KAP_PATHWAY
 from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY, THRESHOLDS, build_psychotherapy_workflow
@@ -38,8 +52,6 @@ from kapflow.workflows.psychotherapy.billing import visits
 V1 = PSYCHOTHERAPY_PATHWAY
 V2 = build_psychotherapy_workflow("2", questionnaire_every_sessions=3, inactivity_days=45)
 """The practice's version 2: check-ins every 3 sessions, discharge after 45 days without one."""
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
-CONTACTS = {"front_desk": {"email": "desk@example.org"}, "therapist": {"email": "therapist@example.org"}}
 CLIENT_EMAIL = "sample.psy@example.org"
 
 # ------------------------------------------------------------------ fixtures
@@ -68,15 +80,6 @@ def kit(any_ready_url: str) -> Iterator[ReminderKit]:
 
 
 # ------------------------------------------------------------------- helpers
-
-
-def transitions_of(engine: Engine, case_id: str) -> list[str]:
-    return [ev.trigger or "" for ev in engine.history(case_id) if ev.kind == "transition"]
-
-
-def assert_replays(engine: Engine, case_id: str) -> None:
-    case = engine.case(case_id)
-    assert replay_events(engine.history(case_id)) == (case.state, case.previous_state, case.version, case.facts)
 
 
 def assert_refused_and_unchanged(engine: Engine, case_id: str, before_version: int, actor: Actor,
@@ -117,16 +120,14 @@ def test_a_whole_episode_from_inquiry_to_discharge(engine: Engine, clock: FakeCl
     history = engine.history(case_id)
     assert [ev.case_seq for ev in history] == list(range(1, len(history) + 1))
     assert all(ev.workflow == "psychotherapy" and ev.workflow_version == "1" for ev in history)
-    assert engine.verify_audit().ok
-    assert_replays(engine, case_id)
+    assert_audited(engine, case_id)
     codes = [(v.service, v.code) for v in visits(engine.case(case_id).projection, THRESHOLDS)]
     assert codes == [
         ("intake_assessment", "90791"), ("psychotherapy", "90832"), ("psychotherapy", "90834"),
         ("psychotherapy", "90837"), ("psychotherapy", "90837"), ("psychotherapy", "90834"),
     ]
-    assert engine.available(case_id) == []
-    with pytest.raises(TransitionNotAvailable):
-        engine.fire(case_id, "withdraw", actor=CLIENT, data={"reason": "already discharged"})
+    assert_ended(engine, case_id, "discharged", tried=("withdraw",), actor=CLIENT,
+                 data={"reason": "already discharged"})
 
 
 def test_the_fifth_session_waits_for_the_check_in(engine: Engine, clock: FakeClock) -> None:
@@ -186,8 +187,7 @@ def test_hold_and_resume_return_the_case_where_it_was(engine: Engine, clock: Fak
     waiting = open_case(engine, last_name="Client-Psy-Two")
     engine.fire(waiting, "hold", actor=FRONT_DESK, data={"reason": "asked to wait"})
     assert engine.fire(waiting, "resume", actor=FRONT_DESK).state == "inquiry"
-    assert engine.verify_audit().ok
-    assert_replays(engine, case_id)
+    assert_audited(engine, case_id)
 
 
 def test_withdrawal_ends_the_case(engine: Engine, clock: FakeClock) -> None:
@@ -196,10 +196,7 @@ def test_withdrawal_ends_the_case(engine: Engine, clock: FakeClock) -> None:
     to_intake_booked(engine, clock, case_id)
     out = engine.fire(case_id, "withdraw", actor=CLIENT, data={"reason": "found care closer to home"})
     assert out.state == "withdrawn"
-    assert engine.available(case_id) == []
-    with pytest.raises(TransitionNotAvailable):
-        engine.fire(case_id, "resume", actor=FRONT_DESK)
-    assert engine.verify_audit().ok
+    assert_ended(engine, case_id, "withdrawn", tried=("resume",))
 
 
 def test_no_withdrawal_in_the_middle_of_a_session(engine: Engine, clock: FakeClock) -> None:
@@ -265,30 +262,6 @@ def test_refused_attempts_are_audited_with_every_blocker(engine: Engine, clock: 
 # ------------------------------------------------------------------ the worker
 
 
-class Recorder:
-    """Moves the kit's clock an hour at a time, running the worker, noting when each email went out."""
-
-    def __init__(self, kit: ReminderKit) -> None:
-        self.kit = kit
-        self.seen: list[tuple[str, str, str]] = []
-
-    def until(self, moment: datetime) -> None:
-        self.note()
-        while self.kit.clock.now() < moment:
-            self.kit.clock.advance(min(timedelta(hours=1), moment - self.kit.clock.now()))
-            self.note()
-
-    def note(self) -> None:
-        before = len(self.kit.email.sent)
-        self.kit.run()
-        for m in self.kit.email.sent[before:]:
-            self.seen.append((f"{self.kit.clock.now():%m-%d %H:%M}", m.key.split(":")[-2], m.recipient))
-
-
-def at(day: int, hour: int = 9) -> datetime:
-    return T0.replace(hour=hour) + timedelta(days=day)
-
-
 def test_reminders_of_an_episode(kit: ReminderKit) -> None:
     """Front desk is alerted to an unanswered inquiry; the client is reminded of appointments and the check-in."""
     e, rec = kit.engine, Recorder(kit)
@@ -330,9 +303,7 @@ def test_reminders_of_an_episode(kit: ReminderKit) -> None:
 def test_sixty_days_without_a_session_discharge_the_case(kit: ReminderKit) -> None:
     """The worker fires discharge_inactive 60 days after the last session, as the system, audited."""
     e = kit.engine
-    case_id = open_case(e)
-    to_active(e, kit.clock, case_id)
-    one_session(e, kit.clock, case_id)
+    case_id = case_after_one_session(e, kit.clock)
     last_session = kit.clock.now()
     kit.advance(timedelta(days=60) - timedelta(minutes=1), step=timedelta(hours=6))
     assert e.case(case_id).state == "active_treatment"
@@ -347,9 +318,7 @@ def test_sixty_days_without_a_session_discharge_the_case(kit: ReminderKit) -> No
 def test_a_booked_session_keeps_an_inactive_case_open(kit: ReminderKit) -> None:
     """A session booked beyond 60 days makes the fired discharge a refusal, audited; the case stays in treatment."""
     e = kit.engine
-    case_id = open_case(e)
-    to_active(e, kit.clock, case_id)
-    one_session(e, kit.clock, case_id)
+    case_id = case_after_one_session(e, kit.clock)
     e.book_appointment(case_id, "psychotherapy_session", kit.clock.now() + timedelta(days=75), actor=FRONT_DESK)
     kit.advance(days=61, step=timedelta(hours=6))
     assert e.case(case_id).state == "active_treatment"
@@ -393,17 +362,14 @@ def test_migration_to_version_two_brings_its_rules(versions: Engine, clock: Fake
     assert (event.kind, event.actor, event.role, event.workflow_version) == ("migrated", FRONT_DESK.id,
                                                                             "front_desk", "2")
     assert [b.code for b in e.check(case_id, "start_session").blockers] == ["questionnaires_due"]
-    assert e.verify_audit().ok
-    assert_replays(e, case_id)
+    assert_audited(e, case_id)
 
 
 def test_a_refused_migration_is_audited(any_ready_url: str, clock: FakeClock) -> None:
     """A version billing sessions only from 30 minutes would not have let a 20-minute session end: refused, audited."""
     strict = build_psychotherapy_workflow("3", min_billable_minutes=30)
     with build_engine(any_ready_url, [V1, strict], clock=clock) as e:
-        case_id = e.open_case(INQUIRY, actor=FRONT_DESK, workflow=V1).case_id
-        to_active(e, clock, case_id)
-        one_session(e, clock, case_id, minutes=20)
+        case_id = case_after_one_session(e, clock, minutes=20, workflow=V1)
         before = e.case(case_id).version
         with pytest.raises(MigrationRefused) as refused:
             e.migrate_case(case_id, strict, actor=THERAPIST)
@@ -420,9 +386,7 @@ def test_the_inactivity_discharge_follows_the_new_version(any_ready_url: str) ->
     kit = ReminderKit(url=any_ready_url, clock=FakeClock(T0), workflows=[V1, V2], contacts=CONTACTS)
     try:
         e = kit.engine
-        case_id = e.open_case(INQUIRY, actor=FRONT_DESK, workflow=V1).case_id
-        to_active(e, kit.clock, case_id)
-        one_session(e, kit.clock, case_id)
+        case_id = case_after_one_session(e, kit.clock, workflow=V1)
         kit.advance(days=10, step=timedelta(hours=6))
         e.migrate_case(case_id, V2, actor=THERAPIST)
         kit.advance(days=34, hours=23, step=timedelta(hours=6))

@@ -7,10 +7,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from support import CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, one_kap_session, open_case, to_ready
+from support import (
+    CLIENT,
+    CONTACTS,
+    FRONT_DESK,
+    PRESCRIBER,
+    T0,
+    THERAPIST,
+    Recorder,
+    at,
+    one_kap_session,
+    open_case,
+    to_ready,
+)
 
 from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
 from kapflow.app.reminders import act_on_timers
@@ -18,9 +30,6 @@ from kapflow.app.runner import Transaction
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.errors import ConcurrencyConflict, LostRace, TransitionBlocked
 from kapflow.testing import FakeClock, MemoryNotifier, ReminderKit
-
-CONTACTS = {"front_desk": {"email": "desk@example.org"}, "therapist": {"email": "therapist@example.org"}}
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 
 
 @pytest.fixture
@@ -34,30 +43,6 @@ def kit(kit_url: str) -> Iterator[ReminderKit]:
     kit = ReminderKit(url=kit_url, clock=FakeClock(T0), contacts=CONTACTS)
     yield kit
     kit.close()
-
-
-def at(day: int, hour: int = 9) -> datetime:
-    return T0.replace(hour=hour) + timedelta(days=day)
-
-
-class Recorder:
-    """Advances the clock an hour at a time, running the worker, noting when each message went out."""
-
-    def __init__(self, kit: ReminderKit) -> None:
-        self.kit = kit
-        self.seen: list[tuple[str, str, str]] = []
-
-    def until(self, moment: datetime) -> None:
-        self.note()
-        while self.kit.clock.now() < moment:
-            self.kit.clock.advance(min(timedelta(hours=1), moment - self.kit.clock.now()))
-            self.note()
-
-    def note(self) -> None:
-        before = len(self.kit.email.sent)
-        self.kit.run()
-        for m in self.kit.email.sent[before:]:
-            self.seen.append((f"{self.kit.clock.now():%m-%d %H:%M}", m.key.split(":")[-2], m.recipient))
 
 
 def test_ten_weeks_of_one_clients_schedule(kit: ReminderKit) -> None:

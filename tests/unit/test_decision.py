@@ -55,4 +55,4 @@ def test_guards_that_fail_are_all_named_and_passing_ones_allow() -> None:
 def test_recording_a_fact_checks_the_role() -> None:
     refusal = fact_refusal(booked_case(paid=True), WF, "prescription", "front_desk", {}, T0, UTC)
     assert isinstance(refusal, NotPermitted)
-    assert refusal.trigger == "record prescription"
+    assert refusal.fact_kind == "prescription" and refusal.trigger == ""  # a fact, not a made-up trigger

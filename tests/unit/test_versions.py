@@ -11,7 +11,7 @@ from practice_versions import KAP_V2, with_guard, with_state, with_transition, w
 
 from kapflow.domain.case import CaseRecord, fold_fact, fold_move
 from kapflow.domain.versions import Change, can_migrate, diff_workflows
-from kapflow.domain.workflow import FactKind, GuardContext, Workflow
+from kapflow.domain.workflow import GuardContext, Workflow
 from kapflow.workflows.kap import KAP_PATHWAY
 from kapflow.workflows.kap.guards import ConsentSigned
 
@@ -140,7 +140,7 @@ def test_diff_of_reminders_finality_and_fact_roles() -> None:
                     else r for r in kept)
     new = with_state(replace(booked_state, reminders=retimed), "3")
     payment = V1.facts["payment"]
-    new = replace(new, facts={**new.facts, "payment": FactKind(payment.spec, payment.roles | {"prescriber"})},
+    new = replace(new, facts={**new.facts, "payment": replace(payment, roles=payment.roles | {"prescriber"})},
                   guards=dict(new.guards))
     diff = diff_workflows(V1, new)
     (state,) = diff.states_changed

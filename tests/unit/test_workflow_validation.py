@@ -247,15 +247,21 @@ def test_missing_name_and_version() -> None:
     assert problems == ("the workflow has no name", "the workflow has no version")
 
 
+GUARDED = (go("go", ("a",), "b", guards=("limit_check",)), go("finish", ("b",), "done"))
+"""The small workflow with its guard named by a transition (a guard nothing names is refused)."""
+
+
 def test_guard_reading_unknown_threshold() -> None:
     """A guard that reads a threshold the workflow does not define is refused."""
     guards = {"limit_check": StubGuard(("limit",))}
-    assert problems_of(guards=guards) == ("guard 'limit_check' reads unknown threshold 'limit'",)
+    assert problems_of(guards=guards, transitions=GUARDED) == ("guard 'limit_check' reads unknown threshold 'limit'",)
 
 
 def test_guard_reading_known_threshold() -> None:
     """The same guard is sound once the threshold is defined."""
-    assert validate(build(guards={"limit_check": StubGuard(("limit",))}, thresholds={"limit": 3})) == []
+    assert validate(
+        build(guards={"limit_check": StubGuard(("limit",))}, thresholds={"limit": 3}, transitions=GUARDED)
+    ) == []
 
 
 def test_reminder_for_unknown_role() -> None:

@@ -17,7 +17,8 @@ from datetime import timedelta
 
 from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE
-from kapflow.domain.workflow import ClientFields, FactKind, Reminder, State, Transition, Workflow
+from kapflow.domain.workflow import Reminder, State, Transition, Workflow
+from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
 from kapflow.workflows.clinical_reminders import appointment_reminders as _appointment_reminders
 from kapflow.workflows.clinical_reminders import inquiry_unanswered
 from kapflow.workflows.kap import facts as kap_facts
@@ -136,7 +137,8 @@ STATES = (
         ),
     ),
     State("dosing", description="the client has taken the troche; clinician present, monitoring"),
-    State("integration_psychotherapy", description="the 60-minute integration psychotherapy after dosing"),
+    State("integration_psychotherapy", description="the 60-minute integration psychotherapy after dosing",
+          pending=("previous_integration_done",)),
     State("integration_session", description="an integration session is under way"),
     State("reassessment", description="the prescriber reassesses before more KAP sessions"),
     State("on_hold", description="paused; resume returns the case to where it was"),
@@ -151,7 +153,8 @@ TRANSITIONS = (
     Transition("book_evaluation", ("inquiry",), "evaluation_booked", frozenset({FRONT_DESK}),
                ("evaluation_booked",), description="book the prescriber evaluation"),
     Transition("release_evaluation", ("evaluation_booked",), "inquiry", frozenset({SYSTEM, FRONT_DESK}),
-               description="the fee was not paid by the appointment: release the slot"),
+               description="the fee was not paid by the appointment: release the slot",
+               cancels=("evaluation",)),
     Transition("start_evaluation", ("evaluation_booked",), "evaluating", frozenset({PRESCRIBER}),
                ("evaluation_fee_paid",), description="begin the evaluation (fee paid)"),
     Transition("find_suitable", ("evaluating",), "evaluated", frozenset({PRESCRIBER}),
@@ -204,6 +207,9 @@ _FACT_GUARDS = {
     "appointment_update": ("appointment_open",),
 }
 
+ON_CLOSED_CASE = frozenset({"payment"})
+"""Fact kinds a closed case still takes: the payment of an outstanding balance, nothing clinical."""
+
 
 def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> Workflow:
     """The KAP pathway; pass thresholds to tailor it (with a new version)."""
@@ -216,16 +222,10 @@ def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> 
         roles=ROLES,
         staff_roles=frozenset({FRONT_DESK, PRESCRIBER, THERAPIST}),
         guards=kap_guards(),
-        facts={
-            spec.kind: FactKind(spec, _RECORDERS[spec.kind], _FACT_GUARDS.get(spec.kind, ()))
-            for spec in kap_facts.ALL_SPECS
-        },
+        facts=fact_kinds(kap_facts.ALL_SPECS, _RECORDERS, _FACT_GUARDS, ON_CLOSED_CASE),
         thresholds=THRESHOLDS,
         intake_fact="inquiry",
-        client=ClientFields(
-            name=("first_name", "last_name"), in_messages=("first_name",),
-            addresses={"email": "email", "sms": "phone"},
-        ),
+        client=INQUIRY_CLIENT,
         appointments=AppointmentFacts(kinds=tuple(kap_facts.APPOINTMENT_MINUTES)),
         description="Ketamine-Assisted Psychotherapy: inquiry to completed treatment plan",
     )

@@ -300,12 +300,23 @@ class SessionFrequency(_Base):
 
 
 class PreviousIntegrationDone(_Base):
+    """Every dosing is followed by its integration psychotherapy before the next KAP session.
+
+    The state structure already routes each dosing through ``integration_psychotherapy``: this
+    guard is that state's ``pending`` reason, so a refusal there says what is missing.
+    """
+
     def __call__(self, ctx: GuardContext) -> Blocker | None:
-        dosings = len(_dosings(ctx.facts))
+        dosings = _dosings(ctx.facts)
         integrations = len(ctx.facts.moves_by("complete_integration"))
-        if integrations >= dosings:
+        if integrations >= len(dosings):
             return None
-        return Blocker("integration_pending", "the previous KAP session's integration psychotherapy is not done")
+        day = dosings[integrations].astimezone(ctx.tz).date()
+        return Blocker(
+            "integration_pending",
+            f"the integration psychotherapy of the KAP session on {day.isoformat()} is not completed",
+            facts=(("session_on", day.isoformat()),),
+        )
 
 
 class LapseCheckin(_Base):

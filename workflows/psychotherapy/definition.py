@@ -20,7 +20,8 @@ from datetime import timedelta
 
 from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE
-from kapflow.domain.workflow import ClientFields, FactKind, Reminder, State, Threshold, Transition, Workflow
+from kapflow.domain.workflow import Reminder, State, Threshold, Transition, Workflow
+from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
 from kapflow.workflows.clinical_reminders import appointment_reminders, inquiry_unanswered
 from kapflow.workflows.psychotherapy import facts as psychotherapy_facts
 from kapflow.workflows.psychotherapy.guards import psychotherapy_guards
@@ -139,6 +140,9 @@ _FACT_GUARDS = {
     "appointment_update": ("appointment_open",),
 }
 
+ON_CLOSED_CASE = frozenset({"payment"})
+"""Fact kinds a closed case still takes: the payment of an outstanding balance, nothing clinical."""
+
 
 def _workflow(version: str, thresholds: Mapping[str, Threshold]) -> Workflow:
     return Workflow(
@@ -150,16 +154,10 @@ def _workflow(version: str, thresholds: Mapping[str, Threshold]) -> Workflow:
         roles=ROLES,
         staff_roles=STAFF,
         guards=psychotherapy_guards(),
-        facts={
-            spec.kind: FactKind(spec, _RECORDERS[spec.kind], _FACT_GUARDS.get(spec.kind, ()))
-            for spec in psychotherapy_facts.ALL_SPECS
-        },
+        facts=fact_kinds(psychotherapy_facts.ALL_SPECS, _RECORDERS, _FACT_GUARDS, ON_CLOSED_CASE),
         thresholds=thresholds,
         intake_fact="inquiry",
-        client=ClientFields(
-            name=("first_name", "last_name"), in_messages=("first_name",),
-            addresses={"email": "email", "sms": "phone"},
-        ),
+        client=INQUIRY_CLIENT,
         appointments=AppointmentFacts(kinds=tuple(psychotherapy_facts.APPOINTMENT_MINUTES)),
         description="Outpatient psychotherapy: inquiry, intake assessment, sessions, discharge",
     )

@@ -1,0 +1,100 @@
+"""Settings: unknown keys are errors with a suggestion, secrets come only from the environment, SMTP is encrypted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kapflow.config import SmtpSettings, parse_settings
+from kapflow.errors import ConfigError
+
+ENV = {"KAPFLOW_SMTP_PASSWORD": "synthetic-smtp-password", "KAPFLOW_SMS_URLS": "json://127.0.0.1/sms",
+       "KAPFLOW_WEBHOOK_SECRET": "whsec_synthetic", "KAPFLOW_CALDAV_PASSWORD": "synthetic-dav-password"}
+EMAIL = {"host": "smtp.practice.example", "port": 587, "sender": "care@practice.example",
+         "username": "kapflow", "password_env": "KAPFLOW_SMTP_PASSWORD"}
+
+
+def problems(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw, "kapflow.toml", ENV)
+    return list(caught.value.problems)
+
+
+def test_a_complete_settings_file_with_secrets_from_the_environment_is_read() -> None:
+    """Every table with its secrets named by *_env keys: read, with the secrets resolved."""
+    settings = parse_settings({
+        "database": "sqlite:///k.db", "timezone": "UTC",
+        "email": EMAIL,
+        "channels": {"sms": {"urls_env": "KAPFLOW_SMS_URLS"}},
+        "webhook": {"url": "https://hooks.example/k", "secret_env": "KAPFLOW_WEBHOOK_SECRET"},
+        "calendar": {"caldav_url": "https://dav.example/", "username": "k", "password_env": "KAPFLOW_CALDAV_PASSWORD",
+                     "name": "kap"},
+        "worker": {"interval_seconds": 1, "lease_seconds": 60, "max_attempts": 3, "batch": 10},
+    }, "kapflow.toml", ENV)
+    assert settings.email == SmtpSettings("smtp.practice.example", 587, "care@practice.example", "kapflow",
+                                          "synthetic-smtp-password", starttls=True)
+    assert settings.channels == {"sms": ("json://127.0.0.1/sms",)}
+    assert settings.webhook is not None and settings.webhook.secret == "whsec_synthetic"
+    assert settings.calendar is not None and settings.calendar.password == "synthetic-dav-password"
+
+
+@pytest.mark.parametrize(("table", "typo", "meant"), [
+    ("email", "start_tls", "starttls"),
+    ("email", "hostname", "host"),
+    ("worker", "max_attempt", "max_attempts"),
+    ("calendar", "ics_foldr", "ics_folder"),
+    ("webhook", "secret_enviroment", "secret_env"),
+    ("maildir", "folders", "folder"),
+])
+def test_an_unknown_key_in_a_table_is_an_error_with_a_suggestion(table: str, typo: str, meant: str) -> None:
+    """A typo (``start_tls = true``) is not silently ignored: the error names the key and the likely one."""
+    base: dict[str, dict[str, Any]] = {
+        "email": dict(EMAIL), "worker": {}, "calendar": {"ics_folder": "/tmp/cal"},
+        "webhook": {"url": "https://hooks.example/k", "secret_env": "KAPFLOW_WEBHOOK_SECRET"},
+        "maildir": {"folder": "/tmp/mail"},
+    }
+    raw = {table: {**base[table], typo: True}}
+    found = problems(raw)
+    assert any(f"{table}.{typo}" in p and f"did you mean '{meant}'?" in p for p in found), found
+
+
+def test_an_unknown_channel_key_and_top_level_key_are_errors_too() -> None:
+    found = problems({"timezon": "UTC", "channels": {"sms": {"url_env": "KAPFLOW_SMS_URLS"}}})
+    assert any("timezon" in p and "did you mean 'timezone'?" in p for p in found), found
+    assert any("channels.sms.url_env" in p and "did you mean 'urls_env'?" in p for p in found), found
+
+
+@pytest.mark.parametrize(("raw", "where", "use"), [
+    ({"email": {**EMAIL, "password": "inline-synthetic"}}, "email.password", "email.password_env"),
+    ({"webhook": {"url": "https://hooks.example/k", "secret": "inline-synthetic"}}, "webhook.secret",
+     "webhook.secret_env"),
+    ({"channels": {"sms": {"urls": ["json://inline-synthetic/"]}}}, "channels.sms.urls", "channels.sms.urls_env"),
+    ({"calendar": {"caldav_url": "https://dav.example/", "username": "k", "password": "inline-synthetic"}},
+     "calendar.password", "calendar.password_env"),
+])
+def test_an_inline_secret_is_refused_naming_the_env_key(raw: dict[str, Any], where: str, use: str) -> None:
+    """Secrets come only from the environment: an inline one is refused, and the error does not repeat it."""
+    found = problems(raw)
+    assert any(p.startswith(where) and use in p for p in found), found
+    assert not any("inline-synthetic" in p for p in found)
+
+
+def test_smtp_is_encrypted_by_default() -> None:
+    """STARTTLS unless said otherwise; port 465 is implicit TLS."""
+    settings = parse_settings({"email": EMAIL}, "k.toml", ENV)
+    assert settings.email is not None and settings.email.starttls is True
+    implicit = parse_settings({"email": {**EMAIL, "port": 465}}, "k.toml", ENV)
+    assert implicit.email is not None and implicit.email.port == 465
+
+
+def test_cleartext_smtp_is_only_for_an_explicitly_allowed_loopback_relay() -> None:
+    """starttls = false needs allow_cleartext_loopback = true and a loopback host."""
+    plain = {**EMAIL, "starttls": False}
+    assert any("allow_cleartext_loopback" in p for p in problems({"email": plain}))
+    remote = problems({"email": {**plain, "allow_cleartext_loopback": True}})
+    assert any("loopback" in p and "smtp.practice.example" in p for p in remote), remote
+    for host in ("127.0.0.1", "::1", "localhost"):
+        local = parse_settings({"email": {**plain, "host": host, "allow_cleartext_loopback": True}}, "k.toml", ENV)
+        assert local.email is not None and local.email.starttls is False
+        assert local.email.allow_cleartext_loopback is True
