@@ -51,6 +51,8 @@ def build_engine(
         contacts=settings.contacts,
         timezone=settings.timezone,
         calendar_sync=settings.calendar is not None if calendar_sync is None else calendar_sync,
+        channels=settings.delivery_channels(),
+        console_url=settings.console_url,
     )
 
 

@@ -54,6 +54,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kapflow.errors import ConfigError
 
@@ -64,7 +65,7 @@ IMPLICIT_TLS_PORT = 465
 
 # The keys each table takes; secrets only as *_env keys naming an environment variable.
 _TOP_KEYS = ("database", "timezone", "contacts", "email", "maildir", "channels", "webhook", "calendar", "worker",
-             "workflows")
+             "workflows", "console_url")
 _EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls", "allow_cleartext_loopback")
 _MAILDIR_KEYS = ("folder",)
 _CHANNEL_KEYS = ("urls_env",)
@@ -120,6 +121,13 @@ class Settings:
     calendar: CalendarSettings | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     workflows: tuple[str, ...] = DEFAULT_WORKFLOWS  # "module:attribute" of each version, oldest first
+    console_url: str | None = None  # the console's base URL: staff alerts link to the case's page
+
+    def delivery_channels(self) -> frozenset[str] | None:
+        """The channels a worker with these settings delivers on; None when it names no adapter (any)."""
+        named = {"email"} if self.email or self.maildir else set()
+        named |= set(self.channels) | ({"webhook"} if self.webhook else set())
+        return frozenset(named) or None
 
 
 def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
@@ -207,10 +215,25 @@ def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str]) 
         calendar=_calendar(r, r.table(raw, "calendar")),
         worker=_worker(r, r.table(raw, "worker") or {}),
         workflows=_workflows(r, raw.get("workflows")),
+        console_url=_console_url(r, raw.get("console_url")),
     )
     if r.problems:
         raise ConfigError(source, r.problems)
     return settings
+
+
+def _console_url(r: _Reader, value: object) -> str | None:
+    """An https URL (http only on this machine): alert links must not travel in clear."""
+    if value is None:
+        return None
+    parsed = urlsplit(str(value)) if isinstance(value, str) else None
+    loopback = parsed is not None and parsed.hostname in LOOPBACK_HOSTS
+    secure = parsed is not None and (parsed.scheme == "https" or (parsed.scheme == "http" and loopback))
+    if parsed is None or not parsed.hostname or not secure:
+        r.problems.append("console_url must be an https URL such as https://kapflow.practice.example "
+                          "(http only for 127.0.0.1 or localhost)")
+        return None
+    return str(value)
 
 
 def _contacts(r: _Reader, raw: Mapping[str, Any]) -> dict[str, dict[str, str]]:

@@ -173,9 +173,10 @@ APPOINTMENT_UPDATE = FactSpec(
 
 INQUIRY_CLIENT = ClientFields(
     name=("first_name", "last_name"), in_messages=("first_name",), addresses={"email": "email", "sms": "phone"},
+    preference="preferred_contact",
 )
 """Who the client of an ``inquiry_spec`` intake is: named by first and last name, greeted by the first,
-reached by email or SMS at the addresses the form gives."""
+reached by email or SMS at the addresses the form gives, on the one they prefer."""
 
 
 def fact_kinds(

@@ -25,3 +25,5 @@ class AppContext:
     timezone: ZoneInfo
     contacts: Contacts
     calendar_sync: bool
+    channels: frozenset[str] | None = None  # the channels the practice's worker delivers on (None: any)
+    console_url: str | None = None  # the console's base URL: staff alerts link to the case's page

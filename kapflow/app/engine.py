@@ -43,13 +43,18 @@ class Engine:
         timezone: str = "UTC",
         calendar_sync: bool = False,
         retry: RetryPolicy | None = None,
+        channels: Collection[str] | None = None,
+        console_url: str | None = None,
     ) -> None:
+        """``channels``: those the practice's worker delivers on (a client's preferred channel is used only
+        when it is one of them; None: any). ``console_url``: the console's base URL, for staff alerts' links."""
         loaded = WorkflowSet(workflows)
         clock = clock or SystemClock()
         runner = CommandRunner(store, loaded, clock, calendar_sync=calendar_sync, policy=retry)
         self.app = AppContext(
             store=store, runner=runner, workflows=loaded, clock=clock, timezone=practice_timezone(timezone),
             contacts=contacts or {}, calendar_sync=calendar_sync,
+            channels=None if channels is None else frozenset(channels), console_url=console_url,
         )
         self._new_case_id = new_case_id
 

@@ -30,7 +30,7 @@ from kapflow.domain.appointments import STANDARD, Appointment, appointments, upc
 from kapflow.domain.case import Actor, CaseFacts, CaseRecord, to_iso
 from kapflow.domain.errors import ConcurrencyConflict, KapflowError, Refused
 from kapflow.domain.events import EventKind, TimerStatus
-from kapflow.domain.messages import recipient, reminder_message
+from kapflow.domain.messages import reminder_message, route
 from kapflow.domain.timers import plan_timers
 from kapflow.domain.workflow import WORKER_ROLE, GuardContext, Reminder, Workflow
 from kapflow.logging import get_logger
@@ -199,16 +199,18 @@ def _queue_message(
     app: AppContext, tx: Transaction, case: CaseRecord, wf: Workflow, facts: CaseFacts,
     claim: TimerClaim, worker: str, reminder: Reminder,
 ) -> TimerOutcome:
-    address = recipient(reminder.audience, reminder.channel, facts, app.contacts, wf.intake_fact, wf.client)
-    if not address:
+    routed = route(reminder.audience, reminder.channel, facts, app.contacts, wf.intake_fact, wf.client,
+                   app.channels)
+    if routed is None:
         verdict = TimerOutcome(TimerStatus.UNDELIVERABLE, f"no {reminder.channel} address for {reminder.audience}")
         return _note_and_close(tx, case, claim, worker, reminder, verdict)
+    channel, address = routed
     appt = _appointment_for(wf, case, facts, claim, reminder, tx.now())
     message = reminder_message(
-        reminder, timer_key=claim.key, case_id=case.id, address=address, appointment=appt,
-        facts=facts, intake_kind=wf.intake_fact, client=wf.client, tz=app.timezone,
+        reminder, timer_key=claim.key, case_id=case.id, channel=channel, address=address, appointment=appt,
+        facts=facts, intake_kind=wf.intake_fact, client=wf.client, tz=app.timezone, console_url=app.console_url,
     )
-    verdict = TimerOutcome(TimerStatus.DONE, f"queued {reminder.channel} message for {reminder.audience}")
+    verdict = TimerOutcome(TimerStatus.DONE, f"queued {channel} message for {reminder.audience}")
     closed = _note_and_close(tx, case, claim, worker, reminder, verdict)
     if closed.status != TimerStatus.LOST:  # only the worker holding the timer queues its message
         tx.uow.add_outbox(message, tx.now())

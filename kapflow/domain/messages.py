@@ -10,7 +10,7 @@ configures (``contacts``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -44,16 +44,36 @@ CLIENT = "client"
 """The audience a reminder names to reach the case's own client (every other audience is a staff role)."""
 
 
-def recipient(
-    audience: str, channel: str, facts: CaseFacts, contacts: Contacts, intake_kind: str, client: ClientFields
-) -> str | None:
-    """The address of ``audience`` on ``channel``, or None when none is known."""
+def route(
+    audience: str, channel: str, facts: CaseFacts, contacts: Contacts, intake_kind: str, client: ClientFields,
+    deliverable: Collection[str] | None = None,
+) -> tuple[str, str] | None:
+    """Where a reminder for ``audience`` goes: (channel, address), or None when no address is known.
+
+    The client: on the channel their intake says they prefer, when they gave an address for it
+    (and the practice delivers on it), else on the reminder's channel. Staff: on the reminder's
+    channel if the practice gave the role an address there, else on the first channel it did
+    (a practice may alert its front desk by webhook only). ``deliverable``: the channels the
+    practice's worker can send on (None: any).
+    """
+    def usable(name: str) -> bool:
+        return deliverable is None or name in deliverable
+
     if audience == CLIENT:
         intake = facts.latest(intake_kind)
-        field = client.addresses.get(channel)
-        value = intake.data.get(field) if intake and field else None
-        return str(value) if value else None
-    return contacts.get(audience, {}).get(channel)
+        if intake is None:
+            return None
+        preferred = str(intake.data.get(client.preference) or "") if client.preference else ""
+        for name in (preferred, channel):
+            address = intake.data.get(client.addresses.get(name, "")) if name and usable(name) else None
+            if address:
+                return name, str(address)
+        return None
+    addresses = contacts.get(audience, {})
+    for name in (channel, *addresses):
+        if name in addresses and usable(name):
+            return name, addresses[name]
+    return None
 
 
 def render(
@@ -78,20 +98,33 @@ def reminder_message(
     *,
     timer_key: str,
     case_id: str,
+    channel: str,
     address: str,
     appointment: Appointment | None,
     facts: CaseFacts,
     intake_kind: str,
     client: ClientFields,
     tz: ZoneInfo,
+    console_url: str | None = None,
 ) -> OutboxMessage:
+    """The message of a due reminder on ``channel``; staff alerts say which case (never what is in it)."""
+    body = render(reminder.template, appointment, facts, intake_kind, client, tz)
+    if reminder.audience != CLIENT:
+        body += f"\n\nCase: {case_id}"
+        if console_url:
+            body += f"\n{case_link(console_url, case_id)}"
     return OutboxMessage(
-        key=f"{timer_key}:{reminder.channel}",
+        key=f"{timer_key}:{channel}",
         case_id=case_id,
-        channel=reminder.channel,
+        channel=channel,
         audience=reminder.audience,
         recipient=address,
         subject=render(reminder.subject, appointment, facts, intake_kind, client, tz),
-        body=render(reminder.template, appointment, facts, intake_kind, client, tz),
+        body=body,
         payload={"reminder": reminder.name, "timer": timer_key},
     )
+
+
+def case_link(console_url: str, case_id: str) -> str:
+    """The console's page of a case: the case's id in the path, nothing else about it."""
+    return f"{console_url.rstrip('/')}/cases/{case_id}"

@@ -149,18 +149,22 @@ class ClientFields:
     ``name``: the fields that name the client to staff, shown joined by spaces.
     ``in_messages``: the only fields a reminder's template may use (``{first_name}``);
     never a diagnosis, a score or a note. ``addresses``: channel -> the field holding
-    the client's address on it (``{"email": "email", "sms": "phone"}``).
+    the client's address on it (``{"email": "email", "sms": "phone"}``). ``preference``:
+    the field holding the channel the client prefers (a reminder to the client goes
+    there when the client gave an address for it).
     """
 
     name: tuple[str, ...] = ()
     in_messages: tuple[str, ...] = ()
     addresses: Mapping[str, str] = field(default_factory=dict)
+    preference: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "addresses", MappingProxyType(dict(self.addresses)))
 
     def fields(self) -> set[str]:
-        return {*self.name, *self.in_messages, *self.addresses.values()}
+        preference = {self.preference} if self.preference else set()
+        return {*self.name, *self.in_messages, *self.addresses.values(), *preference}
 
 
 @dataclass(frozen=True)
