@@ -18,7 +18,7 @@ from kapflow.domain.workflow import Workflow
 from kapflow.errors import AdapterConfigError, ConfigError
 from kapflow.ports import Calendar, Clock, Notifier
 from kapflow.store import schema
-from kapflow.store.sql import SqlStore
+from kapflow.store.sql import SqlStore, check_location
 
 DEFAULT_DB_URL = "sqlite:///kapflow.db"
 
@@ -35,17 +35,20 @@ def build_engine(
     clock: Clock | None = None,
     settings: Settings | None = None,
     calendar_sync: bool | None = None,
+    create_database: bool = True,
 ) -> Engine:
     """An engine on a database (default: a SQLite file) running the settings' workflows (default: KAP).
 
     ``calendar_sync`` (default: whether the settings name a calendar) queues a calendar change for
     every appointment change; a caller bringing its own calendar adapter says so here.
+    ``create_database=False`` (for reads) opens only a database that exists at the newest schema
+    revision, and says how to make one otherwise: a mistyped URL never leaves an empty database behind.
     """
     settings = settings or Settings()
     if workflows is None:
         workflows = load_workflows(settings.workflows)
     return Engine(
-        SqlStore(database_url(url, settings)),
+        SqlStore(database_url(url, settings), existing_only=not create_database),
         workflows,
         clock=clock,
         contacts=settings.contacts,
@@ -62,7 +65,8 @@ def upgrade_schema(url: str) -> schema.Upgrade:
 
 
 def schema_revision(url: str) -> str | None:
-    """The database's schema revision (None: no schema yet). Writes nothing."""
+    """The database's schema revision (None: no schema yet). Writes nothing, and creates no database."""
+    check_location(url, must_exist=True)
     return schema.current(url)
 
 
@@ -73,6 +77,7 @@ def newest_revision() -> str:
 
 def schema_differences(url: str) -> list[str]:
     """Where the database differs from this kapflow's models (empty: it matches). Writes nothing."""
+    check_location(url, must_exist=True)
     return list(schema.check(url))
 
 

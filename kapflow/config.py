@@ -130,8 +130,12 @@ class Settings:
         return frozenset(named) or None
 
 
-def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from a TOML file (or defaults without one); secrets resolved from ``env``."""
+def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None, *, secrets: bool = True) -> Settings:
+    """Settings from a TOML file (or defaults without one); secrets resolved from ``env``.
+
+    ``secrets=False``: for commands that deliver nothing (reads, the case commands), a secret whose
+    variable is not set is no problem; the adapters needing it are left out of the settings.
+    """
     if path is None:
         return Settings()
     source = str(path)
@@ -141,14 +145,15 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
         raise ConfigError(source, [f"cannot read the file ({exc.strerror or type(exc).__name__})"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
-    return parse_settings(raw, source, os.environ if env is None else env)
+    return parse_settings(raw, source, os.environ if env is None else env, secrets=secrets)
 
 
 class _Reader:
     """Collects every problem instead of stopping at the first."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], *, secrets: bool = True) -> None:
         self.env = env
+        self.secrets = secrets  # whether an unset secret's variable is a problem
         self.problems: list[str] = []
 
     def keys(self, raw: Mapping[str, Any], where: str, known: tuple[str, ...]) -> None:
@@ -182,7 +187,8 @@ class _Reader:
             name = raw[f"{key}_env"]
             value = self.env.get(str(name))
             if value is None:
-                self.problems.append(f"{where}.{key}_env names {name!r}, which is not set in the environment")
+                if self.secrets:
+                    self.problems.append(f"{where}.{key}_env names {name!r}, which is not set in the environment")
                 return None
         if value is None:
             if required and not (secret and key in raw):
@@ -201,8 +207,8 @@ class _Reader:
         return float(value)
 
 
-def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Settings:
-    r = _Reader(env)
+def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str], *, secrets: bool = True) -> Settings:
+    r = _Reader(env, secrets=secrets)
     r.keys(raw, "", _TOP_KEYS)
     settings = Settings(
         database=r.text(raw, "", "database", required=False),
@@ -255,7 +261,7 @@ def _smtp(r: _Reader, t: Mapping[str, Any] | None) -> SmtpSettings | None:
     port = int(r.number(t, "email", "port", 587, 1, 65535))
     username = r.text(t, "email", "username", required=False)
     password = r.text(t, "email", "password", required=False, secret=True)
-    if (username is None) != (password is None) and "password" not in t:
+    if (username is None) != ("password_env" not in t) and "password" not in t:
         r.problems.append("email.username and email.password_env go together")
     starttls, loopback = _flag(r, t, "starttls", True), _flag(r, t, "allow_cleartext_loopback", False)
     if not starttls and port != IMPLICIT_TLS_PORT:
@@ -302,7 +308,8 @@ def _channels(r: _Reader, t: Mapping[str, Any] | None) -> dict[str, tuple[str, .
         if "urls_env" in spec:
             joined = r.env.get(str(spec["urls_env"]))
             if joined is None:
-                r.problems.append(f"channels.{name}.urls_env names {spec['urls_env']!r}, which is not set")
+                if r.secrets:
+                    r.problems.append(f"channels.{name}.urls_env names {spec['urls_env']!r}, which is not set")
                 continue
             urls = [u for u in joined.split() if u]
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):

@@ -54,7 +54,8 @@ def _root(
     ] = None,
 ) -> None:
     try:
-        settings = load_settings(config)
+        # Only the worker delivers: every other command works without the channels' secrets.
+        settings = load_settings(config, secrets=ctx.invoked_subcommand == "worker")
     except KapflowError as err:
         fail_with(err, EXIT_INPUT)  # a settings file that cannot be read or is wrong is bad input
     ctx.obj = CliSettings(database_url(db_url, settings), settings)

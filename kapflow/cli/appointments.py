@@ -27,6 +27,7 @@ from kapflow.cli.common import (
     group,
     handled,
     print_json,
+    reader,
 )
 from kapflow.cli.render import print_outcome
 from kapflow.errors import InvalidInput
@@ -55,7 +56,7 @@ def _instant(text: str) -> datetime:
 @handled
 def list_command(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False) -> None:
     """A case's appointments in booking order: id, kind, start, length and status."""
-    shapes = [appointment_shape(a) for a in engine(ctx).appointments(case_id)]
+    shapes = [appointment_shape(a) for a in reader(ctx).appointments(case_id)]
     if as_json:
         print_json(shapes)
         return

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from kapflow.cli.common import AsJson, console, engine, group, handled, print_json
+from kapflow.cli.common import AsJson, console, group, handled, print_json, reader
 from kapflow.cli.render import print_audit
 from kapflow.present import EXIT_OTHER, audit_report_shape
 
@@ -23,7 +23,7 @@ def audit_verify(
     as_json: AsJson = False,
 ) -> None:
     """Verify the hash-chained audit history; exit 1 naming the first broken row of each case."""
-    report = engine(ctx).verify_audit(case_id)
+    report = reader(ctx).verify_audit(case_id)
     if as_json:
         print_json(audit_report_shape(report))
     else:

@@ -32,6 +32,7 @@ from kapflow.cli.common import (
     narrow,
     parse_data,
     print_json,
+    reader,
     when,
     when_iso,
     workflow_name,
@@ -55,7 +56,7 @@ def cases_command(
     as_json: AsJson = False,
 ) -> None:
     """List cases, oldest first."""
-    found = engine(ctx)
+    found = reader(ctx)
     if state is not None:
         _check_state(found, state)
     rows = [case_shape(c, case_workflow(found.workflows, c)) for c in found.cases(state=state, limit=limit)]
@@ -102,7 +103,7 @@ def _stacked_cases(rows: list[dict[str, object]]) -> Table:
 @handled
 def case_show(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False) -> None:
     """One case: state, versions, facts recorded, and what can happen next (with every blocker)."""
-    found = engine(ctx)
+    found = reader(ctx)
     case = found.case(case_id)
     shape = case_shape(case, found.workflow_of(case))
     facts = fact_summary(case)
@@ -209,7 +210,7 @@ def check_command(
     if actor is not None and role is None:
         raise InvalidInput("give --role with --actor: the role decides what an actor may do", field="role")
     who = Actor(actor or "cli", role) if role is not None else None
-    verdict = engine(ctx).check(case_id, trigger, actor=who)
+    verdict = reader(ctx).check(case_id, trigger, actor=who)
     if as_json:
         print_json(verdict_shape(verdict))
         return
@@ -229,7 +230,7 @@ def history_command(
     utc: Annotated[bool, typer.Option("--utc", help="Times in UTC, not the practice's time zone.")] = False,
 ) -> None:
     """A case's audit history: every change, fact and refused attempt (with every blocker), who and when."""
-    built = engine(ctx)
+    built = reader(ctx)
     events = built.history(case_id)
     if as_json:
         print_json([ev.as_dict() for ev in events])

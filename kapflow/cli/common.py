@@ -143,9 +143,21 @@ def narrow(out: Console) -> bool:
 
 
 def engine(ctx: typer.Context) -> Engine:
-    """The engine the root options describe (composition root: ``kapflow.bootstrap``), closed with the command."""
+    """The engine the root options describe (composition root: ``kapflow.bootstrap``), closed with the command.
+
+    For commands that write: it creates the database, or brings its schema up to date, if needed.
+    """
+    return _built(ctx, create_database=True)
+
+
+def reader(ctx: typer.Context) -> Engine:
+    """``engine`` for commands that only read: a database that does not exist yet is an error, never created."""
+    return _built(ctx, create_database=False)
+
+
+def _built(ctx: typer.Context, *, create_database: bool) -> Engine:
     found = settings_of(ctx)
-    built = build_engine(found.url, settings=found.settings)
+    built = build_engine(found.url, settings=found.settings, create_database=create_database)
     ctx.call_on_close(built.close)
     return built
 

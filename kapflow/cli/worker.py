@@ -10,7 +10,18 @@ from rich import box
 from rich.table import Table
 
 from kapflow.bootstrap import build_dispatcher
-from kapflow.cli.common import AsJson, cell, console, engine, handled, narrow, print_json, settings_of, when_iso
+from kapflow.cli.common import (
+    AsJson,
+    cell,
+    console,
+    engine,
+    handled,
+    narrow,
+    print_json,
+    reader,
+    settings_of,
+    when_iso,
+)
 from kapflow.domain.events import TimerStatus
 from kapflow.errors import InvalidInput
 from kapflow.logging import logging_configured
@@ -70,7 +81,7 @@ def timers_command(
     as_json: AsJson = False,
 ) -> None:
     """Reminders planned, sent, skipped, missed, cancelled or failed, and why."""
-    rows = [timer_shape(r) for r in engine(ctx).timers(case) if not failed or r["status"] == TimerStatus.FAILED]
+    rows = [timer_shape(r) for r in reader(ctx).timers(case) if not failed or r["status"] == TimerStatus.FAILED]
     if as_json:
         print_json(rows)
         return
@@ -105,7 +116,7 @@ def outbox_command(
     as_json: AsJson = False,
 ) -> None:
     """Messages and calendar changes: pending, sent, or given up (with the last error)."""
-    rows = [outbox_shape(r) for r in engine(ctx).outbox(case)]
+    rows = [outbox_shape(r) for r in reader(ctx).outbox(case)]
     if as_json:
         print_json(rows)
         return

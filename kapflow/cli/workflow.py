@@ -36,6 +36,7 @@ from kapflow.cli.common import (
     group,
     handled,
     print_json,
+    reader,
     settings_of,
     workflow_name,
 )
@@ -85,7 +86,7 @@ def _pick(same: list[Workflow], version: str | None, default: Workflow, option: 
 @handled
 def list_command(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Every version loaded (the last of each workflow opens new cases) and how many cases are on each."""
-    found = engine(ctx)
+    found = reader(ctx)
     versions = found.workflows.versions()
     total, in_flight = Counter[tuple[str, str]](), Counter[tuple[str, str]]()
     loaded = {wf.key: wf for wf in versions}

@@ -20,10 +20,11 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from kapflow.domain.case import AuditEvent, CaseRecord
@@ -61,8 +62,15 @@ class _NoRowsLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return msg, kwargs
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
 def create_db_engine(url: str) -> Engine:
     """An SQLAlchemy engine with kapflow's durability and privacy settings."""
+    backend = url.split(":", 1)[0].split("+", 1)[0]
+    if backend not in SUPPORTED_BACKENDS:
+        raise StorageError(f"kapflow does not run on {backend!r} databases: use sqlite:///FILE or "
+                           "postgresql+psycopg://USER@HOST/DB")
     try:
         engine = _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url, hide_parameters=True)
     except ModuleNotFoundError as exc:  # the URL's driver is not installed
@@ -70,12 +78,27 @@ def create_db_engine(url: str) -> Engine:
         if "psycopg" not in (exc.name or ""):
             hint = "install it, or check the URL"
         failure = StorageError(f"cannot open database: its driver {exc.name} is not installed; {hint}")
+    except NoSuchModuleError:
+        failure = StorageError(f"no driver for {url.split(':', 1)[0]!r}: use sqlite:///FILE or "
+                               "postgresql+psycopg://USER@HOST/DB")
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         failure = StorageError(f"cannot open database ({type(exc).__name__}); check the URL")
     else:
         engine.logger = _NoRowsLogger(logging.getLogger("sqlalchemy.engine.Engine"))  # type: ignore[assignment]
         return engine
     raise failure  # outside the handler: the driver's error (it may quote the URL) is not its context
+
+
+def check_location(url: str, *, must_exist: bool) -> None:
+    """A SQLite file's folder exists (and, for reads, the file): said plainly, before SQLite says "unable to open"."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0].removeprefix("file:"))  # a URI names a file too
+    if must_exist and not path.exists():
+        raise StorageError(f"no database at {path}: run kapflow db upgrade to create one, or check --db "
+                           "(reads never create a database)")
+    if not path.parent.is_dir():
+        raise StorageError(f"the folder {path.parent} for the SQLite database does not exist; create it first")
 
 
 _UMASK = threading.Lock()  # the umask is the process's: two connects at once must not interleave
@@ -169,9 +192,15 @@ _SPARE_WRITERS = 2  # write connections kept between commands; the pool's defaul
 class SqlStore:
     """The ``Store`` port on SQLAlchemy Core."""
 
-    def __init__(self, url: str, *, create: bool = True, recent_cases: int = DEFAULT_CASES) -> None:
-        """``recent_cases``: how many cases' parsed projections to keep for their next command (0: none)."""
+    def __init__(
+        self, url: str, *, create: bool = True, existing_only: bool = False, recent_cases: int = DEFAULT_CASES
+    ) -> None:
+        """``create``: create or upgrade the schema if needed. ``existing_only``: open a database that exists
+        at the newest revision, or raise ``StorageError`` saying how to make one; never create anything
+        (reads). ``recent_cases``: how many cases' parsed projections to keep for their next command (0: none).
+        """
         self.url = url
+        check_location(url, must_exist=existing_only)
         self.engine = create_db_engine(url)
         self.dialect = self.engine.dialect.name
         self._hot = HotStatements(self.engine.dialect)
@@ -180,8 +209,41 @@ class SqlStore:
         self._spare: list[Any] = []  # DBAPI connections kept checked out between write commands
         self.recent = RecentProjections(recent_cases)
         self._closed = False
-        if create:
+        self._reach()
+        if existing_only:
+            self._require_schema()
+        elif create:
             self.create_schema()
+
+    def _reach(self) -> None:
+        """One connection now, so an unreachable server or an unopenable file is said as such, at start."""
+        try:
+            with self.engine.connect():
+                pass
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            url = self.engine.url
+            where = f"the SQLite file {url.database}" if self.dialect == "sqlite" else (
+                f"the database server at {url.host or 'localhost'}:{url.port or 5432}")
+            reason = type(getattr(exc, "orig", None) or exc).__name__
+            failure = StorageError(f"cannot connect to {where} ({reason}): check that it is running, that it "
+                                   "accepts connections from here and this user, and the URL")
+        else:
+            return
+        raise failure  # outside the handler: the driver's message (it may quote the URL) is not its context
+
+    def _require_schema(self) -> None:
+        """The database is at this kapflow's newest schema revision (it writes nothing to find out)."""
+        try:
+            revision, newest = schema.current(self.engine), schema.head()
+        except StorageError:
+            self.engine.dispose()
+            raise
+        if revision != newest:
+            self.engine.dispose()
+            found = "has no kapflow schema" if revision is None else f"is at schema revision {revision}"
+            raise StorageError(f"the database {found}, not {newest}: run kapflow db upgrade (reads never "
+                               "create or change a database)")
 
     def create_schema(self) -> None:
         """Create or upgrade the schema. Looks first, so a read-only user on a ready database writes nothing."""

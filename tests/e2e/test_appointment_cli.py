@@ -44,5 +44,7 @@ def test_booking_prints_the_id_and_list_shows_every_appointment(tmp_path: Path) 
 
 def test_listing_the_appointments_of_an_unknown_case_exits_4(tmp_path: Path) -> None:
     """An unknown case id is exit code 4 with one line on stderr."""
-    code, _out, err = _run(f"sqlite:///{tmp_path / 'k.db'}", "appointment", "list", "case-0000000000000000")
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    assert _run(url, "db", "upgrade")[0] == 0
+    code, _out, err = _run(url, "appointment", "list", "case-0000000000000000")
     assert code == 4 and "unknown_case" in err

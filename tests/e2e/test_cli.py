@@ -200,8 +200,8 @@ def test_a_role_that_may_not_fire_is_refused_with_exit_3(url: str, seeded: Engin
     assert "not_permitted" in line and "front_desk" in line
 
 
-def test_an_unknown_case_exits_4(url: str) -> None:
-    """Every command that takes a case id says which id is unknown, with exit 4."""
+def test_an_unknown_case_exits_4(url: str, seeded: Engine) -> None:
+    """Every command that takes a case id says which id is unknown, with exit 4 (on a database that exists)."""
     for args in (
         ("case", "show", "case-missing"),
         ("history", "case-missing"),

@@ -167,13 +167,6 @@ def test_a_wrong_workflows_setting_is_one_clear_line(
 KAP_AND_PSYCHOTHERAPY = '["kapflow.workflows.kap:KAP_PATHWAY", "kapflow.workflows.psychotherapy:PSYCHOTHERAPY_PATHWAY"]'
 
 
-def _needs_psychotherapy() -> None:
-    try:
-        from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY  # noqa: F401
-    except ImportError:
-        pytest.skip("kapflow.workflows.psychotherapy is not written yet: two workflows cannot be loaded")
-
-
 def test_diagram_draws_the_workflow_named(tmp_path: Path, url: str) -> None:
     """``diagram --workflow kap`` draws KAP's current version; --version picks another; an unknown name is exit 2."""
     one = '["kapflow.workflows.kap:KAP_PATHWAY"]'
@@ -190,7 +183,6 @@ def test_diagram_draws_the_workflow_named(tmp_path: Path, url: str) -> None:
 
 def test_with_two_workflows_loaded_the_diagram_needs_a_name(tmp_path: Path, url: str) -> None:
     """KAP and psychotherapy loaded: ``diagram`` alone is exit 2 naming both; with --workflow it draws that one."""
-    _needs_psychotherapy()
     err = one_line_error(kapflow(tmp_path, url, "diagram", workflows=KAP_AND_PSYCHOTHERAPY), 2)
     assert "invalid_input" in err and "kap" in err and "psychotherapy" in err and "--workflow" in err
     drawn = kapflow(tmp_path, url, "diagram", "--workflow", "psychotherapy", workflows=KAP_AND_PSYCHOTHERAPY)
@@ -200,7 +192,6 @@ def test_with_two_workflows_loaded_the_diagram_needs_a_name(tmp_path: Path, url:
 
 def test_cases_of_two_workflows_are_opened_listed_and_filtered(tmp_path: Path, url: str) -> None:
     """``open --workflow`` picks the workflow; ``cases`` names each client and takes a state of either workflow."""
-    _needs_psychotherapy()
     from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY
 
     intake = {**INQUIRY, "first_name": "Other", "last_name": "Client-Two", "concerns": ["anxiety"]}
