@@ -12,12 +12,14 @@ character (U+009B is a terminal's CSI) must not reach the screen raw.
 Exit codes (the CLI)::
 
     0  done (``exit_code(None)``)
-    1  anything else: a broken audit chain, a concurrency conflict, a storage
-       or configuration error, a bug
+    1  anything else: a broken audit chain, a storage or adapter error, a bug
     2  InvalidInput and its subclasses (InvalidFact, UnknownTrigger,
-       UnknownFactKind, IdempotencyKeyReused): bad input, nothing written
+       UnknownFactKind, IdempotencyKeyReused) and ConfigError: bad input or
+       settings, nothing written
     3  Refused and its subclasses (NotPermitted, TransitionNotAvailable,
-       TransitionBlocked, MigrationRefused): refused, and the refusal audited
+       TransitionBlocked, MigrationRefused): refused, and the refusal audited;
+       ConcurrencyConflict (an --expected-version the case has left): nothing
+       written, reload and retry; ``kapflow check`` of a blocked trigger
     4  UnknownCase
 
 HTTP statuses (the API)::
@@ -303,9 +305,9 @@ def exit_code(err: BaseException | None) -> int:
         return EXIT_DONE
     if isinstance(err, UnknownCase):
         return EXIT_UNKNOWN_CASE
-    if isinstance(err, InvalidInput):
+    if isinstance(err, InvalidInput | ConfigError):
         return EXIT_INPUT
-    if isinstance(err, Refused):
+    if isinstance(err, Refused | ConcurrencyConflict):
         return EXIT_REFUSED
     return EXIT_OTHER
 

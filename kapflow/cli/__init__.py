@@ -6,8 +6,8 @@ the practice's settings from ``--config FILE``. A ``KapflowError`` becomes one
 line on stderr and an exit code, never a traceback (the table is in
 ``kapflow.present``):
 
-    0 done · 1 other failure (or a broken audit chain) · 2 bad input
-    3 refused or blocked (the refusal is audited) · 4 unknown case
+    0 done · 1 other failure (or a broken audit chain) · 2 bad input or settings
+    3 refused, blocked or changed meanwhile (a refusal is audited) · 4 unknown case
 
 This module builds the app; each command group lives in its own module
 (``cases``, ``appointments``, ``worker``, ``db``, ``workflow``, ``audit``,

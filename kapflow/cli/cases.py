@@ -40,7 +40,7 @@ from kapflow.cli.common import (
 from kapflow.cli.render import events_table, print_outcome
 from kapflow.domain.case import Actor
 from kapflow.errors import InvalidInput
-from kapflow.present import blocker_lines, case_shape, case_workflow, fact_summary, verdict_shape
+from kapflow.present import EXIT_REFUSED, blocker_lines, case_shape, case_workflow, fact_summary, verdict_shape
 
 commands = typer.Typer()
 case_app = group("Look at one case.")
@@ -213,14 +213,15 @@ def check_command(
     verdict = reader(ctx).check(case_id, trigger, actor=who)
     if as_json:
         print_json(verdict_shape(verdict))
-        return
-    out = console()
-    if verdict.allowed:
-        out.print(cell(f"{trigger} can happen now"), style="green")
-        return
-    out.print(cell(f"{trigger} is blocked ({len(verdict.blockers)}):"), style="red")
-    for line in blocker_lines(verdict):
-        out.print(cell(f"  {line}"), soft_wrap=True)
+    elif verdict.allowed:
+        console().print(cell(f"{trigger} can happen now"), style="green")
+    else:
+        out = console()
+        out.print(cell(f"{trigger} is blocked ({len(verdict.blockers)}):"), style="red")
+        for line in blocker_lines(verdict):
+            out.print(cell(f"  {line}"), soft_wrap=True)
+    if not verdict.allowed:
+        raise typer.Exit(EXIT_REFUSED)  # blocked, as a refused command is (nothing was written)
 
 
 @commands.command("history")

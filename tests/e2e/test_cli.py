@@ -140,12 +140,14 @@ def test_check_prints_every_blocker_with_its_sentence(url: str, seeded: Engine) 
     events_before = len(seeded.history(case_id))
 
     checked = kapflow(url, "check", case_id, "start_evaluation", "--actor", "fd-avery", "--role", "front_desk")
-    assert checked.exit_code == 0, checked.stderr
+    assert checked.exit_code == 3, checked.stderr  # blocked, as the README's exit codes say
     assert "start_evaluation is blocked (2):" in checked.stdout
     assert "not_permitted: a front desk may not do this; ask: prescriber" in checked.stdout
     assert "evaluation_fee_unpaid: $250 evaluation fee is due before the evaluation (paid so far: $0)" in checked.stdout
 
-    verdict = as_json(kapflow(url, "check", case_id, "start_evaluation", "--json"))
+    as_verdict = kapflow(url, "check", case_id, "start_evaluation", "--json")
+    assert as_verdict.exit_code == 3
+    verdict = json.loads(as_verdict.stdout)
     assert verdict["allowed"] is False
     assert [b["code"] for b in verdict["blockers"]] == ["evaluation_fee_unpaid"]
 
@@ -176,7 +178,9 @@ def test_a_blocked_fire_exits_3_with_every_blocker_on_stderr(url: str, seeded: E
     """Starting a KAP session without its checklist is refused: exit 3, every blocker on one stderr line."""
     case_id = open_case(seeded)
     to_ready(seeded, clock_of(seeded), case_id)
-    expected = as_json(kapflow(url, "check", case_id, "start_kap_session", "--json"))["blockers"]
+    checked = kapflow(url, "check", case_id, "start_kap_session", "--json")
+    assert checked.exit_code == 3
+    expected = json.loads(checked.stdout)["blockers"]
     assert {"pre_dose_vitals_missing", "fasting_not_attested", "escort_missing", "clinician_not_present"} <= {
         b["code"] for b in expected
     }
@@ -248,12 +252,12 @@ def test_other_bad_input_exits_2(url: str, seeded: Engine, args: tuple[str, ...]
     assert line.startswith(f"kapflow: {code}: ")
 
 
-def test_a_stale_expected_version_exits_1_and_an_idempotency_key_replays(url: str, seeded: Engine) -> None:
+def test_a_stale_expected_version_exits_3_and_an_idempotency_key_replays(url: str, seeded: Engine) -> None:
     """--expected-version guards against lost updates; --idempotency-key repeats a command safely."""
     case_id = open_case(seeded)
     stale = kapflow(url, "fire", case_id, "hold", "--actor", "fd-avery", "--role", "front_desk",
                     "--data", '{"reason": "travelling"}', "--expected-version", "7")
-    assert "concurrency_conflict" in assert_one_line_error(stale, 1)
+    assert "concurrency_conflict" in assert_one_line_error(stale, 3)
 
     args = ("fire", case_id, "hold", "--actor", "fd-avery", "--role", "front_desk",
             "--data", '{"reason": "travelling"}', "--idempotency-key", "hold-1")

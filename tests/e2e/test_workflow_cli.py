@@ -146,10 +146,10 @@ def test_migrate_needs_a_permitted_actor(tmp_path: Path, url: str, cases: dict[s
 @pytest.mark.parametrize(
     ("workflows", "code", "expected"),
     [
-        ('["no_such_module:KAP"]', 1, "cannot import 'no_such_module'"),
-        ('["practice_versions:NOT_A_WORKFLOW"]', 1, "is a str, not a kapflow Workflow"),
-        ('["practice_versions:MISSING"]', 1, "is nothing, not a kapflow Workflow"),
-        ('["practice_versions:KAP_V2", "practice_versions:KAP_V2"]', 1, "repeats kap version '2'"),
+        ('["no_such_module:KAP"]', 2, "cannot import 'no_such_module'"),
+        ('["practice_versions:NOT_A_WORKFLOW"]', 2, "is a str, not a kapflow Workflow"),
+        ('["practice_versions:MISSING"]', 2, "is nothing, not a kapflow Workflow"),
+        ('["practice_versions:KAP_V2", "practice_versions:KAP_V2"]', 2, "repeats kap version '2'"),
         ('"kapflow.workflows.kap:KAP_PATHWAY"', 2, "workflows must be a non-empty list"),
         ('["kapflow.workflows.kap"]', 2, "workflows must be a non-empty list"),
     ],
