@@ -79,14 +79,19 @@ def prepare_dosing(engine: Engine, case_id: str, systolic: int = 122, diastolic:
     engine.record(case_id, "clinician_present", {"clinician": "Jordan Sample, LCSW"}, actor=THERAPIST)
 
 
-def one_kap_session(engine: Engine, clock: FakeClock, case_id: str) -> None:
-    """A whole KAP session: checklist, dosing, 2 h observation, discharge, integration."""
+def dose_and_discharge(engine: Engine, clock: FakeClock, case_id: str) -> None:
+    """A KAP session up to its integration: checklist, dosing, 2 h observation, discharge."""
     prepare_dosing(engine, case_id)
     engine.fire(case_id, "start_kap_session", actor=THERAPIST)
     clock.advance(minutes=120)
     engine.record(case_id, "vitals", {"phase": "post_dose", "systolic": 118, "diastolic": 76}, actor=THERAPIST)
     engine.record(case_id, "discharge_check", {"stable": True, "no_driving_acknowledged": True}, actor=THERAPIST)
     engine.fire(case_id, "discharge", actor=THERAPIST)
+
+
+def one_kap_session(engine: Engine, clock: FakeClock, case_id: str) -> None:
+    """A whole KAP session: checklist, dosing, 2 h observation, discharge, integration."""
+    dose_and_discharge(engine, clock, case_id)
     clock.advance(minutes=60)
     engine.fire(case_id, "complete_integration", actor=THERAPIST)
 

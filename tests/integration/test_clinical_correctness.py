@@ -18,8 +18,8 @@ from support import (
     THERAPIST,
     assert_audited,
     at,
+    dose_and_discharge,
     open_case,
-    prepare_dosing,
     to_evaluating,
     to_ready,
 )
@@ -131,12 +131,7 @@ def test_release_by_the_front_desk_cancels_too_and_keeps_other_appointments(engi
 def _in_integration(engine: Engine, clock: FakeClock) -> str:
     case_id = open_case(engine)
     to_ready(engine, clock, case_id)
-    prepare_dosing(engine, case_id)
-    engine.fire(case_id, "start_kap_session", actor=THERAPIST)
-    clock.advance(minutes=120)
-    engine.record(case_id, "vitals", {"phase": "post_dose", "systolic": 118, "diastolic": 76}, actor=THERAPIST)
-    engine.record(case_id, "discharge_check", {"stable": True, "no_driving_acknowledged": True}, actor=THERAPIST)
-    engine.fire(case_id, "discharge", actor=THERAPIST)
+    dose_and_discharge(engine, clock, case_id)
     return case_id
 
 
