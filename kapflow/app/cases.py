@@ -144,17 +144,19 @@ def _move(
 def _cancel_on_entry(
     tx: Transaction, case: CaseRecord, wf: Workflow, transition: Transition, actor: Actor
 ) -> CaseRecord:
-    """Cancel the active appointments of the kinds ``transition`` names, in the move's transaction.
+    """Cancel the active appointments of the kinds ``transition`` names, and, when the case has just
+    closed (a final state), every appointment still ahead: in the move's transaction.
 
     Each cancellation is an appointment change fact of its own (audited after the move, by the same
     actor, with the trigger as its reason), so the projection, the timers and the calendar follow it
     exactly as they follow a cancellation recorded by hand, and a replay of the history finds it.
     """
-    if not transition.cancels or wf.appointments is None:
+    closed = wf.state(case.state).final
+    if (not transition.cancels and not closed) or wf.appointments is None:
         return case
-    update = wf.appointments.update
+    update, now = wf.appointments.update, tx.now()
     for appt in appointments(case.id, case.projection, wf.appointments).values():
-        if appt.active and appt.kind in transition.cancels:
+        if appt.active and (appt.kind in transition.cancels or (closed and appt.starts_at > now)):
             change = {"appointment": appt.id, "action": "cancel", "reason": transition.trigger.replace("_", " ")}
             parsed = wf.facts[update].spec(change, tx.now())
             case = _fold_fact(tx, case, actor, update, parsed, None)

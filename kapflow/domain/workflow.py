@@ -114,6 +114,8 @@ class Transition:
     ``cancels`` names appointment kinds: entering ``dest`` by this transition cancels the case's
     active appointments of those kinds, in the move's transaction (releasing an unpaid evaluation
     frees its slot: the appointment, its reminders and its calendar event are cancelled with it).
+    Entering a final state cancels every appointment still ahead, whatever the transition says: a
+    closed case keeps nothing on the calendar (past appointments are left as they were recorded).
     """
 
     trigger: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psychotherapy_support as therapy
@@ -187,3 +188,32 @@ def test_required_data_must_be_text(engine: Engine, value: Any) -> None:
     assert engine.case(case_id) == before and len(engine.history(case_id)) == events
     with pytest.raises(InvalidInput):
         engine.check(case_id, "hold", actor=FRONT_DESK, data={"reason": value})
+
+
+def test_a_closed_case_keeps_nothing_on_the_calendar(kit: ReminderKit) -> None:
+    """Withdrawing cancels the appointments still ahead (and their calendar events); one already past stays."""
+    e = kit.engine
+    case_id = open_case(e)
+    e.book_appointment(case_id, "evaluation", at(0, 8), actor=FRONT_DESK)  # an hour before T0: past at withdrawal
+    e.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK)
+    kit.run()
+    assert kit.calendar.get(f"{case_id}-a2@kapflow") is not None
+    e.fire(case_id, "withdraw", actor=CLIENT, data={"reason": "moving away"})
+    kit.run()
+    assert [a.status for a in e.appointments(case_id)] == ["booked", "cancelled"]
+    cancelled = kit.calendar.get(f"{case_id}-a2@kapflow")
+    assert cancelled is not None and cancelled.cancelled
+    assert_audited(e, case_id)
+
+
+def test_a_discharge_cancels_the_sessions_still_booked(any_ready_url: str) -> None:
+    """A planned psychotherapy discharge cancels the next session booked; the episode's visits stay."""
+    clock = FakeClock(T0)
+    with build_engine(any_ready_url, PSYCHOTHERAPY_PATHWAY, clock=clock) as e:
+        case_id = therapy.open_case(e)
+        therapy.to_active(e, clock, case_id)
+        e.book_appointment(case_id, "psychotherapy_session", clock.now() + timedelta(days=7), actor=FRONT_DESK)
+        e.fire(case_id, "discharge", actor=THERAPIST, data={"reason": "goals met"})
+        assert [(a.kind, a.status) for a in e.appointments(case_id)] == [
+            ("intake", "booked"), ("psychotherapy_session", "cancelled"),
+        ]
