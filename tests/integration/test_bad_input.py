@@ -476,3 +476,39 @@ def test_fuzzed_odd_values_get_kapflow_errors_only(ready: Ready, call: Callable[
         pytest.fail(f"bad input reported as a storage error: {exc!r}")
     except KapflowError:
         pass
+
+
+def _fact_calls() -> st.SearchStrategy[Callable[[Engine, str], object]]:
+    """Every fact kind of the KAP pathway, recorded by each of its recorders, with odd values in its fields."""
+    from kapflow.workflows.kap import KAP_PATHWAY
+
+    def call(kind: str, role: str, fields: dict[str, Any]) -> Callable[[Engine, str], object]:
+        return record(kind, fields, actor=Actor("fuzz-1", role))
+
+    return st.sampled_from(sorted(KAP_PATHWAY.facts)).flatmap(
+        lambda kind: st.builds(
+            call,
+            st.just(kind),
+            st.sampled_from(sorted(KAP_PATHWAY.facts[kind].roles)),
+            st.dictionaries(
+                st.sampled_from([f.name for f in KAP_PATHWAY.facts[kind].spec.fields] + ["unknown"]),
+                st.one_of(ODD_ANY, ODD_INSTANTS.map(lambda m: m.isoformat()), st.dates().map(str)),
+                max_size=6,
+            ),
+        )
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(call=_fact_calls())
+def test_fuzzed_facts_of_every_kind_get_kapflow_errors_only(
+    ready: Ready, call: Callable[[Engine, str], object]
+) -> None:
+    """Any fact kind with odd field values is recorded, or refused with a kapflow error: never anything else."""
+    try:
+        call(ready.engine, ready.case_id)
+    except StorageError as exc:
+        pytest.fail(f"bad input reported as a storage error: {exc!r}")
+    except KapflowError:
+        pass
+    assert ready.engine.verify_audit(ready.case_id).ok
