@@ -41,7 +41,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, *, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(port: int, *, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
     """Return once ``port`` accepts connections; fail after ``timeout`` seconds or if ``process`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

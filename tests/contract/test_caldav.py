@@ -105,14 +105,14 @@ def test_an_event_written_by_another_client_is_updated_in_place(
 def test_check_explains_a_refusing_server(http_recorder: HttpRecorder, path: str, says: str) -> None:
     """403, 404 and a plain web server each give a sentence, and never the password."""
     with pytest.raises(AdapterConfigError) as caught:
-        CalDAVCalendar(http_recorder.base_url + path, USER, PASSWORD, "kap", timeout=5).check()
+        CalDAVCalendar(http_recorder.base_url + path, USER, PASSWORD, "kap", timeout=30).check()
     assert says in str(caught.value)
     assert "S3CRET" not in str(caught.value)
 
 
 def test_check_explains_connection_refused() -> None:
     with pytest.raises(AdapterConfigError, match="cannot be reached"):
-        CalDAVCalendar(f"http://127.0.0.1:{free_port()}/", USER, PASSWORD, "kap", timeout=5).check()
+        CalDAVCalendar(f"http://127.0.0.1:{free_port()}/", USER, PASSWORD, "kap", timeout=30).check()
 
 
 def test_writes_after_the_server_went_down_fail_transiently(tmp_path: Path, name: str) -> None:
@@ -120,7 +120,7 @@ def test_writes_after_the_server_went_down_fail_transiently(tmp_path: Path, name
     server = RadicaleServer(tmp_path)
     server.start()
     try:
-        kap = CalDAVCalendar(server.url, USER, PASSWORD, name, timeout=5)
+        kap = CalDAVCalendar(server.url, USER, PASSWORD, name, timeout=30)
         kap.check()
     finally:
         server.stop()
@@ -133,7 +133,7 @@ def test_writes_after_the_server_went_down_fail_transiently(tmp_path: Path, name
 @pytest.mark.parametrize(("status", "permanent"), [(403, False), (404, False), (400, True), (500, False)])
 def test_refusals_at_write_time(http_recorder: HttpRecorder, status: int, permanent: bool) -> None:
     """Access problems and server errors are retried; a 400 for the content is not."""
-    kap = CalDAVCalendar(f"{http_recorder.base_url}/status/{status}/", USER, PASSWORD, "kap", timeout=5)
+    kap = CalDAVCalendar(f"{http_recorder.base_url}/status/{status}/", USER, PASSWORD, "kap", timeout=30)
     with pytest.raises(DeliveryFailed) as caught:
         kap.upsert(evaluation())
     assert caught.value.permanent is permanent

@@ -195,7 +195,7 @@ class TestCalDAVCalendar(CalendarContract):
     @pytest.fixture
     def harness(self, radicale: RadicaleServer, http_recorder: HttpRecorder) -> Harness:
         name = f"kap-{uuid.uuid4().hex[:8]}"
-        calendar = CalDAVCalendar(radicale.url, USER, PASSWORD, name, timeout=5)
+        calendar = CalDAVCalendar(radicale.url, USER, PASSWORD, name, timeout=30)
         calendar.check()
 
         def count(uid: str) -> int:
@@ -206,7 +206,7 @@ class TestCalDAVCalendar(CalendarContract):
         return Harness(
             calendar=calendar,
             count=count,
-            refusing=lambda: CalDAVCalendar(http_recorder.base_url + "/status/403/", USER, PASSWORD, name, timeout=5),
+            refusing=lambda: CalDAVCalendar(http_recorder.base_url + "/status/403/", USER, PASSWORD, name, timeout=30),
         )
 
 

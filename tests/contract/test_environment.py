@@ -60,6 +60,6 @@ def test_requests_still_works(http_recorder: HttpRecorder) -> None:
     """The symptom of the override: clients of the real urllib3 (requests, under apprise) break. They do not."""
     import requests
 
-    response = requests.get(http_recorder.base_url + "/environment-check", timeout=5)
+    response = requests.get(http_recorder.base_url + "/environment-check", timeout=30)
     assert response.status_code == 200 and response.json() == {}
     response.close()

@@ -146,7 +146,7 @@ def _mail_deliveries(server: SmtpServer, msg: Message, *, by_key: bool = True) -
 
 def _tls_notifier(server: SmtpServer) -> SmtpNotifier:
     """STARTTLS as by default, trusting the test server's self-signed certificate."""
-    return SmtpNotifier(server.host, server.port, SENDER, tls_context=server.client_context, timeout=5)
+    return SmtpNotifier(server.host, server.port, SENDER, tls_context=server.client_context, timeout=30)
 
 
 class TestSmtpNotifier(NotifierContract):
@@ -154,8 +154,8 @@ class TestSmtpNotifier(NotifierContract):
     def harness(self, smtp_server: SmtpServer) -> Harness:
         return Harness(
             good=lambda: _tls_notifier(smtp_server),
-            misconfigured=lambda: SmtpNotifier("127.0.0.1", free_port(), SENDER, timeout=5),
-            failing=lambda: SmtpNotifier("127.0.0.1", free_port(), SENDER, timeout=5),
+            misconfigured=lambda: SmtpNotifier("127.0.0.1", free_port(), SENDER, timeout=30),
+            failing=lambda: SmtpNotifier("127.0.0.1", free_port(), SENDER, timeout=30),
             deliveries=lambda msg: _mail_deliveries(smtp_server, msg),
             recipient="alex.client@example.org",
         )
@@ -173,7 +173,7 @@ class TestSmtpNotifierTemporaryRejection(NotifierContract):
 
         return Harness(
             good=lambda: _tls_notifier(smtp_server),
-            misconfigured=lambda: SmtpNotifier("nonexistent.invalid", 25, SENDER, timeout=5),
+            misconfigured=lambda: SmtpNotifier("nonexistent.invalid", 25, SENDER, timeout=30),
             failing=failing,
             deliveries=lambda msg: _mail_deliveries(smtp_server, msg),
             recipient="alex.client@example.org",
@@ -218,9 +218,9 @@ class TestWebhookNotifier(NotifierContract):
     def harness(self, http_recorder: HttpRecorder) -> Harness:
         path = f"/hooks/{uuid.uuid4().hex}"
         return Harness(
-            good=lambda: WebhookNotifier(http_recorder.base_url + path, SECRET, timeout=5),
-            misconfigured=lambda: WebhookNotifier(f"http://127.0.0.1:{free_port()}{path}", SECRET, timeout=5),
-            failing=lambda: WebhookNotifier(http_recorder.base_url + "/status/503" + path, SECRET, timeout=5),
+            good=lambda: WebhookNotifier(http_recorder.base_url + path, SECRET, timeout=30),
+            misconfigured=lambda: WebhookNotifier(f"http://127.0.0.1:{free_port()}{path}", SECRET, timeout=30),
+            failing=lambda: WebhookNotifier(http_recorder.base_url + "/status/503" + path, SECRET, timeout=30),
             deliveries=lambda msg: _webhook_deliveries(http_recorder, path, msg),
             recipient="+15555550100",
         )
@@ -246,9 +246,9 @@ class TestAppriseNotifierJson(NotifierContract):
         path = f"/sms/{uuid.uuid4().hex}"
         base = f"json://127.0.0.1:{http_recorder.port}"
         return Harness(
-            good=lambda: AppriseNotifier("sms", base + path, timeout=5),
+            good=lambda: AppriseNotifier("sms", base + path, timeout=30),
             misconfigured=lambda: AppriseNotifier("sms", "json://"),
-            failing=lambda: AppriseNotifier("sms", f"{base}/status/503{path}", timeout=5),
+            failing=lambda: AppriseNotifier("sms", f"{base}/status/503{path}", timeout=30),
             deliveries=lambda msg: _apprise_json_deliveries(http_recorder, path, msg),
             recipient="+15555550100",
             carries_recipient=False,
@@ -262,9 +262,9 @@ class TestAppriseNotifierEmail(NotifierContract):
     def harness(self, smtp_server: SmtpServer) -> Harness:
         url = f"mailto://127.0.0.1:{smtp_server.port}?from={SENDER}&to={{recipient}}&mode=insecure"
         return Harness(
-            good=lambda: AppriseNotifier("email", url, timeout=5),
+            good=lambda: AppriseNotifier("email", url, timeout=30),
             misconfigured=lambda: AppriseNotifier("email", "mailto://"),
-            failing=lambda: AppriseNotifier("email", url.replace(str(smtp_server.port), str(free_port())), timeout=5),
+            failing=lambda: AppriseNotifier("email", url.replace(str(smtp_server.port), str(free_port())), timeout=30),
             deliveries=lambda msg: _mail_deliveries(smtp_server, msg),
             recipient="alex.client@example.org",
         )

@@ -104,7 +104,7 @@ def test_a_server_without_starttls_is_not_used_in_clear(plain_server: SmtpServer
 def test_an_untrusted_certificate_is_refused(smtp_server: SmtpServer) -> None:
     """The system's trust store does not know the test server's self-signed certificate: no mail."""
     with pytest.raises(AdapterConfigError, match="TLS"):
-        SmtpNotifier(smtp_server.host, smtp_server.port, SENDER, timeout=5).check()
+        SmtpNotifier(smtp_server.host, smtp_server.port, SENDER, timeout=30).check()
 
 
 def test_cleartext_is_only_for_an_explicitly_allowed_loopback_relay(plain_server: SmtpServer) -> None:
