@@ -28,16 +28,7 @@ from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Skips summarised: each reason once, with how many tests it skipped (``-rs`` lists them all)."""
-    reasons: dict[str, int] = {}
-    for report in terminalreporter.stats.get("skipped", []):
-        if isinstance(report.longrepr, tuple):
-            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
-            reasons[reason] = reasons.get(reason, 0) + 1
-    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
-        terminalreporter.write_line(f"skipped {count}: {reason}")
+pytest_plugins = ["skip_summary"]  # skipped tests counted by reason, one line each
 
 
 POSTGRES_ENV = "KAPFLOW_TEST_POSTGRES_URL"
