@@ -23,7 +23,7 @@ SAFE_KEYS = frozenset(
         "event", "level", "timestamp", "logger", "exception",
         "case_id", "trigger", "source", "dest", "state", "code", "kind", "workflow",
         "version", "count", "duration_ms", "seq", "attempt", "attempts", "error",
-        "error_code", "channel", "message_key", "timer_id", "worker", "status", "path",
+        "error_code", "channel", "message_key", "timer_id", "worker", "status", "path", "fact_kind",
         "method", "status_code", "cases", "events", "problems", "url_scheme",
         "timers", "sent", "failed", "gave_up",
     }
