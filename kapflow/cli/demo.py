@@ -43,8 +43,10 @@ def demo_command(
     settings = _write_settings(_beside_database(url, "-settings.toml"))
     _print_demo(console(), run, mail)
     # The demo's cases are on both pathways; the default settings load KAP only.
-    console().print(Text(f"Next, with the demo's settings: kapflow --db {url} --config {settings} cases · "
-                         "then case show ID · history ID"), soft_wrap=True)
+    out = console()
+    out.print(Text("Next, with the demo's settings (its cases are on both of its pathways):"))
+    out.print(Text(f"  kapflow --db {url} --config {settings} cases"), soft_wrap=True)  # whole, to copy
+    out.print(Text("  then: case show ID · history ID · appointment list ID"))
     if not run.audit.ok:
         raise typer.Exit(EXIT_OTHER)
 
@@ -77,10 +79,15 @@ def _print_demo(out: Console, run: DemoRun, mail_folder: Path | None = None) -> 
 
 def _print_story(out: Console, story: ClientStory) -> None:
     out.print(Rule(cell(f"{story.client} · {story.case_id}")), width=min(out.width, _RULE_WIDTH))
-    out.print(cell(story.headline), style="bold", soft_wrap=True)
+    out.print(cell(story.headline), style="bold")
     out.print(Text("Key moments:"))
+    # A grid, so a long moment (a refusal's sentence) wraps under itself, not under the time.
+    moments = Table.grid(padding=(0, 2), pad_edge=True)
+    moments.add_column(no_wrap=True)
+    moments.add_column(overflow="fold")
     for m in story.moments:
-        out.print(cell(f"  {when(m.at)}  {m.text}"), soft_wrap=True)
+        moments.add_row(when(m.at), cell(m.text))
+    out.print(moments)
     out.print(events_table(story.history, details=False, out=out))
     out.print(cell(f"ends in state: {story.state}"))
     out.print()
