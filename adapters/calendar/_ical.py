@@ -1,6 +1,7 @@
 """RFC 5545 text for kapflow's calendar events: the one module that imports ``icalendar``.
 
-An event is written as a VEVENT with DTSTART/DTEND in UTC, SEQUENCE, STATUS
+An event is written as a VEVENT with DTSTART/DTEND in the zone its times
+carry (the practice's: ``TZID`` with its ``VTIMEZONE``, or UTC), SEQUENCE, STATUS
 (CONFIRMED or CANCELLED) and one DISPLAY VALARM per alarm, triggered that
 long before the start. The alarm text is a fixed word: an alarm pops up on
 screens, so it must not repeat the summary.
@@ -58,6 +59,7 @@ def event_ics(event: CalendarEvent, *, stamp: datetime) -> str:
     """A VCALENDAR holding the one VEVENT (the shape of a CalDAV resource and of an .ics file)."""
     calendar = _calendar()
     calendar.add_component(_vevent(event, stamp))
+    calendar.add_missing_timezones()  # a VTIMEZONE for a TZID, so any client shows the clinic's time
     return bytes(calendar.to_ical()).decode()
 
 

@@ -1,6 +1,7 @@
 """Rules every calendar adapter applies the same way, so they behave alike under the contract tests.
 
-- Times are stored in UTC, to the second (RFC 5545 has no fractions).
+- Times are stored in the zone they are given in (the practice's: a shared calendar shows clinic
+  times, with TZID and VTIMEZONE in iCalendar), to the second (RFC 5545 has no fractions).
 - SEQUENCE never goes backwards: a changed event gets at least the stored
   SEQUENCE plus one, so calendar clients accept the change even when a caller
   does not count. Writing an unchanged event again is a no-op, so a retried
@@ -10,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from kapflow.errors import DeliveryFailed
 from kapflow.ports import CalendarEvent
@@ -18,18 +19,18 @@ from kapflow.ports import CalendarEvent
 CHANNEL = "calendar"
 
 
-def _utc(moment: datetime, name: str) -> datetime:
+def _zoned(moment: datetime, name: str) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise DeliveryFailed(CHANNEL, f"{name} must be time-zone aware", permanent=True)
-    return moment.astimezone(UTC).replace(microsecond=0)
+    return moment.replace(microsecond=0)
 
 
 def normalized(event: CalendarEvent) -> CalendarEvent:
     """The event as a calendar stores it; ``DeliveryFailed(permanent=True)`` if it cannot be stored at all."""
     if not event.uid or any(c in event.uid for c in "\r\n"):
         raise DeliveryFailed(CHANNEL, "the event needs a one-line uid", permanent=True)
-    starts_at = _utc(event.starts_at, "starts_at")
-    ends_at = _utc(event.ends_at, "ends_at")
+    starts_at = _zoned(event.starts_at, "starts_at")
+    ends_at = _zoned(event.ends_at, "ends_at")
     if ends_at <= starts_at:
         raise DeliveryFailed(CHANNEL, "ends_at must be after starts_at", permanent=True)
     return replace(event, starts_at=starts_at, ends_at=ends_at, sequence=max(event.sequence, 0))

@@ -19,7 +19,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from kapflow.app.engine import Engine
 from kapflow.app.events import note_event
@@ -141,7 +141,7 @@ class Dispatcher:
         if claim.channel == CALENDAR:
             if self.calendar is None:
                 raise DeliveryFailed(CALENDAR, "no calendar adapter is configured", permanent=True)
-            _apply_calendar(self.calendar, CalendarChange.from_payload(claim.message.payload))
+            _apply_calendar(self.calendar, CalendarChange.from_payload(claim.message.payload), self.app.timezone)
             return
         notifier = self.notifiers.get(claim.channel)
         if notifier is None:
@@ -202,13 +202,15 @@ class Dispatcher:
         tx.note(case, note_event(case, actor, EventKind.DELIVERY_FAILED, at=tx.now(), data=data))
 
 
-def _apply_calendar(calendar: Calendar, change: CalendarChange) -> None:
+def _apply_calendar(calendar: Calendar, change: CalendarChange, tz: tzinfo) -> None:
+    """The change on the calendar, its times in the practice's zone (a shared calendar shows clinic times)."""
     if change.cancelled:
         calendar.cancel(change.uid)
         return
     calendar.upsert(
         CalendarEvent(
-            uid=change.uid, summary=change.summary, starts_at=change.starts_at, ends_at=change.ends_at,
+            uid=change.uid, summary=change.summary, starts_at=change.starts_at.astimezone(tz),
+            ends_at=change.ends_at.astimezone(tz),
             location=change.location, description=change.description, alarms=change.alarms,
             sequence=change.sequence,
         )

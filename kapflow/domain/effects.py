@@ -20,6 +20,8 @@ from kapflow.domain.workflow import Workflow
 CALENDAR = "calendar"
 PRACTICE = "practice"
 CALENDAR_ALARMS = (timedelta(hours=24),)
+NEUTRAL_SUMMARY = "Appointment at the practice"
+"""What a calendar event says: calendars are often shared, so it never names the treatment or the client."""
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,9 @@ def _worth_it(timer: PlannedTimer, now: datetime) -> bool:
 
 def calendar_message(appt: Appointment) -> OutboxMessage:
     """The calendar change for an appointment's current version (its key carries the SEQUENCE)."""
-    label = appt.kind.replace("_", " ")
     change = CalendarChange(
         uid=appt.uid,
-        summary=f"{label.capitalize()} ({appt.location.replace('_', ' ')})",
+        summary=NEUTRAL_SUMMARY,
         starts_at=appt.starts_at,
         ends_at=appt.ends_at,
         location=appt.location.replace("_", " "),

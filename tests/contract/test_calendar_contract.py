@@ -140,15 +140,15 @@ class CalendarContract:
         harness.calendar.cancel("never-written@kapflow")
         assert harness.calendar.get("never-written@kapflow") is None
 
-    def test_times_are_stored_in_utc(self, harness: Harness) -> None:
-        """A start given in the practice's zone reads back as the same instant, in UTC."""
+    def test_times_are_stored_in_the_practices_zone(self, harness: Harness) -> None:
+        """A start given in the practice's zone reads back as the same instant, in that zone (clinic time)."""
         local = datetime(2026, 7, 6, 9, 30, tzinfo=ZoneInfo("America/Los_Angeles"))
         event = appointment(starts_at=local, ends_at=local + timedelta(minutes=KAP_SESSION_MINUTES))
         harness.calendar.upsert(event)
         stored = harness.calendar.get(event.uid)
         assert stored is not None
-        assert stored.starts_at == local and stored.starts_at.utcoffset() == timedelta(0)
-        assert stored.starts_at.hour == 16
+        assert stored.starts_at == local and stored.starts_at.utcoffset() == timedelta(hours=-7)
+        assert stored.starts_at.hour == 9
 
     def test_text_outside_ascii_survives(self, harness: Harness) -> None:
         """Summaries and locations in any script read back unchanged."""
