@@ -50,9 +50,10 @@ class Engine:
         when it is one of them; None: any). ``console_url``: the console's base URL, for staff alerts' links."""
         loaded = WorkflowSet(workflows)
         clock = clock or SystemClock()
-        runner = CommandRunner(store, loaded, clock, calendar_sync=calendar_sync, policy=retry)
+        zone = practice_timezone(timezone)
+        runner = CommandRunner(store, loaded, clock, calendar_sync=calendar_sync, policy=retry, tz=zone)
         self.app = AppContext(
-            store=store, runner=runner, workflows=loaded, clock=clock, timezone=practice_timezone(timezone),
+            store=store, runner=runner, workflows=loaded, clock=clock, timezone=zone,
             contacts=contacts or {}, calendar_sync=calendar_sync,
             channels=None if channels is None else frozenset(channels), console_url=console_url,
         )

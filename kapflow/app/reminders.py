@@ -168,7 +168,7 @@ def _settle(app: AppContext, tx: Transaction, claim: TimerClaim, worker: str) ->
     wf = app.workflows.of(case)
     facts = case.projection
     now = tx.now()
-    if claim.key not in plan_timers(wf, case.id, case.state, facts, case.opened_at):
+    if claim.key not in plan_timers(wf, case.id, case.state, facts, case.opened_at, app.timezone):
         return _close(tx, claim, worker, TimerOutcome(TimerStatus.CANCELLED, "no longer planned"))
     reminder = next(r for r in wf.state(case.state).reminders if r.name == claim.reminder)
     verdict = _verdict(app, wf, case, facts, reminder, claim, now)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, NoReturn, TypeVar
 
 from kapflow.app.command_input import outcome_from_json
@@ -57,11 +57,14 @@ ONCE = RetryPolicy(attempts=1)
 class Transaction:
     """What a command's body may do in its one transaction. The runner commits it."""
 
-    def __init__(self, uow: UnitOfWork, workflows: WorkflowSet, clock: Clock, *, calendar_sync: bool) -> None:
+    def __init__(
+        self, uow: UnitOfWork, workflows: WorkflowSet, clock: Clock, *, calendar_sync: bool, tz: tzinfo = UTC,
+    ) -> None:
         self.uow = uow
         self.workflows = workflows
         self.clock = clock
         self.calendar_sync = calendar_sync
+        self.tz = tz  # the practice's time zone: timers count business days on its calendar
         self.read_only = False
 
     def load(self, case_id: str) -> tuple[CaseRecord, Workflow]:
@@ -75,8 +78,9 @@ class Transaction:
         """A new case with the event that opened it, and what entering its first state plans."""
         self.uow.insert_case(case)
         self.uow.append_event(event)
-        self.uow.apply_effects(effects_of(self.workflows.of(case), None, case, calendar=self.calendar_sync),
-                               case.updated_at)
+        self.uow.apply_effects(
+            effects_of(self.workflows.of(case), None, case, calendar=self.calendar_sync, tz=self.tz), case.updated_at
+        )
 
     def change(self, case: CaseRecord, updated: CaseRecord, event: AuditEvent, expected: int | None = None) -> None:
         """``case`` becomes ``updated`` with ``event``, and its timers and calendar follow, or raise.
@@ -90,7 +94,7 @@ class Transaction:
                 case.id, expected if expected is not None else case.version, current.version if current else None
             )
         effects = effects_of(self.workflows.of(updated), case, updated, calendar=self.calendar_sync,
-                             before_wf=self.workflows.of(case))
+                             before_wf=self.workflows.of(case), tz=self.tz)
         self.uow.apply_effects(effects, updated.updated_at)
 
     def note(self, case: CaseRecord, event: AuditEvent) -> CaseRecord:
@@ -121,12 +125,14 @@ class CommandRunner:
 
     def __init__(
         self, store: Store, workflows: WorkflowSet, clock: Clock, *,
-        calendar_sync: bool = False, policy: RetryPolicy | None = None,
+        calendar_sync: bool = False, policy: RetryPolicy | None = None, tz: tzinfo = UTC,
     ) -> None:
+        """``tz``: the practice's time zone (reminders counted in business days follow its calendar)."""
         self._store = store
         self._workflows = workflows
         self._clock = clock
         self._calendar_sync = calendar_sync
+        self._tz = tz
         self.policy = policy or RetryPolicy()
 
     def run(self, body: Callable[[Transaction], T], *, case_id: str = "", policy: RetryPolicy | None = None) -> T:
@@ -135,7 +141,7 @@ class CommandRunner:
         for _attempt in range(attempts):
             try:
                 with self._store.write() as uow:
-                    tx = Transaction(uow, self._workflows, self._clock, calendar_sync=self._calendar_sync)
+                    tx = Transaction(uow, self._workflows, self._clock, calendar_sync=self._calendar_sync, tz=self._tz)
                     result = body(tx)
                     if not tx.read_only:
                         uow.commit()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from kapflow.domain.appointments import Appointment, appointments
@@ -89,23 +89,24 @@ class Effects:
 
 def effects_of(
     wf: Workflow, before: CaseRecord | None, after: CaseRecord, *, calendar: bool = False,
-    before_wf: Workflow | None = None,
+    before_wf: Workflow | None = None, tz: tzinfo = UTC,
 ) -> Effects:
     """The timers (and, with ``calendar``, calendar messages) that follow ``before`` becoming ``after``.
 
     ``wf`` is the workflow of ``after``; ``before_wf`` that of ``before`` when it differs (a migration).
+    ``tz`` is the practice's time zone, whose calendar business days are counted on.
     """
     quiet_before = before is None or not (before_wf or wf).state(before.state).reminders
     if not calendar and quiet_before and not wf.state(after.state).reminders:
         return Effects()  # no reminders on either side: nothing to plan or cancel
     after_facts = after.projection
-    planned_after = plan_timers(wf, after.id, after.state, after_facts, after.opened_at)
+    planned_after = plan_timers(wf, after.id, after.state, after_facts, after.opened_at, tz)
     if before is None:
         planned_before: dict[str, PlannedTimer] = {}
         appts_before: dict[str, Appointment] = {}
     else:
         before_facts = before.projection
-        planned_before = plan_timers(before_wf or wf, before.id, before.state, before_facts, before.opened_at)
+        planned_before = plan_timers(before_wf or wf, before.id, before.state, before_facts, before.opened_at, tz)
         appts_before = appointments(before.id, before_facts, wf.appointments) if wf.appointments else {}
     now = after.updated_at  # the command's instant
     cancel = tuple(sorted(k for k in planned_before if k not in planned_after))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import inspect, text
@@ -28,6 +29,8 @@ from support import (
 )
 
 from kapflow.app.engine import Engine
+from kapflow.bootstrap import build_engine
+from kapflow.config import Settings
 from kapflow.domain.case import Actor, CaseRecord, to_iso
 from kapflow.errors import (
     NotPermitted,
@@ -596,3 +599,52 @@ def test_case_lists_page_in_opening_order_and_filter_and_count_by_state(engine: 
     assert all(c.state == "on_hold" and c.version == 2 for c in engine.cases(state="on_hold"))
     store = engine.store
     assert (store.count_cases(), store.count_cases(state="on_hold"), store.count_cases(state="inquiry")) == (5, 2, 3)
+
+
+# ------------------------------------------------------------------ days on the practice's calendar (issue 14)
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def _new_york(y: int, mo: int, d: int, h: int = 10, mi: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=NEW_YORK)
+
+
+def test_a_week_later_at_the_same_local_time_is_a_week_across_dst(store_url: str, clock: FakeClock) -> None:
+    """New York: sessions Monday 2 and Thursday 5 March at 10:00; on Monday 9 March (after the clocks went
+    forward) 09:59 is refused, naming 10:00 EDT, and 10:00 is allowed."""
+    engine = build_engine(store_url, settings=Settings(timezone="America/New_York"), clock=clock)
+    try:
+        clock.set(_new_york(2026, 2, 23, 9))
+        case_id = open_case(engine)
+        to_ready(engine, clock, case_id, sessions=3)
+        for day in (2, 5):
+            clock.set(_new_york(2026, 3, day))
+            one_kap_session(engine, clock, case_id)
+        clock.set(_new_york(2026, 3, 9, 9, 59))
+        prepare_dosing(engine, case_id)
+        with pytest.raises(TransitionBlocked) as info:
+            engine.fire(case_id, "start_kap_session", actor=THERAPIST)
+        assert [b.code for b in info.value.blockers] == ["session_frequency_exceeded"]
+        assert "the next can start from 2026-03-09 10:00 EDT" in info.value.blockers[0].message
+        clock.set(_new_york(2026, 3, 9))
+        assert engine.fire(case_id, "start_kap_session", actor=THERAPIST).state == "dosing"
+    finally:
+        engine.close()
+
+
+def test_the_lapse_counts_local_days_across_dst(store_url: str, clock: FakeClock) -> None:
+    """New York: last session 1 September 10:00 EDT; a session on 30 November 10:00 EST (day 90 on the
+    practice's calendar, 90 days and an hour later) needs no prescriber check-in."""
+    engine = build_engine(store_url, settings=Settings(timezone="America/New_York"), clock=clock)
+    try:
+        clock.set(_new_york(2026, 8, 26, 9))
+        case_id = open_case(engine)
+        to_ready(engine, clock, case_id, sessions=3)
+        clock.set(_new_york(2026, 9, 1))
+        one_kap_session(engine, clock, case_id)
+        clock.set(_new_york(2026, 11, 30))
+        prepare_dosing(engine, case_id)
+        assert engine.fire(case_id, "start_kap_session", actor=THERAPIST).state == "dosing"
+    finally:
+        engine.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from support import (
@@ -472,3 +473,21 @@ def test_a_batch_that_fails_as_a_whole_keeps_nothing_and_settles_each_timer_alon
     assert calls == [first, sorted(ids)[1], *sorted(ids)]  # the batch stopped at the second; then one by one
     assert all(notes_of(kit, case_id) == ["done"] for case_id in ids)  # the batch's first note did not stay
     assert [emails_queued(kit, case_id) for case_id in ids] == [1, 1, 1]
+
+
+def test_the_inquiry_alert_counts_the_practices_business_days(kit_url: str) -> None:
+    """New York: an inquiry on Wednesday 4 March at 19:30 (Thursday in UTC) alerts the desk on Friday
+    at 19:30, two business days on the practice's calendar (not on Sunday at 20:30)."""
+    new_york = ZoneInfo("America/New_York")
+    kit = ReminderKit(url=kit_url, clock=FakeClock(datetime(2026, 3, 4, 19, 30, tzinfo=new_york)),
+                      contacts=CONTACTS, timezone="America/New_York")
+    try:
+        case_id = open_case(kit.engine)
+        timer = next(t for t in kit.engine.timers(case_id) if t["reminder"] == "inquiry_unanswered")
+        assert datetime.fromisoformat(str(timer["due_at"])) == datetime(2026, 3, 6, 19, 30, tzinfo=new_york)
+        kit.advance(datetime(2026, 3, 6, 19, 15, tzinfo=new_york) - kit.clock.now())
+        assert "inquiry_unanswered" not in kit.reminders_sent()
+        kit.advance(minutes=30)
+        assert "inquiry_unanswered" in kit.reminders_sent()
+    finally:
+        kit.close()

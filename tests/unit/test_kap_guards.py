@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import blood_pressures, dosing_offsets_hours, payments
@@ -44,8 +46,9 @@ class Case:
         now: datetime = T0,
         data: Mapping[str, Any] | None = None,
         thresholds: Mapping[str, int | float] = THRESHOLDS,
+        tz: tzinfo = UTC,
     ) -> GuardContext:
-        return GuardContext("case-1", "ready_for_kap", DOSING, CaseFacts(self.raw), now, thresholds, data or {})
+        return GuardContext("case-1", "ready_for_kap", DOSING, CaseFacts(self.raw), now, thresholds, data or {}, tz)
 
     def run(self, guard: str, now: datetime = T0, **kw: Any) -> Blocker | None:
         return KAP_PATHWAY.guards[guard](self.ctx(now, **kw))
@@ -375,6 +378,119 @@ def test_checkin_after_last_dosing_clears_the_lapse() -> None:
 def test_no_lapse_before_the_first_session() -> None:
     """A case with no dosing yet needs no check-in."""
     assert Case().code("lapse_checkin", T0 + days(400)) is None
+
+
+# --- frequency and lapse on the practice's calendar (issue 14, items 1 and 2) --------------------
+
+NEW_YORK = ZoneInfo("America/New_York")
+SYDNEY = ZoneInfo("Australia/Sydney")
+KOLKATA = ZoneInfo("Asia/Kolkata")
+
+
+def local(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 10, mi: int = 0) -> datetime:
+    """A wall-clock time in ``tz`` as the UTC instant the engine stores."""
+    return datetime(y, mo, d, h, mi, tzinfo=tz).astimezone(UTC)
+
+
+CHECKIN = {"prescriber": "NP Sample"}
+
+
+@pytest.mark.parametrize(
+    ("tz", "first", "second", "next_ok", "shown"),
+    [
+        # clocks go forward on 8 March in New York: a week later at 10:00 is 167 hours on
+        (NEW_YORK, (2026, 3, 2), (2026, 3, 5), (2026, 3, 9), "2026-03-09 10:00 EDT"),
+        # and back on 1 November: a week later at 10:00 is 169 hours on
+        (NEW_YORK, (2026, 10, 26), (2026, 10, 29), (2026, 11, 2), "2026-11-02 10:00 EST"),
+        # Sydney's clocks go back on 5 April and forward on 4 October
+        (SYDNEY, (2026, 4, 2), (2026, 4, 3), (2026, 4, 9), "2026-04-09 10:00 AEST"),
+        (SYDNEY, (2026, 10, 1), (2026, 10, 2), (2026, 10, 8), "2026-10-08 10:00 AEDT"),
+        (KOLKATA, (2026, 3, 2), (2026, 3, 5), (2026, 3, 9), "2026-03-09 10:00 IST"),
+    ],
+)
+def test_session_frequency_window_is_a_local_week(
+    tz: ZoneInfo, first: tuple[int, int, int], second: tuple[int, int, int], next_ok: tuple[int, int, int],
+    shown: str,
+) -> None:
+    """A week later at the same local time is a week, across DST; the blocker shows the practice's time."""
+    case = Case().dose(local(tz, *first)).dose(local(tz, *second))
+    assert case.code("session_frequency", local(tz, *next_ok), tz=tz) is None
+    blocker = case.run("session_frequency", local(tz, *next_ok, 9, 59), tz=tz)
+    assert blocker is not None and blocker.code == "session_frequency_exceeded"
+    assert f"the next can start from {shown}" in blocker.message
+    assert "UTC" not in blocker.message
+
+
+def test_lapse_counts_local_days_across_the_autumn_change() -> None:
+    """Last session 1 Sep 10:00 EDT: 30 Nov (day 90) is allowed all day in EST; 1 Dec is not."""
+    case = Case().dose(local(NEW_YORK, 2026, 9, 1))
+    assert case.code("lapse_checkin", local(NEW_YORK, 2026, 11, 30), tz=NEW_YORK) is None
+    assert case.code("lapse_checkin", local(NEW_YORK, 2026, 11, 30, 23, 59), tz=NEW_YORK) is None
+    blocker = case.run("lapse_checkin", local(NEW_YORK, 2026, 12, 1, 0, 0), tz=NEW_YORK)
+    assert blocker is not None and blocker.code == "prescriber_checkin_required"
+    assert dict(blocker.facts) == {"last_session": "2026-09-01", "lapse_days": "90"}
+
+
+def test_lapse_counts_local_days_across_the_spring_change() -> None:
+    """Last session 10 Dec 10:00 EST: day 90 (10 March, EDT) is allowed at 10:00 and at 11:30 alike."""
+    case = Case().dose(local(NEW_YORK, 2025, 12, 10))
+    assert case.code("lapse_checkin", local(NEW_YORK, 2026, 3, 10), tz=NEW_YORK) is None
+    assert case.code("lapse_checkin", local(NEW_YORK, 2026, 3, 10, 11, 30), tz=NEW_YORK) is None
+    assert case.code("lapse_checkin", local(NEW_YORK, 2026, 3, 11, 0, 0), tz=NEW_YORK) == (
+        "prescriber_checkin_required"
+    )
+
+
+def test_a_checkin_on_day_90_counts_for_day_91() -> None:
+    """A check-in on the local date the limit is reached counts (10:30 EDT, before the session's
+    10:00 EST plus 90 times 24 hours); one on day 89 is too early to count."""
+    day_91 = local(NEW_YORK, 2026, 3, 11)
+    on_day_90 = Case().dose(local(NEW_YORK, 2025, 12, 10)).fact(
+        "prescriber_checkin", CHECKIN, local(NEW_YORK, 2026, 3, 10, 10, 30)
+    )
+    assert on_day_90.code("lapse_checkin", day_91, tz=NEW_YORK) is None
+    on_day_89 = Case().dose(local(NEW_YORK, 2025, 12, 10)).fact(
+        "prescriber_checkin", CHECKIN, local(NEW_YORK, 2026, 3, 9, 23, 59)
+    )
+    assert on_day_89.code("lapse_checkin", day_91, tz=NEW_YORK) == "prescriber_checkin_required"
+
+
+def test_lapse_counts_local_days_in_sydney_across_both_changes() -> None:
+    """Sydney: day 90 after 6 Jan (AEDT) is 6 April (AEST), after 7 July (AEST) it is 5 October (AEDT)."""
+    autumn = Case().dose(local(SYDNEY, 2026, 1, 6))
+    assert autumn.code("lapse_checkin", local(SYDNEY, 2026, 4, 6, 10, 0), tz=SYDNEY) is None
+    assert autumn.code("lapse_checkin", local(SYDNEY, 2026, 4, 7, 0, 0), tz=SYDNEY) == "prescriber_checkin_required"
+    spring = Case().dose(local(SYDNEY, 2026, 7, 7))
+    assert spring.code("lapse_checkin", local(SYDNEY, 2026, 10, 5, 23, 0), tz=SYDNEY) is None
+    assert spring.code("lapse_checkin", local(SYDNEY, 2026, 10, 6, 0, 0), tz=SYDNEY) == "prescriber_checkin_required"
+
+
+def test_lapse_and_its_blocker_use_kolkata_dates() -> None:
+    """A session at 03:00 IST is on the local date (the UTC date is the day before); day 91 starts at
+    local midnight."""
+    case = Case().dose(local(KOLKATA, 2026, 3, 2, 3, 0))
+    assert case.code("lapse_checkin", local(KOLKATA, 2026, 5, 31, 23, 0), tz=KOLKATA) is None
+    blocker = case.run("lapse_checkin", local(KOLKATA, 2026, 6, 1, 1, 0), tz=KOLKATA)
+    assert blocker is not None and blocker.code == "prescriber_checkin_required"
+    assert dict(blocker.facts) == {"last_session": "2026-03-02", "lapse_days": "90"}
+
+
+def test_lapse_blocker_names_the_local_date_of_the_last_session() -> None:
+    """A session on Monday 2 March at 19:30 in New York (00:30 UTC on the 3rd) is on 2026-03-02."""
+    case = Case().dose(local(NEW_YORK, 2026, 3, 2, 19, 30))
+    blocker = case.run("lapse_checkin", local(NEW_YORK, 2026, 6, 1), tz=NEW_YORK)
+    assert blocker is not None
+    assert dict(blocker.facts) == {"last_session": "2026-03-02", "lapse_days": "90"}
+
+
+def test_plan_used_up_names_the_local_date() -> None:
+    """The used-up plan's date is the practice's date of the session that used it up."""
+    evening = local(NEW_YORK, 2026, 3, 2, 19, 30)
+    case = Case().fact("treatment_plan", {"action": "set", "sessions": 1}, evening - days(1)).dose(evening)
+    case.fact("treatment_plan", {"action": "extend", "sessions": 2}, evening + days(1))
+    blocker = case.run("reassessment_not_due", evening + days(2), tz=NEW_YORK)
+    assert blocker is not None and blocker.code == "reassessment_due"
+    assert dict(blocker.facts) == {"plan_used_up": "2026-03-02"}
 
 
 # --- the pre-dose checklist --------------------------------------------------------------------

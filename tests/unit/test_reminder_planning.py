@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -85,3 +86,45 @@ def test_kap_reminders_carry_no_clinical_detail(reminder: Reminder) -> None:
     """No reminder's subject or text names a drug, a dose, a condition or a questionnaire."""
     assert not CLINICAL.search(reminder.subject), reminder.subject
     assert not CLINICAL.search(reminder.template), reminder.template
+
+
+# --- business days on the practice's calendar (issue 14, item 3) --------------------------------
+
+NEW_YORK = ZoneInfo("America/New_York")
+SYDNEY = ZoneInfo("Australia/Sydney")
+KOLKATA = ZoneInfo("Asia/Kolkata")
+
+
+def _local(tz: ZoneInfo, y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=tz).astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    ("tz", "start", "due"),
+    [
+        # Wednesday 19:30 EST (Thursday in UTC) -> Friday 19:30, not Sunday 20:30
+        (NEW_YORK, (2026, 3, 4, 19, 30), (2026, 3, 6, 19, 30)),
+        # Friday 21:00 EST (Saturday in UTC) -> Tuesday 21:00 EDT, across the spring change
+        (NEW_YORK, (2026, 3, 6, 21, 0), (2026, 3, 10, 21, 0)),
+        # Friday 21:00 EDT -> Tuesday 21:00 EST, across the autumn change
+        (NEW_YORK, (2026, 10, 30, 21, 0), (2026, 11, 3, 21, 0)),
+        # Thursday 10:00 AEDT (Wednesday in UTC) -> Monday 10:00 AEST, not Saturday; clocks go back on 5 April
+        (SYDNEY, (2026, 4, 2, 10, 0), (2026, 4, 6, 10, 0)),
+        # Thursday 10:00 AEST -> Monday 10:00 AEDT; clocks go forward on 4 October
+        (SYDNEY, (2026, 10, 1, 10, 0), (2026, 10, 5, 10, 0)),
+        # Saturday 03:00 IST (Friday in UTC) -> Tuesday 03:00, two local weekdays on
+        (KOLKATA, (2026, 3, 7, 3, 0), (2026, 3, 10, 3, 0)),
+    ],
+)
+def test_business_days_are_the_practices_weekdays(
+    tz: ZoneInfo, start: tuple[int, ...], due: tuple[int, ...]
+) -> None:
+    """Two business days on the practice's calendar, at the same local time, whatever UTC's weekday."""
+    assert add_business_days(_local(tz, *start), 2, tz) == _local(tz, *due)
+    plan = plan_timers(KAP_PATHWAY, "case-1", "inquiry", CaseFacts(), _local(tz, *start), tz)
+    assert [(t.reminder, t.due_at) for t in plan.values()] == [("inquiry_unanswered", _local(tz, *due))]
+
+
+def test_business_days_keep_the_utc_calendar_without_a_zone() -> None:
+    """Without a practice zone the calendar is UTC's, as before."""
+    assert add_business_days(T0, 2) == add_business_days(T0, 2, UTC)

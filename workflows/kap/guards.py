@@ -14,11 +14,11 @@ from functools import lru_cache
 
 from kapflow.domain.case import CaseFacts, FactEntry
 from kapflow.domain.errors import Blocker
+from kapflow.domain.timers import local_date, local_days_later, local_start_of_day, local_time_text
 from kapflow.domain.workflow import Guard, GuardContext
 from kapflow.workflows import clinical_guards
 from kapflow.workflows.clinical_guards import AppointmentOpen as AppointmentOpen
 from kapflow.workflows.clinical_guards import WhenBooking as WhenBooking
-from kapflow.workflows.clinical_guards import days as _days
 from kapflow.workflows.clinical_guards import facts_since as _since
 from kapflow.workflows.clinical_guards import missing_questionnaires
 from kapflow.workflows.clinical_guards import whole as _num
@@ -258,7 +258,7 @@ class ReassessmentNotDue(_Base):
             return Blocker(
                 "reassessment_due",
                 "the planned KAP sessions were all done; the prescriber must reassess before more",
-                facts=(("plan_used_up", f"{used_up:%Y-%m-%d}"),),
+                facts=(("plan_used_up", local_date(used_up, ctx.tz).isoformat()),),
             )
         if len(since) < every:
             return None
@@ -280,21 +280,27 @@ def _plan_used_up_at(facts: CaseFacts) -> datetime | None:
 
 
 class SessionFrequency(_Base):
+    """At most ``max_sessions_per_window`` KAP sessions in a window of ``window_days`` local days.
+
+    The window is the practice's calendar time, not 24-hour spans: a session at 10:00 on a Monday
+    counts until 10:00 on the Monday ``window_days`` later on the practice's clocks, whether or not
+    they changed in between (a week across a DST change is 167 or 169 hours). The blocker says when
+    the next session can start, in the practice's time zone with its abbreviation.
+    """
+
     thresholds = ("max_sessions_per_window", "window_days")
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
-        window = _days(ctx, "window_days")
-        since = ctx.now - window
-        recent = [d for d in _dosings(ctx.facts) if d > since]
+        days = _num(ctx, "window_days")
+        recent = [d for d in _dosings(ctx.facts) if ctx.now < local_days_later(d, days, ctx.tz)]
         limit = _num(ctx, "max_sessions_per_window")
         if len(recent) < limit:
             return None
-        days = _num(ctx, "window_days")
-        next_ok = min(recent) + window
+        next_ok = local_days_later(min(recent), days, ctx.tz)
         return Blocker(
             "session_frequency_exceeded",
             f"{len(recent)} KAP sessions in the last {days} days (limit {limit}); the next can start from "
-            f"{next_ok:%Y-%m-%d %H:%M} UTC",
+            f"{local_time_text(next_ok, ctx.tz)}",
             facts=(("recent", str(len(recent))), ("limit", str(limit)), ("window_days", str(days))),
         )
 
@@ -320,21 +326,33 @@ class PreviousIntegrationDone(_Base):
 
 
 class LapseCheckin(_Base):
+    """After a lapse of more than ``lapse_days`` since the last KAP session, a prescriber check-in first.
+
+    ``lapse_days`` counts the practice's calendar days: a session on local date D allows sessions
+    without a check-in through local date D + ``lapse_days`` (all day, whatever the clocks did in
+    between); from local date D + ``lapse_days`` + 1 on, a check-in is needed. A check-in counts once
+    the lapse is at hand: if its local date is D + ``lapse_days`` or later (made on the last day a
+    session needs none, or after). One made earlier says nothing of the client after the lapse.
+    The blocker's ``last_session`` is local date D.
+    """
+
     thresholds = ("lapse_days",)
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         last = _last_dosing(ctx.facts)
-        days = _num(ctx, "lapse_days")
-        gap_passed = last + _days(ctx, "lapse_days") if last else None
-        if gap_passed is None or ctx.now <= gap_passed:
+        if last is None:
             return None
-        # Only a check-in made once the gap had grown past the limit counts.
-        if _since(ctx.facts, "prescriber_checkin", gap_passed):
+        days = _num(ctx, "lapse_days")
+        last_day = local_date(last, ctx.tz)
+        last_free_day = last_day + timedelta(days=days)
+        if ctx.today <= last_free_day:
+            return None
+        if _since(ctx.facts, "prescriber_checkin", local_start_of_day(last_free_day, ctx.tz)):
             return None
         return Blocker(
             "prescriber_checkin_required",
             f"more than {days} days since the last KAP session; a prescriber check-in is needed first",
-            facts=(("last_session", f"{last:%Y-%m-%d}"), ("lapse_days", str(days))),
+            facts=(("last_session", last_day.isoformat()), ("lapse_days", str(days))),
         )
 
 
