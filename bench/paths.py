@@ -72,11 +72,13 @@ INTAKE: dict[str, Any] = {
 }
 
 
-def facts_for(now: datetime) -> list[tuple[str, dict[str, Any], Actor]]:
-    """Every fact the path's guards read, as (kind, data, actor), recorded at ``now``."""
+def facts_for(now: datetime, clinician: str = "np-bench") -> list[tuple[str, dict[str, Any], Actor]]:
+    """Every fact the path's guards read, as (kind, data, actor), recorded at ``now``; the evaluation is with
+    ``clinician`` (one of its own per case: a clinician is never booked twice at once)."""
     today = now.date()
+    starts = (now + timedelta(days=3)).isoformat()
     return [
-        ("appointment", {"kind": "evaluation", "starts_at": (now + timedelta(days=3)).isoformat()}, FRONT_DESK),
+        ("appointment", {"kind": "evaluation", "starts_at": starts, "clinician": clinician}, FRONT_DESK),
         ("payment", {"amount": "250.00", "purpose": "evaluation_fee"}, FRONT_DESK),
         ("screening", {"exclusions": [], "flags": []}, PRESCRIBER),
         ("prescription", {"prescriber": "NP Bench", "issued_on": today.isoformat(),
@@ -99,7 +101,7 @@ def new_clock() -> FakeClock:
 def prepare_case(engine: Engine, clock: FakeClock) -> str:
     """Open a case and record every fact the path needs (13 commits, not timed)."""
     case_id = engine.open_case(INTAKE, actor=FRONT_DESK).case_id
-    for kind, data, actor in facts_for(clock.now()):
+    for kind, data, actor in facts_for(clock.now(), clinician=f"np-{case_id}"):
         engine.record(case_id, kind, data, actor=actor)
     return case_id
 

@@ -31,10 +31,9 @@ class FrontDeskApp:
         # The form's request id doubles as the idempotency key: a double-click opens one case.
         return self.engine.open_case(form, actor=FRONT_DESK, idempotency_key=request_id).case_id
 
-    def book_evaluation(self, case_id: str, starts_at: datetime) -> None:
-        self.engine.record(
-            case_id, "appointment", {"kind": "evaluation", "starts_at": starts_at.isoformat()}, actor=FRONT_DESK
-        )
+    def book_evaluation(self, case_id: str, starts_at: datetime, prescriber: str = "np-rowan") -> None:
+        # A prescriber is never booked twice at once: a taken time is refused (clinician_unavailable).
+        self.engine.book_appointment(case_id, "evaluation", starts_at, actor=FRONT_DESK, clinician=prescriber)
         self.engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
 
     def take_payment(self, case_id: str, amount: str, receipt: str) -> None:

@@ -35,7 +35,8 @@ def ready_client(engine: Engine, clock: FakeClock, last_name: str) -> str:
     ).case_id
     today = clock.now().date()
     steps: list[tuple[str, str, dict[str, object], Actor]] = [
-        ("record", "appointment", {"kind": "evaluation", "starts_at": clock.now().isoformat()}, FRONT_DESK),
+        ("record", "appointment", {"kind": "evaluation", "starts_at": clock.now().isoformat(),
+                                   "clinician": f"np-{case_id}"}, FRONT_DESK),
         ("fire", "book_evaluation", {}, FRONT_DESK),
         ("record", "payment", {"amount": 250, "purpose": "evaluation_fee"}, FRONT_DESK),
         ("fire", "start_evaluation", {}, PRESCRIBER),

@@ -14,9 +14,12 @@ from datetime import timedelta
 from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
 from kapflow.app.engine import Engine
 from kapflow.config import Settings
+from kapflow.domain.calendar import ClockStyle, PracticeCalendar
+from kapflow.domain.messages import practice_timezone
 from kapflow.domain.workflow import Workflow
 from kapflow.errors import AdapterConfigError, ConfigError
 from kapflow.ports import Calendar, Clock, Notifier
+from kapflow.public_holidays import closed_days
 from kapflow.store import schema
 from kapflow.store.sql import SqlStore, check_location
 
@@ -52,11 +55,17 @@ def build_engine(
         workflows,
         clock=clock,
         contacts=settings.contacts,
-        timezone=settings.timezone,
+        practice=practice_calendar(settings),
         calendar_sync=settings.calendar is not None if calendar_sync is None else calendar_sync,
         channels=settings.delivery_channels(),
         console_url=settings.console_url,
     )
+
+
+def practice_calendar(settings: Settings) -> PracticeCalendar:
+    """The practice's calendar from its settings: zone, closed days (public holidays and its own), clock."""
+    clock: ClockStyle = "12h" if settings.clock == "12h" else "24h"
+    return PracticeCalendar(practice_timezone(settings.timezone), closed_days(settings.closed_days), clock)
 
 
 def upgrade_schema(url: str) -> schema.Upgrade:

@@ -2,8 +2,14 @@
 
     database = "sqlite:///kapflow.db"
     timezone = "America/New_York"
+    clock = "12h"                # times for staff and clients: "24h" (the default) or "12h"
     # Every workflow version with cases on it, oldest first; new cases open on the last.
     workflows = ["kapflow.workflows.kap:KAP_PATHWAY", "practice.workflows:KAP_V2"]
+
+    [closed_days]                # business days skip weekends and these (default: weekends only)
+    public_holidays = "US-NY"    # a country's (and region's) public holidays, ISO 3166 codes
+    dates = ["2026-12-24"]       # the practice's own closed days
+    open = ["2026-11-11"]        # public holidays it works all the same
 
     [contacts.front_desk]
     email = "desk@practice.example"
@@ -52,6 +58,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,8 +71,11 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 IMPLICIT_TLS_PORT = 465
 
 # The keys each table takes; secrets only as *_env keys naming an environment variable.
-_TOP_KEYS = ("database", "timezone", "contacts", "email", "maildir", "channels", "webhook", "calendar", "worker",
-             "workflows", "console_url")
+_TOP_KEYS = ("database", "timezone", "clock", "closed_days", "contacts", "email", "maildir", "channels", "webhook",
+             "calendar", "worker", "workflows", "console_url")
+_CLOSED_DAYS_KEYS = ("public_holidays", "dates", "open")
+_HOLIDAY_REGION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
+CLOCK_STYLES = ("24h", "12h")
 _EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls", "allow_cleartext_loopback")
 _MAILDIR_KEYS = ("folder",)
 _CHANNEL_KEYS = ("urls_env",)
@@ -102,6 +112,15 @@ class CalendarSettings:
 
 
 @dataclass(frozen=True)
+class ClosedDaysSettings:
+    """Days the practice is closed beyond weekends: business days are counted around them."""
+
+    public_holidays: str | None = None  # "US" or "US-NY": a country (and its region), ISO 3166
+    dates: frozenset[date] = frozenset()  # the practice's own closed days
+    open: frozenset[date] = frozenset()  # public holidays the practice works all the same
+
+
+@dataclass(frozen=True)
 class WorkerSettings:
     interval_seconds: float = 1.0
     lease_seconds: int = 120
@@ -113,6 +132,8 @@ class WorkerSettings:
 class Settings:
     database: str | None = None
     timezone: str = "UTC"
+    clock: str = "24h"  # "24h" or "12h": how staff and clients read times
+    closed_days: ClosedDaysSettings = field(default_factory=ClosedDaysSettings)
     contacts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     email: SmtpSettings | None = None
     maildir: str | None = None
@@ -213,6 +234,8 @@ def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str], 
     settings = Settings(
         database=r.text(raw, "", "database", required=False),
         timezone=r.text(raw, "", "timezone", required=False) or "UTC",
+        clock=_clock(r, raw.get("clock", "24h")),
+        closed_days=_closed_days(r, r.table(raw, "closed_days")),
         contacts=_contacts(r, raw),
         email=_smtp(r, r.table(raw, "email")),
         maildir=_maildir(r, r.table(raw, "maildir"), "email" in raw),
@@ -226,6 +249,37 @@ def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str], 
     if r.problems:
         raise ConfigError(source, r.problems)
     return settings
+
+
+def _clock(r: _Reader, value: object) -> str:
+    if value not in CLOCK_STYLES:
+        r.problems.append('clock must be "24h" (14:30) or "12h" (2:30 PM)')
+        return "24h"
+    return str(value)
+
+
+def _closed_days(r: _Reader, t: Mapping[str, Any] | None) -> ClosedDaysSettings:
+    if t is None:
+        return ClosedDaysSettings()
+    r.keys(t, "closed_days", _CLOSED_DAYS_KEYS)
+    region = t.get("public_holidays")
+    if region is not None and not (isinstance(region, str) and _HOLIDAY_REGION.fullmatch(region)):
+        r.problems.append('closed_days.public_holidays must be a country code, with a region if any, such as '
+                          '"US", "US-NY" or "AU-NSW"')
+        region = None
+    return ClosedDaysSettings(region, _dates(r, t, "dates"), _dates(r, t, "open"))
+
+
+def _dates(r: _Reader, t: Mapping[str, Any], key: str) -> frozenset[date]:
+    value = t.get(key, [])
+    days: set[date] = set()
+    for item in value if isinstance(value, list) else [value]:
+        try:
+            days.add(item if isinstance(item, date) else date.fromisoformat(str(item)))
+        except ValueError:
+            r.problems.append(f"closed_days.{key} must be a list of dates such as [\"2026-12-24\"]; "
+                              f"{str(item)[:30]!r} is not one")
+    return frozenset(days)
 
 
 def _console_url(r: _Reader, value: object) -> str | None:

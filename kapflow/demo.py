@@ -107,6 +107,9 @@ class _Story:
     headline: str
     case_id: str = ""
     moments: list[Moment] = field(default_factory=list)
+    # Names the staff of a run on a database that holds earlier runs (--force): its times are theirs, and
+    # a clinician or room booked twice at once would be refused.
+    staff_suffix: str = ""
 
     def later(self, days: int, hour: int) -> datetime:
         """Move the clock to ``hour`` o'clock (UTC) ``days`` days on, so appointments fall in office hours."""
@@ -117,6 +120,13 @@ class _Story:
 
     def record(self, kind: str, data: Mapping[str, Any], actor: Actor) -> None:
         self.engine.record(self.case_id, kind, data, actor=actor)
+
+    def book(self, kind: str, starts: datetime, clinician: Actor, room: str | None = None) -> None:
+        """Book an appointment of ``kind`` at ``starts`` with ``clinician`` (and in ``room``)."""
+        data = {"kind": kind, "starts_at": starts.isoformat(), "clinician": clinician.id + self.staff_suffix}
+        if room is not None:
+            data["room"] = room + self.staff_suffix
+        self.record("appointment", data, FRONT_DESK)
 
     def fire(self, trigger: str, actor: Actor, data: Mapping[str, Any] | None = None, *, note: str = "") -> None:
         outcome = self.engine.fire(self.case_id, trigger, actor=actor, data=data)
@@ -192,7 +202,7 @@ def run_demo(engine: Engine, clock: ManualClock, *, allow_existing: bool = False
     start = clock.now()
     stories = []
     for number, (workflow, client, headline, scene) in enumerate(_SCENES, start=1):
-        story = _Story(engine, clock, client, headline)
+        story = _Story(engine, clock, client, headline, staff_suffix=f"-{existing}" if existing else "")
         story.case_id = engine.open_case(_inquiry(number, client), actor=FRONT_DESK, workflow=workflow).case_id
         story.note("inquiry received: case opened")
         scene(story)
@@ -233,7 +243,7 @@ def _inquiry(number: int, client: str) -> dict[str, Any]:
 
 def _evaluation_appointment(story: _Story) -> datetime:
     starts = datetime.combine(story.clock.now().date() + timedelta(days=2), time(10), tzinfo=UTC)
-    story.record("appointment", {"kind": "evaluation", "starts_at": starts.isoformat()}, FRONT_DESK)
+    story.book("evaluation", starts, PRESCRIBER)
     return starts
 
 
@@ -321,7 +331,7 @@ def _kap_session(story: _Story, number: int, *, early_discharge: bool = False) -
     """One KAP session: checklist, dosing, 120 minutes' observation, discharge, integration."""
     label = f"KAP session {number}"
     starts = story.clock.now()
-    story.record("appointment", {"kind": "kap_session", "starts_at": starts.isoformat()}, FRONT_DESK)
+    story.book("kap_session", starts, THERAPIST, room="dosing-1")  # a room and its therapist for two hours
     _pre_dose_checklist(story)
     story.fire("start_kap_session", THERAPIST, note=label)
     if early_discharge:
@@ -339,7 +349,7 @@ def _kap_session(story: _Story, number: int, *, early_discharge: bool = False) -
 
 def _integration_session(story: _Story) -> None:
     starts = story.clock.now()
-    story.record("appointment", {"kind": "integration_session", "starts_at": starts.isoformat()}, FRONT_DESK)
+    story.book("integration_session", starts, THERAPIST)
     story.fire("start_integration_session", THERAPIST)
     story.clock.advance(minutes=60)
     story.fire("complete_integration_session", THERAPIST)
@@ -371,7 +381,7 @@ def _checkin(story: _Story, phq9: int, gad7: int) -> None:
 def _therapy_session(story: _Story, number: int) -> None:
     """A booked 53-minute psychotherapy session: a billable visit (90837)."""
     starts = story.later(7, 15)
-    story.record("appointment", {"kind": "psychotherapy_session", "starts_at": starts.isoformat()}, FRONT_DESK)
+    story.book("psychotherapy_session", starts, THERAPIST)
     story.fire("start_session", THERAPIST, note=f"session {number}")
     story.clock.advance(minutes=53)
     story.fire("complete_session", THERAPIST, note=f"session {number} (53 minutes)")
@@ -380,7 +390,7 @@ def _therapy_session(story: _Story, number: int) -> None:
 def _psychotherapy_episode(story: _Story) -> None:
     """Intake assessment, weekly sessions with a PHQ-9 and GAD-7 every 4, a planned discharge."""
     starts = datetime.combine(story.clock.now().date() + timedelta(days=2), time(14), tzinfo=UTC)
-    story.record("appointment", {"kind": "intake", "starts_at": starts.isoformat()}, FRONT_DESK)
+    story.book("intake", starts, THERAPIST)
     story.fire("book_intake", FRONT_DESK)
     story.record("consent", {"form_version": "2026-01", "signed_on": story.clock.now().date().isoformat()},
                  FRONT_DESK)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.events import DeliveryOutcome
+from kapflow.domain.slots import Hold, HoldChanges
 
 
 class Clock(Protocol):
@@ -83,6 +84,22 @@ class UnitOfWork(Protocol):
         """Record one delivery attempt of a message this worker holds; False if another worker took it over.
 
         ``sent``; ``failed``: pending again from ``retry_at``; ``gave_up``: dead, retried no more.
+        """
+        ...
+
+    def find_taken(self, holds: Sequence[Hold]) -> list[Hold]:
+        """The holds of other appointments (any case) overlapping any of ``holds``, as committed now.
+
+        A backend whose writers do not take turns (PostgreSQL) locks each resource asked about until the
+        transaction ends, so the answer still holds when this command commits its own holds.
+        """
+        ...
+
+    def apply_holds(self, changes: HoldChanges) -> None:
+        """Drop the holds of the appointments ``changes`` releases and add its new ones.
+
+        A hold overlapping another appointment's that a concurrent command committed first raises
+        ``LostRace`` (at the latest when committing): run the command again, it then finds that hold.
         """
         ...
 

@@ -214,6 +214,8 @@ def event_summary(ev: AuditEvent) -> EventSummary:
             return EventSummary(f"{data.get('reminder', '')}: {data.get('outcome', '')}")
         case EventKind.DELIVERY_FAILED:
             return EventSummary(f"{data.get('channel', '')} gave up after {data.get('attempts', '')}")
+        case EventKind.MESSAGE_DROPPED:
+            return EventSummary(f"{data.get('channel', '')} message dropped: {data.get('reason', '')}")
         case EventKind.MIGRATED | EventKind.REFUSED | None:  # None: a kind this kapflow does not know
             return EventSummary(ev.trigger or "")
 
@@ -244,11 +246,12 @@ def outcome_text(outcome: Outcome) -> str:
 
 
 def appointment_shape(appt: Appointment) -> dict[str, Any]:
-    """An appointment as JSON: its id, kind, times (ISO 8601, UTC), length, status and calendar uid."""
+    """An appointment as JSON: its id, kind, times (ISO 8601, UTC), length, status, calendar uid, and the
+    clinician and room it holds (ids)."""
     return {
         "id": appt.id, "kind": appt.kind, "starts_at": to_iso(appt.starts_at), "ends_at": to_iso(appt.ends_at),
         "minutes": appt.minutes, "status": appt.status, "location": appt.location, "sequence": appt.sequence,
-        "uid": appt.uid,
+        "uid": appt.uid, "clinician": appt.clinician, "room": appt.room,
     }
 
 
@@ -271,8 +274,9 @@ def verdict_shape(verdict: Verdict) -> dict[str, object]:
 
 
 def blocker_lines(verdict: Verdict) -> list[str]:
-    """Each blocker as ``code: sentence``."""
-    return [f"{b.code}: {b.message}" for b in verdict.blockers]
+    """Each blocker as ``code: sentence``, after a missed automatic step's note."""
+    missed = [f"missed: {verdict.missed}"] if verdict.missed else []
+    return missed + [f"{b.code}: {b.message}" for b in verdict.blockers]
 
 
 def audit_report_shape(report: AuditReport) -> dict[str, object]:

@@ -55,7 +55,7 @@ class Worker:
         """One line: what the worker did since the last summary (so a quiet worker is seen to be alive)."""
         done = self.dispatcher.tally.take()
         _log.info("worker_summary", worker=self.dispatcher.worker_id, timers=done.timers, sent=done.sent,
-                  failed=done.failed, gave_up=done.gave_up)
+                  failed=done.failed, gave_up=done.gave_up, dropped=done.dropped)
 
     def run(self, *, install_signals: bool = True, on_start: Callable[[], None] | None = None) -> None:
         """Block until ``stop()`` or a SIGTERM/SIGINT; both loops run once immediately.

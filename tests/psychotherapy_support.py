@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Protocol
 
-from support import CLIENT, FRONT_DESK, THERAPIST
+from support import CLIENT, FRONT_DESK, THERAPIST, booking
 
 from kapflow import Engine, Outcome
 from kapflow.testing import FakeClock
@@ -38,8 +38,8 @@ def open_case(engine: Commands, **changes: object) -> str:
 
 def to_intake_booked(engine: Commands, clock: FakeClock, case_id: str, days_ahead: float = 2) -> None:
     """Book the intake ``days_ahead`` from now and move the case to intake_booked."""
-    starts = (clock.now() + timedelta(days=days_ahead)).isoformat()
-    engine.record(case_id, "appointment", {"kind": "intake", "starts_at": starts}, actor=FRONT_DESK)
+    engine.record(case_id, "appointment", booking(case_id, "intake", clock.now() + timedelta(days=days_ahead)),
+                  actor=FRONT_DESK)
     engine.fire(case_id, "book_intake", actor=FRONT_DESK)
 
 

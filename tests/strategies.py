@@ -202,8 +202,12 @@ def _questionnaires() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def _appointments(minutes: Mapping[str, object], days: int) -> st.SearchStrategy[dict[str, Any]]:
-    """A booking of one of the kinds in ``minutes``, within ``days`` of the clock's start."""
-    return st.fixed_dictionaries({"kind": st.sampled_from(sorted(minutes)), "starts_at": _moment(0, days)})
+    """A booking of one of the kinds in ``minutes``, within ``days`` of the clock's start, with one of two
+    clinicians in one of two rooms (so bookings of several cases may collide and be refused)."""
+    return st.fixed_dictionaries({
+        "kind": st.sampled_from(sorted(minutes)), "starts_at": _moment(0, days),
+        "clinician": st.sampled_from(["np-1", "np-2"]), "room": st.sampled_from(["room-1", "room-2"]),
+    })
 
 
 def _appointment_updates(days: int) -> st.SearchStrategy[dict[str, Any]]:

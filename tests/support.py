@@ -3,6 +3,7 @@ reminder recorder that tests of any workflow share."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,9 +43,28 @@ def open_case(engine: Engine, **changes: object) -> str:
     return engine.open_case({**INQUIRY, **changes}, actor=FRONT_DESK).case_id
 
 
+def clinician_of(case_id: str) -> str:
+    """A clinician id of the case's own, so the bookings of many cases at one time never collide."""
+    return "np-" + re.sub(r"[^A-Za-z0-9._@-]", "-", case_id)[:90]
+
+
+def who(case_id: str, kind: str = "") -> dict[str, str]:
+    """The case's own clinician (and room, for a KAP session), for a booking of ``kind``."""
+    found = {"clinician": clinician_of(case_id)}
+    if kind == "kap_session":
+        found["room"] = "room-" + clinician_of(case_id)
+    return found
+
+
+def booking(case_id: str, kind: str, starts: datetime | str, **extra: Any) -> dict[str, Any]:
+    """A booking of ``kind`` at ``starts`` with the case's own clinician (and room, for a KAP session)."""
+    when = starts if isinstance(starts, str) else starts.isoformat()
+    return {"kind": kind, "starts_at": when, **who(case_id, kind), **extra}
+
+
 def to_evaluating(engine: Engine, clock: FakeClock, case_id: str) -> None:
-    starts = (clock.now() + timedelta(days=3)).isoformat()
-    engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": starts}, actor=FRONT_DESK)
+    engine.record(case_id, "appointment", booking(case_id, "evaluation", clock.now() + timedelta(days=3)),
+                  actor=FRONT_DESK)
     engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     engine.record(case_id, "payment", {"amount": "250.00", "purpose": "evaluation_fee"}, actor=FRONT_DESK)
     clock.advance(days=3)

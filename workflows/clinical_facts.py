@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 
 from kapflow.domain.facts import (
+    Boolean,
     Choice,
     ChoiceList,
     CrossCheck,
@@ -69,6 +70,17 @@ def _reschedule_needs_time(d: JSONObject, _now: datetime) -> tuple[str, str] | N
     return None
 
 
+def _late_entry_has_reason(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+    """A late entry (a time already past, recorded after the fact) says why; only new times are late."""
+    if not d.get("late_entry"):
+        return None
+    if d.get("action") not in (None, "reschedule"):
+        return ("late_entry", f"is only given to book or reschedule, not to {str(d['action']).replace('_', ' ')}")
+    if d.get("reason") is None:
+        return ("reason", "is required for a late entry: say why a time already past is recorded now")
+    return None
+
+
 def _minutes_for_kind(minutes: AppointmentMinutes) -> CrossCheck:
     """The check filling in a kind's default length, or refusing a length outside its range."""
 
@@ -115,6 +127,10 @@ def consent_spec(default_form: str) -> FactSpec:
     )
 
 
+_RESOURCE_ID = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}"
+_RESOURCE_HINT = "give the {0}'s id: letters, digits, '.', '_', '@' or '-', e.g. {1}"
+
+
 def appointment_spec(minutes: AppointmentMinutes) -> FactSpec:
     """An appointment of one of the pathway's kinds, each with its default length and allowed range."""
     return FactSpec(
@@ -125,8 +141,15 @@ def appointment_spec(minutes: AppointmentMinutes) -> FactSpec:
             Integer("minutes", low=15, high=240, required=False),
             Choice("location", ("in_person",), required=False, default="in_person"),
             Text("with_clinician", max_chars=200, required=False),
+            # Who and where, as ids: a clinician or room is held for the appointment's time, never twice at once.
+            Text("clinician", max_chars=100, pattern=_RESOURCE_ID, hint=_RESOURCE_HINT.format("clinician", "dr-lee")),
+            Text("room", max_chars=100, pattern=_RESOURCE_ID, hint=_RESOURCE_HINT.format("room", "room-2"),
+                 required=False),
+            # A start already past is refused unless recorded as a late entry, with its reason.
+            Boolean("late_entry", required=False, default=False),
+            Text("reason", required=False),
         ),
-        (_minutes_for_kind(minutes),),
+        (_minutes_for_kind(minutes), _late_entry_has_reason),
         "an appointment of one of the pathway's kinds (in person)",
     )
 
@@ -166,8 +189,9 @@ APPOINTMENT_UPDATE = FactSpec(
         Choice("action", ("reschedule", "cancel", "no_show", "attended")),
         Moment("starts_at", required=False),
         Text("reason", required=False),
+        Boolean("late_entry", required=False, default=False),
     ),
-    (_reschedule_needs_time,),
+    (_reschedule_needs_time, _late_entry_has_reason),
     "a change to a booked appointment: reschedule, cancel, mark no-show or attended",
 )
 

@@ -1,9 +1,10 @@
 """Guards and guard helpers every clinical pathway of the practice uses with the same meaning.
 
-Appointments booked and still open, consent signed and not withdrawn since,
-the PHQ-9 and GAD-7 recorded since a moment, a rule that applies only to
-bookings of one kind: each pathway names these in its own guard table, with
-its own codes where the wording differs (the consent form's title).
+Appointments booked and still open, bookings at a time still to come (or
+recorded as late entries), consent signed and not withdrawn since, the PHQ-9
+and GAD-7 recorded since a moment, a rule that applies only to bookings of one
+kind (checked on the visit's day): each pathway names these in its own guard
+table, with its own codes where the wording differs (the consent form's title).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from kapflow.domain.appointments import appointments, has_upcoming
-from kapflow.domain.case import CaseFacts, FactEntry
+from kapflow.domain.case import CaseFacts, FactEntry, to_iso
 from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import Guard, GuardContext
 from kapflow.workflows.clinical_facts import QUESTIONNAIRE_MAX
@@ -100,9 +101,77 @@ class ConsentSigned:
         return None
 
 
+def _moment(value: object) -> datetime | None:
+    """An aware time from a fact's field (stored as ISO 8601 text), or None."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return value
+    return None
+
+
+def visit_start(ctx: GuardContext) -> datetime | None:
+    """The time the fact being recorded gives a visit: a booking's start, or a reschedule's new start.
+
+    None for anything else: a cancellation, no-show or attendance (no new time), another kind of fact.
+    """
+    data = ctx.data
+    if "action" in data:  # a change to a booked appointment
+        return _moment(data.get("starts_at")) if data.get("action") == "reschedule" else None
+    if "kind" in data:
+        return _moment(data.get("starts_at"))
+    return None
+
+
+def visit_kind(ctx: GuardContext) -> str | None:
+    """The kind of appointment the fact being recorded books, or reschedules (None for anything else)."""
+    data = ctx.data
+    if "action" in data:
+        if data.get("action") != "reschedule":
+            return None
+        appt = appointments(ctx.case_id, ctx.facts, ctx.carriers).get(str(data.get("appointment", "")))
+        return appt.kind if appt is not None else None
+    kind = data.get("kind")
+    return str(kind) if kind is not None else None
+
+
+class AppointmentNotInPast:
+    """A booking, or a reschedule, gives a start from now on, unless recorded explicitly as a late entry.
+
+    A late entry is a fact with ``late_entry`` true and a ``reason`` (the appointment specs refuse one
+    without a reason); it is audited as every fact is. Cancelling, marking a no-show or attendance give
+    no new time, so they stay open for appointments in the past.
+    """
+
+    thresholds: tuple[str, ...] = ()
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        starts = visit_start(ctx)
+        if starts is None or starts >= ctx.now:
+            return None
+        if ctx.data.get("late_entry") is True and str(ctx.data.get("reason") or "").strip():
+            return None
+        verb = "reschedule to" if "action" in ctx.data else "book"
+        return Blocker(
+            "appointment_in_past",
+            f"{ctx.calendar.time_text(starts)} is in the past (it is now {ctx.calendar.time_text(ctx.now)}): "
+            f"{verb} a time from now on, or, to record one that already happened, record it as a late entry "
+            "(late_entry true, with the reason it is recorded late)",
+            facts=(("starts_at", to_iso(starts)), ("now", to_iso(ctx.now))),
+        )
+
+
 @dataclass(frozen=True)
 class WhenBooking:
-    """Apply ``guard`` only when the fact being recorded is an appointment of ``kind``."""
+    """Apply ``guard`` only when the fact being recorded books (or reschedules) an appointment of ``kind``.
+
+    The guard is checked at the visit's start (for a reschedule, the new start): rules that depend on
+    the day of the visit (a prescription valid that day) look at that day, not at today. The same guard
+    named for a transition (starting the session) checks the moment itself.
+    """
 
     kind: str
     guard: Guard
@@ -112,6 +181,7 @@ class WhenBooking:
         return tuple(self.guard.thresholds)
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
-        if ctx.data.get("kind") != self.kind:
+        if visit_kind(ctx) != self.kind:
             return None
-        return self.guard(ctx)
+        starts = visit_start(ctx)
+        return self.guard(ctx if starts is None else ctx._replace(now=starts))

@@ -29,3 +29,39 @@ def inquiry_unanswered() -> Reminder:
         "An inquiry has waited 2 business days for an answer.",
         after=timedelta(days=2), business_days=True, subject="kapflow: inquiry waiting for an answer",
     )
+
+
+_NOTICES = (
+    ("booked", "Appointment booked",
+     "Hello {first_name}, your appointment is booked for {starts_at}, in person at the practice."),
+    ("moved", "Appointment moved",
+     "Hello {first_name}, your appointment has moved: it is now on {starts_at}, in person at the practice. "
+     "Earlier reminders of it no longer apply."),
+    ("cancelled", "Appointment cancelled",
+     "Hello {first_name}, your appointment on {starts_at} is cancelled. Contact the practice to book "
+     "another time if you need one."),
+)
+
+
+def appointment_notices() -> tuple[Reminder, ...]:
+    """The client's notices, at once, when any appointment is booked, moved or cancelled.
+
+    A client told of a time always hears of its change: a confirmation for every booking, the new
+    time for every move, and every cancellation (by the practice, or when the case closes).
+    """
+    return tuple(
+        Reminder(f"appointment_{event}_notice", CLIENT, "email", template, on_appointment=event, subject=subject)
+        for event, subject, template in _NOTICES
+    )
+
+
+def not_booked_prompts(
+    name: str, staff: str, after: timedelta, guard: str, *, client_text: str, staff_text: str, staff_subject: str
+) -> tuple[Reminder, Reminder]:
+    """The client's and ``staff``'s prompts when ``guard`` (an appointment booked) still blocks ``after``
+    entering the state: ``{name}_client`` to the client, ``name`` to staff; skipped once it is booked."""
+    return (
+        Reminder(f"{name}_client", CLIENT, "email", client_text, after=after, while_blocked_by=guard,
+                 subject="Time to book your next session"),
+        Reminder(name, staff, "email", staff_text, after=after, while_blocked_by=guard, subject=staff_subject),
+    )

@@ -17,6 +17,7 @@ exception class names.
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import smtplib
 import ssl
@@ -185,9 +186,14 @@ class SmtpNotifier:
         return compose(message, self._sender, self._clock.now())
 
 
+_UNFOLDED = email.policy.default.clone(max_line_length=998)
+"""Header lines up to RFC 5322's hard limit: a long key folded onto a second line would read back with
+a leading space (Python's parser keeps it), and a receiver's duplicate filter would not match it."""
+
+
 def compose(message: Message, sender: str, at: datetime) -> EmailMessage:
     """The email for a message sent ``at``: its stable Message-ID and key header, marked as automated."""
-    mail = EmailMessage()
+    mail = EmailMessage(policy=_UNFOLDED)
     mail["From"] = sender
     mail["To"] = message.recipient
     mail["Subject"] = message.subject

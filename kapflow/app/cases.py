@@ -26,6 +26,7 @@ from kapflow.domain.decision import check_required_text, fact_refusal, fire_refu
 from kapflow.domain.errors import ConcurrencyConflict, InvalidInput, NotPermitted, UnknownFactKind, UnknownTrigger
 from kapflow.domain.events import EventKind
 from kapflow.domain.payload import JSONObject, canonical_json, check_identifier, check_payload
+from kapflow.domain.slots import check_room
 from kapflow.domain.workflow import Transition, Workflow
 from kapflow.logging import get_logger
 from kapflow.machine import compiled
@@ -87,7 +88,7 @@ def fire(
         check_required_text(wf, trigger, payload)
         check_expected(case, expected_version)
         transition = wf.transition_from(case.state, trigger)
-        refusal = fire_refusal(case, wf, transition, trigger, actor.role, payload, tx.now(), app.timezone)
+        refusal = fire_refusal(case, wf, transition, trigger, actor.role, payload, tx.now(), app.practice)
         if refusal is not None:
             tx.refuse(case, actor, refusal, trigger=trigger, data=payload, key=key)
         assert transition is not None
@@ -111,8 +112,11 @@ def record(
             raise UnknownFactKind(kind, list(wf.facts))
         check_actor(actor, wf)
         parsed = wf.facts[kind].spec(payload, tx.now())
+        check_room(wf.appointments, kind, parsed)
         check_expected(case, expected_version)
-        refusal = fact_refusal(case, wf, kind, actor.role, parsed, tx.now(), app.timezone)
+        refusal = fact_refusal(case, wf, kind, actor.role, parsed, tx.now(), app.practice)
+        if refusal is None:
+            refusal = tx.slots_refusal(case, wf, kind, parsed)
         if refusal is not None:
             tx.refuse(case, actor, refusal, trigger=None, data={"fact_kind": kind}, key=key)
         return _add_fact(tx, case, wf, actor, kind, parsed, key, expected_version)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
+from datetime import tzinfo
 
 from kapflow.app.runner import CommandRunner
 from kapflow.app.workflows import WorkflowSet
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.messages import Contacts
 from kapflow.ports import Clock, Store
 
@@ -22,8 +23,13 @@ class AppContext:
     runner: CommandRunner
     workflows: WorkflowSet
     clock: Clock
-    timezone: ZoneInfo
+    practice: PracticeCalendar  # the practice's zone, closed days and clock style
     contacts: Contacts
     calendar_sync: bool
     channels: frozenset[str] | None = None  # the channels the practice's worker delivers on (None: any)
     console_url: str | None = None  # the console's base URL: staff alerts link to the case's page
+
+    @property
+    def timezone(self) -> tzinfo:
+        """The practice's time zone."""
+        return self.practice.zone

@@ -25,10 +25,12 @@ from kapflow.app.engine import Engine
 from kapflow.app.events import note_event
 from kapflow.app.reminders import SYSTEM_ROLE, TimerRetry, act_on_timers
 from kapflow.app.runner import Transaction
+from kapflow.domain.appointments import appointments
 from kapflow.domain.case import Actor
 from kapflow.domain.effects import CALENDAR, CalendarChange
 from kapflow.domain.errors import ConcurrencyConflict
 from kapflow.domain.events import DeliveryOutcome, EventKind
+from kapflow.domain.messages import stale_reason
 from kapflow.errors import DeliveryFailed
 from kapflow.logging import get_logger
 from kapflow.ports import Calendar, CalendarEvent, Message, Notifier, OutboxClaim
@@ -48,11 +50,12 @@ class Tally:
     sent: int = 0
     failed: int = 0
     gave_up: int = 0
+    dropped: int = 0
 
     def take(self) -> Tally:
         """These counts, and zero from now on."""
-        taken = Tally(self.timers, self.sent, self.failed, self.gave_up)
-        self.timers = self.sent = self.failed = self.gave_up = 0
+        taken = Tally(self.timers, self.sent, self.failed, self.gave_up, self.dropped)
+        self.timers = self.sent = self.failed = self.gave_up = self.dropped = 0
         return taken
 
 
@@ -125,6 +128,17 @@ class Dispatcher:
 
     def _deliver(self, claim: OutboxClaim) -> None:
         try:
+            stale = self._stale(claim)
+        except Exception as exc:  # its case cannot be read: nothing goes out unchecked; retried, then given up
+            self._failed(claim, f"its case could not be checked ({type(exc).__name__})", permanent=False)
+            return
+        if stale is not None:
+            self._settle(claim, DeliveryOutcome.DROPPED, detail=stale)
+            self.tally.dropped += 1
+            _log.info("delivery_dropped", case_id=claim.case_id, channel=claim.channel, message_key=claim.key,
+                      status=DeliveryOutcome.DROPPED)
+            return
+        try:
             self._send(claim)
         except DeliveryFailed as failed:
             self._failed(claim, failed.reason, permanent=failed.permanent)
@@ -136,6 +150,18 @@ class Dispatcher:
         self.tally.sent += 1
         _log.info("delivered", case_id=claim.case_id, channel=claim.channel, message_key=claim.key,
                   attempt=claim.attempts, status=DeliveryOutcome.SENT)
+
+    def _stale(self, claim: OutboxClaim) -> str | None:
+        """Why the message must not go out now (see ``stale_reason``); calendar changes always go."""
+        payload = claim.message.payload
+        if claim.channel == CALENDAR or not ("deadline" in payload or "appointment" in payload):
+            return None
+        case = self.app.store.get_case(claim.case_id)
+        if case is None:
+            return "the case no longer exists"
+        carriers = self.app.workflows.of(case).appointments
+        found = appointments(case.id, case.projection, carriers) if carriers else {}
+        return stale_reason(payload, found.get(str(payload.get("appointment", ""))), self.app.clock.now())
 
     def _send(self, claim: OutboxClaim) -> None:
         if claim.channel == CALENDAR:
@@ -175,8 +201,8 @@ class Dispatcher:
 
         def body(tx: Transaction) -> None:
             mine = tx.uow.settle_outbox(claim, self.worker_id, tx.now(), outcome, detail=detail, retry_at=retry_at)
-            if mine and outcome == DeliveryOutcome.GAVE_UP:
-                self._audit_gave_up(tx, claim, detail)
+            if mine and outcome in _AUDITED:
+                self._audit(tx, claim, _AUDITED[outcome], detail)
 
         try:
             self.app.runner.run(body, case_id=claim.case_id)
@@ -187,19 +213,23 @@ class Dispatcher:
             # One row that cannot be settled (its case unreadable, a bug) must not stop the others' delivery.
             _log.error("delivery_result_not_recorded", case_id=claim.case_id, channel=claim.channel,
                        error=type(exc).__name__)
-            if outcome == DeliveryOutcome.GAVE_UP:  # give up without the audit note rather than not at all
+            if outcome in _AUDITED:  # settle without the audit note rather than not at all
                 self.app.runner.run(
                     lambda tx: tx.uow.settle_outbox(claim, self.worker_id, tx.now(), outcome, detail=detail),
                     case_id=claim.case_id,
                 )
 
-    def _audit_gave_up(self, tx: Transaction, claim: OutboxClaim, reason: str) -> None:
+    def _audit(self, tx: Transaction, claim: OutboxClaim, kind: EventKind, reason: str) -> None:
         case = tx.uow.load_case(claim.case_id)
         if case is None:
             return
         data = {"message": claim.key, "channel": claim.channel, "attempts": claim.attempts, "reason": reason}
         actor = Actor(self.worker_id, SYSTEM_ROLE)
-        tx.note(case, note_event(case, actor, EventKind.DELIVERY_FAILED, at=tx.now(), data=data))
+        tx.note(case, note_event(case, actor, kind, at=tx.now(), data=data))
+
+
+_AUDITED = {DeliveryOutcome.GAVE_UP: EventKind.DELIVERY_FAILED, DeliveryOutcome.DROPPED: EventKind.MESSAGE_DROPPED}
+"""Delivery outcomes that leave a note on the case's audit history: a message that never went out."""
 
 
 def _apply_calendar(calendar: Calendar, change: CalendarChange, tz: tzinfo) -> None:

@@ -21,6 +21,7 @@ from kapflow.app.runner import CommandRunner, RetryPolicy
 from kapflow.app.workflows import WorkflowSet
 from kapflow.audit import AuditReport
 from kapflow.domain.appointments import Appointment, AppointmentFacts
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, Outcome
 from kapflow.domain.errors import InvalidInput
 from kapflow.domain.messages import Contacts, practice_timezone
@@ -41,19 +42,22 @@ class Engine:
         new_case_id: Callable[[], str] = cases.new_case_id,
         contacts: Contacts | None = None,
         timezone: str = "UTC",
+        practice: PracticeCalendar | None = None,
         calendar_sync: bool = False,
         retry: RetryPolicy | None = None,
         channels: Collection[str] | None = None,
         console_url: str | None = None,
     ) -> None:
         """``channels``: those the practice's worker delivers on (a client's preferred channel is used only
-        when it is one of them; None: any). ``console_url``: the console's base URL, for staff alerts' links."""
+        when it is one of them; None: any). ``console_url``: the console's base URL, for staff alerts' links.
+        ``practice``: the practice's calendar (its zone, closed days and clock style); without it, the
+        calendar of ``timezone``, open on weekdays, on a 24-hour clock."""
         loaded = WorkflowSet(workflows)
         clock = clock or SystemClock()
-        zone = practice_timezone(timezone)
-        runner = CommandRunner(store, loaded, clock, calendar_sync=calendar_sync, policy=retry, tz=zone)
+        practice = practice or PracticeCalendar(practice_timezone(timezone))
+        runner = CommandRunner(store, loaded, clock, calendar_sync=calendar_sync, policy=retry, practice=practice)
         self.app = AppContext(
-            store=store, runner=runner, workflows=loaded, clock=clock, timezone=zone,
+            store=store, runner=runner, workflows=loaded, clock=clock, practice=practice,
             contacts=contacts or {}, calendar_sync=calendar_sync,
             channels=None if channels is None else frozenset(channels), console_url=console_url,
         )
@@ -132,12 +136,17 @@ class Engine:
 
     def book_appointment(
         self, case_id: str, kind: str, starts_at: datetime, *, actor: Actor,
+        clinician: str | None = None, room: str | None = None,
         minutes: int | None = None, idempotency_key: str | None = None,
     ) -> Outcome:
-        """Book an appointment; ``Outcome.extra["appointment"]`` is its id (a1, a2, ...)."""
+        """Book an appointment with ``clinician`` (an id; required) in ``room`` (required for the kinds that
+        take one); ``Outcome.extra["appointment"]`` is its id (a1, a2, ...). A clinician or room already
+        held at an overlapping time refuses it (``TransitionBlocked``, ``clinician_unavailable`` or
+        ``room_unavailable``)."""
         data: dict[str, Any] = {"kind": kind, "starts_at": instant_text(starts_at)}
-        if minutes is not None:
-            data["minutes"] = minutes
+        for name, value in (("clinician", clinician), ("room", room), ("minutes", minutes)):
+            if value is not None:
+                data[name] = value
         booking = self._carriers(case_id).booking
         return self.record(case_id, booking, data, actor=actor, idempotency_key=idempotency_key)
 

@@ -82,7 +82,7 @@ def _plan(app: AppContext, case: CaseRecord, to: Workflow) -> CaseMigrationPlan 
                                  MigrationVerdict(case.id, case.workflow_version, target.version, (reason,)))
     if old.state(case.state).final:
         return None
-    verdict = can_migrate(case, old, target, app.timezone)
+    verdict = can_migrate(case, old, target, app.practice)
     return CaseMigrationPlan(case.id, case.state, case.version, verdict)
 
 
@@ -122,7 +122,7 @@ def migrate_case(
             refusal = NotPermitted(case_id=case.id, trigger=TRIGGER, state=case.state, role=actor.role,
                                    allowed=allowed)
             tx.refuse(case, actor, refusal, trigger=TRIGGER, data=versions)
-        verdict = can_migrate(case, old, target, app.timezone)
+        verdict = can_migrate(case, old, target, app.practice)
         if not verdict.ok:
             tx.refuse(case, actor, MigrationRefused(
                 case_id=case.id, state=case.state, from_version=case.workflow_version,

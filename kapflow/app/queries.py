@@ -16,7 +16,9 @@ from kapflow.domain.appointments import Appointment, appointments
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry
 from kapflow.domain.decision import check_required_text, guard_context, not_available_blocker, pending_blockers
 from kapflow.domain.errors import Blocker, NotPermitted, UnknownCase, UnknownTrigger
+from kapflow.domain.events import TimerStatus
 from kapflow.domain.payload import check_identifier, check_payload
+from kapflow.domain.timers import plan_timers
 from kapflow.domain.verdict import Verdict, evaluate
 
 MAX_PAGE = 10_000
@@ -90,9 +92,9 @@ def check(
     transition = wf.transition_from(found.state, trigger)
     now = app.clock.now()
     if transition is None:
-        pending = pending_blockers(found, wf, trigger, now, app.timezone)
+        pending = pending_blockers(found, wf, trigger, now, app.practice)
         return Verdict(trigger, (not_available_blocker(found.state, trigger), *pending))
-    verdict = evaluate(wf, transition, guard_context(found, wf, trigger, payload, now, app.timezone))
+    verdict = evaluate(wf, transition, guard_context(found, wf, trigger, payload, now, app.practice))
     if actor is not None and actor.role not in transition.roles:
         role = Blocker(
             NotPermitted.code,
@@ -104,10 +106,32 @@ def check(
 
 
 def available(app: AppContext, case_id: str, *, actor: Actor | None) -> list[Verdict]:
-    """A verdict for every trigger that leaves the case's current state."""
+    """A verdict for every trigger that leaves the case's current state; an automatic step that was
+    missed (the worker was down) says so on its trigger's verdict: it now waits for a person."""
     found = case(app, case_id)
     wf = app.workflows.of(found)
-    return [check(app, case_id, t.trigger, actor=actor, data=None) for t in wf.transitions_from(found.state)]
+    missed = missed_steps(app, found)
+    return [
+        check(app, case_id, t.trigger, actor=actor, data=None)._replace(missed=missed.get(t.trigger))
+        for t in wf.transitions_from(found.state)
+    ]
+
+
+def missed_steps(app: AppContext, found: CaseRecord) -> dict[str, str]:
+    """Trigger -> why: the automatic steps of the case's state whose timers were missed and are still
+    planned (the case has not moved on since)."""
+    wf = app.workflows.of(found)
+    if not any(r.fires for r in wf.state(found.state).reminders):
+        return {}
+    planned = plan_timers(wf, found.id, found.state, found.projection, found.opened_at, app.practice)
+    missed: dict[str, str] = {}
+    for row in app.store.queue().timers(found.id):
+        reminder = wf.reminder(found.state, str(row["reminder"]))
+        if row["status"] == TimerStatus.MISSED and row["key"] in planned and reminder and reminder.fires:
+            due = app.practice.time_text(planned[row["key"]].due_at)
+            missed[reminder.fires] = (f"the automatic step was due at {due} and not taken (the worker was not "
+                                      f"running); it waits for staff to do it by hand")
+    return missed
 
 
 def verify_audit(app: AppContext, case_id: str | None) -> AuditReport:

@@ -30,7 +30,7 @@ from kapflow.domain.appointments import STANDARD, Appointment, appointments, upc
 from kapflow.domain.case import Actor, CaseFacts, CaseRecord, to_iso
 from kapflow.domain.errors import ConcurrencyConflict, KapflowError, Refused
 from kapflow.domain.events import EventKind, TimerStatus
-from kapflow.domain.messages import reminder_message, route
+from kapflow.domain.messages import missed_step_message, reminder_message, route
 from kapflow.domain.timers import plan_timers
 from kapflow.domain.workflow import WORKER_ROLE, GuardContext, Reminder, Workflow
 from kapflow.logging import get_logger
@@ -168,36 +168,67 @@ def _settle(app: AppContext, tx: Transaction, claim: TimerClaim, worker: str) ->
     wf = app.workflows.of(case)
     facts = case.projection
     now = tx.now()
-    if claim.key not in plan_timers(wf, case.id, case.state, facts, case.opened_at, app.timezone):
+    planned = plan_timers(wf, case.id, case.state, facts, case.opened_at, app.practice).get(claim.key)
+    reminder = wf.reminder(case.state, claim.reminder)
+    if planned is None or reminder is None:
         return _close(tx, claim, worker, TimerOutcome(TimerStatus.CANCELLED, "no longer planned"))
-    reminder = next(r for r in wf.state(case.state).reminders if r.name == claim.reminder)
-    verdict = _verdict(app, wf, case, facts, reminder, claim, now)
+    verdict = _verdict(app, wf, case, facts, reminder, claim, planned.deadline, now)
     if verdict is not None:
-        return _note_and_close(tx, case, claim, worker, reminder, verdict)
+        closed = _note_and_close(tx, case, claim, worker, reminder, verdict)
+        if closed.status == TimerStatus.MISSED and reminder.fires and reminder.missed_alert:
+            _alert_missed_step(app, tx, case, wf, claim, reminder)
+        return closed
     if reminder.fires:
         return _Fire(reminder.fires)
-    return _queue_message(app, tx, case, wf, facts, claim, worker, reminder)
+    return _queue_message(app, tx, case, wf, facts, claim, worker, reminder, planned.deadline)
 
 
 def _verdict(
     app: AppContext, wf: Workflow, case: CaseRecord, facts: CaseFacts, reminder: Reminder,
-    claim: TimerClaim, now: datetime,
+    claim: TimerClaim, deadline: datetime | None, now: datetime,
 ) -> TimerOutcome | None:
-    if reminder.while_blocked_by:  # first: a reminder whose rule holds is not missed, just not needed
-        ctx = GuardContext(case.id, case.state, reminder.name, facts, now, wf.thresholds, tz=app.timezone,
-                           carriers=wf.appointments or STANDARD)
-        if wf.guards[reminder.while_blocked_by](ctx) is None:
-            return TimerOutcome(TimerStatus.SKIPPED, f"{reminder.while_blocked_by} holds now")
+    """Why the due timer is not acted on (recorded on its row and the case's history), or None.
+
+    A reminder whose rule holds is not missed, just not needed: those checks come first.
+    """
+    if reminder.in_states and case.state not in reminder.in_states:
+        return TimerOutcome(TimerStatus.SKIPPED, f"not wanted while the case is in {case.state}")
+    ctx = GuardContext(case.id, case.state, reminder.name, facts, now, wf.thresholds, calendar=app.practice,
+                       carriers=wf.appointments or STANDARD)
+    if reminder.while_blocked_by and wf.guards[reminder.while_blocked_by](ctx) is None:
+        return TimerOutcome(TimerStatus.SKIPPED, f"{reminder.while_blocked_by} holds now")
+    if reminder.while_holds and (blocker := wf.guards[reminder.while_holds](ctx)) is not None:
+        return TimerOutcome(TimerStatus.SKIPPED, f"{reminder.while_holds} no longer holds ({blocker.code})")
+    if deadline is not None and now >= deadline:
+        return TimerOutcome(TimerStatus.SKIPPED, f"its appointment started at {app.practice.time_text(deadline)}")
     late = now - claim.due_at
     if late > reminder.grace:
         minutes = int(late.total_seconds() // 60)
-        return TimerOutcome(TimerStatus.MISSED, f"due {claim.due_at.isoformat()}, {minutes} minutes late")
+        return TimerOutcome(TimerStatus.MISSED, f"due {app.practice.time_text(claim.due_at)}, {minutes} minutes late")
     return None
+
+
+def _alert_missed_step(
+    app: AppContext, tx: Transaction, case: CaseRecord, wf: Workflow, claim: TimerClaim, reminder: Reminder
+) -> None:
+    """Tell ``missed_alert`` that an automatic step was not taken: the case waits for a person now."""
+    assert reminder.fires is not None and reminder.missed_alert is not None
+    routed = route(reminder.missed_alert, reminder.channel or "email", case.projection, app.contacts,
+                   wf.intake_fact, wf.client, app.channels)
+    if routed is None:
+        _log.warning("missed_step_alert_undeliverable", case_id=case.id, role=reminder.missed_alert)
+        return
+    channel, address = routed
+    step = reminder.fires.replace("_", " ")
+    tx.uow.add_outbox(missed_step_message(
+        timer_key=claim.key, case_id=case.id, channel=channel, audience=reminder.missed_alert, address=address,
+        step=step, due=app.practice.time_text(claim.due_at), console_url=app.console_url,
+    ), tx.now())
 
 
 def _queue_message(
     app: AppContext, tx: Transaction, case: CaseRecord, wf: Workflow, facts: CaseFacts,
-    claim: TimerClaim, worker: str, reminder: Reminder,
+    claim: TimerClaim, worker: str, reminder: Reminder, deadline: datetime | None,
 ) -> TimerOutcome:
     routed = route(reminder.audience, reminder.channel, facts, app.contacts, wf.intake_fact, wf.client,
                    app.channels)
@@ -208,7 +239,8 @@ def _queue_message(
     appt = _appointment_for(wf, case, facts, claim, reminder, tx.now())
     message = reminder_message(
         reminder, timer_key=claim.key, case_id=case.id, channel=channel, address=address, appointment=appt,
-        facts=facts, intake_kind=wf.intake_fact, client=wf.client, tz=app.timezone, console_url=app.console_url,
+        facts=facts, intake_kind=wf.intake_fact, client=wf.client, cal=app.practice, console_url=app.console_url,
+        deadline=deadline,
     )
     verdict = TimerOutcome(TimerStatus.DONE, f"queued {channel} message for {reminder.audience}")
     closed = _note_and_close(tx, case, claim, worker, reminder, verdict)

@@ -20,17 +20,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 from kapflow.app.command_input import outcome_from_json
 from kapflow.app.events import note_event
 from kapflow.app.workflows import WorkflowSet
+from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, Outcome
 from kapflow.domain.effects import effects_of
-from kapflow.domain.errors import ConcurrencyConflict, IdempotencyKeyReused, Refused, UnknownCase
+from kapflow.domain.errors import ConcurrencyConflict, IdempotencyKeyReused, Refused, TransitionBlocked, UnknownCase
 from kapflow.domain.events import EventKind
-from kapflow.domain.payload import canonical_json
+from kapflow.domain.payload import JSONObject, canonical_json
+from kapflow.domain.slots import hold_changes, taken_blockers, wanted_holds
 from kapflow.domain.workflow import Workflow
 from kapflow.errors import DuplicateIdempotencyKey, LostRace
 from kapflow.logging import get_logger
@@ -58,13 +60,14 @@ class Transaction:
     """What a command's body may do in its one transaction. The runner commits it."""
 
     def __init__(
-        self, uow: UnitOfWork, workflows: WorkflowSet, clock: Clock, *, calendar_sync: bool, tz: tzinfo = UTC,
+        self, uow: UnitOfWork, workflows: WorkflowSet, clock: Clock, *, calendar_sync: bool,
+        practice: PracticeCalendar = UTC_CALENDAR,
     ) -> None:
         self.uow = uow
         self.workflows = workflows
         self.clock = clock
         self.calendar_sync = calendar_sync
-        self.tz = tz  # the practice's time zone: timers count business days on its calendar
+        self.practice = practice  # the practice's calendar: timers count its days
         self.read_only = False
 
     def load(self, case_id: str) -> tuple[CaseRecord, Workflow]:
@@ -79,7 +82,8 @@ class Transaction:
         self.uow.insert_case(case)
         self.uow.append_event(event)
         self.uow.apply_effects(
-            effects_of(self.workflows.of(case), None, case, calendar=self.calendar_sync, tz=self.tz), case.updated_at
+            effects_of(self.workflows.of(case), None, case, calendar=self.calendar_sync, cal=self.practice),
+            case.updated_at,
         )
 
     def change(self, case: CaseRecord, updated: CaseRecord, event: AuditEvent, expected: int | None = None) -> None:
@@ -93,9 +97,29 @@ class Transaction:
             raise ConcurrencyConflict(
                 case.id, expected if expected is not None else case.version, current.version if current else None
             )
+        holds = hold_changes(updated.id, case.projection, updated.projection, self.workflows.of(updated).appointments)
+        if not holds.empty:  # the clinician and room its appointments hold follow them (``slots_refusal`` checked)
+            self.uow.apply_holds(holds)
         effects = effects_of(self.workflows.of(updated), case, updated, calendar=self.calendar_sync,
-                             before_wf=self.workflows.of(case), tz=self.tz)
+                             before_wf=self.workflows.of(case), cal=self.practice)
         self.uow.apply_effects(effects, updated.updated_at)
+
+    def slots_refusal(self, case: CaseRecord, wf: Workflow, kind: str, parsed: JSONObject) -> Refused | None:
+        """The refusal of recording ``parsed`` (a booking or a reschedule) because its clinician or room is
+        already held at an overlapping time by another appointment, or None.
+
+        Read before writing, and the answer holds until the commit: SQLite's writers take turns, and on
+        PostgreSQL ``find_taken`` first takes a lock per resource that bookings of it wait for. Should an
+        overlapping hold be committed meanwhile all the same, the exclusion constraint fails this
+        command's commit with ``LostRace``: the runner runs it again, and it is refused here.
+        """
+        wanted = wanted_holds(case.id, case.projection, wf.appointments, kind, parsed, self.now())
+        if not wanted:
+            return None
+        blockers = taken_blockers(wanted, self.uow.find_taken(wanted), self.practice.time_text)
+        if not blockers:
+            return None
+        return TransitionBlocked(case_id=case.id, trigger="", state=case.state, blockers=blockers, fact_kind=kind)
 
     def note(self, case: CaseRecord, event: AuditEvent) -> CaseRecord:
         """Append an event that changes neither state nor version; ``LostRace`` if the case moved meanwhile."""
@@ -125,14 +149,14 @@ class CommandRunner:
 
     def __init__(
         self, store: Store, workflows: WorkflowSet, clock: Clock, *,
-        calendar_sync: bool = False, policy: RetryPolicy | None = None, tz: tzinfo = UTC,
+        calendar_sync: bool = False, policy: RetryPolicy | None = None, practice: PracticeCalendar = UTC_CALENDAR,
     ) -> None:
-        """``tz``: the practice's time zone (reminders counted in business days follow its calendar)."""
+        """``practice``: the practice's calendar (reminders counted in days follow it)."""
         self._store = store
         self._workflows = workflows
         self._clock = clock
         self._calendar_sync = calendar_sync
-        self._tz = tz
+        self._practice = practice
         self.policy = policy or RetryPolicy()
 
     def run(self, body: Callable[[Transaction], T], *, case_id: str = "", policy: RetryPolicy | None = None) -> T:
@@ -141,7 +165,8 @@ class CommandRunner:
         for _attempt in range(attempts):
             try:
                 with self._store.write() as uow:
-                    tx = Transaction(uow, self._workflows, self._clock, calendar_sync=self._calendar_sync, tz=self._tz)
+                    tx = Transaction(uow, self._workflows, self._clock, calendar_sync=self._calendar_sync,
+                                     practice=self._practice)
                     result = body(tx)
                     if not tx.read_only:
                         uow.commit()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -19,6 +18,7 @@ from kapflow.cli.common import (
     Data,
     Expected,
     Fact,
+    InUtc,
     Key,
     Role,
     WorkflowName,
@@ -33,11 +33,13 @@ from kapflow.cli.common import (
     parse_data,
     print_json,
     reader,
-    when,
-    when_iso,
+    shown_calendar,
+    stacked_time,
+    time_text,
     workflow_name,
 )
 from kapflow.cli.render import events_table, print_outcome
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import Actor
 from kapflow.errors import InvalidInput
 from kapflow.present import EXIT_REFUSED, blocker_lines, case_shape, case_workflow, fact_summary, verdict_shape
@@ -54,6 +56,7 @@ def cases_command(
     state: Annotated[str | None, typer.Option("--state", help="Only cases in this state.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many cases (1-10000).")] = 50,
     as_json: AsJson = False,
+    utc: InUtc = False,
 ) -> None:
     """List cases, oldest first."""
     found = reader(ctx)
@@ -63,8 +66,8 @@ def cases_command(
     if as_json:
         print_json(rows)
         return
-    out = console()
-    out.print(_stacked_cases(rows) if narrow(out) else _wide_cases(rows))
+    out, calendar = console(), shown_calendar(found, utc)
+    out.print(_stacked_cases(rows, calendar) if narrow(out) else _wide_cases(rows, calendar))
     out.print(Text(f"{len(rows)} case(s)"))
 
 
@@ -75,25 +78,25 @@ def _check_state(found: Engine, state: str) -> None:
         raise InvalidInput(f"unknown state {state!r}; states: {', '.join(states)}", field="state")
 
 
-def _wide_cases(rows: list[dict[str, object]]) -> Table:
+def _wide_cases(rows: list[dict[str, object]], calendar: PracticeCalendar) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("case", "client", "state", "version", "workflow", "updated (UTC)"):
+    for column in ("case", "client", "state", "version", "workflow", "updated"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        workflow, updated = f"{r['workflow']} v{r['workflow_version']}", when_iso(str(r["updated_at"]))
+        workflow, updated = f"{r['workflow']} v{r['workflow_version']}", time_text(calendar, str(r["updated_at"]))
         table.add_row(*(cell(v) for v in (r["id"], r["client"], r["state"], r["version"], workflow, updated)))
     return table
 
 
-def _stacked_cases(rows: list[dict[str, object]]) -> Table:
+def _stacked_cases(rows: list[dict[str, object]], calendar: PracticeCalendar) -> Table:
     """The case id whole; the workflow and version under the state; the date over the time."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("case", no_wrap=True)
     table.add_column("client", ratio=1)
     table.add_column("state\nworkflow · version", overflow="fold")
-    table.add_column("updated\n(UTC)", no_wrap=True)
+    table.add_column("updated", no_wrap=True)
     for r in rows:
-        updated = when_iso(str(r["updated_at"])).replace(" ", "\n")
+        updated = stacked_time(calendar, str(r["updated_at"]))
         state = f"{r['state']}\n{r['workflow']} v{r['workflow_version']} · version {r['version']}"
         table.add_row(cell(r["id"]), cell(r["client"]), cell(state), cell(updated))
     return table
@@ -101,7 +104,7 @@ def _stacked_cases(rows: list[dict[str, object]]) -> Table:
 
 @case_app.command("show")
 @handled
-def case_show(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False) -> None:
+def case_show(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False, utc: InUtc = False) -> None:
     """One case: state, versions, facts recorded, and what can happen next (with every blocker)."""
     found = reader(ctx)
     case = found.case(case_id)
@@ -111,13 +114,14 @@ def case_show(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False) -> N
     if as_json:
         print_json({"case": shape, "facts": facts, "available": [verdict_shape(v) for v in verdicts]})
         return
-    out = console()
+    out, calendar = console(), shown_calendar(found, utc)
     out.print(cell(f"case {case.id}  client: {shape['client']}"), style="bold", soft_wrap=True)
     where = f"state {case.state} (previous: {case.previous_state or '-'})  version {case.version}"
     what = f"workflow {case.workflow} v{case.workflow_version}  audit events {case.event_count}"
     out.print(Text(f"{where}\n{what}" if narrow(out) else f"{where}  {what}"))
-    out.print(Text(f"opened {when(case.opened_at)} UTC, updated {when(case.updated_at)} UTC"))
-    out.print(_facts_table(facts, out))
+    opened, updated = time_text(calendar, case.opened_at), time_text(calendar, case.updated_at)
+    out.print(Text(f"opened {opened}\nupdated {updated}" if narrow(out) else f"opened {opened}, updated {updated}"))
+    out.print(_facts_table(facts, out, calendar))
     next_table = Table("trigger", "ready", box=box.SIMPLE_HEAD, title="What can happen next")
     next_table.add_column("blockers", overflow="fold", ratio=1 if narrow(out) else None)
     for v in verdicts:
@@ -125,19 +129,19 @@ def case_show(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False) -> N
     out.print(next_table if verdicts else Text("nothing: the case is in a final state"))
 
 
-def _facts_table(facts: list[dict[str, object]], out: Console) -> Table:
+def _facts_table(facts: list[dict[str, object]], out: Console, calendar: PracticeCalendar) -> Table:
     if narrow(out):  # the fact's count, time and author under its kind: the data gets the width
         table = Table("fact", box=box.SIMPLE_HEAD, title="Facts")
         table.add_column("latest", overflow="fold", ratio=1)
         for f in facts:
-            about = f"{f['kind']}\n{f['count']}x, last {when_iso(str(f['last_at']))}\nby {f['last_by']}"
+            about = f"{f['kind']}\n{f['count']}x, last {stacked_time(calendar, str(f['last_at']))}\nby {f['last_by']}"
             table.add_row(cell(about), json_cell(f["latest"], spaced=True))
         return table
-    table = Table("fact", "count", "last (UTC)", "by", box=box.SIMPLE_HEAD, title="Facts")
+    table = Table("fact", "count", "last", "by", box=box.SIMPLE_HEAD, title="Facts")
     table.add_column("latest", overflow="fold")
     for f in facts:
-        table.add_row(cell(f["kind"]), cell(f["count"]), cell(when_iso(str(f["last_at"]))), cell(f["last_by"]),
-                      json_cell(f["latest"]))
+        last = time_text(calendar, str(f["last_at"]))
+        table.add_row(cell(f["kind"]), cell(f["count"]), cell(last), cell(f["last_by"]), json_cell(f["latest"]))
     return table
 
 
@@ -227,8 +231,7 @@ def check_command(
 @commands.command("history")
 @handled
 def history_command(
-    ctx: typer.Context, case_id: CaseId, as_json: AsJson = False,
-    utc: Annotated[bool, typer.Option("--utc", help="Times in UTC, not the practice's time zone.")] = False,
+    ctx: typer.Context, case_id: CaseId, as_json: AsJson = False, utc: InUtc = False,
 ) -> None:
     """A case's audit history: every change, fact and refused attempt (with every blocker), who and when."""
     built = reader(ctx)
@@ -237,4 +240,4 @@ def history_command(
         print_json([ev.as_dict() for ev in events])
         return
     out = console()
-    out.print(events_table(events, details=True, out=out, tz=UTC if utc else built.app.timezone))
+    out.print(events_table(events, details=True, out=out, calendar=shown_calendar(built, utc)))

@@ -5,6 +5,10 @@ A ``KapflowError`` becomes one line on stderr and the exit code
 with markup and emoji off, so text from the database (names, notes) holding
 ``[bold]`` or ``:smile:`` is printed exactly as stored; C1 control characters
 are escaped (``kapflow.present.defang``). Nothing is logged from here.
+
+Times are shown for staff in the practice's calendar (``shown_calendar``): its zone, with the
+abbreviation on every value (``EDT``/``EST``), in its clock style; UTC under ``--utc``. ``--json``
+keeps ISO 8601 UTC.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, ParamSpec
 
 import typer
@@ -26,6 +30,7 @@ from rich.text import Text
 from kapflow.app.engine import Engine
 from kapflow.bootstrap import build_engine, database_url
 from kapflow.config import Settings
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import Actor
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.workflow import WORKER_ROLE
@@ -48,6 +53,9 @@ Key = Annotated[str | None, typer.Option("--idempotency-key", help="Repeat a com
 Expected = Annotated[int | None, typer.Option("--expected-version", help="Refuse unless the case is at this version.")]
 WorkflowName = Annotated[
     str | None, typer.Option("--workflow", metavar="NAME", help="Which loaded workflow (needed when several are).")
+]
+InUtc = Annotated[
+    bool, typer.Option("--utc", help="Show times in UTC, not in the practice's time zone (--json is always UTC).")
 ]
 
 
@@ -213,10 +221,24 @@ def json_cell(value: object, *, spaced: bool = False) -> Text:
     return Text(defang(text))
 
 
-def when(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M}"
+def shown_calendar(built: Engine, utc: bool = False) -> PracticeCalendar:
+    """The calendar to show times with: the practice's (its zone and clock style), or UTC in its clock style (--utc)."""
+    practice = built.app.practice
+    return PracticeCalendar(UTC, clock=practice.clock) if utc else practice
 
 
-def when_iso(text: str) -> str:
-    """``2026-01-05 09:00`` from an ISO 8601 instant's text."""
-    return text[:16].replace("T", " ")
+def _instant(moment: datetime | str) -> datetime:
+    """``moment``, or the instant an ISO 8601 text (the JSON shapes') names."""
+    at = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # kapflow stores UTC
+
+
+def time_text(calendar: PracticeCalendar, moment: datetime | str) -> str:
+    """A time for staff on one line, in ``calendar``'s zone and style: ``2026-03-09 10:00 EDT`` (``10:00 AM EDT``)."""
+    return calendar.time_text(_instant(moment))
+
+
+def stacked_time(calendar: PracticeCalendar, moment: datetime | str) -> str:
+    """``time_text`` with the date over the time of day, for a narrow column."""
+    at = _instant(moment)
+    return f"{calendar.local_date(at):%Y-%m-%d}\n{calendar.clock_text(at)}"

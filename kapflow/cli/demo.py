@@ -13,9 +13,20 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from kapflow.cli.common import cell, console, handled, narrow, settings_of, when
+from kapflow.cli.common import (
+    InUtc,
+    cell,
+    console,
+    handled,
+    narrow,
+    settings_of,
+    shown_calendar,
+    stacked_time,
+    time_text,
+)
 from kapflow.cli.render import events_table, print_audit
 from kapflow.demo import DEMO_SETTINGS, ClientStory, DemoRun, demo_engine, run_demo
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.present import EXIT_OTHER
 
 commands = typer.Typer()
@@ -33,6 +44,7 @@ def demo_command(
         typer.Option("--mail", metavar="FOLDER",
                      help="Where the demo's worker delivers reminders (a Maildir; default: beside the database)."),
     ] = None,
+    utc: InUtc = False,
 ) -> None:
     """Run an example practice with synthetic clients; print each timeline and the reminders delivered."""
     url = settings_of(ctx).url
@@ -41,7 +53,7 @@ def demo_command(
     ctx.call_on_close(engine.close)
     run = run_demo(engine, clock, allow_existing=force)
     settings = _write_settings(_beside_database(url, "-settings.toml"))
-    _print_demo(console(), run, mail)
+    _print_demo(console(), run, shown_calendar(engine, utc), mail)
     # The demo's cases are on both pathways; the default settings load KAP only.
     out = console()
     out.print(Text("Next, with the demo's settings (its cases are on both of its pathways):"))
@@ -66,18 +78,18 @@ def _write_settings(path: Path) -> Path:
     return path
 
 
-def _print_demo(out: Console, run: DemoRun, mail_folder: Path | None = None) -> None:
+def _print_demo(out: Console, run: DemoRun, calendar: PracticeCalendar, mail_folder: Path | None = None) -> None:
     out.print(Text("kapflow demo: an example practice with synthetic clients", style="bold"))
-    out.print(Text(f"(a fake clock starting {when(run.start)} UTC; all names and data are made up)"))
+    out.print(Text(f"(a fake clock starting {time_text(calendar, run.start)}; all names and data are made up)"))
     out.print()
     for story in run.stories:
-        _print_story(out, story)
+        _print_story(out, story, calendar)
     if mail_folder is not None:
-        _print_mail(out, run, mail_folder)
+        _print_mail(out, run, calendar, mail_folder)
     print_audit(out, run.audit)
 
 
-def _print_story(out: Console, story: ClientStory) -> None:
+def _print_story(out: Console, story: ClientStory, calendar: PracticeCalendar) -> None:
     out.print(Rule(cell(f"{story.client} · {story.case_id}")), width=min(out.width, _RULE_WIDTH))
     out.print(cell(story.headline), style="bold")
     out.print(Text("Key moments:"))
@@ -86,26 +98,26 @@ def _print_story(out: Console, story: ClientStory) -> None:
     moments.add_column(no_wrap=True)
     moments.add_column(overflow="fold")
     for m in story.moments:
-        moments.add_row(when(m.at), cell(m.text))
+        moments.add_row(time_text(calendar, m.at), cell(m.text))
     out.print(moments)
-    out.print(events_table(story.history, details=False, out=out))
+    out.print(events_table(story.history, details=False, out=out, calendar=calendar))
     out.print(cell(f"ends in state: {story.state}"))
     out.print()
 
 
-def _print_mail(out: Console, run: DemoRun, folder: Path) -> None:
+def _print_mail(out: Console, run: DemoRun, calendar: PracticeCalendar, folder: Path) -> None:
     out.rule(Text(f"Reminders the worker delivered · {len(run.messages)} messages in {folder}"))
     if narrow(out):
-        table = Table("sent (UTC)", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table("sent", box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("to", overflow="fold")
         table.add_column("subject / reminder", overflow="fold", ratio=1)
         for m in run.messages:
-            table.add_row(cell(f"{m.at:%Y-%m-%d}\n{m.at:%H:%M}"), cell(f"{m.audience}\n{m.recipient}"),
+            table.add_row(cell(stacked_time(calendar, m.at)), cell(f"{m.audience}\n{m.recipient}"),
                           cell(f"{m.subject}\n{m.reminder}"))
     else:
-        table = Table("sent (UTC)", "to", "address", "subject", "reminder")
+        table = Table("sent", "to", "address", "subject", "reminder")
         for m in run.messages:
-            table.add_row(when(m.at), m.audience, cell(m.recipient), cell(m.subject), m.reminder)
+            table.add_row(time_text(calendar, m.at), m.audience, cell(m.recipient), cell(m.subject), m.reminder)
     out.print(table)
     out.print(Text(f"Calendar events (.ics) are in {folder / 'calendar'}"))
     out.print()

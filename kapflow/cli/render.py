@@ -8,7 +8,6 @@ layout (one column per field, for a wide terminal or a pipe) and, below
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, tzinfo
 
 from rich import box
 from rich.console import Console
@@ -16,19 +15,24 @@ from rich.table import Table
 from rich.text import Text
 
 from kapflow.audit import AuditReport
-from kapflow.cli.common import cell, console, json_cell, narrow, print_json, when
+from kapflow.cli.common import cell, console, json_cell, narrow, print_json, stacked_time, time_text
+from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import AuditEvent, Outcome
 from kapflow.domain.events import EventKind
 from kapflow.present import audit_problem_text, audit_summary_text, defang, event_summary, outcome_text
 
-
-def events_table(events: Iterable[AuditEvent], *, details: bool, out: Console, tz: tzinfo = UTC) -> Table:
-    """An audit history as a table: who did what and when (in ``tz``), the move, every blocker's sentence."""
-    return _stacked_events(events, details, tz) if narrow(out) else _wide_events(events, details, tz)
+_ONE_LINE_TIMES = 160
+"""From this many columns, the wide history writes each time on one line (``2026-03-09 10:00 AM EDT``)."""
 
 
-def _zone(tz: tzinfo) -> str:
-    return "UTC" if tz is UTC else str(getattr(tz, "key", tz))
+def events_table(
+    events: Iterable[AuditEvent], *, details: bool, out: Console, calendar: PracticeCalendar = UTC_CALENDAR,
+) -> Table:
+    """An audit history as a table: who did what and when (in ``calendar``'s zone and clock style, each time with
+    its zone's abbreviation), the move, every blocker's sentence."""
+    if narrow(out):
+        return _stacked_events(events, details, calendar)
+    return _wide_events(events, details, calendar, one_line=out.width >= _ONE_LINE_TIMES)
 
 
 def _blocker_lines(blockers: Iterable[Mapping[str, object]]) -> list[str]:
@@ -37,10 +41,11 @@ def _blocker_lines(blockers: Iterable[Mapping[str, object]]) -> list[str]:
             for b in blockers]
 
 
-def _wide_events(events: Iterable[AuditEvent], details: bool, tz: tzinfo) -> Table:
+def _wide_events(events: Iterable[AuditEvent], details: bool, calendar: PracticeCalendar, *, one_line: bool) -> Table:
+    """One column per field; each time on one line when ``one_line``, else its date over its time of day."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", no_wrap=True)
-    table.add_column(f"time ({_zone(tz)})", min_width=10)
+    table.add_column("time", no_wrap=True)
     table.add_column("actor / role", overflow="fold")
     table.add_column("event", no_wrap=True)
     for column in ("trigger / fact", "from -> to", "blockers"):
@@ -49,7 +54,8 @@ def _wide_events(events: Iterable[AuditEvent], details: bool, tz: tzinfo) -> Tab
         table.add_column("data", overflow="fold", ratio=1)
     for ev in events:
         summary = event_summary(ev)
-        row = [str(ev.case_seq), when(ev.at.astimezone(tz)), f"{ev.actor}\n{ev.role}", ev.kind, summary.what,
+        shown = time_text(calendar, ev.at) if one_line else stacked_time(calendar, ev.at)
+        row = [str(ev.case_seq), shown, f"{ev.actor}\n{ev.role}", ev.kind, summary.what,
                summary.move("\n"), "\n".join(_blocker_lines(ev.blockers))]
         cells = [cell(c) for c in row]
         if details:
@@ -58,11 +64,11 @@ def _wide_events(events: Iterable[AuditEvent], details: bool, tz: tzinfo) -> Tab
     return table
 
 
-def _stacked_events(events: Iterable[AuditEvent], details: bool, tz: tzinfo) -> Table:
+def _stacked_events(events: Iterable[AuditEvent], details: bool, calendar: PracticeCalendar) -> Table:
     """Four columns; the event's kind, what, move, blockers (and data) stacked in the last."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", no_wrap=True)
-    table.add_column("time" if tz is not UTC else "time (UTC)", no_wrap=True)
+    table.add_column("time", no_wrap=True)
     table.add_column("actor / role", overflow="fold")
     table.add_column("event", overflow="fold", ratio=1)
     for ev in events:
@@ -76,8 +82,7 @@ def _stacked_events(events: Iterable[AuditEvent], details: bool, tz: tzinfo) -> 
             data = json_cell(dict(ev.data), spaced=True)
             data.stylize("dim")
             body.append("\n").append_text(data)
-        at = ev.at.astimezone(tz)
-        table.add_row(cell(ev.case_seq), cell(f"{at:%Y-%m-%d}\n{at:%H:%M %Z}"), cell(f"{ev.actor}\n{ev.role}"),
+        table.add_row(cell(ev.case_seq), cell(stacked_time(calendar, ev.at)), cell(f"{ev.actor}\n{ev.role}"),
                       body, style="red" if ev.kind == EventKind.REFUSED else None)
     return table
 

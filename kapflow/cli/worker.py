@@ -12,6 +12,7 @@ from rich.table import Table
 from kapflow.bootstrap import build_dispatcher
 from kapflow.cli.common import (
     AsJson,
+    InUtc,
     cell,
     console,
     engine,
@@ -20,8 +21,11 @@ from kapflow.cli.common import (
     print_json,
     reader,
     settings_of,
-    when_iso,
+    shown_calendar,
+    stacked_time,
+    time_text,
 )
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.events import TimerStatus
 from kapflow.errors import InvalidInput
 from kapflow.logging import logging_configured
@@ -79,31 +83,33 @@ def timers_command(
         bool, typer.Option("--failed", help="Only timers parked after every attempt failed; see their case."),
     ] = False,
     as_json: AsJson = False,
+    utc: InUtc = False,
 ) -> None:
     """Reminders planned, sent, skipped, missed, cancelled or failed, and why."""
-    rows = [timer_shape(r) for r in reader(ctx).timers(case) if not failed or r["status"] == TimerStatus.FAILED]
+    found = reader(ctx)
+    rows = [timer_shape(r) for r in found.timers(case) if not failed or r["status"] == TimerStatus.FAILED]
     if as_json:
         print_json(rows)
         return
-    out = console()
-    out.print(_stacked_timers(rows) if narrow(out) else _wide_timers(rows))
+    out, calendar = console(), shown_calendar(found, utc)
+    out.print(_stacked_timers(rows, calendar) if narrow(out) else _wide_timers(rows, calendar))
 
 
-def _wide_timers(rows: list[dict[str, Any]]) -> Table:
-    table = Table("due (UTC)", "case", "reminder", "status", "outcome")
+def _wide_timers(rows: list[dict[str, Any]], calendar: PracticeCalendar) -> Table:
+    table = Table("due", "case", "reminder", "status", "outcome")
     for r in rows:
-        table.add_row(*(cell(v) for v in (when_iso(r["due_at"]), r["case_id"], r["reminder"], r["status"],
+        table.add_row(*(cell(v) for v in (time_text(calendar, r["due_at"]), r["case_id"], r["reminder"], r["status"],
                                           r["outcome"] or "")))
     return table
 
 
-def _stacked_timers(rows: list[dict[str, Any]]) -> Table:
-    table = Table("due (UTC)", box=box.SIMPLE_HEAD, pad_edge=False)
+def _stacked_timers(rows: list[dict[str, Any]], calendar: PracticeCalendar) -> Table:
+    table = Table("due", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("case / reminder", no_wrap=True)
     table.add_column("status")
     table.add_column("outcome", ratio=1)
     for r in rows:
-        table.add_row(cell(when_iso(r["due_at"]).replace(" ", "\n")), cell(f"{r['case_id']}\n{r['reminder']}"),
+        table.add_row(cell(stacked_time(calendar, r["due_at"])), cell(f"{r['case_id']}\n{r['reminder']}"),
                       cell(r["status"]), cell(r["outcome"] or ""))
     return table
 
@@ -114,32 +120,35 @@ def outbox_command(
     ctx: typer.Context,
     case: Annotated[str | None, typer.Option("--case", help="Only this case's messages.")] = None,
     as_json: AsJson = False,
+    utc: InUtc = False,
 ) -> None:
     """Messages and calendar changes: pending, sent, or given up (with the last error)."""
-    rows = [outbox_shape(r) for r in reader(ctx).outbox(case)]
+    found = reader(ctx)
+    rows = [outbox_shape(r) for r in found.outbox(case)]
     if as_json:
         print_json(rows)
         return
-    out = console()
-    out.print(_stacked_outbox(rows) if narrow(out) else _wide_outbox(rows))
+    out, calendar = console(), shown_calendar(found, utc)
+    out.print(_stacked_outbox(rows, calendar) if narrow(out) else _wide_outbox(rows, calendar))
 
 
-def _wide_outbox(rows: list[dict[str, Any]]) -> Table:
-    table = Table("created (UTC)", "case", "channel", "to", "status", "attempts", "last error")
+def _wide_outbox(rows: list[dict[str, Any]], calendar: PracticeCalendar) -> Table:
+    table = Table("created", "case", "channel", "to", "status", "attempts", "last error")
     for r in rows:
-        table.add_row(*(cell(v) for v in (when_iso(r["created_at"]), r["case_id"], r["channel"], r["audience"],
-                                          r["status"], r["attempts"], r["last_error"] or "")))
+        created = time_text(calendar, r["created_at"])
+        table.add_row(*(cell(v) for v in (created, r["case_id"], r["channel"], r["audience"], r["status"],
+                                          r["attempts"], r["last_error"] or "")))
     return table
 
 
-def _stacked_outbox(rows: list[dict[str, Any]]) -> Table:
-    table = Table("created (UTC)", box=box.SIMPLE_HEAD, pad_edge=False)
+def _stacked_outbox(rows: list[dict[str, Any]], calendar: PracticeCalendar) -> Table:
+    table = Table("created", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("case / channel: to", no_wrap=True)
     table.add_column("status")
     table.add_column("last error", ratio=1)
     for r in rows:
         tries = f"{r['status']}\n{r['attempts']} attempt" + ("" if r["attempts"] == 1 else "s")
-        table.add_row(cell(when_iso(r["created_at"]).replace(" ", "\n")),
+        table.add_row(cell(stacked_time(calendar, r["created_at"])),
                       cell(f"{r['case_id']}\n{r['channel']}: {r['audience']}"), cell(tries),
                       cell(r["last_error"] or ""))
     return table

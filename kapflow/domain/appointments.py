@@ -2,7 +2,9 @@
 
 A workflow that books appointments names the two fact kinds that carry
 them (``AppointmentFacts``): a booking, and a change naming a booking
-(reschedule, cancel, no-show, attended). Appointment ids are assigned by
+(reschedule, cancel, no-show, attended), with the kinds that take a room and
+how long a kind holds its clinician and room (``kapflow.domain.slots``).
+Appointment ids are assigned by
 booking order within the case (``a1``, ``a2``, ...), so the view is a pure
 function of the facts and the same on every replay. The calendar ``uid`` adds
 the case id, and ``sequence`` counts changes (RFC 5545 SEQUENCE).
@@ -24,14 +26,34 @@ ACTIONS = ("reschedule", "cancel", "no_show", "attended")
 class AppointmentFacts:
     """The fact kinds that carry a workflow's appointments, and the appointment kinds it books.
 
-    ``booking`` facts have ``kind``, ``starts_at`` (ISO 8601 with a zone), ``minutes``
-    and optionally ``location``; ``update`` facts name a booking's id (``appointment``)
-    and an ``action`` of ``ACTIONS``, with a new ``starts_at`` to reschedule.
+    ``booking`` facts have ``kind``, ``starts_at`` (ISO 8601 with a zone), ``minutes``,
+    ``clinician`` (an id), ``room`` (an id; required for the kinds in ``rooms``) and
+    optionally ``location``; ``update`` facts name a booking's id (``appointment``) and an
+    ``action`` of ``ACTIONS``, with a new ``starts_at`` to reschedule.
+
+    ``holds``: (kind, minutes) pairs for the kinds that hold their clinician and room for
+    a set time whatever the appointment's own length; other kinds hold them for their length.
     """
 
     kinds: tuple[str, ...]
     booking: str = "appointment"
     update: str = "appointment_update"
+    rooms: tuple[str, ...] = ()  # the kinds that take a room: a booking of one must name it
+    holds: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted({*self.rooms, *(kind for kind, _ in self.holds)} - set(self.kinds))
+        if unknown:
+            raise ValueError(f"rooms and holds name kinds this workflow does not book: {', '.join(unknown)}")
+        if any(minutes <= 0 for _, minutes in self.holds):
+            raise ValueError("a kind holds its clinician and room for a positive number of minutes")
+
+    def held_minutes(self, kind: str, minutes: int) -> int:
+        """How long an appointment of ``kind`` lasting ``minutes`` holds its clinician and room."""
+        for held, span in self.holds:
+            if held == kind:
+                return span
+        return minutes
 
 
 STANDARD = AppointmentFacts(kinds=())
@@ -50,6 +72,8 @@ class Appointment(NamedTuple):
     sequence: int
     booked_at: datetime
     location: str = "in_person"
+    clinician: str = ""  # the clinician's id ("" on bookings made before appointments named one)
+    room: str = ""  # the room's id, "" when none was given
 
     @property
     def uid(self) -> str:
@@ -78,10 +102,11 @@ def _fold_appointments(case_id: str, facts: CaseFacts, booking: str, update: str
             appt_id = f"a{len(view) + 1}"
             data = fact.data
             # Positional, in field order: id, case_id, kind, starts_at, minutes, status, sequence,
-            # booked_at, location (keywords cost a third more, on every command that reads them).
+            # booked_at, location, clinician, room (keywords cost a third more, on every command that reads them).
             view[appt_id] = Appointment(
                 appt_id, case_id, str(data["kind"]), datetime.fromisoformat(str(data["starts_at"])),
                 int(data["minutes"]), "booked", 0, fact.at, str(data.get("location") or "in_person"),
+                str(data.get("clinician") or ""), str(data.get("room") or ""),
             )
         elif fact.data["appointment"] in view:
             view[str(fact.data["appointment"])] = _apply(view[str(fact.data["appointment"])], fact.data)

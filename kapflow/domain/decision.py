@@ -8,10 +8,11 @@ the command may go ahead.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, tzinfo
+from datetime import datetime
 from typing import Any
 
 from kapflow.domain.appointments import STANDARD
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseRecord
 from kapflow.domain.errors import (
     Blocker,
@@ -27,32 +28,32 @@ from kapflow.domain.workflow import GuardContext, Transition, Workflow
 
 
 def guard_context(
-    case: CaseRecord, wf: Workflow, trigger: str, data: Mapping[str, Any], now: datetime, tz: tzinfo
+    case: CaseRecord, wf: Workflow, trigger: str, data: Mapping[str, Any], now: datetime, cal: PracticeCalendar
 ) -> GuardContext:
     """What the guards of ``trigger`` (or of recording a fact) see of ``case`` at ``now``."""
-    return GuardContext(case.id, case.state, trigger, case.projection, now, wf.thresholds, data, tz,
+    return GuardContext(case.id, case.state, trigger, case.projection, now, wf.thresholds, data, cal,
                         wf.appointments or STANDARD)
 
 
 def fire_refusal(
     case: CaseRecord, wf: Workflow, transition: Transition | None, trigger: str, role: str,
-    payload: JSONObject, now: datetime, tz: tzinfo,
+    payload: JSONObject, now: datetime, cal: PracticeCalendar,
 ) -> Refused | None:
     """Why ``role`` may not fire ``trigger`` (whose transition from the case's state is ``transition``)."""
     if transition is None:
         available = [t.trigger for t in wf.transitions_from(case.state)]
         return TransitionNotAvailable(case_id=case.id, trigger=trigger, state=case.state, available=available,
-                                      blockers=pending_blockers(case, wf, trigger, now, tz))
+                                      blockers=pending_blockers(case, wf, trigger, now, cal))
     if role not in transition.roles:
         return NotPermitted(case_id=case.id, trigger=trigger, state=case.state, role=role, allowed=transition.roles)
-    verdict = evaluate(wf, transition, guard_context(case, wf, trigger, payload, now, tz))
+    verdict = evaluate(wf, transition, guard_context(case, wf, trigger, payload, now, cal))
     if not verdict.allowed:
         return TransitionBlocked(case_id=case.id, trigger=trigger, state=case.state, blockers=verdict.blockers)
     return None
 
 
 def fact_refusal(
-    case: CaseRecord, wf: Workflow, kind: str, role: str, parsed: JSONObject, now: datetime, tz: tzinfo
+    case: CaseRecord, wf: Workflow, kind: str, role: str, parsed: JSONObject, now: datetime, cal: PracticeCalendar
 ) -> Refused | None:
     """Why ``role`` may not record the fact ``parsed`` of ``kind`` on the case now."""
     fact_kind = wf.facts[kind]
@@ -62,7 +63,7 @@ def fact_refusal(
     blockers: list[Blocker] = []
     if not fact_kind.on_closed_case and wf.state(case.state).final:
         blockers.append(case_closed_blocker(case.state, kind))
-    ctx = guard_context(case, wf, "", parsed, now, tz)
+    ctx = guard_context(case, wf, "", parsed, now, cal)
     blockers += [named_blocker(b, g) for g in fact_kind.guards if (b := wf.guards[g](ctx)) is not None]
     if blockers:
         return TransitionBlocked(case_id=case.id, trigger="", state=case.state, blockers=blockers, fact_kind=kind)
@@ -85,13 +86,13 @@ def check_required_text(wf: Workflow, trigger: str, payload: Mapping[str, Any]) 
 
 
 def pending_blockers(
-    case: CaseRecord, wf: Workflow, trigger: str, now: datetime, tz: tzinfo
+    case: CaseRecord, wf: Workflow, trigger: str, now: datetime, cal: PracticeCalendar
 ) -> tuple[Blocker, ...]:
     """What the case waits for in its state (its ``pending`` guards that block), for a trigger not available."""
     pending = wf.state(case.state).pending
     if not pending:
         return ()
-    ctx = guard_context(case, wf, trigger, {}, now, tz)
+    ctx = guard_context(case, wf, trigger, {}, now, cal)
     return tuple(named_blocker(b, g) for g in pending if (b := wf.guards[g](ctx)) is not None)
 
 

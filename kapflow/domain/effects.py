@@ -8,11 +8,12 @@ nothing reaches the outside world for a change that did not commit.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from kapflow.domain.appointments import Appointment, appointments
+from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import CaseRecord, to_iso
 from kapflow.domain.timers import PlannedTimer, plan_timers
 from kapflow.domain.workflow import Workflow
@@ -74,61 +75,90 @@ class CalendarChange:
 
 
 @dataclass(frozen=True)
+class SkippedTimer:
+    """A reminder whose moment had passed when it was planned: recorded as skipped, with the reason."""
+
+    timer: PlannedTimer
+    reason: str
+
+
+@dataclass(frozen=True)
 class Effects:
-    """Timers to cancel (by key), to plan, to re-time (same key, new due time) and outbox rows to add."""
+    """Timers to cancel (by key), to plan, to re-time (same key, new due time), to record as skipped,
+    and outbox rows to add."""
 
     cancel: tuple[str, ...] = ()
     plan: tuple[PlannedTimer, ...] = ()
     outbox: tuple[OutboxMessage, ...] = ()
     retime: tuple[PlannedTimer, ...] = ()
+    skip: tuple[SkippedTimer, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.cancel or self.plan or self.outbox or self.retime)
+        return not (self.cancel or self.plan or self.outbox or self.retime or self.skip)
 
 
 def effects_of(
     wf: Workflow, before: CaseRecord | None, after: CaseRecord, *, calendar: bool = False,
-    before_wf: Workflow | None = None, tz: tzinfo = UTC,
+    before_wf: Workflow | None = None, cal: PracticeCalendar = UTC_CALENDAR,
 ) -> Effects:
     """The timers (and, with ``calendar``, calendar messages) that follow ``before`` becoming ``after``.
 
     ``wf`` is the workflow of ``after``; ``before_wf`` that of ``before`` when it differs (a migration).
-    ``tz`` is the practice's time zone, whose calendar business days are counted on.
+    ``cal`` is the practice's calendar, whose days reminders are counted on.
     """
-    quiet_before = before is None or not (before_wf or wf).state(before.state).reminders
-    if not calendar and quiet_before and not wf.state(after.state).reminders:
+    quiet_before = before is None or not _plans_any(before_wf or wf, before.state)
+    if not calendar and quiet_before and not _plans_any(wf, after.state):
         return Effects()  # no reminders on either side: nothing to plan or cancel
     after_facts = after.projection
-    planned_after = plan_timers(wf, after.id, after.state, after_facts, after.opened_at, tz)
+    planned_after = plan_timers(wf, after.id, after.state, after_facts, after.opened_at, cal)
     if before is None:
         planned_before: dict[str, PlannedTimer] = {}
         appts_before: dict[str, Appointment] = {}
     else:
         before_facts = before.projection
-        planned_before = plan_timers(before_wf or wf, before.id, before.state, before_facts, before.opened_at, tz)
+        planned_before = plan_timers(before_wf or wf, before.id, before.state, before_facts, before.opened_at, cal)
         appts_before = appointments(before.id, before_facts, wf.appointments) if wf.appointments else {}
     now = after.updated_at  # the command's instant
     cancel = tuple(sorted(k for k in planned_before if k not in planned_after))
-    plan = tuple(t for k, t in sorted(planned_after.items()) if k not in planned_before and _worth_it(t, now))
-    # Same key, another due time: only a new workflow version re-times a reminder (a migration).
+    new = [_caught_up(t, now) for k, t in sorted(planned_after.items()) if k not in planned_before]
+    skip = tuple(SkippedTimer(t, why) for t in new if (why := _too_late(t, now, cal)) is not None)
+    skipped = {s.timer.key for s in skip}
+    plan = tuple(t for t in new if t.key not in skipped)
+    # Same key, another due time: only a new workflow version re-times a reminder (a migration);
+    # re-timed to a moment already past, it keeps the time it had.
     retime = tuple(
         t for k, t in sorted(planned_after.items())
-        if k in planned_before and planned_before[k].due_at != t.due_at and _worth_it(t, now)
+        if k in planned_before and planned_before[k].due_at != t.due_at and _too_late(t, now, cal) is None
+        and not (t.catch_up and t.due_at < now)
     )
     if not calendar or wf.appointments is None:
-        return Effects(cancel, plan, retime=retime)
+        return Effects(cancel, plan, retime=retime, skip=skip)
     changed = [a for a in appointments(after.id, after_facts, wf.appointments).values() if appts_before.get(a.id) != a]
-    return Effects(cancel, plan, tuple(calendar_message(a) for a in changed), retime)
+    return Effects(cancel, plan, tuple(calendar_message(a) for a in changed), retime, skip)
 
 
-def _worth_it(timer: PlannedTimer, now: datetime) -> bool:
-    """A reminder counting back from an appointment is not planned (or re-timed) into the past.
+def _plans_any(wf: Workflow, state: str) -> bool:
+    return bool(wf.state(state).reminders or wf.reminders)
 
-    Booked too late for it, sending it now would only add noise; re-timed to a moment already
-    past, it keeps the time it had.
+
+def _caught_up(timer: PlannedTimer, now: datetime) -> PlannedTimer:
+    """A prompt counted from a moment and planned after its time is due now (not found missed later)."""
+    return replace(timer, due_at=now) if timer.catch_up and timer.due_at < now else timer
+
+
+def _too_late(timer: PlannedTimer, now: datetime, cal: PracticeCalendar) -> str | None:
+    """Why a reminder planned now is pointless (its moment has passed), or None.
+
+    A reminder counting back from an appointment booked too late for it (an evaluation booked two
+    hours ahead gets no 24-hour reminder), or any message about an appointment that has already
+    started, is recorded as skipped with this reason rather than sent late or dropped unseen.
     """
-    return not (timer.counts_back and timer.due_at < now)
+    if timer.deadline is not None and now >= timer.deadline:
+        return f"the appointment had already started ({cal.time_text(timer.deadline)})"
+    if timer.counts_back and timer.due_at < now:
+        return f"booked after its moment ({cal.time_text(timer.due_at)})"
+    return None
 
 
 def calendar_message(appt: Appointment) -> OutboxMessage:

@@ -19,9 +19,10 @@ class EventKind(StrEnum):
     REFUSED = "refused"  # an attempt was refused; its blockers say why
     REMINDER = "reminder"  # a due reminder's fate (queued, skipped, missed, ...)
     DELIVERY_FAILED = "delivery_failed"  # a message the worker gave up delivering
+    MESSAGE_DROPPED = "message_dropped"  # a queued message found stale before an attempt, never sent
 
 
-NOTE_KINDS = frozenset({EventKind.REFUSED, EventKind.REMINDER, EventKind.DELIVERY_FAILED})
+NOTE_KINDS = frozenset({EventKind.REFUSED, EventKind.REMINDER, EventKind.DELIVERY_FAILED, EventKind.MESSAGE_DROPPED})
 """Events that change neither the case's state nor its version."""
 
 
@@ -43,3 +44,4 @@ class DeliveryOutcome(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # to be retried after a backoff
     GAVE_UP = "gave_up"  # permanent, or out of attempts: audited on the case
+    DROPPED = "dropped"  # stale before an attempt (its appointment changed, its deadline passed): never sent

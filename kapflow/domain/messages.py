@@ -15,7 +15,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kapflow.domain.appointments import Appointment
-from kapflow.domain.case import CaseFacts
+from kapflow.domain.calendar import PracticeCalendar
+from kapflow.domain.case import CaseFacts, to_iso
 from kapflow.domain.effects import OutboxMessage
 from kapflow.domain.errors import InvalidInput
 from kapflow.domain.workflow import ClientFields, Reminder
@@ -78,19 +79,16 @@ def route(
 
 def render(
     text: str, appointment: Appointment | None, facts: CaseFacts, intake_kind: str, client: ClientFields,
-    tz: ZoneInfo,
+    cal: PracticeCalendar,
 ) -> str:
     intake = facts.latest(intake_kind)
     values = _Blank({name: str(intake.data.get(name) or "") if intake else "" for name in client.in_messages})
     if appointment is not None:
-        values["starts_at"] = _when(appointment.starts_at, tz)
+        values["starts_at"] = cal.long_text(appointment.starts_at)
         values["kind"] = appointment.kind.replace("_", " ")
     return text.format_map(values)
 
 
-def _when(moment: datetime, tz: ZoneInfo) -> str:
-    local = moment.astimezone(tz)
-    return f"{local:%A %d %B %Y at %H:%M} ({tz.key})"
 
 
 def reminder_message(
@@ -104,11 +102,12 @@ def reminder_message(
     facts: CaseFacts,
     intake_kind: str,
     client: ClientFields,
-    tz: ZoneInfo,
+    cal: PracticeCalendar,
     console_url: str | None = None,
+    deadline: datetime | None = None,
 ) -> OutboxMessage:
     """The message of a due reminder on ``channel``; staff alerts say which case (never what is in it)."""
-    body = render(reminder.template, appointment, facts, intake_kind, client, tz)
+    body = render(reminder.template, appointment, facts, intake_kind, client, cal)
     if reminder.audience != CLIENT:
         body += f"\n\nCase: {case_id}"
         if console_url:
@@ -119,12 +118,58 @@ def reminder_message(
         channel=channel,
         audience=reminder.audience,
         recipient=address,
-        subject=render(reminder.subject, appointment, facts, intake_kind, client, tz),
+        subject=render(reminder.subject, appointment, facts, intake_kind, client, cal),
         body=body,
-        payload={"reminder": reminder.name, "timer": timer_key},
+        payload=message_payload(reminder.name, timer_key, appointment if reminder.about_appointment else None,
+                                deadline),
     )
+
+
+def message_payload(
+    reminder: str, timer_key: str, appointment: Appointment | None, deadline: datetime | None
+) -> dict[str, str | int]:
+    """What the worker checks before each delivery attempt: the appointment the message speaks of (as
+    it was: its id and change count) and the moment after which it is worth nothing."""
+    payload: dict[str, str | int] = {"reminder": reminder, "timer": timer_key}
+    if appointment is not None:
+        payload |= {"appointment": appointment.id, "sequence": appointment.sequence}
+    if deadline is not None:
+        payload["deadline"] = to_iso(deadline)
+    return payload
+
+
+def stale_reason(payload: Mapping[str, object], appointment: Appointment | None, now: datetime) -> str | None:
+    """Why a queued message must not go out now (its appointment changed since, or its deadline passed),
+    or None. The reason is for the audit history: it names no client and no treatment."""
+    deadline = payload.get("deadline")
+    if deadline is not None and now >= datetime.fromisoformat(str(deadline)):
+        return f"its deadline passed ({deadline}): the appointment had started"
+    if "appointment" in payload:
+        if appointment is None:
+            return f"appointment {payload['appointment']} no longer exists"
+        if appointment.sequence != payload.get("sequence"):
+            what = "cancelled" if appointment.status == "cancelled" else f"changed ({appointment.status})"
+            return f"appointment {appointment.id} was {what} after the message was queued"
+    return None
 
 
 def case_link(console_url: str, case_id: str) -> str:
     """The console's page of a case: the case's id in the path, nothing else about it."""
     return f"{console_url.rstrip('/')}/cases/{case_id}"
+
+
+def missed_step_message(
+    *, timer_key: str, case_id: str, channel: str, audience: str, address: str, step: str, due: str,
+    console_url: str | None,
+) -> OutboxMessage:
+    """The alert that an automatic step was not taken in time (the worker was down): staff act now."""
+    body = (f"The automatic step '{step}' was due at {due} and was not taken: the worker was not running "
+            f"in time. The case waits for a person: check it and do the step by hand if it still applies."
+            f"\n\nCase: {case_id}")
+    if console_url:
+        body += f"\n{case_link(console_url, case_id)}"
+    return OutboxMessage(
+        key=f"{timer_key}:missed:{channel}", case_id=case_id, channel=channel, audience=audience,
+        recipient=address, subject="kapflow: an automatic step was missed", body=body,
+        payload={"timer": timer_key, "missed_step": step},
+    )

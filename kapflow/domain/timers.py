@@ -11,17 +11,21 @@ cancelled. Keys are stable, so planning is idempotent:
   drops it, while leaving and re-entering the state finds the same key (and
   never sends it twice).
 
-It also holds the practice's calendar arithmetic (local dates, the same wall-clock time some days
-on), which reminders counted in business days and the day-counting guards share.
+Reminders of the workflow itself (an appointment's reminders, notices of its changes, prompts
+counted from a moment) are planned whatever the case's state: leaving a state and coming back
+never drops them. Counted from a moment, the key carries the moment, so a new one (another
+session, a new prescription) replaces the prompt.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 
-from kapflow.domain.appointments import appointments
-from kapflow.domain.case import CaseFacts
+from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
+from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
+from kapflow.domain.case import CaseFacts, to_iso
 from kapflow.domain.workflow import Reminder, Workflow
 
 
@@ -32,60 +36,9 @@ class PlannedTimer:
     reminder: str
     due_at: datetime
     appointment_id: str | None = None
-    counts_back: bool = False  # due before an appointment: not planned once already past
-
-
-# --- the practice's calendar: rules that count days count its dates and wall-clock days, not 24-hour
-# spans of UTC (a week after Monday 10:00 is the next Monday at 10:00 on its clocks, DST or not).
-
-
-def local_date(moment: datetime, tz: tzinfo) -> date:
-    """The practice's calendar date at ``moment``."""
-    return moment.astimezone(tz).date()
-
-
-def at_local_wall_time(wall: datetime, tz: tzinfo) -> datetime:
-    """The UTC instant of the naive local time ``wall`` in ``tz``.
-
-    A time the clocks skip (02:30 on a spring-forward night) is read with the offset before the
-    change, so it lands as long after midnight as it says (03:30 the new time); a time they repeat
-    (01:30 on a fall-back night) is its first occurrence.
-    """
-    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
-
-
-def local_days_later(moment: datetime, days: int, tz: tzinfo) -> datetime:
-    """``days`` calendar days after ``moment`` at the same wall-clock time in ``tz``, as a UTC instant."""
-    wall = moment.astimezone(tz).replace(tzinfo=None)
-    return at_local_wall_time(wall + timedelta(days=days), tz)
-
-
-def local_start_of_day(day: date, tz: tzinfo) -> datetime:
-    """The UTC instant the practice's calendar date ``day`` begins."""
-    return at_local_wall_time(datetime(day.year, day.month, day.day), tz)
-
-
-def local_time_text(moment: datetime, tz: tzinfo) -> str:
-    """``moment`` as the practice reads it, with its zone's abbreviation: ``2026-03-09 10:00 EDT``."""
-    shown = moment.astimezone(tz)
-    return f"{shown:%Y-%m-%d %H:%M} {shown.tzname() or ''}".rstrip()
-
-
-def add_business_days(start: datetime, days: int, tz: tzinfo = UTC) -> datetime:
-    """``start`` plus ``days`` business days on the calendar of ``tz``, at the same local time (a UTC instant).
-
-    Weekdays are the practice's: Saturday and Sunday are skipped as they fall in ``tz``, and the
-    result keeps ``start``'s wall-clock time there, across a DST change as well (a Friday 21:00
-    EST start lands on Tuesday 21:00 EDT). ``tz`` defaults to UTC, the calendar of a practice
-    that names no zone.
-    """
-    wall = start.astimezone(tz).replace(tzinfo=None)
-    left = days
-    while left > 0:
-        wall += timedelta(days=1)
-        if wall.weekday() < 5:
-            left -= 1
-    return at_local_wall_time(wall, tz)
+    counts_back: bool = False  # due before an appointment: booked too late for it, it is recorded skipped
+    deadline: datetime | None = None  # its message is worth nothing from then on (its appointment's start)
+    catch_up: bool = False  # counted from a moment: planned late, it is due at once rather than missed
 
 
 def entered_at(facts: CaseFacts, opened_at: datetime) -> datetime:
@@ -94,37 +47,90 @@ def entered_at(facts: CaseFacts, opened_at: datetime) -> datetime:
 
 
 def plan_timers(
-    wf: Workflow, case_id: str, state: str, facts: CaseFacts, opened_at: datetime, tz: tzinfo = UTC
+    wf: Workflow, case_id: str, state: str, facts: CaseFacts, opened_at: datetime,
+    cal: PracticeCalendar = UTC_CALENDAR,
 ) -> dict[str, PlannedTimer]:
     """Every timer the case should have while it is in ``state``, by key.
 
-    ``tz`` is the practice's time zone: a reminder due ``after`` business days counts them on its
-    calendar (see ``add_business_days``). Other delays are elapsed time: ``after`` without business
-    days and ``before_appointment`` are exact spans (24 hours before an appointment is 24 hours).
+    The state's own reminders, then the workflow's (those of the case's appointments, notices of
+    their changes, prompts counted from a moment), which follow the case whatever its state; a
+    closed case keeps only the notices. ``cal`` is the practice's calendar: delays of whole days
+    count its days (business days skip its weekends and closed days), hours are elapsed time.
     """
-    reminders = wf.state(state).reminders
+    here = wf.state(state)
+    reminders = here.reminders + (tuple(r for r in wf.reminders if r.on_appointment) if here.final else wf.reminders)
     if not reminders:
         return {}
-    entry = facts.move_count()
-    since = entered_at(facts, opened_at)
     planned: dict[str, PlannedTimer] = {}
     for r in reminders:
-        if r.after is not None:
-            key = f"{case_id}:m{entry}:{r.name}"
-            planned[key] = PlannedTimer(key, case_id, r.name, _after(since, r, tz))
-            continue
-        assert r.before_appointment is not None and wf.appointments is not None  # validated with the workflow
-        for appt in appointments(case_id, facts, wf.appointments).values():
-            if appt.kind == r.appointment_kind and appt.active:
-                key = f"{case_id}:{appt.id}:s{appt.sequence}:{r.name}"
-                due = appt.starts_at - r.before_appointment
-                planned[key] = PlannedTimer(key, case_id, r.name, due, appt.id, counts_back=True)
+        for timer in _timers_of(wf, r, case_id, facts, opened_at, cal):
+            planned[timer.key] = timer
     return planned
 
 
-def _after(since: datetime, r: Reminder, tz: tzinfo) -> datetime:
+def _timers_of(
+    wf: Workflow, r: Reminder, case_id: str, facts: CaseFacts, opened_at: datetime, cal: PracticeCalendar
+) -> Iterator[PlannedTimer]:
+    if r.since is not None:
+        moment = wf.moments[r.since](facts, cal)
+        if moment is not None:
+            assert r.after is not None  # validated with the workflow
+            key = f"{case_id}:{r.since}@{to_iso(moment)}:{r.name}"
+            yield PlannedTimer(key, case_id, r.name, cal.later(moment, r.after), catch_up=True)
+    elif r.after is not None:
+        key = f"{case_id}:m{facts.move_count()}:{r.name}"
+        yield PlannedTimer(key, case_id, r.name, _after(entered_at(facts, opened_at), r, cal))
+    else:
+        yield from _appointment_timers(wf, r, case_id, facts, cal)
+
+
+def _appointment_timers(
+    wf: Workflow, r: Reminder, case_id: str, facts: CaseFacts, cal: PracticeCalendar
+) -> Iterator[PlannedTimer]:
+    assert wf.appointments is not None  # validated with the workflow
+    for appt in appointments(case_id, facts, wf.appointments).values():
+        if r.appointment_kind is not None and appt.kind != r.appointment_kind:
+            continue
+        key = f"{case_id}:{appt.id}:s{appt.sequence}:{r.name}"
+        if r.before_appointment is not None:
+            if appt.active:
+                due = appt.starts_at - r.before_appointment  # a lead before an appointment is elapsed time
+                # A lead before the start must arrive before it; a step after the start has no deadline.
+                deadline = appt.starts_at if r.before_appointment > timedelta(0) else None
+                yield PlannedTimer(key, case_id, r.name, due, appt.id, counts_back=True, deadline=deadline)
+        elif r.on_appointment == appointment_event(appt):
+            changed = last_changes(case_id, facts, wf.appointments).get(appt.id, appt.booked_at)
+            yield PlannedTimer(key, case_id, r.name, changed, appt.id, deadline=appt.starts_at)
+
+
+def appointment_event(appt: Appointment) -> str | None:
+    """What last happened to ``appt`` that its client hears of: booked, moved or cancelled (else None)."""
+    if appt.status == "cancelled":
+        return "cancelled"
+    if appt.status == "booked":
+        return "booked" if appt.sequence == 0 else "moved"
+    return None  # attended, no-show: nothing to tell
+
+
+def last_changes(case_id: str, facts: CaseFacts, carriers: AppointmentFacts) -> dict[str, datetime]:
+    """When each appointment last changed (booked, moved, cancelled...), by id."""
+    return facts.derived((last_changes, carriers.booking, carriers.update),
+                         lambda f: _fold_changes(f, carriers))
+
+
+def _fold_changes(facts: CaseFacts, carriers: AppointmentFacts) -> dict[str, datetime]:
+    changed: dict[str, datetime] = {}
+    for fact in facts.of_kinds((carriers.booking, carriers.update)):
+        if fact.kind == carriers.booking:
+            changed[f"a{len(changed) + 1}"] = fact.at
+        elif str(fact.data.get("appointment")) in changed:
+            changed[str(fact.data["appointment"])] = fact.at
+    return changed
+
+
+def _after(since: datetime, r: Reminder, cal: PracticeCalendar) -> datetime:
     assert r.after is not None
     if r.business_days:  # whole business days on the local calendar, then any part of a day as elapsed time
         whole_days = r.after.days
-        return add_business_days(since, whole_days, tz) + (r.after - timedelta(days=whole_days))
-    return since + r.after
+        return cal.add_business_days(since, whole_days) + (r.after - timedelta(days=whole_days))
+    return cal.later(since, r.after)

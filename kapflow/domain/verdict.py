@@ -13,17 +13,21 @@ class Verdict(NamedTuple):
 
     trigger: str
     blockers: tuple[Blocker, ...]
+    missed: str | None = None  # an automatic step that was due and not taken: it waits for a person
 
     @property
     def allowed(self) -> bool:
         return not self.blockers
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        shape: dict[str, object] = {
             "trigger": self.trigger,
             "allowed": self.allowed,
             "blockers": [b.as_dict() for b in self.blockers],
         }
+        if self.missed is not None:
+            shape["missed"] = self.missed
+        return shape
 
 
 def evaluate(workflow: Workflow, transition: Transition, ctx: GuardContext) -> Verdict:

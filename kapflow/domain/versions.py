@@ -35,10 +35,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from kapflow.domain.appointments import STANDARD
+from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import PREVIOUS_STATE, CaseFacts, CaseRecord
 from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import FactKind, GuardContext, Reminder, State, Transition, Workflow
@@ -154,6 +155,9 @@ def diff_workflows(old: Workflow, new: Workflow) -> WorkflowDiff:
                             ("intake_fact", old.intake_fact, new.intake_fact),
                             ("staff_roles", ",".join(sorted(old.staff_roles)), ",".join(sorted(new.staff_roles))))
         if a != b
+    ) + tuple(_reminder_changes(old.reminders, new.reminders)) + tuple(
+        Change(f"moment {m}", m in old.moments, m in new.moments)
+        for m in sorted(set(old.moments) ^ set(new.moments))
     )
     return WorkflowDiff(
         name=new.name, from_version=old.version, to_version=new.version,
@@ -190,8 +194,13 @@ def _field_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str =
 def _state_changes(old: State, new: State) -> list[Change]:
     changes = _field_changes({"final": old.final, "pending": sorted(old.pending)},
                              {"final": new.final, "pending": sorted(new.pending)})
-    before = {r.name: r for r in old.reminders}
-    after = {r.name: r for r in new.reminders}
+    return changes + _reminder_changes(old.reminders, new.reminders)
+
+
+def _reminder_changes(old: Iterable[Reminder], new: Iterable[Reminder]) -> list[Change]:
+    changes: list[Change] = []
+    before = {r.name: r for r in old}
+    after = {r.name: r for r in new}
     for name in sorted(set(before) | set(after)):
         a, b = before.get(name), after.get(name)
         if a is None or b is None:
@@ -209,8 +218,13 @@ def _reminder_text(r: Reminder | None) -> str | None:
     if r is None:
         return None
     what = f"fires {r.fires}" if r.fires else f"{r.channel} to {r.audience}"
+    kind = r.appointment_kind or "appointment"
     if r.before_appointment is not None:
-        when = f"{_plain(r.before_appointment)} before the {r.appointment_kind}"
+        when = f"{_plain(r.before_appointment)} before the {kind}"
+    elif r.on_appointment is not None:
+        when = f"when the {kind} is {r.on_appointment}"
+    elif r.since is not None:
+        when = f"{_plain(r.after)} after {r.since}"
     else:
         when = f"{_plain(r.after)}{' (business days)' if r.business_days else ''} after entry"
     unless = f", while {r.while_blocked_by} blocks" if r.while_blocked_by else ""
@@ -305,15 +319,17 @@ class MigrationVerdict:
         return "can move" if self.ok else "; ".join(f"{r.code}: {r.message}" for r in self.reasons)
 
 
-def can_migrate(case: CaseRecord, old: Workflow, new: Workflow, tz: tzinfo = UTC) -> MigrationVerdict:
+def can_migrate(
+    case: CaseRecord, old: Workflow, new: Workflow, cal: PracticeCalendar = UTC_CALENDAR
+) -> MigrationVerdict:
     """Whether ``case`` (on ``old``) may move to ``new``, by the rule in this module's docstring.
 
-    ``tz`` is the practice's time zone: guards read local dates (age, a prescription's expiry).
+    ``cal`` is the practice's calendar: guards read local dates (age, a prescription's expiry).
     """
-    return MigrationVerdict(case.id, old.version, new.version, tuple(_reasons(case, old, new, tz)))
+    return MigrationVerdict(case.id, old.version, new.version, tuple(_reasons(case, old, new, cal)))
 
 
-def _reasons(case: CaseRecord, old: Workflow, new: Workflow, tz: tzinfo) -> list[Blocker]:
+def _reasons(case: CaseRecord, old: Workflow, new: Workflow, cal: PracticeCalendar) -> list[Blocker]:
     v = new.version
     state = case.state
     if old.state(state).final:
@@ -331,7 +347,7 @@ def _reasons(case: CaseRecord, old: Workflow, new: Workflow, tz: tzinfo) -> list
             f"version {v} cannot return the case from {state!r} to {case.previous_state!r}",
             facts=(("previous_state", str(case.previous_state)),),
         ))
-    return reasons + _entry_blockers(case, new, tz)
+    return reasons + _entry_blockers(case, new, cal)
 
 
 def _can_return(case: CaseRecord, new: Workflow) -> bool:
@@ -342,7 +358,7 @@ def _can_return(case: CaseRecord, new: Workflow) -> bool:
     return case.previous_state in entered_from
 
 
-def _entry_blockers(case: CaseRecord, new: Workflow, tz: tzinfo) -> list[Blocker]:
+def _entry_blockers(case: CaseRecord, new: Workflow, cal: PracticeCalendar) -> list[Blocker]:
     facts = case.projection
     move = facts.last_move()
     if move is None:
@@ -351,7 +367,7 @@ def _entry_blockers(case: CaseRecord, new: Workflow, tz: tzinfo) -> list[Blocker
     if entering is None or entering.dest not in (case.state, PREVIOUS_STATE):
         return []
     ctx = GuardContext(case.id, move.source, move.trigger, _as_of_entry(case.facts, move.at),
-                       move.at, new.thresholds, {}, tz, new.appointments or STANDARD)
+                       move.at, new.thresholds, {}, cal, new.appointments or STANDARD)
     out = []
     for name in entering.guards:
         blocker = new.guards[name](ctx)

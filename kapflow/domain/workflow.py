@@ -9,13 +9,14 @@ once in a single ``WorkflowDefinitionError``. An invalid workflow cannot exist.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from kapflow.domain.appointments import STANDARD, AppointmentFacts
+from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import PREVIOUS_STATE, CaseFacts
 from kapflow.domain.errors import Blocker, WorkflowDefinitionError
 from kapflow.domain.facts import FactSpec
@@ -40,13 +41,18 @@ class GuardContext(NamedTuple):
     now: datetime
     thresholds: Mapping[str, Threshold]
     data: Mapping[str, Any] = MappingProxyType({})
-    tz: tzinfo = UTC
+    calendar: PracticeCalendar = UTC_CALENDAR  # the practice's zone, closed days and clock style
     carriers: AppointmentFacts = STANDARD  # the fact kinds that carry the workflow's appointments
+
+    @property
+    def tz(self) -> tzinfo:
+        """The practice's time zone."""
+        return self.calendar.zone
 
     @property
     def today(self) -> date:
         """The practice's calendar date now (prescriptions expire and birthdays fall on local dates)."""
-        return self.now.astimezone(self.tz).date()
+        return self.calendar.local_date(self.now)
 
 
 class Guard(Protocol):
@@ -60,18 +66,37 @@ class Guard(Protocol):
     def __call__(self, ctx: GuardContext) -> Blocker | None: ...
 
 
+APPOINTMENT_EVENTS = ("booked", "moved", "cancelled")
+"""What ``Reminder.on_appointment`` may name: a booking, a move to another time, a cancellation."""
+
+Moment = Callable[[CaseFacts, PracticeCalendar], datetime | None]
+"""A moment a workflow counts reminders from (the last KAP session, a prescription's expiry): a pure
+function of the case's facts, None while there is none."""
+
+
 @dataclass(frozen=True)
 class Reminder:
-    """A message (or a trigger) due while a case stays in a state.
+    """A message (or a trigger) due at a moment the case's facts give.
 
-    ``after`` counts from entering the state (in business days when
-    ``business_days``); ``before_appointment`` counts back from the start of
-    the next appointment of ``appointment_kind``. ``fires`` names a trigger to
-    fire instead of sending a message (its ``channel`` is then empty).
-    ``while_blocked_by`` names a guard: the reminder goes out only while that
-    guard still blocks (a fee reminder stops once the fee is paid). A reminder
-    found overdue by more than ``grace`` (the worker was down) is recorded as
-    missed, not sent late. Subjects stay free of clinical detail.
+    When it is due, exactly one of:
+
+    - ``after`` entering the state it is declared on (in business days when ``business_days``);
+    - ``after`` the workflow's moment named ``since`` (negative: before it), whatever the state;
+    - ``before_appointment``: counted back from the start of each active appointment of
+      ``appointment_kind`` (None: of every kind);
+    - ``on_appointment``: at once when an appointment of ``appointment_kind`` is booked, moved or
+      cancelled (``APPOINTMENT_EVENTS``): the client hears of every change.
+
+    ``after`` delays of whole days count the practice's calendar days at the same wall-clock time
+    (7 days after Monday 10:00 is Monday 10:00, DST or not); hours and minutes are elapsed time, and
+    so is ``before_appointment`` (24 hours before an appointment is 24 hours). ``fires`` names a trigger to fire instead
+    of sending a message (its ``channel`` is then empty); when such an automatic step is missed
+    (overdue beyond ``grace``), ``missed_alert`` names the role alerted. ``while_blocked_by`` names a
+    guard: the reminder goes out only while that guard still blocks (a fee reminder stops once the
+    fee is paid); ``while_holds`` one that must hold; ``in_states`` the states it is still wanted in
+    (empty: any). A reminder found overdue by more than ``grace`` (the worker was down) is recorded
+    as missed, not sent late; one about an appointment is never sent once it has started. Subjects
+    stay free of clinical detail.
     """
 
     name: str
@@ -86,6 +111,15 @@ class Reminder:
     while_blocked_by: str | None = None
     subject: str = "A message from your care team"
     grace: timedelta = timedelta(hours=6)
+    since: str | None = None
+    on_appointment: str | None = None
+    while_holds: str | None = None
+    in_states: tuple[str, ...] = ()
+    missed_alert: str | None = None
+
+    @property
+    def about_appointment(self) -> bool:
+        return self.before_appointment is not None or self.on_appointment is not None
 
 
 @dataclass(frozen=True)
@@ -194,6 +228,11 @@ class Workflow:
     # The roles that act for the practice in a case's administration, such as moving it to another
     # version of the workflow (not the client, not the worker's own role, not an auditor).
     staff_roles: frozenset[str] = frozenset()
+    # Reminders that follow the case whatever its state: those of its appointments (a reminder belongs
+    # to the appointment, not to the state the case happens to be in at its moment), notices of their
+    # changes, and prompts counted from a moment. A closed case keeps only the notices.
+    reminders: tuple[Reminder, ...] = ()
+    moments: Mapping[str, Moment] = field(default_factory=dict)
     _states: Mapping[str, State] = field(init=False, repr=False, compare=False)
     _by_source: Mapping[tuple[str, str], Transition] = field(init=False, repr=False, compare=False)
     _checks: Mapping[int, tuple[Transition, tuple[tuple[str, Guard], ...]]] = field(
@@ -203,7 +242,7 @@ class Workflow:
 
     def __post_init__(self) -> None:
         # Own read-only copies: editing the caller's dicts must not change a validated version.
-        for name in ("guards", "facts", "thresholds"):
+        for name in ("guards", "facts", "thresholds", "moments"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         problems = validate(self)
         if problems:
@@ -244,6 +283,13 @@ class Workflow:
             return tuple((g, self.guards[g]) for g in transition.guards)
         return found[1]
 
+    def reminder(self, state: str, name: str) -> Reminder | None:
+        """The reminder ``name`` as the case in ``state`` plans it: the state's own, or the workflow's."""
+        for r in (*self.state(state).reminders, *self.reminders):
+            if r.name == name:
+                return r
+        return None
+
     def transitions_from(self, state: str) -> list[Transition]:
         return [t for t in self.transitions if state in t.sources]
 
@@ -256,7 +302,7 @@ class Workflow:
             )
         return replace(
             self, version=version, thresholds={**self.thresholds, **changes},
-            guards=dict(self.guards), facts=dict(self.facts),
+            guards=dict(self.guards), facts=dict(self.facts), moments=dict(self.moments),
         )
 
 
@@ -338,7 +384,8 @@ def _check_guards_named(wf: Workflow) -> list[str]:
     ]
     named = {g for t in wf.transitions for g in t.guards}
     named |= {g for fk in wf.facts.values() for g in fk.guards}
-    named |= {r.while_blocked_by for s in wf.states for r in s.reminders if r.while_blocked_by}
+    every_reminder = [*(r for s in wf.states for r in s.reminders), *wf.reminders]
+    named |= {g for r in every_reminder for g in (r.while_blocked_by, r.while_holds) if g}
     named |= {g for s in wf.states for g in s.pending}
     problems += [
         f"guard {g!r} is named by no transition, fact kind, reminder or state: it can never be evaluated"
@@ -349,31 +396,62 @@ def _check_guards_named(wf: Workflow) -> list[str]:
 
 def _check_reminders(wf: Workflow, known: set[str]) -> list[str]:
     problems: list[str] = []
-    triggers = {(src, t.trigger) for t in wf.transitions for src in t.sources}
+    names = [r.name for s in wf.states for r in s.reminders] + [r.name for r in wf.reminders]
+    problems += [f"reminder {n!r} is defined twice" for n in sorted({n for n in names if names.count(n) > 1})
+                 if any(r.name == n for r in wf.reminders)]
     for s in wf.states:
         for r in s.reminders:
-            where = f"reminder {r.name!r} of state {s.name!r}"
-            if r.audience not in wf.roles:
-                problems.append(f"{where} is for unknown role {r.audience!r}")
-            if not r.channel and not r.fires:
-                problems.append(f"{where} names neither a channel to send on nor a trigger to fire")
-            if (r.after is None) == (r.before_appointment is None):
-                problems.append(f"{where} needs exactly one of 'after' or 'before_appointment'")
-            if r.before_appointment is not None and not r.appointment_kind:
-                problems.append(f"{where} counts back from an appointment but names no appointment kind")
-            if r.appointment_kind and wf.appointments is None:
-                problems.append(f"{where} speaks of an appointment, but the workflow books none")
-            elif r.appointment_kind and wf.appointments and r.appointment_kind not in wf.appointments.kinds:
-                problems.append(f"{where} names unknown appointment kind {r.appointment_kind!r}")
-            if r.fires and (s.name, r.fires) not in triggers:
-                problems.append(f"{where} fires {r.fires!r}, which does not leave {s.name!r}")
-            elif r.fires and not any(
-                WORKER_ROLE in t.roles for t in wf.transitions if t.trigger == r.fires and s.name in t.sources
-            ):
-                problems.append(f"{where} fires {r.fires!r}, which the worker's role {WORKER_ROLE!r} may not fire")
-            if r.while_blocked_by and r.while_blocked_by not in wf.guards:
-                problems.append(f"{where} names unknown guard {r.while_blocked_by!r}")
+            problems += _check_reminder(wf, r, f"reminder {r.name!r} of state {s.name!r}", known, s.name)
+    for r in wf.reminders:
+        problems += _check_reminder(wf, r, f"reminder {r.name!r} of the workflow", known, None)
     return problems
+
+
+def _check_reminder(wf: Workflow, r: Reminder, where: str, known: set[str], state: str | None) -> list[str]:
+    problems: list[str] = []
+    if r.audience not in wf.roles:
+        problems.append(f"{where} is for unknown role {r.audience!r}")
+    if not r.channel and not r.fires:
+        problems.append(f"{where} names neither a channel to send on nor a trigger to fire")
+    timings = (r.after is not None, r.before_appointment is not None, r.on_appointment is not None)
+    if sum(timings) != 1:
+        problems.append(f"{where} needs exactly one of 'after', 'before_appointment' or 'on_appointment'")
+    if state is None and r.after is not None and r.since is None:
+        problems.append(f"{where} counts 'after' from entering a state, but belongs to no state: name 'since'")
+    if r.since is not None and r.since not in wf.moments:
+        problems.append(f"{where} counts from unknown moment {r.since!r}")
+    if r.business_days and r.since is not None:
+        problems.append(f"{where} counts business days from a moment; only entering a state counts them")
+    if r.on_appointment is not None and r.on_appointment not in APPOINTMENT_EVENTS:
+        problems.append(f"{where} waits for unknown appointment event {r.on_appointment!r}; "
+                        f"use one of {', '.join(APPOINTMENT_EVENTS)}")
+    if r.about_appointment and wf.appointments is None:
+        problems.append(f"{where} speaks of an appointment, but the workflow books none")
+    elif r.appointment_kind and wf.appointments and r.appointment_kind not in wf.appointments.kinds:
+        problems.append(f"{where} names unknown appointment kind {r.appointment_kind!r}")
+    if r.before_appointment is not None and not r.appointment_kind and state is not None:
+        problems.append(f"{where} counts back from an appointment but names no appointment kind")
+    problems += [f"{where} is wanted in unknown state {name!r}" for name in r.in_states if name not in known]
+    if r.fires:
+        problems += _check_fires(wf, r, where, state)
+    if r.missed_alert is not None and r.missed_alert not in wf.roles:
+        problems.append(f"{where} alerts unknown role {r.missed_alert!r} when missed")
+    for guard in (r.while_blocked_by, r.while_holds):
+        if guard and guard not in wf.guards:
+            problems.append(f"{where} names unknown guard {guard!r}")
+    return problems
+
+
+def _check_fires(wf: Workflow, r: Reminder, where: str, state: str | None) -> list[str]:
+    assert r.fires is not None
+    if state is None:
+        return [f"{where} fires {r.fires!r}; only a state's own reminders fire triggers"]
+    triggers = {(src, t.trigger) for t in wf.transitions for src in t.sources}
+    if (state, r.fires) not in triggers:
+        return [f"{where} fires {r.fires!r}, which does not leave {state!r}"]
+    if not any(WORKER_ROLE in t.roles for t in wf.transitions if t.trigger == r.fires and state in t.sources):
+        return [f"{where} fires {r.fires!r}, which the worker's role {WORKER_ROLE!r} may not fire"]
+    return []
 
 
 def _check_facts(wf: Workflow) -> list[str]:

@@ -14,13 +14,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Dialect, Integer, and_, bindparam, func, or_, select, update
+from sqlalchemy import Dialect, Integer, String, and_, bindparam, delete, func, literal, not_, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from kapflow.store.tables import AuditRow, CaseRow, DeliveryAttemptRow, IdempotencyRow, OutboxRow, TimerRow
+from kapflow.store.tables import (
+    AuditRow,
+    CaseRow,
+    DeliveryAttemptRow,
+    IdempotencyRow,
+    OutboxRow,
+    ResourceHoldRow,
+    TimerRow,
+)
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
@@ -28,6 +36,9 @@ _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 _timers = TimerRow.__table__  # type: ignore[attr-defined]
 _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 _attempts = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
+_holds = ResourceHoldRow.__table__  # type: ignore[attr-defined]
+HOLD_COLUMNS = ("resource", "starts_at", "ends_at", "case_id", "appointment_id")
+HOLD_LOCK_SPACE = 0x6B66  # the first key of kapflow's per-resource advisory locks ("kf")
 
 CASE_COLUMNS = tuple(c.name for c in _cases.columns)
 AUDIT_COLUMNS = tuple(c.name for c in _audit.columns)  # the order of a ``select(audit table)`` row
@@ -144,8 +155,8 @@ class HotStatements:
         self.insert_idem = prep(
             _idem.insert().values({c: bindparam(c) for c in ("key", "case_id", "fingerprint", "result")})
         )
-        timer_columns = ("key", "case_id", "reminder", "appointment_id", "due_at", "status", "created_at",
-                         "updated_at", "attempts")
+        timer_columns = ("key", "case_id", "reminder", "appointment_id", "due_at", "status", "outcome",
+                         "created_at", "updated_at", "attempts")
         # One upsert per planned timer: new keys are inserted; a key cancelled when the case left a
         # state comes back if the case returns in time; any other existing key is left alone.
         self.plan_timer = prep(_plan_timer(dialect, timer_columns))
@@ -195,3 +206,25 @@ class HotStatements:
                 {c: bindparam(c) for c in ("outbox_id", "attempt", "at", "worker", "outcome", "detail")}
             )
         )
+        # Resource holds: those of other appointments overlapping a wanted one, released, added.
+        self.select_taken = prep(
+            select(*[_holds.c[c] for c in HOLD_COLUMNS]).where(and_(
+                _holds.c.resource == bindparam("b_resource"),
+                _holds.c.starts_at < bindparam("b_ends"),
+                _holds.c.ends_at > bindparam("b_starts"),
+                not_(and_(_holds.c.case_id == bindparam("b_case"),
+                          _holds.c.appointment_id == bindparam("b_appointment"))),
+            ))
+        )
+        self.release_holds = prep(
+            delete(_holds).where(and_(_holds.c.case_id == bindparam("b_case"),
+                                      _holds.c.appointment_id == bindparam("b_appointment")))
+        )
+        self.insert_hold = prep(_holds.insert().values({c: bindparam(c) for c in HOLD_COLUMNS}))
+        # PostgreSQL: bookings of one resource take turns from their check to their commit, as SQLite's
+        # writers do. Without it, two overlapping inserts can each wait for the other in the exclusion
+        # constraint's check (a deadlock, one aborted); with it, the later one finds the hold and is refused.
+        self.lock_resource: Prepared | None = None
+        if dialect.name == "postgresql":
+            self.lock_resource = prep(select(func.pg_advisory_xact_lock(
+                literal(HOLD_LOCK_SPACE, Integer), func.hashtext(bindparam("resource", type_=String)))))

@@ -7,7 +7,8 @@ audit hash covers. JSON columns are text written by ``canonical_json``.
 
 from __future__ import annotations
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -98,7 +99,7 @@ class OutboxRow(SQLModel, table=True):
     subject: str
     body: str
     payload: str
-    status: str = Field(max_length=20)  # pending | sending | sent | dead
+    status: str = Field(max_length=20)  # pending | sending | sent | dead | dropped
     attempts: int = 0
     next_attempt_at: str = Field(max_length=40)
     claimed_by: str | None = Field(default=None, max_length=200)
@@ -118,5 +119,32 @@ class DeliveryAttemptRow(SQLModel, table=True):
     attempt: int
     at: str = Field(max_length=40)
     worker: str = Field(max_length=200)
-    outcome: str = Field(max_length=20)  # sent | failed | gave_up
+    outcome: str = Field(max_length=20)  # sent | failed | gave_up | dropped
     detail: str | None = Field(default=None, max_length=500)
+
+
+class ResourceHoldRow(SQLModel, table=True):
+    """A clinician or a room held by one appointment over [starts_at, ends_at), while it is booked or attended.
+
+    Times are whole seconds since the epoch (UTC), not ISO text: on PostgreSQL an exclusion
+    constraint refuses two overlapping holds of one resource, and it needs an immutable range
+    (``int8range``; a text time cast to a timestamp is not immutable). SQLite has no such
+    constraint, and needs none: its writers take turns (``BEGIN IMMEDIATE``), and each checks first.
+    """
+
+    __tablename__ = "resource_holds"
+    __table_args__ = (
+        Index("ix_resource_holds_resource_starts", "resource", "starts_at"),
+        Index("ix_resource_holds_appointment", "case_id", "appointment_id"),
+        ExcludeConstraint(
+            ("resource", "="), (func.int8range(Column("starts_at"), Column("ends_at")), "&&"),
+            name="ex_resource_holds_overlap", using="gist",
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    resource: str = Field(max_length=250)  # "clinician:<id>" or "room:<id>"
+    starts_at: int = Field(sa_column=Column("starts_at", BigInteger, nullable=False))
+    ends_at: int = Field(sa_column=Column("ends_at", BigInteger, nullable=False))
+    case_id: str = Field(max_length=200)
+    appointment_id: str = Field(max_length=50)

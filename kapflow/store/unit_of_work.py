@@ -9,22 +9,26 @@ at the commit.
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.events import DeliveryOutcome, TimerStatus
 from kapflow.domain.payload import canonical_json
+from kapflow.domain.slots import Hold, HoldChanges
 from kapflow.domain.timers import PlannedTimer
-from kapflow.errors import DuplicateIdempotencyKey
+from kapflow.errors import DuplicateIdempotencyKey, LostRace
 from kapflow.ports import OutboxClaim
 from kapflow.store.prepared import HotStatements
 from kapflow.store.recent import RecentProjections
 from kapflow.store.rows import case_values, event_values
-from kapflow.store.tables import IdempotencyRow
+from kapflow.store.tables import IdempotencyRow, ResourceHoldRow
 
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
+_holds = ResourceHoldRow.__table__  # type: ignore[attr-defined]
 
 _CANCELLED = "the case left the state or the appointment changed"
 _MAX_ERROR = 500
@@ -40,6 +44,7 @@ class SqlUnitOfWork:
         self._cur = self._new_cursor()
         self.committed = False
         self.written: dict[str, CaseRecord] = {}  # each case's last record written here, for ``recent``
+        self._holding = ""  # the case whose holds this transaction adds, if any (a lost race names it)
 
     def _new_cursor(self) -> Any:
         return self._conn.cursor()
@@ -90,8 +95,10 @@ class SqlUnitOfWork:
         if effects.cancel:
             rows = [{"b_key": k, "updated_at": stamp, "outcome": _CANCELLED} for k in effects.cancel]
             self._hot.cancel_timer.run_many(self._cur, rows)
-        if effects.plan:
-            self._hot.plan_timer.run_many(self._cur, [_timer_values(t, stamp) for t in effects.plan])
+        if effects.plan or effects.skip:
+            rows = [_timer_values(t, stamp) for t in effects.plan]
+            rows += [_timer_values(s.timer, stamp, TimerStatus.SKIPPED, s.reason) for s in effects.skip]
+            self._hot.plan_timer.run_many(self._cur, rows)
         if effects.retime:
             rows = [{"b_key": t.key, "due_at": to_iso(t.due_at), "updated_at": stamp} for t in effects.retime]
             self._hot.retime_timer.run_many(self._cur, rows)
@@ -120,7 +127,8 @@ class SqlUnitOfWork:
         self, claim: OutboxClaim, worker: str, now: datetime, outcome: DeliveryOutcome, *,
         detail: str = "", retry_at: datetime | None = None,
     ) -> bool:
-        status = {DeliveryOutcome.SENT: "sent", DeliveryOutcome.FAILED: "pending", DeliveryOutcome.GAVE_UP: "dead"}
+        status = {DeliveryOutcome.SENT: "sent", DeliveryOutcome.FAILED: "pending", DeliveryOutcome.GAVE_UP: "dead",
+                  DeliveryOutcome.DROPPED: "dropped"}
         sent = outcome == DeliveryOutcome.SENT
         values = {
             "b_id": claim.id, "b_worker": worker, "status": status[outcome],
@@ -134,6 +142,33 @@ class SqlUnitOfWork:
             "outcome": str(outcome), "detail": detail[:_MAX_ERROR] or None,
         })
         return True
+
+    def find_taken(self, holds: Sequence[Hold]) -> list[Hold]:
+        lock = self._hot.lock_resource
+        if lock is not None:  # PostgreSQL: one booking of a resource at a time (prepared.py), in a fixed order
+            for resource in sorted({h.resource for h in holds}):
+                lock.run(self._cur, {"resource": resource})
+        found: list[Hold] = []
+        for hold in holds:
+            values = {"b_resource": hold.resource, "b_starts": _seconds(hold.starts_at),
+                      "b_ends": _seconds_up(hold.ends_at), "b_case": hold.case_id, "b_appointment": hold.appointment_id}
+            found += [_hold_from_row(row) for row in self._all_rows(self._hot.select_taken.run(self._cur, values))]
+        return found
+
+    def apply_holds(self, changes: HoldChanges) -> None:
+        if changes.release:
+            self._hot.release_holds.run_many(
+                self._cur, [{"b_case": changes.case_id, "b_appointment": a} for a in changes.release]
+            )
+        if not changes.hold:
+            return
+        self._holding = changes.case_id
+        try:
+            self._hot.insert_hold.run_many(self._cur, [_hold_values(h) for h in changes.hold])
+        except Exception as exc:
+            if _is_integrity_error(exc):  # PostgreSQL's exclusion constraint: another command took it first
+                raise LostRace(changes.case_id) from None
+            raise
 
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         row = self._first_row(self._hot.select_idem.run(self._cur, {"key": key}))
@@ -165,6 +200,9 @@ class SqlUnitOfWork:
 
     def _first_row(self, cursor: Any) -> Any:
         return cursor.fetchone()
+
+    def _all_rows(self, cursor: Any) -> list[Any]:
+        return list(cursor.fetchall())
 
 
 class PipelinedUnitOfWork(SqlUnitOfWork):
@@ -269,6 +307,10 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         if failure is not None:
             if _is_integrity_error(failure) and _failed_table(failure) == _idem.name:
                 raise DuplicateIdempotencyKey from None  # only save_idempotent writes that table
+            if _is_integrity_error(failure) and _failed_table(failure) == _holds.name:
+                # The exclusion constraint: a concurrent command held an overlapping slot and committed
+                # first. Run again, the command finds that hold before writing and is refused cleanly.
+                raise LostRace(self._holding) from None
             raise failure
         self._held.clear()  # the locks are gone with the transaction
         self.committed = True
@@ -307,6 +349,10 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         self._pipeline.sync()  # BEGIN, the read, and whatever was queued before it
         return cursor.fetchone()
 
+    def _all_rows(self, cursor: Any) -> list[Any]:
+        self._pipeline.sync()
+        return list(cursor.fetchall())
+
 
 def _swap_values(case: CaseRecord, event: AuditEvent, expected_event_count: int) -> dict[str, Any]:
     values = {"b_id": case.id, "b_expected": expected_event_count, **case_values(case)}
@@ -328,12 +374,31 @@ def _outbox_values(message: OutboxMessage, now: datetime) -> dict[str, Any]:
     }
 
 
-def _timer_values(t: PlannedTimer, stamp: str) -> dict[str, Any]:
+def _timer_values(t: PlannedTimer, stamp: str, status: str = "pending", outcome: str | None = None) -> dict[str, Any]:
     return {
         "key": t.key, "case_id": t.case_id, "reminder": t.reminder, "appointment_id": t.appointment_id,
-        "due_at": to_iso(t.due_at), "status": "pending", "created_at": stamp, "updated_at": stamp, "b_now": stamp,
-        "attempts": 0,
+        "due_at": to_iso(t.due_at), "status": status, "outcome": outcome, "created_at": stamp, "updated_at": stamp,
+        "b_now": stamp, "attempts": 0,
     }
+
+
+def _seconds(moment: datetime) -> int:
+    return math.floor(moment.timestamp())
+
+
+def _seconds_up(moment: datetime) -> int:
+    return math.ceil(moment.timestamp())
+
+
+def _hold_values(hold: Hold) -> dict[str, Any]:
+    return {"resource": hold.resource, "starts_at": _seconds(hold.starts_at), "ends_at": _seconds_up(hold.ends_at),
+            "case_id": hold.case_id, "appointment_id": hold.appointment_id}
+
+
+def _hold_from_row(row: Any) -> Hold:
+    resource, starts, ends, case_id, appointment_id = row
+    return Hold(str(resource), datetime.fromtimestamp(int(starts), UTC), datetime.fromtimestamp(int(ends), UTC),
+                str(case_id), str(appointment_id))
 
 
 def _is_integrity_error(exc: Exception) -> bool:

@@ -136,6 +136,15 @@ def test_the_message_id_is_derived_from_the_key(smtp_server: SmtpServer) -> None
     assert message_id(msg.key).endswith("@kapflow>") and len(message_id(msg.key)) == len("<@kapflow>") + 32
 
 
+def test_a_long_key_reads_back_unchanged(smtp_server: SmtpServer) -> None:
+    """A key longer than a folded header line (a notice of appointment a12, sequence 3) arrives whole: the
+    receiving side's duplicate filter matches it, with no leading space from a fold."""
+    msg = reminder(key=f"case-{uuid.uuid4().hex[:16]}:a12:s3:appointment_cancelled_notice:email")
+    notifier(smtp_server).send(msg)
+    [mail] = smtp_server.with_key(msg.key)
+    assert mail.key == msg.key and len(msg.key) > 78 - len("X-Kapflow-Message-Key: ")
+
+
 def test_headers_name_sender_recipient_and_automation(smtp_server: SmtpServer) -> None:
     """From, To and Auto-Submitted are set; the envelope sender is the configured one."""
     msg = reminder()

@@ -24,10 +24,12 @@ def test_booking_prints_the_id_and_list_shows_every_appointment(tmp_path: Path) 
     code, out, err = _run(url, "open", *FRONT_DESK, "--data", json.dumps(INQUIRY), "--json")
     assert code == 0, err
     case_id = json.loads(out)["case_id"]
-    code, out, err = _run(url, "appointment", "book", case_id, "evaluation", "2099-01-05T15:00:00+00:00", *FRONT_DESK)
+    code, out, err = _run(url, "appointment", "book", case_id, "evaluation", "2099-01-05T15:00:00+00:00", *FRONT_DESK,
+                          "--clinician", "np-rowan")
     assert code == 0, err
     assert "recorded appointment a1" in out
-    code, out, err = _run(url, "appointment", "book", case_id, "evaluation", "2099-01-07T15:00:00-05:00", *FRONT_DESK)
+    code, out, err = _run(url, "appointment", "book", case_id, "evaluation", "2099-01-07T15:00:00-05:00", *FRONT_DESK,
+                          "--clinician", "np-rowan")
     assert "recorded appointment a2" in out
     assert _run(url, "appointment", "cancel", case_id, "a1", *FRONT_DESK)[0] == 0
 
@@ -48,3 +50,28 @@ def test_listing_the_appointments_of_an_unknown_case_exits_4(tmp_path: Path) -> 
     assert _run(url, "db", "upgrade")[0] == 0
     code, _out, err = _run(url, "appointment", "list", "case-0000000000000000")
     assert code == 4 and "unknown_case" in err
+
+
+def test_list_shows_the_practices_time_and_who_holds_it(tmp_path: Path) -> None:
+    """In the practice's zone and clock style, with the clinician and room; ``--utc`` on request."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    config = tmp_path / "kapflow.toml"
+    config.write_text(f'database = "{url}"\ntimezone = "America/New_York"\nclock = "12h"\n', encoding="utf-8")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, ["--config", str(config), *args])
+        return result.exit_code, result.stdout, result.stderr
+
+    code, out, err = run("open", *FRONT_DESK, "--data", json.dumps(INQUIRY), "--json")
+    assert code == 0, err
+    case_id = json.loads(out)["case_id"]
+    code, _out, err = run("appointment", "book", case_id, "evaluation", "2099-01-07T15:00:00-05:00", *FRONT_DESK,
+                          "--clinician", "np-rowan")
+    assert code == 0, err
+    code, out, err = run("appointment", "list", case_id)
+    assert code == 0, err
+    assert "2099-01-07 3:00 PM EST" in out and "np-rowan" in out
+    assert "2099-01-07 8:00 PM UTC" in run("appointment", "list", case_id, "--utc")[1]
+    listed = json.loads(run("appointment", "list", case_id, "--json")[1])
+    assert (listed[0]["clinician"], listed[0]["room"], listed[0]["starts_at"][:19]) == (
+        "np-rowan", "", "2099-01-07T20:00:00")

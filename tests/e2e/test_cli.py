@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import FRONT_DESK, INQUIRY, PRESCRIBER, open_case, to_evaluating, to_ready
+from support import FRONT_DESK, INQUIRY, PRESCRIBER, open_case, to_evaluating, to_ready, who
 from typer.testing import CliRunner, Result
 
 from kapflow.app.engine import Engine
 from kapflow.bootstrap import build_engine
 from kapflow.cli import app
+from kapflow.config import Settings
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 
@@ -75,7 +76,7 @@ def test_open_record_and_fire_move_a_case_from_the_command_line(url: str) -> Non
     # The CLI runs on the wall clock, and only an appointment still ahead counts as booked.
     starts = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0).isoformat()
     booked = kapflow(url, "record", case_id, "appointment", "--actor", "fd-avery", "--role", "front_desk",
-                     "--data", json.dumps({"kind": "evaluation", "starts_at": starts}))
+                     "--data", json.dumps({"kind": "evaluation", "clinician": "np-rowan", "starts_at": starts}))
     assert booked.exit_code == 0, booked.stderr
     assert f"{case_id}: recorded appointment a1 (state inquiry), version 2" in booked.stdout
 
@@ -95,7 +96,8 @@ def test_cases_lists_filters_and_limits(url: str, seeded: Engine) -> None:
     first = open_case(seeded)
     clock_of(seeded).advance(minutes=5)
     second = open_case(seeded, first_name="Other", last_name="Client-Two")
-    seeded.record(second, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T10:00:00+00:00"},
+    seeded.record(second, "appointment", {"kind": "evaluation", **who(second),
+                                          "starts_at": "2026-01-08T10:00:00+00:00"},
                   actor=FRONT_DESK)
     seeded.fire(second, "book_evaluation", actor=FRONT_DESK)
 
@@ -112,7 +114,8 @@ def test_cases_lists_filters_and_limits(url: str, seeded: Engine) -> None:
 def test_case_show_gives_state_versions_facts_and_every_blocker_of_what_comes_next(url: str, seeded: Engine) -> None:
     """``case show`` names the state, versions, facts recorded and each available trigger's blockers."""
     case_id = open_case(seeded)
-    seeded.record(case_id, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T10:00:00+00:00"},
+    seeded.record(case_id, "appointment", {"kind": "evaluation", **who(case_id),
+                                           "starts_at": "2026-01-08T10:00:00+00:00"},
                   actor=FRONT_DESK)
     seeded.fire(case_id, "book_evaluation", actor=FRONT_DESK)
 
@@ -134,7 +137,8 @@ def test_case_show_gives_state_versions_facts_and_every_blocker_of_what_comes_ne
 def test_check_prints_every_blocker_with_its_sentence(url: str, seeded: Engine) -> None:
     """``check`` lists each blocker's code and sentence (the role's too when given) and writes nothing."""
     case_id = open_case(seeded)
-    seeded.record(case_id, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T10:00:00+00:00"},
+    seeded.record(case_id, "appointment", {"kind": "evaluation", **who(case_id),
+                                           "starts_at": "2026-01-08T10:00:00+00:00"},
                   actor=FRONT_DESK)
     seeded.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     events_before = len(seeded.history(case_id))
@@ -160,7 +164,8 @@ def test_check_prints_every_blocker_with_its_sentence(url: str, seeded: Engine) 
 def test_history_prints_a_table_or_the_audit_events_as_json(url: str, seeded: Engine) -> None:
     """``history`` shows who did what and when; --json is exactly ``AuditEvent.as_dict()`` per event."""
     case_id = open_case(seeded)
-    seeded.record(case_id, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T10:00:00+00:00"},
+    seeded.record(case_id, "appointment", {"kind": "evaluation", **who(case_id),
+                                           "starts_at": "2026-01-08T10:00:00+00:00"},
                   actor=FRONT_DESK)
     seeded.fire(case_id, "book_evaluation", actor=FRONT_DESK)
 
@@ -406,7 +411,7 @@ def test_every_event_the_cli_writes_records_the_operating_system_user(url: str, 
     case_id = opened["case_id"]
     starts = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0).isoformat()
     kapflow(url, "record", case_id, "appointment", "--actor", "fd-avery", "--role", "front_desk",
-            "--data", json.dumps({"kind": "evaluation", "starts_at": starts}))
+            "--data", json.dumps({"kind": "evaluation", "clinician": "np-rowan", "starts_at": starts}))
     kapflow(url, "fire", case_id, "book_evaluation", "--actor", "fd-avery", "--role", "front_desk")
     refused = kapflow(url, "fire", case_id, "start_evaluation", "--actor", "mallory", "--role", "prescriber",
                       env={"USER": "spoofed-user", "LOGNAME": "spoofed-user"})  # the account, not $USER
@@ -423,7 +428,7 @@ def test_every_event_the_cli_writes_records_the_operating_system_user(url: str, 
 def test_the_workers_system_role_is_refused_from_the_command_line(url: str, seeded: Engine) -> None:
     """``--role system`` is the worker's: the CLI refuses it before anything is written (exit 2)."""
     case_id = open_case(seeded)
-    seeded.record(case_id, "appointment", {"kind": "evaluation",
+    seeded.record(case_id, "appointment", {"kind": "evaluation", **who(case_id),
                                            "starts_at": (clock_of(seeded).now() + timedelta(days=3)).isoformat()},
                   actor=FRONT_DESK)
     seeded.fire(case_id, "book_evaluation", actor=FRONT_DESK)
@@ -435,3 +440,49 @@ def test_the_workers_system_role_is_refused_from_the_command_line(url: str, seed
         assert "system" in error and "worker" in error
     assert len(seeded.history(case_id)) == before
     assert seeded.cases(limit=10) == [seeded.case(case_id)]
+
+
+@pytest.fixture
+def new_york(tmp_path: Path) -> tuple[str, Path]:
+    """A case opened at 14:30 UTC on 5 January 2026 (9:30 AM EST), in a practice in New York on a 12-hour clock."""
+    url = f"sqlite:///{tmp_path / 'ny.db'}"
+    settings = Settings(timezone="America/New_York", clock="12h")
+    with build_engine(url, clock=FakeClock(datetime(2026, 1, 5, 14, 30, tzinfo=UTC)), settings=settings) as engine:
+        case_id = open_case(engine)
+    path = tmp_path / "kapflow.toml"
+    path.write_text(f'database = "{url}"\ntimezone = "America/New_York"\nclock = "12h"\n', encoding="utf-8")
+    return case_id, path
+
+
+def _shown(path: Path, *args: str, columns: int) -> str:
+    result = CliRunner().invoke(app, ["--config", str(path), *args], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= columns
+    return result.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_cases_and_case_show_print_the_practices_time_in_its_clock_style(
+    new_york: tuple[str, Path], columns: int,
+) -> None:
+    """The case list, the case's opened/updated line and its facts read 9:30 AM EST; --utc reads 2:30 PM UTC."""
+    case_id, path = new_york
+    listed = _shown(path, "cases", columns=columns)
+    assert "9:30 AM EST" in listed and "(UTC)" not in listed and "14:30" not in listed
+    shown = _shown(path, "case", "show", case_id, columns=columns)
+    assert "opened 2026-01-05 9:30 AM EST" in shown and "updated 2026-01-05 9:30 AM EST" in shown
+    assert shown.count("9:30 AM EST") == 3  # opened, updated, and the inquiry fact's last time
+    assert "(UTC)" not in shown
+    for args in (("cases", "--utc"), ("case", "show", case_id, "--utc")):
+        utc = _shown(path, *args, columns=columns)
+        assert "2:30 PM UTC" in utc and "EST" not in utc
+
+
+def test_case_json_stays_iso_8601_utc(new_york: tuple[str, Path]) -> None:
+    """--json is unchanged by the practice's zone and clock style: instants in ISO 8601 UTC."""
+    case_id, path = new_york
+    rows = json.loads(_shown(path, "cases", "--json", columns=200))
+    assert rows[0]["updated_at"] == "2026-01-05T14:30:00.000000+00:00"
+    body = json.loads(_shown(path, "case", "show", case_id, "--json", columns=200))
+    assert body["case"]["opened_at"] == "2026-01-05T14:30:00.000000+00:00"
+    assert body["facts"][0]["last_at"] == "2026-01-05T14:30:00.000000+00:00"

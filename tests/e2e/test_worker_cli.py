@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support import INQUIRY
+from support import FRONT_DESK, INQUIRY, who
 from typer.testing import CliRunner
 
+from kapflow.bootstrap import build_dispatcher, build_engine
 from kapflow.cli import app
+from kapflow.config import load_settings
+from kapflow.testing import FakeClock
 
 
 def _closed_port() -> int:
@@ -68,7 +72,8 @@ def test_worker_once_delivers_due_reminders_into_a_maildir(tmp_path: Path) -> No
     assert code == 0, err
     case_id = json.loads(out)["case_id"]
     code, out, err = _run(tmp_path, config, "appointment", "book", case_id, "evaluation",
-                          "2099-01-05T15:00:00+00:00", "--actor", "fd-1", "--role", "front_desk")
+                          "2099-01-05T15:00:00+00:00", "--actor", "fd-1", "--role", "front_desk",
+                          "--clinician", "np-rowan")
     assert code == 0, err
     code, out, err = _run(tmp_path, config, "fire", case_id, "book_evaluation", "--actor", "fd-1",
                           "--role", "front_desk")
@@ -76,8 +81,53 @@ def test_worker_once_delivers_due_reminders_into_a_maildir(tmp_path: Path) -> No
     code, out, err = _run(tmp_path, config, "worker", "--once")
     assert code == 0, err
     assert "handled" in out
-    delivered = list((mail / "new").iterdir())
-    assert len(delivered) == 1  # the fee reminder at booking; the rest are far ahead
-    assert b"Subject: Payment reminder" in delivered[0].read_bytes()
+    delivered = [path.read_bytes() for path in (mail / "new").iterdir()]
+    # the booking's confirmation and the fee reminder at booking; the rest are far ahead
+    subjects = sorted(line for body in delivered for line in body.splitlines() if line.startswith(b"Subject: "))
+    assert subjects == [b"Subject: Appointment booked", b"Subject: Payment reminder"]
     code, out, _err = _run(tmp_path, config, "outbox", "--case", case_id, "--json")
-    assert [row["status"] for row in json.loads(out)] == ["sent"]
+    assert [row["status"] for row in json.loads(out)] == ["sent", "sent"]
+
+
+@pytest.fixture
+def new_york_queue(tmp_path: Path) -> Path:
+    """A practice in New York on a 12-hour clock: an evaluation for Monday 9 March 2026, 10:00 AM EDT, booked
+    at 9:30 AM EST on Thursday 5 March, and one pass of the worker then (its messages are in the outbox)."""
+    path = tmp_path / "kapflow.toml"
+    path.write_text(
+        f'database = "sqlite:///{tmp_path / "q.db"}"\ntimezone = "America/New_York"\nclock = "12h"\n'
+        f'[maildir]\nfolder = "{tmp_path / "mail"}"\n[contacts.front_desk]\nemail = "desk@practice.example"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(path)
+    clock = FakeClock(datetime(2026, 3, 5, 14, 30, tzinfo=UTC))
+    with build_engine(settings.database, clock=clock, settings=settings) as engine:
+        case_id = engine.open_case(INQUIRY, actor=FRONT_DESK).case_id
+        engine.book_appointment(case_id, "evaluation", datetime(2026, 3, 9, 14, tzinfo=UTC), actor=FRONT_DESK,
+                                **who(case_id))
+        engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+        dispatcher = build_dispatcher(engine, settings)
+        dispatcher.check()  # makes the Maildir
+        dispatcher.run_until_idle()
+    return path
+
+
+def _listing(path: Path, *args: str, columns: int) -> str:
+    result = CliRunner().invoke(app, ["--config", str(path), *args], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= columns
+    return result.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_timers_and_outbox_show_the_practices_time_in_its_clock_style(new_york_queue: Path, columns: int) -> None:
+    """Times read 9:30 AM EST before the clocks change on 8 March and EDT after; --utc gives UTC; --json stays UTC."""
+    timers = _listing(new_york_queue, "timers", columns=columns)
+    assert "9:30 AM EST" in timers and "AM EDT" in timers and "(UTC)" not in timers
+    outbox = _listing(new_york_queue, "outbox", columns=columns)
+    assert "9:30 AM EST" in outbox and "(UTC)" not in outbox
+    for listing in ("timers", "outbox"):
+        utc = _listing(new_york_queue, listing, "--utc", columns=columns)
+        assert "2:30 PM UTC" in utc and "EST" not in utc and "EDT" not in utc
+    rows = json.loads(_listing(new_york_queue, "outbox", "--json", columns=200))
+    assert rows and {row["created_at"] for row in rows} == {"2026-03-05T14:30:00.000000+00:00"}

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from contract.servers import SmtpServer
-from support import FRONT_DESK, open_case, query
+from support import FRONT_DESK, open_case, query, who
 
 from kapflow.bootstrap import build_engine
 from kapflow.config import load_settings
@@ -78,9 +78,10 @@ def make_practice(folder: Path, smtp: SmtpServer, cases: int, url: str | None = 
     starts = datetime.now(UTC) + timedelta(days=10)
     for n in range(cases):
         case_id = open_case(engine, last_name=f"Client-{n:03d}", email=f"client{n:03d}@example.org")
-        engine.book_appointment(case_id, "evaluation", starts, actor=FRONT_DESK)
+        engine.book_appointment(case_id, "evaluation", starts, actor=FRONT_DESK, **who(case_id))
         engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
         expected.add(f"{case_id}:m1:evaluation_fee_due:email")
+        expected.add(f"{case_id}:a1:s0:appointment_booked_notice:email")
     engine.store.close()
     return Practice(folder, url, config, expected)
 

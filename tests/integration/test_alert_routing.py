@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support import FRONT_DESK, INQUIRY
+from support import FRONT_DESK, INQUIRY, who
 
 from kapflow.config import parse_settings
 from kapflow.errors import ConfigError
@@ -20,7 +20,8 @@ def test_a_client_who_prefers_sms_gets_the_appointment_reminders_by_sms(tmp_path
     kit = ReminderKit(tmp_path, contacts=DESK)
     try:
         case_id = kit.engine.open_case({**INQUIRY, "preferred_contact": "sms"}, actor=FRONT_DESK).case_id
-        kit.engine.book_appointment(case_id, "evaluation", kit.clock.now() + timedelta(days=5), actor=FRONT_DESK)
+        kit.engine.book_appointment(case_id, "evaluation", kit.clock.now() + timedelta(days=5), actor=FRONT_DESK,
+                                    **who(case_id))
         kit.engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
         kit.advance(days=5)
         to_client = [m for m in [*kit.email.sent, *kit.sms.sent] if m.audience == "client"]

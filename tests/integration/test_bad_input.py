@@ -23,6 +23,7 @@ from support import (
     open_case,
     query,
     to_ready,
+    who,
 )
 
 from kapflow.app.engine import Engine
@@ -72,6 +73,9 @@ def fire(data: Any = None, *, trigger: str = "hold", **kw: Any) -> Callable[[Eng
     return lambda e, c: e.fire(c, trigger, data=data, **kw)
 
 
+WHO = {"clinician": "np-rowan", "room": "room-1"}  # who and where a booking is (each names them)
+
+
 def record(kind: str, data: Any, **kw: Any) -> Callable[[Engine, str], object]:
     kw.setdefault("actor", PRESCRIBER)
     return lambda e, c: e.record(c, kind, data, **kw)
@@ -116,9 +120,9 @@ BAD: list[tuple[str, Callable[[Engine, str], object], type[KapflowError]]] = [
                                                              "expires_on": "2026-02-01"}), InvalidFact),
     ("fact-bad-date", record("prescription", {"prescriber": "NP", "issued_on": "2026-02-30",
                                               "expires_on": "2026-04-01"}), InvalidFact),
-    ("fact-naive-moment", record("appointment", {"kind": "evaluation", "starts_at": "2026-02-01T10:00:00"},
+    ("fact-naive-moment", record("appointment", {**WHO, "kind": "evaluation", "starts_at": "2026-02-01T10:00:00"},
                                  actor=FRONT_DESK), InvalidFact),
-    ("fact-minutes-for-kind", record("appointment", {"kind": "kap_session", "minutes": 30,
+    ("fact-minutes-for-kind", record("appointment", {**WHO, "kind": "kap_session", "minutes": 30,
                                                      "starts_at": "2026-02-01T10:00:00+00:00"},
                                      actor=FRONT_DESK), InvalidFact),
     ("fact-score-over-max", record("questionnaire", {"instrument": "GAD-7", "score": 25}, actor=CLIENT),
@@ -158,7 +162,7 @@ BAD: list[tuple[str, Callable[[Engine, str], object], type[KapflowError]]] = [
     ("int-key-in-data", fire({"reason": "x", 1: "one"}), InvalidInput),
     ("too-deep", fire({"reason": "x", "d": [[[[[[[[[["deep"]]]]]]]]]]}), InvalidInput),
     ("data-not-a-mapping", fire(["reason", "x"]), InvalidInput),
-    ("fact-datetime-object", record("appointment", {"kind": "evaluation",
+    ("fact-datetime-object", record("appointment", {**WHO, "kind": "evaluation",
                                                     "starts_at": datetime(2026, 2, 1, tzinfo=UTC)},
                                     actor=FRONT_DESK), InvalidInput),
     # actors
@@ -203,16 +207,16 @@ BAD: list[tuple[str, Callable[[Engine, str], object], type[KapflowError]]] = [
     ("data-huge-int", fire({"reason": "x", "n": 10**5000}), InvalidInput),
     ("data-int-over-64-bits", fire({"reason": "x", "n": [2**63]}), InvalidInput),
     ("fact-huge-int", record("vitals", {**VITALS, "systolic": 10**5000}), InvalidInput),
-    ("appointment-year-9999-west", record("appointment", {"kind": "evaluation",
+    ("appointment-year-9999-west", record("appointment", {**WHO, "kind": "evaluation",
                                                           "starts_at": "9999-12-31T23:59:00-14:00"},
                                           actor=FRONT_DESK), InvalidFact),
-    ("appointment-year-9999-utc", record("appointment", {"kind": "evaluation",
+    ("appointment-year-9999-utc", record("appointment", {**WHO, "kind": "evaluation",
                                                          "starts_at": "9999-12-31T23:30:00+00:00"},
                                          actor=FRONT_DESK), InvalidFact),
-    ("appointment-before-1900", record("appointment", {"kind": "evaluation",
+    ("appointment-before-1900", record("appointment", {**WHO, "kind": "evaluation",
                                                        "starts_at": "1899-12-31T23:59:59+00:00"},
                                        actor=FRONT_DESK), InvalidFact),
-    ("appointment-over-100-years", record("appointment", {"kind": "evaluation",
+    ("appointment-over-100-years", record("appointment", {**WHO, "kind": "evaluation",
                                                           "starts_at": "2127-01-01T00:00:00+00:00"},
                                           actor=FRONT_DESK), InvalidFact),
     ("vitals-year-1-east", record("vitals", {**VITALS, "measured_at": "0001-01-01T00:00:00+14:00"}), InvalidFact),
@@ -221,9 +225,9 @@ BAD: list[tuple[str, Callable[[Engine, str], object], type[KapflowError]]] = [
     ("day-year-9999", record("prescription", {"prescriber": "NP", "issued_on": "2026-01-01",
                                               "expires_on": "9999-12-31"}), InvalidFact),
     ("book-year-9999", lambda e, c: e.book_appointment(c, "kap_session", datetime(9999, 12, 31, 23, tzinfo=UTC),
-                                                       actor=FRONT_DESK), InvalidFact),
+                                                       actor=FRONT_DESK, **who(c, "kap_session")), InvalidFact),
     ("book-naive", lambda e, c: e.book_appointment(c, "kap_session", datetime(2026, 3, 1, 9),
-                                                   actor=FRONT_DESK), InvalidFact),
+                                                   actor=FRONT_DESK, **who(c, "kap_session")), InvalidFact),
     ("reschedule-year-1", lambda e, c: e.reschedule_appointment(c, "a1", datetime(1, 1, 1, tzinfo=UTC),
                                                                actor=FRONT_DESK), InvalidFact),
     # odd shapes that used to escape as TypeError or UnicodeEncodeError
@@ -416,11 +420,12 @@ def test_far_future_booking_with_calendars_on_is_invalid_input(any_ready_url: st
         case_id = open_case(e)
         before = dump(any_ready_url)
         with pytest.raises(InvalidFact) as info:
-            e.book_appointment(case_id, "evaluation", datetime(9999, 12, 31, 23, tzinfo=UTC), actor=FRONT_DESK)
+            e.book_appointment(case_id, "evaluation", datetime(9999, 12, 31, 23, tzinfo=UTC), actor=FRONT_DESK,
+                               **who(case_id))
         assert info.value.field == "starts_at" and "1900-01-01" in info.value.message
         assert dump(any_ready_url) == before
         # A date inside the window still books, and book_evaluation then fires.
-        e.book_appointment(case_id, "evaluation", clock.now() + timedelta(days=3), actor=FRONT_DESK)
+        e.book_appointment(case_id, "evaluation", clock.now() + timedelta(days=3), actor=FRONT_DESK, **who(case_id))
         assert e.fire(case_id, "book_evaluation", actor=FRONT_DESK).state == "evaluation_booked"
 
 
@@ -428,7 +433,9 @@ def test_far_future_booking_with_calendars_on_is_invalid_input(any_ready_url: st
 def test_the_date_window_follows_the_clock(ready: Ready, years: int, accepted: bool) -> None:
     """An appointment up to 100 years after the engine's clock is accepted; one past that is refused."""
     starts = ready.engine.clock.now().replace(year=ready.engine.clock.now().year + years)
-    call = record("appointment", {"kind": "kap_session", "starts_at": starts.isoformat()}, actor=FRONT_DESK)
+    # An integration session: a KAP session that far ahead is refused by its prescription, on the visit's day.
+    call = record("appointment", {**WHO, "kind": "integration_session", "starts_at": starts.isoformat()},
+                  actor=FRONT_DESK)
     if accepted:
         call(ready.engine, ready.case_id)
     else:
@@ -455,10 +462,11 @@ def _fuzz_calls() -> st.SearchStrategy[Callable[[Engine, str], object]]:
         st.builds(lambda n: fire({"reason": "x", "n": n}), ODD_NUMBERS),
         st.builds(lambda t, k: fire(trigger=t, idempotency_key=k), ODD_TEXT, st.sampled_from([None, "k-fuzz"])),
         st.builds(lambda role: fire({"reason": "x"}, actor=Actor("fd-1", role)), ODD_ANY),
-        st.builds(lambda m: record("appointment", {"kind": "kap_session", "starts_at": m.isoformat()},
+        st.builds(lambda m: record("appointment", {**WHO, "kind": "kap_session", "starts_at": m.isoformat()},
                                    actor=FRONT_DESK), ODD_INSTANTS),
         st.builds(lambda m: record("vitals", {**VITALS, "measured_at": m.isoformat()}), ODD_INSTANTS),
-        st.builds(lambda m: lambda e, c: e.book_appointment(c, "kap_session", m, actor=FRONT_DESK), ODD_INSTANTS),
+        st.builds(lambda m: lambda e, c: e.book_appointment(c, "kap_session", m, actor=FRONT_DESK,
+                                                            **who(c, "kap_session")), ODD_INSTANTS),
         st.builds(lambda d: record("prescription", {"prescriber": "NP", "issued_on": d.isoformat(),
                                                     "expires_on": "2026-04-01"}), st.dates()),
         st.builds(lambda s, n, o: lambda e, _c: e.cases(state=s, limit=n, offset=o), ODD_ANY, ODD_ANY, ODD_ANY),

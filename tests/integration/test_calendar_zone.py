@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from support import FRONT_DESK, INQUIRY
+from support import FRONT_DESK, INQUIRY, who
 
 from kapflow import build_engine
 from kapflow.adapters.calendar.ics import IcsCalendar
@@ -21,7 +21,8 @@ def test_an_appointment_is_written_in_the_practices_zone_with_a_neutral_summary(
     with build_engine(f"sqlite:///{tmp_path / 'k.db'}", clock=clock, settings=settings, calendar_sync=True) as e:
         calendar = IcsCalendar(tmp_path / "calendar", clock=clock)
         case_id = e.open_case(INQUIRY, actor=FRONT_DESK).case_id
-        e.book_appointment(case_id, "evaluation", datetime(2026, 3, 10, 15, tzinfo=UTC), actor=FRONT_DESK)
+        e.book_appointment(case_id, "evaluation", datetime(2026, 3, 10, 15, tzinfo=UTC), actor=FRONT_DESK,
+                           **who(case_id))
         Dispatcher(e, {}, calendar, worker_id="w").run_until_idle()
     (ics,) = [p.read_text(encoding="utf-8") for p in (tmp_path / "calendar").rglob("*.ics")]
     lines = ics.splitlines()

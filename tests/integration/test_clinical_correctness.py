@@ -23,6 +23,7 @@ from support import (
     open_case,
     to_evaluating,
     to_ready,
+    who,
 )
 
 from kapflow.app.engine import Engine
@@ -87,7 +88,7 @@ def test_a_referred_psychotherapy_case_refuses_a_booking_but_takes_a_payment(
         e.fire(case_id, "start_intake", actor=THERAPIST)
         e.fire(case_id, "refer_out", actor=THERAPIST, data={"reason": "another service"})
         with pytest.raises(TransitionBlocked) as info:
-            e.book_appointment(case_id, "psychotherapy_session", at(9, 10), actor=FRONT_DESK)
+            e.book_appointment(case_id, "psychotherapy_session", at(9, 10), actor=FRONT_DESK, **who(case_id))
         assert "case_closed" in [b.code for b in info.value.blockers]
         e.record(case_id, "payment", {"amount": "165.00", "purpose": "psychotherapy"}, actor=BILLING)
         assert_audited(e, case_id)
@@ -97,7 +98,7 @@ def test_releasing_an_unpaid_evaluation_cancels_it_its_reminders_and_its_calenda
     """The worker's release_evaluation cancels the appointment, its pending reminders and its calendar event."""
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     kit.run()
     booked = kit.calendar.get(f"{case_id}-a1@kapflow")
@@ -113,7 +114,7 @@ def test_releasing_an_unpaid_evaluation_cancels_it_its_reminders_and_its_calenda
     assert kinds == [("transition", "release_evaluation", None), ("fact", None, "appointment_update")]
     assert_audited(e, case_id)
     # The case can book a new evaluation: one booked appointment, the released one cancelled.
-    e.book_appointment(case_id, "evaluation", at(10, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(10, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     assert [a.status for a in e.appointments(case_id)] == ["cancelled", "booked"]
 
@@ -121,7 +122,7 @@ def test_releasing_an_unpaid_evaluation_cancels_it_its_reminders_and_its_calenda
 def test_release_by_the_front_desk_cancels_too_and_keeps_other_appointments(engine: Engine) -> None:
     """A transition cancels only the appointment kinds it names, in the move's transaction."""
     case_id = open_case(engine)
-    engine.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK)
+    engine.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK, **who(case_id))
     engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     out = engine.fire(case_id, "release_evaluation", actor=FRONT_DESK)
     assert out.state == "inquiry" and out.version == engine.case(case_id).version
@@ -167,7 +168,7 @@ def test_a_refused_fact_is_audited_as_a_fact_of_its_kind(engine: Engine) -> None
     """A wrong role booking an appointment: the refusal speaks of the appointment fact, not a made-up trigger."""
     case_id = open_case(engine)
     with pytest.raises(NotPermitted) as info:
-        engine.book_appointment(case_id, "evaluation", at(3, 15), actor=AUDITOR)
+        engine.book_appointment(case_id, "evaluation", at(3, 15), actor=AUDITOR, **who(case_id))
     assert info.value.fact_kind == "appointment" and info.value.trigger == ""
     refusal = engine.history(case_id)[-1]
     assert refusal.trigger is None and refusal.data == {"fact_kind": "appointment"}
@@ -194,8 +195,10 @@ def test_a_closed_case_keeps_nothing_on_the_calendar(kit: ReminderKit) -> None:
     """Withdrawing cancels the appointments still ahead (and their calendar events); one already past stays."""
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(0, 8), actor=FRONT_DESK)  # an hour before T0: past at withdrawal
-    e.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK)
+    # An hour before T0, recorded after the fact (a late entry): past at withdrawal.
+    e.record(case_id, "appointment", {"kind": "evaluation", **who(case_id), "starts_at": at(0, 8).isoformat(),
+                                      "late_entry": True, "reason": "walk-in, entered late"}, actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK, **who(case_id))
     kit.run()
     assert kit.calendar.get(f"{case_id}-a2@kapflow") is not None
     e.fire(case_id, "withdraw", actor=CLIENT, data={"reason": "moving away"})
@@ -212,7 +215,8 @@ def test_a_discharge_cancels_the_sessions_still_booked(any_ready_url: str) -> No
     with build_engine(any_ready_url, PSYCHOTHERAPY_PATHWAY, clock=clock) as e:
         case_id = therapy.open_case(e)
         therapy.to_active(e, clock, case_id)
-        e.book_appointment(case_id, "psychotherapy_session", clock.now() + timedelta(days=7), actor=FRONT_DESK)
+        e.book_appointment(case_id, "psychotherapy_session", clock.now() + timedelta(days=7), actor=FRONT_DESK,
+                           **who(case_id))
         e.fire(case_id, "discharge", actor=THERAPIST, data={"reason": "goals met"})
         assert [(a.kind, a.status) for a in e.appointments(case_id)] == [
             ("intake", "booked"), ("psychotherapy_session", "cancelled"),

@@ -26,6 +26,7 @@ from support import (
     to_evaluating,
     to_ready,
     transitions_of,
+    who,
 )
 
 from kapflow.app.engine import Engine
@@ -264,7 +265,8 @@ def test_wrong_role_is_refused_and_audited(engine: Engine, clock: FakeClock) -> 
     """A front-desk user starting the evaluation gets NotPermitted; only the refusal is written."""
     case_id = open_case(engine)
     engine.record(case_id, "payment", {"amount": "250", "purpose": "evaluation_fee"}, actor=BILLING)
-    engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T15:00:00+00:00"},
+    engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id),
+                                           "starts_at": "2026-01-08T15:00:00+00:00"},
                   actor=FRONT_DESK)
     engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     before = observe(engine, case_id)
@@ -347,7 +349,8 @@ def test_missing_required_data_and_unpaid_fee_both_block(engine: Engine, clock: 
     assert [b.code for b in info.value.blockers] == ["evaluation_not_booked"]
     assert_refused_once(engine, before, FRONT_DESK, "book_evaluation", ["evaluation_not_booked"])
 
-    engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T15:00:00+00:00"},
+    engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id),
+                                           "starts_at": "2026-01-08T15:00:00+00:00"},
                   actor=FRONT_DESK)
     engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     engine.record(case_id, "payment", {"amount": "100", "purpose": "evaluation_fee"}, actor=BILLING)
@@ -419,7 +422,7 @@ def test_kap_session_booking_refused_before_prerequisites(engine: Engine, clock:
     case_id = open_case(engine)
     to_evaluated(engine, clock, case_id)
     starts = (clock.now() + timedelta(days=10)).isoformat()
-    booking = {"kind": "kap_session", "starts_at": starts}
+    booking = {"kind": "kap_session", **who(case_id, "kap_session"), "starts_at": starts}
     before = observe(engine, case_id)
     with pytest.raises(TransitionBlocked) as info:
         engine.record(case_id, "appointment", booking, actor=FRONT_DESK)
@@ -429,7 +432,8 @@ def test_kap_session_booking_refused_before_prerequisites(engine: Engine, clock:
     assert engine.facts(case_id, "appointment")[-1].data["kind"] == "evaluation"
 
     # other appointment kinds are not held back
-    engine.record(case_id, "appointment", {"kind": "intention_setting", "starts_at": starts}, actor=FRONT_DESK)
+    engine.record(case_id, "appointment", {"kind": "intention_setting", "clinician": "th-jordan",
+                                           "starts_at": starts}, actor=FRONT_DESK)
     today = clock.now().date()
     engine.record(case_id, "prescription", {"prescriber": "NP Sample", "issued_on": today.isoformat(),
                                             "expires_on": (today + timedelta(days=90)).isoformat()},
@@ -450,7 +454,8 @@ def test_kap_session_booking_refused_before_prerequisites(engine: Engine, clock:
 
 def _drive(engine: Engine, clock: FakeClock, case_id: str, state: str) -> None:
     if state == "evaluation_booked":
-        engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T15:00:00+00:00"},
+        engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id),
+                                               "starts_at": "2026-01-08T15:00:00+00:00"},
                       actor=FRONT_DESK)
         engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     elif state == "evaluated":

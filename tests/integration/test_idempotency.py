@@ -16,6 +16,7 @@ from support import (
     dump_database,
     open_case,
     to_evaluating,
+    who,
 )
 
 from kapflow.app.engine import Engine
@@ -109,7 +110,8 @@ def test_same_key_different_command_is_rejected(engine: Engine, any_db_url: str,
 def test_refused_command_does_not_consume_its_key(engine: Engine, clock: FakeClock, any_db_url: str) -> None:
     """A blocked fire keeps its key free: after the fee is paid the same key succeeds, then replays."""
     case_id = open_case(engine)
-    engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": "2026-01-08T15:00:00+00:00"},
+    engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id),
+                                           "starts_at": "2026-01-08T15:00:00+00:00"},
                   actor=FRONT_DESK)
     engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     with pytest.raises(TransitionBlocked):
@@ -134,7 +136,7 @@ def test_refused_command_does_not_consume_its_key(engine: Engine, clock: FakeClo
 def test_refused_fact_does_not_consume_its_key(engine: Engine, clock: FakeClock) -> None:
     """A kap_session booking refused for missing prerequisites leaves its key usable for a later retry."""
     case_id = open_case(engine)
-    booking = {"kind": "kap_session", "starts_at": "2026-03-02T15:00:00+00:00"}
+    booking = {"kind": "kap_session", **who(case_id, "kap_session"), "starts_at": "2026-03-02T15:00:00+00:00"}
     with pytest.raises(TransitionBlocked):
         engine.record(case_id, "appointment", booking, actor=FRONT_DESK, idempotency_key="book-kap-1")
     # the key is not bound to the refused booking: it may carry a different, allowed command
@@ -214,7 +216,7 @@ def test_replayed_commands_do_not_touch_the_audit(engine: Engine, clock: FakeClo
     case_id = open_case(engine)
     starts = "2026-01-08T15:00:00+00:00"
     commands = [
-        lambda: engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": starts},
+        lambda: engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id), "starts_at": starts},
                               actor=FRONT_DESK, idempotency_key="c1"),
         lambda: engine.fire(case_id, "book_evaluation", actor=FRONT_DESK, idempotency_key="c2"),
         lambda: engine.record(case_id, "payment", {"amount": "250", "purpose": "evaluation_fee"},

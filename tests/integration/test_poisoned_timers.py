@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
-from support import CONTACTS, FRONT_DESK, T0, at, open_case, query
+from support import CONTACTS, FRONT_DESK, T0, at, open_case, query, who
 from typer.testing import CliRunner
 
 from kapflow.app.dispatch import DeliveryPolicy
@@ -51,7 +51,7 @@ def poison(url: str, case_id: str) -> None:
 
 def booked(kit: ReminderKit) -> str:
     case_id = open_case(kit.engine)
-    kit.engine.book_appointment(case_id, "evaluation", at(3, 10), actor=FRONT_DESK)
+    kit.engine.book_appointment(case_id, "evaluation", at(3, 10), actor=FRONT_DESK, **who(case_id))
     kit.engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     return case_id
 
@@ -127,8 +127,14 @@ def test_a_message_given_up_on_an_unreadable_case_does_not_stop_the_outbox(
     with db.begin() as conn:  # the case of the first message becomes unreadable, by hand
         conn.execute(text("UPDATE cases SET facts = :f WHERE id = :c"), {"f": '{"facts": [', "c": first["case_id"]})
     db.dispose()
-    kit.email.fail_next(permanent=True)
     kit.dispatcher.run_outbox_once()  # raised before: the loop stopped at the first row
+    rows = {r["id"]: r for r in kit.engine.outbox()}
+    # Nothing goes out that cannot be checked against its case: the attempt fails, and is retried.
+    assert rows[first["id"]]["status"] == "pending"
+    assert rows[first["id"]]["last_error"] == "its case could not be checked (JSONDecodeError)"
+    for _ in range(POLICY.max_attempts - 1):
+        kit.clock.advance(POLICY.max_backoff)
+        kit.dispatcher.run_outbox_once()
     rows = {r["id"]: r for r in kit.engine.outbox()}
     assert rows[first["id"]]["status"] == "dead"
     other = "good" if first["case_id"] == bad else "bad"

@@ -31,6 +31,7 @@ from support import (
     assert_replays,
     at,
     transitions_of,
+    who,
 )
 
 from kapflow import (
@@ -237,7 +238,8 @@ def test_refused_attempts_are_audited_with_every_blocker(engine: Engine, clock: 
     assert_refused_and_unchanged(engine, case_id, before, FRONT_DESK, "book_intake", ["intake_not_booked"])
 
     with pytest.raises(TransitionBlocked) as early:
-        engine.book_appointment(case_id, "psychotherapy_session", T0 + timedelta(days=9), actor=FRONT_DESK)
+        engine.book_appointment(case_id, "psychotherapy_session", T0 + timedelta(days=9), actor=FRONT_DESK,
+                                **who(case_id))
     assert [b.code for b in early.value.blockers] == ["intake_not_completed"]
     assert_refused_and_unchanged(engine, case_id, before, FRONT_DESK, None, ["intake_not_completed"])
 
@@ -267,7 +269,7 @@ def test_reminders_of_an_episode(kit: ReminderKit) -> None:
     e, rec = kit.engine, Recorder(kit)
     case_id = open_case(e)
     rec.until(at(3, 10))  # Thursday: 2 business days passed on Wednesday morning
-    e.book_appointment(case_id, "intake", at(8, 10), actor=FRONT_DESK)
+    e.book_appointment(case_id, "intake", at(8, 10), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_intake", actor=FRONT_DESK)
     e.record(case_id, "consent", CONSENT, actor=FRONT_DESK)
     checkin(e, case_id)
@@ -278,7 +280,7 @@ def test_reminders_of_an_episode(kit: ReminderKit) -> None:
     for day in (15, 22, 29, 36):
         rec.until(at(day, 10))
         one_session(e, kit.clock, case_id)
-    e.book_appointment(case_id, "psychotherapy_session", at(43, 10), actor=FRONT_DESK)
+    e.book_appointment(case_id, "psychotherapy_session", at(43, 10), actor=FRONT_DESK, **who(case_id))
     rec.until(at(42, 12))
     checkin(e, case_id)
     rec.until(at(43, 10))
@@ -288,8 +290,10 @@ def test_reminders_of_an_episode(kit: ReminderKit) -> None:
     # From the end of the fourth session (02-10 10:53) the recorder runs the worker on the hour's 53rd minute.
     assert rec.seen == [
         ("01-07 09:00", "inquiry_unanswered", desk),
+        ("01-08 10:00", "appointment_booked_notice", CLIENT_EMAIL),  # the intake, confirmed when booked
         ("01-10 10:00", "intake_reminder_72h", CLIENT_EMAIL),
         ("01-12 10:00", "intake_reminder_24h", CLIENT_EMAIL),
+        ("02-10 10:53", "appointment_booked_notice", CLIENT_EMAIL),  # the fifth session
         ("02-10 11:53", "questionnaires_due", CLIENT_EMAIL),  # an hour after the fourth session ended
         ("02-14 10:53", "psychotherapy_session_reminder_72h", CLIENT_EMAIL),
         ("02-15 10:53", "questionnaires_due_before_session", CLIENT_EMAIL),  # 48 h before, still not done
@@ -319,7 +323,8 @@ def test_a_booked_session_keeps_an_inactive_case_open(kit: ReminderKit) -> None:
     """A session booked beyond 60 days makes the fired discharge a refusal, audited; the case stays in treatment."""
     e = kit.engine
     case_id = case_after_one_session(e, kit.clock)
-    e.book_appointment(case_id, "psychotherapy_session", kit.clock.now() + timedelta(days=75), actor=FRONT_DESK)
+    e.book_appointment(case_id, "psychotherapy_session", kit.clock.now() + timedelta(days=75), actor=FRONT_DESK,
+                       **who(case_id))
     kit.advance(days=61, step=timedelta(hours=6))
     assert e.case(case_id).state == "active_treatment"
     refused = [ev for ev in e.history(case_id) if ev.kind == "refused" and ev.trigger == "discharge_inactive"]
@@ -420,5 +425,6 @@ def test_both_pathways_run_side_by_side(any_ready_url: str, clock: FakeClock) ->
         to_active(e, clock, psy)
         assert [v.trigger for v in e.available(kap)] == ["book_evaluation", "hold", "withdraw"]
         with pytest.raises(InvalidFact, match="kind"):
-            e.book_appointment(psy, "kap_session", clock.now() + timedelta(days=3), actor=FRONT_DESK)
+            e.book_appointment(psy, "kap_session", clock.now() + timedelta(days=3), actor=FRONT_DESK,
+                               **who(psy, "kap_session"))
         assert e.verify_audit().ok

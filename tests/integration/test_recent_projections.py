@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
-from support import FRONT_DESK, PRESCRIBER, open_case
+from support import FRONT_DESK, PRESCRIBER, open_case, who
 
 from kapflow.app.engine import Engine
 from kapflow.domain.case import CaseRecord, ProjectionText
@@ -47,7 +47,7 @@ def load(engine: Engine, case_id: str) -> CaseRecord:
 
 def book(engine: Engine, clock: FakeClock, case_id: str) -> None:
     starts = (clock.now() + timedelta(days=3)).isoformat()
-    engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": starts}, actor=FRONT_DESK)
+    engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id), "starts_at": starts}, actor=FRONT_DESK)
     engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
 
 

@@ -23,6 +23,7 @@ from support import (
     one_kap_session,
     open_case,
     to_ready,
+    who,
 )
 
 from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
@@ -51,7 +52,7 @@ def test_ten_weeks_of_one_clients_schedule(kit: ReminderKit) -> None:
     e, rec = kit.engine, Recorder(kit)
     case_id = open_case(e)
     rec.until(at(1, 10))
-    e.book_appointment(case_id, "evaluation", at(8, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(8, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     rec.until(at(6, 18))
     e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
@@ -64,20 +65,20 @@ def test_ten_weeks_of_one_clients_schedule(kit: ReminderKit) -> None:
                                        "expires_on": (today + timedelta(days=120)).isoformat()}, actor=PRESCRIBER)
     e.record(case_id, "consent", {"form_version": "1", "signed_on": today.isoformat()}, actor=THERAPIST)
     e.record(case_id, "treatment_plan", {"action": "set", "sessions": 3}, actor=PRESCRIBER)
-    e.book_appointment(case_id, "intention_setting", at(12, 10), actor=FRONT_DESK)
+    e.book_appointment(case_id, "intention_setting", at(12, 10), actor=FRONT_DESK, **who(case_id))
     rec.until(at(12, 10))
     e.fire(case_id, "start_intention_setting", actor=THERAPIST)
     kit.clock.advance(hours=1)
     e.fire(case_id, "complete_intention_setting", actor=THERAPIST, data={"intentions": "steadiness"})
     for n, day in enumerate([15, 22, 29]):
-        e.book_appointment(case_id, "kap_session", at(day, 10), actor=FRONT_DESK)
+        e.book_appointment(case_id, "kap_session", at(day, 10), actor=FRONT_DESK, **who(case_id, "kap_session"))
         rec.until(at(day - 1, 12))
         e.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": 10}, actor=CLIENT)
         e.record(case_id, "questionnaire", {"instrument": "GAD-7", "score": 8}, actor=CLIENT)
         rec.until(at(day, 10))
         one_kap_session(e, kit.clock, case_id)
         if n == 0:
-            e.book_appointment(case_id, "integration_session", at(day + 3, 10), actor=FRONT_DESK)
+            e.book_appointment(case_id, "integration_session", at(day + 3, 10), actor=FRONT_DESK, **who(case_id))
             rec.until(at(day + 3, 10))
             e.fire(case_id, "start_integration_session", actor=THERAPIST)
             kit.clock.advance(hours=1)
@@ -88,26 +89,37 @@ def test_ten_weeks_of_one_clients_schedule(kit: ReminderKit) -> None:
 
     client, therapist = "sample.client@example.org", "therapist@example.org"
     assert rec.seen == [
+        ("01-06 10:00", "appointment_booked_notice", client),  # every booking is confirmed at once
         ("01-06 10:00", "evaluation_fee_due", client),  # at booking, fee unpaid
         ("01-10 15:00", "evaluation_reminder_72h", client),
         ("01-11 15:00", "evaluation_fee_due_48h", client),  # paid at 18:00 that day: no front-desk alert
         ("01-12 15:00", "evaluation_reminder_24h", client),
+        ("01-13 15:00", "appointment_booked_notice", client),  # the intention-setting session
         ("01-14 10:00", "intention_setting_reminder_72h", client),
         ("01-16 10:00", "intention_setting_reminder_24h", client),
-        # session 1 was booked less than 72 h ahead: no 72-hour reminder for it
+        ("01-17 11:00", "appointment_booked_notice", client),  # session 1
+        # session 1 was booked less than 72 h ahead: its 72-hour reminder is recorded as skipped
         ("01-18 10:00", "questionnaires_due", client),
         ("01-19 10:00", "kap_session_reminder_24h", client),
+        ("01-20 13:00", "appointment_booked_notice", client),  # the integration session
         ("01-22 10:00", "integration_session_reminder_24h", client),
+        ("01-23 11:00", "appointment_booked_notice", client),  # session 2
         ("01-24 10:00", "kap_session_reminder_72h", client),
         ("01-25 10:00", "questionnaires_due", client),
         ("01-26 10:00", "kap_session_reminder_24h", client),
+        ("01-27 13:00", "appointment_booked_notice", client),  # session 3
         ("01-31 10:00", "kap_session_reminder_72h", client),
         ("02-01 10:00", "questionnaires_due", client),
         ("02-02 10:00", "kap_session_reminder_24h", client),
+        # the plan's last session done 3 days ago, with neither completion nor extension: prompt the therapist
+        ("02-06 13:00", "plan_used_up", therapist),
         # 7 days after the last session with no integration session booked: nudge both
         ("02-10 13:00", "integration_not_booked", therapist),
         ("02-10 13:00", "integration_not_booked_client", client),
     ]
+    too_late = [t for t in e.timers(case_id)
+                if t["reminder"] == "kap_session_reminder_72h" and t["status"] == "skipped"]
+    assert len(too_late) == 1 and str(too_late[0]["outcome"]).startswith("booked after its moment")
     assert e.case(case_id).state == "completed"
     assert e.verify_audit().ok
 
@@ -117,26 +129,26 @@ def test_fee_reminders_stop_once_paid_and_front_desk_is_alerted_when_not(kit: Re
     e = kit.engine
     unpaid, paid = open_case(e), open_case(e, last_name="Client-Two")
     for case_id in (unpaid, paid):
-        e.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK)
+        e.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK, **who(case_id))
         e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     e.record(paid, "payment", {"amount": "250.00", "purpose": "evaluation_fee"}, actor=FRONT_DESK)
     kit.advance(days=4, hours=6, minutes=1)  # past 24 h before the appointment
     by_case = {cid: [m.key.split(":")[-2] for m in kit.email.sent if m.case_id == cid] for cid in (unpaid, paid)}
-    assert by_case[unpaid] == [
-        "evaluation_fee_due", "evaluation_reminder_72h", "evaluation_fee_due_48h",
-        "evaluation_fee_unpaid_alert", "evaluation_reminder_24h",
+    assert by_case[unpaid][:4] == [
+        "appointment_booked_notice", "evaluation_fee_due", "evaluation_reminder_72h", "evaluation_fee_due_48h",
     ]
+    assert sorted(by_case[unpaid][4:]) == ["evaluation_fee_unpaid_alert", "evaluation_reminder_24h"]  # at once
     assert [m.recipient for m in kit.email.sent if m.key.endswith("evaluation_fee_unpaid_alert:email")] == [
         "desk@example.org"
     ]
-    assert by_case[paid] == ["evaluation_reminder_72h", "evaluation_reminder_24h"]
+    assert by_case[paid] == ["appointment_booked_notice", "evaluation_reminder_72h", "evaluation_reminder_24h"]
 
 
 def test_unpaid_evaluation_is_released_after_the_appointment_time(kit: ReminderKit) -> None:
     """A timer fires a trigger: still unpaid 30 minutes after the start, the booking is released, audited."""
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(3, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     kit.advance(days=3, hours=6, minutes=29)
     assert e.case(case_id).state == "evaluation_booked"  # the prescriber may still take the payment
@@ -147,26 +159,26 @@ def test_unpaid_evaluation_is_released_after_the_appointment_time(kit: ReminderK
 
 
 def test_withdrawn_case_cancels_every_pending_reminder(kit: ReminderKit) -> None:
-    """Withdrawing cancels all pending timers; nothing is sent afterwards."""
+    """Withdrawing cancels all pending timers; the client is told the appointment is cancelled, then nothing."""
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     kit.run()
     sent_before = len(kit.email.sent)
     e.fire(case_id, "withdraw", actor=CLIENT, data={"reason": "moving away"})
     statuses = {t["reminder"]: t["status"] for t in kit.store.queue().timers(case_id)}
-    assert "pending" not in statuses.values()
+    assert [name for name, status in statuses.items() if status == "pending"] == ["appointment_cancelled_notice"]
     assert statuses["evaluation_reminder_24h"] == "cancelled"
     kit.advance(days=30)
-    assert len(kit.email.sent) == sent_before
+    assert kit.reminders_sent()[sent_before:] == ["appointment_cancelled_notice"]
 
 
 def test_reschedule_moves_reminders_and_calendar_and_cancel_drops_them(kit: ReminderKit) -> None:
     """Rescheduling replaces the appointment's reminders and calendar event; cancelling removes both."""
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
     kit.run()
@@ -193,7 +205,7 @@ def test_kap_session_calendar_event_lasts_135_minutes(kit: ReminderKit) -> None:
     e = kit.engine
     case_id = open_case(e)
     to_ready(e, kit.clock, case_id)
-    booked = e.book_appointment(case_id, "kap_session", at(10, 10), actor=FRONT_DESK)
+    booked = e.book_appointment(case_id, "kap_session", at(10, 10), actor=FRONT_DESK, **who(case_id, "kap_session"))
     kit.run()
     event = kit.calendar.get(f"{case_id}-{booked.extra['appointment']}@kapflow")
     assert event is not None and event.ends_at - event.starts_at == timedelta(minutes=135)
@@ -203,7 +215,7 @@ def test_catch_up_sends_recent_reminders_and_records_old_ones_as_missed(kit: Rem
     """After downtime, a reminder late by less than its grace is sent; an older one is recorded as missed."""
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
     # The worker is down from now until 3 hours after the 24-hour reminder was due.
@@ -214,6 +226,7 @@ def test_catch_up_sends_recent_reminders_and_records_old_ones_as_missed(kit: Rem
     assert outcomes["evaluation_reminder_72h"] == "missed"
     notes = {ev.data["reminder"]: ev.data["outcome"] for ev in e.history(case_id) if ev.kind == "reminder"}
     assert notes == {
+        "appointment_booked_notice": "missed",  # due at the booking, when the worker was already down
         "evaluation_fee_due": "skipped",  # paid: not needed, so not "missed"
         "evaluation_reminder_72h": "missed",
         "evaluation_fee_due_48h": "skipped",
@@ -237,14 +250,14 @@ def test_transient_failures_retry_with_backoff_and_permanent_ones_give_up_audite
     """Transient failures are retried after a growing delay; a permanent one is given up with an audit event."""
     e = kit.engine
     case_id = open_case(e)
-    kit.email.fail_next(2)
-    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    kit.email.fail_next(4)  # the booking's notice and the fee reminder, each failing twice
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     kit.run()
     assert kit.email.sent == []
 
     def email_row() -> dict[str, object]:
-        return next(r for r in kit.store.queue().outbox(case_id) if r["channel"] == "email")
+        return next(r for r in kit.store.queue().outbox(case_id) if r["key"].endswith("evaluation_fee_due:email"))
 
     row = email_row()
     assert row["status"] == "pending" and row["attempts"] == 1
@@ -253,7 +266,7 @@ def test_transient_failures_retry_with_backoff_and_permanent_ones_give_up_audite
     kit.advance(seconds=59)
     assert kit.email.sent == []  # the second backoff is 60 s
     kit.advance(seconds=1)
-    assert kit.reminders_sent() == ["evaluation_fee_due"]
+    assert sorted(kit.reminders_sent()) == ["appointment_booked_notice", "evaluation_fee_due"]
     attempts = [a["outcome"] for a in kit.store.queue().attempts(row["id"])]
     assert attempts == ["failed", "failed", "sent"]
 
@@ -289,16 +302,16 @@ def test_a_dead_workers_claims_are_taken_over_after_the_lease(kit: ReminderKit) 
     """A worker that claimed timers and died holds them only until its lease ends."""
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     queue = kit.store.queue()
     now = kit.clock.now()
     claimed = queue.claim_timers("dead-worker", now, now + timedelta(minutes=2), 10)
-    assert [c.reminder for c in claimed] == ["evaluation_fee_due"]
+    assert sorted(c.reminder for c in claimed) == ["appointment_booked_notice", "evaluation_fee_due"]
     kit.run()
     assert kit.email.sent == []  # still leased
     kit.advance(minutes=3)
-    assert kit.reminders_sent() == ["evaluation_fee_due"]
+    assert sorted(kit.reminders_sent()) == ["appointment_booked_notice", "evaluation_fee_due"]
 
 
 def test_two_dispatchers_at_once_deliver_each_message_once(kit_url: str) -> None:
@@ -306,7 +319,7 @@ def test_two_dispatchers_at_once_deliver_each_message_once(kit_url: str) -> None
     kit = ReminderKit(url=kit_url, clock=FakeClock(T0), contacts=CONTACTS)
     cases = [open_case(kit.engine, last_name=f"Client-{n}") for n in range(20)]
     for case_id in cases:
-        kit.engine.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK)
+        kit.engine.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK, **who(case_id))
         kit.engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     shared = MemoryNotifier("email")
     policy = DeliveryPolicy(batch=3)
@@ -329,7 +342,8 @@ def test_two_dispatchers_at_once_deliver_each_message_once(kit_url: str) -> None
     for moment in (T0, at(2, 15), at(3, 15), at(4, 15)):  # booking; 72 h, 48 h and 24 h before
         both_at(moment)
     keys = shared.keys()
-    assert len(keys) == len(set(keys)) == 20 * 5  # fee at booking, 72 h, 48 h, front-desk alert, 24 h
+    # the booking's notice and fee reminder, then 72 h, 48 h, the front desk's alert and 24 h before
+    assert len(keys) == len(set(keys)) == 20 * 6
     kit.close()
 
 
@@ -337,7 +351,7 @@ def test_no_timer_or_message_for_a_change_that_did_not_commit(kit: ReminderKit) 
     """A refused or conflicting command leaves no timer and no outbox row behind."""
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK, **who(case_id))
     before = (len(kit.store.queue().timers(case_id)), len(kit.store.queue().outbox(case_id)))
     version = e.case(case_id).version
     with pytest.raises(ConcurrencyConflict):
@@ -353,7 +367,8 @@ def test_one_kap_session_plans_the_integration_nudge_and_booking_clears_it(kit: 
     case_id = open_case(e)
     to_ready(e, kit.clock, case_id)
     one_kap_session(e, kit.clock, case_id)
-    e.book_appointment(case_id, "integration_session", kit.clock.now() + timedelta(days=9), actor=FRONT_DESK)
+    e.book_appointment(case_id, "integration_session", kit.clock.now() + timedelta(days=9), actor=FRONT_DESK,
+                       **who(case_id))
     kit.advance(days=8)
     assert "integration_not_booked" not in kit.reminders_sent()
     nudges = [t for t in kit.store.queue().timers(case_id) if t["reminder"].startswith("integration_not_booked")]
@@ -362,20 +377,23 @@ def test_one_kap_session_plans_the_integration_nudge_and_booking_clears_it(kit: 
     assert [t["status"] for t in nudges[-2:]] == ["skipped", "skipped"]
 
 
-def test_hold_and_resume_bring_the_appointment_reminders_back_once(kit: ReminderKit) -> None:
-    """Holding cancels the appointment's reminders; resuming in time revives the same timers, sent once."""
+def test_a_hold_keeps_the_appointments_reminders_and_each_goes_once(kit: ReminderKit) -> None:
+    """An appointment's reminders belong to it: a hold leaves them planned (the fee's, the state's own, are
+    cancelled and come back on resuming), and each is sent once."""
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
-    e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    kit.run()
     e.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "travelling"})
-    timers = kit.store.queue().timers(case_id)
-    assert {t["status"] for t in timers if t["appointment_id"]} == {"cancelled"}
+    held = {t["reminder"]: t["status"] for t in kit.store.queue().timers(case_id) if t["appointment_id"]}
+    assert (held["evaluation_reminder_72h"], held["evaluation_reminder_24h"]) == ("pending", "pending")
+    assert held["evaluation_fee_due_48h"] == "cancelled"
     kit.advance(days=1)
     e.fire(case_id, "resume", actor=FRONT_DESK)
+    e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
     revived = {t["reminder"]: t["status"] for t in kit.store.queue().timers(case_id) if t["appointment_id"]}
-    assert revived["evaluation_reminder_72h"] == "pending" and revived["evaluation_reminder_24h"] == "pending"
+    assert revived["evaluation_fee_due_48h"] == "pending"
     kit.advance(days=6)
     assert kit.reminders_sent().count("evaluation_reminder_72h") == 1
     assert kit.reminders_sent().count("evaluation_reminder_24h") == 1
@@ -389,7 +407,7 @@ def test_a_reminder_sent_before_a_hold_stays_sent_after_the_resume(kit: Reminder
     """
     e = kit.engine
     case_id = open_case(e)
-    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+    e.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK, **who(case_id))
     e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     e.record(case_id, "payment", {"amount": 250, "purpose": "evaluation_fee"}, actor=FRONT_DESK)
     kit.advance(days=4)  # past the 72 h reminder (day 3, 15:00), before the 24 h one (day 5, 15:00)
@@ -407,7 +425,7 @@ def fee_reminders_due(kit: ReminderKit, cases: int) -> list[str]:
     """``cases`` cases, each with its evaluation booked: each has its fee reminder due now."""
     ids = [open_case(kit.engine, last_name=f"Batch-{n}") for n in range(cases)]
     for case_id in ids:
-        kit.engine.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK)
+        kit.engine.book_appointment(case_id, "evaluation", at(6, 15), actor=FRONT_DESK, **who(case_id))
         kit.engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
     return ids
 
@@ -428,7 +446,7 @@ def test_a_batch_settles_every_timer_in_one_commit_but_one_taken_over_is_left_to
     queue = kit.store.queue()
     now = kit.clock.now()
     slow = queue.claim_timers("slow-worker", now, now + timedelta(minutes=2), 10)
-    assert sorted(c.case_id for c in slow) == sorted(ids)
+    assert sorted(c.case_id for c in slow) == sorted(ids * 2)  # the booking's notice and the fee reminder
     kit.clock.advance(timedelta(minutes=3))  # the slow worker's lease is over
     later = kit.clock.now()
     (taken,) = queue.claim_timers("other-worker", later, later + timedelta(minutes=2), 1)
@@ -436,14 +454,14 @@ def test_a_batch_settles_every_timer_in_one_commit_but_one_taken_over_is_left_to
     outcomes = act_on_timers(kit.engine.app, slow, "slow-worker")
 
     in_order = sorted(slow, key=lambda c: (c.case_id, c.id))  # how a batch takes its timers
-    by_case = {c.case_id: o.status for c, o in zip(in_order, outcomes, strict=True)}
-    assert by_case == {case_id: "lost" if case_id == taken.case_id else "done" for case_id in ids}
-    assert notes_of(kit, taken.case_id) == []  # no note, no message from the worker that lost it
-    assert emails_queued(kit, taken.case_id) == 0
+    by_timer = {c.id: o.status for c, o in zip(in_order, outcomes, strict=True)}
+    assert by_timer == {c.id: "lost" if c.id == taken.id else "done" for c in slow}
+    assert notes_of(kit, taken.case_id) == ["done"]  # the case's other timer; none from the worker that lost it
+    assert emails_queued(kit, taken.case_id) == 1
     assert [o.status for o in act_on_timers(kit.engine.app, [taken], "other-worker")] == ["done"]
     kit.run()
-    assert sorted(m.case_id for m in kit.email.sent) == sorted(ids)  # one fee reminder each
-    assert all(notes_of(kit, case_id) == ["done"] for case_id in ids)
+    assert sorted(m.case_id for m in kit.email.sent) == sorted(ids * 2)  # a notice and a fee reminder each
+    assert all(notes_of(kit, case_id) == ["done", "done"] for case_id in ids)
 
 
 def test_a_batch_that_fails_as_a_whole_keeps_nothing_and_settles_each_timer_alone(
@@ -468,11 +486,11 @@ def test_a_batch_that_fails_as_a_whole_keeps_nothing_and_settles_each_timer_alon
 
     outcomes = act_on_timers(engine.app, claims, "w")
 
-    assert [o.status for o in outcomes] == ["done"] * 3
-    first = sorted(ids)[0]
-    assert calls == [first, sorted(ids)[1], *sorted(ids)]  # the batch stopped at the second; then one by one
-    assert all(notes_of(kit, case_id) == ["done"] for case_id in ids)  # the batch's first note did not stay
-    assert [emails_queued(kit, case_id) for case_id in ids] == [1, 1, 1]
+    assert [o.status for o in outcomes] == ["done"] * 6  # the booking's notice and the fee reminder, each case
+    in_order = sorted(ids * 2)
+    assert calls == [*in_order[:2], *in_order]  # the batch stopped at its second timer; then one by one
+    assert all(notes_of(kit, case_id) == ["done", "done"] for case_id in ids)  # the batch's first note went
+    assert [emails_queued(kit, case_id) for case_id in ids] == [2, 2, 2]
 
 
 def test_the_inquiry_alert_counts_the_practices_business_days(kit_url: str) -> None:

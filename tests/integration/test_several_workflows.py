@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from support import FRONT_DESK, INQUIRY, THERAPIST
+from support import FRONT_DESK, INQUIRY, THERAPIST, who
 
 from kapflow import build_engine
 from kapflow.app.engine import Engine
@@ -58,12 +58,13 @@ def test_each_case_follows_its_own_workflow(both: Engine) -> None:
 def test_appointments_are_booked_with_each_workflows_kinds(both: Engine, clock: FakeClock) -> None:
     """Each workflow books the appointment kinds it declares, through the facts it declares."""
     therapy = both.open_case(INTAKE, actor=FRONT_DESK, workflow="psychotherapy").case_id
-    booked = both.book_appointment(therapy, "intake", clock.now() + timedelta(days=3), actor=FRONT_DESK)
+    booked = both.book_appointment(therapy, "intake", clock.now() + timedelta(days=3), actor=FRONT_DESK, **who(therapy))
     assert booked.extra["appointment"] == "a1"
     (appointment,) = both.appointments(therapy)
     assert (appointment.kind, appointment.minutes) == ("intake", 60)
     with pytest.raises(InvalidInput):
-        both.book_appointment(therapy, "kap_session", clock.now() + timedelta(days=3), actor=THERAPIST)
+        both.book_appointment(therapy, "kap_session", clock.now() + timedelta(days=3), actor=THERAPIST,
+                              **who(therapy, "kap_session"))
 
 
 def test_reminders_reach_clients_of_either_workflow(tmp_path: object) -> None:
@@ -71,7 +72,8 @@ def test_reminders_reach_clients_of_either_workflow(tmp_path: object) -> None:
     kit = ReminderKit(str(tmp_path), workflows=BOTH)
     try:
         case_id = kit.engine.open_case(INTAKE, actor=FRONT_DESK, workflow="psychotherapy").case_id
-        kit.engine.book_appointment(case_id, "intake", kit.clock.now() + timedelta(days=5), actor=FRONT_DESK)
+        kit.engine.book_appointment(case_id, "intake", kit.clock.now() + timedelta(days=5), actor=FRONT_DESK,
+                                    **who(case_id))
         kit.engine.fire(case_id, "book_intake", actor=FRONT_DESK)
         kit.advance(days=5)
         sent = [m for m in kit.email.sent if m.case_id == case_id]

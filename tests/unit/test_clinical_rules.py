@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseRecord, fold_fact, fold_move
 from kapflow.domain.decision import fact_refusal, fire_refusal
 from kapflow.domain.errors import NotPermitted, TransitionBlocked, TransitionNotAvailable, WorkflowDefinitionError
@@ -37,7 +38,7 @@ PRESCRIPTION = {"prescriber": "NP Sample", "issued_on": "2026-03-01", "expires_o
 def test_a_closed_case_refuses_a_clinical_fact_with_case_closed(state: str) -> None:
     """A prescription on a case in a final state is refused with the case_closed blocker."""
     parsed = WF.facts["prescription"].spec(PRESCRIPTION, T0)
-    refusal = fact_refusal(case_in(state), WF, "prescription", "prescriber", parsed, T0, UTC)
+    refusal = fact_refusal(case_in(state), WF, "prescription", "prescriber", parsed, T0, PracticeCalendar())
     assert isinstance(refusal, TransitionBlocked)
     assert [b.code for b in refusal.blockers] == ["case_closed"]
     assert refusal.fact_kind == "prescription"
@@ -46,9 +47,9 @@ def test_a_closed_case_refuses_a_clinical_fact_with_case_closed(state: str) -> N
 def test_a_closed_case_still_takes_a_payment_of_its_balance() -> None:
     """The payment fact kind declares it may be recorded on a closed case; the open case takes anything."""
     parsed = WF.facts["payment"].spec({"amount": "165.00", "purpose": "psychotherapy"}, T0)
-    assert fact_refusal(case_in("withdrawn"), WF, "payment", "billing", parsed, T0, UTC) is None
+    assert fact_refusal(case_in("withdrawn"), WF, "payment", "billing", parsed, T0, PracticeCalendar()) is None
     rx = WF.facts["prescription"].spec(PRESCRIPTION, T0)
-    assert fact_refusal(case_in("evaluated"), WF, "prescription", "prescriber", rx, T0, UTC) is None
+    assert fact_refusal(case_in("evaluated"), WF, "prescription", "prescriber", rx, T0, PracticeCalendar()) is None
 
 
 @pytest.mark.parametrize("wf", [KAP_PATHWAY, PSYCHOTHERAPY_PATHWAY], ids=lambda w: w.name)
@@ -59,7 +60,7 @@ def test_each_workflow_declares_only_payment_for_closed_cases(wf: Workflow) -> N
 
 def test_a_refused_fact_names_its_kind_not_a_made_up_trigger() -> None:
     """A wrong role recording a fact: the refusal names the fact kind, and no trigger."""
-    refusal = fact_refusal(case_in("evaluated"), WF, "prescription", "front_desk", {}, T0, UTC)
+    refusal = fact_refusal(case_in("evaluated"), WF, "prescription", "front_desk", {}, T0, PracticeCalendar())
     assert isinstance(refusal, NotPermitted)
     assert refusal.fact_kind == "prescription" and refusal.trigger == ""
     assert "record" not in refusal.trigger
@@ -74,7 +75,7 @@ DOSED = (("start_kap_session", "ready_for_kap", "dosing"),
 def test_a_session_before_integration_says_what_is_missing() -> None:
     """A second KAP session before the first one's integration names the integration and its date."""
     refusal = fire_refusal(case_in("integration_psychotherapy", DOSED), WF, None, "start_kap_session",
-                           "therapist", {}, T0, UTC)
+                           "therapist", {}, T0, PracticeCalendar())
     assert isinstance(refusal, TransitionNotAvailable)
     assert [b.code for b in refusal.blockers] == ["integration_pending"]
     assert "the integration psychotherapy of the KAP session on 2026-03-02 is not completed" in refusal.message
@@ -83,7 +84,7 @@ def test_a_session_before_integration_says_what_is_missing() -> None:
 
 def test_a_trigger_unavailable_elsewhere_keeps_the_plain_reason() -> None:
     """From inquiry, a KAP session is just not available: no pending step to name."""
-    refusal = fire_refusal(case_in("inquiry"), WF, None, "start_kap_session", "therapist", {}, T0, UTC)
+    refusal = fire_refusal(case_in("inquiry"), WF, None, "start_kap_session", "therapist", {}, T0, PracticeCalendar())
     assert isinstance(refusal, TransitionNotAvailable)
     assert refusal.blockers == ()
     assert [b["code"] for b in refusal.audited_blockers()] == ["transition_not_available"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseRecord, fold_fact, fold_move
 from kapflow.domain.decision import fact_refusal, fire_refusal, not_available_blocker
 from kapflow.domain.errors import NotPermitted, TransitionBlocked, TransitionNotAvailable
@@ -19,7 +20,7 @@ def booked_case(paid: bool) -> CaseRecord:
     inquiry = {"first_name": "Sample", "last_name": "Client", "date_of_birth": "1985-06-30",
                "email": "client@example.org"}
     raw: dict[str, Any] = fold_fact({}, "inquiry", T0, "fd", WF.facts["inquiry"].spec(inquiry, T0))
-    booking = {"kind": "evaluation", "starts_at": (T0 + timedelta(days=3)).isoformat()}
+    booking = {"kind": "evaluation", "starts_at": (T0 + timedelta(days=3)).isoformat(), "clinician": "np-rowan"}
     raw = fold_fact(raw, "appointment", T0, "fd", WF.facts["appointment"].spec(booking, T0))
     if paid:
         payment = {"amount": "250.00", "purpose": "evaluation_fee"}
@@ -29,7 +30,7 @@ def booked_case(paid: bool) -> CaseRecord:
 
 
 def decide(case: CaseRecord, trigger: str, role: str) -> object:
-    return fire_refusal(case, WF, WF.transition_from(case.state, trigger), trigger, role, {}, T0, UTC)
+    return fire_refusal(case, WF, WF.transition_from(case.state, trigger), trigger, role, {}, T0, PracticeCalendar())
 
 
 def test_a_trigger_that_does_not_leave_the_state_is_not_available() -> None:
@@ -53,6 +54,6 @@ def test_guards_that_fail_are_all_named_and_passing_ones_allow() -> None:
 
 
 def test_recording_a_fact_checks_the_role() -> None:
-    refusal = fact_refusal(booked_case(paid=True), WF, "prescription", "front_desk", {}, T0, UTC)
+    refusal = fact_refusal(booked_case(paid=True), WF, "prescription", "front_desk", {}, T0, PracticeCalendar())
     assert isinstance(refusal, NotPermitted)
     assert refusal.fact_kind == "prescription" and refusal.trigger == ""  # a fact, not a made-up trigger

@@ -64,7 +64,7 @@ def test_payment_defaults() -> None:
 )
 def test_times_are_stored_in_utc(given: object) -> None:
     """An appointment time with any offset is stored as ISO 8601 in UTC."""
-    parsed = kf.APPOINTMENT({"kind": "evaluation", "starts_at": given}, NOW)
+    parsed = kf.APPOINTMENT({"clinician": "np-rowan", "kind": "evaluation", "starts_at": given}, NOW)
     assert parsed["starts_at"] == "2026-03-05T15:00:00.000000+00:00"
 
 
@@ -75,21 +75,23 @@ def test_times_are_stored_in_utc(given: object) -> None:
 )
 def test_appointment_minutes_default_per_kind(kind: str, minutes: int) -> None:
     """An appointment without minutes gets its kind's default length."""
-    parsed = kf.APPOINTMENT({"kind": kind, "starts_at": "2026-03-05T15:00:00+00:00"}, NOW)
+    parsed = kf.APPOINTMENT({"clinician": "np-rowan", "kind": kind, "starts_at": "2026-03-05T15:00:00+00:00"}, NOW)
     assert parsed["minutes"] == minutes
     assert parsed["location"] == "in_person"
 
 
 def test_appointment_minutes_given_within_range() -> None:
     """A KAP session of 150 minutes is accepted as given."""
-    parsed = kf.APPOINTMENT({"kind": "kap_session", "starts_at": "2026-03-05T15:00:00+00:00", "minutes": 150}, NOW)
+    parsed = kf.APPOINTMENT(
+        {"clinician": "np-rowan", "kind": "kap_session", "starts_at": "2026-03-05T15:00:00+00:00", "minutes": 150}, NOW
+    )
     assert parsed["minutes"] == 150
 
 
 def test_appointment_minutes_outside_the_kind_range() -> None:
     """A 60-minute KAP session is refused: a KAP session lasts 120-180 minutes."""
-    err = refused(kf.APPOINTMENT, {"kind": "kap_session", "starts_at": "2026-03-05T15:00:00+00:00", "minutes": 60},
-                  "minutes")
+    err = refused(kf.APPOINTMENT, {"clinician": "np-rowan", "kind": "kap_session",
+                                   "starts_at": "2026-03-05T15:00:00+00:00", "minutes": 60}, "minutes")
     assert "120-180" in err.reason
 
 
@@ -253,14 +255,14 @@ def test_not_a_mapping() -> None:
 @pytest.mark.parametrize("starts_at", ["2026-03-05T10:00:00", datetime(2026, 3, 5, 10, 0)])
 def test_time_without_time_zone(starts_at: object) -> None:
     """A time without a zone offset is refused: it would be ambiguous."""
-    err = refused(kf.APPOINTMENT, {"kind": "evaluation", "starts_at": starts_at}, "starts_at")
+    err = refused(kf.APPOINTMENT, {"clinician": "np-rowan", "kind": "evaluation", "starts_at": starts_at}, "starts_at")
     assert "time zone" in err.reason
 
 
 @pytest.mark.parametrize("starts_at", ["next tuesday", 1772800000, "2026-13-01T10:00:00+00:00"])
 def test_time_not_a_time(starts_at: object) -> None:
     """Values that are not ISO 8601 times are refused."""
-    refused(kf.APPOINTMENT, {"kind": "evaluation", "starts_at": starts_at}, "starts_at")
+    refused(kf.APPOINTMENT, {"clinician": "np-rowan", "kind": "evaluation", "starts_at": starts_at}, "starts_at")
 
 
 @pytest.mark.parametrize("day", ["2026-02-30", "03/01/2026", datetime(2026, 3, 1, tzinfo=UTC), 20260301])

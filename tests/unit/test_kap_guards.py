@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import blood_pressures, dosing_offsets_hours, payments
 
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseFacts, fold_fact, fold_move
 from kapflow.domain.errors import Blocker
 from kapflow.domain.verdict import evaluate
@@ -48,7 +49,8 @@ class Case:
         thresholds: Mapping[str, int | float] = THRESHOLDS,
         tz: tzinfo = UTC,
     ) -> GuardContext:
-        return GuardContext("case-1", "ready_for_kap", DOSING, CaseFacts(self.raw), now, thresholds, data or {}, tz)
+        return GuardContext("case-1", "ready_for_kap", DOSING, CaseFacts(self.raw), now, thresholds, data or {},
+                            PracticeCalendar(tz))
 
     def run(self, guard: str, now: datetime = T0, **kw: Any) -> Blocker | None:
         return KAP_PATHWAY.guards[guard](self.ctx(now, **kw))
@@ -651,7 +653,7 @@ def test_questionnaires_due() -> None:
 
 
 def book(kind: str, starts: datetime) -> dict[str, str]:
-    return {"kind": kind, "starts_at": starts.isoformat()}
+    return {"kind": kind, "starts_at": starts.isoformat(), "clinician": "np-rowan", "room": "room-1"}
 
 
 def test_evaluation_booked_needs_an_upcoming_evaluation() -> None:

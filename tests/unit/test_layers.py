@@ -17,7 +17,7 @@ MAY_NAME_KAP = {ROOT / "kapflow" / "config.py", ROOT / "kapflow" / "demo.py"}
 # (their default kinds and fields), channels, and the keys of errors, logs and audit events.
 GENERIC = {
     "appointment", "appointment_update", "kind", "starts_at", "minutes", "location", "action", "reason",
-    "email", "name", "message", "method",
+    "late_entry", "clinician", "room", "email", "name", "message", "method",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseFacts, fold_fact
 from kapflow.domain.messages import CLIENT, reminder_message, route
 from kapflow.domain.workflow import Reminder
@@ -47,7 +48,8 @@ def _message(audience: str, console_url: str | None) -> str:
     reminder = Reminder("r", audience, "email", "Hello {first_name}.", after=timedelta(days=1))
     return reminder_message(
         reminder, timer_key="case-1:m1:r", case_id="case-1", channel="email", address="x@example.org",
-        appointment=None, facts=_intake(), intake_kind="inquiry", client=INQUIRY_CLIENT, tz=ZoneInfo("UTC"),
+        appointment=None, facts=_intake(), intake_kind="inquiry", client=INQUIRY_CLIENT,
+        cal=PracticeCalendar(ZoneInfo("UTC")),
         console_url=console_url,
     ).body
 

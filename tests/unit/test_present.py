@@ -168,6 +168,8 @@ SUMMARIES = {
     EventKind.REMINDER: (event("reminder", {"reminder": "follow_up", "outcome": "skipped"}), "follow_up: skipped", ""),
     EventKind.DELIVERY_FAILED: (event("delivery_failed", {"channel": "email", "attempts": 8}),
                                 "email gave up after 8", ""),
+    EventKind.MESSAGE_DROPPED: (event("message_dropped", {"channel": "email", "reason": "its deadline passed"}),
+                                "email message dropped: its deadline passed", ""),
 }
 
 

@@ -76,7 +76,7 @@ class Case:
 
 
 def book(kind: str, starts: datetime) -> dict[str, str]:
-    return {"kind": kind, "starts_at": starts.isoformat()}
+    return {"kind": kind, "starts_at": starts.isoformat(), "clinician": "th-jordan"}
 
 
 def consent(signed_on: str = "2026-03-02") -> dict[str, str]:
@@ -217,6 +217,21 @@ def test_appointment_open_for_updates() -> None:
     assert case.code("appointment_open", data={"appointment": "a1"}) == "appointment_closed"
 
 
+def test_appointment_not_in_past_refuses_a_new_time_already_gone() -> None:
+    """A booking or a reschedule to a time before now is refused unless a late entry with a reason;
+    a cancellation (no new time) is not checked."""
+    just_gone = book("intake", T0 - timedelta(minutes=1))
+    assert Case().code("appointment_not_in_past", data=just_gone) == "appointment_in_past"
+    assert Case().code("appointment_not_in_past", data=book("intake", T0)) is None
+    late = {**just_gone, "late_entry": True, "reason": "phone intake, entered late"}
+    assert Case().code("appointment_not_in_past", data=late) is None
+    assert Case().code("appointment_not_in_past", data={**late, "reason": None}) == "appointment_in_past"
+    case = Case().fact("appointment", book("intake", T0 + days(3)))
+    back = {"appointment": "a1", "action": "reschedule", "starts_at": (T0 - days(1)).isoformat()}
+    assert case.code("appointment_not_in_past", data=back) == "appointment_in_past"
+    assert case.code("appointment_not_in_past", data={"appointment": "a1", "action": "cancel"}) is None
+
+
 # --- inactivity -----------------------------------------------------------------------------------
 
 
@@ -298,6 +313,7 @@ GUARD_TESTS = {
     "session_billable_length": test_session_too_short_to_bill,
     "session_booking_after_intake": test_session_booking_waits_for_the_completed_intake,
     "appointment_open": test_appointment_open_for_updates,
+    "appointment_not_in_past": test_appointment_not_in_past_refuses_a_new_time_already_gone,
     "inactivity_elapsed": test_inactivity_counts_sixty_days_from_the_last_session,
     "no_session_booked": test_no_session_booked_blocks_inactivity_discharge,
 }

@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseFacts, fold_fact, fold_move
-from kapflow.domain.timers import add_business_days, plan_timers
+from kapflow.domain.timers import plan_timers
 from kapflow.domain.workflow import Reminder
 from kapflow.workflows.kap import KAP_PATHWAY
 
@@ -27,8 +28,9 @@ def _booked(raw: dict[str, object], kind: str, starts: datetime, at: datetime) -
 
 def test_business_days_skip_the_weekend() -> None:
     """Two business days from a Friday is the next Tuesday, same time of day."""
-    assert add_business_days(T0, 2) == datetime(2026, 1, 13, 16, 0, tzinfo=UTC)
-    assert add_business_days(T0 - timedelta(days=4), 2) == T0 - timedelta(days=2)  # Monday -> Wednesday
+    assert PracticeCalendar().add_business_days(T0, 2) == datetime(2026, 1, 13, 16, 0, tzinfo=UTC)
+    monday = T0 - timedelta(days=4)
+    assert PracticeCalendar().add_business_days(monday, 2) == T0 - timedelta(days=2)  # Wednesday
 
 
 def test_inquiry_plans_the_unanswered_alert_two_business_days_on() -> None:
@@ -58,13 +60,14 @@ def test_appointment_reminders_count_back_and_rescheduling_changes_their_keys() 
 
 
 def test_a_cancelled_appointment_plans_nothing() -> None:
-    """Cancelling the appointment drops every reminder that counts back from it."""
+    """Cancelling the appointment drops every reminder that counts back from it: only its notice is left."""
     raw = _booked({}, "evaluation", T0 + timedelta(days=5), T0)
     raw = fold_move(raw, "book_evaluation", "inquiry", "evaluation_booked", T0)
     raw = fold_fact(raw, "appointment_update", T0, "fd-1", {"appointment": "a1", "action": "cancel",
                                                             "starts_at": None, "reason": None})
     plan = plan_timers(KAP_PATHWAY, "case-1", "evaluation_booked", CaseFacts(raw), T0)
-    assert all(t.appointment_id is None for t in plan.values())
+    about_it = sorted(t.reminder for t in plan.values() if t.appointment_id is not None)
+    assert about_it == ["appointment_cancelled_notice"]
 
 
 def test_re_entering_a_state_plans_fresh_state_reminders_but_the_same_appointment_ones() -> None:
@@ -120,11 +123,11 @@ def test_business_days_are_the_practices_weekdays(
     tz: ZoneInfo, start: tuple[int, ...], due: tuple[int, ...]
 ) -> None:
     """Two business days on the practice's calendar, at the same local time, whatever UTC's weekday."""
-    assert add_business_days(_local(tz, *start), 2, tz) == _local(tz, *due)
-    plan = plan_timers(KAP_PATHWAY, "case-1", "inquiry", CaseFacts(), _local(tz, *start), tz)
+    assert PracticeCalendar(tz).add_business_days(_local(tz, *start), 2) == _local(tz, *due)
+    plan = plan_timers(KAP_PATHWAY, "case-1", "inquiry", CaseFacts(), _local(tz, *start), PracticeCalendar(tz))
     assert [(t.reminder, t.due_at) for t in plan.values()] == [("inquiry_unanswered", _local(tz, *due))]
 
 
 def test_business_days_keep_the_utc_calendar_without_a_zone() -> None:
     """Without a practice zone the calendar is UTC's, as before."""
-    assert add_business_days(T0, 2) == add_business_days(T0, 2, UTC)
+    assert PracticeCalendar().add_business_days(T0, 2) == PracticeCalendar(UTC).add_business_days(T0, 2)

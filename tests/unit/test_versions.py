@@ -46,7 +46,7 @@ class Story:
 
 def booked() -> Story:
     starts = (T0 + timedelta(days=3)).isoformat()
-    return Story().fact("appointment", {"kind": "evaluation", "starts_at": starts}).move(
+    return Story().fact("appointment", {"kind": "evaluation", "starts_at": starts, "clinician": "np-rowan"}).move(
         "book_evaluation", "evaluation_booked")
 
 

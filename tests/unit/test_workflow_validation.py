@@ -300,7 +300,7 @@ def test_reminder_with_both_after_and_before_appointment() -> None:
         after=timedelta(days=1), before_appointment=timedelta(hours=24), appointment_kind="evaluation",
     )
     assert with_reminder(reminder) == (
-        "reminder 'r' of state 'b' needs exactly one of 'after' or 'before_appointment'",
+        "reminder 'r' of state 'b' needs exactly one of 'after', 'before_appointment' or 'on_appointment'",
     )
 
 
@@ -308,7 +308,7 @@ def test_reminder_with_neither_after_nor_before_appointment() -> None:
     """A reminder with no time at all is refused."""
     reminder = Reminder("r", "staff", "email", "hello")
     assert with_reminder(reminder) == (
-        "reminder 'r' of state 'b' needs exactly one of 'after' or 'before_appointment'",
+        "reminder 'r' of state 'b' needs exactly one of 'after', 'before_appointment' or 'on_appointment'",
     )
 
 

@@ -19,10 +19,11 @@ from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE
 from kapflow.domain.workflow import Reminder, State, Transition, Workflow
 from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
+from kapflow.workflows.clinical_reminders import appointment_notices, inquiry_unanswered, not_booked_prompts
 from kapflow.workflows.clinical_reminders import appointment_reminders as _appointment_reminders
-from kapflow.workflows.clinical_reminders import inquiry_unanswered
 from kapflow.workflows.kap import facts as kap_facts
 from kapflow.workflows.kap.guards import kap_guards
+from kapflow.workflows.kap.moments import MOMENTS
 
 CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, BILLING, AUDITOR, SYSTEM = (
     "client", "front_desk", "prescriber", "therapist", "billing", "auditor", "system",
@@ -96,16 +97,20 @@ STATES = (
                 # 30 minutes after the start (a negative lead): the prescriber's own refusal comes first.
                 before_appointment=timedelta(minutes=-30), appointment_kind="evaluation",
                 while_blocked_by="evaluation_fee_paid", fires="release_evaluation",
-                grace=timedelta(hours=12),
+                grace=timedelta(hours=12), missed_alert=FRONT_DESK,
             ),
-            *_appointment_reminders("evaluation"),
         ),
     ),
     State("evaluating", description="the prescriber's evaluation is under way"),
     State(
         "evaluated",
         description="found suitable; intention-setting comes next",
-        reminders=_appointment_reminders("intention_setting"),
+        reminders=not_booked_prompts(
+            "intention_setting_not_booked", FRONT_DESK, timedelta(days=3), "intention_setting_booked",
+            client_text="Hello {first_name}, you can now book your intention-setting session with your therapist.",
+            staff_text="A client found suitable 3 days ago has no intention-setting session booked.",
+            staff_subject="kapflow: intention-setting not booked",
+        ),
     ),
     State("ineligible", final=True, description="KAP is not suitable for this client"),
     State("intention_setting", description="the intention-setting session is under way"),
@@ -113,26 +118,24 @@ STATES = (
         "ready_for_kap",
         description="between sessions: KAP sessions, integration sessions or reassessment next",
         reminders=(
-            *_appointment_reminders("kap_session"),
-            *_appointment_reminders("integration_session"),
             Reminder(
-                "questionnaires_due", CLIENT, "email",
-                "Hello {first_name}, please complete your two check-in questionnaires before your "
-                "appointment on {starts_at}.",
-                before_appointment=timedelta(hours=48), appointment_kind="kap_session",
-                while_blocked_by="questionnaires_current", subject="Questionnaires to complete",
+                "reassessment_due", PRESCRIBER, "email",
+                "A client's reassessment is due before more sessions.",
+                after=timedelta(0), while_blocked_by="reassessment_not_due",
+                subject="kapflow: reassessment due",
             ),
             Reminder(
-                "integration_not_booked_client", CLIENT, "email",
-                "Hello {first_name}, it is time to book your next integration session.",
-                after=timedelta(days=7), while_blocked_by="integration_session_booked",
-                subject="Time to book your next session",
+                "plan_used_up", THERAPIST, "email",
+                "A client did the last session of the treatment plan 3 days ago; complete the treatment "
+                "or reassess to extend the plan.",
+                after=timedelta(days=3), while_blocked_by="plan_sessions_remain",
+                subject="kapflow: treatment plan used up",
             ),
-            Reminder(
-                "integration_not_booked", THERAPIST, "email",
-                "No integration session is booked 7 days after a client's last session.",
-                after=timedelta(days=7), while_blocked_by="integration_session_booked",
-                subject="kapflow: integration session not booked",
+            *not_booked_prompts(
+                "integration_not_booked", THERAPIST, timedelta(days=7), "integration_session_booked",
+                client_text="Hello {first_name}, it is time to book your next integration session.",
+                staff_text="No integration session is booked 7 days after a client's last session.",
+                staff_subject="kapflow: integration session not booked",
             ),
         ),
     ),
@@ -144,6 +147,40 @@ STATES = (
     State("on_hold", description="paused; resume returns the case to where it was"),
     State("completed", final=True, description="the treatment plan ended"),
     State("withdrawn", final=True, description="the client left the pathway"),
+)
+
+REMINDERS = (
+    # An appointment's reminders belong to it, whatever state the case is in at their moment.
+    *(r for kind in kap_facts.APPOINTMENT_MINUTES for r in _appointment_reminders(kind)),
+    *appointment_notices(),
+    Reminder(
+        "questionnaires_due", CLIENT, "email",
+        "Hello {first_name}, please complete your two check-in questionnaires before your "
+        "appointment on {starts_at}.",
+        before_appointment=timedelta(hours=48), appointment_kind="kap_session",
+        while_blocked_by="questionnaires_current", subject="Questionnaires to complete",
+    ),
+    Reminder(
+        "prescription_lapsing", PRESCRIBER, "email",
+        "A client's prescription lapses in 14 days and sessions of the treatment plan remain.",
+        since="prescription_lapses", after=timedelta(days=-14), while_holds="plan_sessions_remain",
+        subject="kapflow: prescription lapsing",
+    ),
+    *(
+        Reminder(
+            f"kap_lapse_approaching{suffix}", audience, "email", template,
+            since="last_kap_session", after=timedelta(days=75), in_states=("ready_for_kap",),
+            subject=subject,
+        )
+        for suffix, audience, subject, template in (
+            ("_client", CLIENT, "Time to book your next session",
+             "Hello {first_name}, it has been 75 days since your last treatment session. After 90 days the "
+             "prescriber checks in with you before the next; book soon if you wish to continue."),
+            ("", THERAPIST, "kapflow: 75 days since a client's last session",
+             "It has been 75 days since a client's last treatment session; after 90 days a prescriber "
+             "check-in is required before the next."),
+        )
+    ),
 )
 
 _HOLDABLE = ("inquiry", "evaluation_booked", "evaluated", "ready_for_kap", "reassessment")
@@ -203,8 +240,11 @@ _RECORDERS: dict[str, frozenset[str]] = {
 }
 
 _FACT_GUARDS = {
-    "appointment": ("kap_booking_prescription", "kap_booking_consent", "kap_booking_intention"),
-    "appointment_update": ("appointment_open",),
+    "appointment": (
+        "appointment_not_in_past", "kap_booking_prescription", "kap_booking_consent", "kap_booking_intention",
+    ),
+    # A reschedule is checked as a booking at its new time (a prescription valid on the new day).
+    "appointment_update": ("appointment_open", "appointment_not_in_past", "kap_booking_prescription"),
 }
 
 ON_CLOSED_CASE = frozenset({"payment"})
@@ -226,8 +266,12 @@ def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> 
         thresholds=THRESHOLDS,
         intake_fact="inquiry",
         client=INQUIRY_CLIENT,
-        appointments=AppointmentFacts(kinds=tuple(kap_facts.APPOINTMENT_MINUTES)),
+        # A KAP session takes a room, and holds it and its clinician for two hours whatever its length.
+        appointments=AppointmentFacts(kinds=tuple(kap_facts.APPOINTMENT_MINUTES), rooms=("kap_session",),
+                                      holds=(("kap_session", 120),)),
         description="Ketamine-Assisted Psychotherapy: inquiry to completed treatment plan",
+        reminders=REMINDERS,
+        moments=MOMENTS,
     )
     return base.with_thresholds(version, **threshold_changes) if threshold_changes else base
 

@@ -14,9 +14,9 @@ from functools import lru_cache
 
 from kapflow.domain.case import CaseFacts, FactEntry
 from kapflow.domain.errors import Blocker
-from kapflow.domain.timers import local_date, local_days_later, local_start_of_day, local_time_text
 from kapflow.domain.workflow import Guard, GuardContext
 from kapflow.workflows import clinical_guards
+from kapflow.workflows.clinical_guards import AppointmentNotInPast as AppointmentNotInPast
 from kapflow.workflows.clinical_guards import AppointmentOpen as AppointmentOpen
 from kapflow.workflows.clinical_guards import WhenBooking as WhenBooking
 from kapflow.workflows.clinical_guards import facts_since as _since
@@ -151,21 +151,31 @@ class OfMinimumAge(_Base):
 
 
 class PrescriptionValid(_Base):
+    """The latest prescription is valid on the practice's date of ``ctx.now``.
+
+    Starting a KAP session checks the moment itself; a booking (``WhenBooking``) checks the visit's
+    start, so its blocker names the visit's date rather than today.
+    """
+
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         rx = ctx.facts.latest("prescription")
         today = ctx.today.isoformat()
         if rx is None:
             return Blocker("prescription_missing", "the prescriber must issue the ketamine prescription first")
+        visit = clinical_guards.visit_start(ctx) is not None
+        day = f"the visit on {today}" if visit else "today"
         if str(rx.data["issued_on"]) > today:
             return Blocker(
                 "prescription_not_yet_valid",
-                f"the prescription is dated {rx.data['issued_on']}, after today",
+                f"the prescription is dated {rx.data['issued_on']}, after {day}",
                 facts=(("issued_on", str(rx.data["issued_on"])),),
             )
         if str(rx.data["expires_on"]) < today:
+            ask = "ask the prescriber to renew it" + (", or book a date it covers" if visit else "")
             return Blocker(
                 "prescription_expired",
-                f"the prescription expired on {rx.data['expires_on']}; ask the prescriber to renew it",
+                f"the prescription expire{'s' if visit else 'd'} on {rx.data['expires_on']}"
+                f"{', before ' + day if visit else ''}; {ask}",
                 facts=(("expires_on", str(rx.data["expires_on"])),),
             )
         return None
@@ -258,7 +268,7 @@ class ReassessmentNotDue(_Base):
             return Blocker(
                 "reassessment_due",
                 "the planned KAP sessions were all done; the prescriber must reassess before more",
-                facts=(("plan_used_up", local_date(used_up, ctx.tz).isoformat()),),
+                facts=(("plan_used_up", ctx.calendar.local_date(used_up).isoformat()),),
             )
         if len(since) < every:
             return None
@@ -292,15 +302,15 @@ class SessionFrequency(_Base):
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         days = _num(ctx, "window_days")
-        recent = [d for d in _dosings(ctx.facts) if ctx.now < local_days_later(d, days, ctx.tz)]
+        recent = [d for d in _dosings(ctx.facts) if ctx.now < ctx.calendar.days_later(d, days)]
         limit = _num(ctx, "max_sessions_per_window")
         if len(recent) < limit:
             return None
-        next_ok = local_days_later(min(recent), days, ctx.tz)
+        next_ok = ctx.calendar.days_later(min(recent), days)
         return Blocker(
             "session_frequency_exceeded",
             f"{len(recent)} KAP sessions in the last {days} days (limit {limit}); the next can start from "
-            f"{local_time_text(next_ok, ctx.tz)}",
+            f"{ctx.calendar.time_text(next_ok)}",
             facts=(("recent", str(len(recent))), ("limit", str(limit)), ("window_days", str(days))),
         )
 
@@ -343,11 +353,11 @@ class LapseCheckin(_Base):
         if last is None:
             return None
         days = _num(ctx, "lapse_days")
-        last_day = local_date(last, ctx.tz)
+        last_day = ctx.calendar.local_date(last)
         last_free_day = last_day + timedelta(days=days)
         if ctx.today <= last_free_day:
             return None
-        if _since(ctx.facts, "prescriber_checkin", local_start_of_day(last_free_day, ctx.tz)):
+        if _since(ctx.facts, "prescriber_checkin", ctx.calendar.start_of_day(last_free_day)):
             return None
         return Blocker(
             "prescriber_checkin_required",
@@ -478,7 +488,9 @@ def kap_guards() -> dict[str, Guard]:
         "evaluation_fee_paid": EvaluationFeePaid(),
         "evaluation_booked": AppointmentBooked("evaluation"),
         "integration_session_booked": AppointmentBooked("integration_session", after_dosing=True),
+        "intention_setting_booked": AppointmentBooked("intention_setting"),
         "appointment_open": AppointmentOpen(),
+        "appointment_not_in_past": AppointmentNotInPast(),
         "screening_recorded": ScreeningRecorded(),
         "no_hard_exclusion": NoHardExclusion(),
         "review_flags_cleared": ReviewFlagsCleared(),

@@ -22,7 +22,7 @@ from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE
 from kapflow.domain.workflow import Reminder, State, Threshold, Transition, Workflow
 from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
-from kapflow.workflows.clinical_reminders import appointment_reminders, inquiry_unanswered
+from kapflow.workflows.clinical_reminders import appointment_notices, appointment_reminders, inquiry_unanswered
 from kapflow.workflows.psychotherapy import facts as psychotherapy_facts
 from kapflow.workflows.psychotherapy.guards import psychotherapy_guards
 
@@ -56,27 +56,18 @@ def _states(thresholds: Mapping[str, Threshold]) -> tuple[State, ...]:
         State(
             "intake_booked",
             description="the intake assessment is booked; consent to treatment is signed before it",
-            reminders=appointment_reminders("intake"),
         ),
         State("intake_assessment", description="the therapist's intake assessment is under way (90791)"),
         State(
             "active_treatment",
             description="between psychotherapy sessions",
             reminders=(
-                *appointment_reminders(SESSION),
                 Reminder(
                     "questionnaires_due", CLIENT, "email",
                     "Hello {first_name}, please complete your two check-in questionnaires before your next "
                     "session.",
                     after=timedelta(hours=1), while_blocked_by="questionnaires_current",
                     subject="Questionnaires to complete",
-                ),
-                Reminder(
-                    "questionnaires_due_before_session", CLIENT, "email",
-                    "Hello {first_name}, please complete your two check-in questionnaires before your "
-                    "appointment on {starts_at}.",
-                    before_appointment=timedelta(hours=48), appointment_kind=SESSION,
-                    while_blocked_by="questionnaires_current", subject="Questionnaires to complete",
                 ),
                 Reminder(
                     "inactivity_discharge", SYSTEM, "", "",
@@ -93,6 +84,19 @@ def _states(thresholds: Mapping[str, Threshold]) -> tuple[State, ...]:
         State("withdrawn", final=True, description="the client left the pathway"),
     )
 
+
+REMINDERS = (
+    # An appointment's reminders belong to it, whatever state the case is in at their moment.
+    *(r for kind in psychotherapy_facts.APPOINTMENT_MINUTES for r in appointment_reminders(kind)),
+    *appointment_notices(),
+    Reminder(
+        "questionnaires_due_before_session", CLIENT, "email",
+        "Hello {first_name}, please complete your two check-in questionnaires before your "
+        "appointment on {starts_at}.",
+        before_appointment=timedelta(hours=48), appointment_kind=SESSION,
+        while_blocked_by="questionnaires_current", subject="Questionnaires to complete",
+    ),
+)
 
 _HOLDABLE = ("inquiry", "intake_booked", "active_treatment")
 _WITHDRAWABLE = (
@@ -136,8 +140,8 @@ _RECORDERS: dict[str, frozenset[str]] = {
 }
 
 _FACT_GUARDS = {
-    "appointment": ("session_booking_after_intake",),
-    "appointment_update": ("appointment_open",),
+    "appointment": ("appointment_not_in_past", "session_booking_after_intake"),
+    "appointment_update": ("appointment_open", "appointment_not_in_past"),
 }
 
 ON_CLOSED_CASE = frozenset({"payment"})
@@ -160,6 +164,7 @@ def _workflow(version: str, thresholds: Mapping[str, Threshold]) -> Workflow:
         client=INQUIRY_CLIENT,
         appointments=AppointmentFacts(kinds=tuple(psychotherapy_facts.APPOINTMENT_MINUTES)),
         description="Outpatient psychotherapy: inquiry, intake assessment, sessions, discharge",
+        reminders=REMINDERS,
     )
 
 

@@ -14,6 +14,7 @@ from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import Guard, GuardContext
 from kapflow.workflows.clinical_guards import (
     AppointmentBooked,
+    AppointmentNotInPast,
     AppointmentOpen,
     ConsentSigned,
     WhenBooking,
@@ -144,6 +145,7 @@ def psychotherapy_guards() -> dict[str, Guard]:
     return {
         "intake_booked": AppointmentBooked("intake"),
         "appointment_open": AppointmentOpen(),
+        "appointment_not_in_past": AppointmentNotInPast(),
         "consent_signed": ConsentSigned(CONSENT_FORM),
         "baseline_questionnaires": BaselineQuestionnaires(),
         "questionnaires_current": QuestionnairesCurrent(),
