@@ -220,7 +220,49 @@ def test_an_evaluation_booked_two_hours_ahead_is_confirmed_and_its_skipped_remin
     kit.close()
 
 
+@pytest.mark.parametrize("season", ["spring", "autumn"])
+def test_in_every_zone_a_late_booking_says_when_its_reminders_would_have_been(
+    tmp_path: Path, zone: str, season: str
+) -> None:
+    which = MONDAY_AFTER_SPRING if season == "spring" else MONDAY_AFTER_AUTUMN
+    kit = make_kit(tmp_path, zone, monday(zone, which, 8))
+    e, cal = kit.engine, PracticeCalendar(ZoneInfo(zone))
+    case_id = open_case(e)
+    start = monday(zone, which, 10)
+    e.record(case_id, "appointment", booking(case_id, "evaluation", start), actor=FRONT_DESK)
+    kit.run()
+    assert sent(kit, case_id) == ["appointment_booked_notice"]
+    rows = timer_rows(kit, case_id)
+    for hours in (72, 24):
+        row = rows[f"evaluation_reminder_{hours}h"]
+        assert row["status"] == "skipped"
+        assert row["outcome"] == f"booked after its moment ({cal.time_text(start - timedelta(hours=hours))})"
+    kit.close()
+
+
 # --- item 9: a missed automatic step alerts the front desk and shows in what can happen next ---------------
+
+
+@pytest.mark.parametrize("season", ["spring", "autumn"])
+def test_in_every_zone_a_missed_release_names_its_time_in_the_practices_clock(
+    tmp_path: Path, zone: str, season: str
+) -> None:
+    which = MONDAY_AFTER_SPRING if season == "spring" else MONDAY_AFTER_AUTUMN
+    kit = make_kit(tmp_path, zone, monday(zone, which, days=-7))
+    e, cal = kit.engine, PracticeCalendar(ZoneInfo(zone))
+    case_id = open_case(e)
+    start = monday(zone, which, 10)
+    e.record(case_id, "appointment", booking(case_id, "evaluation", start), actor=FRONT_DESK)
+    e.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    kit.run()
+    kit.clock.set(start + timedelta(hours=13))  # down through the release (30 minutes in) and its 12-hour grace
+    kit.run()
+    due = cal.time_text(start + timedelta(minutes=30))
+    assert [m.subject for m in kit.email.sent if m.recipient == "desk@example.org"] == [
+        "kapflow: an automatic step was missed"]
+    release = next(v for v in e.available(case_id) if v.trigger == "release_evaluation")
+    assert release.missed is not None and due in release.missed
+    kit.close()
 
 
 def test_a_missed_release_alerts_the_front_desk_and_waits_for_a_person(tmp_path: Path, any_ready_url: str) -> None:
