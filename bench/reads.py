@@ -22,6 +22,7 @@ from paths import THERAPIST, fire_path, new_clock, prepare_case
 from kapflow.app.engine import Engine
 from kapflow.store.sql import SqlStore
 from kapflow.workflows.kap import KAP_PATHWAY
+from kapflow.workflows.measures import answered
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -41,7 +42,7 @@ def build(directory: Path, cases: int) -> tuple[Path, list[str]]:
         n = 0
         while engine.case(template).event_count < EVENTS_PER_HISTORY:
             instrument = ("PHQ-9", "GAD-7")[n % 2]
-            engine.record(template, "questionnaire", {"instrument": instrument, "score": 5 + n % 7}, actor=THERAPIST)
+            engine.record(template, "questionnaire", answered(instrument, 5 + n % 7), actor=THERAPIST)
             n += 1
     finally:
         store.close()

@@ -59,6 +59,7 @@ def build_engine(
         calendar_sync=settings.calendar is not None if calendar_sync is None else calendar_sync,
         channels=settings.delivery_channels(),
         console_url=settings.console_url,
+        urgent_channel=settings.urgent_channel,
     )
 
 

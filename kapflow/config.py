@@ -3,6 +3,7 @@
     database = "sqlite:///kapflow.db"
     timezone = "America/New_York"
     clock = "12h"                # times for staff and clients: "24h" (the default) or "12h"
+    urgent_channel = "sms"       # urgent alerts (a safety signal) go here first, where staff have an address
     # Every workflow version with cases on it, oldest first; new cases open on the last.
     workflows = ["kapflow.workflows.kap:KAP_PATHWAY", "practice.workflows:KAP_V2"]
 
@@ -72,7 +73,7 @@ IMPLICIT_TLS_PORT = 465
 
 # The keys each table takes; secrets only as *_env keys naming an environment variable.
 _TOP_KEYS = ("database", "timezone", "clock", "closed_days", "contacts", "email", "maildir", "channels", "webhook",
-             "calendar", "worker", "workflows", "console_url")
+             "calendar", "worker", "workflows", "console_url", "urgent_channel")
 _CLOSED_DAYS_KEYS = ("public_holidays", "dates", "open")
 _HOLIDAY_REGION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
 CLOCK_STYLES = ("24h", "12h")
@@ -143,6 +144,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     workflows: tuple[str, ...] = DEFAULT_WORKFLOWS  # "module:attribute" of each version, oldest first
     console_url: str | None = None  # the console's base URL: staff alerts link to the case's page
+    urgent_channel: str | None = None  # the channel urgent alerts go on first, e.g. "sms"
 
     def delivery_channels(self) -> frozenset[str] | None:
         """The channels a worker with these settings delivers on; None when it names no adapter (any)."""
@@ -245,6 +247,7 @@ def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str], 
         worker=_worker(r, r.table(raw, "worker") or {}),
         workflows=_workflows(r, raw.get("workflows")),
         console_url=_console_url(r, raw.get("console_url")),
+        urgent_channel=r.text(raw, "", "urgent_channel", required=False),
     )
     if r.problems:
         raise ConfigError(source, r.problems)

@@ -28,6 +28,7 @@ from kapflow.domain.case import Actor, AuditEvent
 from kapflow.domain.errors import InvalidInput, TransitionBlocked
 from kapflow.domain.workflow import Workflow
 from kapflow.workflows.kap import KAP_PATHWAY
+from kapflow.workflows.measures import answered
 from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY
 
 __all__ = [
@@ -319,8 +320,8 @@ def _prepare_treatment(story: _Story, sessions: int) -> None:
 
 def _pre_dose_checklist(story: _Story) -> None:
     """Questionnaires, pre-dose vitals, fasting, escort and the clinician present."""
-    for instrument, score in (("PHQ-9", 16), ("GAD-7", 11)):
-        story.record("questionnaire", {"instrument": instrument, "score": score}, CLIENT)
+    for instrument, score in (("PHQ-9", 16), ("GAD-7", 11)):  # answered item by item; the totals are computed
+        story.record("questionnaire", answered(instrument, score), CLIENT)
     story.record("vitals", {"phase": "pre_dose", "systolic": 124, "diastolic": 80}, THERAPIST)
     story.record("fasting", {"attested": True, "hours": 6}, CLIENT)
     story.record("escort", {"name": "Escort Sample", "phone": "+1 555 010 0199"}, FRONT_DESK)
@@ -375,7 +376,7 @@ def _hold_and_resume(story: _Story) -> None:
 
 def _checkin(story: _Story, phq9: int, gad7: int) -> None:
     for instrument, score in (("PHQ-9", phq9), ("GAD-7", gad7)):
-        story.record("questionnaire", {"instrument": instrument, "score": score}, CLIENT)
+        story.record("questionnaire", answered(instrument, score), CLIENT)
 
 
 def _therapy_session(story: _Story, number: int) -> None:

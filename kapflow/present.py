@@ -179,6 +179,20 @@ def fact_summary(case: CaseRecord) -> list[dict[str, object]]:
     ]
 
 
+def case_summaries(case: CaseRecord, workflow: Workflow | None) -> dict[str, object]:
+    """The workflow's read-only views of the case (its ``summaries``, e.g. symptom measures), by name.
+
+    A view that cannot be computed from the facts stored is shown as unavailable, not as a failed command.
+    """
+    shown: dict[str, object] = {}
+    for name, summary in (workflow.summaries if workflow is not None else {}).items():
+        try:
+            shown[name] = dict(summary(case.projection))
+        except (KeyError, TypeError, ValueError) as exc:
+            shown[name] = {"unavailable": type(exc).__name__}
+    return shown
+
+
 # ------------------------------------------------------------------ audit events and outcomes
 
 

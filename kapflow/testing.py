@@ -56,6 +56,7 @@ class ReminderKit:
         contacts: Contacts | None = None,
         timezone: str = "UTC",
         policy: DeliveryPolicy | None = None,
+        urgent_channel: str | None = None,
     ) -> None:
         if url is None:
             if directory is None:
@@ -63,7 +64,7 @@ class ReminderKit:
             url = f"sqlite:///{Path(directory) / 'kapflow-reminders.db'}"
         self.clock = clock or FakeClock()
         # Assembled by the composition root, as a deployment is, with in-memory adapters for the worker.
-        settings = Settings(contacts=contacts or {}, timezone=timezone)
+        settings = Settings(contacts=contacts or {}, timezone=timezone, urgent_channel=urgent_channel)
         self.engine = build_engine(url, workflows, clock=self.clock, settings=settings, calendar_sync=True)
         self.store = self.engine.store
         self.email = MemoryNotifier("email")

@@ -9,6 +9,7 @@ from support import CLIENT, FRONT_DESK, THERAPIST, booking
 
 from kapflow import Engine, Outcome
 from kapflow.testing import FakeClock
+from kapflow.workflows.measures import answered
 
 INQUIRY = {
     "first_name": "Sample",
@@ -45,8 +46,8 @@ def to_intake_booked(engine: Commands, clock: FakeClock, case_id: str, days_ahea
 
 def checkin(engine: Commands, case_id: str, phq9: int = 9, gad7: int = 7) -> None:
     """The client's PHQ-9 and GAD-7."""
-    engine.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": phq9}, actor=CLIENT)
-    engine.record(case_id, "questionnaire", {"instrument": "GAD-7", "score": gad7}, actor=CLIENT)
+    engine.record(case_id, "questionnaire", answered("PHQ-9", phq9), actor=CLIENT)
+    engine.record(case_id, "questionnaire", answered("GAD-7", gad7), actor=CLIENT)
 
 
 def to_active(engine: Commands, clock: FakeClock, case_id: str) -> None:

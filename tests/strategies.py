@@ -194,10 +194,22 @@ def _withdrawals() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({"withdrawn_on": _days(-30, 200)})
 
 
+def _safety_assessments() -> st.SearchStrategy[dict[str, Any]]:
+    """A clinician's safety assessment after a PHQ-9 answered above 0 on item 9."""
+    return st.fixed_dictionaries({
+        "screen": st.sampled_from(["cssrs_screener", "asq", "clinical_interview", "other"]),
+        "screen_result": st.sampled_from(["no_current_risk", "low_risk", "moderate_risk", "high_risk"]),
+        "plan": st.just("synthetic: safety plan reviewed"),
+    })
+
+
 def _questionnaires() -> st.SearchStrategy[dict[str, Any]]:
+    """A PHQ-9 or GAD-7 answered item by item, every item 0-3."""
     return st.one_of(
-        st.fixed_dictionaries({"instrument": st.just("PHQ-9"), "score": st.integers(0, 27)}),
-        st.fixed_dictionaries({"instrument": st.just("GAD-7"), "score": st.integers(0, 21)}),
+        st.fixed_dictionaries({"instrument": st.just("PHQ-9"), "items": st.lists(st.integers(0, 3), min_size=9,
+                                                                                   max_size=9)}),
+        st.fixed_dictionaries({"instrument": st.just("GAD-7"), "items": st.lists(st.integers(0, 3), min_size=7,
+                                                                                   max_size=7)}),
     )
 
 
@@ -255,6 +267,13 @@ VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "appointment": _appointments(_kap_facts.APPOINTMENT_MINUTES, 120),
     "appointment_update": _appointment_updates(120),
     "prescriber_checkin": st.fixed_dictionaries({"prescriber": st.just("NP Sample"), "note": stateful_free_text()}),
+    "adverse_event": st.fixed_dictionaries({
+        "type": st.sampled_from([t for t in _kap_facts.ADVERSE_EVENT_TYPES if t != "other"]),
+        # Mostly mild to severe: a serious one holds the case for review, which a run should not always meet.
+        "severity": st.sampled_from(["mild", "moderate", "severe", "mild", "serious"]),
+        "onset": _moment(0, 120), "action_taken": st.just("synthetic: observed, comforted"),
+    }),
+    "safety_assessment": _safety_assessments(),
 }
 """For every fact kind the KAP pathway records except the intake: data its spec accepts."""
 
@@ -375,6 +394,7 @@ PSYCHOTHERAPY_VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "questionnaire": _questionnaires(),
     "appointment": _appointments(_psy_facts.APPOINTMENT_MINUTES, 150),
     "appointment_update": _appointment_updates(150),
+    "safety_assessment": _safety_assessments(),
 }
 """For every fact kind the psychotherapy pathway records except the intake: data its spec accepts."""
 

@@ -1,8 +1,9 @@
 """Facts every clinical pathway of the practice records with the same meaning, and their validation rules.
 
-An inquiry, a payment, a consent and its withdrawal, a PHQ-9 or GAD-7 score,
-an appointment and a change to it mean the same thing in the KAP pathway and
-in outpatient psychotherapy, so both record them with these specs. Where a
+An inquiry, a payment, a consent and its withdrawal, a PHQ-9 or GAD-7 answered
+item by item (its total and band computed, ``kapflow.workflows.measures``), an
+appointment and a change to it mean the same thing in the KAP pathway and in
+outpatient psychotherapy, so both record them with these specs. Where a
 pathway names its own vocabulary (the concerns an inquiry may give, the
 appointment kinds and their lengths, the consent form's default title), a
 small factory builds the spec from that vocabulary: the fields and the
@@ -20,18 +21,21 @@ from kapflow.domain.facts import (
     ChoiceList,
     CrossCheck,
     Day,
+    Derived,
     Email,
     FactSpec,
     Integer,
+    IntegerList,
     Moment,
     Money,
     Phone,
     Text,
 )
-from kapflow.domain.payload import JSONObject
+from kapflow.domain.payload import JSONObject, JSONValue
 from kapflow.domain.workflow import ClientFields, FactKind
+from kapflow.workflows.measures import INSTRUMENTS, items_problem, scored
 
-QUESTIONNAIRE_MAX = {"PHQ-9": 27, "GAD-7": 21}
+QUESTIONNAIRE_MAX = {name: inst.max_total for name, inst in INSTRUMENTS.items()}
 """The check-in instruments and the highest total each can reach."""
 
 PAYMENT_PURPOSES = ("evaluation_fee", "psychotherapy", "other")
@@ -55,11 +59,15 @@ def _born_in_the_past(d: JSONObject, now: datetime) -> tuple[str, str] | None:
     return None
 
 
-def _score_in_range(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
-    top = QUESTIONNAIRE_MAX[str(d["instrument"])]
-    if not 0 <= int(str(d["score"])) <= top:
-        return ("score", f"a {d['instrument']} total is between 0 and {top}")
-    return None
+def _items_complete(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+    """One answer per item of the instrument, each in its range (the total is computed from them)."""
+    items = d["items"]
+    problem = items_problem(str(d["instrument"]), items if isinstance(items, list) else [])
+    return ("items", problem) if problem else None
+
+
+def _scored(d: JSONObject) -> Mapping[str, JSONValue]:
+    return scored(d)
 
 
 def _reschedule_needs_time(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
@@ -174,12 +182,16 @@ CONSENT_WITHDRAWN = FactSpec(
 QUESTIONNAIRE = FactSpec(
     "questionnaire",
     (
-        Choice("instrument", tuple(QUESTIONNAIRE_MAX)),
-        Integer("score", low=0, high=27),
+        Choice("instrument", tuple(INSTRUMENTS)),
+        IntegerList("items", low=0, high=max(i.item_max for i in INSTRUMENTS.values()), entry="item"),
         Day("completed_on", required=False),
     ),
-    (_score_in_range,),
-    "a PHQ-9 or GAD-7 total score",
+    (_items_complete,),
+    "a PHQ-9 or GAD-7 answered item by item (0-3 each); its total, severity band and LOINC code are computed",
+    derived=Derived(
+        ("score", "severity", "loinc"), _scored,
+        "give the answer to each item as items, a list of 0-3 (9 for a PHQ-9, 7 for a GAD-7)",
+    ),
 )
 
 APPOINTMENT_UPDATE = FactSpec(

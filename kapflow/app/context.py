@@ -28,6 +28,7 @@ class AppContext:
     calendar_sync: bool
     channels: frozenset[str] | None = None  # the channels the practice's worker delivers on (None: any)
     console_url: str | None = None  # the console's base URL: staff alerts link to the case's page
+    urgent_channel: str | None = None  # where urgent reminders go first (a safety signal's alerts)
 
     @property
     def timezone(self) -> tzinfo:

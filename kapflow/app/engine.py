@@ -47,9 +47,11 @@ class Engine:
         retry: RetryPolicy | None = None,
         channels: Collection[str] | None = None,
         console_url: str | None = None,
+        urgent_channel: str | None = None,
     ) -> None:
         """``channels``: those the practice's worker delivers on (a client's preferred channel is used only
         when it is one of them; None: any). ``console_url``: the console's base URL, for staff alerts' links.
+        ``urgent_channel``: the channel urgent alerts go on first (a safety signal's).
         ``practice``: the practice's calendar (its zone, closed days and clock style); without it, the
         calendar of ``timezone``, open on weekdays, on a 24-hour clock."""
         loaded = WorkflowSet(workflows)
@@ -60,6 +62,7 @@ class Engine:
             store=store, runner=runner, workflows=loaded, clock=clock, practice=practice,
             contacts=contacts or {}, calendar_sync=calendar_sync,
             channels=None if channels is None else frozenset(channels), console_url=console_url,
+            urgent_channel=urgent_channel,
         )
         self._new_case_id = new_case_id
 

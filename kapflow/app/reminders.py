@@ -230,8 +230,8 @@ def _queue_message(
     app: AppContext, tx: Transaction, case: CaseRecord, wf: Workflow, facts: CaseFacts,
     claim: TimerClaim, worker: str, reminder: Reminder, deadline: datetime | None,
 ) -> TimerOutcome:
-    routed = route(reminder.audience, reminder.channel, facts, app.contacts, wf.intake_fact, wf.client,
-                   app.channels)
+    preferred = app.urgent_channel if reminder.urgent and app.urgent_channel else reminder.channel
+    routed = route(reminder.audience, preferred, facts, app.contacts, wf.intake_fact, wf.client, app.channels)
     if routed is None:
         verdict = TimerOutcome(TimerStatus.UNDELIVERABLE, f"no {reminder.channel} address for {reminder.audience}")
         return _note_and_close(tx, case, claim, worker, reminder, verdict)

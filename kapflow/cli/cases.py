@@ -42,7 +42,15 @@ from kapflow.cli.render import events_table, print_outcome
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import Actor
 from kapflow.errors import InvalidInput
-from kapflow.present import EXIT_REFUSED, blocker_lines, case_shape, case_workflow, fact_summary, verdict_shape
+from kapflow.present import (
+    EXIT_REFUSED,
+    blocker_lines,
+    case_shape,
+    case_summaries,
+    case_workflow,
+    fact_summary,
+    verdict_shape,
+)
 
 commands = typer.Typer()
 case_app = group("Look at one case.")
@@ -105,14 +113,18 @@ def _stacked_cases(rows: list[dict[str, object]], calendar: PracticeCalendar) ->
 @case_app.command("show")
 @handled
 def case_show(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False, utc: InUtc = False) -> None:
-    """One case: state, versions, facts recorded, and what can happen next (with every blocker)."""
+    """One case: state, versions, facts recorded, the workflow's summaries of it (such as symptom measures),
+    and what can happen next (with every blocker)."""
     found = reader(ctx)
     case = found.case(case_id)
-    shape = case_shape(case, found.workflow_of(case))
+    workflow = found.workflow_of(case)
+    shape = case_shape(case, workflow)
     facts = fact_summary(case)
+    summaries = case_summaries(case, workflow)
     verdicts = found.available(case_id)
     if as_json:
-        print_json({"case": shape, "facts": facts, "available": [verdict_shape(v) for v in verdicts]})
+        print_json({"case": shape, "facts": facts, "summaries": summaries,
+                    "available": [verdict_shape(v) for v in verdicts]})
         return
     out, calendar = console(), shown_calendar(found, utc)
     out.print(cell(f"case {case.id}  client: {shape['client']}"), style="bold", soft_wrap=True)
@@ -122,6 +134,13 @@ def case_show(ctx: typer.Context, case_id: CaseId, as_json: AsJson = False, utc:
     opened, updated = time_text(calendar, case.opened_at), time_text(calendar, case.updated_at)
     out.print(Text(f"opened {opened}\nupdated {updated}" if narrow(out) else f"opened {opened}, updated {updated}"))
     out.print(_facts_table(facts, out, calendar))
+    if any(summaries.values()):
+        shown = Table("summary", box=box.SIMPLE_HEAD, title="Summaries")
+        shown.add_column("computed from the facts", overflow="fold", ratio=1 if narrow(out) else None)
+        for name, summary in summaries.items():
+            if summary:
+                shown.add_row(cell(name), json_cell(summary, spaced=True))
+        out.print(shown)
     next_table = Table("trigger", "ready", box=box.SIMPLE_HEAD, title="What can happen next")
     next_table.add_column("blockers", overflow="fold", ratio=1 if narrow(out) else None)
     for v in verdicts:

@@ -175,6 +175,29 @@ class Integer(Field):
         return int(value)
 
 
+class IntegerList(Field):
+    """A list of whole numbers, each from ``low`` to ``high`` (how many is for a cross-field check to judge).
+
+    A bad entry is named by its position from 1 (``entry`` names what an entry is, e.g. "item"), never by
+    its value.
+    """
+
+    def __init__(self, name: str, *, low: int, high: int, max_len: int = 100, entry: str = "entry",
+                 **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.low, self.high, self.max_len, self.entry = low, high, max_len, entry
+
+    def parse(self, value: Any) -> JSONValue:
+        if not isinstance(value, list | tuple):
+            raise FieldError(f"must be a list of whole numbers from {self.low} to {self.high}")
+        if len(value) > self.max_len:
+            raise FieldError(f"must have at most {self.max_len} entries")
+        for number, item in enumerate(value, 1):
+            if isinstance(item, bool) or not isinstance(item, int) or not self.low <= item <= self.high:
+                raise FieldError(f"{self.entry} {number} must be a whole number from {self.low} to {self.high}")
+        return [int(item) for item in value]
+
+
 class Money(Field):
     """A positive amount in dollars with at most two decimals, stored as text."""
 
@@ -254,22 +277,43 @@ CrossCheck = Callable[[JSONObject, datetime], tuple[str, str] | None]
 
 
 @dataclass(frozen=True)
+class Derived:
+    """Values a spec computes from its parsed fields once they pass its checks (a total, a band, a code).
+
+    ``compute`` returns the values named in ``names``; they are stored with the fact. A caller who gives
+    one of them is refused with ``hint``, which says what to give instead.
+    """
+
+    names: tuple[str, ...]
+    compute: Callable[[JSONObject], Mapping[str, JSONValue]]
+    hint: str
+
+
+@dataclass(frozen=True)
 class FactSpec:
-    """A kind of fact: its fields, cross-field checks, and a one-line description."""
+    """A kind of fact: its fields, cross-field checks, computed values, and a one-line description."""
 
     kind: str
     fields: tuple[Field, ...]
     checks: tuple[CrossCheck, ...] = ()
     description: str = ""
     extra_allowed: bool = False
+    derived: Derived | None = None
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_names", frozenset(f.name for f in self.fields))
+        clash = sorted(self._names & set(self.derived.names if self.derived else ()))
+        if clash:
+            raise ValueError(f"{self.kind}: {', '.join(clash)} cannot be both a field and computed")
 
     def __call__(self, data: Mapping[str, Any], now: datetime | None = None) -> JSONObject:
         if not isinstance(data, Mapping):
             raise InvalidFact(self.kind, "*", "must be an object of named values")
+        if self.derived is not None:
+            given = [name for name in self.derived.names if name in data]
+            if given:
+                raise InvalidFact(self.kind, given[0], f"is computed, not given; {self.derived.hint}")
         unknown = sorted(str(k) for k in data if k not in self._names)
         if unknown and not self.extra_allowed:
             # Name the field only when it looks like a field name, not like someone's words.
@@ -293,4 +337,7 @@ class FactSpec:
             problem = check(parsed, moment)
             if problem:
                 raise InvalidFact(self.kind, problem[0], problem[1])
+        if self.derived is not None:
+            computed = self.derived.compute(parsed)
+            parsed.update({name: computed[name] for name in self.derived.names})
         return parsed

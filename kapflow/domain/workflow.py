@@ -94,7 +94,8 @@ class Reminder:
     (overdue beyond ``grace``), ``missed_alert`` names the role alerted. ``while_blocked_by`` names a
     guard: the reminder goes out only while that guard still blocks (a fee reminder stops once the
     fee is paid); ``while_holds`` one that must hold; ``in_states`` the states it is still wanted in
-    (empty: any). A reminder found overdue by more than ``grace`` (the worker was down) is recorded
+    (empty: any). An ``urgent`` one goes on the practice's channel for urgent alerts when the
+    audience has an address there. A reminder found overdue by more than ``grace`` (the worker was down) is recorded
     as missed, not sent late; one about an appointment is never sent once it has started. Subjects
     stay free of clinical detail.
     """
@@ -116,6 +117,7 @@ class Reminder:
     while_holds: str | None = None
     in_states: tuple[str, ...] = ()
     missed_alert: str | None = None
+    urgent: bool = False  # goes on the practice's channel for urgent alerts (settings: urgent_channel)
 
     @property
     def about_appointment(self) -> bool:
@@ -233,6 +235,9 @@ class Workflow:
     # changes, and prompts counted from a moment. A closed case keeps only the notices.
     reminders: tuple[Reminder, ...] = ()
     moments: Mapping[str, Moment] = field(default_factory=dict)
+    # Read-only views the workflow computes from a case's facts (e.g. symptom measures), by name: each
+    # returns a JSON-able mapping, shown with the case (``kapflow case show``); never used by a guard.
+    summaries: Mapping[str, Callable[[CaseFacts], Mapping[str, object]]] = field(default_factory=dict)
     _states: Mapping[str, State] = field(init=False, repr=False, compare=False)
     _by_source: Mapping[tuple[str, str], Transition] = field(init=False, repr=False, compare=False)
     _checks: Mapping[int, tuple[Transition, tuple[tuple[str, Guard], ...]]] = field(

@@ -20,6 +20,7 @@ from kapflow.errors import Refused
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
+from kapflow.workflows.measures import answered
 
 Params = Mapping[str, Any]
 
@@ -78,8 +79,8 @@ class World:
         to_ready(e, clock, self.b, sessions=2)
         with pytest.raises(Refused):
             e.fire(self.b, "discharge", actor=THERAPIST)
-        e.record(self.c, "questionnaire", {"instrument": "GAD-7", "score": 5}, actor=CLIENT)
-        e.record(self.b, "questionnaire", {"instrument": "PHQ-9", "score": 11}, actor=CLIENT)
+        e.record(self.c, "questionnaire", answered("GAD-7", 5), actor=CLIENT)
+        e.record(self.b, "questionnaire", answered("PHQ-9", 11), actor=CLIENT)
         e.fire(self.a, "hold", actor=FRONT_DESK, data={"reason": "vacation"})
         e.fire(self.b, "begin_reassessment", actor=PRESCRIBER)
         e.fire(self.c, "withdraw", actor=CLIENT, data={"reason": "changed mind"})
@@ -161,7 +162,7 @@ def test_edited_actor_is_found(world: World) -> None:
 @pytest.mark.parametrize("forged", [None, "someone-else"])
 def test_an_edited_operating_system_user_is_found(world: World, forged: str | None) -> None:
     """The account recorded beside a CLI actor is hashed: clearing or changing it breaks the chain there."""
-    world.engine.record(world.b, "questionnaire", {"instrument": "GAD-7", "score": 4},
+    world.engine.record(world.b, "questionnaire", answered("GAD-7", 4),
                         actor=Actor("client-portal", "client", os_user="alice"))
     assert world.engine.verify_audit().ok
     target = world.seqs(world.b)[-1]
@@ -358,7 +359,7 @@ def test_engine_keeps_appending_after_tamper_without_hiding_it(world: World) -> 
     """New events written after a tamper do not repair the chain: the problem stays reported."""
     target = world.seqs(world.b)[2]
     world.raw.run(("UPDATE audit_events SET actor = 'x' WHERE seq = :s", {"s": target}))
-    world.engine.record(world.b, "questionnaire", {"instrument": "GAD-7", "score": 3}, actor=CLIENT)
+    world.engine.record(world.b, "questionnaire", answered("GAD-7", 3), actor=CLIENT)
     assert world.only_problem().seq == target
 
 

@@ -40,6 +40,7 @@ from kapflow.errors import (
     UnknownTrigger,
 )
 from kapflow.testing import FakeClock
+from kapflow.workflows.measures import answered
 
 SQL_INJECTION = "'); DROP TABLE cases;--"
 HTML = "<script>alert(1)</script>"
@@ -63,7 +64,7 @@ def ready(engine: Engine, clock: FakeClock, any_db_url: str) -> Ready:
     """A case in ready_for_kap (one idempotent command on record), on a SQLite file and on PostgreSQL."""
     case_id = open_case(engine)
     to_ready(engine, clock, case_id)
-    engine.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": 12}, actor=CLIENT,
+    engine.record(case_id, "questionnaire", answered("PHQ-9", 12), actor=CLIENT,
                   idempotency_key="q-0001")
     return Ready(engine, any_db_url, case_id)
 
@@ -125,7 +126,8 @@ BAD: list[tuple[str, Callable[[Engine, str], object], type[KapflowError]]] = [
     ("fact-minutes-for-kind", record("appointment", {**WHO, "kind": "kap_session", "minutes": 30,
                                                      "starts_at": "2026-02-01T10:00:00+00:00"},
                                      actor=FRONT_DESK), InvalidFact),
-    ("fact-score-over-max", record("questionnaire", {"instrument": "GAD-7", "score": 25}, actor=CLIENT),
+    ("fact-item-over-max", record("questionnaire", {"instrument": "GAD-7", "items": [3, 3, 3, 4, 3, 3, 3]},
+                                  actor=CLIENT),
      InvalidFact),
     ("fact-plan-without-sessions", record("treatment_plan", {"action": "set"}), InvalidFact),
     ("fact-blank-text", record("escort", {"name": "   ", "phone": "+1 555 010 0100"}, actor=CLIENT),

@@ -19,6 +19,7 @@ from kapflow.errors import ConcurrencyConflict, TransitionNotAvailable
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
+from kapflow.workflows.measures import answered
 
 THREADS = 8
 
@@ -102,7 +103,7 @@ def test_two_engines_conflicting_facts_one_wins(engines: list[Engine], clock: Fa
     first.record(case_id, "payment", {"amount": "250", "purpose": "evaluation_fee"}, actor=FRONT_DESK,
                  expected_version=v)
     with pytest.raises(ConcurrencyConflict):
-        second.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": 4}, actor=CLIENT,
+        second.record(case_id, "questionnaire", answered("PHQ-9", 4), actor=CLIENT,
                       expected_version=v)
     kinds = [f.kind for f in second.facts(case_id)]
     assert kinds == ["inquiry", "payment"]
@@ -132,7 +133,7 @@ def test_threads_with_expected_version_exactly_one_succeeds(engines: list[Engine
         for i, eng in enumerate(engines):
             if i % 2:
                 calls.append(lambda e=eng, v=v: e.record(
-                    case_id, "questionnaire", {"instrument": "GAD-7", "score": 2}, actor=CLIENT, expected_version=v,
+                    case_id, "questionnaire", answered("GAD-7", 2), actor=CLIENT, expected_version=v,
                 ))
             else:
                 calls.append(lambda e=eng, v=v: e.fire(
@@ -185,7 +186,7 @@ def test_threads_record_without_expected_version_all_succeed(engines: list[Engin
 
     def many(eng: Engine, i: int) -> list[Outcome]:
         return [
-            eng.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": (i + n) % 27}, actor=CLIENT)
+            eng.record(case_id, "questionnaire", answered("PHQ-9", (i + n) % 27), actor=CLIENT)
             for n in range(per_thread)
         ]
 

@@ -43,6 +43,7 @@ from kapflow.errors import (
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
+from kapflow.workflows.measures import answered
 
 # ------------------------------------------------------------------ fixtures
 
@@ -396,7 +397,7 @@ def test_check_and_available_write_nothing(engine: Engine, clock: FakeClock) -> 
     verdicts = engine.available(case_id)
     assert {v.trigger for v in verdicts} == {
         "start_kap_session", "start_integration_session", "begin_reassessment", "complete_treatment", "hold",
-        "withdraw",
+        "withdraw", "hold_for_safety_review",
     }
     engine.available(case_id, actor=CLIENT)
     for trigger in KAP_PATHWAY.triggers():
@@ -479,7 +480,7 @@ def test_hold_then_resume_returns_to_held_from_state(engine: Engine, clock: Fake
         engine.fire(case_id, "resume", actor=CLIENT)
     with pytest.raises(TransitionNotAvailable):
         engine.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "again"})
-    engine.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": 9}, actor=CLIENT)
+    engine.record(case_id, "questionnaire", answered("PHQ-9", 9), actor=CLIENT)
     clock.advance(days=14)
     resumed = engine.fire(case_id, "resume", actor=THERAPIST)
     assert resumed.state == state and resumed.from_state == "on_hold"
@@ -498,7 +499,7 @@ def test_withdraw_cancels_from_ready_for_kap(engine: Engine, clock: FakeClock) -
 
 
 def test_no_hold_or_withdraw_while_dosing(engine: Engine, clock: FakeClock) -> None:
-    """During dosing a case can neither be held nor withdrawn; only discharge leaves it."""
+    """During dosing a case can neither be held nor withdrawn; only the clinicians' exits leave it."""
     case_id = open_case(engine)
     to_ready(engine, clock, case_id)
     prepare_dosing(engine, case_id)
@@ -506,7 +507,10 @@ def test_no_hold_or_withdraw_while_dosing(engine: Engine, clock: FakeClock) -> N
     for trigger in ("hold", "withdraw"):
         with pytest.raises(TransitionNotAvailable):
             engine.fire(case_id, trigger, actor=FRONT_DESK, data={"reason": "x"})
-    assert [t.trigger for t in KAP_PATHWAY.transitions_from("dosing")] == ["discharge"]
+    # Discharge, an early end, or the hold for the prescriber's safety review (issue 15): none for the front desk.
+    exits = KAP_PATHWAY.transitions_from("dosing")
+    assert [t.trigger for t in exits] == ["discharge", "end_session_early", "hold_for_safety_review"]
+    assert not [t for t in exits if "front_desk" in t.roles]
     with pytest.raises(TransitionBlocked) as info:
         engine.fire(case_id, "discharge", actor=THERAPIST)
     assert [b.code for b in info.value.blockers] == [

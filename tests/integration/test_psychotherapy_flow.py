@@ -47,6 +47,7 @@ from kapflow import (
 from kapflow.diagram import mermaid
 from kapflow.testing import FakeClock, ReminderKit
 from kapflow.workflows.kap import KAP_PATHWAY
+from kapflow.workflows.measures import answered
 from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY, THRESHOLDS, build_psychotherapy_workflow
 from kapflow.workflows.psychotherapy.billing import visits
 
@@ -144,10 +145,10 @@ def test_the_fifth_session_waits_for_the_check_in(engine: Engine, clock: FakeClo
     assert [b.code for b in refused.value.blockers] == ["questionnaires_due"]
     assert_refused_and_unchanged(engine, case_id, version, THERAPIST, "start_session", ["questionnaires_due"])
 
-    engine.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": 8}, actor=CLIENT)
+    engine.record(case_id, "questionnaire", answered("PHQ-9", 8), actor=CLIENT)
     blockers = engine.check(case_id, "start_session").blockers
     assert [b.code for b in blockers] == ["questionnaires_due"] and "GAD-7" in blockers[0].message
-    engine.record(case_id, "questionnaire", {"instrument": "GAD-7", "score": 5}, actor=CLIENT)
+    engine.record(case_id, "questionnaire", answered("GAD-7", 5), actor=CLIENT)
     assert engine.fire(case_id, "start_session", actor=THERAPIST).state == "in_session"
 
 

@@ -30,6 +30,7 @@ from kapflow.domain.appointments import appointments
 from kapflow.domain.timers import plan_timers
 from kapflow.errors import KapflowError
 from kapflow.testing import FakeClock, ReminderKit
+from kapflow.workflows.measures import answered
 
 ZONE = "America/New_York"
 START = datetime(2026, 10, 26, 13, 0, tzinfo=UTC)  # Monday 09:00 EDT; the clocks go back on Sunday 1 November
@@ -111,8 +112,8 @@ class Promise:
     def kap_session(self) -> None:
         """A KAP session with the worker running through it (raises if the case cannot start one)."""
         e = self.kit.engine
-        e.record(self.case_id, "questionnaire", {"instrument": "PHQ-9", "score": 8}, actor=CLIENT)
-        e.record(self.case_id, "questionnaire", {"instrument": "GAD-7", "score": 6}, actor=CLIENT)
+        e.record(self.case_id, "questionnaire", answered("PHQ-9", 8), actor=CLIENT)
+        e.record(self.case_id, "questionnaire", answered("GAD-7", 6), actor=CLIENT)
         prepare_dosing(e, self.case_id)
         e.fire(self.case_id, "start_kap_session", actor=THERAPIST)
         self.run_for(quarters=8)

@@ -32,6 +32,7 @@ from kapflow.app.runner import Transaction
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.errors import ConcurrencyConflict, LostRace, TransitionBlocked
 from kapflow.testing import FakeClock, MemoryNotifier, ReminderKit
+from kapflow.workflows.measures import answered
 
 
 @pytest.fixture
@@ -73,8 +74,8 @@ def test_ten_weeks_of_one_clients_schedule(kit: ReminderKit) -> None:
     for n, day in enumerate([15, 22, 29]):
         e.book_appointment(case_id, "kap_session", at(day, 10), actor=FRONT_DESK, **who(case_id, "kap_session"))
         rec.until(at(day - 1, 12))
-        e.record(case_id, "questionnaire", {"instrument": "PHQ-9", "score": 10}, actor=CLIENT)
-        e.record(case_id, "questionnaire", {"instrument": "GAD-7", "score": 8}, actor=CLIENT)
+        e.record(case_id, "questionnaire", answered("PHQ-9", 10), actor=CLIENT)
+        e.record(case_id, "questionnaire", answered("GAD-7", 8), actor=CLIENT)
         rec.until(at(day, 10))
         one_kap_session(e, kit.clock, case_id)
         if n == 0:

@@ -24,7 +24,7 @@ from strategies import (
 from support import CLIENT, FRONT_DESK, INQUIRY, PRESCRIBER, THERAPIST, prepare_dosing, to_ready
 
 from kapflow.app.engine import Engine
-from kapflow.domain.case import Actor, AuditEvent, CaseFacts, CaseRecord, Move
+from kapflow.domain.case import Actor, AuditEvent, CaseFacts, CaseRecord, FactEntry, Move
 from kapflow.errors import IdempotencyKeyReused, InvalidInput, KapflowError
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
@@ -75,6 +75,8 @@ def dosing_violations(before: CaseRecord, now: datetime) -> list[str]:
     withdrawn = max((i for i, f in enumerate(entries) if f.kind == "consent_withdrawn"), default=-1)
     if consent < 0 or withdrawn > consent:
         problems.append("no standing signed consent")
+    if _safety_signal_waiting(entries):
+        problems.append("a PHQ-9 answered above 0 on item 9 has had no safety assessment since")
     moves = facts.moves()
     if not any(m.trigger == "complete_intention_setting" for m in moves):
         problems.append("intention setting never completed")
@@ -92,6 +94,17 @@ def dosing_violations(before: CaseRecord, now: datetime) -> list[str]:
           or int(readings[-1].data["diastolic"]) > THRESHOLDS["max_diastolic"]):
         problems.append("pre-dose blood pressure above the limit")
     return problems
+
+
+def _safety_signal_waiting(entries: list[FactEntry]) -> bool:
+    """Whether the latest PHQ-9 answered above 0 on item 9 has no safety assessment recorded after it."""
+    waiting = False
+    for f in entries:
+        if f.kind == "safety_assessment":
+            waiting = False
+        elif f.kind == "questionnaire" and f.data["instrument"] == "PHQ-9" and len(f.data.get("items") or ()) == 9:
+            waiting = waiting or int(f.data["items"][8]) > 0
+    return waiting
 
 
 def sequence_violations(moves: list[Move]) -> list[str]:

@@ -117,9 +117,9 @@ def test_integer_from_digit_string() -> None:
 
 
 def test_questionnaire_scores_at_the_top() -> None:
-    """The highest PHQ-9 (27) and GAD-7 (21) totals are accepted."""
-    assert kf.QUESTIONNAIRE({"instrument": "PHQ-9", "score": 27}, NOW)["score"] == 27
-    assert kf.QUESTIONNAIRE({"instrument": "GAD-7", "score": 21}, NOW)["score"] == 21
+    """Every item at 3 gives the highest PHQ-9 (27) and GAD-7 (21) totals, computed by the spec."""
+    assert kf.QUESTIONNAIRE({"instrument": "PHQ-9", "items": [3] * 9}, NOW)["score"] == 27
+    assert kf.QUESTIONNAIRE({"instrument": "GAD-7", "items": [3] * 7}, NOW)["score"] == 21
 
 
 def test_treatment_plan_end_early_without_sessions() -> None:
@@ -197,24 +197,26 @@ def test_integer_field_with_digit_like_text(value: str) -> None:
 
 def test_unknown_questionnaire() -> None:
     """Only PHQ-9 and GAD-7 are recorded; a BDI is refused."""
-    err = refused(kf.QUESTIONNAIRE, {"instrument": "BDI", "score": 10}, "instrument")
+    err = refused(kf.QUESTIONNAIRE, {"instrument": "BDI", "items": [1] * 21}, "instrument")
     assert "PHQ-9" in err.reason
 
 
-def test_phq9_score_above_27() -> None:
-    """A PHQ-9 total of 28 is refused."""
-    refused(kf.QUESTIONNAIRE, {"instrument": "PHQ-9", "score": 28}, "score")
+def test_questionnaire_total_typed_in_is_refused() -> None:
+    """A total is computed from the items, never typed in: a given score says to give the items."""
+    err = refused(kf.QUESTIONNAIRE, {"instrument": "PHQ-9", "score": 12}, "score")
+    assert "computed" in err.reason and "items" in err.reason
 
 
-def test_gad7_score_above_21() -> None:
-    """A GAD-7 total of 22 is refused, though 22 is a valid PHQ-9 total."""
-    err = refused(kf.QUESTIONNAIRE, {"instrument": "GAD-7", "score": 22}, "score")
-    assert "between 0 and 21" in err.reason
+def test_gad7_with_nine_items() -> None:
+    """A GAD-7 answered with nine items (a PHQ-9's count) is refused, naming the count."""
+    err = refused(kf.QUESTIONNAIRE, {"instrument": "GAD-7", "items": [1] * 9}, "items")
+    assert "7 items" in err.reason
 
 
-def test_negative_questionnaire_score() -> None:
-    """A negative total is refused."""
-    refused(kf.QUESTIONNAIRE, {"instrument": "PHQ-9", "score": -1}, "score")
+def test_negative_questionnaire_item() -> None:
+    """A negative item answer is refused, naming the item."""
+    err = refused(kf.QUESTIONNAIRE, {"instrument": "PHQ-9", "items": [0, 0, -1, 0, 0, 0, 0, 0, 0]}, "items")
+    assert "item 3" in err.reason
 
 
 def test_prescription_expiring_before_issue() -> None:

@@ -19,6 +19,7 @@ from kapflow.domain.errors import Blocker
 from kapflow.domain.verdict import evaluate
 from kapflow.domain.workflow import GuardContext
 from kapflow.workflows.kap import KAP_PATHWAY, THRESHOLDS
+from kapflow.workflows.measures import answered
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 DOSING = "start_kap_session"
@@ -643,13 +644,21 @@ def test_questionnaires_due() -> None:
     assert blocker is not None
     assert blocker.code == "questionnaires_due"
     assert "GAD-7, PHQ-9" in blocker.message
-    phq_only = Case().fact("questionnaire", {"instrument": "PHQ-9", "score": 12})
+    phq_only = Case().fact("questionnaire", answered("PHQ-9", 12))
     blocker = phq_only.run("questionnaires_current")
     assert blocker is not None
     assert blocker.message.endswith(": GAD-7")
-    both = phq_only.fact("questionnaire", {"instrument": "GAD-7", "score": 9})
+    both = phq_only.fact("questionnaire", answered("GAD-7", 9))
     assert both.code("questionnaires_current") is None
     assert both.dose(T0 + days(1)).code("questionnaires_current", T0 + days(2)) == "questionnaires_due"
+
+
+def test_total_only_questionnaires_still_count() -> None:
+    """Facts stored before item-by-item recording (a total, no items) still satisfy the check-in."""
+    old = Case()
+    for instrument, score in (("PHQ-9", 12), ("GAD-7", 9)):  # as stored then, not parsed by today's spec
+        old.raw = fold_fact(old.raw, "questionnaire", T0, "tester", {"instrument": instrument, "score": score})
+    assert old.code("questionnaires_current") is None
 
 
 def book(kind: str, starts: datetime) -> dict[str, str]:

@@ -12,7 +12,7 @@ from kapflow.workflows.kap import KAP_PATHWAY
 HOLDABLE = ("inquiry", "evaluation_booked", "evaluated", "ready_for_kap", "reassessment")
 WITHDRAWABLE = (
     "inquiry", "evaluation_booked", "evaluating", "evaluated", "intention_setting", "ready_for_kap",
-    "integration_psychotherapy", "integration_session", "reassessment", "on_hold",
+    "integration_psychotherapy", "integration_session", "reassessment", "on_hold", "safety_review",
 )
 FINAL = ("ineligible", "completed", "withdrawn")
 
@@ -34,6 +34,12 @@ EXPECTED_MOVES: dict[tuple[str, str], str] = {
     ("reassessment", "complete_reassessment"): "ready_for_kap",
     ("ready_for_kap", "complete_treatment"): "completed",
     ("reassessment", "complete_treatment"): "completed",
+    ("dosing", "end_session_early"): "integration_psychotherapy",
+    **{(state, "hold_for_safety_review"): "safety_review"
+       for state in ("dosing", "integration_psychotherapy", "ready_for_kap")},
+    ("safety_review", "continue_after_review"): "integration_psychotherapy",
+    ("safety_review", "pause_after_review"): "on_hold",
+    ("safety_review", "end_plan_after_review"): "completed",
     **{(state, "hold"): "on_hold" for state in HOLDABLE},
     **{(state, "withdraw"): "withdrawn" for state in WITHDRAWABLE},
 }
@@ -82,6 +88,12 @@ def test_resume_returns_to_the_held_from_state(machine: CompiledMachine, held_fr
     """Resuming a case on hold returns it to the state it was held from."""
     assert machine.next_state(held_from, "hold", None) == "on_hold"
     assert machine.next_state("on_hold", "resume", held_from) == held_from
+
+
+def test_resume_after_a_paused_review_returns_to_the_review(machine: CompiledMachine) -> None:
+    """A plan paused by the prescriber's review resumes into the review, never past its decision."""
+    assert machine.next_state("safety_review", "pause_after_review", None) == "on_hold"
+    assert machine.next_state("on_hold", "resume", "safety_review") == "safety_review"
 
 
 @pytest.mark.parametrize("previous", [None, "dosing", "completed", "nowhere"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,3 +210,19 @@ def test_the_outbox_shape_leaves_out_the_message() -> None:
     """A message's body and payload may name the client: the outbox's shape has neither."""
     row = {"id": 1, "case_id": "case-1", "status": "sent", "body": "Dear Ada", "payload": {"to": "ada@x"}}
     assert present.outbox_shape(row) == {"id": 1, "case_id": "case-1", "status": "sent"}
+
+
+def test_case_summaries_are_the_workflows_views_of_the_case() -> None:
+    """A workflow's ``summaries`` are computed from the case's facts and shown by name; one that cannot be
+    computed is shown as unavailable; a workflow with none (or no workflow) shows none."""
+    def count(facts: Any) -> dict[str, object]:
+        return {"referrals": len(facts.of_kind("referral"))}
+
+    def broken(facts: Any) -> dict[str, object]:
+        raise KeyError("score")
+
+    wf = replace(referral_workflow(), summaries={"count": count, "broken": broken})
+    case = case_with({"given": "Ada", "family": "Lovelace"})
+    assert present.case_summaries(case, wf) == {"count": {"referrals": 1}, "broken": {"unavailable": "KeyError"}}
+    assert present.case_summaries(case, referral_workflow()) == {}
+    assert present.case_summaries(case, None) == {}

@@ -16,6 +16,7 @@ from kapflow.domain.verdict import evaluate
 from kapflow.domain.workflow import GuardContext
 from kapflow.workflows import clinical_facts
 from kapflow.workflows.kap import KAP_PATHWAY
+from kapflow.workflows.measures import answered
 from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY, THRESHOLDS, build_psychotherapy_workflow
 from kapflow.workflows.psychotherapy.billing import Visit, psychotherapy_code, visits
 
@@ -55,9 +56,13 @@ class Case:
             self.session(first + days(7 * n))
         return self
 
-    def questionnaires(self, at: datetime, *instruments: str) -> Case:
+    def questionnaires(self, at: datetime, *instruments: str, total_only: bool = False) -> Case:
+        """PHQ-9 and GAD-7 (or ``instruments``) answered item by item, or as stored before that: a total."""
         for instrument in instruments or ("PHQ-9", "GAD-7"):
-            self.fact("questionnaire", {"instrument": instrument, "score": 6}, at)
+            if total_only:  # as stored then: not parsed by today's spec, which computes the total
+                self.raw = fold_fact(self.raw, "questionnaire", at, "tester", {"instrument": instrument, "score": 6})
+            else:
+                self.fact("questionnaire", answered(instrument, 6), at)
         return self
 
     def ctx(
@@ -137,6 +142,7 @@ def test_baseline_questionnaires_needs_both() -> None:
     blocker = half.run("baseline_questionnaires")
     assert blocker is not None and dict(blocker.facts) == {"missing": "GAD-7"}
     assert half.questionnaires(T0, "GAD-7").code("baseline_questionnaires") is None
+    assert Case().questionnaires(T0, total_only=True).code("baseline_questionnaires") is None
 
 
 # --- sessions -----------------------------------------------------------------------------------
@@ -305,6 +311,14 @@ def test_a_refused_inactivity_discharge_lists_every_blocker() -> None:
     ]
 
 
+def test_a_safety_signal_waits_for_a_safety_assessment() -> None:
+    """A PHQ-9 answered above 0 on item 9 holds the next session until a clinician's safety assessment."""
+    case = Case().fact("questionnaire", {"instrument": "PHQ-9", "items": [0, 0, 0, 0, 0, 0, 0, 0, 1]})
+    assert case.code("safety_signal_resolved", T0 + days(1)) == "safety_assessment_required"
+    case.fact("safety_assessment", {"screen": "cssrs_screener", "screen_result": "low_risk", "plan": "reviewed"})
+    assert case.code("safety_signal_resolved", T0 + days(1)) is None
+
+
 GUARD_TESTS = {
     "intake_booked": test_intake_booked_needs_an_intake_still_ahead,
     "consent_signed": test_consent_missing_names_the_psychotherapy_form,
@@ -316,6 +330,7 @@ GUARD_TESTS = {
     "appointment_not_in_past": test_appointment_not_in_past_refuses_a_new_time_already_gone,
     "inactivity_elapsed": test_inactivity_counts_sixty_days_from_the_last_session,
     "no_session_booked": test_no_session_booked_blocks_inactivity_discharge,
+    "safety_signal_resolved": test_a_safety_signal_waits_for_a_safety_assessment,
 }
 """Which test shows each guard blocking (with its code) and passing."""
 

@@ -8,11 +8,18 @@
     ready_for_kap ─start_integration_session→ integration_session ─complete_integration_session→ ready_for_kap
     ready_for_kap ─begin_reassessment→ reassessment ─complete_reassessment→ ready_for_kap
     ready_for_kap │ reassessment ─complete_treatment→ completed (final)
+    dosing ─end_session_early→ integration_psychotherapy
+    dosing │ integration_psychotherapy │ ready_for_kap ─hold_for_safety_review→ safety_review
+        (fired by the worker at once after a serious adverse event, or by a clinician)
+    safety_review ─continue_after_review→ integration_psychotherapy │ ─pause_after_review→ on_hold
+        │ ─end_plan_after_review→ completed (final)
     most states ─hold→ on_hold ─resume→ (where it was); all but dosing ─withdraw→ withdrawn (final)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 
 from kapflow.domain.appointments import AppointmentFacts
@@ -24,6 +31,10 @@ from kapflow.workflows.clinical_reminders import appointment_reminders as _appoi
 from kapflow.workflows.kap import facts as kap_facts
 from kapflow.workflows.kap.guards import kap_guards
 from kapflow.workflows.kap.moments import MOMENTS
+from kapflow.workflows.measures import measure_moments, measure_reminders, measures_summary
+from kapflow.workflows.safety import GUARDS as SAFETY_GUARDS
+from kapflow.workflows.safety import MOMENTS as SAFETY_MOMENTS
+from kapflow.workflows.safety import SAFETY_ASSESSMENT, safety_alerts
 
 CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, BILLING, AUDITOR, SYSTEM = (
     "client", "front_desk", "prescriber", "therapist", "billing", "auditor", "system",
@@ -44,6 +55,7 @@ THRESHOLDS: dict[str, int | float] = {
     "lapse_days": 90,
     "predose_window_minutes": 120,
     "attestation_window_minutes": 24 * 60,
+    "vitals_alert_minutes": 180,  # post-dose vitals still out of range this long after dosing: alert
 }
 
 KAP_SESSION_GUARDS = (
@@ -60,7 +72,39 @@ KAP_SESSION_GUARDS = (
     "fasting_attested",
     "escort_arranged",
     "clinician_present",
+    "safety_signal_resolved",
+    "safety_review_done",
 )
+
+
+def _serious_event_hold() -> Reminder:
+    """A serious adverse event holds the case for the prescriber's review within one worker tick."""
+    return Reminder(
+        "serious_event_hold", SYSTEM, "", "",
+        since="serious_adverse_event", after=timedelta(0), fires="hold_for_safety_review",
+        # Holding late is still right (a worker down for hours catches up); the prescriber hears if not.
+        grace=timedelta(days=30), missed_alert=PRESCRIBER,
+    )
+
+
+def _dosing_state(thresholds: Mapping[str, int | float]) -> State:
+    # The vitals alert is timed from the threshold, so a practice's own figure is the one that counts.
+    minutes = int(thresholds["vitals_alert_minutes"])
+    span = f"{minutes // 60} hours" if minutes % 60 == 0 else f"{minutes} minutes"
+    return State(
+        "dosing",
+        description="the client has taken the troche; clinician present, monitoring",
+        reminders=(
+            Reminder(
+                "vitals_still_out_of_range", PRESCRIBER, "email",
+                f"A client's vital signs are not recorded within range {span} into a session; "
+                "the prescriber is needed.",
+                after=timedelta(minutes=minutes), while_blocked_by="post_dose_vitals_in_range",
+                subject="kapflow: a client needs the prescriber",
+            ),
+            _serious_event_hold(),
+        ),
+    )
 
 
 STATES = (
@@ -137,11 +181,14 @@ STATES = (
                 staff_text="No integration session is booked 7 days after a client's last session.",
                 staff_subject="kapflow: integration session not booked",
             ),
+            _serious_event_hold(),
         ),
     ),
-    State("dosing", description="the client has taken the troche; clinician present, monitoring"),
+    _dosing_state(THRESHOLDS),
     State("integration_psychotherapy", description="the 60-minute integration psychotherapy after dosing",
-          pending=("previous_integration_done",)),
+          pending=("previous_integration_done",), reminders=(_serious_event_hold(),)),
+    State("safety_review", description="held after a serious adverse event: only the prescriber's review "
+          "releases the case", pending=("safety_review_done",)),
     State("integration_session", description="an integration session is under way"),
     State("reassessment", description="the prescriber reassesses before more KAP sessions"),
     State("on_hold", description="paused; resume returns the case to where it was"),
@@ -150,6 +197,8 @@ STATES = (
 )
 
 REMINDERS = (
+    # A PHQ-9 answered above 0 on item 9: the prescriber and the therapist at once (workflows/safety.py).
+    *safety_alerts((PRESCRIBER, THERAPIST)),
     # An appointment's reminders belong to it, whatever state the case is in at their moment.
     *(r for kind in kap_facts.APPOINTMENT_MINUTES for r in _appointment_reminders(kind)),
     *appointment_notices(),
@@ -207,6 +256,20 @@ TRANSITIONS = (
     Transition("discharge", ("dosing",), "integration_psychotherapy", frozenset(CLINICIANS),
                ("observation_elapsed", "post_dose_vitals_in_range", "client_stable"),
                description="dosing over: observed long enough, vitals rechecked, client stable"),
+    Transition("end_session_early", ("dosing",), "integration_psychotherapy", frozenset(CLINICIANS),
+               ("post_dose_vitals_in_range", "client_stable"), requires=("reason",),
+               description="end the dosing before the observation time: vitals rechecked, client stable"),
+    Transition("hold_for_safety_review", ("dosing", "integration_psychotherapy", "ready_for_kap"), "safety_review",
+               frozenset({SYSTEM, *CLINICIANS}),
+               description="a serious adverse event (or a clinician's concern) ends the session and holds the "
+                           "case for the prescriber"),
+    Transition("continue_after_review", ("safety_review",), "integration_psychotherapy", frozenset({PRESCRIBER}),
+               description="the prescriber's review: the plan goes on (to change the dose, record a new "
+                           "prescription first); an integration psychotherapy comes next"),
+    Transition("pause_after_review", ("safety_review",), "on_hold", frozenset({PRESCRIBER}), requires=("reason",),
+               description="the prescriber's review pauses the plan; resuming returns to the review"),
+    Transition("end_plan_after_review", ("safety_review",), "completed", frozenset({PRESCRIBER}),
+               requires=("reason",), description="the prescriber's review ends the treatment plan"),
     Transition("complete_integration", ("integration_psychotherapy",), "ready_for_kap", frozenset({THERAPIST})),
     Transition("start_integration_session", ("ready_for_kap",), "integration_session", frozenset({THERAPIST})),
     Transition("complete_integration_session", ("integration_session",), "ready_for_kap", frozenset({THERAPIST})),
@@ -237,6 +300,8 @@ _RECORDERS: dict[str, frozenset[str]] = {
     "appointment": frozenset({FRONT_DESK, *CLINICIANS}),
     "appointment_update": frozenset({FRONT_DESK, *CLINICIANS}),
     "prescriber_checkin": frozenset({PRESCRIBER}),
+    "adverse_event": frozenset(CLINICIANS),
+    "safety_assessment": frozenset(CLINICIANS),
 }
 
 _FACT_GUARDS = {
@@ -250,9 +315,18 @@ _FACT_GUARDS = {
 ON_CLOSED_CASE = frozenset({"payment"})
 """Fact kinds a closed case still takes: the payment of an outstanding balance, nothing clinical."""
 
+_EVALUATION_ENDS = ("find_suitable", "find_ineligible")
+_TREATMENT_STATES = ("integration_psychotherapy", "ready_for_kap", "integration_session")
+"""Where the regular check-in questionnaires are asked for: integration, between sessions."""
+
 
 def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> Workflow:
-    """The KAP pathway; pass thresholds to tailor it (with a new version)."""
+    """The KAP pathway; pass thresholds to tailor it (with a new version).
+
+    Use this rather than ``Workflow.with_thresholds`` to change ``vitals_alert_minutes``: the
+    prescriber's vitals alert is timed from it here, while ``with_thresholds`` changes only what
+    guards read.
+    """
     base = Workflow(
         name="kap",
         version=version,
@@ -261,8 +335,8 @@ def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> 
         transitions=TRANSITIONS,
         roles=ROLES,
         staff_roles=frozenset({FRONT_DESK, PRESCRIBER, THERAPIST}),
-        guards=kap_guards(),
-        facts=fact_kinds(kap_facts.ALL_SPECS, _RECORDERS, _FACT_GUARDS, ON_CLOSED_CASE),
+        guards={**kap_guards(), **SAFETY_GUARDS},
+        facts=fact_kinds((*kap_facts.ALL_SPECS, SAFETY_ASSESSMENT), _RECORDERS, _FACT_GUARDS, ON_CLOSED_CASE),
         thresholds=THRESHOLDS,
         intake_fact="inquiry",
         client=INQUIRY_CLIENT,
@@ -270,10 +344,18 @@ def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> 
         appointments=AppointmentFacts(kinds=tuple(kap_facts.APPOINTMENT_MINUTES), rooms=("kap_session",),
                                       holds=(("kap_session", 120),)),
         description="Ketamine-Assisted Psychotherapy: inquiry to completed treatment plan",
-        reminders=REMINDERS,
-        moments=MOMENTS,
+        # PHQ-9 and GAD-7 over the case: the baseline is the latest recorded by the evaluation's end; a rise
+        # of 5 from it alerts the therapist; after the first session, check-in questionnaires every 4 weeks.
+        reminders=(*REMINDERS, *measure_reminders(THERAPIST, CLIENT, _TREATMENT_STATES)),
+        moments={**MOMENTS, **SAFETY_MOMENTS, **measure_moments(_EVALUATION_ENDS, "start_kap_session")},
+        summaries={"measures": measures_summary(*_EVALUATION_ENDS)},
     )
-    return base.with_thresholds(version, **threshold_changes) if threshold_changes else base
+    if not threshold_changes:
+        return base
+    changed = base.with_thresholds(version, **threshold_changes)
+    # The dosing state's vitals alert is timed from a threshold: rebuilt from the changed figures.
+    states = tuple(_dosing_state(changed.thresholds) if s.name == "dosing" else s for s in changed.states)
+    return replace(changed, states=states)
 
 
 KAP_PATHWAY = build_kap_workflow()

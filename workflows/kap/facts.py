@@ -161,8 +161,41 @@ PRESCRIBER_CHECKIN = FactSpec(
     description="a prescriber check-in (needed after a long gap between sessions)",
 )
 
+ADVERSE_EVENT_TYPES = (
+    "blood_pressure_rise",
+    "nausea_or_vomiting",
+    "excessive_sedation",
+    "distressing_dissociation",
+    "fall",
+    "allergic_reaction",
+    "other",
+)
+
+ADVERSE_EVENT_SEVERITIES = ("mild", "moderate", "severe", "serious")
+"""``serious`` ends the session and holds the case for the prescriber's safety review."""
+
+
+def _other_described(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+    if d["type"] == "other" and not d.get("details"):
+        return ("details", "is required when the type is other: say what happened")
+    return None
+
+
+ADVERSE_EVENT = FactSpec(
+    "adverse_event",
+    (
+        Choice("type", ADVERSE_EVENT_TYPES),
+        Choice("severity", ADVERSE_EVENT_SEVERITIES),
+        Moment("onset"),
+        Text("action_taken", max_chars=2000),
+        Text("details", max_chars=2000, required=False),
+    ),
+    (_other_described,),
+    "an adverse event during or after dosing: type, severity, onset and the action taken",
+)
+
 ALL_SPECS = (
     INQUIRY, PAYMENT, PRESCRIPTION, CONSENT, CONSENT_WITHDRAWN, SCREENING, VITALS, FASTING, ESCORT,
     CLINICIAN_PRESENT, DISCHARGE_CHECK, QUESTIONNAIRE, TREATMENT_PLAN, APPOINTMENT, APPOINTMENT_UPDATE,
-    PRESCRIBER_CHECKIN,
+    PRESCRIBER_CHECKIN, ADVERSE_EVENT,
 )

@@ -22,6 +22,7 @@ from kapflow.workflows.clinical_guards import WhenBooking as WhenBooking
 from kapflow.workflows.clinical_guards import facts_since as _since
 from kapflow.workflows.clinical_guards import missing_questionnaires
 from kapflow.workflows.clinical_guards import whole as _num
+from kapflow.workflows.kap.moments import CONTINUE_AFTER_REVIEW, HOLD_FOR_REVIEW, last_serious_event
 
 DOSING = "start_kap_session"
 
@@ -516,4 +517,36 @@ def kap_guards() -> dict[str, Guard]:
         "kap_booking_prescription": WhenBooking("kap_session", PrescriptionValid()),
         "kap_booking_consent": WhenBooking("kap_session", ConsentSigned()),
         "kap_booking_intention": WhenBooking("kap_session", IntentionSet()),
+        "safety_review_done": SafetyReviewDone(),
     }
+
+
+class SafetyReviewDone(_Base):
+    """No serious adverse event, and no hold for a safety review, waits for the prescriber's decision.
+
+    Only the prescriber's ``continue_after_review`` releases them: a pause, a resume or a new
+    prescription does not. A serious event recorded after the session (in its integration, or days
+    later) blocks the next KAP session the same way, so it can never be dosed past.
+    """
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        released = ctx.facts.last_move(CONTINUE_AFTER_REVIEW)
+        serious = last_serious_event(ctx.facts)
+        if serious is not None and (released is None or released.at < serious):
+            day = ctx.calendar.local_date(serious).isoformat()
+            return Blocker(
+                "adverse_event_review_pending",
+                f"a serious adverse event was recorded on {day}; no KAP session until the prescriber's "
+                "safety review decides to continue the plan",
+                facts=(("recorded_on", day),),
+            )
+        held = ctx.facts.last_move(HOLD_FOR_REVIEW)
+        if held is not None and (released is None or released.at < held.at):
+            day = ctx.calendar.local_date(held.at).isoformat()
+            return Blocker(
+                "safety_review_pending",
+                f"the case was held for the prescriber's safety review on {day}; only the prescriber's "
+                "decision (continue, pause or end the plan) releases it",
+                facts=(("held_on", day),),
+            )
+        return None

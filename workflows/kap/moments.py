@@ -1,4 +1,5 @@
-"""Moments of a KAP case that prompts are counted from: its last KAP session, the lapse of its prescription.
+"""Moments of a KAP case that prompts are counted from: its last KAP session, the lapse of its prescription,
+a serious adverse event not yet taken up by a safety review.
 
 Each is a pure function of the case's facts (``kapflow.domain.workflow.Moment``), None while there
 is none. A prompt counted from a moment is keyed by it, so a new session or a new prescription
@@ -33,7 +34,34 @@ def prescription_lapses(facts: CaseFacts, cal: PracticeCalendar) -> datetime | N
     return cal.at_wall_time(datetime(last_day.year, last_day.month, last_day.day) + MORNING)
 
 
+HOLD_FOR_REVIEW = "hold_for_safety_review"
+CONTINUE_AFTER_REVIEW = "continue_after_review"
+
+
+def last_serious_event(facts: CaseFacts) -> datetime | None:
+    """When the latest serious adverse event was recorded."""
+    serious = [f.at for f in facts.of_kind("adverse_event") if f.data["severity"] == "serious"]
+    return serious[-1] if serious else None
+
+
+def serious_event_unheld(facts: CaseFacts, cal: PracticeCalendar) -> datetime | None:
+    """When the latest serious adverse event was recorded, while no safety review has taken it up.
+
+    A review took it up once the case was held for review, or the prescriber continued the plan,
+    at or after it: so the hold is fired once per event, never again after the review's decision.
+    """
+    serious = last_serious_event(facts)
+    if serious is None:
+        return None
+    for trigger in (HOLD_FOR_REVIEW, CONTINUE_AFTER_REVIEW):
+        move = facts.last_move(trigger)
+        if move is not None and move.at >= serious:
+            return None
+    return serious
+
+
 MOMENTS: dict[str, Moment] = {
     "last_kap_session": last_kap_session,
     "prescription_lapses": prescription_lapses,
+    "serious_adverse_event": serious_event_unheld,
 }

@@ -23,8 +23,12 @@ from kapflow.domain.case import PREVIOUS_STATE
 from kapflow.domain.workflow import Reminder, State, Threshold, Transition, Workflow
 from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
 from kapflow.workflows.clinical_reminders import appointment_notices, appointment_reminders, inquiry_unanswered
+from kapflow.workflows.measures import measures_summary
 from kapflow.workflows.psychotherapy import facts as psychotherapy_facts
 from kapflow.workflows.psychotherapy.guards import psychotherapy_guards
+from kapflow.workflows.safety import GUARDS as SAFETY_GUARDS
+from kapflow.workflows.safety import MOMENTS as SAFETY_MOMENTS
+from kapflow.workflows.safety import SAFETY_ASSESSMENT, safety_alerts
 
 CLIENT, FRONT_DESK, THERAPIST, BILLING, AUDITOR, SYSTEM = (
     "client", "front_desk", "therapist", "billing", "auditor", "system",
@@ -86,6 +90,7 @@ def _states(thresholds: Mapping[str, Threshold]) -> tuple[State, ...]:
 
 
 REMINDERS = (
+    *safety_alerts((THERAPIST,)),  # a PHQ-9 answered above 0 on item 9 (workflows/safety.py)
     # An appointment's reminders belong to it, whatever state the case is in at their moment.
     *(r for kind in psychotherapy_facts.APPOINTMENT_MINUTES for r in appointment_reminders(kind)),
     *appointment_notices(),
@@ -114,7 +119,8 @@ TRANSITIONS = (
     Transition("refer_out", ("intake_assessment",), "referred", frozenset({THERAPIST}), requires=("reason",),
                description="another service suits the client better"),
     Transition("start_session", ("active_treatment",), "in_session", frozenset({THERAPIST}),
-               ("consent_signed", "questionnaires_current"), description="begin a psychotherapy session"),
+               ("consent_signed", "questionnaires_current", "safety_signal_resolved"),
+               description="begin a psychotherapy session"),
     Transition("complete_session", ("in_session",), "active_treatment", frozenset({THERAPIST}),
                ("session_billable_length",), description="the session is over: a billable psychotherapy visit"),
     Transition("end_session_early", ("in_session",), "active_treatment", frozenset({THERAPIST}),
@@ -135,6 +141,7 @@ _RECORDERS: dict[str, frozenset[str]] = {
     "consent": frozenset({FRONT_DESK, THERAPIST}),
     "consent_withdrawn": frozenset({CLIENT, *STAFF}),
     "questionnaire": frozenset({CLIENT, THERAPIST}),
+    "safety_assessment": frozenset({THERAPIST}),
     "appointment": frozenset(STAFF),
     "appointment_update": frozenset(STAFF),
 }
@@ -157,14 +164,17 @@ def _workflow(version: str, thresholds: Mapping[str, Threshold]) -> Workflow:
         transitions=TRANSITIONS,
         roles=ROLES,
         staff_roles=STAFF,
-        guards=psychotherapy_guards(),
-        facts=fact_kinds(psychotherapy_facts.ALL_SPECS, _RECORDERS, _FACT_GUARDS, ON_CLOSED_CASE),
+        guards={**psychotherapy_guards(), **SAFETY_GUARDS},
+        facts=fact_kinds((*psychotherapy_facts.ALL_SPECS, SAFETY_ASSESSMENT), _RECORDERS, _FACT_GUARDS,
+                         ON_CLOSED_CASE),
         thresholds=thresholds,
         intake_fact="inquiry",
         client=INQUIRY_CLIENT,
         appointments=AppointmentFacts(kinds=tuple(psychotherapy_facts.APPOINTMENT_MINUTES)),
         description="Outpatient psychotherapy: inquiry, intake assessment, sessions, discharge",
         reminders=REMINDERS,
+        moments=SAFETY_MOMENTS,
+        summaries={"measures": measures_summary("complete_intake")},  # baseline: by the intake's end
     )
 
 
