@@ -184,13 +184,7 @@ def case_summaries(case: CaseRecord, workflow: Workflow | None) -> dict[str, obj
 
     A view that cannot be computed from the facts stored is shown as unavailable, not as a failed command.
     """
-    shown: dict[str, object] = {}
-    for name, summary in (workflow.summaries if workflow is not None else {}).items():
-        try:
-            shown[name] = dict(summary(case.projection))
-        except (KeyError, TypeError, ValueError) as exc:
-            shown[name] = {"unavailable": type(exc).__name__}
-    return shown
+    return workflow.summarize(case.projection) if workflow is not None else {}
 
 
 # ------------------------------------------------------------------ audit events and outcomes

@@ -237,7 +237,9 @@ def in_remission(name: str, latest_score: int) -> bool | None:
     return None if below is None else latest_score < below
 
 
-def progress(facts: Iterable[Recorded], baseline_by: datetime | None = None) -> dict[str, object]:
+def progress(
+    facts: Iterable[Recorded], baseline_by: datetime | None = None, rise: int = RISE_ALERT
+) -> dict[str, object]:
     """Measurement-based care for a case's questionnaire facts, per instrument recorded: baseline, latest,
     trajectory, change from baseline, response, remission (PHQ-9) and whether the rise from baseline
     calls for the therapist's alert. A JSON-able mapping; an instrument never recorded is left out."""
@@ -256,7 +258,7 @@ def progress(facts: Iterable[Recorded], baseline_by: datetime | None = None) -> 
             "change": latest.score - first.score,
             "response": responded(first.score, latest.score),
             "remission": in_remission(name, latest.score),
-            "rise_alert": latest.score - first.score >= RISE_ALERT,
+            "rise_alert": latest.score - first.score >= rise,
         }
     return shown
 
@@ -265,18 +267,21 @@ def _first_move(facts: CaseFacts, triggers: tuple[str, ...]) -> datetime | None:
     return min((m.at for m in facts.moves() if m.trigger in triggers), default=None)
 
 
-def case_measures(facts: CaseFacts, baseline_until: tuple[str, ...] = ()) -> dict[str, object]:
+def case_measures(
+    facts: CaseFacts, baseline_until: tuple[str, ...] = (), rise: int = RISE_ALERT
+) -> dict[str, object]:
     """Measurement-based care of a case (``progress``), the baseline taken by the first move by one of
-    ``baseline_until`` (the triggers ending the evaluation or intake)."""
-    return progress(facts.of_kind("questionnaire"), _first_move(facts, baseline_until))
+    ``baseline_until`` (the triggers ending the evaluation or intake); ``rise``: the points above baseline
+    that call for the therapist's alert (the workflow's threshold)."""
+    return progress(facts.of_kind("questionnaire"), _first_move(facts, baseline_until), rise)
 
 
-def measures_summary(*baseline_until: str) -> Callable[[CaseFacts], Mapping[str, object]]:
+def measures_summary(*baseline_until: str, rise: int = RISE_ALERT) -> Callable[[CaseFacts], Mapping[str, object]]:
     """A workflow's ``summaries`` entry showing ``case_measures`` with the case, its baseline taken by the
     end of the evaluation (``baseline_until``: the triggers that end it)."""
 
     def summary(facts: CaseFacts) -> Mapping[str, object]:
-        return case_measures(facts, baseline_until)
+        return case_measures(facts, baseline_until, rise)
 
     return summary
 
@@ -290,7 +295,7 @@ CHECKIN_MOMENT = "last_checkin"
 """The workflow moment: when the regular check-in was last complete (or treatment began)."""
 
 
-def rise_moment(*baseline_until: str) -> Moment:
+def rise_moment(*baseline_until: str, rise: int = RISE_ALERT) -> Moment:
     """When the latest questionnaire was recorded, while its total is ``RISE_ALERT`` or more above the
     baseline (taken by the first move by one of ``baseline_until``); None otherwise. Each such
     questionnaire is a new moment, so each alerts once; a later one back under the line ends the alert."""
@@ -304,7 +309,7 @@ def rise_moment(*baseline_until: str) -> Moment:
         for name in INSTRUMENTS:
             points = trajectory(questionnaires, name)
             first = baseline(points, by)
-            if first is not None and points[-1].score - first.score >= RISE_ALERT:
+            if first is not None and points[-1].score - first.score >= rise:
                 rises.append(points[-1].at)
         return max(rises, default=None)
 
@@ -327,9 +332,11 @@ def checkin_moment(treatment_starts: str) -> Moment:
     return moment
 
 
-def measure_moments(baseline_until: tuple[str, ...], treatment_starts: str) -> dict[str, Moment]:
+def measure_moments(
+    baseline_until: tuple[str, ...], treatment_starts: str, rise: int = RISE_ALERT
+) -> dict[str, Moment]:
     """The moments ``measure_reminders`` count from, for a workflow's ``moments``."""
-    return {RISE_MOMENT: rise_moment(*baseline_until), CHECKIN_MOMENT: checkin_moment(treatment_starts)}
+    return {RISE_MOMENT: rise_moment(*baseline_until, rise=rise), CHECKIN_MOMENT: checkin_moment(treatment_starts)}
 
 
 def measure_reminders(

@@ -202,6 +202,11 @@ class Engine:
     def facts(self, case_id: str, kind: str | None = None) -> list[FactEntry]:
         return queries.facts(self.app, case_id, kind)
 
+    def summaries(self, case_id: str) -> dict[str, object]:
+        """The workflow's read-only views of the case, by name (KAP and psychotherapy: ``measures``, the
+        PHQ-9 and GAD-7 baseline, latest, trajectory, response and remission)."""
+        return queries.summaries(self.app, case_id)
+
     def history(self, case_id: str) -> list[AuditEvent]:
         return queries.history(self.app, case_id)
 

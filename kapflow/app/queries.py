@@ -37,6 +37,12 @@ def facts(app: AppContext, case_id: str, kind: str | None = None) -> list[FactEn
     return [f for f in entries if kind is None or f.kind == kind]
 
 
+def summaries(app: AppContext, case_id: str) -> dict[str, object]:
+    """The case's workflow's read-only views of it (e.g. symptom measures: baseline, trajectory, response)."""
+    found = case(app, case_id)
+    return app.workflows.of(found).summarize(found.projection)
+
+
 def history(app: AppContext, case_id: str) -> list[AuditEvent]:
     events = list(app.store.history(case_id))
     if not events:

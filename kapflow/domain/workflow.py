@@ -288,6 +288,20 @@ class Workflow:
             return tuple((g, self.guards[g]) for g in transition.guards)
         return found[1]
 
+    def summarize(self, facts: CaseFacts) -> dict[str, object]:
+        """The workflow's read-only views of a case (its ``summaries``, e.g. symptom measures), by name.
+
+        A view that cannot be computed from the facts stored (one edited by hand, say) is shown as
+        unavailable rather than failing the read.
+        """
+        shown: dict[str, object] = {}
+        for name, summary in self.summaries.items():
+            try:
+                shown[name] = dict(summary(facts))
+            except (KeyError, TypeError, ValueError) as exc:
+                shown[name] = {"unavailable": type(exc).__name__}
+        return shown
+
     def reminder(self, state: str, name: str) -> Reminder | None:
         """The reminder ``name`` as the case in ``state`` plans it: the state's own, or the workflow's."""
         for r in (*self.state(state).reminders, *self.reminders):

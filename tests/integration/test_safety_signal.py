@@ -140,3 +140,17 @@ def test_nobody_but_a_clinician_records_a_safety_assessment(kit: ReminderKit) ->
             e.record(case_id, "safety_assessment", ASSESSMENT, actor=actor)
         assert getattr(refused.value, "code", "") == "not_permitted"
     assert not e.facts(case_id, "safety_assessment")
+
+
+def test_the_engine_reads_the_measures_of_a_case(kit: ReminderKit) -> None:
+    """Baseline, latest and response through the Python API, as ``kapflow case show`` prints them."""
+    e = kit.engine
+    case_id = open_case(e)
+    to_ready(e, kit.clock, case_id)  # its check-ins before the evaluation's end are the baseline
+    kit.clock.advance(days=30)
+    e.record(case_id, "questionnaire", {"instrument": "PHQ-9", "items": [0, 0, 1, 0, 0, 1, 0, 0, 0]}, actor=CLIENT)
+    measures = e.summaries(case_id)["measures"]
+    assert isinstance(measures, dict)
+    phq9_view = measures["PHQ-9"]
+    assert phq9_view["latest"]["score"] == 2 and phq9_view["remission"] is True
+    assert phq9_view["response"] is (phq9_view["baseline"]["score"] >= 4)

@@ -12,6 +12,7 @@ from kapflow.domain.case import CaseFacts, fold_fact, fold_move
 from kapflow.domain.errors import InvalidFact
 from kapflow.domain.facts import Derived, FactSpec, Integer
 from kapflow.domain.timers import plan_timers
+from kapflow.domain.workflow import Workflow
 from kapflow.workflows import measures
 from kapflow.workflows.clinical_facts import QUESTIONNAIRE
 
@@ -274,10 +275,10 @@ def test_both_workflows_show_their_measures() -> None:
 # --- the rise alert and the regular check-in (KAP) -------------------------------------------------
 
 
-def _timers(raw: dict[str, Any], state: str = "ready_for_kap") -> dict[str, datetime]:
+def _timers(raw: dict[str, Any], state: str = "ready_for_kap", wf: Workflow | None = None) -> dict[str, datetime]:
     from kapflow.workflows.kap import KAP_PATHWAY
 
-    planned = plan_timers(KAP_PATHWAY, "case-1", state, CaseFacts(raw), NOW)
+    planned = plan_timers(wf or KAP_PATHWAY, "case-1", state, CaseFacts(raw), NOW)
     return {t.reminder: t.due_at for t in planned.values()
             if t.reminder in ("symptom_rise_alert", "checkin_questionnaires_due")}
 
@@ -312,6 +313,28 @@ def test_checkin_questionnaires_every_four_weeks_after_the_first_session() -> No
     assert _timers(_case(*dosed, (20, "PHQ-9", 9)))["checkin_questionnaires_due"] == NOW + timedelta(38)
     both = _case(*dosed, (20, "PHQ-9", 9), (21, "GAD-7", 7))
     assert _timers(both)["checkin_questionnaires_due"] == NOW + timedelta(48)
+
+
+def test_the_rise_and_the_check_in_interval_are_the_workflows_thresholds() -> None:
+    """A practice's version may ask for a rise of 7 and check-ins every 2 weeks; summaries follow too."""
+    from kapflow.workflows.kap import build_kap_workflow
+
+    tailored = build_kap_workflow("2", symptom_rise_points=7, checkin_every_days=14)
+    evaluated = ((0, "PHQ-9", 10), (0, "GAD-7", 8), (1, "move", "find_suitable"))
+    assert "symptom_rise_alert" not in _timers(_case(*evaluated, (30, "PHQ-9", 16)), wf=tailored)
+    assert "symptom_rise_alert" in _timers(_case(*evaluated, (30, "PHQ-9", 17)), wf=tailored)
+    dosed = _case(*evaluated, (10, "move", "start_kap_session"))
+    assert _timers(dosed, wf=tailored)["checkin_questionnaires_due"] == NOW + timedelta(24)
+    shown = tailored.summaries["measures"](CaseFacts(_case(*evaluated, (30, "PHQ-9", 16))))["PHQ-9"]
+    assert isinstance(shown, dict) and shown["rise_alert"] is False
+
+
+def test_the_psychotherapy_pathway_alerts_its_therapist_on_a_rise_too() -> None:
+    from kapflow.workflows.psychotherapy import PSYCHOTHERAPY_PATHWAY
+
+    intake = ((0, "PHQ-9", 10), (0, "GAD-7", 8), (1, "move", "complete_intake"))
+    timers = _timers(_case(*intake, (30, "PHQ-9", 15)), state="active_treatment", wf=PSYCHOTHERAPY_PATHWAY)
+    assert timers["symptom_rise_alert"] == NOW + timedelta(30)
 
 
 def test_measure_reminders_carry_no_clinical_detail() -> None:

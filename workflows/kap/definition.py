@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import timedelta
 
 from kapflow.domain.appointments import AppointmentFacts
@@ -56,6 +55,8 @@ THRESHOLDS: dict[str, int | float] = {
     "predose_window_minutes": 120,
     "attestation_window_minutes": 24 * 60,
     "vitals_alert_minutes": 180,  # post-dose vitals still out of range this long after dosing: alert
+    "symptom_rise_points": 5,  # a PHQ-9 or GAD-7 total this far above baseline alerts the therapist
+    "checkin_every_days": 28,  # check-in questionnaires during integration, this often
 }
 
 KAP_SESSION_GUARDS = (
@@ -323,21 +324,30 @@ _TREATMENT_STATES = ("integration_psychotherapy", "ready_for_kap", "integration_
 def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> Workflow:
     """The KAP pathway; pass thresholds to tailor it (with a new version).
 
-    Use this rather than ``Workflow.with_thresholds`` to change ``vitals_alert_minutes``: the
-    prescriber's vitals alert is timed from it here, while ``with_thresholds`` changes only what
-    guards read.
+    Use this rather than ``Workflow.with_thresholds`` to change a threshold that times a reminder
+    (``vitals_alert_minutes``, ``symptom_rise_points``, ``checkin_every_days``): they are built from
+    the thresholds here, while ``with_thresholds`` changes only what guards read.
     """
-    base = Workflow(
+    base = _kap_workflow(version, THRESHOLDS)
+    if not threshold_changes:
+        return base
+    return _kap_workflow(version, base.with_thresholds(version, **threshold_changes).thresholds)
+
+
+def _kap_workflow(version: str, thresholds: Mapping[str, int | float]) -> Workflow:
+    rise, every = int(thresholds["symptom_rise_points"]), timedelta(days=int(thresholds["checkin_every_days"]))
+    return Workflow(
         name="kap",
         version=version,
         initial="inquiry",
-        states=STATES,
+        # The dosing state's vitals alert is timed from a threshold.
+        states=tuple(_dosing_state(thresholds) if s.name == "dosing" else s for s in STATES),
         transitions=TRANSITIONS,
         roles=ROLES,
         staff_roles=frozenset({FRONT_DESK, PRESCRIBER, THERAPIST}),
         guards={**kap_guards(), **SAFETY_GUARDS},
         facts=fact_kinds((*kap_facts.ALL_SPECS, SAFETY_ASSESSMENT), _RECORDERS, _FACT_GUARDS, ON_CLOSED_CASE),
-        thresholds=THRESHOLDS,
+        thresholds=thresholds,
         intake_fact="inquiry",
         client=INQUIRY_CLIENT,
         # A KAP session takes a room, and holds it and its clinician for two hours whatever its length.
@@ -345,17 +355,11 @@ def build_kap_workflow(version: str = "1", **threshold_changes: int | float) -> 
                                       holds=(("kap_session", 120),)),
         description="Ketamine-Assisted Psychotherapy: inquiry to completed treatment plan",
         # PHQ-9 and GAD-7 over the case: the baseline is the latest recorded by the evaluation's end; a rise
-        # of 5 from it alerts the therapist; after the first session, check-in questionnaires every 4 weeks.
-        reminders=(*REMINDERS, *measure_reminders(THERAPIST, CLIENT, _TREATMENT_STATES)),
-        moments={**MOMENTS, **SAFETY_MOMENTS, **measure_moments(_EVALUATION_ENDS, "start_kap_session")},
-        summaries={"measures": measures_summary(*_EVALUATION_ENDS)},
+        # from it alerts the therapist; after the first session, check-in questionnaires every 4 weeks.
+        reminders=(*REMINDERS, *measure_reminders(THERAPIST, CLIENT, _TREATMENT_STATES, every=every)),
+        moments={**MOMENTS, **SAFETY_MOMENTS, **measure_moments(_EVALUATION_ENDS, "start_kap_session", rise=rise)},
+        summaries={"measures": measures_summary(*_EVALUATION_ENDS, rise=rise)},
     )
-    if not threshold_changes:
-        return base
-    changed = base.with_thresholds(version, **threshold_changes)
-    # The dosing state's vitals alert is timed from a threshold: rebuilt from the changed figures.
-    states = tuple(_dosing_state(changed.thresholds) if s.name == "dosing" else s for s in changed.states)
-    return replace(changed, states=states)
 
 
 KAP_PATHWAY = build_kap_workflow()

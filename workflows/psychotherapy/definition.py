@@ -23,7 +23,7 @@ from kapflow.domain.case import PREVIOUS_STATE
 from kapflow.domain.workflow import Reminder, State, Threshold, Transition, Workflow
 from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
 from kapflow.workflows.clinical_reminders import appointment_notices, appointment_reminders, inquiry_unanswered
-from kapflow.workflows.measures import measures_summary
+from kapflow.workflows.measures import measure_moments, measure_reminders, measures_summary
 from kapflow.workflows.psychotherapy import facts as psychotherapy_facts
 from kapflow.workflows.psychotherapy.guards import psychotherapy_guards
 from kapflow.workflows.safety import GUARDS as SAFETY_GUARDS
@@ -43,6 +43,8 @@ THRESHOLDS: dict[str, Threshold] = {
     "min_billable_minutes": 16,
     "cpt_90834_minutes": 38,
     "cpt_90837_minutes": 53,
+    "symptom_rise_points": 5,  # a PHQ-9 or GAD-7 total this far above baseline alerts the therapist
+    "checkin_every_days": 28,  # check-in questionnaires during treatment, at least this often
 }
 
 SESSION = "psychotherapy_session"
@@ -156,6 +158,7 @@ ON_CLOSED_CASE = frozenset({"payment"})
 
 
 def _workflow(version: str, thresholds: Mapping[str, Threshold]) -> Workflow:
+    rise, every = int(thresholds["symptom_rise_points"]), timedelta(days=int(thresholds["checkin_every_days"]))
     return Workflow(
         name="psychotherapy",
         version=version,
@@ -172,18 +175,20 @@ def _workflow(version: str, thresholds: Mapping[str, Threshold]) -> Workflow:
         client=INQUIRY_CLIENT,
         appointments=AppointmentFacts(kinds=tuple(psychotherapy_facts.APPOINTMENT_MINUTES)),
         description="Outpatient psychotherapy: inquiry, intake assessment, sessions, discharge",
-        reminders=REMINDERS,
-        moments=SAFETY_MOMENTS,
-        summaries={"measures": measures_summary("complete_intake")},  # baseline: by the intake's end
+        # PHQ-9 and GAD-7 over the episode: the baseline is the latest by the intake's end; a rise from it
+        # alerts the therapist; after the first session, check-in questionnaires at least every 4 weeks.
+        reminders=(*REMINDERS, *measure_reminders(THERAPIST, CLIENT, ("active_treatment",), every=every)),
+        moments={**SAFETY_MOMENTS, **measure_moments(("complete_intake",), "start_session", rise=rise)},
+        summaries={"measures": measures_summary("complete_intake", rise=rise)},
     )
 
 
 def build_psychotherapy_workflow(version: str = "1", **threshold_changes: Threshold) -> Workflow:
     """The psychotherapy pathway; pass thresholds to tailor it (with a new version).
 
-    Use this rather than ``Workflow.with_thresholds`` to change ``inactivity_days``: the
-    inactivity discharge's timer is built from it here, while ``with_thresholds`` changes
-    only what the guard reads.
+    Use this rather than ``Workflow.with_thresholds`` to change ``inactivity_days``,
+    ``symptom_rise_points`` or ``checkin_every_days``: the reminders they time are built from
+    them here, while ``with_thresholds`` changes only what the guards read.
     """
     base = _workflow(version, THRESHOLDS)
     if not threshold_changes:
