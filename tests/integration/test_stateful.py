@@ -293,6 +293,26 @@ def test_dosing_rule_check_catches_a_missing_fee() -> None:
     assert not any("consent" in p for p in problems)
 
 
+def test_dosing_rule_check_catches_an_unresolved_safety_signal() -> None:
+    """The restated rule flags a PHQ-9 answered above 0 on item 9 with no safety assessment after it."""
+    now = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+    def fact(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": kind, "at": now.isoformat(), "by": "x", "data": data}
+
+    signal = fact("questionnaire", {"instrument": "PHQ-9", "items": [0, 0, 0, 0, 0, 0, 0, 0, 2]})
+    calm = fact("questionnaire", {"instrument": "PHQ-9", "items": [0] * 9})
+    assessed = fact("safety_assessment", {"screen": "asq", "screen_result": "low_risk", "plan": "p"})
+
+    def flagged(*facts: dict[str, Any]) -> bool:
+        case = CaseRecord("case-x", "kap", "1", "ready_for_kap", None, 1, 1, "", {"facts": list(facts), "moves": []},
+                          now, now)
+        return any("item 9" in p for p in dosing_violations(case, now))
+
+    assert flagged(signal) and flagged(signal, calm) and flagged(assessed, signal)
+    assert not flagged(signal, assessed) and not flagged(calm)
+
+
 def test_sequence_rule_check_catches_back_to_back_sessions() -> None:
     """The restated sequence rule flags two sessions without an integration between them."""
     t = datetime(2026, 1, 5, 9, tzinfo=UTC)
