@@ -301,6 +301,10 @@ def rise_moment(*baseline_until: str, rise: int = RISE_ALERT) -> Moment:
     questionnaire is a new moment, so each alerts once; a later one back under the line ends the alert."""
 
     def moment(facts: CaseFacts, cal: PracticeCalendar) -> datetime | None:
+        # A projection is planned more than once (its command, the worker settling its timers): once each.
+        return facts.derived((rise_moment, baseline_until, rise), latest_rise)
+
+    def latest_rise(facts: CaseFacts) -> datetime | None:
         questionnaires = facts.of_kind("questionnaire")
         if not questionnaires:
             return None

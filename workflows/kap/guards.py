@@ -22,9 +22,7 @@ from kapflow.workflows.clinical_guards import WhenBooking as WhenBooking
 from kapflow.workflows.clinical_guards import facts_since as _since
 from kapflow.workflows.clinical_guards import missing_questionnaires
 from kapflow.workflows.clinical_guards import whole as _num
-from kapflow.workflows.kap.moments import CONTINUE_AFTER_REVIEW, HOLD_FOR_REVIEW, last_serious_event
-
-DOSING = "start_kap_session"
+from kapflow.workflows.kap.moments import CONTINUE_AFTER_REVIEW, DOSING, HOLD_FOR_REVIEW, last_serious_event
 
 
 @lru_cache(maxsize=64)
