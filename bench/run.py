@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import audit
 import durable
 import memory
 import reads
@@ -54,6 +55,8 @@ SHOWN = (
     "memory.transitions_per_fire_machine_no_auto", "memory.transitions_per_fire_machine_path_only",
     "memory.vs_per_fire_machine_path_only", "memory.python_statemachine", "memory.spiff",
     "history.p95_ms", "history.raw_sqlite3_p50_ms", "timers.delivery_per_s",
+    "audit.checkpoint_events_per_s", "audit.checkpoint_100k_s", "audit.verify_s_per_million_events",
+    "audit.proof_ms", "audit.proof_tree_ms",
 )
 
 
@@ -141,6 +144,7 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
     results["memory"] = _section(results, "memory", lambda: memory.run(sizes))
     history = _section(results, "history", lambda: reads.run(sizes, workdir))
     results["history_ms_p50"], results["history"] = history["p50_ms"], history
+    results["audit"] = _section(results, "audit", lambda: audit.run(sizes, workdir))
     timer = _section(results, "timers", lambda: timers.run(sizes, workdir))
     results["timer_claim_per_s"], results["timers"] = timer["claim_per_s"], timer
     mem = _section(results, "rss", lambda: rss.run(sizes.rss_small, sizes.rss_large, sizes.name))

@@ -10,9 +10,13 @@ import importlib
 import os
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
+from kapflow.app.audit_log import Checkpointer, Witness
 from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
 from kapflow.app.engine import Engine
+from kapflow.audit import checkpoint_file
+from kapflow.audit.signing import Ed25519Signer, Ed25519Verifier, generate_key, load_verifiers
 from kapflow.config import Settings
 from kapflow.domain.calendar import ClockStyle, PracticeCalendar
 from kapflow.domain.messages import practice_timezone
@@ -21,6 +25,7 @@ from kapflow.errors import AdapterConfigError, ConfigError
 from kapflow.ports import Calendar, Clock, Notifier
 from kapflow.public_holidays import closed_days
 from kapflow.store import schema
+from kapflow.store.backup import BackupInfo, RestoreInfo, backup_sqlite, restore_sqlite
 from kapflow.store.sql import SqlStore, check_location
 
 DEFAULT_DB_URL = "sqlite:///kapflow.db"
@@ -89,6 +94,23 @@ def schema_differences(url: str) -> list[str]:
     """Where the database differs from this kapflow's models (empty: it matches). Writes nothing."""
     check_location(url, must_exist=True)
     return list(schema.check(url))
+
+
+def backup_database(url: str, target: str | Path, *, overwrite: bool = False) -> BackupInfo:
+    """A consistent, private (0600) copy of the live SQLite database at ``url`` in the file ``target``.
+
+    Safe while commands and the worker write; ``overwrite`` replaces a file already there. A
+    PostgreSQL URL is a ``StorageError`` saying to use pg_dump and continuous archiving instead.
+    """
+    return backup_sqlite(url, Path(target), overwrite=overwrite)
+
+
+def restore_database(source: str | Path, url: str, *, replace: bool = False) -> RestoreInfo:
+    """Put the backup ``source`` back into the SQLite database at ``url``.
+
+    A database holding any case is overwritten only with ``replace`` (stop the worker and the API first).
+    """
+    return restore_sqlite(Path(source), url, replace=replace)
 
 
 BASELINE_REVISION = schema.BASELINE
@@ -181,3 +203,68 @@ def build_dispatcher(engine: Engine, settings: Settings, *, worker_id: str | Non
     policy = DeliveryPolicy(lease=timedelta(seconds=w.lease_seconds), batch=w.batch, max_attempts=w.max_attempts)
     notifiers, calendar = build_notifiers(settings, engine.clock), build_calendar(settings, engine.clock)
     return Dispatcher(engine, notifiers, calendar, worker_id=worker_id, policy=policy)
+
+
+# ------------------------------------------------------------------ the audit log's keys and checkpoints
+
+
+def audit_signer(settings: Settings) -> Ed25519Signer | None:
+    """The checkpoint signing key: from the environment (``audit.signing_key_env``) or ``audit.signing_key_file``."""
+    a = settings.audit
+    text = a.signing_key
+    if text is None and a.signing_key_file is not None:
+        path = Path(a.signing_key_file)
+        try:
+            if path.stat().st_mode & 0o077:
+                raise ConfigError("settings", [f"audit.signing_key_file {path} is readable by others: "
+                                               f"chmod 600 {path}"])
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("settings", [f"audit.signing_key_file: cannot read {path} "
+                                           f"({exc.strerror or type(exc).__name__})"]) from None
+    return Ed25519Signer.from_text(text.strip()) if text else None
+
+
+def audit_verifiers(public_key_file: str | Path) -> list[Ed25519Verifier]:
+    """The verifier keys of a public key file (every key the log has used)."""
+    try:
+        text = Path(public_key_file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--public-key", [f"cannot read {public_key_file} "
+                                           f"({exc.strerror or type(exc).__name__})"]) from None
+    return load_verifiers(text)
+
+
+def build_checkpointer(engine: Engine, settings: Settings) -> Checkpointer | None:
+    """Checkpoints as the settings say (witnesses, the checkpoint file); None without a signing key."""
+    signer = audit_signer(settings)
+    if signer is None:
+        return None
+    a = settings.audit
+    witnesses = [Witness("email", a.witness_email)] if a.witness_email else []
+    if a.witness_webhook:
+        witnesses.append(Witness("webhook", "witness"))
+    path = a.checkpoint_file
+    publish = None if path is None else (lambda records: checkpoint_file.publish(path, records))
+    return engine.checkpointer(signer, origin=a.origin, witnesses=witnesses, publish=publish)
+
+
+def write_key_pair(name: str, private_path: str | Path, public_path: str | Path) -> str:
+    """A new checkpoint key: the private key file (0600, refused if it exists) and the public key file.
+
+    The public key is appended to its file, which lists every key the log has used (a rotation keeps
+    old checkpoints verifiable). Returns the verifier key's text.
+    """
+    signer_text, verifier_text = generate_key(name)
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError("keygen", [f"{private_path} exists: a key is never overwritten; choose another "
+                                     "path, or move the old key away first"]) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(signer_text + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    with Path(public_path).open("a", encoding="utf-8") as pub:
+        pub.write(verifier_text + "\n")
+    return verifier_text

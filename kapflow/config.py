@@ -73,7 +73,7 @@ IMPLICIT_TLS_PORT = 465
 
 # The keys each table takes; secrets only as *_env keys naming an environment variable.
 _TOP_KEYS = ("database", "timezone", "clock", "closed_days", "contacts", "email", "maildir", "channels", "webhook",
-             "calendar", "worker", "workflows", "console_url", "urgent_channel")
+             "calendar", "worker", "workflows", "console_url", "urgent_channel", "audit")
 _CLOSED_DAYS_KEYS = ("public_holidays", "dates", "open")
 _HOLIDAY_REGION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
 CLOCK_STYLES = ("24h", "12h")
@@ -83,7 +83,10 @@ _CHANNEL_KEYS = ("urls_env",)
 _WEBHOOK_KEYS = ("url", "secret_env")
 _CALENDAR_KEYS = ("caldav_url", "username", "password_env", "name", "ics_folder")
 _WORKER_KEYS = ("interval_seconds", "lease_seconds", "max_attempts", "batch")
-_SECRETS = frozenset({"password", "secret", "urls"})
+_SECRETS = frozenset({"password", "secret", "urls", "signing_key"})
+_AUDIT_KEYS = ("origin", "signing_key_env", "signing_key_file", "public_key_file", "checkpoint_file",
+               "checkpoint_every_minutes", "witness_email", "witness_webhook")
+DEFAULT_SIGNING_KEY_ENV = "KAPFLOW_AUDIT_SIGNING_KEY"
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,20 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The audit log's checkpoints: who signs them, where they are written and sent, how often."""
+
+    origin: str = "kapflow/audit"  # the log's name in each checkpoint: one per practice database
+    signing_key: str | None = None  # the private key's text, from the environment (signing_key_env)
+    signing_key_file: str | None = None  # or a file holding it (0600)
+    public_key_file: str | None = None  # the verifier keys (old ones too, after a rotation)
+    checkpoint_file: str | None = None  # the append-only file every checkpoint is written to
+    checkpoint_every_minutes: float = 5.0
+    witness_email: str | None = None  # a compliance mailbox each checkpoint is mailed to
+    witness_webhook: bool = False  # post each checkpoint to the [webhook] too
+
+
+@dataclass(frozen=True)
 class Settings:
     database: str | None = None
     timezone: str = "UTC"
@@ -145,6 +162,7 @@ class Settings:
     workflows: tuple[str, ...] = DEFAULT_WORKFLOWS  # "module:attribute" of each version, oldest first
     console_url: str | None = None  # the console's base URL: staff alerts link to the case's page
     urgent_channel: str | None = None  # the channel urgent alerts go on first, e.g. "sms"
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     def delivery_channels(self) -> frozenset[str] | None:
         """The channels a worker with these settings delivers on; None when it names no adapter (any)."""
@@ -248,6 +266,7 @@ def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str], 
         workflows=_workflows(r, raw.get("workflows")),
         console_url=_console_url(r, raw.get("console_url")),
         urgent_channel=r.text(raw, "", "urgent_channel", required=False),
+        audit=_audit(r, r.table(raw, "audit") or {}),
     )
     if r.problems:
         raise ConfigError(source, r.problems)
@@ -411,6 +430,25 @@ def _worker(r: _Reader, t: Mapping[str, Any]) -> WorkerSettings:
         lease_seconds=int(r.number(t, "worker", "lease_seconds", 120, 1, 86400)),
         max_attempts=int(r.number(t, "worker", "max_attempts", 8, 1, 100)),
         batch=int(r.number(t, "worker", "batch", 50, 1, 10000)),
+    )
+
+
+def _audit(r: _Reader, t: Mapping[str, Any]) -> AuditSettings:
+    r.keys(t, "audit", _AUDIT_KEYS)
+    env_name = str(t.get("signing_key_env", DEFAULT_SIGNING_KEY_ENV))
+    webhook = t.get("witness_webhook", False)
+    if not isinstance(webhook, bool):
+        r.problems.append("audit.witness_webhook must be true or false")
+        webhook = False
+    return AuditSettings(
+        origin=r.text(t, "audit", "origin", required=False) or "kapflow/audit",
+        signing_key=r.env.get(env_name) or None,
+        signing_key_file=r.text(t, "audit", "signing_key_file", required=False),
+        public_key_file=r.text(t, "audit", "public_key_file", required=False),
+        checkpoint_file=r.text(t, "audit", "checkpoint_file", required=False),
+        checkpoint_every_minutes=r.number(t, "audit", "checkpoint_every_minutes", 5.0, 0.1, 1440),
+        witness_email=r.text(t, "audit", "witness_email", required=False),
+        witness_webhook=webhook,
     )
 
 

@@ -21,6 +21,8 @@ exported here. The tree:
     ├── StorageError                 the database failed or is unreachable
     │   └── DuplicateIdempotencyKey  a concurrent command stored the same key first (internal: retried)
     ├── AuditChainBroken             verification found an edited, deleted or reordered row
+    ├── CheckpointFormatError        a checkpoint, signed note or key text is malformed
+    ├── SignatureInvalid             a signed note has no signature that verifies with a known key
     ├── ConfigError                  the settings are unreadable or wrong; carries every problem
     ├── AdapterConfigError           an adapter's configuration is unusable
     ├── DeliveryFailed               one delivery attempt failed (``permanent`` when retrying cannot help)
@@ -41,6 +43,7 @@ from __future__ import annotations
 from kapflow.domain.errors import (
     AuditChainBroken,
     Blocker,
+    CheckpointFormatError,
     ConcurrencyConflict,
     IdempotencyKeyReused,
     InvalidFact,
@@ -49,6 +52,7 @@ from kapflow.domain.errors import (
     MigrationRefused,
     NotPermitted,
     Refused,
+    SignatureInvalid,
     StorageError,
     TransitionBlocked,
     TransitionNotAvailable,
@@ -161,6 +165,7 @@ __all__ = [
     "AdapterConfigError",
     "AuditChainBroken",
     "Blocker",
+    "CheckpointFormatError",
     "ConcurrencyConflict",
     "ConfigError",
     "DeliveryFailed",
@@ -175,6 +180,7 @@ __all__ = [
     "MoveUndefined",
     "NotPermitted",
     "Refused",
+    "SignatureInvalid",
     "StorageError",
     "TransitionBlocked",
     "TransitionNotAvailable",

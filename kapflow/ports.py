@@ -10,12 +10,13 @@ Adapters import this module and ``kapflow.errors`` only, never the engine's insi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from kapflow.domain.audit_log import CheckpointRecord, LogRecord, LogSlot, LogSource
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.events import DeliveryOutcome
@@ -107,6 +108,10 @@ class UnitOfWork(Protocol):
         """The (fingerprint, result JSON) stored under an idempotency key, if any."""
         ...
 
+    def log(self) -> LogWrites:
+        """The audit log's writes in this transaction (the sequencer's and the checkpoint's)."""
+        ...
+
     def save_idempotent(self, key: str, case_id: str, fingerprint: str, result: str) -> None:
         """Store a command's result under its key; ``DuplicateIdempotencyKey`` if the key is taken."""
         ...
@@ -141,6 +146,10 @@ class Store(Protocol):
 
     def queue(self) -> Queue:
         """The worker's view of this store's timers and outbox."""
+        ...
+
+    def log(self) -> LogReads:
+        """The audit log's reads: its size, a proof's nodes, the checkpoints, verification's stream."""
         ...
 
     def close(self) -> None: ...
@@ -248,6 +257,82 @@ class OutboxClaim:
     @property
     def channel(self) -> str:
         return self.message.channel
+
+
+Node = tuple[int, int]
+"""A perfect subtree of the audit log's Merkle tree: ``(level, index)``."""
+
+
+class LogWrites(Protocol):
+    """The audit log's writes, inside one command's transaction."""
+
+    def lock(self) -> bool:
+        """Take the one-sequencer-at-a-time lock for this transaction; False if another process holds it."""
+        ...
+
+    def size(self) -> int:
+        """How many positions the log has."""
+        ...
+
+    def nodes(self, keys: Collection[Node]) -> dict[Node, bytes]:
+        """The stored hashes of these perfect subtrees (those found)."""
+        ...
+
+    def unlogged(self, limit: int) -> list[LogRecord]:
+        """Committed rows waiting for a position, oldest first within each source, at most ``limit`` each."""
+        ...
+
+    def append(self, start: int, records: Sequence[LogRecord], nodes: Sequence[tuple[Node, bytes]]) -> None:
+        """Place ``records`` at positions ``start``, ``start + 1``, ... and store the subtrees they completed."""
+        ...
+
+    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None: ...
+
+    def latest_checkpoint(self) -> CheckpointRecord | None: ...
+
+
+class LogReads(Protocol):
+    """The audit log's reads, outside any command."""
+
+    def size(self) -> int: ...
+
+    def nodes(self, keys: Collection[Node]) -> dict[Node, bytes]: ...
+
+    def checkpoints(self) -> list[CheckpointRecord]:
+        """Every checkpoint stored, oldest first."""
+        ...
+
+    def unlogged(self) -> dict[LogSource, int]:
+        """How many rows of each source wait for a position."""
+        ...
+
+    def misplaced(self, size: int) -> dict[LogSource, int]:
+        """Rows that say they sit at a position at or past ``size``."""
+        ...
+
+    def slots(self, start: int = 0) -> Iterator[LogSlot]:
+        """Every position from ``start`` in order, with the row it names (streamed)."""
+        ...
+
+    def case_positions(self, case_id: str) -> dict[int, int]:
+        """One case's placed events: its place in the case to its log position."""
+        ...
+
+    def outbox_outcomes(self) -> Iterator[tuple[int, str, str, frozenset[str]]]:
+        """Each queued message (id, case id, status) with the outcomes of its delivery attempts."""
+        ...
+
+
+class Signer(Protocol):
+    """Signs the audit log's checkpoints (an Ed25519 key: ``kapflow.audit.signing``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key_id(self) -> int: ...
+
+    def sign(self, message: bytes) -> bytes: ...
 
 
 class Queue(Protocol):

@@ -14,8 +14,9 @@ Exit codes (the CLI)::
     0  done (``exit_code(None)``)
     1  anything else: a broken audit chain, a storage or adapter error, a bug
     2  InvalidInput and its subclasses (InvalidFact, UnknownTrigger,
-       UnknownFactKind, IdempotencyKeyReused) and ConfigError: bad input or
-       settings, nothing written
+       UnknownFactKind, IdempotencyKeyReused), ConfigError, and a checkpoint or key
+       that is malformed or does not verify (CheckpointFormatError, SignatureInvalid):
+       bad input or settings, nothing written
     3  Refused and its subclasses (NotPermitted, TransitionNotAvailable,
        TransitionBlocked, MigrationRefused): refused, and the refusal audited;
        ConcurrencyConflict (an --expected-version the case has left): nothing
@@ -25,7 +26,8 @@ Exit codes (the CLI)::
 HTTP statuses (the API)::
 
     422  InvalidInput and its subclasses (IdempotencyKeyReused too: the key was
-         sent with another command, a fault of the request, not of the state)
+         sent with another command, a fault of the request, not of the state);
+         CheckpointFormatError, SignatureInvalid: a checkpoint sent that does not hold
     404  UnknownCase
     403  NotPermitted
     409  other Refused (not available, blocked, migration refused) and
@@ -51,6 +53,7 @@ from typing import Any
 
 from kapflow.app.workflows import WorkflowSet
 from kapflow.audit import AuditProblem, AuditReport
+from kapflow.audit.log_verify import LogProblem, LogReport
 from kapflow.domain.appointments import Appointment
 from kapflow.domain.case import AuditEvent, CaseRecord, FactEntry, Outcome, to_iso
 from kapflow.domain.events import EventKind
@@ -58,6 +61,7 @@ from kapflow.domain.verdict import Verdict
 from kapflow.domain.workflow import Workflow
 from kapflow.errors import (
     AdapterConfigError,
+    CheckpointFormatError,
     ConcurrencyConflict,
     ConfigError,
     DeliveryFailed,
@@ -66,6 +70,7 @@ from kapflow.errors import (
     KapflowError,
     NotPermitted,
     Refused,
+    SignatureInvalid,
     StorageError,
     UnknownCase,
     WebhookVerificationError,
@@ -106,6 +111,8 @@ _C1_ESCAPES = {code: f"\\u{code:04x}" for code in range(0x80, 0xA0)}
 # The most specific class first: a subclass listed after its base would never be reached.
 _HTTP_STATUS: tuple[tuple[type[KapflowError], int], ...] = (
     (InvalidInput, 422),
+    (CheckpointFormatError, 422),
+    (SignatureInvalid, 422),
     (UnknownCase, 404),
     (NotPermitted, 403),
     (Refused, 409),
@@ -287,9 +294,51 @@ def blocker_lines(verdict: Verdict) -> list[str]:
     return missed + [f"{b.code}: {b.message}" for b in verdict.blockers]
 
 
-def audit_report_shape(report: AuditReport) -> dict[str, object]:
-    """The audit verification as JSON: ok, counts, and the first broken row of each failing case."""
-    return report.as_dict()
+def audit_report_shape(report: AuditReport, log: LogReport | None = None) -> dict[str, object]:
+    """The audit verification as JSON: ok, counts, the first broken row of each failing case, and the log's
+    verdict (``log.status``: ok, not_yet_covered or failed) when it was checked."""
+    shape = report.as_dict()
+    if log is not None:
+        shape["ok"] = report.ok and log.status != "failed"
+        shape["status"] = "failed" if not shape["ok"] else log.status
+        shape["log"] = log.as_dict()
+    return shape
+
+
+def log_problem_text(problem: LogProblem) -> str:
+    """One problem of the audit log in a line: where (position, case, event), and what was found."""
+    where = []
+    if problem.position is not None:
+        where.append(f"log position {problem.position}")
+    if problem.case_id:
+        where.append(f"case {problem.case_id}" + (f" event {problem.case_seq}" if problem.case_seq else ""))
+    return (", ".join(where) + ": " if where else "") + problem.reason
+
+
+def log_summary_lines(report: LogReport) -> list[str]:
+    """The audit log's verdict in a few lines: what checkpoints cover, what is not yet covered, the status."""
+    against = ("the checkpoint file" if report.trusted else
+               "the database's own checkpoints only (pass --checkpoints FILE --public-key KEY to hold it "
+               "against what a database insider cannot change)")
+    lines = [f"audit log: {report.size} entries, checked against {against}"]
+    done = report.complete_up_to
+    if done is not None:
+        line = f" (file line {done.line})" if done.line is not None else ""
+        lines.append(f"complete up to the checkpoint of {done.size} entries signed {done.at.isoformat()}{line}")
+    beyond = [c for c in report.checkpoints if c.status == "beyond_log"]
+    if beyond:
+        lines.append(f"{len(beyond)} newer checkpoint(s) reach past this database's log (up to {beyond[-1].size} "
+                     "entries): entries acknowledged after the last complete checkpoint are not here")
+    if report.uncovered:
+        lines.append(f"not yet covered: {report.uncovered} entries (placed after the newest checkpoint, or not "
+                     "placed yet); run kapflow audit checkpoint to cover them")
+    if report.problem_count:
+        lines.append(f"audit log BROKEN: {report.problem_count} problem(s)")
+    elif report.uncovered:
+        lines.append("audit log: no problem found in what checkpoints cover; NOT fully covered yet")
+    else:
+        lines.append("audit log verified: every entry is covered by a checkpoint, ok")
+    return lines
 
 
 def audit_problem_text(problem: AuditProblem) -> str:
@@ -317,7 +366,7 @@ def exit_code(err: BaseException | None) -> int:
         return EXIT_DONE
     if isinstance(err, UnknownCase):
         return EXIT_UNKNOWN_CASE
-    if isinstance(err, InvalidInput | ConfigError):
+    if isinstance(err, InvalidInput | ConfigError | CheckpointFormatError | SignatureInvalid):
         return EXIT_INPUT
     if isinstance(err, Refused | ConcurrencyConflict):
         return EXIT_REFUSED

@@ -20,6 +20,7 @@ from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from kapflow.app.audit_log import Checkpointer
 from kapflow.app.dispatch import Dispatcher
 from kapflow.logging import get_logger
 
@@ -29,11 +30,22 @@ logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
 
 
 class Worker:
-    """Runs ``run_timers_once`` and ``run_outbox_once`` every ``interval`` seconds until stopped."""
+    """Runs ``run_timers_once`` and ``run_outbox_once`` every ``interval`` seconds until stopped.
 
-    def __init__(self, dispatcher: Dispatcher, *, interval: float = 1.0, summary_every: float = 60.0) -> None:
-        if interval <= 0 or summary_every <= 0:
-            raise ValueError("the worker's interval and summary period must be positive numbers of seconds")
+    It also places new audit rows in the audit log every ``sequence_every`` seconds and, with a
+    ``checkpointer`` (a signing key is configured), signs a checkpoint every ``checkpoint_every``
+    seconds when the log has grown. The sequencer takes a lock, so any number of workers may run it.
+    """
+
+    def __init__(
+        self, dispatcher: Dispatcher, *, interval: float = 1.0, summary_every: float = 60.0,
+        checkpointer: Checkpointer | None = None, checkpoint_every: float = 300.0, sequence_every: float = 10.0,
+    ) -> None:
+        if min(interval, summary_every, checkpoint_every, sequence_every) <= 0:
+            raise ValueError("the worker's interval and periods must be positive numbers of seconds")
+        self.checkpointer = checkpointer
+        self.checkpoint_every = checkpoint_every
+        self.sequence_every = sequence_every
         self.dispatcher = dispatcher
         self.interval = interval
         self.summary_every = summary_every
@@ -46,9 +58,11 @@ class Worker:
 
     def _job(self, name: str, step: Callable[[], object], every: float | None = None) -> None:
         # First run at once (catching up after downtime), then every interval.
+        # A periodic job (``every``) first runs one period from now. APScheduler reads an explicit
+        # ``next_run_time=None`` as "paused", so it is passed only for the loops that start at once.
+        start = {"next_run_time": datetime.now(UTC)} if every is None else {}
         self._scheduler.add_job(
-            step, IntervalTrigger(seconds=every or self.interval), id=name, name=name,
-            next_run_time=datetime.now(UTC) if every is None else None,
+            step, IntervalTrigger(seconds=every or self.interval), id=name, name=name, **start,
         )
 
     def log_summary(self) -> None:
@@ -68,6 +82,9 @@ class Worker:
         self._job("timers", self.dispatcher.run_timers_once)
         self._job("outbox", self.dispatcher.run_outbox_once)
         self._job("summary", self.log_summary, every=self.summary_every)
+        self._job("audit_log", self.dispatcher.sequence_audit_log, every=self.sequence_every)
+        if self.checkpointer is not None:
+            self._job("checkpoint", self.checkpointer, every=self.checkpoint_every)
         self._scheduler.start()
         _log.info("worker_started", worker=self.dispatcher.worker_id)
         if on_start is not None:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
+from kapflow.app import audit_log
 from kapflow.app.engine import Engine
 from kapflow.app.events import note_event
 from kapflow.app.reminders import SYSTEM_ROLE, TimerRetry, act_on_timers
@@ -115,6 +116,10 @@ class Dispatcher:
         for claim in claims:
             self._deliver(claim)
         return len(claims)
+
+    def sequence_audit_log(self) -> int:
+        """Place the audit rows committed since the last run in the audit log; how many were placed."""
+        return audit_log.sequence(self.app).placed
 
     def run_until_idle(self, max_rounds: int = 100) -> int:
         """Both loops until neither finds work (tests and ``--once``); returns the claims handled."""

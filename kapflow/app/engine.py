@@ -8,26 +8,32 @@ Commands (``open_case``, ``fire``, ``record``, the appointment commands,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from kapflow.app import cases, migrate, queries
+from kapflow.app import audit_log, cases, migrate, queries
+from kapflow.app.audit_export import export_case
+from kapflow.app.audit_log import Checkpointer, Sequenced, Witness
 from kapflow.app.command_input import instant_text
 from kapflow.app.context import AppContext
 from kapflow.app.migrate import CaseMigrationPlan
 from kapflow.app.runner import CommandRunner, RetryPolicy
 from kapflow.app.workflows import WorkflowSet
 from kapflow.audit import AuditReport
+from kapflow.audit.export_formats import CaseExport
+from kapflow.audit.log_verify import LogReport
+from kapflow.audit.note import Checkpoint
 from kapflow.domain.appointments import Appointment, AppointmentFacts
+from kapflow.domain.audit_log import CheckpointRecord
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, Outcome
 from kapflow.domain.errors import InvalidInput
 from kapflow.domain.messages import Contacts, practice_timezone
 from kapflow.domain.verdict import Verdict
 from kapflow.domain.workflow import Workflow
-from kapflow.ports import Clock, Store, SystemClock
+from kapflow.ports import Clock, Signer, Store, SystemClock
 
 
 class Engine:
@@ -240,6 +246,35 @@ class Engine:
 
     def verify_audit(self, case_id: str | None = None) -> AuditReport:
         return queries.verify_audit(self.app, case_id)
+
+    def sequence_audit_log(self, *, max_batches: int | None = None) -> Sequenced:
+        """Place every committed audit row still waiting in the audit log (one process at a time)."""
+        return audit_log.sequence(self.app, max_batches=max_batches)
+
+    def checkpoint(
+        self, signer: Signer, *, origin: str, witnesses: Sequence[Witness] = (), force: bool = False
+    ) -> CheckpointRecord | None:
+        """Sequence, then sign and store the log's new head; None if the newest checkpoint covers it all."""
+        return audit_log.checkpoint(self.app, signer, origin, witnesses=witnesses, force=force)
+
+    def checkpointer(
+        self, signer: Signer, *, origin: str, witnesses: Sequence[Witness] = (),
+        publish: Callable[[Sequence[CheckpointRecord]], int] | None = None,
+    ) -> Checkpointer:
+        """Checkpoints signed by ``signer`` and handed to ``publish`` (the checkpoint file) once stored."""
+        return Checkpointer(self.app, signer, origin, tuple(witnesses), publish)
+
+    def verify_log(
+        self, checkpoint_lines: Iterable[str] | None = None,
+        open_note: Callable[[str], tuple[Checkpoint, str]] | None = None,
+    ) -> LogReport:
+        """The audit log against a checkpoint file's signed checkpoints (or, without one, the database's own)."""
+        return audit_log.verify_log(self.app, checkpoint_lines, open_note)
+
+    def export_case(self, case_id: str, *, checkpoint_size: int | None = None) -> CaseExport:
+        """A case's events with their log positions and inclusion proofs against the newest signed checkpoint
+        (or the one of ``checkpoint_size``), for ``kapflow.audit.proof.prove_export``. Reads only."""
+        return export_case(self.app, case_id, checkpoint_size)
 
     def iter_migration_plans(self, to: Workflow) -> Iterator[CaseMigrationPlan]:
         """A plan for every non-final case on another version of ``to``'s workflow, streamed. Writes nothing."""

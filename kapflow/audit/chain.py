@@ -14,11 +14,12 @@ lets writers on different cases commit in parallel without forking it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
 
 from kapflow.domain.case import AuditEvent, CaseRecord, replay_events
+from kapflow.domain.events import NOTE_KINDS
 from kapflow.domain.payload import canonical_json
 
 GENESIS = "0" * 64
@@ -26,7 +27,12 @@ GENESIS = "0" * 64
 
 def link_hash(event: AuditEvent) -> str:
     """The hash an event must carry, computed from its fields (including ``prev_hash``)."""
-    return hashlib.sha256(canonical_json(event.hashed_fields()).encode("utf-8")).hexdigest()
+    return fields_hash(event.hashed_fields())
+
+
+def fields_hash(fields: Mapping[str, object]) -> str:
+    """The chain hash of an event's hashed fields (``AuditEvent.hashed_fields``)."""
+    return hashlib.sha256(canonical_json(dict(fields)).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,12 @@ def _case_problem(case: CaseRecord, chain: list[AuditEvent]) -> AuditProblem | N
             case.id, None, None,
             f"the case row says workflow version {case.workflow_version!r} but its history ends on "
             f"{chain[-1].workflow_version!r}: the row was edited",
+        )
+    changes = [ev for ev in chain if ev.kind not in NOTE_KINDS]  # a note leaves the row's updated time alone
+    if changes and (case.opened_at != chain[0].at or case.updated_at != changes[-1].at):
+        return AuditProblem(
+            case.id, None, None,
+            "the case row's opened or updated time differs from its first or last event's: the row was edited",
         )
     if replay_events(chain) != (case.state, case.previous_state, case.version, dict(case.facts)):
         return AuditProblem(

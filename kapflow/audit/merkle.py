@@ -13,7 +13,7 @@ the published test vectors; the log that feeds them and signs its heads comes ne
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -133,3 +133,121 @@ def verify_consistency(
             sr = node_hash(sr, c)
         fn, sn = fn >> 1, sn >> 1
     return sn == 0 and fr == old_root and sr == new_root
+
+
+# ---------------------------------------------------------------- a tree kept as its perfect subtrees
+#
+# A log of millions of entries cannot be held in memory to answer a proof. Every hash a proof or a tree
+# head needs is the root of a range of leaves that the RFC's split builds, and every such range is a run
+# of *perfect* subtrees: ``2**level`` leaves starting at a multiple of ``2**level``. A store keeps each
+# perfect subtree's hash once, as ``(level, index)``, when its last leaf is appended (about two per leaf),
+# and answers any tree head or proof from O(log n) of them.
+
+Node = tuple[int, int]
+"""A perfect subtree: ``(level, index)`` covers leaves ``[index * 2**level, (index + 1) * 2**level)``."""
+
+
+def perfect_parts(start: int, end: int) -> list[Node]:
+    """The perfect subtrees whose right fold is the root of leaves ``[start, end)``, left to right.
+
+    ``start`` must be a multiple of the largest power of two not below ``end - start`` (true of every
+    range the RFC's split makes); the parts are the binary digits of the range's size, largest first.
+    """
+    parts: list[Node] = []
+    size = end - start
+    while size:
+        level = size.bit_length() - 1
+        parts.append((level, start >> level))
+        start += 1 << level
+        size -= 1 << level
+    return parts
+
+
+def fold(hashes: Sequence[bytes]) -> bytes:
+    """The root of consecutive perfect subtrees, largest first: ``H(a, H(b, H(c, ...)))``."""
+    if not hashes:
+        return EMPTY_ROOT
+    result = hashes[-1]
+    for h in reversed(hashes[:-1]):
+        result = node_hash(h, result)
+    return result
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose roots make leaf ``index``'s audit path in a tree of ``size``, bottom first."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf {index} is not in a tree of {size}")
+    ranges: list[tuple[int, int]] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+    return ranges[::-1]
+
+
+def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose roots make the consistency proof from ``old_size`` to ``new_size``, in order."""
+    if not 0 < old_size <= new_size:
+        raise ValueError(f"no consistency proof from a tree of {old_size} to one of {new_size}")
+    ranges: list[tuple[int, int]] = []
+    start, end, complete = 0, new_size, True
+    m = old_size
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+            m -= k
+            complete = False
+    if not complete:
+        ranges.append((start, end))
+    return ranges[::-1]
+
+
+def ranges_nodes(ranges: Sequence[tuple[int, int]]) -> set[Node]:
+    """Every perfect subtree the roots of ``ranges`` need: what a store reads to answer a proof."""
+    return {node for start, end in ranges for node in perfect_parts(start, end)}
+
+
+def range_root(start: int, end: int, nodes: Mapping[Node, bytes]) -> bytes:
+    """The root of leaves ``[start, end)`` from the stored perfect subtrees (``KeyError`` if one is missing)."""
+    return fold([nodes[part] for part in perfect_parts(start, end)])
+
+
+class CompactRange:
+    """A tree grown one leaf at a time holding only its right edge: one perfect subtree per level at most.
+
+    Verification streams millions of leaves through it and asks for the root at each checkpoint's size;
+    the sequencer feeds it the new leaves and stores every perfect subtree it completes.
+    """
+
+    def __init__(self, size: int = 0, edge: Sequence[bytes] = ()) -> None:
+        """A tree of ``size`` leaves whose right edge is ``edge``: the roots of ``perfect_parts(0, size)``."""
+        if len(edge) != bin(size).count("1"):
+            raise ValueError(f"a tree of {size} leaves has {bin(size).count('1')} edge subtrees, not {len(edge)}")
+        self.size = size
+        self._edge = list(edge)  # largest first, as perfect_parts(0, size)
+
+    def append(self, leaf: bytes) -> list[tuple[Node, bytes]]:
+        """Add a leaf hash; returns the perfect subtrees it completed (the leaf itself first)."""
+        index = self.size
+        made: list[tuple[Node, bytes]] = [((0, index), leaf)]
+        current, level = leaf, 0
+        while index & 1:  # each trailing one bit is a left sibling of the same size waiting on the edge
+            current = node_hash(self._edge.pop(), current)
+            level, index = level + 1, index >> 1
+            made.append(((level, index), current))
+        self._edge.append(current)
+        self.size += 1
+        return made
+
+    def root(self) -> bytes:
+        return fold(self._edge)

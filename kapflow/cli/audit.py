@@ -1,32 +1,184 @@
-"""The audit history: ``kapflow audit verify``."""
+"""The audit history: ``kapflow audit verify``, ``checkpoint``, ``keygen``, ``export``, ``prove``."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from kapflow.cli.common import AsJson, console, group, handled, print_json, reader
-from kapflow.cli.render import print_audit
-from kapflow.present import EXIT_OTHER, audit_report_shape
+from kapflow.audit.checkpoint_file import note_opener, read_lines
+from kapflow.audit.export_formats import ExportFormat, render
+from kapflow.audit.proof import ProofReport, prove_export
+from kapflow.bootstrap import audit_verifiers, build_checkpointer, write_key_pair
+from kapflow.cli.common import AsJson, console, engine, fail, group, handled, print_json, reader, settings_of
+from kapflow.cli.render import print_audit, print_log
+from kapflow.errors import InvalidInput
+from kapflow.present import EXIT_INPUT, EXIT_OTHER, audit_report_shape, defang
 
 commands = typer.Typer()
-audit_app = group("Check the audit history.")
+audit_app = group("Check the audit history, sign its checkpoints, and manage the signing key.")
 commands.add_typer(audit_app, name="audit")
+
+Checkpoints = Annotated[Path | None, typer.Option(
+    "--checkpoints", help="The checkpoint file (kept outside the database) to verify the log against.")]
+PublicKey = Annotated[Path | None, typer.Option(
+    "--public-key", help="The log's public key file (every key it has used); with --checkpoints.")]
 
 
 @audit_app.command("verify")
 @handled
 def audit_verify(
     ctx: typer.Context,
-    case_id: Annotated[str | None, typer.Option("--case", help="Verify one case only.")] = None,
+    case_id: Annotated[str | None, typer.Option("--case", help="Verify one case's chain only.")] = None,
+    checkpoints: Checkpoints = None,
+    public_key: PublicKey = None,
     as_json: AsJson = False,
 ) -> None:
-    """Verify the hash-chained audit history; exit 1 naming the first broken row of each case."""
-    report = reader(ctx).verify_audit(case_id)
+    """Verify every case's hash chain and the audit log against signed checkpoints; exit 1 naming what differs.
+
+    With --checkpoints and --public-key, the log is held against checkpoints kept outside the database:
+    an edit, deletion or rewrite made before the newest one is found. Entries after it are reported as
+    not yet covered, never as verified.
+    """
+    if (checkpoints is None) != (public_key is None):
+        fail("input_error: --checkpoints and --public-key go together: the file's signatures are checked "
+             "with the key", EXIT_INPUT)
+    built = reader(ctx)
+    report = built.verify_audit(case_id)
+    log = None
+    if case_id is None:
+        lines = opener = None
+        if checkpoints is not None and public_key is not None:
+            opener = note_opener(audit_verifiers(public_key))
+            lines = read_lines(checkpoints)
+        log = built.verify_log(lines, opener)
     if as_json:
-        print_json(audit_report_shape(report))
+        print_json(audit_report_shape(report, log))
     else:
-        print_audit(console(), report)
+        out = console()
+        print_audit(out, report)
+        if log is not None:
+            print_log(out, log)
+    if not report.ok or (log is not None and log.status == "failed"):
+        raise typer.Exit(EXIT_OTHER)
+
+
+@audit_app.command("checkpoint")
+@handled
+def audit_checkpoint(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Sign a checkpoint even if the log has not grown.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Place every waiting entry in the audit log, then sign its head and write it to the checkpoint file."""
+    settings = settings_of(ctx).settings
+    built = engine(ctx)
+    checkpointer = build_checkpointer(built, settings)
+    if checkpointer is None:
+        fail("config_error: no signing key: set KAPFLOW_AUDIT_SIGNING_KEY (or [audit] signing_key_env) or "
+             "[audit] signing_key_file; kapflow audit keygen makes one", EXIT_INPUT)
+    record = checkpointer(force=force)
+    size = built.store.log().size()
+    if as_json:
+        print_json({"signed": record is not None, "size": size,
+                    "checkpoint": None if record is None else record.note})
+    elif record is None:
+        print(f"kapflow audit: the newest checkpoint already covers all {size} entries")
+    else:
+        where = settings.audit.checkpoint_file or "the database only (set [audit] checkpoint_file)"
+        print(f"kapflow audit: signed a checkpoint of {record.size} entries (key {record.key_name} "
+              f"{record.key_id}); written to {where}")
+
+
+@audit_app.command("keygen")
+@handled
+def audit_keygen(
+    name: Annotated[str, typer.Option("--name", help="The key's name, e.g. example-practice-2026.")],
+    private: Annotated[Path, typer.Option("--private", help="Where to write the private key (0600; never logged).")],
+    public: Annotated[Path, typer.Option("--public", help="The public key file to append the new key to.")],
+) -> None:
+    """Make a checkpoint signing key: the private key file (0600) and its public key, appended to the public file."""
+    verifier = write_key_pair(name, private, public)
+    print(f"kapflow audit: wrote the private key to {private} (keep it secret, back it up offline) and "
+          f"appended the public key to {public}:\n{verifier}")
+
+
+@audit_app.command("export")
+@handled
+def audit_export(
+    ctx: typer.Context,
+    case_id: Annotated[str, typer.Option("--case", help="The case whose history to export.")],
+    form: Annotated[ExportFormat, typer.Option(
+        "--format", help="jsonl and fhir can be proven (kapflow audit prove); csv is for a spreadsheet.")
+    ] = ExportFormat.JSONL,
+    checkpoint: Annotated[int | None, typer.Option(
+        "--checkpoint", metavar="SIZE", help="Prove against the checkpoint of this size (default: the newest).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write to this file (0600: it holds client data) instead of stdout.")] = None,
+) -> None:
+    """Write a case's history, each event with its log position and inclusion proof against a signed checkpoint.
+
+    Events written after the checkpoint are marked not yet covered, without a proof. The file holds the
+    client's data: hand it over as such.
+    """
+    text = render(reader(ctx).export_case(case_id, checkpoint_size=checkpoint), form)
+    if out is None:
+        print(text, end="")
+        return
+    _write_private(out, text)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` to ``path``, readable by its owner only (the mode is set even on a file that existed)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, text.encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path} ({exc.strerror or type(exc).__name__})", field="out") from None
+
+
+@audit_app.command("prove")
+@handled
+def audit_prove(
+    file: Annotated[Path, typer.Argument(help="A case export in the jsonl or fhir format (kapflow audit export).")],
+    public_key: Annotated[Path, typer.Option(
+        "--public-key", help="The log's public key file (every key it has used).")],
+    as_json: AsJson = False,
+) -> None:
+    """Check a case export offline with the public key only; exit 1 naming the first event that fails.
+
+    Needs no database: the checkpoint's signature, each event's chain hash and each inclusion proof are
+    checked from the file. Events the checkpoint does not cover yet are counted, never called proven.
+    """
+    opener = note_opener(audit_verifiers(public_key))
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {file} as UTF-8 text ({type(exc).__name__})", field="file") from None
+    report = prove_export(text, opener)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        print(defang(_proof_text(report)))
     if not report.ok:
         raise typer.Exit(EXIT_OTHER)
+
+
+def _proof_text(report: ProofReport) -> str:
+    head = f"kapflow audit: case {report.case_id}, {report.events} events"
+    problem = report.problem
+    if problem is not None:
+        if problem.case_seq is None:
+            return f"{head}: FAILED: {problem.reason}"
+        where = "" if problem.log_position is None else f" (log position {problem.log_position})"
+        return f"{head}: FAILED at event {problem.case_seq}{where}: {problem.reason}"
+    return (f"{head}: {report.proved} proven against the checkpoint of {report.checkpoint_size} entries "
+            f"signed by key {report.key_id}; {report.uncovered} not yet covered (written after it: prove them "
+            "against a later checkpoint)")

@@ -15,11 +15,20 @@ from rich.table import Table
 from rich.text import Text
 
 from kapflow.audit import AuditReport
+from kapflow.audit.log_verify import LogReport
 from kapflow.cli.common import cell, console, json_cell, narrow, print_json, stacked_time, time_text
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import AuditEvent, Outcome
 from kapflow.domain.events import EventKind
-from kapflow.present import audit_problem_text, audit_summary_text, defang, event_summary, outcome_text
+from kapflow.present import (
+    audit_problem_text,
+    audit_summary_text,
+    defang,
+    event_summary,
+    log_problem_text,
+    log_summary_lines,
+    outcome_text,
+)
 
 _ONE_LINE_TIMES = 160
 """From this many columns, the wide history writes each time on one line (``2026-03-09 10:00 AM EDT``)."""
@@ -95,6 +104,17 @@ def print_audit(out: Console, report: AuditReport) -> None:
     for problem in report.problems:
         out.print(Text(defang(audit_problem_text(problem)), style="red"), soft_wrap=True)
     out.print(Text(audit_summary_text(report), style="bold red"))
+
+
+def print_log(out: Console, report: LogReport) -> None:
+    """The audit log's verdict: each problem in red, then the summary (red, yellow if not yet covered, green)."""
+    for problem in report.problems:
+        out.print(Text(defang(log_problem_text(problem)), style="red"), soft_wrap=True)
+    if report.problem_count > len(report.problems):
+        out.print(Text(f"... and {report.problem_count - len(report.problems)} more", style="red"))
+    style = {"failed": "bold red", "not_yet_covered": "yellow", "ok": "green"}[report.status]
+    for line in log_summary_lines(report):
+        out.print(Text(defang(line), style=style), soft_wrap=True)
 
 
 def print_outcome(outcome: Outcome, as_json: bool) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated, Any
 
 import typer
 from rich import box
 from rich.table import Table
 
-from kapflow.bootstrap import build_dispatcher
+from kapflow.bootstrap import build_checkpointer, build_dispatcher
 from kapflow.cli.common import (
     AsJson,
     InUtc,
@@ -56,7 +57,8 @@ def worker_command(
 
 def _work(ctx: typer.Context, *, once: bool, interval: float | None, worker_id: str | None) -> None:
     settings = settings_of(ctx).settings
-    dispatcher = build_dispatcher(engine(ctx), settings, worker_id=worker_id)
+    built = engine(ctx)
+    dispatcher = build_dispatcher(built, settings, worker_id=worker_id)
     dispatcher.check()  # a bad SMTP host or CalDAV URL stops here, with what to fix
     if once:
         handled_count = dispatcher.run_until_idle()
@@ -70,7 +72,13 @@ def _work(ctx: typer.Context, *, once: bool, interval: float | None, worker_id: 
         print(f"kapflow worker {dispatcher.worker_id}: polling every {every:g}s; stop with Ctrl-C or SIGTERM",
               flush=True)
 
-    Worker(dispatcher, interval=every).run(on_start=started)
+    checkpointer = build_checkpointer(built, settings)
+    if checkpointer is None:
+        # On stderr: stdout's first line says the worker has started (scripts and the crash tests wait for it).
+        print("kapflow worker: no audit signing key configured: the audit log grows but no checkpoint is signed "
+              "(kapflow audit keygen; docs/audit.md)", file=sys.stderr, flush=True)
+    Worker(dispatcher, interval=every, checkpointer=checkpointer,
+           checkpoint_every=settings.audit.checkpoint_every_minutes * 60).run(on_start=started)
     print(f"kapflow worker {dispatcher.worker_id}: stopped", flush=True)
 
 

@@ -355,3 +355,54 @@ class AuditChainBroken(KapflowError):
             "seq": self.seq,
             "reason": self.reason,
         }
+
+
+class CheckpointFormatError(KapflowError):
+    """A checkpoint, signed note or key text is malformed, so nothing in it can be trusted.
+
+    Raised by the parsers in ``kapflow.audit.note`` (and ``signing``) before any signature is
+    checked. ``part`` names what was being read (``checkpoint``, ``signed note``, ``verifier key``,
+    ``signer key``), ``reason`` what was wrong with it. Messages never quote key material: a signer
+    key is a secret, and a message may be logged.
+    """
+
+    code = "checkpoint_format_error"
+
+    def __init__(self, part: str, reason: str) -> None:
+        super().__init__(f"malformed {part}: {reason}")
+        self.part = part
+        self.reason = reason
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "part": self.part, "reason": self.reason}
+
+
+class SignatureInvalid(KapflowError):
+    """A signed note has no signature that verifies with a known key.
+
+    ``key_name`` and ``key_id`` (8 hex digits) name the key that signed it; ``reason`` is
+    ``unknown_key`` (no verifier key of that name and id was given: pass its public key) or
+    ``bad_signature`` (the note was changed after signing, or signed by another key of the same id).
+    """
+
+    code = "signature_invalid"
+
+    def __init__(self, key_name: str, key_id: str, reason: str) -> None:
+        key = f"{key_name}+{key_id}"
+        if reason == "unknown_key":
+            message = (
+                f"the note is signed by key {key}, which is not among the verifier keys given; "
+                "pass that key's public (verifier) key to check it"
+            )
+        else:
+            message = (
+                f"the signature by key {key} does not verify: the note was changed after it was signed, "
+                "or signed by another key with the same name and id; do not trust it"
+            )
+        super().__init__(message)
+        self.key_name = key_name
+        self.key_id = key_id
+        self.reason = reason
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "key_name": self.key_name, "key_id": self.key_id, "reason": self.reason}

@@ -124,7 +124,7 @@ class HotStatements:
             .where(and_(_cases.c.id == bindparam("b_id"), _cases.c.event_count == bindparam("b_expected")))
             .values(case_values)
         )
-        audit_columns = [c.name for c in _audit.columns if c.name != "seq"]
+        audit_columns = [c.name for c in _audit.columns if c.name not in ("seq", "log_position")]
         self.insert_event = prep(_audit.insert().values({c: bindparam(c) for c in audit_columns}))
         # PostgreSQL: the compare-and-swap and the audit insert in one statement (one round trip);
         # the event is inserted only if the update matched, so the insert's row count is the verdict.

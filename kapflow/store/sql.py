@@ -30,6 +30,7 @@ from sqlalchemy.pool import StaticPool
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.errors import KapflowError, StorageError
 from kapflow.store import schema
+from kapflow.store.audit_log import LogReader, LogStatements
 from kapflow.store.prepared import HotStatements, Prepared
 from kapflow.store.queue import SqlQueue
 from kapflow.store.recent import DEFAULT_CASES, RecentProjections
@@ -204,6 +205,7 @@ class SqlStore:
         self.engine = create_db_engine(url)
         self.dialect = self.engine.dialect.name
         self._hot = HotStatements(self.engine.dialect)
+        self._log = LogStatements(self.engine.dialect)
         self._dbapi_error: type[Exception] = self.engine.dialect.dbapi.Error  # type: ignore[union-attr]
         self._pipelined = _can_pipeline(self.engine)
         self._spare: list[Any] = []  # DBAPI connections kept checked out between write commands
@@ -324,8 +326,8 @@ class SqlStore:
 
     def _unit_of_work(self, conn: Any) -> SqlUnitOfWork:
         if self._pipelined:
-            return PipelinedUnitOfWork(conn, self._hot, self.recent)
-        uow = SqlUnitOfWork(conn, self._hot, self.recent)
+            return PipelinedUnitOfWork(conn, self._hot, self.recent, self._log)
+        uow = SqlUnitOfWork(conn, self._hot, self.recent, self._log)
         if self.dialect == "sqlite":
             uow.begin_immediate()
         return uow
@@ -385,6 +387,10 @@ class SqlStore:
         with _translated(), self.engine.connect() as conn:
             for row in conn.execution_options(yield_per=1000).execute(query):
                 yield case_from_row(row)
+
+    def log(self) -> LogReader:
+        """The audit log's reads: verification's stream, a proof's nodes, the checkpoints."""
+        return LogReader(self.engine, self._log, self._read)
 
     def queue(self) -> SqlQueue:
         return SqlQueue(self.engine)

@@ -7,7 +7,9 @@ audit hash covers. JSON columns are text written by ``canonical_json``.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, func
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, SmallInteger, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlmodel import Field, SQLModel
 
@@ -29,9 +31,23 @@ class CaseRow(SQLModel, table=True):
     updated_at: str = Field(max_length=40)
 
 
+def _unlogged(table: str, column: str) -> Index:
+    """The rows the audit log's sequencer has not placed yet: a partial index, empty once it catches up."""
+    return Index(f"ix_{table}_unlogged", column, sqlite_where=text("log_position IS NULL"),
+                 postgresql_where=text("log_position IS NULL"))
+
+
+def _log_position() -> Any:
+    # Set once by the sequencer (kapflow.app.audit_log), never by a command: writers add no lock or shared row.
+    return Field(default=None, sa_column=Column("log_position", BigInteger, nullable=True))
+
+
 class AuditRow(SQLModel, table=True):
     __tablename__ = "audit_events"
-    __table_args__ = (UniqueConstraint("case_id", "case_seq", name="uq_audit_case_seq"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "case_seq", name="uq_audit_case_seq"),
+        _unlogged("audit_events", "seq"),
+    )
 
     seq: int | None = Field(default=None, primary_key=True)
     case_id: str = Field(max_length=200)
@@ -51,6 +67,7 @@ class AuditRow(SQLModel, table=True):
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
     os_user: str | None = Field(default=None, max_length=200)  # hashed when set (AuditEvent.hashed_fields)
+    log_position: int | None = _log_position()
 
 
 class IdempotencyRow(SQLModel, table=True):
@@ -88,7 +105,7 @@ class OutboxRow(SQLModel, table=True):
     """A message or calendar change to deliver, written in the transaction that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"), _unlogged("outbox", "id"))
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=300, unique=True)
@@ -107,12 +124,14 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     created_at: str = Field(max_length=40)
     sent_at: str | None = Field(default=None, max_length=40)
+    log_position: int | None = _log_position()
 
 
 class DeliveryAttemptRow(SQLModel, table=True):
     """One try at delivering one outbox row, and how it went."""
 
     __tablename__ = "delivery_attempts"
+    __table_args__ = (_unlogged("delivery_attempts", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     outbox_id: int = Field(index=True)
@@ -121,6 +140,7 @@ class DeliveryAttemptRow(SQLModel, table=True):
     worker: str = Field(max_length=200)
     outcome: str = Field(max_length=20)  # sent | failed | gave_up | dropped
     detail: str | None = Field(default=None, max_length=500)
+    log_position: int | None = _log_position()
 
 
 class ResourceHoldRow(SQLModel, table=True):
@@ -148,3 +168,44 @@ class ResourceHoldRow(SQLModel, table=True):
     ends_at: int = Field(sa_column=Column("ends_at", BigInteger, nullable=False))
     case_id: str = Field(max_length=200)
     appointment_id: str = Field(max_length=50)
+
+
+class LogEntryRow(SQLModel, table=True):
+    """One position of the audit log: which row (an event, a queued message, a delivery attempt) sits there.
+
+    The sequencer appends these, one transaction at a time across processes; the tree over them is in
+    ``log_nodes`` and its signed heads in ``checkpoints`` (kapflow.audit.merkle, kapflow.app.audit_log).
+    """
+
+    __tablename__ = "log_entries"
+    __table_args__ = (UniqueConstraint("source", "source_id", name="uq_log_entries_source"),)
+
+    position: int = Field(sa_column=Column("position", BigInteger, primary_key=True, autoincrement=False))
+    source: str = Field(max_length=20)  # event | message | delivery
+    source_id: int = Field(sa_column=Column("source_id", BigInteger, nullable=False))
+    case_id: str | None = Field(default=None, max_length=200)  # so a deleted row's case can still be named
+    case_seq: int | None = Field(default=None)
+
+
+class LogNodeRow(SQLModel, table=True):
+    """The hash of one perfect subtree of the audit log: ``2**level`` leaves from ``index * 2**level``."""
+
+    __tablename__ = "log_nodes"
+
+    level: int = Field(sa_column=Column("level", SmallInteger, primary_key=True, autoincrement=False))
+    idx: int = Field(sa_column=Column("idx", BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column("hash", LargeBinary(32), nullable=False))
+
+
+class CheckpointRow(SQLModel, table=True):
+    """A signed tree head of the audit log (its size and root), as the signed note the sequencer wrote."""
+
+    __tablename__ = "checkpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    size: int = Field(sa_column=Column("size", BigInteger, nullable=False))
+    root: bytes = Field(sa_column=Column("root", LargeBinary(32), nullable=False))
+    at: str = Field(max_length=40)
+    key_name: str = Field(max_length=200)
+    key_id: str = Field(max_length=8)
+    signed_note: str

@@ -22,6 +22,7 @@ from kapflow.domain.slots import Hold, HoldChanges
 from kapflow.domain.timers import PlannedTimer
 from kapflow.errors import DuplicateIdempotencyKey, LostRace
 from kapflow.ports import OutboxClaim
+from kapflow.store.audit_log import LogStatements, LogWriter
 from kapflow.store.prepared import HotStatements
 from kapflow.store.recent import RecentProjections
 from kapflow.store.rows import case_values, event_values
@@ -37,10 +38,13 @@ _MAX_ERROR = 500
 class SqlUnitOfWork:
     """One transaction on one pooled DBAPI connection, running the precompiled hot statements."""
 
-    def __init__(self, conn: Any, hot: HotStatements, recent: RecentProjections) -> None:
+    def __init__(
+        self, conn: Any, hot: HotStatements, recent: RecentProjections, log: LogStatements | None = None
+    ) -> None:
         self._conn = conn
         self._hot = hot
         self._recent = recent
+        self._log = log
         self._cur = self._new_cursor()
         self.committed = False
         self.written: dict[str, CaseRecord] = {}  # each case's last record written here, for ``recent``
@@ -170,6 +174,12 @@ class SqlUnitOfWork:
                 raise LostRace(changes.case_id) from None
             raise
 
+    def log(self) -> LogWriter:
+        """The audit log's writes (the sequencer's), in this transaction."""
+        if self._log is None:
+            raise RuntimeError("this unit of work was opened without the audit log's statements")
+        return LogWriter(self._log, self._cur, self._all_rows)
+
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         row = self._first_row(self._hot.select_idem.run(self._cur, {"key": key}))
         return (str(row[0]), str(row[1])) if row is not None else None
@@ -227,8 +237,10 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     Its statement also makes a miss abort the transaction, so a wrong prediction commits nothing.
     """
 
-    def __init__(self, conn: Any, hot: HotStatements, recent: RecentProjections) -> None:
-        super().__init__(conn, hot, recent)
+    def __init__(
+        self, conn: Any, hot: HotStatements, recent: RecentProjections, log: LogStatements | None = None
+    ) -> None:
+        super().__init__(conn, hot, recent, log)
         self._held: dict[str, int] = {}  # case id -> its event count, for rows locked by this transaction
         self._ahead: tuple[str, Any] | None = None  # a case read queued by prefetch_case, and its cursor
         driver = conn.driver_connection

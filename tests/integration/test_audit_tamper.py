@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Mapping
-from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from raw_db import RawDb
 from support import BILLING, CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, open_case, to_ready
 
 from kapflow.app.engine import Engine
@@ -23,39 +21,6 @@ from kapflow.workflows.kap import KAP_PATHWAY
 from kapflow.workflows.measures import answered
 
 Params = Mapping[str, Any]
-
-
-class RawDb:
-    """Direct SQL on the database file or schema, bypassing kapflow (``:name`` parameters on both backends)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.sqlite_path = url.removeprefix("sqlite:///") if url.startswith("sqlite") else None
-        self._pg = None if self.sqlite_path else create_engine(url)
-
-    def rows(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
-        if self.sqlite_path:
-            with closing(sqlite3.connect(self.sqlite_path)) as conn:
-                return [tuple(r) for r in conn.execute(sql, dict(params or {})).fetchall()]
-        assert self._pg is not None
-        with self._pg.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql), dict(params or {})).all()]
-
-    def run(self, *statements: tuple[str, Params]) -> None:
-        """Run the statements in one committed transaction."""
-        if self.sqlite_path:
-            with closing(sqlite3.connect(self.sqlite_path)) as conn, conn:
-                for sql, params in statements:
-                    conn.execute(sql, dict(params))
-            return
-        assert self._pg is not None
-        with self._pg.begin() as conn:
-            for sql, params in statements:
-                conn.execute(text(sql), dict(params))
-
-    def close(self) -> None:
-        if self._pg is not None:
-            self._pg.dispose()
 
 
 @pytest.fixture

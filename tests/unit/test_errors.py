@@ -77,6 +77,14 @@ CASES: dict[type[KapflowError], tuple[KapflowError, dict[str, Any]]] = {
         e.AuditChainBroken("case-7f3a", 7, "hash does not match the row"),
         {"case_id": "case-7f3a", "seq": 7, "reason": "hash does not match the row"},
     ),
+    e.CheckpointFormatError: (
+        e.CheckpointFormatError("checkpoint", "the tree size has a leading zero"),
+        {"part": "checkpoint", "reason": "the tree size has a leading zero"},
+    ),
+    e.SignatureInvalid: (
+        e.SignatureInvalid("kapflow.example/audit", "c74f20a3", "unknown_key"),
+        {"key_name": "kapflow.example/audit", "key_id": "c74f20a3", "reason": "unknown_key"},
+    ),
     kapflow.errors.MoveUndefined: (
         kapflow.errors.MoveUndefined("discharge", "inquiry"),
         {"trigger": "discharge", "state": "inquiry"},

@@ -8,9 +8,16 @@ from hypothesis import strategies as st
 
 from kapflow.audit.merkle import (
     EMPTY_ROOT,
+    CompactRange,
+    Node,
     consistency_proof,
+    consistency_ranges,
     inclusion_proof,
+    inclusion_ranges,
     leaf_hash,
+    perfect_parts,
+    range_root,
+    ranges_nodes,
     root,
     verify_consistency,
     verify_inclusion,
@@ -90,3 +97,45 @@ def test_bad_sizes_are_refused() -> None:
         consistency_proof(0, LEAVES)
     assert not verify_inclusion(LEAVES[0], 9, 8, [], root(LEAVES))
     assert not verify_consistency(9, 8, root(LEAVES), root(LEAVES), [])
+
+
+def _grown(leaves: list[bytes]) -> tuple[CompactRange, dict[Node, bytes]]:
+    """The tree grown a leaf at a time, and every perfect subtree it stored on the way (as the sequencer does)."""
+    tree, nodes = CompactRange(), {}
+    for leaf in leaves:
+        nodes.update(tree.append(leaf))
+    return tree, nodes
+
+
+@given(LOGS, st.data())
+def test_the_stored_subtrees_answer_every_head_and_proof_as_the_whole_log_does(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
+    """Roots, inclusion and consistency proofs from the perfect subtrees alone equal the RFC's over all leaves."""
+    tree, nodes = _grown(leaves)
+    n = len(leaves)
+    assert tree.root() == root(leaves) == range_root(0, n, nodes)
+    index = data.draw(st.integers(0, n - 1))
+    ranges = inclusion_ranges(index, n)
+    assert ranges_nodes(ranges) <= nodes.keys()
+    assert [range_root(a, b, nodes) for a, b in ranges] == inclusion_proof(index, leaves)
+    old = data.draw(st.integers(1, n))
+    assert [range_root(a, b, nodes) for a, b in consistency_ranges(old, n)] == consistency_proof(old, leaves)
+
+
+@given(LOGS, st.data())
+def test_a_tree_resumed_from_its_stored_edge_grows_as_if_never_stopped(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
+    """The sequencer's next batch starts from the right edge it stored: the same tree as one long run."""
+    cut = data.draw(st.integers(0, len(leaves)))
+    _, nodes = _grown(leaves[:cut])
+    resumed = CompactRange(cut, [nodes[p] for p in perfect_parts(0, cut)])
+    for leaf in leaves[cut:]:
+        resumed.append(leaf)
+    assert resumed.root() == root(leaves)
+
+
+def test_an_edge_of_the_wrong_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="edge subtrees"):
+        CompactRange(3, [leaf_hash(b"x")])

@@ -23,6 +23,7 @@ AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 DOCUMENTED = {
     "AdapterConfigError": (1, 500),
     "AuditChainBroken": (1, 500),
+    "CheckpointFormatError": (2, 422),
     "ConcurrencyConflict": (3, 409),
     "ConfigError": (2, 500),
     "DeliveryFailed": (1, 502),
@@ -37,6 +38,7 @@ DOCUMENTED = {
     "MoveUndefined": (1, 500),
     "NotPermitted": (3, 403),
     "Refused": (3, 409),
+    "SignatureInvalid": (2, 422),
     "StorageError": (1, 503),
     "TransitionBlocked": (3, 409),
     "TransitionNotAvailable": (3, 409),
