@@ -54,6 +54,7 @@ from typing import Any
 from kapflow.app.workflows import WorkflowSet
 from kapflow.audit import AuditProblem, AuditReport
 from kapflow.audit.log_verify import LogProblem, LogReport
+from kapflow.audit.proof import ProofReport
 from kapflow.domain.appointments import Appointment
 from kapflow.domain.case import AuditEvent, CaseRecord, FactEntry, Outcome, to_iso
 from kapflow.domain.events import EventKind
@@ -339,6 +340,20 @@ def log_summary_lines(report: LogReport) -> list[str]:
     else:
         lines.append("audit log verified: every entry is covered by a checkpoint, ok")
     return lines
+
+
+def proof_text(report: ProofReport) -> str:
+    """A case's proof in a line: how many events proved against which checkpoint, or the first that failed."""
+    head = f"kapflow audit: case {report.case_id}, {report.events} events"
+    problem = report.problem
+    if problem is not None:
+        if problem.case_seq is None:
+            return f"{head}: FAILED: {problem.reason}"
+        where = "" if problem.log_position is None else f" (log position {problem.log_position})"
+        return f"{head}: FAILED at event {problem.case_seq}{where}: {problem.reason}"
+    return (f"{head}: {report.proved} proven against the checkpoint of {report.checkpoint_size} entries "
+            f"signed by key {report.key_id}; {report.uncovered} not yet covered (written after it: prove them "
+            "against a later checkpoint)")
 
 
 def audit_problem_text(problem: AuditProblem) -> str:

@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 
+from kapflow.app.audit_export import export_case
 from kapflow.app.context import AppContext
 from kapflow.app.runner import ONCE, Transaction
 from kapflow.audit.leaves import record_leaf
 from kapflow.audit.log_verify import LogProblem, LogReport, LogVerifier, TrustedCheckpoint, read_checkpoint_file
 from kapflow.audit.merkle import CompactRange, Node, perfect_parts, range_root
 from kapflow.audit.note import Checkpoint, NoteSignature, SignedNote
+from kapflow.audit.proof import ProofProblem, ProofReport, prove_export
 from kapflow.domain.audit_log import CheckpointRecord, LogRecord, LogSource
 from kapflow.domain.effects import OutboxMessage
 from kapflow.logging import get_logger
@@ -197,3 +199,25 @@ class Checkpointer:
         if self.publish is not None:
             self.publish(self.app.store.log().checkpoints())
         return record
+
+
+def verify_case_log(
+    app: AppContext, case_id: str, checkpoint_lines: Iterable[str], open_note: Callable[[str], tuple[Checkpoint, str]],
+) -> ProofReport:
+    """One case's events proven in the newest checkpoint of the file that the database still holds.
+
+    The fast, local check for one case: its export against that checkpoint, proven as an outside auditor
+    would (``prove_export``), and the checkpoint the database proves against must be the file's (the
+    same size and root), so a database that re-signed a rewritten history is caught.
+    """
+    problems = LogReport()
+    trusted = read_checkpoint_file(checkpoint_lines, open_note, problems)
+    stored = {(c.size, c.root) for c in app.store.log().checkpoints()}
+    held = [t.checkpoint for t in trusted if (t.checkpoint.size, t.checkpoint.root) in stored]
+    if problems.problems or not held:
+        reason = problems.problems[0].reason if problems.problems else (
+            "no checkpoint of the file is in the database: its checkpoints were deleted or replaced, or none "
+            "was signed yet (kapflow audit checkpoint)")
+        return ProofReport(case_id, 0, 0, 0, None, None, ProofProblem(reason))
+    newest = max(held, key=lambda c: c.size)
+    return prove_export(export_case(app, case_id, newest.size), open_note)

@@ -25,6 +25,7 @@ from kapflow.audit import AuditReport
 from kapflow.audit.export_formats import CaseExport
 from kapflow.audit.log_verify import LogReport
 from kapflow.audit.note import Checkpoint
+from kapflow.audit.proof import ProofReport
 from kapflow.domain.appointments import Appointment, AppointmentFacts
 from kapflow.domain.audit_log import CheckpointRecord
 from kapflow.domain.calendar import PracticeCalendar
@@ -275,6 +276,12 @@ class Engine:
         """A case's events with their log positions and inclusion proofs against the newest signed checkpoint
         (or the one of ``checkpoint_size``), for ``kapflow.audit.proof.prove_export``. Reads only."""
         return export_case(self.app, case_id, checkpoint_size)
+
+    def verify_case_log(
+        self, case_id: str, checkpoint_lines: Iterable[str], open_note: Callable[[str], tuple[Checkpoint, str]],
+    ) -> ProofReport:
+        """One case's events proven in the newest checkpoint of a checkpoint file the database still holds."""
+        return audit_log.verify_case_log(self.app, case_id, checkpoint_lines, open_note)
 
     def iter_migration_plans(self, to: Workflow) -> Iterator[CaseMigrationPlan]:
         """A plan for every non-final case on another version of ``to``'s workflow, streamed. Writes nothing."""

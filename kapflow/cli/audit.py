@@ -10,12 +10,12 @@ import typer
 
 from kapflow.audit.checkpoint_file import note_opener, read_lines
 from kapflow.audit.export_formats import ExportFormat, render
-from kapflow.audit.proof import ProofReport, prove_export
+from kapflow.audit.proof import prove_export
 from kapflow.bootstrap import audit_verifiers, build_checkpointer, write_key_pair
 from kapflow.cli.common import AsJson, console, engine, fail, group, handled, print_json, reader, settings_of
 from kapflow.cli.render import print_audit, print_log
 from kapflow.errors import InvalidInput
-from kapflow.present import EXIT_INPUT, EXIT_OTHER, audit_report_shape, defang
+from kapflow.present import EXIT_INPUT, EXIT_OTHER, audit_report_shape, defang, proof_text
 
 commands = typer.Typer()
 audit_app = group("Check the audit history, sign its checkpoints, and manage the signing key.")
@@ -31,7 +31,8 @@ PublicKey = Annotated[Path | None, typer.Option(
 @handled
 def audit_verify(
     ctx: typer.Context,
-    case_id: Annotated[str | None, typer.Option("--case", help="Verify one case's chain only.")] = None,
+    case_id: Annotated[str | None, typer.Option(
+        "--case", help="Verify one case: its chain, and with --checkpoints its events' proofs.")] = None,
     checkpoints: Checkpoints = None,
     public_key: PublicKey = None,
     as_json: AsJson = False,
@@ -47,21 +48,30 @@ def audit_verify(
              "with the key", EXIT_INPUT)
     built = reader(ctx)
     report = built.verify_audit(case_id)
-    log = None
-    if case_id is None:
-        lines = opener = None
-        if checkpoints is not None and public_key is not None:
-            opener = note_opener(audit_verifiers(public_key))
-            lines = read_lines(checkpoints)
-        log = built.verify_log(lines, opener)
+    lines = opener = None
+    if checkpoints is not None and public_key is not None:
+        opener = note_opener(audit_verifiers(public_key))
+        lines = read_lines(checkpoints)
+    if case_id is not None:
+        proof = None if lines is None or opener is None else built.verify_case_log(case_id, lines, opener)
+        if as_json:
+            print_json({**report.as_dict(), "proof": None if proof is None else proof.as_dict(),
+                        "ok": report.ok and (proof is None or proof.ok)})
+        else:
+            print_audit(console(), report)
+            if proof is not None:
+                print(defang(proof_text(proof)))
+        if not report.ok or (proof is not None and not proof.ok):
+            raise typer.Exit(EXIT_OTHER)
+        return
+    log = built.verify_log(lines, opener)
     if as_json:
         print_json(audit_report_shape(report, log))
     else:
         out = console()
         print_audit(out, report)
-        if log is not None:
-            print_log(out, log)
-    if not report.ok or (log is not None and log.status == "failed"):
+        print_log(out, log)
+    if not report.ok or log.status == "failed":
         raise typer.Exit(EXIT_OTHER)
 
 
@@ -166,19 +176,6 @@ def audit_prove(
     if as_json:
         print_json(report.as_dict())
     else:
-        print(defang(_proof_text(report)))
+        print(defang(proof_text(report)))
     if not report.ok:
         raise typer.Exit(EXIT_OTHER)
-
-
-def _proof_text(report: ProofReport) -> str:
-    head = f"kapflow audit: case {report.case_id}, {report.events} events"
-    problem = report.problem
-    if problem is not None:
-        if problem.case_seq is None:
-            return f"{head}: FAILED: {problem.reason}"
-        where = "" if problem.log_position is None else f" (log position {problem.log_position})"
-        return f"{head}: FAILED at event {problem.case_seq}{where}: {problem.reason}"
-    return (f"{head}: {report.proved} proven against the checkpoint of {report.checkpoint_size} entries "
-            f"signed by key {report.key_id}; {report.uncovered} not yet covered (written after it: prove them "
-            "against a later checkpoint)")

@@ -12,6 +12,7 @@ from pathlib import Path
 from support import FRONT_DESK, INQUIRY
 from typer.testing import CliRunner
 
+from kapflow.audit.chain import link_hash
 from kapflow.bootstrap import build_checkpointer, build_dispatcher, build_engine
 from kapflow.cli import app
 from kapflow.config import load_settings
@@ -108,3 +109,24 @@ def test_the_worker_s_periodic_jobs_run_not_only_at_stop(tmp_path: Path) -> None
         thread.join()
     assert engine.store.log().size() == 1  # the sequencer ran while the worker ran
     engine.close()
+
+
+def test_one_case_is_proven_against_the_file_and_an_edit_of_it_is_named(tmp_path: Path) -> None:
+    base, paths = _setup(tmp_path)
+    assert runner.invoke(app, [*base, "audit", "checkpoint"]).exit_code == 0
+    with sqlite3.connect(paths["db"]) as conn:
+        (case_id,) = conn.execute("SELECT case_id FROM audit_events WHERE seq = 2").fetchone()
+    verify = [*base, "audit", "verify", "--case", case_id, "--checkpoints", paths["file"],
+              "--public-key", paths["public"]]
+    ok = runner.invoke(app, verify)
+    assert ok.exit_code == 0, ok.output
+    assert "1 proven against the checkpoint of 3 entries" in ok.output
+    with sqlite3.connect(paths["db"]) as conn:  # the actor and the chain hash, rewritten together
+        conn.execute("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2")
+    with build_engine(base[1]) as engine:
+        row = engine.history(case_id)[0]
+    with sqlite3.connect(paths["db"]) as conn:
+        conn.execute("UPDATE audit_events SET hash = ? WHERE seq = 2", (link_hash(row),))
+        conn.execute("UPDATE cases SET head_hash = ? WHERE id = ?", (link_hash(row), case_id))
+    broken = runner.invoke(app, verify)
+    assert broken.exit_code == 1 and "FAILED at event 1" in broken.output

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kapflow.audit.signing import generate_key
+from kapflow.bootstrap import audit_signer
 from kapflow.config import SmtpSettings, parse_settings
 from kapflow.errors import ConfigError
 
@@ -98,3 +101,24 @@ def test_cleartext_smtp_is_only_for_an_explicitly_allowed_loopback_relay() -> No
         local = parse_settings({"email": {**plain, "host": host, "allow_cleartext_loopback": True}}, "k.toml", ENV)
         assert local.email is not None and local.email.starttls is False
         assert local.email.allow_cleartext_loopback is True
+
+
+def test_the_audit_signing_key_comes_from_the_environment_or_a_private_file(tmp_path: Path) -> None:
+    """The key's text is never a setting: the environment (named or default variable), or a 0600 file."""
+    private, _public = generate_key("practice-example")
+    found = parse_settings({"audit": {"signing_key_env": "PRACTICE_AUDIT_KEY"}}, "kapflow.toml",
+                           {"PRACTICE_AUDIT_KEY": private})
+    signer = audit_signer(found)
+    assert signer is not None and signer.name == "practice-example" and private not in repr(signer)
+    assert audit_signer(parse_settings({}, "kapflow.toml", {"KAPFLOW_AUDIT_SIGNING_KEY": private})) is not None
+    assert audit_signer(parse_settings({}, "kapflow.toml", {})) is None
+    inline = problems({"audit": {"signing_key": private}})
+    assert any("audit.signing_key" in p and "signing_key_env" in p for p in inline)
+    assert not any(private in p for p in inline)
+    key_file = tmp_path / "audit.key"
+    key_file.write_text(private)
+    key_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        audit_signer(parse_settings({"audit": {"signing_key_file": str(key_file)}}, "kapflow.toml", {}))
+    key_file.chmod(0o600)
+    assert audit_signer(parse_settings({"audit": {"signing_key_file": str(key_file)}}, "kapflow.toml", {}))
