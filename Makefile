@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "kapflow: installing kapflow and its pinned dependencies (constraints.txt); a minute or two the first time"
 	@URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet -c constraints.txt \
 		--no-binary urllib3-future \
-		--config-settings editable_mode=strict -e ".[dev,postgres,notify,calendar,docs]"
+		--config-settings editable_mode=strict -e ".[dev,postgres,notify,calendar,docs,serve,fhir]"
 	@touch $(STAMP)
 	@echo "kapflow: installed into $(VENV)"
 

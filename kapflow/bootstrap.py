@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from kapflow.app.audit_log import Checkpointer, Witness
 from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
@@ -21,7 +22,7 @@ from kapflow.config import Settings
 from kapflow.domain.calendar import ClockStyle, PracticeCalendar
 from kapflow.domain.messages import practice_timezone
 from kapflow.domain.workflow import Workflow
-from kapflow.errors import AdapterConfigError, ConfigError
+from kapflow.errors import AdapterConfigError, ConfigError, StorageError
 from kapflow.ports import Calendar, Clock, Notifier
 from kapflow.public_holidays import closed_days
 from kapflow.store import schema
@@ -268,3 +269,28 @@ def write_key_pair(name: str, private_path: str | Path, public_path: str | Path)
     with Path(public_path).open("a", encoding="utf-8") as pub:
         pub.write(verifier_text + "\n")
     return verifier_text
+
+
+# ------------------------------------------------------------------ the HTTP API
+
+
+def build_api(url: str, settings: Settings) -> Any:
+    """The HTTP API (a FastAPI app) over an engine on ``url``: API keys, and OpenID tokens if configured."""
+    try:
+        from kapflow.http.app import create_app
+        from kapflow.http.identity import RequestAuthenticator
+        from kapflow.http.oidc import OidcSettings, OidcVerifier
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, "serve", "serve") from None
+    engine = build_engine(url, settings=settings, create_database=False)
+    s = settings.serve
+    oidc = None
+    if s.oidc_issuer is not None and s.oidc_audience is not None:
+        oidc = OidcVerifier(OidcSettings(issuer=s.oidc_issuer, audience=s.oidc_audience,
+                                         role_claim=s.oidc_role_claim))
+
+    def ready() -> None:  # the database answers, at this kapflow's schema (StorageError: 503)
+        if schema.current(url) != schema.head():
+            raise StorageError("the database's schema is not this kapflow's newest: run kapflow db upgrade")
+
+    return create_app(engine, RequestAuthenticator(engine, oidc), ready=ready)

@@ -73,7 +73,7 @@ IMPLICIT_TLS_PORT = 465
 
 # The keys each table takes; secrets only as *_env keys naming an environment variable.
 _TOP_KEYS = ("database", "timezone", "clock", "closed_days", "contacts", "email", "maildir", "channels", "webhook",
-             "calendar", "worker", "workflows", "console_url", "urgent_channel", "audit")
+             "calendar", "worker", "workflows", "console_url", "urgent_channel", "audit", "serve")
 _CLOSED_DAYS_KEYS = ("public_holidays", "dates", "open")
 _HOLIDAY_REGION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
 CLOCK_STYLES = ("24h", "12h")
@@ -87,6 +87,8 @@ _SECRETS = frozenset({"password", "secret", "urls", "signing_key"})
 _AUDIT_KEYS = ("origin", "signing_key_env", "signing_key_file", "public_key_file", "checkpoint_file",
                "checkpoint_every_minutes", "witness_email", "witness_webhook")
 DEFAULT_SIGNING_KEY_ENV = "KAPFLOW_AUDIT_SIGNING_KEY"
+_SERVE_KEYS = ("host", "port", "workers", "tls_cert_file", "tls_key_file", "oidc_issuer", "oidc_audience",
+               "oidc_role_claim")
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,20 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """``kapflow serve``: where it listens, its TLS certificate, and the practice's OpenID provider."""
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    workers: int = 1
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    oidc_issuer: str | None = None  # without it the API takes API keys only
+    oidc_audience: str | None = None
+    oidc_role_claim: str = "kapflow_role"
+
+
+@dataclass(frozen=True)
 class Settings:
     database: str | None = None
     timezone: str = "UTC"
@@ -163,6 +179,7 @@ class Settings:
     console_url: str | None = None  # the console's base URL: staff alerts link to the case's page
     urgent_channel: str | None = None  # the channel urgent alerts go on first, e.g. "sms"
     audit: AuditSettings = field(default_factory=AuditSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     def delivery_channels(self) -> frozenset[str] | None:
         """The channels a worker with these settings delivers on; None when it names no adapter (any)."""
@@ -267,6 +284,7 @@ def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str], 
         console_url=_console_url(r, raw.get("console_url")),
         urgent_channel=r.text(raw, "", "urgent_channel", required=False),
         audit=_audit(r, r.table(raw, "audit") or {}),
+        serve=_serve(r, r.table(raw, "serve") or {}),
     )
     if r.problems:
         raise ConfigError(source, r.problems)
@@ -449,6 +467,23 @@ def _audit(r: _Reader, t: Mapping[str, Any]) -> AuditSettings:
         checkpoint_every_minutes=r.number(t, "audit", "checkpoint_every_minutes", 5.0, 0.1, 1440),
         witness_email=r.text(t, "audit", "witness_email", required=False),
         witness_webhook=webhook,
+    )
+
+
+def _serve(r: _Reader, t: Mapping[str, Any]) -> ServeSettings:
+    r.keys(t, "serve", _SERVE_KEYS)
+    cert, key = (r.text(t, "serve", k, required=False) for k in ("tls_cert_file", "tls_key_file"))
+    if (cert is None) != (key is None):
+        r.problems.append("serve.tls_cert_file and serve.tls_key_file go together")
+    issuer, audience = (r.text(t, "serve", k, required=False) for k in ("oidc_issuer", "oidc_audience"))
+    if (issuer is None) != (audience is None):
+        r.problems.append("serve.oidc_issuer and serve.oidc_audience go together: tokens are checked for both")
+    return ServeSettings(
+        host=r.text(t, "serve", "host", required=False) or "127.0.0.1",
+        port=int(r.number(t, "serve", "port", 8443, 1, 65535)),
+        workers=int(r.number(t, "serve", "workers", 1, 1, 64)),
+        tls_cert_file=cert, tls_key_file=key, oidc_issuer=issuer, oidc_audience=audience,
+        oidc_role_claim=r.text(t, "serve", "oidc_role_claim", required=False) or "kapflow_role",
     )
 
 

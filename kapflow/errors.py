@@ -23,6 +23,7 @@ exported here. The tree:
     ├── AuditChainBroken             verification found an edited, deleted or reordered row
     ├── CheckpointFormatError        a checkpoint, signed note or key text is malformed
     ├── SignatureInvalid             a signed note has no signature that verifies with a known key
+    ├── Unauthenticated              a request's credential is missing or does not verify (HTTP 401)
     ├── ConfigError                  the settings are unreadable or wrong; carries every problem
     ├── AdapterConfigError           an adapter's configuration is unusable
     ├── DeliveryFailed               one delivery attempt failed (``permanent`` when retrying cannot help)
@@ -56,6 +57,7 @@ from kapflow.domain.errors import (
     StorageError,
     TransitionBlocked,
     TransitionNotAvailable,
+    Unauthenticated,
     UnknownCase,
     UnknownFactKind,
     UnknownTrigger,
@@ -184,6 +186,7 @@ __all__ = [
     "StorageError",
     "TransitionBlocked",
     "TransitionNotAvailable",
+    "Unauthenticated",
     "UnknownCase",
     "UnknownFactKind",
     "UnknownTrigger",

@@ -20,6 +20,7 @@ from kapflow.domain.audit_log import CheckpointRecord, LogRecord, LogSlot, LogSo
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.events import DeliveryOutcome
+from kapflow.domain.identity import ApiKey
 from kapflow.domain.slots import Hold, HoldChanges
 
 
@@ -116,6 +117,10 @@ class UnitOfWork(Protocol):
         """Store a command's result under its key; ``DuplicateIdempotencyKey`` if the key is taken."""
         ...
 
+    def api_keys(self) -> ApiKeyWrites:
+        """The API keys' reads and writes in this transaction."""
+        ...
+
     def commit(self) -> None: ...
 
 
@@ -150,6 +155,10 @@ class Store(Protocol):
 
     def log(self) -> LogReads:
         """The audit log's reads: its size, a proof's nodes, the checkpoints, verification's stream."""
+        ...
+
+    def api_keys(self) -> ApiKeyReads:
+        """The API keys' reads outside any command (verifying a request's key, the listing)."""
         ...
 
     def close(self) -> None: ...
@@ -347,3 +356,31 @@ class Queue(Protocol):
     def timers(self, case_id: str | None = None) -> Sequence[dict[str, Any]]: ...
 
     def attempts(self, outbox_id: int) -> Sequence[dict[str, Any]]: ...
+
+
+StoredApiKey = tuple[ApiKey, str]
+"""An API key as stored: its record and the hex HMAC-SHA256 of its text (never the text)."""
+
+
+class ApiKeyWrites(Protocol):
+    """The API keys' reads and writes inside one command's transaction."""
+
+    def find(self, key_id: str) -> StoredApiKey | None: ...
+
+    def find_by_name(self, name: str) -> StoredApiKey | None: ...
+
+    def add(self, key: ApiKey, key_hash: str) -> None: ...
+
+    def revoke(self, key_id: str, at: datetime, by: str) -> bool:
+        """Mark an active key revoked; False if no active key has that id."""
+        ...
+
+
+class ApiKeyReads(Protocol):
+    """The API keys' reads outside any command."""
+
+    def find(self, key_id: str) -> StoredApiKey | None: ...
+
+    def list(self) -> list[ApiKey]:
+        """Every key, revoked ones too, oldest first."""
+        ...

@@ -32,7 +32,8 @@ HTTP statuses (the API)::
     403  NotPermitted
     409  other Refused (not available, blocked, migration refused) and
          ConcurrencyConflict (with LostRace): the case's state says no
-    401  WebhookVerificationError: the request is not from the sender it claims
+    401  WebhookVerificationError: the request is not from the sender it claims;
+         Unauthenticated: no credential, or one that does not verify
     501  DiagramUnavailable: this server lacks the optional dependency
     502  DeliveryFailed: a channel or calendar behind kapflow failed
     503  StorageError (with DuplicateIdempotencyKey): the database failed; retry
@@ -73,6 +74,7 @@ from kapflow.errors import (
     Refused,
     SignatureInvalid,
     StorageError,
+    Unauthenticated,
     UnknownCase,
     WebhookVerificationError,
     WorkflowDefinitionError,
@@ -114,6 +116,7 @@ _HTTP_STATUS: tuple[tuple[type[KapflowError], int], ...] = (
     (InvalidInput, 422),
     (CheckpointFormatError, 422),
     (SignatureInvalid, 422),
+    (Unauthenticated, 401),
     (UnknownCase, 404),
     (NotPermitted, 403),
     (Refused, 409),

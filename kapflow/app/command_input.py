@@ -60,6 +60,8 @@ def check_actor_shape(actor: object) -> None:
             raise InvalidInput("actor.os_user: must be an account name (1 to 200 characters) or None",
                                field="actor.os_user")
         check_text(actor.os_user, "actor.os_user")
+    if actor.via is not None:  # the service acting for the person (an API key's name: an identifier)
+        check_identifier(actor.via, "actor.via")
 
 
 def check_version_arg(expected: object) -> None:

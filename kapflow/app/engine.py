@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from kapflow.app import audit_log, cases, migrate, queries
+from kapflow.app.api_keys import ApiKeys
 from kapflow.app.audit_export import export_case
 from kapflow.app.audit_log import Checkpointer, Sequenced, Witness
 from kapflow.app.command_input import instant_text
@@ -31,6 +32,7 @@ from kapflow.domain.audit_log import CheckpointRecord
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, Outcome
 from kapflow.domain.errors import InvalidInput
+from kapflow.domain.identity import ApiKey
 from kapflow.domain.messages import Contacts, practice_timezone
 from kapflow.domain.verdict import Verdict
 from kapflow.domain.workflow import Workflow
@@ -72,6 +74,7 @@ class Engine:
             urgent_channel=urgent_channel,
         )
         self._new_case_id = new_case_id
+        self.api_keys = ApiKeys(self.app)  # verification's cache lives as long as the engine
 
     # ------------------------------------------------------------ the engine's parts
 
@@ -196,6 +199,34 @@ class Engine:
         if wf.appointments is None:
             raise InvalidInput(f"workflow {wf.name!r} books no appointments", field="kind")
         return wf.appointments
+
+    # ----------------------------------------------------------------- API keys
+
+    def create_api_key(
+        self, name: str, role: str, delegate_roles: Iterable[str] = (), *, created_by: str
+    ) -> tuple[str, ApiKey]:
+        """A new API key for the service ``name``: its text (show it once; only its hash is kept) and record.
+
+        ``role``: what the service acts as; ``delegate_roles``: the roles of the people it may act for
+        (``Kapflow-On-Behalf-Of``). Each must be a role of a loaded workflow (``InvalidInput`` lists them)."""
+        return self.api_keys.create(name, role, delegate_roles, created_by=created_by)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every API key, revoked ones too: never a secret or a hash."""
+        return self.api_keys.list()
+
+    def revoke_api_key(self, key_id: str, *, revoked_by: str) -> ApiKey:
+        """Revoke a key: refused at once in this process, within ``kapflow.app.api_keys.CACHE_TTL`` in others."""
+        return self.api_keys.revoke(key_id, revoked_by=revoked_by)
+
+    def authenticate_api_key(self, key_text: str) -> ApiKey:
+        """The active key ``key_text`` is, or ``Unauthenticated`` (``malformed``, ``unknown_key``, ``revoked``)."""
+        return self.api_keys.authenticate(key_text)
+
+    def api_key_actor(self, key_text: str, on_behalf_of: str | None = None) -> Actor:
+        """Who a request with this key acts as: the person its ``Kapflow-On-Behalf-Of`` header value names (in
+        a role the key may delegate, else ``NotPermitted``), or the key's service itself; ``via`` names it."""
+        return self.api_keys.actor(key_text, on_behalf_of)
 
     # ------------------------------------------------------------------ queries
 

@@ -38,7 +38,7 @@ def new_event(
         to_state=to_state,
         workflow=case.workflow,
         workflow_version=case.workflow_version,
-        data=dict(data or {}),
+        data=_with_via(data, actor),
         blockers=blockers,
         idempotency_key=key,
         prev_hash=case.head_hash or GENESIS,
@@ -64,3 +64,20 @@ def note_event(
         case, actor, kind, at=at, trigger=trigger, from_state=case.state, to_state=case.state,
         data=data, blockers=blockers, key=key,
     )
+
+
+VIA = "_via"
+"""The key of an event's data naming the service that acted for the actor (``Actor.via``), when one did.
+
+In the data rather than a column of its own, so the hash of every event written before it is unchanged;
+a caller's own ``_via`` is kept beside it (as ``_via_data``), never lost or mistaken for the service.
+"""
+
+
+def _with_via(data: Mapping[str, Any] | None, actor: Actor) -> dict[str, Any]:
+    recorded = dict(data or {})
+    if actor.via is not None:
+        if VIA in recorded:
+            recorded[f"{VIA}_data"] = recorded[VIA]
+        recorded[VIA] = actor.via
+    return recorded

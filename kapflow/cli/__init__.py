@@ -11,7 +11,7 @@ line on stderr and an exit code, never a traceback (the table is in
 
 This module builds the app; each command group lives in its own module
 (``cases``, ``appointments``, ``worker``, ``db``, ``workflow``, ``audit``,
-``demo``), which imports only ``common`` and ``render`` of this package and
+``demo``, ``apikey``), which imports only ``common`` and ``render`` of this package and
 shapes its output with ``kapflow.present``.
 """
 
@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 
 from kapflow.bootstrap import database_url
-from kapflow.cli import appointments, audit, cases, db, demo, worker, workflow
+from kapflow.cli import apikey, appointments, audit, cases, db, demo, serve, worker, workflow
 from kapflow.cli.common import CliSettings, fail_with
 from kapflow.config import load_settings
 from kapflow.errors import KapflowError
@@ -58,10 +58,10 @@ def _root(
         settings = load_settings(config, secrets=ctx.invoked_subcommand == "worker")
     except KapflowError as err:
         fail_with(err, EXIT_INPUT)  # a settings file that cannot be read or is wrong is bad input
-    ctx.obj = CliSettings(database_url(db_url, settings), settings)
+    ctx.obj = CliSettings(database_url(db_url, settings), settings, config)
 
 
-for _group in (cases, appointments, audit, workflow, demo, worker, db):
+for _group in (cases, appointments, audit, workflow, demo, worker, db, apikey, serve):
     app.add_typer(_group.commands)
 
 

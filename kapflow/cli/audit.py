@@ -55,8 +55,10 @@ def audit_verify(
     if case_id is not None:
         proof = None if lines is None or opener is None else built.verify_case_log(case_id, lines, opener)
         if as_json:
-            print_json({**report.as_dict(), "proof": None if proof is None else proof.as_dict(),
-                        "ok": report.ok and (proof is None or proof.ok)})
+            shape = report.as_dict()
+            if proof is not None:
+                shape.update(proof=proof.as_dict(), ok=report.ok and proof.ok)
+            print_json(shape)
         else:
             print_audit(console(), report)
             if proof is not None:

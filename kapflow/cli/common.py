@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec
 
 import typer
@@ -65,6 +66,7 @@ class CliSettings:
 
     url: str
     settings: Settings = field(default_factory=Settings)
+    config: Path | None = None  # the settings file, for processes this one starts (kapflow serve's workers)
 
 
 def group(help_text: str) -> typer.Typer:

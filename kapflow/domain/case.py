@@ -40,11 +40,14 @@ class Actor:
 
     ``os_user`` is the operating-system account that ran the command, when an entry point
     can only take the id and role on the caller's word (the CLI): recorded beside them.
+    ``via`` names the service (an API key's name) that acts for this person, when one does: the
+    audit event records it in its data (``kapflow.app.events``), so both are named.
     """
 
     id: str
     role: str
     os_user: str | None = None
+    via: str | None = None
 
 
 class FactEntry(NamedTuple):

@@ -406,3 +406,21 @@ class SignatureInvalid(KapflowError):
 
     def as_dict(self) -> dict[str, object]:
         return {**super().as_dict(), "key_name": self.key_name, "key_id": self.key_id, "reason": self.reason}
+
+
+class Unauthenticated(KapflowError):
+    """A request carried no credential, or one that does not verify: a bearer token (signature, issuer,
+    audience, lifetime, algorithm) or an API key (unknown, revoked, malformed).
+
+    ``reason`` is a stable code (``missing``, ``expired``, ``bad_signature``, ``wrong_audience``,
+    ``unknown_key``, ``revoked``, ...). The message says what to fix and never repeats the credential.
+    """
+
+    code = "unauthenticated"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "reason": self.reason}

@@ -30,6 +30,7 @@ from sqlalchemy.pool import StaticPool
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.errors import KapflowError, StorageError
 from kapflow.store import schema
+from kapflow.store.api_keys import ApiKeyReader, statements_for
 from kapflow.store.audit_log import LogReader, LogStatements
 from kapflow.store.prepared import HotStatements, Prepared
 from kapflow.store.queue import SqlQueue
@@ -394,6 +395,10 @@ class SqlStore:
 
     def queue(self) -> SqlQueue:
         return SqlQueue(self.engine)
+
+    def api_keys(self) -> ApiKeyReader:
+        """The API keys' reads: one key by its id (verifying a request), the listing."""
+        return ApiKeyReader(statements_for(self.engine.dialect), self._read)
 
     def close(self) -> None:
         self._closed = True

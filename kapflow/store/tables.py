@@ -209,3 +209,26 @@ class CheckpointRow(SQLModel, table=True):
     key_name: str = Field(max_length=200)
     key_id: str = Field(max_length=8)
     signed_note: str
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """An API key of a service (a practice management system, an intake form): never its secret.
+
+    ``key_hash`` is the hex HMAC-SHA256 of the whole key text under the pepper (``kapflow.app.api_keys``);
+    ``last4`` is the secret's last four characters, for telling keys apart on a screen. A revoked key
+    keeps its row (the audit history names it), so a name is never reused.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("name", name="uq_api_keys_name"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=50)
+    delegate_roles: str  # a canonical JSON list of role names
+    key_hash: str = Field(max_length=64)
+    created_at: str = Field(max_length=40)
+    created_by: str = Field(max_length=200)
+    revoked_at: str | None = Field(default=None, max_length=40)
+    revoked_by: str | None = Field(default=None, max_length=200)
+    last4: str = Field(max_length=4)

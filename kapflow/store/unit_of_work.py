@@ -22,6 +22,7 @@ from kapflow.domain.slots import Hold, HoldChanges
 from kapflow.domain.timers import PlannedTimer
 from kapflow.errors import DuplicateIdempotencyKey, LostRace
 from kapflow.ports import OutboxClaim
+from kapflow.store.api_keys import ApiKeyWriter, statements_for
 from kapflow.store.audit_log import LogStatements, LogWriter
 from kapflow.store.prepared import HotStatements
 from kapflow.store.recent import RecentProjections
@@ -179,6 +180,12 @@ class SqlUnitOfWork:
         if self._log is None:
             raise RuntimeError("this unit of work was opened without the audit log's statements")
         return LogWriter(self._log, self._cur, self._all_rows)
+
+    def api_keys(self) -> ApiKeyWriter:
+        """The API keys' reads and writes, in this transaction."""
+        if self._log is None:
+            raise RuntimeError("this unit of work was opened without its dialect's statements")
+        return ApiKeyWriter(statements_for(self._log.dialect), self._cur, self._all_rows, self._row_count)
 
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         row = self._first_row(self._hot.select_idem.run(self._cur, {"key": key}))

@@ -260,14 +260,16 @@ def test_a_checkpoint_with_nothing_new_is_not_signed_twice(practice: Practice) -
 
 
 def test_each_checkpoint_is_mailed_to_the_witness_and_the_mail_is_in_the_log_too(practice: Practice) -> None:
-    witnessed = practice.engine.checkpointer(practice.signer, origin=ORIGIN,
-                                             witnesses=[Witness("email", "compliance@practice.example")])
+    witnessed = practice.engine.checkpointer(practice.signer, origin=ORIGIN, witnesses=[
+        Witness("email", "compliance@practice.example"), Witness("webhook", "witness")])
     practice.engine.record(practice.a, "payment", {"amount": "165", "purpose": "psychotherapy"}, actor=BILLING)
     record = witnessed()
     assert record is not None
     practice.kit.run()
     (mail,) = [m for m in practice.kit.email.sent if m.recipient == "compliance@practice.example"]
     assert record.note in mail.body and mail.subject.endswith(f"{record.size} entries")
+    (posted,) = practice.raw.rows("SELECT body FROM outbox WHERE channel = 'webhook' AND audience = 'witness'")
+    assert record.note in posted[0]  # the webhook adapter signs what it posts (kapflow.adapters.notify.webhook)
     practice.checkpoint()
     assert practice.verify().status == "ok"
 

@@ -81,6 +81,10 @@ CASES: dict[type[KapflowError], tuple[KapflowError, dict[str, Any]]] = {
         e.CheckpointFormatError("checkpoint", "the tree size has a leading zero"),
         {"part": "checkpoint", "reason": "the tree size has a leading zero"},
     ),
+    e.Unauthenticated: (
+        e.Unauthenticated("expired", "the bearer token expired: get a new one from the identity provider"),
+        {"reason": "expired"},
+    ),
     e.SignatureInvalid: (
         e.SignatureInvalid("kapflow.example/audit", "c74f20a3", "unknown_key"),
         {"key_name": "kapflow.example/audit", "key_id": "c74f20a3", "reason": "unknown_key"},

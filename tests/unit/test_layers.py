@@ -18,6 +18,7 @@ MAY_NAME_KAP = {ROOT / "kapflow" / "config.py", ROOT / "kapflow" / "demo.py"}
 GENERIC = {
     "appointment", "appointment_update", "kind", "starts_at", "minutes", "location", "action", "reason",
     "late_entry", "clinician", "room", "email", "name", "message", "method",
+    "type",  # a member of every RFC 9457 problem details body (kapflow.http.problems)
 }
 
 

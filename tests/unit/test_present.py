@@ -39,6 +39,7 @@ DOCUMENTED = {
     "NotPermitted": (3, 403),
     "Refused": (3, 409),
     "SignatureInvalid": (2, 422),
+    "Unauthenticated": (1, 401),
     "StorageError": (1, 503),
     "TransitionBlocked": (3, 409),
     "TransitionNotAvailable": (3, 409),

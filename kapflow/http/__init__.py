@@ -1,0 +1,1 @@
+"""The HTTP entry point: the /v1 API and identity."""

@@ -1,0 +1,184 @@
+"""The HTTP API on a real uvicorn server on 127.0.0.1, called with httpx, on SQLite and PostgreSQL.
+
+Identity comes from a verified API key, never from the request; errors are RFC 9457 problem details;
+a case's ETag is its version and If-Match guards a write; Idempotency-Key replays the first answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from http_server import serving
+from support import INQUIRY
+
+from kapflow.bootstrap import build_engine
+from kapflow.config import Settings
+from kapflow.http.app import MAX_BODY_BYTES, create_app
+from kapflow.http.identity import RequestAuthenticator
+
+EVALUATION_AT = (datetime.now(UTC) + timedelta(days=30)).replace(hour=15, minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class Api:
+    url: str
+    keys: dict[str, str]  # role -> API key
+    engine: object
+
+    def client(self, role: str | None = None, **headers: str) -> httpx.Client:
+        sent = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
+        return httpx.Client(base_url=self.url, headers={**sent, **headers}, timeout=30)
+
+
+@pytest.fixture
+def api(any_ready_url: str) -> Iterator[Api]:
+    engine = build_engine(any_ready_url, settings=Settings())
+    keys = {}
+    for role in ("front_desk", "prescriber", "billing", "therapist"):
+        keys[role], _ = engine.create_api_key(f"pms-{role}", role, created_by="test-admin")
+    keys["delegating"], _ = engine.create_api_key("pms-portal", "front_desk", ("front_desk",),
+                                                  created_by="test-admin")
+    app = create_app(engine, RequestAuthenticator(engine), ready=lambda: None)
+    with serving(app) as url:
+        yield Api(url, keys, engine)
+    engine.close()
+
+
+def _open(api: Api, key: str = "web-form-0001") -> httpx.Response:
+    with api.client("front_desk", **{"Idempotency-Key": key}) as c:
+        return c.post("/v1/cases", json={"intake": INQUIRY})
+
+
+def test_health_and_readiness_need_no_credential(api: Api) -> None:
+    with api.client() as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        assert c.get("/readyz").json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize(("authorization", "reason"), [
+    (None, "missing"),
+    ("Basic Zm9vOmJhcg==", "malformed"),
+    ("Bearer kfk_0123456789ab_" + "A" * 43, "unknown_key"),
+    ("Bearer kfk_nonsense", "malformed"),
+    ("Bearer eyJhbGciOiJub25lIn0.e30.", "unknown_key"),  # no OpenID provider configured: keys only
+])
+def test_no_verified_credential_is_a_401_problem(api: Api, authorization: str | None, reason: str) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    with httpx.Client(base_url=api.url, headers=headers) as c:
+        answer = c.post("/v1/cases", json={"intake": INQUIRY})
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    body = answer.json()
+    assert body["type"] == "urn:kapflow:problem:unauthenticated" and body["reason"] == reason
+    if authorization:
+        assert authorization.split()[-1] not in answer.text  # the credential is never echoed
+    assert api.engine.count_cases() == 0  # type: ignore[attr-defined]
+
+
+def test_the_fee_scenario_over_http(api: Api) -> None:
+    """Open, book, a blocked start with every blocker, pay, start: the engine's held-in scenario."""
+    opened = _open(api)
+    assert opened.status_code == 201 and opened.headers["etag"] == '"1"'
+    case_id = opened.json()["case_id"]
+    assert opened.headers["location"] == f"/v1/cases/{case_id}"
+    with api.client("front_desk") as desk, api.client("prescriber") as np:
+        booked = desk.post(f"/v1/cases/{case_id}/facts/appointment",
+                           json={"kind": "evaluation", "starts_at": EVALUATION_AT.isoformat(),
+                                 "clinician": "np-rowan"})
+        assert booked.status_code == 200, booked.text
+        assert desk.post(f"/v1/cases/{case_id}/triggers/book_evaluation").status_code == 200
+        check = np.get(f"/v1/cases/{case_id}/triggers/start_evaluation").json()
+        assert not check["allowed"] and "evaluation_fee_unpaid" in [b["code"] for b in check["blockers"]]
+        refused = np.post(f"/v1/cases/{case_id}/triggers/start_evaluation")
+        assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert problem["code"] == "transition_blocked"
+        assert [b["code"] for b in problem["blockers"]] == ["evaluation_fee_unpaid"]
+        assert problem["blockers"][0]["message"].startswith("$250 evaluation fee")
+        paid = desk.post(f"/v1/cases/{case_id}/facts/payment", json={"amount": "250.00", "purpose": "evaluation_fee"})
+        assert paid.status_code == 200
+        started = np.post(f"/v1/cases/{case_id}/triggers/start_evaluation")
+        assert started.status_code == 200 and started.json()["state"] == "evaluating"
+        read = np.get(f"/v1/cases/{case_id}")
+        assert read.json()["state"] == "evaluating" and read.headers["etag"] == f'"{read.json()["version"]}"'
+        options = np.get(f"/v1/cases/{case_id}/triggers").json()
+        assert {o["trigger"] for o in options} and all("blockers" in o for o in options)
+
+
+def test_the_same_idempotency_key_answers_with_the_first_result(api: Api) -> None:
+    first, again = _open(api, "form-7"), _open(api, "form-7")
+    assert first.json()["case_id"] == again.json()["case_id"] and again.json()["replayed"]
+    assert api.engine.count_cases() == 1  # type: ignore[attr-defined]
+
+
+def test_if_match_refuses_a_write_on_a_case_that_moved(api: Api) -> None:
+    """Two desks complete the same step: the second, sending the version it read, gets 409 and writes nothing."""
+    case_id = _open(api).json()["case_id"]
+    with api.client("front_desk") as desk:
+        etag = desk.get(f"/v1/cases/{case_id}").headers["etag"]
+        pay = {"amount": "100.00", "purpose": "evaluation_fee"}
+        assert desk.post(f"/v1/cases/{case_id}/facts/payment", json=pay, headers={"If-Match": etag}).status_code == 200
+        late = desk.post(f"/v1/cases/{case_id}/facts/payment", json=pay, headers={"If-Match": etag})
+        assert late.status_code == 409 and late.json()["code"] == "concurrency_conflict"
+        bad = desk.post(f"/v1/cases/{case_id}/facts/payment", json=pay, headers={"If-Match": "yesterday"})
+        assert bad.status_code == 422
+    assert api.engine.case(case_id).version == 2  # type: ignore[attr-defined]
+
+
+def test_invalid_data_is_422_naming_the_field_never_the_value(api: Api) -> None:
+    case_id = _open(api).json()["case_id"]
+    with api.client("front_desk") as desk:
+        answer = desk.post(f"/v1/cases/{case_id}/facts/payment", json={"amount": "lots", "purpose": "evaluation_fee"})
+        assert answer.status_code == 422 and answer.json()["field"] == "amount" and "lots" not in answer.text
+        shape = desk.post("/v1/cases", json={"intake": "Sample Client, born 1985"})
+        assert shape.status_code == 422 and "born" not in shape.text
+
+
+def test_a_role_the_workflow_does_not_permit_is_403(api: Api) -> None:
+    case_id = _open(api).json()["case_id"]
+    with api.client("billing") as billing:
+        answer = billing.post(f"/v1/cases/{case_id}/triggers/book_evaluation")
+    assert answer.status_code == 403 and answer.json()["code"] == "not_permitted"
+
+
+def test_a_delegating_key_acts_for_its_user_in_granted_roles_only_and_both_are_audited(api: Api) -> None:
+    case_id = _open(api).json()["case_id"]
+    behalf = {"Kapflow-On-Behalf-Of": "desk-user-17; role=front_desk"}
+    with api.client("delegating", **behalf) as portal:
+        pay = portal.post(f"/v1/cases/{case_id}/facts/payment", json={"amount": "250.00", "purpose": "evaluation_fee"})
+        assert pay.status_code == 200
+    last = api.engine.history(case_id)[-1]  # type: ignore[attr-defined]
+    assert (last.actor, last.role, last.data.get("_via")) == ("desk-user-17", "front_desk", "pms-portal")
+    with api.client("delegating", **{"Kapflow-On-Behalf-Of": "np-9; role=prescriber"}) as portal:
+        refused = portal.post(f"/v1/cases/{case_id}/facts/payment", json={"amount": "1", "purpose": "other"})
+    assert refused.status_code == 403
+    with api.client("front_desk", **behalf) as plain:  # a key without delegation cannot act for anyone
+        assert plain.post(f"/v1/cases/{case_id}/facts/payment",
+                          json={"amount": "1", "purpose": "other"}).status_code == 403
+
+
+def test_a_revoked_key_is_refused(api: Api) -> None:
+    key_id = api.keys["billing"].split("_")[1]
+    api.engine.revoke_api_key(key_id, revoked_by="test-admin")  # type: ignore[attr-defined]
+    with api.client("billing") as billing:
+        answer = billing.get("/v1/cases")
+    assert answer.status_code == 401 and answer.json()["reason"] == "revoked"
+
+
+def test_unknown_case_routes_and_oversized_bodies_are_problems_with_security_headers(api: Api) -> None:
+    with api.client("front_desk") as desk:
+        missing = desk.get("/v1/cases/case-0000000000000000")
+        assert missing.status_code == 404 and missing.json()["code"] == "unknown_case"
+        nowhere = desk.get("/v1/nowhere")
+        assert nowhere.status_code == 404 and nowhere.headers["content-type"] == "application/problem+json"
+        big = desk.post("/v1/cases", content=b"{" + b" " * (MAX_BODY_BYTES + 1) + b"}",
+                        headers={"content-type": "application/json"})
+        assert big.status_code == 413
+        for answer in (missing, nowhere, big):
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert answer.headers["cache-control"] == "no-store"
