@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from kapflow.domain.access import AccessRecord
 from kapflow.domain.audit_log import CheckpointRecord, LogRecord, LogSlot, LogSource
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.effects import Effects, OutboxMessage
@@ -121,6 +122,10 @@ class UnitOfWork(Protocol):
         """The API keys' reads and writes in this transaction."""
         ...
 
+    def access(self) -> AccessWrites:
+        """The access log's insert in this transaction."""
+        ...
+
     def commit(self) -> None: ...
 
 
@@ -159,6 +164,10 @@ class Store(Protocol):
 
     def api_keys(self) -> ApiKeyReads:
         """The API keys' reads outside any command (verifying a request's key, the listing)."""
+        ...
+
+    def access(self) -> AccessReads:
+        """The access log's queries outside any command."""
         ...
 
     def close(self) -> None: ...
@@ -383,4 +392,20 @@ class ApiKeyReads(Protocol):
 
     def list(self) -> list[ApiKey]:
         """Every key, revoked ones too, oldest first."""
+        ...
+
+
+class AccessWrites(Protocol):
+    """The access log's write inside one command's transaction: one INSERT, no read, no lock on the case."""
+
+    def add(self, record: AccessRecord) -> None: ...
+
+
+class AccessReads(Protocol):
+    """The access log's queries outside any command."""
+
+    def find(
+        self, *, case_id: str | None, actor: str | None, since: datetime | None, until: datetime | None, limit: int,
+    ) -> list[AccessRecord]:
+        """Reads of ``case_id`` (None: any case) by ``actor`` (None: anyone) in [since, until), oldest first."""
         ...

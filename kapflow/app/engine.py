@@ -13,7 +13,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from kapflow.app import audit_log, cases, migrate, queries
+from kapflow.app import access, audit_log, cases, migrate, queries
 from kapflow.app.api_keys import ApiKeys
 from kapflow.app.audit_export import export_case
 from kapflow.app.audit_log import Checkpointer, Sequenced, Witness
@@ -27,6 +27,7 @@ from kapflow.audit.export_formats import CaseExport
 from kapflow.audit.log_verify import LogReport
 from kapflow.audit.note import Checkpoint
 from kapflow.audit.proof import ProofReport
+from kapflow.domain.access import AccessRecord
 from kapflow.domain.appointments import Appointment, AppointmentFacts
 from kapflow.domain.audit_log import CheckpointRecord
 from kapflow.domain.calendar import PracticeCalendar
@@ -275,6 +276,26 @@ class Engine:
     def available(self, case_id: str, *, actor: Actor | None = None) -> list[Verdict]:
         """A verdict for every trigger that leaves the case's current state."""
         return queries.available(self.app, case_id, actor=actor)
+
+    def readable_facts(self, case_id: str, role: str, kind: str | None = None) -> list[FactEntry]:
+        """The case's facts of the kinds ``role`` may read (its workflow's ``read_access``)."""
+        return queries.readable_facts(self.app, case_id, role, kind)
+
+    def readable_history(self, case_id: str, role: str) -> list[AuditEvent]:
+        """The case's history, the data of events about fact kinds ``role`` may not read withheld."""
+        return queries.readable_history(self.app, case_id, role)
+
+    def record_access(self, actor: Actor, case_id: str, view: str) -> None:
+        """Record that ``actor`` read ``view`` (``case``, ``facts``, ``history``, ``triggers``, ...) of a case: one
+        small transaction that neither reads nor locks the case. The entry point calls it for each read it serves."""
+        access.record_access(self.app, actor, case_id, view)
+
+    def accesses(
+        self, *, case_id: str | None = None, since: datetime | None = None, until: datetime | None = None,
+        actor: str | None = None, limit: int = access.DEFAULT_LIMIT,
+    ) -> list[AccessRecord]:
+        """Who read ``case_id`` (None: any case), or what ``actor`` read, in [since, until), oldest first."""
+        return access.accesses(self.app, case_id=case_id, since=since, until=until, actor=actor, limit=limit)
 
     def verify_audit(self, case_id: str | None = None) -> AuditReport:
         return queries.verify_audit(self.app, case_id)

@@ -6,6 +6,7 @@ Reads only: nothing here writes, and each read is the store's own (no transactio
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from kapflow.app.cases import check_actor
@@ -16,7 +17,7 @@ from kapflow.domain.appointments import Appointment, appointments
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry
 from kapflow.domain.decision import check_required_text, guard_context, not_available_blocker, pending_blockers
 from kapflow.domain.errors import Blocker, NotPermitted, UnknownCase, UnknownTrigger
-from kapflow.domain.events import TimerStatus
+from kapflow.domain.events import EventKind, TimerStatus
 from kapflow.domain.payload import check_identifier, check_payload
 from kapflow.domain.timers import plan_timers
 from kapflow.domain.verdict import Verdict, evaluate
@@ -145,3 +146,39 @@ def verify_audit(app: AppContext, case_id: str | None) -> AuditReport:
         return verify_chain(app.store.iter_audit(), app.store.iter_cases())
     found = case(app, case_id)
     return verify_chain(app.store.iter_audit(case_id), [found])
+
+
+# ------------------------------------------------------------------ the minimum necessary, per role
+
+
+def readable_facts(app: AppContext, case_id: str, role: str, kind: str | None = None) -> list[FactEntry]:
+    """The case's facts of the kinds ``role`` may read (``Workflow.read_access``), oldest first."""
+    found = case(app, case_id)
+    kinds = app.workflows.of(found).readable(role)
+    return [f for f in found.projection.facts() if f.kind in kinds and (kind is None or f.kind == kind)]
+
+
+def readable_history(app: AppContext, case_id: str, role: str) -> list[AuditEvent]:
+    """The case's history with the data of each event about a fact kind ``role`` may not read withheld.
+
+    Who acted, when, in which role and the move stay: the fact's fields, and a refusal's blockers (their
+    sentences can quote them), do not. ``data`` then says only which kind was withheld.
+    """
+    events = history(app, case_id)
+    wf = app.workflows.of(case(app, case_id))
+    kinds = wf.readable(role)
+    return [ev if _event_kind(ev, wf.intake_fact) in kinds | {""} else _withheld(ev, wf.intake_fact)
+            for ev in events]
+
+
+def _event_kind(ev: AuditEvent, intake: str) -> str:
+    """The fact kind an event's data carries ("" for none: a move, a reminder's note)."""
+    if ev.kind == EventKind.OPENED:
+        return str(ev.data.get("intake_kind") or intake)
+    if ev.kind in (EventKind.FACT, EventKind.REFUSED):
+        return str(ev.data.get("kind") or "")
+    return ""
+
+
+def _withheld(ev: AuditEvent, intake: str) -> AuditEvent:
+    return replace(ev, data={"withheld": _event_kind(ev, intake)}, blockers=())

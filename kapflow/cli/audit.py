@@ -1,19 +1,40 @@
-"""The audit history: ``kapflow audit verify``, ``checkpoint``, ``keygen``, ``export``, ``prove``."""
+"""The audit history: ``kapflow audit verify``, ``checkpoint``, ``keygen``, ``export``, ``prove``, ``access``."""
 
 from __future__ import annotations
 
 import os
+import sys
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.table import Table
 
 from kapflow.audit.checkpoint_file import note_opener, read_lines
 from kapflow.audit.export_formats import ExportFormat, render
 from kapflow.audit.proof import prove_export
 from kapflow.bootstrap import audit_verifiers, build_checkpointer, write_key_pair
-from kapflow.cli.common import AsJson, console, engine, fail, group, handled, print_json, reader, settings_of
+from kapflow.cli.common import (
+    AsJson,
+    InUtc,
+    cell,
+    console,
+    engine,
+    fail,
+    group,
+    handled,
+    narrow,
+    print_json,
+    reader,
+    settings_of,
+    shown_calendar,
+    stacked_time,
+    time_text,
+)
 from kapflow.cli.render import print_audit, print_log
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.errors import InvalidInput
 from kapflow.present import EXIT_INPUT, EXIT_OTHER, audit_report_shape, defang, proof_text
 
@@ -181,3 +202,66 @@ def audit_prove(
         print(defang(proof_text(report)))
     if not report.ok:
         raise typer.Exit(EXIT_OTHER)
+
+
+_WHEN_HELP = ("A date (a whole day in the practice's time zone; UTC with --utc) or a time, e.g. 2026-12-01 or "
+              "2026-12-01T09:00-05:00.")
+
+
+@audit_app.command("access")
+@handled
+def audit_access(
+    ctx: typer.Context,
+    case_id: Annotated[str | None, typer.Option("--case", metavar="ID", help="Who read this case.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this day or time on. " + _WHEN_HELP)] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Up to this day (the whole day included) or time (excluded). " + _WHEN_HELP)] = None,
+    actor: Annotated[str | None, typer.Option("--actor", metavar="ID", help="Only this person's reads.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="Show at most this many.")] = 1000,
+    as_json: AsJson = False,
+    utc: InUtc = False,
+) -> None:
+    """Who read a case through the API (and through which service), which view, and when; oldest first.
+
+    Give --case, --actor or both: "who looked at this case this month" is --case ID --since 2026-12-01.
+    The access log holds ids, roles and view names only, never what was read.
+    """
+    if case_id is None and actor is None:
+        fail("input_error: give --case ID (who read the case), --actor ID (what they read), or both", EXIT_INPUT)
+    built = reader(ctx)
+    calendar = shown_calendar(built, utc)
+    found = built.accesses(case_id=case_id, since=_bound(calendar, since, "since", end=False),
+                           until=_bound(calendar, until, "until", end=True), actor=actor, limit=limit)
+    if len(found) == limit:
+        print(f"kapflow audit: showing the first {limit} reads; narrow with --since/--until or raise --limit",
+              file=sys.stderr)
+    if as_json:
+        print_json([r.as_dict() for r in found])
+        return
+    out = console()
+    stacked = narrow(out)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for title in ("when", *(() if case_id is not None else ("case",)), "who", "role", "via", "view"):
+        table.add_column(title, overflow="fold")
+    for r in found:
+        when = stacked_time(calendar, r.at) if stacked else time_text(calendar, r.at)
+        table.add_row(cell(when), *(() if case_id is not None else (cell(r.case_id),)), cell(r.actor),
+                      cell(r.role), cell(r.via or ""), cell(r.view))
+    out.print(table)
+    if not found:
+        print("kapflow audit: no reads recorded for that")
+
+
+def _bound(calendar: PracticeCalendar, text: str | None, name: str, *, end: bool) -> datetime | None:
+    """``--since``/``--until``: a date is a whole day of ``calendar`` (``end``: the instant after it ends)."""
+    if text is None:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return calendar.start_of_day(day + timedelta(days=1) if end else day)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"--{name}: {text!r} is neither a date (2026-12-01) nor a time "
+                           "(2026-12-01T09:00-05:00)", field=name) from None
+    return moment if moment.tzinfo is not None else calendar.at_wall_time(moment)

@@ -25,6 +25,7 @@ def serve_command(
                        ] = None,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="The TLS certificate chain (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The TLS private key (PEM).")] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log lines as JSON (for a log collector).")] = False,
 ) -> None:
     """Serve the engine's API over HTTP under /v1 until SIGTERM (requests in flight are finished)."""
     found = settings_of(ctx)
@@ -44,6 +45,7 @@ def serve_command(
     os.environ["KAPFLOW_DB"] = found.url  # each worker process builds its own engine from these
     if found.config is not None:
         os.environ["KAPFLOW_CONFIG"] = str(found.config)
+    os.environ["KAPFLOW_LOG_JSON"] = "1" if log_json else "0"
     print(f"kapflow serve: {'https' if cert else 'http'}://{host}:{port}/v1 with {workers} worker(s); "
           "stop with Ctrl-C or SIGTERM", flush=True)
     run(host, port, workers=workers, tls_cert=cert, tls_key=key)

@@ -2,7 +2,8 @@
 
 The log puts every row the audit history is made of in one order: audit events (transitions,
 facts, refusals, notes, migrations), queued messages (who a reminder goes to) and delivery
-attempts (what became of it). ``kapflow.audit.leaves`` turns a record into its Merkle leaf.
+attempts (what became of it), and the access log's reads of cases (who looked at which case).
+``kapflow.audit.leaves`` turns a record into its Merkle leaf.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class LogSource(StrEnum):
     EVENT = "event"  # audit_events: the per-case chains
     MESSAGE = "message"  # outbox: each message as queued (channel, recipient, text)
     DELIVERY = "delivery"  # delivery_attempts: each try and its outcome (the message's status follows)
+    ACCESS = "access"  # access_log: each read of a case through the API (who, which case, which view)
 
 
 @dataclass(frozen=True)

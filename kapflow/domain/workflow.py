@@ -238,6 +238,12 @@ class Workflow:
     # Read-only views the workflow computes from a case's facts (e.g. symptom measures), by name: each
     # returns a JSON-able mapping, shown with the case (``kapflow case show``); never used by a guard.
     summaries: Mapping[str, Callable[[CaseFacts], Mapping[str, object]]] = field(default_factory=dict)
+    # The minimum necessary: the fact kinds each role may read through the API and the console
+    # (``ALL_FACTS`` for every kind). A role not named reads none; the summaries need every kind they use.
+    read_access: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # The role a case's own client acts in: over the network it may reach only a case bound to its
+    # identity by the practice, never another's.
+    client_role: str | None = None
     _states: Mapping[str, State] = field(init=False, repr=False, compare=False)
     _by_source: Mapping[tuple[str, str], Transition] = field(init=False, repr=False, compare=False)
     _checks: Mapping[int, tuple[Transition, tuple[tuple[str, Guard], ...]]] = field(
@@ -247,7 +253,7 @@ class Workflow:
 
     def __post_init__(self) -> None:
         # Own read-only copies: editing the caller's dicts must not change a validated version.
-        for name in ("guards", "facts", "thresholds", "moments"):
+        for name in ("guards", "facts", "thresholds", "moments", "read_access"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         problems = validate(self)
         if problems:
@@ -287,6 +293,11 @@ class Workflow:
         if found is None or found[0] is not transition:  # a transition from elsewhere: look its guards up
             return tuple((g, self.guards[g]) for g in transition.guards)
         return found[1]
+
+    def readable(self, role: str) -> frozenset[str]:
+        """The fact kinds ``role`` may read (the minimum necessary for its work); none if not declared."""
+        kinds = self.read_access.get(role, frozenset())
+        return frozenset(self.facts) if ALL_FACTS in kinds else kinds
 
     def summarize(self, facts: CaseFacts) -> dict[str, object]:
         """The workflow's read-only views of a case (its ``summaries``, e.g. symptom measures), by name.
@@ -333,6 +344,9 @@ def validate(wf: Workflow) -> list[str]:
     if not wf.version:
         problems.append("the workflow has no version")
     problems += [f"staff role {r!r} is not one of the workflow's roles" for r in sorted(wf.staff_roles - wf.roles)]
+    problems += _read_access_problems(wf)
+    if wf.client_role is not None and wf.client_role not in wf.roles:
+        problems.append(f"client role {wf.client_role!r} is not one of the workflow's roles")
     names = [s.name for s in wf.states]
     problems += [f"state {n!r} is defined twice" for n in sorted({n for n in names if names.count(n) > 1})]
     known = set(names)
@@ -553,4 +567,17 @@ def _check_paths(wf: Workflow, known: set[str], finals: set[str]) -> list[str]:
                 f"transition {t.trigger!r} returns from {src!r}, which is itself entered by a return; "
                 "a return must go back to a state entered by an ordinary transition"
             )
+    return problems
+
+
+ALL_FACTS = "*"
+"""In ``Workflow.read_access``: every fact kind of the workflow (an auditor's, a prescriber's)."""
+
+
+def _read_access_problems(wf: Workflow) -> list[str]:
+    problems = [f"read access names role {r!r}, which is not one of the workflow's roles"
+                for r in sorted(set(wf.read_access) - wf.roles)]
+    for role, kinds in sorted(wf.read_access.items()):
+        problems += [f"read access of {role!r} names fact kind {k!r}, which the workflow does not record"
+                     for k in sorted(kinds - set(wf.facts) - {ALL_FACTS})]
     return problems

@@ -5,7 +5,9 @@ key of the practice's systems, or an OpenID Connect token of its identity provid
 comes from it (``kapflow.http.identity``), never from the request body. A case's ``ETag`` is its
 version: ``If-Match`` on a write becomes the engine's ``expected_version``, so two people completing
 the same step cannot both win; ``Idempotency-Key`` becomes the engine's key, so a retried request
-answers with the first result. The OpenAPI document is served at ``/openapi.json`` and checked into
+answers with the first result. Every successful read of a case is recorded in the access log (who, for
+whom, which case, which view, when), which the audit log's checkpoints cover; each role reads only
+the fact kinds its workflow grants it. The OpenAPI document is served at ``/openapi.json`` and checked into
 ``docs/api/openapi.json``.
 """
 
@@ -17,10 +19,11 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kapflow.app.engine import Engine
-from kapflow.domain.case import Actor, Outcome
+from kapflow.domain.case import Actor, Outcome, to_iso
 from kapflow.errors import InvalidInput, KapflowError
 from kapflow.http import problems
 from kapflow.logging import get_logger
@@ -38,16 +41,33 @@ class Authenticator(Protocol):
 
 
 JSONObject = dict[str, Any]
+_PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No credential, or one that does not verify (RFC 9457 problem details)", **_PROBLEM},
+    403: {"description": "The caller's role may not do this (names the permission, never the data)", **_PROBLEM},
+    404: {"description": "No such case", **_PROBLEM},
+    409: {"description": "Refused: every blocker with its code and sentence, or a version conflict", **_PROBLEM},
+    413: {"description": "The request body is over the size limit", **_PROBLEM},
+    422: {"description": "Invalid input: which field, never its value", **_PROBLEM},
+}
+
+
+_BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                     description="An API key of a service (kfk_...) or an OpenID Connect token of the practice's "
+                                 "identity provider.")
 
 
 def _acting(
     request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    kapflow_on_behalf_of: Annotated[str | None, Header()] = None,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    kapflow_on_behalf_of: Annotated[str | None, Header(
+        description="With a delegating API key: `user-id; role=ROLE`, the person the service acts for.")] = None,
 ) -> Actor:
-    """The request's actor, from its verified credential (a 401 problem when there is none)."""
+    """The request's actor, from its verified credential (a 401 problem when there is none).
+
+    The raw header is checked here, not FastAPI's parse of it, so a malformed one is told apart."""
     authenticator: Authenticator = request.app.state.authenticator
-    return authenticator.actor(authorization, kapflow_on_behalf_of)
+    return authenticator.actor(request.headers.get("authorization"), kapflow_on_behalf_of)
 
 
 Acting = Annotated[Actor, Depends(_acting)]
@@ -82,7 +102,7 @@ def create_app(engine: Engine, authenticator: Authenticator, *, ready: Callable[
             ready()
         return {"status": "ready"}
 
-    @app.post("/v1/cases", status_code=201, tags=["cases"])
+    @app.post("/v1/cases", status_code=201, tags=["cases"], responses=_PROBLEMS)
     def open_case(
         actor: Acting, response: Response,
         intake: Annotated[JSONObject, Body(embed=True, description="The workflow's intake form.")],
@@ -93,24 +113,52 @@ def create_app(engine: Engine, authenticator: Authenticator, *, ready: Callable[
         response.headers["Location"] = f"/v1/cases/{outcome.case_id}"
         return _outcome(outcome, response)
 
-    @app.get("/v1/cases/{case_id}", tags=["cases"])
+    @app.get("/v1/cases/{case_id}", tags=["cases"], responses=_PROBLEMS)
     def read_case(case_id: str, actor: Acting, response: Response) -> JSONObject:
-        """A case: its state, version and workflow. Its ``ETag`` is its version (send it as ``If-Match``)."""
-        found = engine.case(case_id)
-        response.headers["ETag"] = _etag(found.version)
-        return case_shape(found, engine.workflow_of(found))
+        """A case: its state, version and workflow. Its ``ETag`` is its version (send it as ``If-Match``).
 
-    @app.get("/v1/cases/{case_id}/triggers", tags=["triggers"])
+        ``client`` (the name on the intake form) is null for a role that may not read the intake."""
+        found = engine.case(case_id)
+        wf = engine.workflow_of(found)
+        response.headers["ETag"] = _etag(found.version)
+        shape = case_shape(found, wf)
+        if wf.intake_fact not in wf.readable(actor.role):
+            shape["client"] = None
+        engine.record_access(actor, case_id, "case")
+        return shape
+
+    @app.get("/v1/cases/{case_id}/facts", tags=["facts"], responses=_PROBLEMS)
+    def read_facts(case_id: str, actor: Acting, kind: str | None = None) -> list[JSONObject]:
+        """The case's facts, oldest first: only the kinds the caller's role may read (the minimum necessary
+        its workflow declares: the front desk reads appointments and payments, not screenings or vitals)."""
+        facts = [{"kind": f.kind, "at": to_iso(f.at), "by": f.by, "data": dict(f.data)}
+                 for f in engine.readable_facts(case_id, actor.role, kind)]
+        engine.record_access(actor, case_id, "facts")
+        return facts
+
+    @app.get("/v1/cases/{case_id}/history", tags=["cases"], responses=_PROBLEMS)
+    def read_history(case_id: str, actor: Acting) -> list[JSONObject]:
+        """Who did what, when, in which role: every event of the case. The data of an event about a fact
+        kind the caller's role may not read is withheld (``{"withheld": kind}``), its blockers too."""
+        events = [ev.as_dict() for ev in engine.readable_history(case_id, actor.role)]
+        engine.record_access(actor, case_id, "history")
+        return events
+
+    @app.get("/v1/cases/{case_id}/triggers", tags=["triggers"], responses=_PROBLEMS)
     def available(case_id: str, actor: Acting) -> list[JSONObject]:
         """Every trigger leaving the case's state, each with whether it may fire now and every blocker."""
-        return [verdict_shape(v) for v in engine.available(case_id, actor=actor)]
+        verdicts = [verdict_shape(v) for v in engine.available(case_id, actor=actor)]
+        engine.record_access(actor, case_id, "triggers")
+        return verdicts
 
-    @app.get("/v1/cases/{case_id}/triggers/{trigger}", tags=["triggers"])
+    @app.get("/v1/cases/{case_id}/triggers/{trigger}", tags=["triggers"], responses=_PROBLEMS)
     def check(case_id: str, trigger: str, actor: Acting) -> JSONObject:
         """Would ``trigger`` fire now? Every blocker, with its code and sentence. Writes nothing."""
-        return verdict_shape(engine.check(case_id, trigger, actor=actor))
+        verdict = verdict_shape(engine.check(case_id, trigger, actor=actor))
+        engine.record_access(actor, case_id, "check")
+        return verdict
 
-    @app.post("/v1/cases/{case_id}/triggers/{trigger}", tags=["triggers"])
+    @app.post("/v1/cases/{case_id}/triggers/{trigger}", tags=["triggers"], responses=_PROBLEMS)
     def fire(
         case_id: str, trigger: str, actor: Acting, response: Response, idempotency_key: IdempotencyKey = None,
         if_match: IfMatch = None, data: Annotated[JSONObject | None, Body(embed=True)] = None,
@@ -120,7 +168,7 @@ def create_app(engine: Engine, authenticator: Authenticator, *, ready: Callable[
                               expected_version=_expected(if_match))
         return _outcome(outcome, response)
 
-    @app.post("/v1/cases/{case_id}/facts/{kind}", tags=["facts"])
+    @app.post("/v1/cases/{case_id}/facts/{kind}", tags=["facts"], responses=_PROBLEMS)
     def record(
         case_id: str, kind: str, actor: Acting, response: Response,
         fact: Annotated[JSONObject, Body(description="The fact's fields.")],
@@ -131,7 +179,7 @@ def create_app(engine: Engine, authenticator: Authenticator, *, ready: Callable[
                                 expected_version=_expected(if_match))
         return _outcome(outcome, response)
 
-    @app.get("/v1/cases", tags=["cases"])
+    @app.get("/v1/cases", tags=["cases"], responses=_PROBLEMS)
     def list_cases(
         actor: Acting, state: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,

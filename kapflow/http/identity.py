@@ -13,7 +13,7 @@ from kapflow.app.api_keys import known_roles
 from kapflow.app.engine import Engine
 from kapflow.domain.case import Actor
 from kapflow.domain.identity import KEY_PREFIX, ON_BEHALF_OF_HEADER
-from kapflow.errors import InvalidInput, Unauthenticated
+from kapflow.errors import InvalidInput, NotPermitted, Unauthenticated
 from kapflow.http.oidc import OidcVerifier
 
 
@@ -24,8 +24,18 @@ class RequestAuthenticator:
         self._engine = engine
         self._oidc = oidc
         self._roles = frozenset(known_roles(engine.app))
+        # Until the practice can bind a client's identity to their case, a client reaches no case over
+        # the network: a client credential could otherwise name any case id.
+        self._unbound = frozenset(wf.client_role for wf in engine.workflows.versions() if wf.client_role is not None)
 
     def actor(self, authorization: str | None, on_behalf_of: str | None) -> Actor:
+        found = self._verified(authorization, on_behalf_of)
+        if found.role in self._unbound:
+            raise NotPermitted(case_id="", trigger="api_access", state="", role=found.role,
+                               allowed=sorted(self._roles - self._unbound))
+        return found
+
+    def _verified(self, authorization: str | None, on_behalf_of: str | None) -> Actor:
         credential = _bearer(authorization)
         if credential.startswith(KEY_PREFIX):
             return self._engine.api_key_actor(credential, on_behalf_of)

@@ -12,9 +12,12 @@ from fastapi import FastAPI
 
 from kapflow.bootstrap import build_api, database_url
 from kapflow.config import load_settings
+from kapflow.logging import configure_logging
 
 
 def app_from_environment() -> FastAPI:
+    # Each worker process logs as ``kapflow serve`` was asked to (a line per request, on stderr).
+    configure_logging(json=os.environ.get("KAPFLOW_LOG_JSON") == "1")
     settings = load_settings(os.environ.get("KAPFLOW_CONFIG"))
     app: FastAPI = build_api(database_url(None, settings), settings)
     return app

@@ -23,7 +23,15 @@ from kapflow.domain.audit_log import CheckpointRecord, LogRecord, LogSlot, LogSo
 from kapflow.domain.case import to_iso
 from kapflow.store.prepared import Prepared
 from kapflow.store.rows import event_from_row
-from kapflow.store.tables import AuditRow, CheckpointRow, DeliveryAttemptRow, LogEntryRow, LogNodeRow, OutboxRow
+from kapflow.store.tables import (
+    AccessRow,
+    AuditRow,
+    CheckpointRow,
+    DeliveryAttemptRow,
+    LogEntryRow,
+    LogNodeRow,
+    OutboxRow,
+)
 
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
 _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
@@ -31,10 +39,12 @@ _attempts = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
 _entries = LogEntryRow.__table__  # type: ignore[attr-defined]
 _nodes = LogNodeRow.__table__  # type: ignore[attr-defined]
 _checkpoints = CheckpointRow.__table__  # type: ignore[attr-defined]
+_access = AccessRow.__table__  # type: ignore[attr-defined]
 
 LOG_LOCK_KEY = 0x6B66_6C6F_67  # PostgreSQL's advisory lock of the one sequencer at a time ("kflog")
 _MESSAGE_FIELDS = ("key", "case_id", "channel", "audience", "recipient", "subject", "body", "payload", "created_at")
 _DELIVERY_FIELDS = ("outbox_id", "attempt", "at", "worker", "outcome", "detail")
+_ACCESS_FIELDS = ("at", "actor", "role", "via", "case_id", "view")
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,8 @@ SOURCES: Mapping[LogSource, _Source] = {
                                _record_of(LogSource.MESSAGE, _outbox, "id", _MESSAGE_FIELDS)),
     LogSource.DELIVERY: _Source(LogSource.DELIVERY, _attempts, "id",
                                 _record_of(LogSource.DELIVERY, _attempts, "id", _DELIVERY_FIELDS)),
+    LogSource.ACCESS: _Source(LogSource.ACCESS, _access, "id",
+                              _record_of(LogSource.ACCESS, _access, "id", _ACCESS_FIELDS)),
 }
 
 

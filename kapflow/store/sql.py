@@ -30,6 +30,8 @@ from sqlalchemy.pool import StaticPool
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.errors import KapflowError, StorageError
 from kapflow.store import schema
+from kapflow.store.access import AccessReader
+from kapflow.store.access import statements_for as access_statements
 from kapflow.store.api_keys import ApiKeyReader, statements_for
 from kapflow.store.audit_log import LogReader, LogStatements
 from kapflow.store.prepared import HotStatements, Prepared
@@ -399,6 +401,10 @@ class SqlStore:
     def api_keys(self) -> ApiKeyReader:
         """The API keys' reads: one key by its id (verifying a request), the listing."""
         return ApiKeyReader(statements_for(self.engine.dialect), self._read)
+
+    def access(self) -> AccessReader:
+        """The access log's queries: who read a case, and when."""
+        return AccessReader(access_statements(self.engine.dialect), self._read)
 
     def close(self) -> None:
         self._closed = True

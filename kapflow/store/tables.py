@@ -181,7 +181,7 @@ class LogEntryRow(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("source", "source_id", name="uq_log_entries_source"),)
 
     position: int = Field(sa_column=Column("position", BigInteger, primary_key=True, autoincrement=False))
-    source: str = Field(max_length=20)  # event | message | delivery
+    source: str = Field(max_length=20)  # event | message | delivery | access
     source_id: int = Field(sa_column=Column("source_id", BigInteger, nullable=False))
     case_id: str | None = Field(default=None, max_length=200)  # so a deleted row's case can still be named
     case_seq: int | None = Field(default=None)
@@ -232,3 +232,28 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: str | None = Field(default=None, max_length=40)
     revoked_by: str | None = Field(default=None, max_length=200)
     last4: str = Field(max_length=4)
+
+
+class AccessRow(SQLModel, table=True):
+    """One read of a case through the API: who (and the service that carried it), which case, which view, when.
+
+    Ids, a role and a view name only, never what was read. Written by its own small command that
+    neither reads nor locks the case row (``kapflow.app.access``), and placed in the audit log like
+    an audit event, so a signed checkpoint covers it.
+    """
+
+    __tablename__ = "access_log"
+    __table_args__ = (
+        Index("ix_access_log_case_at", "case_id", "at"),  # who looked at this case this month
+        Index("ix_access_log_actor_at", "actor", "at"),  # what this person looked at
+        _unlogged("access_log", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: str = Field(max_length=40)
+    actor: str = Field(max_length=200)
+    role: str = Field(max_length=50)
+    via: str | None = Field(default=None, max_length=200)  # the API key's name, when a service read for a person
+    case_id: str = Field(max_length=200)
+    view: str = Field(max_length=50)  # case | facts | history | triggers | ...: the route's view
+    log_position: int | None = _log_position()

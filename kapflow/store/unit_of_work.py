@@ -22,6 +22,8 @@ from kapflow.domain.slots import Hold, HoldChanges
 from kapflow.domain.timers import PlannedTimer
 from kapflow.errors import DuplicateIdempotencyKey, LostRace
 from kapflow.ports import OutboxClaim
+from kapflow.store.access import AccessWriter
+from kapflow.store.access import statements_for as access_statements
 from kapflow.store.api_keys import ApiKeyWriter, statements_for
 from kapflow.store.audit_log import LogStatements, LogWriter
 from kapflow.store.prepared import HotStatements
@@ -186,6 +188,12 @@ class SqlUnitOfWork:
         if self._log is None:
             raise RuntimeError("this unit of work was opened without its dialect's statements")
         return ApiKeyWriter(statements_for(self._log.dialect), self._cur, self._all_rows, self._row_count)
+
+    def access(self) -> AccessWriter:
+        """The access log's insert, in this transaction (reads and locks nothing else)."""
+        if self._log is None:
+            raise RuntimeError("this unit of work was opened without its dialect's statements")
+        return AccessWriter(access_statements(self._log.dialect), self._cur)
 
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         row = self._first_row(self._hot.select_idem.run(self._cur, {"key": key}))

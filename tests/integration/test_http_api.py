@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from http_server import serving
-from support import INQUIRY
+from support import FRONT_DESK, INQUIRY
 
 from kapflow.bootstrap import build_engine
 from kapflow.config import Settings
@@ -182,3 +182,44 @@ def test_unknown_case_routes_and_oversized_bodies_are_problems_with_security_hea
         for answer in (missing, nowhere, big):
             assert answer.headers["x-content-type-options"] == "nosniff"
             assert answer.headers["cache-control"] == "no-store"
+
+
+def test_each_role_reads_only_the_fact_kinds_its_workflow_grants_it(api: Api) -> None:
+    """The front desk reads payments and appointments, not screenings or vitals; billing not the consent."""
+    case_id = _open(api).json()["case_id"]
+    with api.client("front_desk") as desk, api.client("prescriber") as np, api.client("billing") as billing:
+        assert desk.post(f"/v1/cases/{case_id}/facts/payment",
+                         json={"amount": "250.00", "purpose": "evaluation_fee"}).status_code == 200
+        screening = np.post(f"/v1/cases/{case_id}/facts/screening", json={"exclusions": [], "flags": []})
+        assert screening.status_code == 200, screening.text
+        assert {f["kind"] for f in desk.get(f"/v1/cases/{case_id}/facts").json()} == {"inquiry", "payment"}
+        assert {f["kind"] for f in np.get(f"/v1/cases/{case_id}/facts").json()} >= {"screening", "payment"}
+        assert desk.get(f"/v1/cases/{case_id}/facts", params={"kind": "screening"}).json() == []
+        history = desk.get(f"/v1/cases/{case_id}/history").json()
+        (withheld,) = [ev for ev in history if ev["kind"] == "fact" and "withheld" in ev["data"]]
+        assert withheld["data"] == {"withheld": "screening"} and withheld["role"] == "prescriber"
+        assert billing.get(f"/v1/cases/{case_id}").json()["client"]  # billing reads the intake (superbills)
+
+
+def test_a_client_credential_reaches_no_case_until_the_practice_binds_one(any_ready_url: str) -> None:
+    """A client's key could name any case id: until binding exists, the client role is refused outright."""
+    engine = build_engine(any_ready_url, settings=Settings())
+    key, _ = engine.create_api_key("client-portal", "client", created_by="test-admin")
+    case_id = engine.open_case(INQUIRY, actor=FRONT_DESK).case_id
+    with serving(create_app(engine, RequestAuthenticator(engine))) as url:
+        answer = httpx.get(f"{url}/v1/cases/{case_id}", headers={"Authorization": f"Bearer {key}"})
+    engine.close()
+    assert answer.status_code == 403 and answer.json()["role"] == "client"
+    assert INQUIRY["last_name"] not in answer.text
+
+
+def test_every_read_of_a_case_is_in_the_access_log_with_the_service_and_the_person(api: Api) -> None:
+    case_id = _open(api).json()["case_id"]
+    behalf = {"Kapflow-On-Behalf-Of": "desk-user-17; role=front_desk"}
+    with api.client("delegating", **behalf) as portal, api.client("prescriber") as np:
+        assert portal.get(f"/v1/cases/{case_id}").status_code == 200
+        assert np.get(f"/v1/cases/{case_id}/history").status_code == 200
+        assert np.get("/v1/cases/case-0000000000000000").status_code == 404  # a failed read reads nothing
+    seen = [(a.actor, a.role, a.via, a.view) for a in api.engine.accesses(case_id=case_id)]  # type: ignore[attr-defined]
+    assert seen == [("desk-user-17", "front_desk", "pms-portal", "case"),
+                    ("pms-prescriber", "prescriber", "pms-prescriber", "history")]

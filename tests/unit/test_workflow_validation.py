@@ -13,6 +13,7 @@ from kapflow.domain.case import PREVIOUS_STATE
 from kapflow.domain.errors import Blocker, WorkflowDefinitionError
 from kapflow.domain.facts import FactSpec, Text
 from kapflow.domain.workflow import (
+    ALL_FACTS,
     ClientFields,
     FactKind,
     GuardContext,
@@ -112,6 +113,17 @@ def test_staff_roles_must_be_roles_of_the_workflow() -> None:
         "staff role 'janitor' is not one of the workflow's roles",
     )
     assert build(staff_roles=STAFF).staff_roles == STAFF
+
+
+def test_read_access_names_only_the_workflow_s_roles_and_fact_kinds() -> None:
+    """The minimum necessary is checked when the workflow loads: a typo would hide a kind or grant nothing."""
+    assert problems_of(read_access={"ghost": frozenset({"inquiry"}), "staff": frozenset({"inquiry", "vitals"})}) == (
+        "read access names role 'ghost', which is not one of the workflow's roles",
+        "read access of 'staff' names fact kind 'vitals', which the workflow does not record",
+    )
+    everything = build(read_access={"staff": frozenset({ALL_FACTS})})
+    assert everything.readable("staff") == frozenset(everything.facts)
+    assert everything.readable("client") == frozenset()  # a role not named reads nothing
 
 
 def test_unknown_role_in_a_transition() -> None:

@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE
-from kapflow.domain.workflow import Reminder, State, Transition, Workflow
+from kapflow.domain.workflow import ALL_FACTS, Reminder, State, Transition, Workflow
 from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
 from kapflow.workflows.clinical_reminders import appointment_notices, inquiry_unanswered, not_booked_prompts
 from kapflow.workflows.clinical_reminders import appointment_reminders as _appointment_reminders
@@ -313,6 +313,21 @@ _FACT_GUARDS = {
     "appointment_update": ("appointment_open", "appointment_not_in_past", "kap_booking_prescription"),
 }
 
+# The minimum necessary each role reads (HIPAA's standard): the front desk what it books and collects,
+# billing what it bills, clinicians the clinical record, auditors everything (they write nothing), the
+# client what it gave and what it is booked for.
+_LOGISTICS = frozenset({"inquiry", "payment", "appointment", "appointment_update", "consent", "consent_withdrawn",
+                        "escort"})
+READ_ACCESS: dict[str, frozenset[str]] = {
+    FRONT_DESK: _LOGISTICS,
+    BILLING: frozenset({"inquiry", "payment", "appointment", "appointment_update"}),
+    PRESCRIBER: frozenset({ALL_FACTS}),
+    THERAPIST: frozenset({ALL_FACTS}),
+    AUDITOR: frozenset({ALL_FACTS}),
+    CLIENT: frozenset({"inquiry", "payment", "appointment", "appointment_update", "consent", "consent_withdrawn",
+                       "fasting", "escort", "questionnaire"}),
+}
+
 ON_CLOSED_CASE = frozenset({"payment"})
 """Fact kinds a closed case still takes: the payment of an outstanding balance, nothing clinical."""
 
@@ -359,6 +374,8 @@ def _kap_workflow(version: str, thresholds: Mapping[str, int | float]) -> Workfl
         reminders=(*REMINDERS, *measure_reminders(THERAPIST, CLIENT, _TREATMENT_STATES, every=every)),
         moments={**MOMENTS, **SAFETY_MOMENTS, **measure_moments(_EVALUATION_ENDS, "start_kap_session", rise=rise)},
         summaries={"measures": measures_summary(*_EVALUATION_ENDS, rise=rise)},
+        read_access=READ_ACCESS,
+        client_role=CLIENT,
     )
 
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.case import PREVIOUS_STATE
-from kapflow.domain.workflow import Reminder, State, Threshold, Transition, Workflow
+from kapflow.domain.workflow import ALL_FACTS, Reminder, State, Threshold, Transition, Workflow
 from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
 from kapflow.workflows.clinical_reminders import appointment_notices, appointment_reminders, inquiry_unanswered
 from kapflow.workflows.measures import measure_moments, measure_reminders, measures_summary
@@ -153,6 +153,16 @@ _FACT_GUARDS = {
     "appointment_update": ("appointment_open", "appointment_not_in_past"),
 }
 
+READ_ACCESS: dict[str, frozenset[str]] = {  # the minimum necessary each role reads (see the KAP pathway's)
+    FRONT_DESK: frozenset({"inquiry", "payment", "appointment", "appointment_update", "consent",
+                           "consent_withdrawn"}),
+    BILLING: frozenset({"inquiry", "payment", "appointment", "appointment_update"}),
+    THERAPIST: frozenset({ALL_FACTS}),
+    AUDITOR: frozenset({ALL_FACTS}),
+    CLIENT: frozenset({"inquiry", "payment", "appointment", "appointment_update", "consent", "consent_withdrawn",
+                       "questionnaire"}),
+}
+
 ON_CLOSED_CASE = frozenset({"payment"})
 """Fact kinds a closed case still takes: the payment of an outstanding balance, nothing clinical."""
 
@@ -180,6 +190,8 @@ def _workflow(version: str, thresholds: Mapping[str, Threshold]) -> Workflow:
         reminders=(*REMINDERS, *measure_reminders(THERAPIST, CLIENT, ("active_treatment",), every=every)),
         moments={**SAFETY_MOMENTS, **measure_moments(("complete_intake",), "start_session", rise=rise)},
         summaries={"measures": measures_summary("complete_intake", rise=rise)},
+        read_access=READ_ACCESS,
+        client_role=CLIENT,
     )
 
 
