@@ -1,0 +1,105 @@
+"""The API's cases: open one, read it (its facts and history, as the caller's role may), check and fire its
+triggers, record its facts. Every successful read is recorded in the access log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response
+
+from kapflow.app.engine import Engine
+from kapflow.domain.case import to_iso
+from kapflow.http.common import PROBLEMS, Acting, IdempotencyKey, IfMatch, JSONObject, etag, expected, outcome_body
+from kapflow.present import case_shape, verdict_shape
+
+
+def router(engine: Engine) -> APIRouter:
+    api = APIRouter()
+
+    @api.post("/cases", status_code=201, tags=["cases"], responses=PROBLEMS)
+    def open_case(
+        actor: Acting, response: Response,
+        intake: Annotated[JSONObject, Body(embed=True, description="The workflow's intake form.")],
+        idempotency_key: IdempotencyKey = None, workflow: Annotated[str | None, Body(embed=True)] = None,
+    ) -> JSONObject:
+        """Open a case from its intake form (for KAP, the inquiry)."""
+        outcome = engine.open_case(intake, actor=actor, idempotency_key=idempotency_key, workflow=workflow)
+        response.headers["Location"] = f"/v1/cases/{outcome.case_id}"
+        return outcome_body(outcome, response)
+
+    @api.get("/cases/{case_id}", tags=["cases"], responses=PROBLEMS)
+    def read_case(case_id: str, actor: Acting, response: Response) -> JSONObject:
+        """A case: its state, version and workflow. Its ``ETag`` is its version (send it as ``If-Match``).
+
+        ``client`` (the name on the intake form) is null for a role that may not read the intake."""
+        found = engine.case(case_id)
+        wf = engine.workflow_of(found)
+        response.headers["ETag"] = etag(found.version)
+        shape = case_shape(found, wf)
+        if wf.intake_fact not in wf.readable(actor.role):
+            shape["client"] = None
+        engine.record_access(actor, case_id, "case")
+        return shape
+
+    @api.get("/cases/{case_id}/facts", tags=["facts"], responses=PROBLEMS)
+    def read_facts(case_id: str, actor: Acting, kind: str | None = None) -> list[JSONObject]:
+        """The case's facts, oldest first: only the kinds the caller's role may read (the minimum necessary
+        its workflow declares: the front desk reads appointments and payments, not screenings or vitals)."""
+        facts = [{"kind": f.kind, "at": to_iso(f.at), "by": f.by, "data": dict(f.data)}
+                 for f in engine.readable_facts(case_id, actor.role, kind)]
+        engine.record_access(actor, case_id, "facts")
+        return facts
+
+    @api.get("/cases/{case_id}/history", tags=["cases"], responses=PROBLEMS)
+    def read_history(case_id: str, actor: Acting) -> list[JSONObject]:
+        """Who did what, when, in which role: every event of the case. The data of an event about a fact
+        kind the caller's role may not read is withheld (``{"withheld": kind}``), its blockers too."""
+        events = [ev.as_dict() for ev in engine.readable_history(case_id, actor.role)]
+        engine.record_access(actor, case_id, "history")
+        return events
+
+    @api.get("/cases/{case_id}/triggers", tags=["triggers"], responses=PROBLEMS)
+    def available(case_id: str, actor: Acting) -> list[JSONObject]:
+        """Every trigger leaving the case's state, each with whether it may fire now and every blocker."""
+        verdicts = [verdict_shape(v) for v in engine.available(case_id, actor=actor)]
+        engine.record_access(actor, case_id, "triggers")
+        return verdicts
+
+    @api.get("/cases/{case_id}/triggers/{trigger}", tags=["triggers"], responses=PROBLEMS)
+    def check(case_id: str, trigger: str, actor: Acting) -> JSONObject:
+        """Would ``trigger`` fire now? Every blocker, with its code and sentence. Writes nothing."""
+        verdict = verdict_shape(engine.check(case_id, trigger, actor=actor))
+        engine.record_access(actor, case_id, "check")
+        return verdict
+
+    @api.post("/cases/{case_id}/triggers/{trigger}", tags=["triggers"], responses=PROBLEMS)
+    def fire(
+        case_id: str, trigger: str, actor: Acting, response: Response, idempotency_key: IdempotencyKey = None,
+        if_match: IfMatch = None, data: Annotated[JSONObject | None, Body(embed=True)] = None,
+    ) -> JSONObject:
+        """Fire ``trigger``: 200 with the new version, or 409 with every blocker (the refusal is audited)."""
+        outcome = engine.fire(case_id, trigger, actor=actor, data=data, idempotency_key=idempotency_key,
+                              expected_version=expected(if_match))
+        return outcome_body(outcome, response)
+
+    @api.post("/cases/{case_id}/facts/{kind}", tags=["facts"], responses=PROBLEMS)
+    def record(
+        case_id: str, kind: str, actor: Acting, response: Response,
+        fact: Annotated[JSONObject, Body(description="The fact's fields.")],
+        idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
+    ) -> JSONObject:
+        """Record a validated fact (a payment, vitals, consent, ...)."""
+        outcome = engine.record(case_id, kind, fact, actor=actor, idempotency_key=idempotency_key,
+                                expected_version=expected(if_match))
+        return outcome_body(outcome, response)
+
+    @api.get("/cases", tags=["cases"], responses=PROBLEMS)
+    def list_cases(
+        actor: Acting, state: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> JSONObject:
+        """Cases, oldest first, optionally in one state."""
+        found = engine.cases(state=state, limit=limit, offset=offset)
+        return {"cases": [case_shape(c, engine.workflow_of(c)) for c in found], "limit": limit, "offset": offset}
+
+    return api
