@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import api
 import audit
 import durable
 import memory
@@ -57,6 +58,8 @@ SHOWN = (
     "history.p95_ms", "history.raw_sqlite3_p50_ms", "timers.delivery_per_s",
     "audit.checkpoint_events_per_s", "audit.checkpoint_100k_s", "audit.verify_s_per_million_events",
     "audit.proof_ms", "audit.proof_tree_ms",
+    "api.fire_per_s", "api.noop_per_s", "api.sqlite_fire_per_s", "api.ratio", "api.read_case_ms_p50",
+    "api.pg_workers_1_per_s", "api.pg_workers_2_per_s", "api.pg_workers_scaling",
 )
 
 
@@ -141,6 +144,7 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
     else:
         results["postgres"] = {"skipped": "no PostgreSQL URL: set KAPFLOW_BENCH_POSTGRES_URL (or "
                                "KAPFLOW_TEST_POSTGRES_URL)"}
+    results["api"] = _section(results, "api", lambda: api.run(sizes, workdir, url))
     results["memory"] = _section(results, "memory", lambda: memory.run(sizes))
     history = _section(results, "history", lambda: reads.run(sizes, workdir))
     results["history_ms_p50"], results["history"] = history["p50_ms"], history

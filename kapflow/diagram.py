@@ -8,6 +8,8 @@ drawn as one edge back to each state that can lead into its source.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +90,22 @@ def _mermaid_text(text: str) -> str:
 
 def write_png(workflow: Workflow, output: Path) -> None:
     """Render the diagram to a PNG file with Graphviz (through pygraphviz)."""
+    _graph(workflow, "PNG diagrams", "use --format mermaid").draw(str(output), format="png", prog="dot")
+
+
+def svg(workflow: Workflow) -> bytes:
+    """The diagram as SVG (the HTTP API's), drawn by Graphviz from the same edges as ``mermaid``."""
+    drawn: bytes = _graph(workflow, "SVG diagrams", "ask for diagram.mmd").draw(format="svg", prog="dot")
+    return drawn
+
+
+def _graph(workflow: Workflow, what: str, instead: str) -> Any:
+    """The workflow as a pygraphviz graph (the one importer of pygraphviz); ``DiagramUnavailable`` without it."""
     try:
         import pygraphviz
     except ImportError:
         raise DiagramUnavailable(
-            "PNG diagrams need pygraphviz: install kapflow[diagram] (pip install 'kapflow[diagram]'), "
-            "or use --format mermaid"
+            f"{what} need pygraphviz: install kapflow[diagram] (pip install 'kapflow[diagram]'), or {instead}"
         ) from None
     graph = pygraphviz.AGraph(directed=True, strict=False, label=f"{workflow.name} v{workflow.version}")
     graph.add_node("__start__", shape="point", label="")
@@ -102,4 +114,4 @@ def write_png(workflow: Workflow, output: Path) -> None:
     graph.add_edge("__start__", workflow.initial)
     for e in edges(workflow):
         graph.add_edge(e.source, e.dest, label=e.label, style="dashed" if e.returns else "solid")
-    graph.draw(str(output), format="png", prog="dot")
+    return graph

@@ -404,3 +404,35 @@ def error_body(err: BaseException) -> dict[str, object]:
     if isinstance(err, KapflowError):
         return err.as_dict()
     return dict(_INTERNAL_ERROR)
+
+
+# ------------------------------------------------------------------ the API's reminders, messages and workflows
+
+_REMINDER_KEYS = ("id", "reminder", "appointment_id", "due_at", "status", "outcome", "attempts", "created_at",
+                  "updated_at")
+_MESSAGE_KEYS = ("id", "channel", "audience", "subject", "status", "attempts", "created_at", "next_attempt_at",
+                 "sent_at", "last_error")
+
+
+def reminder_shape(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A reminder's timer as the API shows it: which reminder (and appointment), when due, its status
+    (pending, claimed, or how it was settled: ``TimerStatus``) and why; not the worker's lease."""
+    return {k: row.get(k) for k in _REMINDER_KEYS}
+
+
+def message_shape(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An outbox row as the API shows it: channel, audience, subject, status, attempts and times; never
+    the recipient's address, the body or the payload (they hold a client's details and clinical text)."""
+    return {k: row.get(k) for k in _MESSAGE_KEYS}
+
+
+def workflow_shape(workflow: Workflow, *, current: bool) -> dict[str, object]:
+    """A loaded workflow version as JSON: its states (initial and final marked), triggers, fact kinds and
+    roles, and whether new cases of its name open on it (``current``)."""
+    return {
+        "name": workflow.name, "version": workflow.version, "current": current,
+        "description": workflow.description, "initial": workflow.initial,
+        "states": [s.name for s in workflow.states], "final_states": [s.name for s in workflow.states if s.final],
+        "triggers": list(workflow.triggers()), "fact_kinds": list(workflow.facts), "roles": sorted(workflow.roles),
+        "appointment_kinds": list(workflow.appointments.kinds) if workflow.appointments else [],
+    }

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kapflow.app.engine import Engine
 from kapflow.errors import KapflowError
-from kapflow.http import cases, problems
+from kapflow.http import appointments, audit, cases, problems, reminders, workflows
 from kapflow.http.common import PROBLEMS, Acting, Authenticator
 from kapflow.logging import get_logger
 
@@ -31,7 +31,9 @@ _log = get_logger("kapflow.http")
 API_VERSION = "1"
 MAX_BODY_BYTES = 256 * 1024  # an intake form or a fact is a few kilobytes; more is a mistake or an attack
 
-ROUTERS: tuple[Callable[[Engine], APIRouter], ...] = (cases.router,)
+ROUTERS: tuple[Callable[[Engine], APIRouter], ...] = (
+    cases.router, appointments.router, reminders.router, audit.router, workflows.router,
+)
 """The route modules under ``/v1``, each a function of the engine."""
 
 

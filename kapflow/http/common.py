@@ -7,13 +7,16 @@ Each route module (``kapflow.http.cases``, ...) builds an ``APIRouter`` over the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from kapflow.domain.case import Actor, Outcome
-from kapflow.errors import InvalidInput
+from kapflow.app.engine import Engine
+from kapflow.domain.case import Actor, CaseRecord, Outcome
+from kapflow.domain.workflow import Workflow
+from kapflow.errors import InvalidInput, NotPermitted
 
 JSONObject = dict[str, Any]
 
@@ -76,3 +79,16 @@ def outcome_body(outcome: Outcome, response: Response) -> JSONObject:
     """A command's outcome, its new version as the ``ETag``."""
     response.headers["ETag"] = etag(outcome.version)
     return outcome.as_dict()
+
+
+def require_reads(engine: Engine, actor: Actor, case_id: str, needs: Callable[[Workflow], Collection[str]],
+                  what: str) -> tuple[CaseRecord, Workflow]:
+    """The case and its workflow, when ``actor``'s role reads every fact kind ``needs`` names in it; else a
+    ``NotPermitted`` (403) naming the roles that may (``UnknownCase``, 404, first)."""
+    found = engine.case(case_id)
+    wf = engine.workflow_of(found)
+    kinds = set(needs(wf))
+    if not kinds <= wf.readable(actor.role):
+        allowed = [role for role in sorted(wf.roles) if kinds <= wf.readable(role)]
+        raise NotPermitted(case_id=case_id, trigger=what, state=found.state, role=actor.role, allowed=allowed)
+    return found, wf

@@ -18,10 +18,11 @@ FIGURES = (
     "memory.python_statemachine", "memory.spiff",
     "memory.vs_bare", "memory.vs_per_fire_machine", "memory.vs_spiff",
     "history_ms_p50", "timer_claim_per_s",
+    "api.fire_per_s", "api.noop_per_s", "api.sqlite_fire_per_s", "api.ratio", "api.read_case_ms_p50",
 )
 POSTGRES_FIGURES = (
     "postgres.fire_per_s", "postgres.raw_per_s", "postgres.ratio", "postgres.workers_scaling",
-    "postgres.cpu_scaling_2_processes",
+    "postgres.cpu_scaling_2_processes", "api.pg_workers_scaling",
 )
 TARGETS = 10
 

@@ -1,0 +1,397 @@
+"""The service's figures: kapflow's HTTP API against the framework's floor and the engine, side by side.
+
+SQLite (one server process, one keep-alive client): uvicorn serves ``create_app(engine,
+RequestAuthenticator(engine))`` in a thread of this process, with ``kapflow serve``'s options (uvloop,
+httptools, no uvicorn access log) and its logging (kapflow's line per request, at INFO, to a file). One
+``httpx.Client`` keeps its connection open. Four contenders take turns operation by operation
+(``measure.interleaved``), each on the path of ``bench/paths.py`` (facts recorded beforehand, not timed):
+
+- ``fire``: ``POST /v1/cases/{id}/triggers/{trigger}`` with an API key of the step's role (and the
+  step's data): identity, validation, ``engine.fire``, the outcome's shape, the request's log line.
+- ``noop``: ``GET /v1/whoami``, an authenticated endpoint that reads nothing: the framework's floor.
+- ``engine``: ``engine.fire`` of the same step in this process, on a SQLite file of its own, under the
+  same logging (its ``transition`` line is the engine's, in both): the engine's own fires/s.
+- ``read``: ``GET /v1/cases/{id}`` of a case of the fired ones (one access-log row: a commit), timed one
+  by one for its latency.
+
+``ratio`` = fire/s ÷ 1/(1/noop/s + 1/engine fires/s): a request that cost only the framework's floor and
+the engine's fire would score 1; what is missing is kapflow's own API layer. The key is verified by an
+HMAC and then from a short-lived cache (``kapflow.app.api_keys``): never a password hash per request.
+
+PostgreSQL (``pg_workers_scaling``): ``kapflow serve --workers 1`` and ``--workers 2`` subprocesses on one
+bench schema, loaded in turns, round by round, by the same client processes (each a keep-alive client
+firing ``hold`` and ``resume`` on cases of its own); fires/s with 2 workers ÷ with 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from measure import Op, Sizes, interleaved, median
+from paths import DISCHARGE, FRONT_DESK, INTAKE, OBSERVATION, PATH, new_clock, prepare_case
+
+from kapflow.app.engine import Engine
+from kapflow.http.app import create_app
+from kapflow.http.identity import RequestAuthenticator
+from kapflow.logging import logging_configured
+from kapflow.store.sql import SqlStore
+from kapflow.workflows.kap import KAP_PATHWAY
+
+
+@dataclass(frozen=True)
+class ApiSizes:
+    repetitions: int
+    cases: int  # cases per repetition on each side (8 fires each)
+    warmup_cases: int
+    pg_clients: int  # client processes loading the PostgreSQL servers
+    pg_cases_per_client: int  # per server
+    pg_requests: int  # per client and round
+    pg_rounds: int  # each round loads the 1-worker server and the 2-worker server, in turn
+
+
+API_SIZES = {
+    "full": ApiSizes(5, 100, 5, 6, 20, 400, 5),
+    "quick": ApiSizes(3, 25, 3, 6, 10, 120, 3),
+    "tiny": ApiSizes(2, 3, 1, 2, 2, 6, 1),
+}
+ROLES = ("front_desk", "prescriber", "therapist")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """uvicorn serving ``app`` on 127.0.0.1 in a thread, with ``kapflow serve``'s options; yields the base URL."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off",
+                            access_log=False, server_header=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True, name="bench-uvicorn")
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the benchmark's server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+class SqliteApi:
+    """The API's engine (served) and the engine alone, each on a SQLite file of its own, and a client."""
+
+    def __init__(self, directory: Path, base_url: str | None = None) -> None:
+        self.api_clock = new_clock()
+        self.api_store = SqlStore(f"sqlite:///{directory / 'api.db'}")
+        self.api_engine = Engine(self.api_store, KAP_PATHWAY, clock=self.api_clock)
+        self.clock = new_clock()
+        self.store = SqlStore(f"sqlite:///{directory / 'engine.db'}")
+        self.engine = Engine(self.store, KAP_PATHWAY, clock=self.clock)
+        self.headers = {}
+        for role in ROLES:
+            key, _ = self.api_engine.create_api_key(f"bench-{role}", role, (), created_by="bench")
+            self.headers[role] = {"Authorization": f"Bearer {key}"}
+        self.client: httpx.Client | None = None
+        self.read_ms: list[float] = []
+
+    def app(self) -> Any:
+        return create_app(self.api_engine, RequestAuthenticator(self.api_engine))
+
+    def before_step(self, step: int) -> None:
+        if step == DISCHARGE:
+            self.clock.advance(OBSERVATION)
+            self.api_clock.advance(OBSERVATION)
+
+    def close(self) -> None:
+        self.api_store.close()
+        self.store.close()
+
+    def engine_fire(self, k: int) -> Op:
+        engine, ids = self.engine, [prepare_case(self.engine, self.clock) for _ in range(k)]
+
+        def op(s: int, c: int) -> None:
+            step = PATH[s]
+            engine.fire(ids[c], step.trigger, actor=step.actor, data=step.data)
+
+        return op
+
+    def api_ops(self, k: int) -> tuple[Op, Op, Op]:
+        """(fire, noop, read) over HTTP, on ``k`` cases of the served engine prepared now."""
+        client = self.client
+        assert client is not None
+        ids = [prepare_case(self.api_engine, self.api_clock) for _ in range(k)]
+        bodies = [({"data": dict(step.data)} if step.data else None) for step in PATH]
+        headers = [self.headers[step.actor.role] for step in PATH]
+        read_headers = self.headers["prescriber"]
+        read_ms = self.read_ms
+
+        def fire(s: int, c: int) -> None:
+            answer = client.post(f"/v1/cases/{ids[c]}/triggers/{PATH[s].trigger}", json=bodies[s], headers=headers[s])
+            if answer.status_code != 200:
+                raise RuntimeError(f"POST {PATH[s].trigger} answered {answer.status_code}: {answer.text[:300]}")
+
+        def noop(_s: int, _c: int) -> None:
+            answer = client.get("/v1/whoami", headers=read_headers)
+            if answer.status_code != 200:
+                raise RuntimeError(f"GET /v1/whoami answered {answer.status_code}: {answer.text[:300]}")
+
+        def read(_s: int, c: int) -> None:
+            start = time.perf_counter()
+            answer = client.get(f"/v1/cases/{ids[c]}", headers=read_headers)
+            read_ms.append((time.perf_counter() - start) * 1000)
+            if answer.status_code != 200:
+                raise RuntimeError(f"GET /v1/cases/{{id}} answered {answer.status_code}: {answer.text[:300]}")
+
+        return fire, noop, read
+
+
+def composed(noop_per_s: float, fire_per_s: float) -> float:
+    """The rate of a request costing the framework's floor plus the engine's fire, nothing more."""
+    return 1 / (1 / noop_per_s + 1 / fire_per_s)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_sqlite(sizes: ApiSizes, directory: Path) -> dict[str, Any]:
+    log_path = directory / "api-server.log"
+    with log_path.open("w") as log, logging_configured(level=logging.INFO, stream=log):
+        side = SqliteApi(directory)
+        try:
+            with serving(side.app()) as url, httpx.Client(base_url=url, timeout=30) as client:
+                side.client = client
+                runs: dict[str, list[float]] = {"fire": [], "noop": [], "engine": [], "read": []}
+                cpu: dict[str, list[float]] = {name: [] for name in runs}
+                for rep in range(-1, sizes.repetitions):  # repetition -1 warms up: not kept
+                    k = sizes.warmup_cases if rep < 0 else sizes.cases
+                    fire_op, noop_op, read_op = side.api_ops(k)
+                    ops = {"fire": fire_op, "noop": noop_op, "engine": side.engine_fire(k), "read": read_op}
+                    if rep < 0:
+                        interleaved(ops, len(PATH), k, side.before_step)
+                        side.read_ms.clear()
+                        continue
+                    for name, got in interleaved(ops, len(PATH), k, side.before_step).items():
+                        runs[name].append(got.per_s)
+                        cpu[name].append(got.cpu_ms)
+        finally:
+            side.close()
+    fire, noop, engine = median(runs["fire"]), median(runs["noop"]), median(runs["engine"])
+    per_rep = [f / composed(n, e) for f, n, e in zip(runs["fire"], runs["noop"], runs["engine"], strict=True)]
+    return {
+        "fire_per_s": fire,
+        "noop_per_s": noop,
+        "sqlite_fire_per_s": engine,
+        "composed_limit_per_s": composed(noop, engine),
+        "ratio": fire / composed(noop, engine),
+        "read_case_ms_p50": statistics.median(side.read_ms),
+        "read_case_ms_p95": percentile(side.read_ms, 0.95),
+        "read_case_per_s": median(runs["read"]),
+        "measures": "one uvicorn server (kapflow serve's options) in a thread of this process, one keep-alive "
+        "httpx client, SQLite (WAL, synchronous=FULL): fire = authenticated POST /v1/cases/{id}/triggers/{t} on "
+        "the 8-step path of bench/paths.py; noop = authenticated GET /v1/whoami; sqlite_fire = engine.fire of the "
+        "same steps in this process on a file of its own; read = GET /v1/cases/{id} (one access-log row each); "
+        "all interleaved operation by operation, kapflow logging at INFO to a file as kapflow serve does; "
+        "ratio = fire_per_s / (1 / (1/noop_per_s + 1/sqlite_fire_per_s))",
+        "client_in_process": True,
+        "requests_per_repetition": sizes.cases * len(PATH),
+        "repetitions": sizes.repetitions,
+        "ratio_per_repetition": per_rep,
+        "per_repetition": runs,
+        "cpu_ms_per_request": {name: median(v) for name, v in cpu.items()},
+        "log_bytes": log_path.stat().st_size,
+    }
+
+
+# ---------------------------------------------------------------- PostgreSQL: server workers
+
+
+def _start_server(url: str, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "KAPFLOW_DB": url}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kapflow", "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            raise RuntimeError(f"kapflow serve --workers {workers} did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+    return proc, base
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # uvicorn's own shutdown: its workers too
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _client(key: str, cases: dict[str, list[str]], commands: Any, reports: Any) -> None:
+    """A client process: on each (base URL, n) command, n fires (hold or resume, as each case needs) on its cases
+    of that server through one keep-alive client; reports (start, end, refused) on the shared clock."""
+    headers = {"Authorization": f"Bearer {key}"}
+    held = {case_id: False for ids in cases.values() for case_id in ids}
+    clients = {base: httpx.Client(base_url=base, timeout=60, headers=headers) for base in cases}
+    turn = dict.fromkeys(cases, 0)
+    reports.put(("ready", 0.0, 0.0, 0))
+    while True:
+        command = commands.get()
+        if command is None:
+            break
+        base, n = command
+        client, ids = clients[base], cases[base]
+        bad = 0
+        start = time.perf_counter()
+        for _ in range(n):
+            case_id = ids[turn[base] % len(ids)]
+            turn[base] += 1
+            if held[case_id]:
+                answer = client.post(f"/v1/cases/{case_id}/triggers/resume")
+            else:
+                answer = client.post(f"/v1/cases/{case_id}/triggers/hold", json={"data": {"reason": "bench"}})
+            if answer.status_code == 200:
+                held[case_id] = not held[case_id]
+            else:
+                bad += 1
+        reports.put((base, start, time.perf_counter(), bad))
+    for c in clients.values():
+        c.close()
+
+
+def run_postgres(sizes: ApiSizes, base_url: str, directory: Path) -> dict[str, Any]:
+    from pg import bench_schema  # psycopg only when a server is there
+
+    from kapflow.bootstrap import upgrade_schema
+
+    with bench_schema(base_url) as schema:
+        upgrade_schema(schema.url)
+        store = SqlStore(schema.url)
+        engine = Engine(store, KAP_PATHWAY)
+        try:
+            key, _ = engine.create_api_key("bench-workers", "front_desk", (), created_by="bench")
+            servers = {}
+            try:
+                for workers in (1, 2):
+                    servers[workers] = _start_server(schema.url, workers, directory / f"serve-{workers}.log")
+                bases = {w: base for w, (_p, base) in servers.items()}
+                ctx = multiprocessing.get_context("spawn")
+                reports = ctx.Queue()
+                clients = []
+                for _i in range(sizes.pg_clients):
+                    cases = {base: [engine.open_case(INTAKE, actor=FRONT_DESK).case_id
+                                    for _ in range(sizes.pg_cases_per_client)] for base in bases.values()}
+                    commands = ctx.Queue()
+                    client = ctx.Process(target=_client, args=(key, cases, commands, reports), daemon=True)
+                    client.start()
+                    clients.append((client, commands))
+                try:
+                    for _ in clients:
+                        reports.get(timeout=120)
+                    for workers in (1, 2):  # warm-up: each worker's first requests, not kept
+                        _round(clients, reports, bases[workers], max(2, sizes.pg_requests // 4))
+                    rates: dict[int, list[float]] = {1: [], 2: []}
+                    refused = 0
+                    for r in range(sizes.pg_rounds):
+                        for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
+                            got, bad = _round(clients, reports, bases[workers], sizes.pg_requests)
+                            rates[workers].append(got)
+                            refused += bad
+                finally:
+                    for _client_proc, commands in clients:
+                        commands.put(None)
+                    for client_proc, _c in clients:
+                        client_proc.join(timeout=30)
+                        if client_proc.is_alive():
+                            client_proc.terminate()
+            finally:
+                for server, _base in servers.values():
+                    _stop(server)
+        finally:
+            store.close()
+    one, two = median(rates[1]), median(rates[2])
+    return {
+        "pg_workers_1_per_s": one,
+        "pg_workers_2_per_s": two,
+        "pg_workers_scaling": two / one,
+        "pg_measures": f"kapflow serve --workers 1 and --workers 2 subprocesses on one PostgreSQL schema, loaded in "
+        f"turns by {sizes.pg_clients} client processes (one keep-alive client each, hold/resume fires on cases of "
+        f"their own, {sizes.pg_requests} each per round); fires/s of a round = all its fires / from the first "
+        "start to the last end; medians of the rounds",
+        "pg_rounds": sizes.pg_rounds,
+        "pg_per_round": {str(k): v for k, v in rates.items()},
+        "pg_refused": refused,
+    }
+
+
+def _round(clients: list[tuple[Any, Any]], reports: Any, base: str, n: int) -> tuple[float, int]:
+    for _proc, commands in clients:
+        commands.put((base, n))
+    got = [reports.get(timeout=600) for _ in clients]
+    start, end = min(g[1] for g in got), max(g[2] for g in got)
+    return n * len(clients) / (end - start), sum(g[3] for g in got)
+
+
+def run(sizes: Sizes, directory: Path, postgres_url: str | None) -> dict[str, Any]:
+    """The ``api`` section of results.json."""
+    api_sizes = API_SIZES[sizes.name]
+    section = {"mode": sizes.name, **run_sqlite(api_sizes, directory)}
+    if postgres_url:
+        section.update(run_postgres(api_sizes, postgres_url, directory))
+    else:
+        section["pg_skipped"] = "no PostgreSQL URL: set KAPFLOW_BENCH_POSTGRES_URL (or KAPFLOW_TEST_POSTGRES_URL)"
+    return section
+
+
+def _main() -> None:
+    """``python bench/api.py [--quick|--tiny] [--no-pg]``: this section alone, as JSON."""
+    import json
+    import tempfile
+
+    from measure import PROFILES
+    from pg import postgres_url
+
+    name = "tiny" if "--tiny" in sys.argv else "quick" if "--quick" in sys.argv else "full"
+    url = None if "--no-pg" in sys.argv else postgres_url()
+    with tempfile.TemporaryDirectory(prefix="kapflow-bench-api-") as tmp:
+        print(json.dumps(run(PROFILES[name], Path(tmp), url), indent=2))
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,69 @@
+"""The API's audit of one case: verify its hash chain, export its history with proofs.
+
+Both carry, or vouch for, every event of the case with its data, so both are only for the roles that
+read every fact kind of the case's workflow (on the KAP pathway: auditors and the clinicians, the
+prescriber and the therapist); any other role gets 403. Each successful read is recorded in the access
+log (``audit``, ``export``), which the audit log's checkpoints cover in turn.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from kapflow.app.engine import Engine
+from kapflow.audit.export_formats import ExportFormat, render
+from kapflow.domain.workflow import Workflow
+from kapflow.http.common import PROBLEMS, Acting, JSONObject, require_reads
+from kapflow.present import audit_report_shape
+
+MEDIA_TYPES = {
+    ExportFormat.JSONL: "application/x-ndjson",
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+    ExportFormat.FHIR: "application/fhir+json",
+}
+_SUFFIXES = {ExportFormat.JSONL: "jsonl", ExportFormat.CSV: "csv", ExportFormat.FHIR: "fhir.json"}
+
+
+def _every_kind(wf: Workflow) -> tuple[str, ...]:
+    return tuple(wf.facts)
+
+
+def router(engine: Engine) -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/cases/{case_id}/audit", tags=["audit"], responses=PROBLEMS)
+    def verify(case_id: str, actor: Acting) -> JSONObject:
+        """Verify the case's audit history: every event's hash chain and the case row against it. ``ok``,
+        the counts, and the first broken row if any. Only for a role that reads every fact kind of the
+        case's workflow (KAP: auditors, prescribers, therapists)."""
+        require_reads(engine, actor, case_id, _every_kind, "verify audit")
+        shape = audit_report_shape(engine.verify_audit(case_id))
+        engine.record_access(actor, case_id, "audit")
+        return shape
+
+    @api.get("/cases/{case_id}/export", tags=["audit"], response_class=Response, responses={
+        **PROBLEMS, 200: {"description": "The case's history with proofs, in the format asked for",
+                          "content": {media: {} for media in MEDIA_TYPES.values()}}})
+    def export(
+        case_id: str, actor: Acting,
+        form: Annotated[ExportFormat, Query(
+            alias="format",
+            description="jsonl and fhir can be proven (kapflow audit prove); csv is for a spreadsheet.")]
+        = ExportFormat.JSONL,
+        checkpoint: Annotated[int | None, Query(
+            ge=1, description="Prove against the signed checkpoint of this size (default: the newest).")] = None,
+    ) -> Response:
+        """The case's history, each event with its audit-log position and inclusion proof against a signed
+        checkpoint (events written after it are marked not yet covered). It holds the client's data: only
+        for a role that reads every fact kind of the case's workflow (KAP: auditors, prescribers,
+        therapists). 422 if no checkpoint has been signed yet."""
+        require_reads(engine, actor, case_id, _every_kind, "export audit")
+        text = render(engine.export_case(case_id, checkpoint_size=checkpoint), form)
+        engine.record_access(actor, case_id, "export")
+        filename = f"{case_id}-audit.{_SUFFIXES[form]}"
+        return Response(text, media_type=MEDIA_TYPES[form],
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    return api
