@@ -8,10 +8,9 @@ drawn as one edge back to each state that can lead into its source.
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kapflow.domain.case import PREVIOUS_STATE
 from kapflow.domain.workflow import Transition, Workflow

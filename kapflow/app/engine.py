@@ -252,6 +252,12 @@ class Engine:
     def cases(self, *, state: str | None = None, limit: int = 100, offset: int = 0) -> list[CaseRecord]:
         return queries.cases(self.app, state=state, limit=limit, offset=offset)
 
+    def case_page(
+        self, *, state: str | None = None, workflow: str | None = None, cursor: str | None = None, limit: int = 50,
+    ) -> queries.CasePage:
+        """A page of cases, oldest first, optionally in one state and workflow, after ``cursor``."""
+        return queries.case_page(self.app, state=state, workflow=workflow, cursor=cursor, limit=limit)
+
     def count_cases(self, *, state: str | None = None) -> int:
         return queries.count_cases(self.app, state=state)
 

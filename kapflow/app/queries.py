@@ -5,8 +5,11 @@ Reads only: nothing here writes, and each read is the store's own (no transactio
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kapflow.app.cases import check_actor
@@ -14,11 +17,11 @@ from kapflow.app.command_input import check_page, check_state_filter
 from kapflow.app.context import AppContext
 from kapflow.audit import AuditReport, verify_chain
 from kapflow.domain.appointments import Appointment, appointments
-from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry
+from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, to_iso
 from kapflow.domain.decision import check_required_text, guard_context, not_available_blocker, pending_blockers
-from kapflow.domain.errors import Blocker, NotPermitted, UnknownCase, UnknownTrigger
+from kapflow.domain.errors import Blocker, InvalidInput, NotPermitted, UnknownCase, UnknownTrigger
 from kapflow.domain.events import EventKind, TimerStatus
-from kapflow.domain.payload import check_identifier, check_payload
+from kapflow.domain.payload import canonical_json, check_identifier, check_payload
 from kapflow.domain.timers import plan_timers
 from kapflow.domain.verdict import Verdict, evaluate
 
@@ -55,6 +58,41 @@ def cases(app: AppContext, *, state: str | None, limit: int, offset: int) -> lis
     state = check_state_filter(state)
     limit, offset = check_page(limit, offset, MAX_PAGE)
     return list(app.store.list_cases(state=state, limit=limit, offset=offset))
+
+
+@dataclass(frozen=True)
+class CasePage:
+    """One page of cases and the cursor of the next (None: the last page)."""
+
+    cases: list[CaseRecord]
+    next_cursor: str | None
+
+
+def case_page(
+    app: AppContext, *, state: str | None, workflow: str | None, cursor: str | None, limit: int
+) -> CasePage:
+    """A page of cases, oldest first, after ``cursor`` (opaque: the previous page's ``next_cursor``)."""
+    state = check_state_filter(state)
+    workflow = check_state_filter(workflow) if workflow is not None else None
+    limit, _ = check_page(limit, 0, MAX_PAGE)
+    after = _decode_cursor(cursor) if cursor is not None else None
+    found = list(app.store.case_page(state=state, workflow=workflow, after=after, limit=limit))
+    last = found[-1] if len(found) == limit else None
+    return CasePage(found, _encode_cursor(to_iso(last.opened_at), last.id) if last else None)
+
+
+def _encode_cursor(opened_at: str, case_id: str) -> str:
+    return base64.urlsafe_b64encode(canonical_json([opened_at, case_id]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        opened_at, case_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(opened_at, str) or not isinstance(case_id, str):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidInput("cursor: not one this API gave; start again without it", field="cursor") from None
+    return opened_at, case_id
 
 
 def count_cases(app: AppContext, *, state: str | None) -> int:
@@ -175,8 +213,10 @@ def _event_kind(ev: AuditEvent, intake: str) -> str:
     """The fact kind an event's data carries ("" for none: a move, a reminder's note)."""
     if ev.kind == EventKind.OPENED:
         return str(ev.data.get("intake_kind") or intake)
-    if ev.kind in (EventKind.FACT, EventKind.REFUSED):
+    if ev.kind == EventKind.FACT:
         return str(ev.data.get("kind") or "")
+    if ev.kind == EventKind.REFUSED and ev.trigger is None:  # a refused fact: its kind, and blockers about it
+        return str(ev.data.get("fact_kind") or "")
     return ""
 
 

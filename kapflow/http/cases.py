@@ -95,11 +95,20 @@ def router(engine: Engine) -> APIRouter:
 
     @api.get("/cases", tags=["cases"], responses=PROBLEMS)
     def list_cases(
-        actor: Acting, state: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        actor: Acting, state: str | None = None, workflow: str | None = None, cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> JSONObject:
-        """Cases, oldest first, optionally in one state."""
-        found = engine.cases(state=state, limit=limit, offset=offset)
-        return {"cases": [case_shape(c, engine.workflow_of(c)) for c in found], "limit": limit, "offset": offset}
+        """Cases, oldest first, optionally in one state and workflow; ``next_cursor`` fetches the next page
+        (a page deep in the list costs what the first does). ``client`` is null for a role that may not read
+        the intake."""
+        page = engine.case_page(state=state, workflow=workflow, cursor=cursor, limit=limit)
+        shapes = []
+        for found in page.cases:
+            wf = engine.workflow_of(found)
+            shape = case_shape(found, wf)
+            if wf.intake_fact not in wf.readable(actor.role):
+                shape["client"] = None
+            shapes.append(shape)
+        return {"cases": shapes, "next_cursor": page.next_cursor}
 
     return api

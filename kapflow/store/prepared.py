@@ -14,7 +14,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Dialect, Integer, String, and_, bindparam, delete, func, literal, not_, or_, select, update
+from sqlalchemy import (
+    Dialect,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
@@ -145,6 +159,22 @@ class HotStatements:
         )
         self.list_cases = prep(by_opening)
         self.list_cases_in_state = prep(by_opening.where(_cases.c.state == bindparam("state")))
+        # Keyset pages (a cursor: the last case's opening time and id), one statement per filter combination,
+        # so a page deep in 100k cases costs what the first does (an offset would read every row before it).
+        self.case_pages: dict[tuple[bool, bool, bool], Prepared] = {}
+        for by_state in (False, True):
+            for by_workflow in (False, True):
+                for after in (False, True):
+                    page = select(_cases).order_by(_cases.c.opened_at, _cases.c.id).limit(
+                        bindparam("limit", type_=Integer))
+                    if by_state:
+                        page = page.where(_cases.c.state == bindparam("state"))
+                    if by_workflow:
+                        page = page.where(_cases.c.workflow == bindparam("workflow"))
+                    if after:
+                        page = page.where(tuple_(_cases.c.opened_at, _cases.c.id)
+                                          > tuple_(bindparam("after_opened"), bindparam("after_id")))
+                    self.case_pages[(by_state, by_workflow, after)] = prep(page)
         counted = select(func.count()).select_from(_cases)
         self.count_cases = prep(counted)
         self.count_cases_in_state = prep(counted.where(_cases.c.state == bindparam("state")))

@@ -349,6 +349,15 @@ class SqlStore:
             rows = self._read(self._hot.list_cases_in_state, {**page, "state": state})
         return [case_from_values(r) for r in rows]
 
+    def case_page(
+        self, *, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int
+    ) -> Sequence[CaseRecord]:
+        values: dict[str, Any] = {"limit": limit, "state": state, "workflow": workflow}
+        if after is not None:
+            values.update(after_opened=after[0], after_id=after[1])
+        statement = self._hot.case_pages[(state is not None, workflow is not None, after is not None)]
+        return [case_from_values(r) for r in self._read(statement, {k: v for k, v in values.items() if v is not None})]
+
     def count_cases(self, *, state: str | None = None) -> int:
         if state is None:
             rows = self._read(self._hot.count_cases, {})

@@ -223,3 +223,20 @@ def test_every_read_of_a_case_is_in_the_access_log_with_the_service_and_the_pers
     seen = [(a.actor, a.role, a.via, a.view) for a in api.engine.accesses(case_id=case_id)]  # type: ignore[attr-defined]
     assert seen == [("desk-user-17", "front_desk", "pms-portal", "case"),
                     ("pms-prescriber", "prescriber", "pms-prescriber", "history")]
+
+
+def test_case_pages_follow_a_cursor_and_filter_by_state_and_workflow(api: Api) -> None:
+    ids = [_open(api, f"form-page-{n}").json()["case_id"] for n in range(5)]
+    with api.client("front_desk") as desk:
+        seen, cursor = [], None
+        while True:
+            page = desk.get("/v1/cases", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+            seen += [c["id"] for c in page["cases"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == ids  # oldest first, each once, across pages
+        assert desk.get("/v1/cases", params={"workflow": "psychotherapy"}).json()["cases"] == []
+        assert len(desk.get("/v1/cases", params={"state": "inquiry", "workflow": "kap"}).json()["cases"]) == 5
+        bad = desk.get("/v1/cases", params={"cursor": "not-a-cursor"})
+        assert bad.status_code == 422 and bad.json()["field"] == "cursor"

@@ -348,8 +348,6 @@ def test_a_delegating_key_cannot_delegate_a_role_it_was_not_granted(world: World
     assert mine.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="kapflow/app/queries.py _event_kind reads data['kind'] but a refused fact's "
-                                       "event carries data['fact_kind']: its kind and blockers are never withheld")
 def test_a_refused_fact_of_a_kind_the_role_may_not_read_is_withheld(world: World) -> None:
     case_id = world.case_in("evaluating")
     with world.client("front_desk") as desk:
