@@ -25,7 +25,7 @@ SAFE_KEYS = frozenset(
         "version", "count", "duration_ms", "seq", "attempt", "attempts", "error",
         "error_code", "channel", "message_key", "timer_id", "worker", "status", "path", "fact_kind",
         "method", "status_code", "cases", "events", "problems", "url_scheme",
-        "timers", "sent", "failed", "gave_up", "dropped", "role", "route", "size", "key_id",
+        "timers", "sent", "failed", "gave_up", "dropped", "role", "route", "size", "key_id", "actor", "via",
     }
 )
 REDACTED = "[redacted]"

@@ -69,7 +69,7 @@ def create_app(engine: Engine, authenticator: Authenticator, *, ready: Callable[
         return {"actor": actor.id, "role": actor.role, "via": actor.via}
 
     for build in ROUTERS:
-        app.include_router(build(engine), prefix="/v1")
+        app.include_router(build(engine))  # each under V1: its routes' paths (and log lines) carry the prefix
     return app
 
 
@@ -88,6 +88,8 @@ async def _guarded(request: Request, call_next: Callable[[Request], Any]) -> Any
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"
     route = getattr(request.scope.get("route"), "path", "(no route)")
+    actor = getattr(request.state, "actor", None)
     _log.info("request", method=request.method, route=route, status=response.status_code,
-              duration_ms=round((time.perf_counter() - started) * 1000, 2))
+              duration_ms=round((time.perf_counter() - started) * 1000, 2),
+              actor=actor.id if actor else None, role=actor.role if actor else None, via=actor.via if actor else None)
     return response

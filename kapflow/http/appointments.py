@@ -19,6 +19,7 @@ from kapflow.domain.workflow import Workflow
 from kapflow.errors import InvalidInput
 from kapflow.http.common import (
     PROBLEMS,
+    V1,
     Acting,
     IdempotencyKey,
     IfMatch,
@@ -48,7 +49,7 @@ def _carriers(wf: Workflow) -> AppointmentFacts:
 
 
 def router(engine: Engine) -> APIRouter:
-    api = APIRouter()
+    api = APIRouter(prefix=V1)
 
     def write(case_id: str, update: bool, data: dict[str, Any], actor: Actor, response: Response,
               key: str | None, if_match: str | None) -> JSONObject:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Response
 from kapflow.app.engine import Engine
 from kapflow.audit.export_formats import ExportFormat, render
 from kapflow.domain.workflow import Workflow
-from kapflow.http.common import PROBLEMS, Acting, JSONObject, require_reads
+from kapflow.http.common import PROBLEMS, V1, Acting, JSONObject, require_reads
 from kapflow.present import audit_report_shape
 
 MEDIA_TYPES = {
@@ -31,7 +31,7 @@ def _every_kind(wf: Workflow) -> tuple[str, ...]:
 
 
 def router(engine: Engine) -> APIRouter:
-    api = APIRouter()
+    api = APIRouter(prefix=V1)
 
     @api.get("/cases/{case_id}/audit", tags=["audit"], responses=PROBLEMS)
     def verify(case_id: str, actor: Acting) -> JSONObject:

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Body, Query, Response
 
 from kapflow.app.engine import Engine
 from kapflow.domain.case import to_iso
-from kapflow.http.common import PROBLEMS, Acting, IdempotencyKey, IfMatch, JSONObject, etag, expected, outcome_body
+from kapflow.http.common import PROBLEMS, V1, Acting, IdempotencyKey, IfMatch, JSONObject, etag, expected, outcome_body
 from kapflow.present import case_shape, verdict_shape
 
 
 def router(engine: Engine) -> APIRouter:
-    api = APIRouter()
+    api = APIRouter(prefix=V1)
 
     @api.post("/cases", status_code=201, tags=["cases"], responses=PROBLEMS)
     def open_case(

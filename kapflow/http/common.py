@@ -19,6 +19,8 @@ from kapflow.domain.workflow import Workflow
 from kapflow.errors import InvalidInput, NotPermitted
 
 JSONObject = dict[str, Any]
+V1 = "/v1"
+"""The prefix of every route module's router."""
 
 
 class Authenticator(Protocol):
@@ -53,7 +55,9 @@ def _acting(
 
     The raw header is checked here, not FastAPI's parse of it, so a malformed one is told apart."""
     authenticator: Authenticator = request.app.state.authenticator
-    return authenticator.actor(request.headers.get("authorization"), kapflow_on_behalf_of)
+    actor = authenticator.actor(request.headers.get("authorization"), kapflow_on_behalf_of)
+    request.state.actor = actor  # for the request's log line
+    return actor
 
 
 Acting = Annotated[Actor, Depends(_acting)]

@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from kapflow.app.engine import Engine
 from kapflow.domain.workflow import Workflow
 from kapflow.http.appointments import appointment_kinds
-from kapflow.http.common import PROBLEMS, Acting, JSONObject, require_reads
+from kapflow.http.common import PROBLEMS, V1, Acting, JSONObject, require_reads
 from kapflow.present import message_shape, reminder_shape
 
 
@@ -28,7 +28,7 @@ def _intake(wf: Workflow) -> tuple[str, ...]:
 
 
 def router(engine: Engine) -> APIRouter:
-    api = APIRouter()
+    api = APIRouter(prefix=V1)
 
     @api.get("/cases/{case_id}/reminders", tags=["reminders"], responses=PROBLEMS)
     def reminders(case_id: str, actor: Acting) -> list[JSONObject]:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Response
 from kapflow.app.engine import Engine
 from kapflow.diagram import mermaid, svg
 from kapflow.domain.workflow import Workflow
-from kapflow.http.common import PROBLEMS, Acting, JSONObject
+from kapflow.http.common import PROBLEMS, V1, Acting, JSONObject
 from kapflow.present import workflow_shape
 
 SVG = "image/svg+xml"
@@ -24,7 +24,7 @@ _DIAGRAM_PROBLEMS = {**PROBLEMS, 404: {**PROBLEMS[404], "description": "No such 
 
 
 def router(engine: Engine) -> APIRouter:
-    api = APIRouter()
+    api = APIRouter(prefix=V1)
 
     def loaded(name: str, version: str) -> Workflow:
         found = engine.workflows.get(name, version)

@@ -6,6 +6,8 @@ a case's ETag is its version and If-Match guards a write; Idempotency-Key replay
 
 from __future__ import annotations
 
+import io
+import json as jsonlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +21,7 @@ from kapflow.bootstrap import build_engine
 from kapflow.config import Settings
 from kapflow.http.app import MAX_BODY_BYTES, create_app
 from kapflow.http.identity import RequestAuthenticator
+from kapflow.logging import logging_configured
 
 EVALUATION_AT = (datetime.now(UTC) + timedelta(days=30)).replace(hour=15, minute=0, second=0, microsecond=0)
 
@@ -240,3 +243,16 @@ def test_case_pages_follow_a_cursor_and_filter_by_state_and_workflow(api: Api) -
         assert len(desk.get("/v1/cases", params={"state": "inquiry", "workflow": "kap"}).json()["cases"]) == 5
         bad = desk.get("/v1/cases", params={"cursor": "not-a-cursor"})
         assert bad.status_code == 422 and bad.json()["field"] == "cursor"
+
+
+def test_each_request_is_one_log_line_by_route_template_with_its_actor_and_no_phi(api: Api) -> None:
+    stream = io.StringIO()
+    with logging_configured(json=True, stream=stream):
+        case_id = _open(api).json()["case_id"]
+        with api.client("front_desk") as desk:
+            desk.get(f"/v1/cases/{case_id}", params={"q": INQUIRY["last_name"]})
+    lines = [jsonlib.loads(line) for line in stream.getvalue().splitlines()]
+    requests = [line for line in lines if line["event"] == "request"]
+    assert [(r["method"], r["route"], r["status"], r["actor"]) for r in requests] == [
+        ("POST", "/v1/cases", 201, "pms-front_desk"), ("GET", "/v1/cases/{case_id}", 200, "pms-front_desk")]
+    assert INQUIRY["last_name"] not in stream.getvalue() and INQUIRY["email"] not in stream.getvalue()
