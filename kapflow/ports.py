@@ -126,6 +126,10 @@ class UnitOfWork(Protocol):
         """The access log's insert in this transaction."""
         ...
 
+    def client_bindings(self) -> BindingWrites:
+        """The client bindings' writes in this transaction."""
+        ...
+
     def commit(self) -> None: ...
 
 
@@ -174,6 +178,10 @@ class Store(Protocol):
 
     def access(self) -> AccessReads:
         """The access log's queries outside any command."""
+        ...
+
+    def client_bindings(self) -> BindingReads:
+        """Which case a client identity may reach."""
         ...
 
     def close(self) -> None: ...
@@ -415,3 +423,19 @@ class AccessReads(Protocol):
     ) -> list[AccessRecord]:
         """Reads of ``case_id`` (None: any case) by ``actor`` (None: anyone) in [since, until), oldest first."""
         ...
+
+
+class BindingWrites(Protocol):
+    """A client binding's writes, inside the command that audits it on the case."""
+
+    def bound(self, case_id: str, subject_hash: str) -> bool: ...
+
+    def bind(self, case_id: str, subject_hash: str, bound_at: str, bound_by: str) -> None: ...
+
+    def unbind(self, case_id: str, subject_hash: str) -> None: ...
+
+
+class BindingReads(Protocol):
+    """The lookup a client's every request makes."""
+
+    def bound(self, case_id: str, subject_hash: str) -> bool: ...

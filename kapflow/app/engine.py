@@ -13,7 +13,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from kapflow.app import access, audit_log, cases, migrate, queries
+from kapflow.app import access, audit_log, cases, clients, migrate, queries
 from kapflow.app.api_keys import ApiKeys
 from kapflow.app.audit_export import export_case
 from kapflow.app.audit_log import Checkpointer, Sequenced, Witness
@@ -302,6 +302,18 @@ class Engine:
     ) -> list[AccessRecord]:
         """Who read ``case_id`` (None: any case), or what ``actor`` read, in [since, until), oldest first."""
         return access.accesses(self.app, case_id=case_id, since=since, until=until, actor=actor, limit=limit)
+
+    def bind_client(self, case_id: str, subject: str, *, actor: Actor) -> bool:
+        """Bind a client identity (the identity provider's subject) to the case: audited; staff only."""
+        return clients.bind_client(self.app, case_id, subject, actor=actor)
+
+    def unbind_client(self, case_id: str, subject: str, *, actor: Actor) -> bool:
+        """Remove a client identity's binding to the case: audited; staff only."""
+        return clients.unbind_client(self.app, case_id, subject, actor=actor)
+
+    def client_bound(self, case_id: str, subject: str) -> bool:
+        """Whether a client identity may reach the case (it was bound to it by the practice)."""
+        return clients.client_bound(self.app, case_id, subject)
 
     def verify_audit(self, case_id: str | None = None) -> AuditReport:
         return queries.verify_audit(self.app, case_id)

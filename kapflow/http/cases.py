@@ -111,4 +111,18 @@ def router(engine: Engine) -> APIRouter:
             shapes.append(shape)
         return {"cases": shapes, "next_cursor": page.next_cursor}
 
+    @api.post("/cases/{case_id}/client-bindings", tags=["clients"], responses=PROBLEMS)
+    def bind_client(
+        case_id: str, actor: Acting, subject: Annotated[str, Body(embed=True, description=(
+            "The client's subject (`sub`) at the practice's identity provider; kept only as its SHA-256."))],
+    ) -> JSONObject:
+        """Bind a client's identity to this case (staff only, audited): that client's credential may then
+        reach this case, and no other."""
+        return {"bound": engine.bind_client(case_id, subject, actor=actor)}
+
+    @api.post("/cases/{case_id}/client-bindings/remove", tags=["clients"], responses=PROBLEMS)
+    def unbind_client(case_id: str, actor: Acting, subject: Annotated[str, Body(embed=True)]) -> JSONObject:
+        """Remove a client identity's binding to this case (staff only, audited)."""
+        return {"unbound": engine.unbind_client(case_id, subject, actor=actor)}
+
     return api

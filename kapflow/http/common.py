@@ -21,12 +21,16 @@ from kapflow.errors import InvalidInput, NotPermitted
 JSONObject = dict[str, Any]
 V1 = "/v1"
 """The prefix of every route module's router."""
+CASES = f"{V1}/cases"
+"""The routes that reach cases: a client's credential reaches only the one bound to it."""
 
 
 class Authenticator(Protocol):
     """Turns a request's credential into the ``Actor`` it acts as (``Unauthenticated`` when it cannot)."""
 
-    def actor(self, authorization: str | None, on_behalf_of: str | None) -> Actor: ...
+    def actor(
+        self, authorization: str | None, on_behalf_of: str | None, *, case_id: str | None, case_route: bool,
+    ) -> Actor: ...
 
 
 _PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
@@ -55,7 +59,9 @@ def _acting(
 
     The raw header is checked here, not FastAPI's parse of it, so a malformed one is told apart."""
     authenticator: Authenticator = request.app.state.authenticator
-    actor = authenticator.actor(request.headers.get("authorization"), kapflow_on_behalf_of)
+    route = str(getattr(request.scope.get("route"), "path", ""))
+    actor = authenticator.actor(request.headers.get("authorization"), kapflow_on_behalf_of,
+                                case_id=request.path_params.get("case_id"), case_route=route.startswith(CASES))
     request.state.actor = actor  # for the request's log line
     return actor
 

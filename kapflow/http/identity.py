@@ -4,7 +4,10 @@
 create``); with a ``Kapflow-On-Behalf-Of`` header a key allowed to delegate acts for one of its
 users, in a role it was granted, and the audit event names both. Any other bearer token is an
 OpenID Connect token of the practice's identity provider: its subject is the actor, its role claim
-the role. A role no loaded workflow names (and the worker's own ``system``) is refused.
+the role. A role no loaded workflow names (and the worker's own ``system``) is refused. A client
+(a workflow's ``client_role``) reaches only a case the practice bound its identity to
+(``kapflow.app.clients``): any other case, and every listing of cases, is refused with 403, whether
+or not the case exists.
 """
 
 from __future__ import annotations
@@ -24,15 +27,17 @@ class RequestAuthenticator:
         self._engine = engine
         self._oidc = oidc
         self._roles = frozenset(known_roles(engine.app))
-        # Until the practice can bind a client's identity to their case, a client reaches no case over
-        # the network: a client credential could otherwise name any case id.
-        self._unbound = frozenset(wf.client_role for wf in engine.workflows.versions() if wf.client_role is not None)
+        self._clients = frozenset(wf.client_role for wf in engine.workflows.versions() if wf.client_role is not None)
 
-    def actor(self, authorization: str | None, on_behalf_of: str | None) -> Actor:
+    def actor(
+        self, authorization: str | None, on_behalf_of: str | None, *, case_id: str | None, case_route: bool,
+    ) -> Actor:
+        """The verified actor; a client only on a case bound to it (``case_route``: the route reads cases)."""
         found = self._verified(authorization, on_behalf_of)
-        if found.role in self._unbound:
-            raise NotPermitted(case_id="", trigger="api_access", state="", role=found.role,
-                               allowed=sorted(self._roles - self._unbound))
+        if found.role in self._clients and case_route and (
+                case_id is None or not self._engine.client_bound(case_id, found.id)):
+            raise NotPermitted(case_id="", trigger="reach_case", state="", role=found.role,
+                               allowed=sorted(self._roles - self._clients))
         return found
 
     def _verified(self, authorization: str | None, on_behalf_of: str | None) -> Actor:

@@ -34,6 +34,8 @@ from kapflow.store.access import AccessReader
 from kapflow.store.access import statements_for as access_statements
 from kapflow.store.api_keys import ApiKeyReader, statements_for
 from kapflow.store.audit_log import LogReader, LogStatements
+from kapflow.store.client_bindings import BindingReader
+from kapflow.store.client_bindings import statements_for as binding_statements
 from kapflow.store.prepared import HotStatements, Prepared
 from kapflow.store.queue import SqlQueue
 from kapflow.store.recent import DEFAULT_CASES, RecentProjections
@@ -414,6 +416,10 @@ class SqlStore:
     def access(self) -> AccessReader:
         """The access log's queries: who read a case, and when."""
         return AccessReader(access_statements(self.engine.dialect), self._read)
+
+    def client_bindings(self) -> BindingReader:
+        """Which case a client identity may reach (a primary-key lookup per request)."""
+        return BindingReader(binding_statements(self.engine.dialect), self._read)
 
     def close(self) -> None:
         self._closed = True

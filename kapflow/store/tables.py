@@ -257,3 +257,18 @@ class AccessRow(SQLModel, table=True):
     case_id: str = Field(max_length=200)
     view: str = Field(max_length=50)  # case | facts | history | triggers | ...: the route's view
     log_position: int | None = _log_position()
+
+
+class ClientBindingRow(SQLModel, table=True):
+    """A client identity bound to a case by the practice: the only case that identity reaches over the network.
+
+    ``subject_hash`` is the SHA-256 of the identity provider's subject (no address or name is kept here);
+    the binding and its removal are audited on the case (``client_bound``, ``client_unbound``).
+    """
+
+    __tablename__ = "client_bindings"
+
+    case_id: str = Field(primary_key=True, max_length=200)
+    subject_hash: str = Field(primary_key=True, max_length=64)
+    bound_at: str = Field(max_length=40)
+    bound_by: str = Field(max_length=200)

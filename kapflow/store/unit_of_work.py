@@ -26,6 +26,8 @@ from kapflow.store.access import AccessWriter
 from kapflow.store.access import statements_for as access_statements
 from kapflow.store.api_keys import ApiKeyWriter, statements_for
 from kapflow.store.audit_log import LogStatements, LogWriter
+from kapflow.store.client_bindings import BindingWriter
+from kapflow.store.client_bindings import statements_for as binding_statements
 from kapflow.store.prepared import HotStatements
 from kapflow.store.recent import RecentProjections
 from kapflow.store.rows import case_values, event_values
@@ -194,6 +196,12 @@ class SqlUnitOfWork:
         if self._log is None:
             raise RuntimeError("this unit of work was opened without its dialect's statements")
         return AccessWriter(access_statements(self._log.dialect), self._cur)
+
+    def client_bindings(self) -> BindingWriter:
+        """The client bindings' writes, in this transaction."""
+        if self._log is None:
+            raise RuntimeError("this unit of work was opened without its dialect's statements")
+        return BindingWriter(binding_statements(self._log.dialect), self._cur, self._all_rows)
 
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         row = self._first_row(self._hot.select_idem.run(self._cur, {"key": key}))

@@ -204,17 +204,40 @@ def test_each_role_reads_only_the_fact_kinds_its_workflow_grants_it(api: Api) ->
         assert billing.get(f"/v1/cases/{case_id}").json()["client"]  # billing reads the intake (superbills)
 
 
-def test_a_client_credential_reaches_no_case_until_the_practice_binds_one(any_ready_url: str) -> None:
-    """A client's key could name any case id: until binding exists, the client role is refused outright."""
+def test_a_client_reaches_only_the_case_the_practice_bound_its_identity_to(any_ready_url: str) -> None:
+    """Staff bind a client's subject to its case (audited, hashed); the client reads that case and no other."""
     engine = build_engine(any_ready_url, settings=Settings())
-    key, _ = engine.create_api_key("client-portal", "client", created_by="test-admin")
-    case_id = engine.open_case(INQUIRY, actor=FRONT_DESK).case_id
-    with serving(create_app(engine, RequestAuthenticator(engine))) as url:
-        answer = httpx.get(f"{url}/v1/cases/{case_id}", headers={"Authorization": f"Bearer {key}"})
-    engine.close()
-    assert answer.status_code == 403 and answer.json()["role"] == "client"
-    assert INQUIRY["last_name"] not in answer.text
+    client_key, client = engine.create_api_key("client-portal", "client", created_by="test-admin")
+    desk_key, _ = engine.create_api_key("pms-desk", "front_desk", created_by="test-admin")
+    billing_key, _ = engine.create_api_key("pms-billing", "billing", created_by="test-admin")
+    mine, other = (engine.open_case(INQUIRY, actor=FRONT_DESK).case_id for _ in range(2))
+    subject = client.name  # the key's service name is the actor a client key acts as
 
+    def auth(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    with serving(create_app(engine, RequestAuthenticator(engine))) as url, httpx.Client(base_url=url) as http:
+        assert http.get(f"/v1/cases/{mine}", headers=auth(client_key)).status_code == 403  # not bound yet
+        assert http.post(f"/v1/cases/{mine}/client-bindings", json={"subject": subject},
+                         headers=auth(billing_key)).status_code == 403  # billing is not staff of the case
+        bound = http.post(f"/v1/cases/{mine}/client-bindings", json={"subject": subject}, headers=auth(desk_key))
+        assert bound.status_code == 200 and bound.json() == {"bound": True}
+        assert http.get(f"/v1/cases/{mine}", headers=auth(client_key)).status_code == 200
+        facts = http.get(f"/v1/cases/{mine}/facts", headers=auth(client_key)).json()
+        assert {f["kind"] for f in facts} == {"inquiry"}
+        for refused in (f"/v1/cases/{other}", "/v1/cases", "/v1/cases/case-0000000000000000"):
+            answer = http.get(refused, headers=auth(client_key))
+            assert answer.status_code == 403 and INQUIRY["last_name"] not in answer.text, refused
+        assert http.get("/v1/whoami", headers=auth(client_key)).json()["role"] == "client"
+        removed = http.post(f"/v1/cases/{mine}/client-bindings/remove", json={"subject": subject},
+                            headers=auth(desk_key))
+        assert removed.json() == {"unbound": True}
+        assert http.get(f"/v1/cases/{mine}", headers=auth(client_key)).status_code == 403
+    kinds = [(ev.kind, ev.actor) for ev in engine.history(mine)[-2:]]
+    assert kinds == [("client_bound", "pms-desk"), ("client_unbound", "pms-desk")]
+    assert subject not in str([ev.data for ev in engine.history(mine)])  # only its hash is kept
+    assert engine.verify_audit(mine).ok
+    engine.close()
 
 def test_every_read_of_a_case_is_in_the_access_log_with_the_service_and_the_person(api: Api) -> None:
     case_id = _open(api).json()["case_id"]

@@ -264,14 +264,14 @@ def _every_route(case_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
         ("GET", f"/v1/cases/{case_id}/triggers/withdraw", None),
         ("POST", f"/v1/cases/{case_id}/triggers/withdraw", {"data": {"reason": "synthetic: moving away"}}),
         ("POST", f"/v1/cases/{case_id}/facts/fasting", {"attested": True, "hours": 6}),
-        ("GET", "/v1/whoami", None),
     ]
 
 
 @pytest.mark.parametrize("whose", ["own", "another's"])
-def test_the_client_is_refused_on_every_route_and_nothing_is_written(world: World, whose: str) -> None:
-    """The client's own case (opened under the client key's own identity) or another's: 403, nothing written,
-    not even a refusal, and no read in the access log (the credential is refused before any case is touched)."""
+def test_an_unbound_client_is_refused_on_every_case_route_and_nothing_is_written(world: World, whose: str) -> None:
+    """The client's own case (opened under the client key's own identity, but never bound to it by the practice)
+    or another's: 403, nothing written, not even a refusal, and no read in the access log (the credential is
+    refused before any case is touched). Binding is tested in test_http_api.py."""
     opener = Actor("pms-client", CLIENT_ROLE) if whose == "own" else DESK
     case_id = world.case_in("inquiry", opener=opener)
     before, opened = _snapshot(world, case_id), world.engine.count_cases()

@@ -1,0 +1,64 @@
+"""Client bindings in SQL: which case a client identity (its subject's hash) may reach over the network.
+
+Written by the binding command in its transaction, beside the audited event on the case; read on every
+request a client makes (one primary-key lookup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Dialect, and_, bindparam, delete, select
+
+from kapflow.store.prepared import Prepared
+from kapflow.store.tables import ClientBindingRow
+
+_bindings = ClientBindingRow.__table__  # type: ignore[attr-defined]
+_KEY = and_(_bindings.c.case_id == bindparam("b_case"), _bindings.c.subject_hash == bindparam("b_subject"))
+
+
+class BindingStatements:
+    """The statements of one dialect, compiled once."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.insert = Prepared(_bindings.insert().values(
+            {c: bindparam(c) for c in ("case_id", "subject_hash", "bound_at", "bound_by")}), dialect)
+        self.remove = Prepared(delete(_bindings).where(_KEY), dialect)
+        self.find = Prepared(select(_bindings.c.case_id).where(_KEY), dialect)
+
+
+@lru_cache(maxsize=8)
+def statements_for(dialect: Dialect) -> BindingStatements:
+    return BindingStatements(dialect)
+
+
+class BindingWriter:
+    """The binding command's writes, on its unit of work's cursor (``rows`` waits for a read's rows)."""
+
+    def __init__(self, statements: BindingStatements, cursor: Any, rows: Callable[[Any], list[Any]]) -> None:
+        self._s = statements
+        self._cur = cursor
+        self._rows = rows
+
+    def bound(self, case_id: str, subject_hash: str) -> bool:
+        return bool(self._rows(self._s.find.run(self._cur, {"b_case": case_id, "b_subject": subject_hash})))
+
+    def bind(self, case_id: str, subject_hash: str, bound_at: str, bound_by: str) -> None:
+        self._s.insert.run(self._cur, {"case_id": case_id, "subject_hash": subject_hash, "bound_at": bound_at,
+                                       "bound_by": bound_by})
+
+    def unbind(self, case_id: str, subject_hash: str) -> None:
+        self._s.remove.run(self._cur, {"b_case": case_id, "b_subject": subject_hash})
+
+
+class BindingReader:
+    """The lookup a client's every request makes, outside any command."""
+
+    def __init__(self, statements: BindingStatements, run: Callable[[Prepared, Mapping[str, Any]], list[Any]]) -> None:
+        self._s = statements
+        self._run = run
+
+    def bound(self, case_id: str, subject_hash: str) -> bool:
+        return bool(self._run(self._s.find, {"b_case": case_id, "b_subject": subject_hash}))
