@@ -436,6 +436,10 @@ class BindingWrites(Protocol):
 
 
 class BindingReads(Protocol):
-    """The lookup a client's every request makes."""
+    """The lookup a client's every request makes, and verification's list."""
 
     def bound(self, case_id: str, subject_hash: str) -> bool: ...
+
+    def all(self, case_id: str | None = None) -> list[tuple[str, str]]:
+        """Every binding (or one case's) as (case id, subject hash), ordered by case id."""
+        ...

@@ -180,10 +180,11 @@ def missed_steps(app: AppContext, found: CaseRecord) -> dict[str, str]:
 
 
 def verify_audit(app: AppContext, case_id: str | None) -> AuditReport:
+    bindings = app.store.client_bindings()
     if case_id is None:
-        return verify_chain(app.store.iter_audit(), app.store.iter_cases())
+        return verify_chain(app.store.iter_audit(), app.store.iter_cases(), bindings.all())
     found = case(app, case_id)
-    return verify_chain(app.store.iter_audit(case_id), [found])
+    return verify_chain(app.store.iter_audit(case_id), [found], bindings.all(case_id))
 
 
 # ------------------------------------------------------------------ the minimum necessary, per role

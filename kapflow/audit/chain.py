@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from kapflow.domain.case import AuditEvent, CaseRecord, replay_events
-from kapflow.domain.events import NOTE_KINDS
+from kapflow.domain.events import NOTE_KINDS, EventKind
 from kapflow.domain.payload import canonical_json
 
 GENESIS = "0" * 64
@@ -69,13 +69,19 @@ class AuditReport:
         }
 
 
-def verify_chain(events: Iterable[AuditEvent], cases: Iterable[CaseRecord]) -> AuditReport:
-    """Check every case's chain and that replaying it gives the case row.
+def verify_chain(
+    events: Iterable[AuditEvent], cases: Iterable[CaseRecord], bindings: Iterable[tuple[str, str]] | None = None,
+) -> AuditReport:
+    """Check every case's chain and that replaying it gives the case row (and its client bindings).
 
     ``events`` are ordered by case id and ``cases`` by id, so one case is held
-    in memory at a time, however large the history.
+    in memory at a time, however large the history. ``bindings`` (case id, subject hash), ordered by
+    case id, must be exactly those its ``client_bound`` and ``client_unbound`` events leave: a binding
+    added behind the engine's back would let a client reach a case.
     """
     report = AuditReport()
+    if bindings is not None:
+        events = _checking_bindings(events, bindings, report)
     grouped = groupby(events, key=lambda ev: ev.case_id)
     pending = next(grouped, None)
     for case in cases:
@@ -151,3 +157,36 @@ def _link_problem(ev: AuditEvent, position: int, previous_hash: str) -> str:
     if link_hash(ev) != ev.hash:
         return "its contents do not match its hash: the row was edited"
     return ""
+
+
+def _checking_bindings(
+    events: Iterable[AuditEvent], bindings: Iterable[tuple[str, str]], report: AuditReport
+) -> Iterator[AuditEvent]:
+    """``events`` unchanged, while each case's bindings are held against those its events leave."""
+    stored = groupby(bindings, key=lambda row: row[0])
+    pending = next(stored, None)
+    for case_id, chain in groupby(events, key=lambda ev: ev.case_id):
+        expected: set[str] = set()
+        for ev in chain:
+            if ev.kind == EventKind.CLIENT_BOUND:
+                expected.add(str(ev.data.get("subject_sha256")))
+            elif ev.kind == EventKind.CLIENT_UNBOUND:
+                expected.discard(str(ev.data.get("subject_sha256")))
+            yield ev
+        while pending is not None and pending[0] < case_id:
+            report.problems.append(_binding_problem(pending[0]))
+            pending = next(stored, None)
+        found = set()
+        if pending is not None and pending[0] == case_id:
+            found = {subject for _case, subject in pending[1]}
+            pending = next(stored, None)
+        if found != expected:
+            report.problems.append(_binding_problem(case_id))
+    while pending is not None:
+        report.problems.append(_binding_problem(pending[0]))
+        pending = next(stored, None)
+
+
+def _binding_problem(case_id: str) -> AuditProblem:
+    return AuditProblem(case_id, None, None, "the case's client bindings differ from those its history binds: a "
+                                             "client's access was added or removed behind the engine's back")

@@ -27,6 +27,10 @@ class BindingStatements:
             {c: bindparam(c) for c in ("case_id", "subject_hash", "bound_at", "bound_by")}), dialect)
         self.remove = Prepared(delete(_bindings).where(_KEY), dialect)
         self.find = Prepared(select(_bindings.c.case_id).where(_KEY), dialect)
+        listed = select(_bindings.c.case_id, _bindings.c.subject_hash).order_by(
+            _bindings.c.case_id, _bindings.c.subject_hash)
+        self.every = Prepared(listed, dialect)
+        self.of_case = Prepared(listed.where(_bindings.c.case_id == bindparam("b_case")), dialect)
 
 
 @lru_cache(maxsize=8)
@@ -62,3 +66,9 @@ class BindingReader:
 
     def bound(self, case_id: str, subject_hash: str) -> bool:
         return bool(self._run(self._s.find, {"b_case": case_id, "b_subject": subject_hash}))
+
+    def all(self, case_id: str | None = None) -> list[tuple[str, str]]:
+        """Every binding (or one case's) as (case id, subject hash), by case id: verification's."""
+        one = case_id is not None
+        rows = self._run(self._s.of_case if one else self._s.every, {"b_case": case_id} if one else {})
+        return [(str(c), str(h)) for c, h in rows]
