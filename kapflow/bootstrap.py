@@ -293,4 +293,4 @@ def build_api(url: str, settings: Settings) -> Any:
         if schema.current(url) != schema.head():
             raise StorageError("the database's schema is not this kapflow's newest: run kapflow db upgrade")
 
-    return create_app(engine, RequestAuthenticator(engine, oidc), ready=ready)
+    return create_app(engine, RequestAuthenticator(engine, oidc), ready=ready, cors_origins=s.cors_origins)

@@ -87,8 +87,9 @@ _SECRETS = frozenset({"password", "secret", "urls", "signing_key"})
 _AUDIT_KEYS = ("origin", "signing_key_env", "signing_key_file", "public_key_file", "checkpoint_file",
                "checkpoint_every_minutes", "witness_email", "witness_webhook")
 DEFAULT_SIGNING_KEY_ENV = "KAPFLOW_AUDIT_SIGNING_KEY"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _SERVE_KEYS = ("host", "port", "workers", "tls_cert_file", "tls_key_file", "oidc_issuer", "oidc_audience",
-               "oidc_role_claim")
+               "oidc_role_claim", "cors_origins")
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class ServeSettings:
     oidc_issuer: str | None = None  # without it the API takes API keys only
     oidc_audience: str | None = None
     oidc_role_claim: str = "kapflow_role"
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (none: CORS off)
 
 
 @dataclass(frozen=True)
@@ -484,7 +486,17 @@ def _serve(r: _Reader, t: Mapping[str, Any]) -> ServeSettings:
         workers=int(r.number(t, "serve", "workers", 1, 1, 64)),
         tls_cert_file=cert, tls_key_file=key, oidc_issuer=issuer, oidc_audience=audience,
         oidc_role_claim=r.text(t, "serve", "oidc_role_claim", required=False) or "kapflow_role",
+        cors_origins=_origins(r, t.get("cors_origins", [])),
     )
+
+
+def _origins(r: _Reader, value: object) -> tuple[str, ...]:
+    """Exact origins (scheme://host[:port]); never "*": a wildcard with credentials is what CORS exists to stop."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and _ORIGIN.fullmatch(v) for v in value):
+        r.problems.append('serve.cors_origins must be a list of origins such as "https://pms.example" '
+                          '(scheme, host and port only; no "*")')
+        return ()
+    return tuple(value)
 
 
 def _workflows(r: _Reader, value: Any) -> tuple[str, ...]:

@@ -14,11 +14,12 @@ the fact kinds its workflow grants it. The OpenAPI document is served at ``/open
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kapflow.app.engine import Engine
@@ -37,8 +38,12 @@ ROUTERS: tuple[Callable[[Engine], APIRouter], ...] = (
 """The route modules under ``/v1``, each a function of the engine."""
 
 
-def create_app(engine: Engine, authenticator: Authenticator, *, ready: Callable[[], None] | None = None) -> FastAPI:
-    """The API over ``engine``; ``ready`` raises when the service should not take traffic (``/readyz``)."""
+def create_app(
+    engine: Engine, authenticator: Authenticator, *, ready: Callable[[], None] | None = None,
+    cors_origins: Sequence[str] = (),
+) -> FastAPI:
+    """The API over ``engine``; ``ready`` raises when the service should not take traffic (``/readyz``);
+    ``cors_origins``: the browser origins allowed to call it (none: CORS off)."""
     app = FastAPI(
         title="kapflow", version=API_VERSION, openapi_url="/openapi.json", docs_url=None, redoc_url=None,
         description="The kapflow engine over HTTP: cases, facts, triggers and their audit history. Every "
@@ -49,6 +54,12 @@ def create_app(engine: Engine, authenticator: Authenticator, *, ready: Callable[
     app.add_exception_handler(StarletteHTTPException, problems.http_error)
     app.add_exception_handler(Exception, problems.internal_error)
     app.middleware("http")(_guarded)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(cors_origins), allow_credentials=False, max_age=600,
+            allow_methods=["GET", "POST"], expose_headers=["ETag", "Location"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "Kapflow-On-Behalf-Of"],
+        )
     app.state.authenticator = authenticator
 
     @app.get("/healthz", tags=["operations"])

@@ -8,6 +8,7 @@ log (``audit``, ``export``), which the audit log's checkpoints cover in turn.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -65,5 +66,18 @@ def router(engine: Engine) -> APIRouter:
         filename = f"{case_id}-audit.{_SUFFIXES[form]}"
         return Response(text, media_type=MEDIA_TYPES[form],
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    @api.get("/cases/{case_id}/accesses", tags=["audit"], responses=PROBLEMS)
+    def accesses(
+        case_id: str, actor: Acting, since: datetime | None = None, until: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> list[JSONObject]:
+        """Who read this case, for whom and which view, in [since, until) (times with their zone, ISO 8601):
+        "who looked at this case this month". For the roles that read every fact kind (auditors, clinicians);
+        this read is logged too."""
+        require_reads(engine, actor, case_id, _every_kind, "read the access log")
+        found = [a.as_dict() for a in engine.accesses(case_id=case_id, since=since, until=until, limit=limit)]
+        engine.record_access(actor, case_id, "accesses")
+        return found
 
     return api

@@ -279,3 +279,31 @@ def test_each_request_is_one_log_line_by_route_template_with_its_actor_and_no_ph
     assert [(r["method"], r["route"], r["status"], r["actor"]) for r in requests] == [
         ("POST", "/v1/cases", 201, "pms-front_desk"), ("GET", "/v1/cases/{case_id}", 200, "pms-front_desk")]
     assert INQUIRY["last_name"] not in stream.getvalue() and INQUIRY["email"] not in stream.getvalue()
+
+
+def test_cors_is_off_unless_origins_are_configured(any_ready_url: str) -> None:
+    engine = build_engine(any_ready_url, settings=Settings())
+    preflight = {"Origin": "https://pms.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    try:
+        with serving(create_app(engine, RequestAuthenticator(engine))) as url:
+            assert "access-control-allow-origin" not in httpx.options(f"{url}/v1/cases", headers=preflight).headers
+        app = create_app(engine, RequestAuthenticator(engine), cors_origins=["https://pms.example"])
+        with serving(app) as url:
+            allowed = httpx.options(f"{url}/v1/cases", headers=preflight)
+            assert allowed.headers["access-control-allow-origin"] == "https://pms.example"
+            other = httpx.options(f"{url}/v1/cases", headers={**preflight, "Origin": "https://evil.example"})
+            assert "access-control-allow-origin" not in other.headers
+    finally:
+        engine.close()
+
+
+def test_an_auditor_asks_who_looked_at_a_case(api: Api) -> None:
+    case_id = _open(api).json()["case_id"]
+    auditor_key, _ = api.engine.create_api_key("audit-desk", "auditor", created_by="test-admin")  # type: ignore[attr-defined]
+    with api.client("front_desk") as desk:
+        desk.get(f"/v1/cases/{case_id}")
+        assert desk.get(f"/v1/cases/{case_id}/accesses").status_code == 403  # the front desk may not
+    with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {auditor_key}"}) as auditor:
+        seen = auditor.get(f"/v1/cases/{case_id}/accesses", params={"since": "2020-01-01T00:00:00Z"}).json()
+    assert [(a["actor"], a["view"]) for a in seen] == [("pms-front_desk", "case")]

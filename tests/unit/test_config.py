@@ -122,3 +122,10 @@ def test_the_audit_signing_key_comes_from_the_environment_or_a_private_file(tmp_
         audit_signer(parse_settings({"audit": {"signing_key_file": str(key_file)}}, "kapflow.toml", {}))
     key_file.chmod(0o600)
     assert audit_signer(parse_settings({"audit": {"signing_key_file": str(key_file)}}, "kapflow.toml", {}))
+
+
+def test_cors_origins_are_exact_origins_never_a_wildcard() -> None:
+    ok = parse_settings({"serve": {"cors_origins": ["https://pms.example", "http://127.0.0.1:3000"]}}, "k.toml", {})
+    assert ok.serve.cors_origins == ("https://pms.example", "http://127.0.0.1:3000")
+    assert any("cors_origins" in p for p in problems({"serve": {"cors_origins": ["*"]}}))
+    assert any("cors_origins" in p for p in problems({"serve": {"cors_origins": "https://pms.example"}}))
