@@ -34,6 +34,8 @@ _ROLE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,49}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}")  # ``kapflow.domain.payload.check_identifier``'s rule
 _BEHALF = re.compile(r"[ \t]*([^;\s]+)[ \t]*;[ \t]*role[ \t]*=[ \t]*([^;\s]+)[ \t]*")
+ON_BEHALF_OF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}; ?role=[A-Za-z][A-Za-z0-9_]{0,49}$"
+"""The header as the OpenAPI document declares it (the parser also takes spaces around ``;`` and ``=``)."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ MAX_INT = 2**63 - 1
 MIN_INT = -(2**63)
 # C0 controls but tab, newline and CR; DEL; C1 controls (U+009B starts terminal escapes).
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}")
+IDENTIFIER_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}"
+"""An id, actor or key (``check_identifier``): also what the HTTP API's OpenAPI document declares."""
+_IDENT = re.compile(IDENTIFIER_PATTERN)
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 JSONObject = dict[str, JSONValue]

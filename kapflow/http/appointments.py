@@ -21,9 +21,11 @@ from kapflow.http.common import (
     PROBLEMS,
     V1,
     Acting,
+    CaseId,
     IdempotencyKey,
     IfMatch,
     JSONObject,
+    Name,
     expected,
     outcome_body,
     require_reads,
@@ -51,7 +53,7 @@ def _carriers(wf: Workflow) -> AppointmentFacts:
 def router(engine: Engine) -> APIRouter:
     api = APIRouter(prefix=V1)
 
-    def write(case_id: str, update: bool, data: dict[str, Any], actor: Actor, response: Response,
+    def write(case_id: CaseId, update: bool, data: dict[str, Any], actor: Actor, response: Response,
               key: str | None, if_match: str | None) -> JSONObject:
         """Record an appointment fact; through ``record`` so that ``If-Match`` is the command's own
         compare-and-swap, not a read before it."""
@@ -61,7 +63,7 @@ def router(engine: Engine) -> APIRouter:
         return outcome_body(outcome, response)
 
     @api.get("/cases/{case_id}/appointments", tags=["appointments"], responses=PROBLEMS)
-    def list_appointments(case_id: str, actor: Acting) -> list[JSONObject]:
+    def list_appointments(case_id: CaseId, actor: Acting) -> list[JSONObject]:
         """The case's appointments in booking order: id, kind, start and end (UTC), length, status, clinician,
         room and calendar uid. Only for a role that reads the workflow's appointment fact kinds (on the KAP
         pathway: the front desk, billing, clinicians, auditors); 403 for any other."""
@@ -72,7 +74,7 @@ def router(engine: Engine) -> APIRouter:
 
     @api.post("/cases/{case_id}/appointments", status_code=201, tags=["appointments"], responses=PROBLEMS)
     def book(
-        case_id: str, actor: Acting, response: Response,
+        case_id: CaseId, actor: Acting, response: Response,
         kind: Annotated[str, Body(description="A kind of appointment the case's workflow books.")],
         starts_at: StartsAt,
         clinician: Annotated[str | None, Body(description="The clinician's id (required), held for its time.")]
@@ -96,7 +98,7 @@ def router(engine: Engine) -> APIRouter:
     @api.post("/cases/{case_id}/appointments/{appointment_id}/reschedule", tags=["appointments"],
               responses=PROBLEMS)
     def reschedule(
-        case_id: str, appointment_id: str, actor: Acting, response: Response, starts_at: StartsAt,
+        case_id: CaseId, appointment_id: Name, actor: Acting, response: Response, starts_at: StartsAt,
         reason: Reason = None, late_entry: LateEntry = False,
         idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
     ) -> JSONObject:
@@ -109,7 +111,7 @@ def router(engine: Engine) -> APIRouter:
 
     @api.post("/cases/{case_id}/appointments/{appointment_id}/cancel", tags=["appointments"], responses=PROBLEMS)
     def cancel(
-        case_id: str, appointment_id: str, actor: Acting, response: Response,
+        case_id: CaseId, appointment_id: Name, actor: Acting, response: Response,
         reason: Annotated[str | None, Body(embed=True, description="Why.")] = None,
         idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
     ) -> JSONObject:
@@ -120,7 +122,7 @@ def router(engine: Engine) -> APIRouter:
 
     @api.post("/cases/{case_id}/appointments/{appointment_id}/no-show", tags=["appointments"], responses=PROBLEMS)
     def no_show(
-        case_id: str, appointment_id: str, actor: Acting, response: Response,
+        case_id: CaseId, appointment_id: Name, actor: Acting, response: Response,
         idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
     ) -> JSONObject:
         """Record that the client did not come to an appointment."""

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Response
 from kapflow.app.engine import Engine
 from kapflow.audit.export_formats import ExportFormat, render
 from kapflow.domain.workflow import Workflow
-from kapflow.http.common import PROBLEMS, V1, Acting, JSONObject, require_reads
+from kapflow.http.common import PROBLEMS, V1, Acting, CaseId, JSONObject, require_reads
 from kapflow.present import audit_report_shape
 
 MEDIA_TYPES = {
@@ -35,7 +35,7 @@ def router(engine: Engine) -> APIRouter:
     api = APIRouter(prefix=V1)
 
     @api.get("/cases/{case_id}/audit", tags=["audit"], responses=PROBLEMS)
-    def verify(case_id: str, actor: Acting) -> JSONObject:
+    def verify(case_id: CaseId, actor: Acting) -> JSONObject:
         """Verify the case's audit history: every event's hash chain and the case row against it. ``ok``,
         the counts, and the first broken row if any. Only for a role that reads every fact kind of the
         case's workflow (KAP: auditors, prescribers, therapists)."""
@@ -48,7 +48,7 @@ def router(engine: Engine) -> APIRouter:
         **PROBLEMS, 200: {"description": "The case's history with proofs, in the format asked for",
                           "content": {media: {} for media in MEDIA_TYPES.values()}}})
     def export(
-        case_id: str, actor: Acting,
+        case_id: CaseId, actor: Acting,
         form: Annotated[ExportFormat, Query(
             alias="format",
             description="jsonl and fhir can be proven (kapflow audit prove); csv is for a spreadsheet.")]
@@ -69,7 +69,7 @@ def router(engine: Engine) -> APIRouter:
 
     @api.get("/cases/{case_id}/accesses", tags=["audit"], responses=PROBLEMS)
     def accesses(
-        case_id: str, actor: Acting, since: datetime | None = None, until: datetime | None = None,
+        case_id: CaseId, actor: Acting, since: datetime | None = None, until: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[JSONObject]:
         """Who read this case, for whom and which view, in [since, until) (times with their zone, ISO 8601):

@@ -9,7 +9,19 @@ from fastapi import APIRouter, Body, Query, Response
 
 from kapflow.app.engine import Engine
 from kapflow.domain.case import to_iso
-from kapflow.http.common import PROBLEMS, V1, Acting, IdempotencyKey, IfMatch, JSONObject, etag, expected, outcome_body
+from kapflow.http.common import (
+    PROBLEMS,
+    V1,
+    Acting,
+    CaseId,
+    IdempotencyKey,
+    IfMatch,
+    JSONObject,
+    Name,
+    etag,
+    expected,
+    outcome_body,
+)
 from kapflow.present import case_shape, verdict_shape
 
 
@@ -28,7 +40,7 @@ def router(engine: Engine) -> APIRouter:
         return outcome_body(outcome, response)
 
     @api.get("/cases/{case_id}", tags=["cases"], responses=PROBLEMS)
-    def read_case(case_id: str, actor: Acting, response: Response) -> JSONObject:
+    def read_case(case_id: CaseId, actor: Acting, response: Response) -> JSONObject:
         """A case: its state, version and workflow. Its ``ETag`` is its version (send it as ``If-Match``).
 
         ``client`` (the name on the intake form) is null for a role that may not read the intake."""
@@ -42,7 +54,7 @@ def router(engine: Engine) -> APIRouter:
         return shape
 
     @api.get("/cases/{case_id}/facts", tags=["facts"], responses=PROBLEMS)
-    def read_facts(case_id: str, actor: Acting, kind: str | None = None) -> list[JSONObject]:
+    def read_facts(case_id: CaseId, actor: Acting, kind: str | None = None) -> list[JSONObject]:
         """The case's facts, oldest first: only the kinds the caller's role may read (the minimum necessary
         its workflow declares: the front desk reads appointments and payments, not screenings or vitals)."""
         facts = [{"kind": f.kind, "at": to_iso(f.at), "by": f.by, "data": dict(f.data)}
@@ -51,7 +63,7 @@ def router(engine: Engine) -> APIRouter:
         return facts
 
     @api.get("/cases/{case_id}/history", tags=["cases"], responses=PROBLEMS)
-    def read_history(case_id: str, actor: Acting) -> list[JSONObject]:
+    def read_history(case_id: CaseId, actor: Acting) -> list[JSONObject]:
         """Who did what, when, in which role: every event of the case. The data of an event about a fact
         kind the caller's role may not read is withheld (``{"withheld": kind}``), its blockers too."""
         events = [ev.as_dict() for ev in engine.readable_history(case_id, actor.role)]
@@ -59,14 +71,14 @@ def router(engine: Engine) -> APIRouter:
         return events
 
     @api.get("/cases/{case_id}/triggers", tags=["triggers"], responses=PROBLEMS)
-    def available(case_id: str, actor: Acting) -> list[JSONObject]:
+    def available(case_id: CaseId, actor: Acting) -> list[JSONObject]:
         """Every trigger leaving the case's state, each with whether it may fire now and every blocker."""
         verdicts = [verdict_shape(v) for v in engine.available(case_id, actor=actor)]
         engine.record_access(actor, case_id, "triggers")
         return verdicts
 
     @api.get("/cases/{case_id}/triggers/{trigger}", tags=["triggers"], responses=PROBLEMS)
-    def check(case_id: str, trigger: str, actor: Acting) -> JSONObject:
+    def check(case_id: CaseId, trigger: Name, actor: Acting) -> JSONObject:
         """Would ``trigger`` fire now? Every blocker, with its code and sentence. Writes nothing."""
         verdict = verdict_shape(engine.check(case_id, trigger, actor=actor))
         engine.record_access(actor, case_id, "check")
@@ -74,7 +86,7 @@ def router(engine: Engine) -> APIRouter:
 
     @api.post("/cases/{case_id}/triggers/{trigger}", tags=["triggers"], responses=PROBLEMS)
     def fire(
-        case_id: str, trigger: str, actor: Acting, response: Response, idempotency_key: IdempotencyKey = None,
+        case_id: CaseId, trigger: Name, actor: Acting, response: Response, idempotency_key: IdempotencyKey = None,
         if_match: IfMatch = None, data: Annotated[JSONObject | None, Body(embed=True)] = None,
     ) -> JSONObject:
         """Fire ``trigger``: 200 with the new version, or 409 with every blocker (the refusal is audited)."""
@@ -84,7 +96,7 @@ def router(engine: Engine) -> APIRouter:
 
     @api.post("/cases/{case_id}/facts/{kind}", tags=["facts"], responses=PROBLEMS)
     def record(
-        case_id: str, kind: str, actor: Acting, response: Response,
+        case_id: CaseId, kind: Name, actor: Acting, response: Response,
         fact: Annotated[JSONObject, Body(description="The fact's fields.")],
         idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
     ) -> JSONObject:
@@ -113,7 +125,7 @@ def router(engine: Engine) -> APIRouter:
 
     @api.post("/cases/{case_id}/client-bindings", tags=["clients"], responses=PROBLEMS)
     def bind_client(
-        case_id: str, actor: Acting, subject: Annotated[str, Body(embed=True, description=(
+        case_id: CaseId, actor: Acting, subject: Annotated[str, Body(embed=True, description=(
             "The client's subject (`sub`) at the practice's identity provider; kept only as its SHA-256."))],
     ) -> JSONObject:
         """Bind a client's identity to this case (staff only, audited): that client's credential may then
@@ -121,7 +133,7 @@ def router(engine: Engine) -> APIRouter:
         return {"bound": engine.bind_client(case_id, subject, actor=actor)}
 
     @api.post("/cases/{case_id}/client-bindings/remove", tags=["clients"], responses=PROBLEMS)
-    def unbind_client(case_id: str, actor: Acting, subject: Annotated[str, Body(embed=True)]) -> JSONObject:
+    def unbind_client(case_id: CaseId, actor: Acting, subject: Annotated[str, Body(embed=True)]) -> JSONObject:
         """Remove a client identity's binding to this case (staff only, audited)."""
         return {"unbound": engine.unbind_client(case_id, subject, actor=actor)}
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Header, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kapflow.app.engine import Engine
 from kapflow.domain.case import Actor, CaseRecord, Outcome
+from kapflow.domain.identity import ON_BEHALF_OF_PATTERN
+from kapflow.domain.payload import IDENTIFIER_PATTERN
 from kapflow.domain.workflow import Workflow
 from kapflow.errors import InvalidInput, NotPermitted
 
@@ -53,6 +55,7 @@ def _acting(
     request: Request,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
     kapflow_on_behalf_of: Annotated[str | None, Header(
+        pattern=ON_BEHALF_OF_PATTERN,
         description="With a delegating API key: `user-id; role=ROLE`, the person the service acts for.")] = None,
 ) -> Actor:
     """The request's actor, from its verified credential (a 401 problem when there is none).
@@ -67,6 +70,9 @@ def _acting(
 
 
 Acting = Annotated[Actor, Depends(_acting)]
+CaseId = Annotated[str, Path(pattern=f"^{IDENTIFIER_PATTERN}$",
+                             description="The case's id, e.g. case-0123456789abcdef.")]
+Name = Annotated[str, Path(pattern=f"^{IDENTIFIER_PATTERN}$", description="A trigger, fact kind or appointment id.")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 

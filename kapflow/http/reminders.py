@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from kapflow.app.engine import Engine
 from kapflow.domain.workflow import Workflow
 from kapflow.http.appointments import appointment_kinds
-from kapflow.http.common import PROBLEMS, V1, Acting, JSONObject, require_reads
+from kapflow.http.common import PROBLEMS, V1, Acting, CaseId, JSONObject, require_reads
 from kapflow.present import message_shape, reminder_shape
 
 
@@ -31,7 +31,7 @@ def router(engine: Engine) -> APIRouter:
     api = APIRouter(prefix=V1)
 
     @api.get("/cases/{case_id}/reminders", tags=["reminders"], responses=PROBLEMS)
-    def reminders(case_id: str, actor: Acting) -> list[JSONObject]:
+    def reminders(case_id: CaseId, actor: Acting) -> list[JSONObject]:
         """The case's reminders, soonest first: which reminder (and which appointment), when due, and its
         status (pending, claimed, done: queued or fired, skipped, missed, undeliverable, cancelled,
         failed) with the reason (``outcome``). Only for a role that reads the workflow's appointment fact
@@ -43,7 +43,7 @@ def router(engine: Engine) -> APIRouter:
         return rows
 
     @api.get("/cases/{case_id}/messages", tags=["reminders"], responses=PROBLEMS)
-    def messages(case_id: str, actor: Acting) -> list[JSONObject]:
+    def messages(case_id: CaseId, actor: Acting) -> list[JSONObject]:
         """The case's messages and calendar changes, oldest first: channel, audience, subject, delivery status,
         attempts, times and the last error. Never the recipient's address, the body or the payload. Only for a
         role that reads the workflow's intake fact, which holds the client's contact details (a subject may
