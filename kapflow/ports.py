@@ -434,6 +434,12 @@ class BindingWrites(Protocol):
 
     def unbind(self, case_id: str, subject_hash: str) -> None: ...
 
+    def invite(self, code_hash: str, case_id: str, created_at: str, created_by: str, expires_at: str) -> None: ...
+
+    def redeem(self, code_hash: str, now: str) -> str | None:
+        """Use an invitation once: its case, or None if it is unknown, used or expired."""
+        ...
+
 
 class BindingReads(Protocol):
     """The lookup a client's every request makes, and verification's list."""

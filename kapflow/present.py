@@ -235,6 +235,8 @@ def event_summary(ev: AuditEvent) -> EventSummary:
             return EventSummary(f"{data.get('channel', '')} gave up after {data.get('attempts', '')}")
         case EventKind.MESSAGE_DROPPED:
             return EventSummary(f"{data.get('channel', '')} message dropped: {data.get('reason', '')}")
+        case EventKind.CLIENT_INVITED:
+            return EventSummary("client invited to bind its identity")
         case EventKind.CLIENT_BOUND | EventKind.CLIENT_UNBOUND:
             return EventSummary("client identity " + ("bound" if ev.kind == EventKind.CLIENT_BOUND else "unbound"))
         case EventKind.MIGRATED | EventKind.REFUSED | None:  # None: a kind this kapflow does not know

@@ -311,6 +311,15 @@ class Engine:
         """Remove a client identity's binding to the case: audited; staff only."""
         return clients.unbind_client(self.app, case_id, subject, actor=actor)
 
+    def invite_client(self, case_id: str, *, actor: Actor) -> tuple[str, datetime]:
+        """A one-time invitation for the case's client to bind its identity (staff only, audited): the code,
+        shown once, and when it expires."""
+        return clients.invite_client(self.app, case_id, actor=actor)
+
+    def accept_invitation(self, code: str, *, actor: Actor) -> str:
+        """The signed-in client redeems an invitation: its identity is bound to the case; the case's id."""
+        return clients.accept_invitation(self.app, code, actor=actor)
+
     def client_bound(self, case_id: str, subject: str) -> bool:
         """Whether a client identity may reach the case (it was bound to it by the practice)."""
         return clients.client_bound(self.app, case_id, subject)

@@ -20,12 +20,13 @@ class EventKind(StrEnum):
     REMINDER = "reminder"  # a due reminder's fate (queued, skipped, missed, ...)
     DELIVERY_FAILED = "delivery_failed"  # a message the worker gave up delivering
     MESSAGE_DROPPED = "message_dropped"  # a queued message found stale before an attempt, never sent
+    CLIENT_INVITED = "client_invited"  # staff made a one-time invitation for the client to bind its identity
     CLIENT_BOUND = "client_bound"  # staff bound a client's identity (its hash) to the case: it may reach it
     CLIENT_UNBOUND = "client_unbound"  # that binding was removed
 
 
 NOTE_KINDS = frozenset({EventKind.REFUSED, EventKind.REMINDER, EventKind.DELIVERY_FAILED, EventKind.MESSAGE_DROPPED,
-                        EventKind.CLIENT_BOUND, EventKind.CLIENT_UNBOUND})
+                        EventKind.CLIENT_INVITED, EventKind.CLIENT_BOUND, EventKind.CLIENT_UNBOUND})
 """Events that change neither the case's state nor its version."""
 
 

@@ -132,6 +132,22 @@ def router(engine: Engine) -> APIRouter:
         reach this case, and no other."""
         return {"bound": engine.bind_client(case_id, subject, actor=actor)}
 
+    @api.post("/cases/{case_id}/client-invitations", status_code=201, tags=["clients"], responses=PROBLEMS)
+    def invite_client(case_id: CaseId, actor: Acting) -> JSONObject:
+        """A one-time invitation for the case's client (staff only, audited): give the client the code; signed in
+        at the practice's identity provider, it redeems it (``POST /v1/client-invitations/accept``) and its
+        identity is bound to this case. Valid 7 days; shown once, kept only as a hash."""
+        code, expires = engine.invite_client(case_id, actor=actor)
+        return {"code": code, "expires_at": to_iso(expires)}
+
+    @api.post("/client-invitations/accept", tags=["clients"], responses=PROBLEMS)
+    def accept_invitation(
+        actor: Acting, code: Annotated[str, Body(embed=True, description="The invitation's code (kfi_...).")],
+    ) -> JSONObject:
+        """The signed-in client redeems its invitation: its identity is bound to the case, whose id is returned.
+        An unknown, used or expired code is 401."""
+        return {"case_id": engine.accept_invitation(code, actor=actor)}
+
     @api.post("/cases/{case_id}/client-bindings/remove", tags=["clients"], responses=PROBLEMS)
     def unbind_client(case_id: CaseId, actor: Acting, subject: Annotated[str, Body(embed=True)]) -> JSONObject:
         """Remove a client identity's binding to this case (staff only, audited)."""

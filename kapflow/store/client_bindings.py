@@ -10,12 +10,13 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Dialect, and_, bindparam, delete, select
+from sqlalchemy import Dialect, and_, bindparam, delete, select, update
 
 from kapflow.store.prepared import Prepared
-from kapflow.store.tables import ClientBindingRow
+from kapflow.store.tables import ClientBindingRow, ClientInvitationRow
 
 _bindings = ClientBindingRow.__table__  # type: ignore[attr-defined]
+_invitations = ClientInvitationRow.__table__  # type: ignore[attr-defined]
 _KEY = and_(_bindings.c.case_id == bindparam("b_case"), _bindings.c.subject_hash == bindparam("b_subject"))
 
 
@@ -30,6 +31,14 @@ class BindingStatements:
         listed = select(_bindings.c.case_id, _bindings.c.subject_hash).order_by(
             _bindings.c.case_id, _bindings.c.subject_hash)
         self.every = Prepared(listed, dialect)
+        self.invite = Prepared(_invitations.insert().values(
+            {c: bindparam(c) for c in ("code_hash", "case_id", "created_at", "created_by", "expires_at")}), dialect)
+        # Used once: the update matches only an unused, unexpired invitation, and returns its case.
+        self.redeem = Prepared(
+            update(_invitations)
+            .where(and_(_invitations.c.code_hash == bindparam("b_code"), _invitations.c.used_at.is_(None),
+                        _invitations.c.expires_at > bindparam("b_now")))
+            .values(used_at=bindparam("b_now")).returning(_invitations.c.case_id), dialect)
         self.of_case = Prepared(listed.where(_bindings.c.case_id == bindparam("b_case")), dialect)
 
 
@@ -55,6 +64,15 @@ class BindingWriter:
 
     def unbind(self, case_id: str, subject_hash: str) -> None:
         self._s.remove.run(self._cur, {"b_case": case_id, "b_subject": subject_hash})
+
+    def invite(self, code_hash: str, case_id: str, created_at: str, created_by: str, expires_at: str) -> None:
+        self._s.invite.run(self._cur, {"code_hash": code_hash, "case_id": case_id, "created_at": created_at,
+                                       "created_by": created_by, "expires_at": expires_at})
+
+    def redeem(self, code_hash: str, now: str) -> str | None:
+        """Mark the invitation used; its case, or None if unknown, used or expired (nothing changed)."""
+        rows = self._rows(self._s.redeem.run(self._cur, {"b_code": code_hash, "b_now": now}))
+        return str(rows[0][0]) if rows else None
 
 
 class BindingReader:

@@ -272,3 +272,17 @@ class ClientBindingRow(SQLModel, table=True):
     subject_hash: str = Field(primary_key=True, max_length=64)
     bound_at: str = Field(max_length=40)
     bound_by: str = Field(max_length=200)
+
+
+class ClientInvitationRow(SQLModel, table=True):
+    """A one-time invitation for a case's client to bind its identity: staff hand it over, the client
+    redeems it signed in. Only the code's SHA-256 is kept; it expires, and it is used once."""
+
+    __tablename__ = "client_invitations"
+
+    code_hash: str = Field(primary_key=True, max_length=64)
+    case_id: str = Field(max_length=200)
+    created_at: str = Field(max_length=40)
+    created_by: str = Field(max_length=200)
+    expires_at: str = Field(max_length=40)
+    used_at: str | None = Field(default=None, max_length=40)

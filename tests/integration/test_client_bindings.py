@@ -4,6 +4,7 @@ engine's back (raw SQL) is found by the audit verification."""
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import pytest
 from raw_db import RawDb
@@ -11,7 +12,9 @@ from support import BILLING, FRONT_DESK, INQUIRY
 
 from kapflow.bootstrap import build_engine
 from kapflow.config import Settings
-from kapflow.errors import NotPermitted
+from kapflow.domain.case import Actor
+from kapflow.errors import NotPermitted, Unauthenticated
+from kapflow.testing import FakeClock
 
 SUBJECT = "idp|client-7f3a"
 
@@ -41,4 +44,25 @@ def test_bindings_are_audited_idempotent_staff_only_and_verified(any_ready_url: 
         assert [p.case_id for p in engine.verify_audit().problems] == [mine]
     finally:
         raw.close()
+        engine.close()
+
+
+def test_an_invitation_expires_after_seven_days_and_is_used_once(any_ready_url: str) -> None:
+    clock = FakeClock()
+    engine = build_engine(any_ready_url, settings=Settings(), clock=clock)
+    client = Actor("idp|client-9", "client")
+    try:
+        case_id = engine.open_case(INQUIRY, actor=FRONT_DESK).case_id
+        late, _ = engine.invite_client(case_id, actor=FRONT_DESK)
+        clock.advance(timedelta(days=7, seconds=1))
+        with pytest.raises(Unauthenticated):
+            engine.accept_invitation(late, actor=client)
+        fresh, expires = engine.invite_client(case_id, actor=FRONT_DESK)
+        assert expires == clock.now() + timedelta(days=7)
+        assert engine.accept_invitation(fresh, actor=client) == case_id
+        assert engine.client_bound(case_id, client.id)
+        with pytest.raises(Unauthenticated):
+            engine.accept_invitation(fresh, actor=Actor("idp|someone-else", "client"))
+        assert not engine.client_bound(case_id, "idp|someone-else") and engine.verify_audit().ok
+    finally:
         engine.close()

@@ -307,3 +307,32 @@ def test_an_auditor_asks_who_looked_at_a_case(api: Api) -> None:
     with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {auditor_key}"}) as auditor:
         seen = auditor.get(f"/v1/cases/{case_id}/accesses", params={"since": "2020-01-01T00:00:00Z"}).json()
     assert [(a["actor"], a["view"]) for a in seen] == [("pms-front_desk", "case")]
+
+
+def test_a_client_redeems_an_invitation_once_and_reaches_its_case(any_ready_url: str) -> None:
+    """Staff make an invitation; the signed-in client redeems it (its own identity is bound); a second use,
+    and a staff credential, cannot."""
+    engine = build_engine(any_ready_url, settings=Settings())
+    client_key, _ = engine.create_api_key("client-app", "client", created_by="test-admin")
+    desk_key, _ = engine.create_api_key("pms-desk", "front_desk", created_by="test-admin")
+    case_id = engine.open_case(INQUIRY, actor=FRONT_DESK).case_id
+
+    def auth(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    with serving(create_app(engine, RequestAuthenticator(engine))) as url, httpx.Client(base_url=url) as http:
+        made = http.post(f"/v1/cases/{case_id}/client-invitations", headers=auth(desk_key))
+        assert made.status_code == 201 and made.json()["code"].startswith("kfi_")
+        code = made.json()["code"]
+        assert http.post(f"/v1/cases/{case_id}/client-invitations", headers=auth(client_key)).status_code == 403
+        staff = http.post("/v1/client-invitations/accept", json={"code": code}, headers=auth(desk_key))
+        assert staff.status_code == 403  # only the client role redeems (and the code is not used up by it)
+        accepted = http.post("/v1/client-invitations/accept", json={"code": code}, headers=auth(client_key))
+        assert accepted.status_code == 200 and accepted.json() == {"case_id": case_id}
+        assert http.get(f"/v1/cases/{case_id}", headers=auth(client_key)).status_code == 200
+        again = http.post("/v1/client-invitations/accept", json={"code": code}, headers=auth(client_key))
+        assert again.status_code == 401 and again.json()["reason"] == "invitation_invalid" and code not in again.text
+    kinds = [ev.kind for ev in engine.history(case_id)]
+    assert kinds[-2:] == ["client_invited", "client_bound"] and engine.verify_audit().ok
+    assert code not in str([ev.data for ev in engine.history(case_id)])
+    engine.close()

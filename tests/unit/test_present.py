@@ -174,6 +174,8 @@ SUMMARIES = {
                                 "email gave up after 8", ""),
     EventKind.MESSAGE_DROPPED: (event("message_dropped", {"channel": "email", "reason": "its deadline passed"}),
                                 "email message dropped: its deadline passed", ""),
+    EventKind.CLIENT_INVITED: (event("client_invited", {"expires_at": "2026-01-12T09:00:00.000000+00:00"}),
+                               "client invited to bind its identity", ""),
     EventKind.CLIENT_BOUND: (event("client_bound", {"subject_sha256": "0" * 64}), "client identity bound", ""),
     EventKind.CLIENT_UNBOUND: (event("client_unbound", {"subject_sha256": "0" * 64}), "client identity unbound", ""),
 }

@@ -1,4 +1,5 @@
-"""Client bindings: the case a client's identity may reach over the network, bound by the practice.
+"""Client bindings: the case a client's identity may reach over the network, bound by the practice (directly,
+or by a one-time invitation the client redeems signed in: ``client_invitations``).
 
 A row per (case, SHA-256 of the identity provider's subject); binding and unbinding are audited on
 the case itself (events ``client_bound`` and ``client_unbound``).
@@ -32,7 +33,18 @@ def upgrade() -> None:
         sa.Column("bound_by", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("case_id", "subject_hash"),
     )
+    op.create_table(
+        "client_invitations",
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("case_id", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.String(length=40), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("expires_at", sa.String(length=40), nullable=False),
+        sa.Column("used_at", sa.String(length=40), nullable=True),
+        sa.PrimaryKeyConstraint("code_hash"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("client_invitations")
     op.drop_table("client_bindings")
