@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 SRC_HASH := $(shell find kapflow workflows adapters -name '*.py' | LC_ALL=C sort | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(SRC_HASH)
 DB ?= kapflow-demo.db
+PORT ?= 8443
 
-.PHONY: demo test lint typecheck docs check clean migration bench bench-quick
+.PHONY: demo serve-demo test lint typecheck docs check clean migration bench bench-quick
 
 # caldav's urllib3-future would replace urllib3 through a .pth file at every start;
 # built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3 instead.
@@ -27,6 +28,16 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)  ## run the example practice on a fresh SQLite file
 	rm -rf $(DB) $(DB)-wal $(DB)-shm $(DB)-mail
 	$(BIN)/kapflow --db sqlite:///$(DB) demo
+
+serve-demo: $(STAMP)  ## the demo practice served over HTTP on 127.0.0.1:$(PORT), with a front-desk API key
+	rm -rf $(DB) $(DB)-wal $(DB)-shm $(DB)-mail $(DB).key
+	$(BIN)/kapflow --db sqlite:///$(DB) demo > /dev/null
+	(umask 077; $(BIN)/kapflow --db sqlite:///$(DB) apikey create --name demo-pms --role front_desk > $(DB).key)
+	@$(BIN)/kapflow --db sqlite:///$(DB) --config $(DB)-settings.toml cases --state inquiry --json | \
+		$(BIN)/python -c 'import json, sys; print("try: curl -s -X POST http://127.0.0.1:$(PORT)/v1/cases/" \
+		+ json.load(sys.stdin)[0]["id"] + "/triggers/hold -H \"Authorization: Bearer $$(cat $(DB).key)\"" \
+		+ " -H \"Content-Type: application/json\" -d '"'"'{\"data\": {\"reason\": \"client travelling\"}}'"'"'")'
+	$(BIN)/kapflow --db sqlite:///$(DB) --config $(DB)-settings.toml serve --port $(PORT)
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest -q
