@@ -54,6 +54,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, problems.http_error)
     app.add_exception_handler(Exception, problems.internal_error)
     app.middleware("http")(_guarded)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(cors_origins), allow_credentials=False, max_age=600,
@@ -104,3 +105,41 @@ async def _guarded(request: Request, call_next: Callable[[Request], Any]) -> Any
               duration_ms=round((time.perf_counter() - started) * 1000, 2),
               actor=actor.id if actor else None, role=actor.role if actor else None, via=actor.via if actor else None)
     return response
+
+
+class BodyLimit:
+    """Counts a request's body as it arrives, so a chunked body (no Content-Length) is held to the limit too.
+
+    Past the limit it answers 413 itself and stops the body there; whatever the application then makes of
+    the cut-off body (FastAPI: a 400) is dropped, as the answer has been sent.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received, answered = 0, False
+
+        async def counted() -> Any:
+            nonlocal received, answered
+            message = await receive()
+            if message["type"] == "http.request" and not answered:
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    answered = True
+                    refusal = problems.problem(413, "request_too_large",
+                                               f"a request body is at most {self.limit} bytes")
+                    refusal.headers.update({"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+                    await refusal(scope, receive, send)
+                    raise StarletteHTTPException(413, "request body over the limit")
+            return message
+
+        async def unless_answered(message: Any) -> None:
+            if not answered:
+                await send(message)
+
+        await self.app(scope, counted, unless_answered)

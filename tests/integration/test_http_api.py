@@ -336,3 +336,16 @@ def test_a_client_redeems_an_invitation_once_and_reaches_its_case(any_ready_url:
     assert kinds[-2:] == ["client_invited", "client_bound"] and engine.verify_audit().ok
     assert code not in str([ev.data for ev in engine.history(case_id)])
     engine.close()
+
+
+def test_a_chunked_body_is_held_to_the_size_limit_too(api: Api) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"intake": {"first_name": "'
+        for _ in range(MAX_BODY_BYTES // 1024 + 2):
+            yield b"x" * 1024
+        yield b'"}}'
+
+    with api.client("front_desk") as desk:
+        answer = desk.post("/v1/cases", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["code"] == "request_too_large"
+    assert api.engine.count_cases() == 0  # type: ignore[attr-defined]
