@@ -247,9 +247,10 @@ def audit_access(
         when = stacked_time(calendar, r.at) if stacked else time_text(calendar, r.at)
         table.add_row(cell(when), *(() if case_id is not None else (cell(r.case_id),)), cell(r.actor),
                       cell(r.role), cell(r.via or ""), cell(r.view))
+    if not found:  # an empty table says less than a sentence
+        print("kapflow audit: no read of a case matches (its case, actor and dates)")
+        return
     out.print(table)
-    if not found:
-        print("kapflow audit: no reads recorded for that")
 
 
 def _bound(calendar: PracticeCalendar, text: str | None, name: str, *, end: bool) -> datetime | None:
