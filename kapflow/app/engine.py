@@ -254,9 +254,12 @@ class Engine:
 
     def case_page(
         self, *, state: str | None = None, workflow: str | None = None, cursor: str | None = None, limit: int = 50,
+        blocker: str | None = None,
     ) -> queries.CasePage:
-        """A page of cases, oldest first, optionally in one state and workflow, after ``cursor``."""
-        return queries.case_page(self.app, state=state, workflow=workflow, cursor=cursor, limit=limit)
+        """A page of cases, oldest first, optionally in one state and workflow, after ``cursor``; with ``blocker``,
+        those a guard with that code holds back now (a bounded scan: follow ``next_cursor``)."""
+        return queries.case_page(self.app, state=state, workflow=workflow, cursor=cursor, limit=limit,
+                                 blocker=blocker)
 
     def count_cases(self, *, state: str | None = None) -> int:
         return queries.count_cases(self.app, state=state)

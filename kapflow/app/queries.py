@@ -68,17 +68,58 @@ class CasePage:
     next_cursor: str | None
 
 
+SCAN_BUDGET = 1000
+"""Cases one page of a blocker filter evaluates at most: each request's work is bounded, whatever the number
+of cases; a page may then hold fewer matches than asked, and its ``next_cursor`` goes on from there."""
+
+
 def case_page(
-    app: AppContext, *, state: str | None, workflow: str | None, cursor: str | None, limit: int
+    app: AppContext, *, state: str | None, workflow: str | None, cursor: str | None, limit: int,
+    blocker: str | None = None,
 ) -> CasePage:
-    """A page of cases, oldest first, after ``cursor`` (opaque: the previous page's ``next_cursor``)."""
+    """A page of cases, oldest first, after ``cursor`` (opaque: the previous page's ``next_cursor``); with
+    ``blocker``, only those a trigger of whose state that blocker holds back now."""
     state = check_state_filter(state)
     workflow = check_state_filter(workflow) if workflow is not None else None
     limit, _ = check_page(limit, 0, MAX_PAGE)
     after = _decode_cursor(cursor) if cursor is not None else None
+    if blocker is not None:
+        return _blocked_page(app, state, workflow, after, limit, check_identifier(blocker, "blocker"))
     found = list(app.store.case_page(state=state, workflow=workflow, after=after, limit=limit))
     last = found[-1] if len(found) == limit else None
     return CasePage(found, _encode_cursor(to_iso(last.opened_at), last.id) if last else None)
+
+
+def _blocked_page(
+    app: AppContext, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int,
+    blocker: str,
+) -> CasePage:
+    matched: list[CaseRecord] = []
+    scanned = 0
+    while len(matched) < limit and scanned < SCAN_BUDGET:
+        asked = min(200, SCAN_BUDGET - scanned)
+        batch = list(app.store.case_page(state=state, workflow=workflow, after=after, limit=asked))
+        for found in batch:
+            scanned += 1
+            after = (to_iso(found.opened_at), found.id)
+            if blocker in blockers_now(app, found):
+                matched.append(found)
+                if len(matched) == limit:
+                    break
+        if len(batch) < asked and len(matched) < limit:
+            return CasePage(matched, None)  # scanned to the end
+    return CasePage(matched, _encode_cursor(*after) if after is not None else None)
+
+
+def blockers_now(app: AppContext, found: CaseRecord) -> set[str]:
+    """The codes of every guard holding back a trigger of the case's state now (what staff would fix)."""
+    wf = app.workflows.of(found)
+    now = app.clock.now()
+    codes: set[str] = set()
+    for transition in wf.transitions_from(found.state):
+        verdict = evaluate(wf, transition, guard_context(found, wf, transition.trigger, {}, now, app.practice))
+        codes.update(b.code for b in verdict.blockers)
+    return codes
 
 
 def _encode_cursor(opened_at: str, case_id: str) -> str:

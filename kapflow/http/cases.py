@@ -109,11 +109,14 @@ def router(engine: Engine) -> APIRouter:
     def list_cases(
         actor: Acting, state: str | None = None, workflow: str | None = None, cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        blocker: Annotated[str | None, Query(description=(
+            "Only cases a guard with this code holds back now (e.g. evaluation_fee_unpaid). Each page looks at "
+            "1,000 cases at most, so it may hold fewer than `limit`: follow `next_cursor` until it is null."))] = None,
     ) -> JSONObject:
-        """Cases, oldest first, optionally in one state and workflow; ``next_cursor`` fetches the next page
-        (a page deep in the list costs what the first does). ``client`` is null for a role that may not read
-        the intake."""
-        page = engine.case_page(state=state, workflow=workflow, cursor=cursor, limit=limit)
+        """Cases, oldest first, optionally in one state and workflow, or held back by one blocker; ``next_cursor``
+        fetches the next page (a page deep in the list costs what the first does). ``client`` is null for a
+        role that may not read the intake."""
+        page = engine.case_page(state=state, workflow=workflow, cursor=cursor, limit=limit, blocker=blocker)
         shapes = []
         for found in page.cases:
             wf = engine.workflow_of(found)

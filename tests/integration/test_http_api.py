@@ -11,12 +11,14 @@ import json as jsonlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 from http_server import serving
 from support import FRONT_DESK, INQUIRY
 
+import kapflow.app.queries as queries
 from kapflow.bootstrap import build_engine
 from kapflow.config import Settings
 from kapflow.http.app import MAX_BODY_BYTES, create_app
@@ -349,3 +351,34 @@ def test_a_chunked_body_is_held_to_the_size_limit_too(api: Api) -> None:
         answer = desk.post("/v1/cases", content=chunks(), headers={"content-type": "application/json"})
     assert answer.status_code == 413 and answer.json()["code"] == "request_too_large"
     assert api.engine.count_cases() == 0  # type: ignore[attr-defined]
+
+
+def test_cases_held_back_by_one_blocker_are_listed_a_bounded_scan_at_a_time(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Booked but unpaid evaluations are held back by the fee; paid ones and plain inquiries are not."""
+    monkeypatch.setattr(queries, "SCAN_BUDGET", 3)  # so the scan's bound shows with a handful of cases
+    engine: Any = api.engine
+    unpaid = []
+    for n in range(4):
+        case_id = _open(api, f"form-blocked-{n}").json()["case_id"]
+        starts = (EVALUATION_AT + timedelta(hours=n)).isoformat()
+        engine.record(case_id, "appointment", {"kind": "evaluation", "starts_at": starts, "clinician": "np-rowan"},
+                      actor=FRONT_DESK)
+        engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+        if n % 2:
+            engine.record(case_id, "payment", {"amount": "250.00", "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+        else:
+            unpaid.append(case_id)
+    _open(api, "form-plain")
+    with api.client("front_desk") as desk:
+        seen, cursor, pages = [], None, 0
+        while True:
+            params = {"blocker": "evaluation_fee_unpaid", "limit": 10, **({"cursor": cursor} if cursor else {})}
+            page = desk.get("/v1/cases", params=params).json()
+            seen += [c["id"] for c in page["cases"]]
+            cursor, pages = page["next_cursor"], pages + 1
+            if cursor is None:
+                break
+        assert seen == unpaid and pages >= 2  # five cases, three looked at per page
+        assert desk.get("/v1/cases", params={"blocker": "no such thing!"}).status_code == 422
