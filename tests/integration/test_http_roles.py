@@ -22,6 +22,7 @@ from http_server import serving
 from support import INQUIRY, booking, dose_and_discharge, prepare_dosing, to_evaluating, to_ready
 
 from kapflow.app.engine import Engine
+from kapflow.audit.signing import Ed25519Signer, generate_key
 from kapflow.bootstrap import build_engine
 from kapflow.config import Settings
 from kapflow.domain.case import Actor
@@ -264,6 +265,15 @@ def _every_route(case_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
         ("GET", f"/v1/cases/{case_id}/triggers/withdraw", None),
         ("POST", f"/v1/cases/{case_id}/triggers/withdraw", {"data": {"reason": "synthetic: moving away"}}),
         ("POST", f"/v1/cases/{case_id}/facts/fasting", {"attested": True, "hours": 6}),
+        *(("GET", f"/v1/cases/{case_id}/{view}", None)
+          for view in ("appointments", "reminders", "messages", "audit", "export", "accesses")),
+        ("POST", f"/v1/cases/{case_id}/appointments", {"kind": "evaluation", "starts_at": "2030-01-07T15:00:00Z"}),
+        *(("POST", f"/v1/cases/{case_id}/appointments/a1/{action}", body)
+          for action, body in (("reschedule", {"starts_at": "2030-01-08T15:00:00Z"}), ("cancel", {}),
+                               ("no-show", {}))),
+        ("POST", f"/v1/cases/{case_id}/client-invitations", None),
+        ("POST", f"/v1/cases/{case_id}/client-bindings", {"subject": "idp-subject-x"}),
+        ("POST", f"/v1/cases/{case_id}/client-bindings/remove", {"subject": "idp-subject-x"}),
     ]
 
 
@@ -357,3 +367,131 @@ def test_a_refused_fact_of_a_kind_the_role_may_not_read_is_withheld(world: World
         history = billing.get(f"/v1/cases/{case_id}/history").json()
     refused = [e for e in history if e["kind"] == "refused"]
     assert refused and refused[-1]["data"] == {"withheld": "screening"} and refused[-1]["blockers"] == []
+
+
+# ----------------------------------------------------------------------------- the other endpoints
+
+assert WF.appointments is not None
+APPOINTMENT_KINDS = (WF.appointments.booking, WF.appointments.update)
+APPOINTMENT_WRITERS = WF.facts[WF.appointments.booking].roles & WF.facts[WF.appointments.update].roles
+# Each read the routes gate by ``WF.readable``: the fact kinds its role must read, and its view in the access log.
+GATED_READS: dict[str, tuple[tuple[str, ...], str]] = {
+    "appointments": (APPOINTMENT_KINDS, "appointments"),
+    "reminders": (APPOINTMENT_KINDS, "reminders"),
+    "messages": ((WF.intake_fact,), "messages"),
+    "audit": (tuple(WF.facts), "audit"),
+    "export": (tuple(WF.facts), "export"),
+    "accesses": (tuple(WF.facts), "accesses"),
+}
+
+
+def _views_read(w: World, case_id: str, role: str, view: str) -> int:
+    return sum(1 for a in w.engine.accesses(case_id=case_id, limit=10_000) if (a.role, a.view) == (role, view))
+
+
+@pytest.mark.parametrize("role", STAFF_ROLES)
+def test_every_role_reading_every_gated_view(world: World, full_case: str, role: str) -> None:
+    """Appointments and reminders for the roles that read the appointment fact kinds, messages for those that
+    read the intake, audit, export and accesses for those that read every kind: 200, recorded in the access
+    log; any other role 403 ``not_permitted``, nothing written and no access recorded."""
+    world.engine.checkpoint(Ed25519Signer.from_text(generate_key("practice-example")[0]),
+                            origin="practice.example/kapflow-audit", force=True)  # so that export has a proof
+    assert world.engine.appointments(full_case)  # the views are not empty for the roles that may read them
+    for route, (kinds, view) in GATED_READS.items():
+        before, seen = _snapshot(world, full_case), _views_read(world, full_case, role, view)
+        with world.client(role) as c:
+            answer = c.get(f"/v1/cases/{full_case}/{route}")
+        if set(kinds) <= WF.readable(role):
+            assert answer.status_code == 200, (role, route, answer.text)
+            assert _views_read(world, full_case, role, view) == seen + 1, (role, route)
+        else:
+            assert answer.status_code == 403, (role, route, answer.text)
+            assert answer.json()["code"] == "not_permitted" and answer.json()["role"] == role
+            assert str(INQUIRY["last_name"]) not in answer.text
+            assert _views_read(world, full_case, role, view) == seen, (role, route)
+        assert _snapshot(world, full_case) == before, (role, route)
+
+
+def _appointment_write(w: World, case_id: str, action: str) -> tuple[str, dict[str, Any]]:
+    """The route and body of ``action`` on the case's first appointment (a1), or of a new booking."""
+    if action == "book":
+        return "appointments", booking(case_id, "integration_session", w.clock.now() + timedelta(days=10))
+    body: dict[str, dict[str, Any]] = {
+        "reschedule": {"starts_at": (w.clock.now() + timedelta(days=5)).isoformat(), "reason": "synthetic: moved"},
+        "cancel": {"reason": "synthetic: cannot come"}, "no-show": {},
+    }
+    return f"appointments/a1/{action}", body[action]
+
+
+@pytest.mark.parametrize("action", ["book", "reschedule", "cancel", "no-show"])
+def test_every_role_writing_every_appointment_command(world: World, action: str) -> None:
+    """The roles that may record both appointment fact kinds: 2xx, or 409 ``transition_blocked``; any other
+    403 ``not_permitted`` with only the audited refusal written (the appointments unchanged)."""
+    case_id = world.case_in("evaluation_booked")
+    route, body = _appointment_write(world, case_id, action)
+    for role in (r for r in STAFF_ROLES if r not in APPOINTMENT_WRITERS):
+        before, booked = _snapshot(world, case_id), world.engine.appointments(case_id)
+        with world.client(role) as c:
+            answer = c.post(f"/v1/cases/{case_id}/{route}", json=body)
+        _assert_refused_and_only_audited(world, case_id, before, answer, role)
+        assert world.engine.appointments(case_id) == booked
+    for role in sorted(APPOINTMENT_WRITERS & set(STAFF_ROLES)):
+        case_id = world.case_in("evaluation_booked")  # a fresh one each: a1 booked, not yet moved or cancelled
+        route, body = _appointment_write(world, case_id, action)
+        version = world.engine.case(case_id).version
+        with world.client(role) as c:
+            answer = c.post(f"/v1/cases/{case_id}/{route}", json=body)
+        assert answer.status_code in (200, 201, 409), (role, action, answer.status_code, answer.text)
+        if answer.status_code == 409:
+            assert answer.json()["code"] == "transition_blocked", (role, action, answer.text)
+        else:
+            assert world.engine.case(case_id).version > version, (role, action)
+
+
+CLIENT_ROUTES = ["client-invitations", "client-bindings", "client-bindings/remove"]
+
+
+@pytest.mark.parametrize("route", CLIENT_ROUTES)
+def test_only_staff_invite_bind_and_unbind_a_client(world: World, route: str) -> None:
+    """The workflow's staff roles: 2xx, one event; any other role: 403 ``not_permitted`` and no event at all."""
+    case_id = world.case_in("inquiry")
+    subject = f"idp-subject-{route.replace('/', '-')}"
+    if route == "client-bindings/remove":
+        assert world.engine.bind_client(case_id, subject, actor=DESK)
+    body = {} if route == "client-invitations" else {"subject": subject}
+    for role in (r for r in STAFF_ROLES if r not in WF.staff_roles):
+        before = _snapshot(world, case_id)
+        with world.client(role) as c:
+            answer = c.post(f"/v1/cases/{case_id}/{route}", json=body)
+        assert answer.status_code == 403, (role, route, answer.text)
+        assert answer.json()["code"] == "not_permitted" and answer.json()["role"] == role
+        assert _snapshot(world, case_id) == before, (role, route)
+        assert world.engine.client_bound(case_id, subject) == (route == "client-bindings/remove")
+    for role in sorted(WF.staff_roles & set(STAFF_ROLES)):
+        if route == "client-bindings/remove":
+            world.engine.bind_client(case_id, subject, actor=DESK)
+        else:
+            world.engine.unbind_client(case_id, subject, actor=DESK)
+        events = _snapshot(world, case_id)[2]
+        with world.client(role) as c:
+            answer = c.post(f"/v1/cases/{case_id}/{route}", json=body)
+        assert answer.status_code == (201 if route == "client-invitations" else 200), (role, route, answer.text)
+        if route == "client-invitations":
+            assert answer.json()["code"].startswith("kfi_")
+        else:
+            assert answer.json() == {"unbound" if route.endswith("remove") else "bound": True}
+            assert world.engine.client_bound(case_id, subject) == (route == "client-bindings")
+        assert _snapshot(world, case_id)[2] == events + 1, (role, route)
+
+
+@pytest.mark.parametrize("role", KEY_ROLES)
+def test_every_role_reads_the_workflows_and_their_diagrams(world: World, role: str) -> None:
+    """The workflow's definition is the practice's: every authenticated role (the client too) reads it."""
+    with world.client(role) as c:
+        listed = c.get("/v1/workflows")
+        assert listed.status_code == 200, (role, listed.text)
+        assert (WF.name, WF.version) in {(wf["name"], wf["version"]) for wf in listed.json()}
+        mermaid = c.get(f"/v1/workflows/{WF.name}/{WF.version}/diagram.mmd")
+        assert mermaid.status_code == 200 and "stateDiagram-v2" in mermaid.text, (role, mermaid.text)
+        drawn = c.get(f"/v1/workflows/{WF.name}/{WF.version}/diagram.svg")
+        assert drawn.status_code in (200, 501), (role, drawn.status_code, drawn.text)
