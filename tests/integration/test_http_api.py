@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import io
 import json as jsonlib
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from http_server import serving
+import uvicorn
+from http_server import free_port, serving
 from support import FRONT_DESK, INQUIRY
 
 import kapflow.app.queries as queries
@@ -382,3 +387,36 @@ def test_cases_held_back_by_one_blocker_are_listed_a_bounded_scan_at_a_time(
                 break
         assert seen == unpaid and pages >= 2  # five cases, three looked at per page
         assert desk.get("/v1/cases", params={"blocker": "no such thing!"}).status_code == 422
+
+
+def test_stopping_the_server_finishes_the_request_in_flight(tmp_path: Path) -> None:
+    """SIGTERM's path (uvicorn's should_exit) lets a request that is already running answer before it stops."""
+    db = tmp_path / "kapflow.db"
+    engine = build_engine(f"sqlite:///{db}", settings=Settings())
+    key, _ = engine.create_api_key("pms-desk", "front_desk", created_by="test-admin")
+    config = uvicorn.Config(create_app(engine, RequestAuthenticator(engine)), host="127.0.0.1", port=free_port(),
+                            log_level="warning", lifespan="off", timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the open command waits for SQLite's write lock
+    answers: list[httpx.Response] = []
+    request = threading.Thread(target=lambda: answers.append(httpx.post(
+        f"http://127.0.0.1:{config.port}/v1/cases", json={"intake": INQUIRY},
+        headers={"Authorization": f"Bearer {key}"}, timeout=30)))
+    request.start()
+    deadline = time.monotonic() + 30
+    while not server.server_state.tasks:  # until the request is in the server, waiting on the lock
+        assert time.monotonic() < deadline, "the request never reached the server"
+        time.sleep(0.01)
+    server.should_exit = True  # what SIGTERM sets
+    time.sleep(0.3)  # the server is shutting down now, with the request still running
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    request.join(timeout=30)
+    thread.join(timeout=30)
+    assert answers and answers[0].status_code == 201 and engine.count_cases() == 1
+    engine.close()

@@ -163,8 +163,10 @@ def test_an_expired_token_is_401(served: Served) -> None:
     assert served.post_case(token).status_code == 201
 
 
-def test_a_role_no_workflow_names_is_401(served: Served) -> None:
-    _assert_401(served, _desk_token(served, "administrator"), "unknown_role")
+@pytest.mark.parametrize("role", ["administrator", "system"])
+def test_a_role_no_workflow_names_and_the_worker_s_own_are_401(served: Served, role: str) -> None:
+    """Nobody acts as the worker (``system``) over the network, whatever the identity provider says."""
+    _assert_401(served, _desk_token(served, role), "unknown_role")
 
 
 def test_the_client_role_is_403(served: Served) -> None:
