@@ -244,8 +244,8 @@ def readable_history(app: AppContext, case_id: str, role: str) -> list[AuditEven
     Who acted, when, in which role and the move stay: the fact's fields, and a refusal's blockers (their
     sentences can quote them), do not. ``data`` then says only which kind was withheld.
     """
-    events = history(app, case_id)
-    wf = app.workflows.of(case(app, case_id))
+    wf = app.workflows.of(case(app, case_id))  # UnknownCase first, and the case read once
+    events = list(app.store.history(case_id))
     kinds = wf.readable(role)
     return [ev if _event_kind(ev, wf.intake_fact) in kinds | {""} else _withheld(ev, wf.intake_fact)
             for ev in events]
