@@ -12,6 +12,7 @@ import os
 import random
 import time
 import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,13 +91,19 @@ def fire_rounds(url: str, case_ids: list[str], rounds: int, worker: int, barrier
         results.put((worker, report))
 
 
-def record_many(url: str, case_id: str, count: int, worker: int, barrier: Any, results: Any) -> None:
-    """``count`` payments on one case without expected_version, as fast as possible, all processes at once."""
+def record_many(
+    url: str, case_id: str, count: int, worker: int, barrier: Any, results: Any, stop: Any = None
+) -> None:
+    """``count`` payments on one case without expected_version, as fast as possible, all processes at once.
+
+    With a ``stop`` event, the process keeps writing until it is set and then writes ``count`` more, so
+    whatever the test does in the meantime happens in the middle of the burst, however slow the machine.
+    """
     report: list[tuple[Any, ...]] = []
     store, engine = _engine(url, FakeClock(T0))
     try:
         barrier.wait()
-        for n in range(count):
+        for n in _payment_numbers(count, stop):
             reference = f"w{worker}-{n}"
             data = {"amount": "1.00", "purpose": "other", "reference": reference}
             try:
@@ -110,6 +117,14 @@ def record_many(url: str, case_id: str, count: int, worker: int, barrier: Any, r
     finally:
         store.close()
         results.put((worker, report))
+
+
+def _payment_numbers(count: int, stop: Any) -> Iterator[int]:
+    n = 0
+    while stop is not None and not stop.is_set():
+        yield n
+        n += 1
+    yield from range(n, n + count)
 
 
 def open_then_work(

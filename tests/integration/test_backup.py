@@ -209,9 +209,10 @@ def test_a_backup_taken_during_a_burst_of_writing_processes_is_consistent(db_url
     before = counts(db_url)
 
     barrier = _spawn.Barrier(PROCESSES, timeout=scale_workers.BARRIER_TIMEOUT)
-    results = _spawn.Queue()
-    processes = [
-        _spawn.Process(target=scale_workers.record_many, args=(db_url, cases[n], 250, n, barrier, results))
+    results, backed_up = _spawn.Queue(), _spawn.Event()
+    processes = [  # each writes until the backup is taken, then 20 more: the backup is always mid-burst
+        _spawn.Process(target=scale_workers.record_many,
+                       args=(db_url, cases[n], 20, n, barrier, results, backed_up))
         for n in range(PROCESSES)
     ]
     for p in processes:
@@ -222,12 +223,14 @@ def test_a_backup_taken_during_a_burst_of_writing_processes_is_consistent(db_url
         with engine_on(db_url) as engine:
             first = _checkpointer(engine, tmp_path)()  # the checkpoint taken before the backup
         info = backup_database(db_url, tmp_path / "during.db")
+        backed_up.set()
         for _ in processes:
             worker, report = results.get(timeout=60)
             reports[worker] = report
     except queue.Empty:
         pytest.fail(f"only {sorted(reports)} of {PROCESSES} processes reported in time")
     finally:
+        backed_up.set()  # a failure above must not leave the processes writing
         for p in processes:
             p.join(timeout=30)
             if p.is_alive():  # never leave a process behind a failed test
