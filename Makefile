@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The editable install is strict (a link tree), so a new module needs a reinstall:
-# the stamp's name follows the list of source files.
-SRC_HASH := $(shell find kapflow workflows adapters -name '*.py' | LC_ALL=C sort | cksum | cut -d' ' -f1)
+# the stamp's name follows the list of source files (the console's templates and static files too).
+SRC_HASH := $(shell find kapflow workflows adapters \( -name '*.py' -o -name '*.html' -o -path '*/static/*' \) \
+	| LC_ALL=C sort | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(SRC_HASH)
 DB ?= kapflow-demo.db
 PORT ?= 8443
 
-.PHONY: demo serve-demo test lint typecheck docs check clean migration bench bench-quick
+.PHONY: demo serve-demo screenshots test lint typecheck docs check clean migration bench bench-quick
 
 # caldav's urllib3-future would replace urllib3 through a .pth file at every start;
 # built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3 instead.
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "kapflow: installing kapflow and its pinned dependencies (constraints.txt); a minute or two the first time"
 	@URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet -c constraints.txt \
 		--no-binary urllib3-future \
-		--config-settings editable_mode=strict -e ".[dev,postgres,notify,calendar,docs,serve,fhir]"
+		--config-settings editable_mode=strict -e ".[dev,postgres,notify,calendar,docs,serve,fhir,pdf]"
 	@touch $(STAMP)
 	@echo "kapflow: installed into $(VENV)"
 
@@ -41,6 +42,9 @@ serve-demo: $(STAMP)  ## the demo practice served over HTTP on 127.0.0.1:$(PORT)
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest -q
+
+screenshots: $(STAMP)  ## the console's screenshots in docs/images, taken by its browser tests (Debian's chromium)
+	KAPFLOW_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/browser/test_demo_console.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check kapflow workflows adapters tests examples bench

@@ -21,6 +21,7 @@ from typing import Any
 
 import api
 import audit
+import console
 import durable
 import memory
 import reads
@@ -43,6 +44,8 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("history_ms_p50", "<=", 1),
     ("timer_claim_per_s", ">=", 2000),
     ("rss_mb_per_100k_cases", "<=", 20),
+    ("console.case_page_ms_p50", "<=", 50),
+    ("console.case_list_ms_p50", "<=", 50),
 )
 
 # Figures printed in the table besides the targets.
@@ -149,6 +152,7 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
     history = _section(results, "history", lambda: reads.run(sizes, workdir))
     results["history_ms_p50"], results["history"] = history["p50_ms"], history
     results["audit"] = _section(results, "audit", lambda: audit.run(sizes, workdir))
+    results["console"] = _section(results, "console", lambda: console.run(sizes, workdir))
     timer = _section(results, "timers", lambda: timers.run(sizes, workdir))
     results["timer_claim_per_s"], results["timers"] = timer["claim_per_s"], timer
     mem = _section(results, "rss", lambda: rss.run(sizes.rss_small, sizes.rss_large, sizes.name))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from kapflow.app.audit_log import Checkpointer, Witness
 from kapflow.app.dispatch import DeliveryPolicy, Dispatcher
 from kapflow.app.engine import Engine
 from kapflow.audit import checkpoint_file
+from kapflow.audit.log_verify import LogReport
+from kapflow.audit.proof import ProofReport
 from kapflow.audit.signing import Ed25519Signer, Ed25519Verifier, generate_key, load_verifiers
 from kapflow.config import Settings
 from kapflow.domain.calendar import ClockStyle, PracticeCalendar
@@ -250,6 +252,27 @@ def build_checkpointer(engine: Engine, settings: Settings) -> Checkpointer | Non
     return engine.checkpointer(signer, origin=a.origin, witnesses=witnesses, publish=publish)
 
 
+def log_verification(engine: Engine, settings: Settings) -> Callable[[], LogReport]:
+    """Verifies the audit log against the practice's checkpoint file and public keys when its settings name
+    both, else against the database's own checkpoints (weaker: the report says it is not trusted)."""
+    a = settings.audit
+    if a.checkpoint_file is None or a.public_key_file is None:
+        return lambda: engine.verify_log(None, None)
+    lines, keys = a.checkpoint_file, a.public_key_file
+    return lambda: engine.verify_log(checkpoint_file.read_lines(lines),
+                                     checkpoint_file.note_opener(audit_verifiers(keys)))
+
+
+def case_proof(engine: Engine, settings: Settings) -> Callable[[str], ProofReport] | None:
+    """Proves a case's events in the newest checkpoint of the practice's checkpoint file (None: no file)."""
+    a = settings.audit
+    if a.checkpoint_file is None or a.public_key_file is None:
+        return None
+    lines, keys = a.checkpoint_file, a.public_key_file
+    return lambda case_id: engine.verify_case_log(case_id, checkpoint_file.read_lines(lines),
+                                                  checkpoint_file.note_opener(audit_verifiers(keys)))
+
+
 def write_key_pair(name: str, private_path: str | Path, public_path: str | Path) -> str:
     """A new checkpoint key: the private key file (0600, refused if it exists) and the public key file.
 
@@ -278,6 +301,7 @@ def build_api(url: str, settings: Settings) -> Any:
     """The HTTP API (a FastAPI app) over an engine on ``url``: API keys, and OpenID tokens if configured."""
     try:
         from kapflow.http.app import create_app
+        from kapflow.http.console.pages import ConsoleConfig, ConsoleOidc
         from kapflow.http.identity import RequestAuthenticator
         from kapflow.http.oidc import OidcSettings, OidcVerifier
     except ModuleNotFoundError as exc:
@@ -293,4 +317,13 @@ def build_api(url: str, settings: Settings) -> Any:
         if schema.current(url) != schema.head():
             raise StorageError("the database's schema is not this kapflow's newest: run kapflow db upgrade")
 
-    return create_app(engine, RequestAuthenticator(engine, oidc), ready=ready, cors_origins=s.cors_origins)
+    c = settings.console
+    client = None
+    if s.oidc_issuer is not None and c.oidc_client_id is not None:
+        client = ConsoleOidc(issuer=s.oidc_issuer, client_id=c.oidc_client_id, client_secret=c.oidc_client_secret,
+                             role_claim=s.oidc_role_claim)
+    console = ConsoleConfig(idle=timedelta(minutes=c.idle_minutes), totp_roles=c.totp_roles,
+                            oidc_name=s.oidc_issuer if client else None, oidc=client,
+                            verify_log=log_verification(engine, settings), prove_case=case_proof(engine, settings))
+    return create_app(engine, RequestAuthenticator(engine, oidc), ready=ready, cors_origins=s.cors_origins,
+                      console=console)

@@ -73,7 +73,7 @@ IMPLICIT_TLS_PORT = 465
 
 # The keys each table takes; secrets only as *_env keys naming an environment variable.
 _TOP_KEYS = ("database", "timezone", "clock", "closed_days", "contacts", "email", "maildir", "channels", "webhook",
-             "calendar", "worker", "workflows", "console_url", "urgent_channel", "audit", "serve")
+             "calendar", "worker", "workflows", "console_url", "urgent_channel", "audit", "serve", "console")
 _CLOSED_DAYS_KEYS = ("public_holidays", "dates", "open")
 _HOLIDAY_REGION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
 CLOCK_STYLES = ("24h", "12h")
@@ -83,13 +83,14 @@ _CHANNEL_KEYS = ("urls_env",)
 _WEBHOOK_KEYS = ("url", "secret_env")
 _CALENDAR_KEYS = ("caldav_url", "username", "password_env", "name", "ics_folder")
 _WORKER_KEYS = ("interval_seconds", "lease_seconds", "max_attempts", "batch")
-_SECRETS = frozenset({"password", "secret", "urls", "signing_key"})
+_SECRETS = frozenset({"password", "secret", "urls", "signing_key", "oidc_client_secret"})
 _AUDIT_KEYS = ("origin", "signing_key_env", "signing_key_file", "public_key_file", "checkpoint_file",
                "checkpoint_every_minutes", "witness_email", "witness_webhook")
 DEFAULT_SIGNING_KEY_ENV = "KAPFLOW_AUDIT_SIGNING_KEY"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _SERVE_KEYS = ("host", "port", "workers", "tls_cert_file", "tls_key_file", "oidc_issuer", "oidc_audience",
                "oidc_role_claim", "cors_origins")
+_CONSOLE_KEYS = ("idle_minutes", "totp_roles", "oidc_client_id", "oidc_client_secret_env")
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,16 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The console's sign-in: idle sign-out, the roles that must use a second factor, the OpenID client."""
+
+    idle_minutes: float = 15.0
+    totp_roles: tuple[str, ...] = ()  # local accounts of these roles sign in with a TOTP code too
+    oidc_client_id: str | None = None  # with [serve] oidc_issuer: sign-in through the practice's provider
+    oidc_client_secret: str | None = None  # from the environment (oidc_client_secret_env); none: a public client
+
+
+@dataclass(frozen=True)
 class Settings:
     database: str | None = None
     timezone: str = "UTC"
@@ -182,6 +193,7 @@ class Settings:
     urgent_channel: str | None = None  # the channel urgent alerts go on first, e.g. "sms"
     audit: AuditSettings = field(default_factory=AuditSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     def delivery_channels(self) -> frozenset[str] | None:
         """The channels a worker with these settings delivers on; None when it names no adapter (any)."""
@@ -287,7 +299,10 @@ def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str], 
         urgent_channel=r.text(raw, "", "urgent_channel", required=False),
         audit=_audit(r, r.table(raw, "audit") or {}),
         serve=_serve(r, r.table(raw, "serve") or {}),
+        console=_console(r, r.table(raw, "console") or {}),
     )
+    if settings.console.oidc_client_id and not settings.serve.oidc_issuer:
+        r.problems.append("console.oidc_client_id needs serve.oidc_issuer: the provider the console signs in through")
     if r.problems:
         raise ConfigError(source, r.problems)
     return settings
@@ -487,6 +502,20 @@ def _serve(r: _Reader, t: Mapping[str, Any]) -> ServeSettings:
         tls_cert_file=cert, tls_key_file=key, oidc_issuer=issuer, oidc_audience=audience,
         oidc_role_claim=r.text(t, "serve", "oidc_role_claim", required=False) or "kapflow_role",
         cors_origins=_origins(r, t.get("cors_origins", [])),
+    )
+
+
+def _console(r: _Reader, t: Mapping[str, Any]) -> ConsoleSettings:
+    r.keys(t, "console", _CONSOLE_KEYS)
+    roles = t.get("totp_roles", [])
+    if not isinstance(roles, list) or not all(isinstance(v, str) and v for v in roles):
+        r.problems.append('console.totp_roles must be a list of roles, e.g. ["prescriber", "auditor"]')
+        roles = []
+    return ConsoleSettings(
+        idle_minutes=r.number(t, "console", "idle_minutes", 15.0, 1, 720),
+        totp_roles=tuple(roles),
+        oidc_client_id=r.text(t, "console", "oidc_client_id", required=False),
+        oidc_client_secret=r.text(t, "console", "oidc_client_secret", required=False, secret=True),
     )
 
 

@@ -13,6 +13,7 @@ past them, and the one attempt that breaks each rule is shown being refused.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -212,6 +213,33 @@ def run_demo(engine: Engine, clock: ManualClock, *, allow_existing: bool = False
     if isinstance(clock, SteppingClock) and clock.on_step is not None:
         clock.on_step()  # deliver what fell due at the very end
     return DemoRun(start, tuple(stories), engine.verify_audit(), _sent(engine))
+
+
+DEMO_ACCOUNTS = (
+    ("demo-front-desk", "front_desk"), ("demo-prescriber", "prescriber"), ("demo-therapist", "therapist"),
+    ("demo-billing", "billing"), ("demo-auditor", "auditor"),
+)
+"""The console's accounts the demo makes: one per staff role, and the auditor."""
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    name: str
+    role: str
+    passphrase: str  # random, shown once by the demo; only its argon2id hash is stored
+
+
+def make_demo_accounts(engine: Engine) -> tuple[DemoAccount, ...]:
+    """A local console account per role of ``DEMO_ACCOUNTS``, each with a new random passphrase."""
+    made = []
+    existing = {user.name for user in engine.list_users()}
+    for name, role in DEMO_ACCOUNTS:
+        if name in existing:  # a second demo on the same database (--force) keeps the first one's accounts
+            continue
+        passphrase = "-".join(secrets.token_hex(3) for _ in range(4))  # 96 random bits, easy to type
+        engine.add_user(name, role, passphrase, totp=False, actor=FRONT_DESK)
+        made.append(DemoAccount(name, role, passphrase))
+    return tuple(made)
 
 
 def _sent(engine: Engine) -> tuple[SentMessage, ...]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from kapflow.domain.access import AccessRecord
+from kapflow.domain.accounts import ConsoleSession, ConsoleUser, SignInAttempt
 from kapflow.domain.audit_log import CheckpointRecord, LogRecord, LogSlot, LogSource
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.effects import Effects, OutboxMessage
@@ -130,6 +131,10 @@ class UnitOfWork(Protocol):
         """The client bindings' writes in this transaction."""
         ...
 
+    def accounts(self) -> AccountWrites:
+        """The console's users, sessions and sign-in attempts, in this transaction."""
+        ...
+
     def commit(self) -> None: ...
 
 
@@ -147,9 +152,13 @@ class Store(Protocol):
     ) -> Sequence[CaseRecord]: ...
 
     def case_page(
-        self, *, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int
+        self, *, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int,
+        starting: tuple[datetime, datetime] | None = None, overdue_before: datetime | None = None,
     ) -> Sequence[CaseRecord]:
-        """Cases by opening time then id, after the case ``after`` names (its opened_at text and id)."""
+        """Cases by opening time then id, after the case ``after`` names (its opened_at text and id); with
+        ``starting`` (from, until), only those with an appointment holding its clinician (booked or attended)
+        that starts in [from, until); with ``overdue_before``, only those with a timer pending or claimed and
+        due before it, or missed or failed. Each filter is an indexed range, not a scan of the cases."""
         ...
 
     def count_cases(self, *, state: str | None = None) -> int: ...
@@ -168,6 +177,10 @@ class Store(Protocol):
         """The worker's view of this store's timers and outbox."""
         ...
 
+    def work(self) -> WorkReads:
+        """The reads behind a staff member's work list (``kapflow.app.work``): bounded, index-ordered."""
+        ...
+
     def log(self) -> LogReads:
         """The audit log's reads: its size, a proof's nodes, the checkpoints, verification's stream."""
         ...
@@ -182,6 +195,10 @@ class Store(Protocol):
 
     def client_bindings(self) -> BindingReads:
         """Which case a client identity may reach."""
+        ...
+
+    def accounts(self) -> AccountReads:
+        """The console's users, sessions and sign-in attempts, outside any command."""
         ...
 
     def close(self) -> None: ...
@@ -446,6 +463,143 @@ class BindingReads(Protocol):
 
     def bound(self, case_id: str, subject_hash: str) -> bool: ...
 
+    def cases_of(self, subject_hash: str) -> list[str]:
+        """The cases a client identity is bound to, by id."""
+        ...
+
     def all(self, case_id: str | None = None) -> list[tuple[str, str]]:
         """Every binding (or one case's) as (case id, subject hash), ordered by case id."""
+        ...
+
+
+StoredUser = tuple[ConsoleUser, str, str | None]
+"""A console user as stored: its record, its password's argon2id hash, its TOTP secret (None: no TOTP)."""
+
+StoredSession = tuple[ConsoleSession, datetime | None]
+"""A console session as stored: its record, and when it ended (None: open)."""
+
+
+class AccountWrites(Protocol):
+    """The console's users, sessions and sign-in attempts inside one command's transaction."""
+
+    def find_user(self, name: str) -> StoredUser | None: ...
+
+    def add_user(self, user: ConsoleUser, password_hash: str, totp_secret: str | None) -> None: ...
+
+    def disable_user(self, name: str, at: datetime) -> bool:
+        """Mark an active user disabled; False if no active user has that name."""
+        ...
+
+    def set_password(self, name: str, password_hash: str) -> bool: ...
+
+    def set_totp(self, name: str, secret: str | None) -> bool:
+        """Set (or clear) the TOTP secret; the last step used is forgotten with the old secret."""
+        ...
+
+    def use_totp_step(self, name: str, step: int) -> bool:
+        """Record that a code of ``step`` was accepted; False if one of this step or a later one was already."""
+        ...
+
+    def add_session(self, token_hash: str, session: ConsoleSession) -> None: ...
+
+    def find_session(self, token_hash: str) -> StoredSession | None: ...
+
+    def touch_session(self, token_hash: str, at: datetime) -> bool:
+        """Move an open session's last-seen time forward to ``at`` (never back)."""
+        ...
+
+    def end_session(self, token_hash: str, at: datetime) -> bool:
+        """End an open session; False if it is unknown or ended already."""
+        ...
+
+    def end_sessions_of(self, actor: str, via: str, at: datetime) -> int:
+        """End every open session of ``actor`` signed in ``via``; how many."""
+        ...
+
+    def add_attempt(self, attempt: SignInAttempt) -> None: ...
+
+
+class AccountReads(Protocol):
+    """The console's accounts outside any command: a request's session, the rate limit's count, listings."""
+
+    def find_user(self, name: str) -> StoredUser | None: ...
+
+    def users(self) -> list[ConsoleUser]:
+        """Every user, disabled ones too, by name."""
+        ...
+
+    def find_session(self, token_hash: str) -> StoredSession | None: ...
+
+    def failures(self, name: str, source: str | None, since: datetime) -> tuple[list[datetime], list[datetime]]:
+        """The times of the failed attempts after ``since`` for ``name``, and from ``source`` (none if None)."""
+        ...
+
+    def attempts(
+        self, *, name: str | None, since: datetime | None, until: datetime | None, limit: int,
+    ) -> list[SignInAttempt]:
+        """Attempts for ``name`` (None: any) in [since, until), oldest first, at most ``limit``."""
+        ...
+
+
+@dataclass(frozen=True)
+class WantedTimer:
+    """A reminder of one workflow whose timers matter while its case is in one of ``states``."""
+
+    workflow: str
+    reminder: str
+    states: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """A timer row that came due, with its case as stored now (read in the same query)."""
+
+    id: int
+    key: str
+    reminder: str
+    status: str
+    due_at: datetime
+    appointment_id: str | None
+    case: CaseRecord
+
+
+@dataclass(frozen=True)
+class HeldAppointment:
+    """An appointment holding a clinician at ``starts_at`` (its hold), with its case as stored now."""
+
+    appointment_id: str
+    clinician: str
+    starts_at: datetime
+    case: CaseRecord
+
+
+@dataclass(frozen=True)
+class DeadMessage:
+    """An outbox message whose delivery failed for good (``dead``), with its case as stored now."""
+
+    id: int
+    channel: str
+    audience: str
+    subject: str
+    at: datetime  # when its last attempt was due
+    case: CaseRecord
+
+
+class WorkReads(Protocol):
+    """What a work list reads: each a bounded query ordered by an index, never a scan of every case."""
+
+    def due_timers(
+        self, wanted: Sequence[WantedTimer], statuses: Sequence[str], due_by: datetime,
+        after: tuple[datetime, int] | None, limit: int,
+    ) -> list[DueTimer]:
+        """Timers of the ``wanted`` reminders, in one of ``statuses``, due by ``due_by``, whose case is in one of
+        the reminder's states now; by (due_at, id), after ``after``, at most ``limit``."""
+        ...
+
+    def clinician_appointments(self, clinician: str | None, start: datetime, end: datetime) -> list[HeldAppointment]:
+        """Appointments holding ``clinician`` (None: any clinician) that start in [start, end), by start."""
+        ...
+
+    def dead_messages(self, after: tuple[datetime, int] | None, limit: int) -> list[DeadMessage]:
+        """Messages whose delivery failed for good, oldest first, after ``after``, at most ``limit``."""
         ...

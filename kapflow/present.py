@@ -57,9 +57,11 @@ from kapflow.audit import AuditProblem, AuditReport
 from kapflow.audit.log_verify import LogProblem, LogReport
 from kapflow.audit.proof import ProofReport
 from kapflow.domain.appointments import Appointment
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import AuditEvent, CaseRecord, FactEntry, Outcome, to_iso
 from kapflow.domain.events import EventKind
 from kapflow.domain.verdict import Verdict
+from kapflow.domain.work import WorkItem, readiness_text
 from kapflow.domain.workflow import Workflow
 from kapflow.errors import (
     AdapterConfigError,
@@ -276,6 +278,26 @@ def appointment_shape(appt: Appointment) -> dict[str, Any]:
         "minutes": appt.minutes, "status": appt.status, "location": appt.location, "sequence": appt.sequence,
         "uid": appt.uid, "clinician": appt.clinician, "room": appt.room,
     }
+
+
+def work_item_shape(item: WorkItem, practice: PracticeCalendar) -> dict[str, Any]:
+    """A work list's item as JSON: ``since`` (and an appointment's start) in ISO 8601 UTC, and as staff read it
+    in the practice's zone (``since_text``, ``starts_text``); readiness ``ready`` or the blockers' sentences."""
+    shape: dict[str, Any] = {
+        "case_id": item.case_id, "code": item.code, "sentence": item.sentence,
+        "since": to_iso(item.since), "since_text": practice.time_text(item.since),
+        "blockers": [{"code": code, "message": sentence} for code, sentence in item.blockers],
+        "appointment": None,
+    }
+    if item.appointment is not None:
+        appt = item.appointment
+        shape["appointment"] = {
+            "id": appt.id, "kind": appt.kind, "starts_at": to_iso(appt.starts_at),
+            "starts_text": practice.time_text(appt.starts_at), "minutes": appt.minutes,
+            "clinician": appt.clinician, "trigger": appt.trigger,
+        }
+        shape["readiness"] = readiness_text(item.blockers) if appt.trigger else None
+    return shape
 
 
 def timer_shape(row: Mapping[str, Any]) -> dict[str, Any]:

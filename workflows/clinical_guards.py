@@ -12,15 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import ClassVar
 
 from kapflow.domain.appointments import appointments, has_upcoming
 from kapflow.domain.case import CaseFacts, FactEntry, to_iso
 from kapflow.domain.errors import Blocker
-from kapflow.domain.workflow import Guard, GuardContext
+from kapflow.domain.workflow import Guard, GuardContext, guard_reads
 from kapflow.workflows.clinical_facts import QUESTIONNAIRE_MAX
 
 INSTRUMENTS = frozenset(QUESTIONNAIRE_MAX)
 """The check-in questionnaires: PHQ-9 and GAD-7."""
+
+APPOINTMENT_KINDS = frozenset({"appointment", "appointment_update"})
+"""The fact kinds that carry appointments (the shared appointment specs)."""
 
 
 def whole(ctx: GuardContext, name: str) -> int:
@@ -54,6 +58,7 @@ def missing_questionnaires(facts: CaseFacts, since: datetime | None) -> list[str
 class AppointmentBooked:
     """An appointment of ``kind`` is booked and still ahead (cancelled and past ones do not count)."""
 
+    reads: ClassVar[frozenset[str]] = APPOINTMENT_KINDS  # what its sentence may quote: see ``Guard.reads``
     kind: str
     thresholds: tuple[str, ...] = ()
 
@@ -68,6 +73,8 @@ class AppointmentBooked:
 
 class AppointmentOpen:
     """The appointment an update names exists and is still booked (for reschedule, cancel, no-show)."""
+
+    reads = APPOINTMENT_KINDS
 
     thresholds: tuple[str, ...] = ()
 
@@ -88,6 +95,7 @@ class AppointmentOpen:
 class ConsentSigned:
     """The client signed ``form`` and has not withdrawn consent since."""
 
+    reads: ClassVar[frozenset[str]] = frozenset({"consent", "consent_withdrawn"})
     form: str = "consent form"
     thresholds: tuple[str, ...] = ()
 
@@ -146,6 +154,7 @@ class AppointmentNotInPast:
     no new time, so they stay open for appointments in the past.
     """
 
+    reads = APPOINTMENT_KINDS
     thresholds: tuple[str, ...] = ()
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
@@ -179,6 +188,11 @@ class WhenBooking:
     @property
     def thresholds(self) -> tuple[str, ...]:
         return tuple(self.guard.thresholds)
+
+    @property
+    def reads(self) -> frozenset[str] | None:
+        inner = guard_reads(self.guard)
+        return None if inner is None else inner | APPOINTMENT_KINDS
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         if visit_kind(ctx) != self.kind:

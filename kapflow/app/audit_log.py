@@ -156,6 +156,29 @@ def _witness_message(record: CheckpointRecord, origin: str, witness: Witness) ->
     )
 
 
+@dataclass(frozen=True)
+class LogStatus:
+    """Where the audit log stands, cheaply: its size, the rows waiting for a position, the newest checkpoint."""
+
+    size: int
+    waiting: int
+    latest: CheckpointRecord | None
+    checkpoints: int
+
+    @property
+    def uncovered(self) -> int:
+        """Rows no checkpoint covers yet: placed after the newest one, or waiting to be placed."""
+        return self.size - (self.latest.size if self.latest else 0) + self.waiting
+
+
+def log_status(app: AppContext) -> LogStatus:
+    """The log's size, what waits and the newest stored checkpoint; no verification (``verify_log`` does)."""
+    log = app.store.log()
+    stored = log.checkpoints()
+    latest = max(stored, key=lambda c: c.size) if stored else None
+    return LogStatus(log.size(), sum(log.unlogged().values()), latest, len(stored))
+
+
 def verify_log(
     app: AppContext, checkpoint_lines: Iterable[str] | None, open_note: Callable[[str], tuple[Checkpoint, str]] | None,
 ) -> LogReport:

@@ -49,6 +49,11 @@ def client_bound(app: AppContext, case_id: str, subject: str) -> bool:
     return app.store.client_bindings().bound(case_id, subject_hash(subject))
 
 
+def client_cases(app: AppContext, subject: str) -> list[str]:
+    """The cases ``subject`` is bound to (a client's own: usually one)."""
+    return app.store.client_bindings().cases_of(subject_hash(subject))
+
+
 def _change(app: AppContext, case_id: str, subject: str, actor: Actor, *, bind: bool) -> bool:
     check_identifier(case_id, "case_id")
     hashed = subject_hash(check_text(subject, "subject"))

@@ -9,11 +9,11 @@ Commands (``open_case``, ``fire``, ``record``, the appointment commands,
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from kapflow.app import access, audit_log, cases, clients, migrate, queries
+from kapflow.app import access, accounts, audit_log, cases, clients, migrate, queries, work
 from kapflow.app.api_keys import ApiKeys
 from kapflow.app.audit_export import export_case
 from kapflow.app.audit_log import Checkpointer, Sequenced, Witness
@@ -28,6 +28,7 @@ from kapflow.audit.log_verify import LogReport
 from kapflow.audit.note import Checkpoint
 from kapflow.audit.proof import ProofReport
 from kapflow.domain.access import AccessRecord
+from kapflow.domain.accounts import IDLE_TIMEOUT, ConsoleSession, ConsoleUser, SignInAttempt
 from kapflow.domain.appointments import Appointment, AppointmentFacts
 from kapflow.domain.audit_log import CheckpointRecord
 from kapflow.domain.calendar import PracticeCalendar
@@ -36,6 +37,7 @@ from kapflow.domain.errors import InvalidInput
 from kapflow.domain.identity import ApiKey
 from kapflow.domain.messages import Contacts, practice_timezone
 from kapflow.domain.verdict import Verdict
+from kapflow.domain.work import WorkItem
 from kapflow.domain.workflow import Workflow
 from kapflow.ports import Clock, Signer, Store, SystemClock
 
@@ -229,6 +231,62 @@ class Engine:
         a role the key may delegate, else ``NotPermitted``), or the key's service itself; ``via`` names it."""
         return self.api_keys.actor(key_text, on_behalf_of)
 
+    # -------------------------------------------------------- console accounts
+
+    def add_user(
+        self, name: str, role: str, password: str, *, totp: bool, actor: Actor,
+    ) -> tuple[ConsoleUser, str | None]:
+        """A local console account; with ``totp``, its TOTP secret too (shown once). See ``kapflow.app.accounts``."""
+        return accounts.add_user(self.app, name, role, password, totp=totp, actor=actor)
+
+    def list_users(self) -> list[ConsoleUser]:
+        return accounts.list_users(self.app)
+
+    def disable_user(self, name: str, *, actor: Actor) -> ConsoleUser:
+        return accounts.disable_user(self.app, name, actor=actor)
+
+    def set_password(self, name: str, password: str, *, actor: Actor) -> ConsoleUser:
+        return accounts.set_password(self.app, name, password, actor=actor)
+
+    def reset_totp(self, name: str, *, actor: Actor) -> str:
+        return accounts.reset_totp(self.app, name, actor=actor)
+
+    def totp_uri(self, name: str, secret: str) -> str:
+        """The ``otpauth://`` URI of a TOTP secret, for the user's authenticator app."""
+        return accounts.totp_uri(name, secret)
+
+    def sign_in(
+        self, name: str, password: str, totp_code: str | None, *, source: str | None,
+        totp_required_roles: Collection[str] = (),
+    ) -> tuple[str, ConsoleSession]:
+        """A session for a local account (its token and record); ``Unauthenticated`` with a reason if refused."""
+        return accounts.sign_in(self.app, name, password, totp_code, source=source,
+                                totp_required_roles=totp_required_roles)
+
+    def open_session(
+        self, actor_id: str, role: str, *, via: str, source: str | None = None,
+    ) -> tuple[str, ConsoleSession]:
+        """A session for someone an OpenID provider signed in (no password)."""
+        return accounts.open_session(self.app, actor_id, role, via=via, source=source)
+
+    def record_oidc_refusal(self, source: str | None = None) -> None:
+        """Record a refused sign-in through the OpenID provider (the audit log covers it, as every attempt)."""
+        accounts.record_oidc_refusal(self.app, source)
+
+    def session(self, token: str, *, idle: timedelta = IDLE_TIMEOUT) -> ConsoleSession | None:
+        """The open session of ``token``; None if unknown, ended or idle for ``idle`` (then it is ended)."""
+        return accounts.session(self.app, token, idle=idle)
+
+    def sign_out(self, token: str, *, source: str | None = None) -> bool:
+        return accounts.sign_out(self.app, token, source=source)
+
+    def sign_in_attempts(
+        self, *, since: datetime | None = None, until: datetime | None = None, name: str | None = None,
+        limit: int = accounts.DEFAULT_LIMIT,
+    ) -> list[SignInAttempt]:
+        """Sign-in attempts and session ends, oldest first: for auditors."""
+        return accounts.sign_in_attempts(self.app, since=since, until=until, name=name, limit=limit)
+
     # ------------------------------------------------------------------ queries
 
     def case(self, case_id: str) -> CaseRecord:
@@ -254,12 +312,15 @@ class Engine:
 
     def case_page(
         self, *, state: str | None = None, workflow: str | None = None, cursor: str | None = None, limit: int = 50,
-        blocker: str | None = None,
+        blocker: str | None = None, appointment_on: date | None = None, overdue: bool = False,
     ) -> queries.CasePage:
         """A page of cases, oldest first, optionally in one state and workflow, after ``cursor``; with ``blocker``,
-        those a guard with that code holds back now (a bounded scan: follow ``next_cursor``)."""
+        those a guard with that code holds back now (a bounded scan: follow ``next_cursor``); with
+        ``appointment_on``, those with an active appointment starting on that date in the practice's time zone;
+        with ``overdue``, those with an overdue reminder (a timer pending 15 minutes past its time, or missed
+        or failed). The filters combine; ``InvalidInput`` for a date that is not a ``date``."""
         return queries.case_page(self.app, state=state, workflow=workflow, cursor=cursor, limit=limit,
-                                 blocker=blocker)
+                                 blocker=blocker, appointment_on=appointment_on, overdue=overdue)
 
     def count_cases(self, *, state: str | None = None) -> int:
         return queries.count_cases(self.app, state=state)
@@ -275,6 +336,10 @@ class Engine:
     def outbox(self, case_id: str | None = None) -> list[dict[str, Any]]:
         """Messages and calendar changes with their delivery status (one case's, or all)."""
         return queries.outbox(self.app, case_id)
+
+    def work(self, role: str, person: str, *, limit: int = 100) -> list[WorkItem]:
+        """What waits on ``person`` acting as ``role`` now ("My work"), oldest first (``kapflow.app.work``)."""
+        return work.work_for(self.app, role, person, now=self.app.clock.now(), limit=limit)
 
     def check(
         self, case_id: str, trigger: str, *, actor: Actor | None = None, data: Mapping[str, Any] | None = None
@@ -327,8 +392,16 @@ class Engine:
         """Whether a client identity may reach the case (it was bound to it by the practice)."""
         return clients.client_bound(self.app, case_id, subject)
 
+    def client_cases(self, subject: str) -> list[str]:
+        """The ids of the cases a client identity is bound to."""
+        return clients.client_cases(self.app, subject)
+
     def verify_audit(self, case_id: str | None = None) -> AuditReport:
         return queries.verify_audit(self.app, case_id)
+
+    def audit_log_status(self) -> audit_log.LogStatus:
+        """The audit log's size, the rows waiting for a position and the newest checkpoint (no verification)."""
+        return audit_log.log_status(self.app)
 
     def sequence_audit_log(self, *, max_batches: int | None = None) -> Sequenced:
         """Place every committed audit row still waiting in the audit log (one process at a time)."""

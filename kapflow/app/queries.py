@@ -10,6 +10,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from kapflow.app.cases import check_actor
@@ -23,7 +24,8 @@ from kapflow.domain.errors import Blocker, InvalidInput, NotPermitted, UnknownCa
 from kapflow.domain.events import EventKind, TimerStatus
 from kapflow.domain.payload import canonical_json, check_identifier, check_payload
 from kapflow.domain.timers import plan_timers
-from kapflow.domain.verdict import Verdict, evaluate
+from kapflow.domain.verdict import Verdict, blocker_reads, evaluate, for_reader, verdict_for_reader
+from kapflow.domain.workflow import Workflow
 
 MAX_PAGE = 10_000
 
@@ -73,32 +75,76 @@ SCAN_BUDGET = 1000
 of cases; a page may then hold fewer matches than asked, and its ``next_cursor`` goes on from there."""
 
 
+OVERDUE_GRACE = timedelta(minutes=15)
+"""How late a pending timer may be before the case list calls its reminder overdue: the worker settles a due
+timer within a minute or two, so one still pending this long after its time means the worker is behind or down."""
+
+
+@dataclass(frozen=True)
+class _Narrowing:
+    """The case list's indexed filters, as the store takes them."""
+
+    starting: tuple[datetime, datetime] | None = None  # an appointment starts in [from, until)
+    overdue_before: datetime | None = None  # a timer still pending was due before this, or was given up on
+
+
 def case_page(
     app: AppContext, *, state: str | None, workflow: str | None, cursor: str | None, limit: int,
-    blocker: str | None = None,
+    blocker: str | None = None, appointment_on: date | None = None, overdue: bool = False,
 ) -> CasePage:
     """A page of cases, oldest first, after ``cursor`` (opaque: the previous page's ``next_cursor``); with
-    ``blocker``, only those a trigger of whose state that blocker holds back now."""
+    ``blocker``, only those a trigger of whose state that blocker holds back now; with ``appointment_on``, only
+    those with an active (booked or attended, not cancelled nor missed) appointment starting on that date in
+    the practice's time zone; with ``overdue``, only those with an overdue reminder: a timer still pending
+    ``OVERDUE_GRACE`` after its time, or one the worker gave up on (missed, failed)."""
     state = check_state_filter(state)
     workflow = check_state_filter(workflow) if workflow is not None else None
     limit, _ = check_page(limit, 0, MAX_PAGE)
     after = _decode_cursor(cursor) if cursor is not None else None
+    narrowing = _Narrowing(
+        _day_span(app, check_day(appointment_on, "appointment_on")) if appointment_on is not None else None,
+        app.clock.now() - OVERDUE_GRACE if _check_flag(overdue, "overdue") else None,
+    )
     if blocker is not None:
-        return _blocked_page(app, state, workflow, after, limit, check_identifier(blocker, "blocker"))
-    found = list(app.store.case_page(state=state, workflow=workflow, after=after, limit=limit))
+        return _blocked_page(app, state, workflow, after, limit, check_identifier(blocker, "blocker"), narrowing)
+    found = list(app.store.case_page(state=state, workflow=workflow, after=after, limit=limit,
+                                     starting=narrowing.starting, overdue_before=narrowing.overdue_before))
     last = found[-1] if len(found) == limit else None
     return CasePage(found, _encode_cursor(to_iso(last.opened_at), last.id) if last else None)
 
 
+def check_day(value: object, name: str) -> date:
+    """A calendar date (not a datetime, not text)."""
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise InvalidInput(f"{name}: must be a calendar date (YYYY-MM-DD), not {type(value).__name__}", field=name)
+    return value
+
+
+def _check_flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name}: must be true or false", field=name)
+    return value
+
+
+def _day_span(app: AppContext, day: date) -> tuple[datetime, datetime]:
+    """The UTC instants the practice's date ``day`` begins and the next one begins (23 or 25 hours apart on
+    the days the clocks change)."""
+    try:
+        return app.practice.start_of_day(day), app.practice.start_of_day(day + timedelta(days=1))
+    except OverflowError:
+        raise InvalidInput("appointment_on: a date out of range", field="appointment_on") from None
+
+
 def _blocked_page(
     app: AppContext, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int,
-    blocker: str,
+    blocker: str, narrowing: _Narrowing,
 ) -> CasePage:
     matched: list[CaseRecord] = []
     scanned = 0
     while len(matched) < limit and scanned < SCAN_BUDGET:
         asked = min(200, SCAN_BUDGET - scanned)
-        batch = list(app.store.case_page(state=state, workflow=workflow, after=after, limit=asked))
+        batch = list(app.store.case_page(state=state, workflow=workflow, after=after, limit=asked,
+                                         starting=narrowing.starting, overdue_before=narrowing.overdue_before))
         for found in batch:
             scanned += 1
             after = (to_iso(found.opened_at), found.id)
@@ -181,6 +227,8 @@ def check(
         pending = pending_blockers(found, wf, trigger, now, app.practice)
         return Verdict(trigger, (not_available_blocker(found.state, trigger), *pending))
     verdict = evaluate(wf, transition, guard_context(found, wf, trigger, payload, now, app.practice))
+    if actor is not None:  # a guard's sentence only for a role that reads what it looked at
+        verdict = verdict_for_reader(verdict, wf, actor.role)
     if actor is not None and actor.role not in transition.roles:
         role = Blocker(
             NotPermitted.code,
@@ -247,8 +295,21 @@ def readable_history(app: AppContext, case_id: str, role: str) -> list[AuditEven
     wf = app.workflows.of(case(app, case_id))  # UnknownCase first, and the case read once
     events = list(app.store.history(case_id))
     kinds = wf.readable(role)
-    return [ev if _event_kind(ev, wf.intake_fact) in kinds | {""} else _withheld(ev, wf.intake_fact)
-            for ev in events]
+    return [_refusal_for_reader(ev, wf, kinds) if _event_kind(ev, wf.intake_fact) in kinds | {""}
+            else _withheld(ev, wf.intake_fact) for ev in events]
+
+
+def _refusal_for_reader(ev: AuditEvent, wf: Workflow, readable: frozenset[str]) -> AuditEvent:
+    """A refused move's blockers as ``for_reader`` gives them: a guard's sentence may quote a fact."""
+    if not ev.blockers or readable >= frozenset(wf.facts):
+        return ev
+    shown = []
+    for b in ev.blockers:
+        guard = str(b.get("guard", ""))
+        blocker = Blocker(str(b.get("code", "")), str(b.get("message", "")), guard)
+        seen = for_reader(blocker, readable, blocker_reads(wf, guard))
+        shown.append(b if seen is blocker else seen.as_dict())
+    return replace(ev, blockers=tuple(shown))
 
 
 def _event_kind(ev: AuditEvent, intake: str) -> str:

@@ -27,6 +27,7 @@ from kapflow.app.context import AppContext
 from kapflow.app.events import note_event
 from kapflow.app.runner import ONCE, Transaction
 from kapflow.domain.appointments import STANDARD, Appointment, appointments, upcoming
+from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import Actor, CaseFacts, CaseRecord, to_iso
 from kapflow.domain.errors import ConcurrencyConflict, KapflowError, Refused
 from kapflow.domain.events import EventKind, TimerStatus
@@ -191,20 +192,36 @@ def _verdict(
 
     A reminder whose rule holds is not missed, just not needed: those checks come first.
     """
+    unwanted = not_wanted(app.practice, wf, case, facts, reminder, deadline, now)
+    if unwanted is not None:
+        return unwanted
+    late = now - claim.due_at
+    if late > reminder.grace:
+        minutes = int(late.total_seconds() // 60)
+        return TimerOutcome(TimerStatus.MISSED, f"due {app.practice.time_text(claim.due_at)}, {minutes} minutes late")
+    return None
+
+
+def not_wanted(
+    cal: PracticeCalendar, wf: Workflow, case: CaseRecord, facts: CaseFacts, reminder: Reminder,
+    deadline: datetime | None, now: datetime,
+) -> TimerOutcome | None:
+    """Why a reminder that came due is no longer wanted now (skipped, in words), or None while it still is.
+
+    The reminder's own rule: the states it is wanted in, the guard it waits on to block or to hold, and the
+    start of its appointment. The worker asks before acting on a timer; a staff member's work list asks
+    whether the alert still stands (``kapflow.app.work``).
+    """
     if reminder.in_states and case.state not in reminder.in_states:
         return TimerOutcome(TimerStatus.SKIPPED, f"not wanted while the case is in {case.state}")
-    ctx = GuardContext(case.id, case.state, reminder.name, facts, now, wf.thresholds, calendar=app.practice,
+    ctx = GuardContext(case.id, case.state, reminder.name, facts, now, wf.thresholds, calendar=cal,
                        carriers=wf.appointments or STANDARD)
     if reminder.while_blocked_by and wf.guards[reminder.while_blocked_by](ctx) is None:
         return TimerOutcome(TimerStatus.SKIPPED, f"{reminder.while_blocked_by} holds now")
     if reminder.while_holds and (blocker := wf.guards[reminder.while_holds](ctx)) is not None:
         return TimerOutcome(TimerStatus.SKIPPED, f"{reminder.while_holds} no longer holds ({blocker.code})")
     if deadline is not None and now >= deadline:
-        return TimerOutcome(TimerStatus.SKIPPED, f"its appointment started at {app.practice.time_text(deadline)}")
-    late = now - claim.due_at
-    if late > reminder.grace:
-        minutes = int(late.total_seconds() // 60)
-        return TimerOutcome(TimerStatus.MISSED, f"due {app.practice.time_text(claim.due_at)}, {minutes} minutes late")
+        return TimerOutcome(TimerStatus.SKIPPED, f"its appointment started at {cal.time_text(deadline)}")
     return None
 
 

@@ -33,6 +33,7 @@ from kapflow.domain.errors import ConcurrencyConflict, IdempotencyKeyReused, Ref
 from kapflow.domain.events import EventKind
 from kapflow.domain.payload import JSONObject, canonical_json
 from kapflow.domain.slots import hold_changes, taken_blockers, wanted_holds
+from kapflow.domain.verdict import blocker_reads, for_reader
 from kapflow.domain.workflow import Workflow
 from kapflow.errors import DuplicateIdempotencyKey, LostRace
 from kapflow.logging import get_logger
@@ -138,10 +139,23 @@ class Transaction:
         self.note(case, event)
         self.uow.commit()
         _log.info("refused", case_id=case.id, trigger=refusal.trigger, fact_kind=refusal.fact_kind, code=refusal.code)
-        raise refusal
+        raise _as_actor_reads(refusal, self.workflows.of(case), actor)
 
     def now(self) -> datetime:
         return self.clock.now()
+
+
+def _as_actor_reads(refusal: Refused, wf: Workflow, actor: Actor) -> Refused:
+    """The refusal as its actor is told it: the audit event keeps every sentence, but a guard's sentence
+    may quote a fact the actor's role may not read, and then it is given as its code in words."""
+    if not isinstance(refusal, TransitionBlocked):
+        return refusal
+    readable = wf.readable(actor.role)
+    shown = tuple(for_reader(b, readable, blocker_reads(wf, b.guard)) for b in refusal.blockers)
+    if shown == refusal.blockers:
+        return refusal
+    return TransitionBlocked(case_id=refusal.case_id, trigger=refusal.trigger, state=refusal.state, blockers=shown,
+                             fact_kind=refusal.fact_kind)
 
 
 class CommandRunner:

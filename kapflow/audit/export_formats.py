@@ -1,4 +1,4 @@
-"""One case's audit history with its proofs, and the files it is written as: JSONL, CSV and FHIR.
+"""One case's audit history with its proofs, and the files it is written as: JSONL, CSV, FHIR and PDF.
 
 A records request or an outside auditor gets a case's events together with what makes each one
 checkable without the database: its place in the audit log (``log_position``), its Merkle leaf and
@@ -18,6 +18,10 @@ The formats:
   spreadsheet would run as a formula are prefixed with ``'``, so the CSV is not byte-exact and is
   not a proof format: prove the JSONL or the FHIR file.
 * **FHIR**: a Bundle of R4B AuditEvent and Provenance (``kapflow.audit.fhir``, optional extra).
+* **PDF**, for a records request: the history as a table in the practice's time zone, naming the
+  checkpoint and each event's log position and coverage (``kapflow.audit.export_pdf``, the ``pdf``
+  extra). It is for reading, not a proof format, and it is bytes: ``render_bytes`` writes every form,
+  ``render`` the text ones.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ import binascii
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from kapflow.audit.note import Checkpoint, SignedNote
+from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
+from kapflow.domain.case import AuditEvent
 from kapflow.domain.errors import CheckpointFormatError
 from kapflow.domain.payload import canonical_json
 from kapflow.errors import AdapterConfigError
@@ -56,6 +63,12 @@ class ExportFormat(StrEnum):
     JSONL = "jsonl"
     CSV = "csv"
     FHIR = "fhir"
+    PDF = "pdf"
+
+    @property
+    def binary(self) -> bool:
+        """Bytes, not text (``render_bytes`` only): the PDF."""
+        return self is ExportFormat.PDF
 
 
 @dataclass(frozen=True)
@@ -241,8 +254,66 @@ def _safe_cell(text: str) -> str:
 # ---------------------------------------------------------------------------------------- dispatch
 
 
+class Paper(StrEnum):
+    """The paper a PDF is laid out on."""
+
+    LETTER = "letter"
+    A4 = "a4"
+
+
+class EventWords(Protocol):
+    """What an event says in words (``kapflow.present.EventSummary`` is one): what happened, and its move."""
+
+    @property
+    def what(self) -> str: ...
+
+    def move(self) -> str:
+        """``"from -> to"``, or ``""`` when the event moved nothing."""
+        ...
+
+
+@dataclass(frozen=True)
+class PlainWords:
+    """The words of an event without a summarizer: its trigger (or nothing), and its move."""
+
+    what: str
+    source: str | None = None
+    dest: str | None = None
+
+    def move(self) -> str:
+        if self.dest is None:
+            return ""
+        return f"-> {self.dest}" if self.source is None else f"{self.source} -> {self.dest}"
+
+
+def plain_words(fields: Mapping[str, object]) -> PlainWords:
+    """An exported event's trigger and move, for a PDF made without ``PdfView.summarize``."""
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return None if value is None else str(value)
+    return PlainWords(text("trigger") or "", text("from_state"), text("to_state"))
+
+
+def _plain_summary(ev: AuditEvent) -> PlainWords:
+    return plain_words(ev.hashed_fields())
+
+
+@dataclass(frozen=True)
+class PdfView:
+    """How a PDF shows an export: the practice's calendar (its zone and clock style) for every time, when
+    it was generated, the words for each event (the entry points pass ``kapflow.present.event_summary``)
+    and the paper (``a4`` or ``letter``)."""
+
+    calendar: PracticeCalendar = UTC_CALENDAR
+    generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    summarize: Callable[[AuditEvent], EventWords] = _plain_summary
+    paper: Paper = Paper.LETTER
+
+
 def render(export: CaseExport, form: ExportFormat) -> str:
-    """The export as text in ``form`` (FHIR needs the ``fhir`` extra)."""
+    """The export as text in ``form`` (FHIR needs the ``fhir`` extra); the PDF is bytes: ``render_bytes``."""
+    if form.binary:
+        raise ValueError(f"the {form} export is bytes, not text: use render_bytes")
     if form is ExportFormat.JSONL:
         return "".join(line + "\n" for line in jsonl_lines(export))
     if form is ExportFormat.CSV:
@@ -252,6 +323,30 @@ def render(export: CaseExport, form: ExportFormat) -> str:
     except ModuleNotFoundError as exc:
         raise _missing_extra(exc) from None
     return bundle_json(export)
+
+
+def render_bytes(export: CaseExport, form: ExportFormat, pdf: PdfView | None = None) -> bytes:
+    """The export as the bytes of a file in ``form``: the text forms in UTF-8, the PDF laid out as ``pdf``
+    says (default: UTC times, generated now, each event's trigger as its words). The PDF needs the ``pdf``
+    extra, FHIR the ``fhir`` one."""
+    if form is not ExportFormat.PDF:
+        return render(export, form).encode("utf-8")
+    try:
+        from kapflow.audit.export_pdf import pdf_bytes  # only when asked for: fpdf2 is an optional extra
+    except ModuleNotFoundError as exc:
+        raise _missing_extra(exc, "pdf") from None
+    return pdf_bytes(export, pdf or PdfView())
+
+
+def render_pdf(
+    export: CaseExport, calendar: PracticeCalendar = UTC_CALENDAR, *, generated_at: datetime | None = None,
+    summarize: Callable[[AuditEvent], EventWords] | None = None, paper: Paper = Paper.LETTER,
+) -> bytes:
+    """``export`` as a PDF with its times in ``calendar``'s zone, generated at ``generated_at`` (default: now);
+    ``summarize`` words each event (pass ``kapflow.present.event_summary``; default: its trigger). Needs the
+    ``pdf`` extra."""
+    view = PdfView(calendar, generated_at or datetime.now(UTC), summarize or _plain_summary, Paper(paper))
+    return render_bytes(export, ExportFormat.PDF, view)
 
 
 def read_export(text: str) -> CaseExport:
@@ -275,10 +370,10 @@ def _is_bundle(text: str) -> bool:
     return isinstance(value, dict) and value.get("resourceType") == "Bundle"
 
 
-def _missing_extra(exc: ModuleNotFoundError) -> Exception:
-    """The error for the FHIR form without its optional dependency: it names the extra to install."""
+def _missing_extra(exc: ModuleNotFoundError, extra: str = "fhir") -> Exception:
+    """The error for the FHIR or PDF form without its optional dependency: it names the extra to install."""
     if exc.name is None or exc.name.startswith("kapflow"):
         return exc  # kapflow itself is broken: not a missing extra
     return AdapterConfigError(
-        "fhir", f"needs the {exc.name} package: install kapflow[fhir] (pip install 'kapflow[fhir]')"
+        extra, f"needs the {exc.name} package: install kapflow[{extra}] (pip install 'kapflow[{extra}]')"
     )

@@ -2,7 +2,8 @@
 
 An event's entry names its case and place there and carries its chain hash recomputed from its
 fields: the leaf of an edited event differs whether or not its stored hash was recomputed too.
-A message's and a delivery attempt's entries carry their fields as they were when sequenced.
+A message's, a delivery attempt's, a read's (access log) and a sign-in attempt's entries carry their
+fields as they were when sequenced.
 """
 
 from __future__ import annotations

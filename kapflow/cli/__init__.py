@@ -11,7 +11,7 @@ line on stderr and an exit code, never a traceback (the table is in
 
 This module builds the app; each command group lives in its own module
 (``cases``, ``appointments``, ``worker``, ``db``, ``workflow``, ``audit``,
-``demo``, ``apikey``), which imports only ``common`` and ``render`` of this package and
+``demo``, ``apikey``, ``user``), which imports only ``common`` and ``render`` of this package and
 shapes its output with ``kapflow.present``.
 """
 
@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 
 from kapflow.bootstrap import database_url
-from kapflow.cli import apikey, appointments, audit, cases, db, demo, serve, worker, workflow
+from kapflow.cli import apikey, appointments, audit, cases, db, demo, serve, user, worker, workflow
 from kapflow.cli.common import CliSettings, fail_with
 from kapflow.config import load_settings
 from kapflow.errors import KapflowError
@@ -61,7 +61,7 @@ def _root(
     ctx.obj = CliSettings(database_url(db_url, settings), settings, config)
 
 
-for _group in (cases, appointments, audit, workflow, demo, worker, db, apikey, serve):
+for _group in (cases, appointments, audit, workflow, demo, worker, db, apikey, user, serve):
     app.add_typer(_group.commands)
 
 

@@ -7,7 +7,6 @@ secret or a hash: the key's public id and the last four characters of its secret
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Annotated
 
@@ -22,7 +21,7 @@ from kapflow.cli.common import (
     engine,
     group,
     handled,
-    os_user,
+    os_actor_id,
     print_json,
     reader,
     shown_calendar,
@@ -33,12 +32,9 @@ commands = typer.Typer()
 apikey_app = group("API keys for services (a practice management system, an intake form): create, list, revoke.")
 commands.add_typer(apikey_app, name="apikey")
 
-_NOT_IDENT = re.compile(r"[^A-Za-z0-9_.:@-]")
-
-
 def _by() -> str:
     """Who ran the command, as the keys' table records it: the operating-system account."""
-    return "os:" + _NOT_IDENT.sub("_", os_user())[:190]
+    return os_actor_id()
 
 
 @apikey_app.command("create")

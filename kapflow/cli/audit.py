@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 
 from kapflow.audit.checkpoint_file import note_opener, read_lines
-from kapflow.audit.export_formats import ExportFormat, render
+from kapflow.audit.export_formats import ExportFormat, Paper, PdfView, render_bytes
 from kapflow.audit.proof import prove_export
 from kapflow.bootstrap import audit_verifiers, build_checkpointer, write_key_pair
 from kapflow.cli.common import (
@@ -36,7 +36,7 @@ from kapflow.cli.common import (
 from kapflow.cli.render import print_audit, print_log
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.errors import InvalidInput
-from kapflow.present import EXIT_INPUT, EXIT_OTHER, audit_report_shape, defang, proof_text
+from kapflow.present import EXIT_INPUT, EXIT_OTHER, audit_report_shape, defang, event_summary, proof_text
 
 commands = typer.Typer()
 audit_app = group("Check the audit history, sign its checkpoints, and manage the signing key.")
@@ -144,33 +144,52 @@ def audit_export(
     ctx: typer.Context,
     case_id: Annotated[str, typer.Option("--case", help="The case whose history to export.")],
     form: Annotated[ExportFormat, typer.Option(
-        "--format", help="jsonl and fhir can be proven (kapflow audit prove); csv is for a spreadsheet.")
+        "--format", help="jsonl and fhir can be proven (kapflow audit prove); csv is for a spreadsheet; pdf is "
+                         "for a records request (the pdf extra).")
     ] = ExportFormat.JSONL,
     checkpoint: Annotated[int | None, typer.Option(
         "--checkpoint", metavar="SIZE", help="Prove against the checkpoint of this size (default: the newest).")
     ] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Write to this file (0600: it holds client data) instead of stdout.")] = None,
+        "--out", "--output", help="Write to this file (0600: it holds client data) instead of stdout.")] = None,
+    paper: Annotated[Paper, typer.Option("--paper", help="The PDF's paper size (--format pdf).")] = Paper.LETTER,
+    utc: InUtc = False,
 ) -> None:
     """Write a case's history, each event with its log position and inclusion proof against a signed checkpoint.
 
     Events written after the checkpoint are marked not yet covered, without a proof. The file holds the
-    client's data: hand it over as such.
+    client's data: hand it over as such. --format pdf lays the history out for reading, its times in the
+    practice's time zone; it is written to --output, or to stdout only when that is not a terminal.
     """
-    text = render(reader(ctx).export_case(case_id, checkpoint_size=checkpoint), form)
+    if form.binary and out is None and _is_terminal():
+        fail(f"input_error: a {form} file is not for a terminal: give --output FILE (written 0600), or redirect "
+             "stdout to a file", EXIT_INPUT)
+    built = reader(ctx)
+    export = built.export_case(case_id, checkpoint_size=checkpoint)
+    view = PdfView(shown_calendar(built, utc), built.clock.now(), event_summary, paper)
+    data = render_bytes(export, form, view if form is ExportFormat.PDF else None)
     if out is None:
-        print(text, end="")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return
-    _write_private(out, text)
+    _write_private(out, data)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """``text`` to ``path``, readable by its owner only (the mode is set even on a file that existed)."""
+def _is_terminal() -> bool:
+    """Whether stdout is a terminal (a PDF is never written to one)."""
+    return sys.stdout.isatty()
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """``data`` to ``path``, readable by its owner only (the mode is set even on a file that existed)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.fchmod(fd, 0o600)
-            os.write(fd, text.encode("utf-8"))
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a large PDF on a pipe or a full disk)
+                view = view[os.write(fd, view):]
         finally:
             os.close(fd)
     except OSError as exc:

@@ -17,6 +17,7 @@ import functools
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,14 @@ def os_user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:  # a uid without an account (containers)
         return f"uid:{os.geteuid()}"
+
+
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_.:@-]")
+
+
+def os_actor_id() -> str:
+    """Who ran an administrative command (keys, accounts), as an id: ``os:`` and the operating-system account."""
+    return "os:" + _NOT_IDENT.sub("_", os_user())[:190]
 
 
 def fail_with(err: KapflowError, code: int | None = None) -> NoReturn:

@@ -25,7 +25,7 @@ from kapflow.cli.common import (
     time_text,
 )
 from kapflow.cli.render import events_table, print_audit
-from kapflow.demo import DEMO_SETTINGS, ClientStory, DemoRun, demo_engine, run_demo
+from kapflow.demo import DEMO_SETTINGS, ClientStory, DemoAccount, DemoRun, demo_engine, make_demo_accounts, run_demo
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.present import EXIT_OTHER
 
@@ -52,6 +52,7 @@ def demo_command(
     engine, clock = demo_engine(url, mail_folder=mail)
     ctx.call_on_close(engine.close)
     run = run_demo(engine, clock, allow_existing=force)
+    accounts = make_demo_accounts(engine) if run.audit.ok else ()
     settings = _write_settings(_beside_database(url, "-settings.toml"))
     _print_demo(console(), run, shown_calendar(engine, utc), mail)
     # The demo's cases are on both pathways; the default settings load KAP only.
@@ -59,8 +60,23 @@ def demo_command(
     out.print(Text("Next, with the demo's settings (its cases are on both of its pathways):"))
     out.print(Text(f"  kapflow --db {url} --config {settings} cases"), soft_wrap=True)  # whole, to copy
     out.print(Text("  then: case show ID · history ID · appointment list ID"))
+    if accounts:
+        _print_console(out, url, settings, accounts)
     if not run.audit.ok:
         raise typer.Exit(EXIT_OTHER)
+
+
+def _print_console(out: Console, url: str, settings: Path, accounts: tuple[DemoAccount, ...]) -> None:
+    """How to open the practice console on the demo's database, and its accounts (shown this once)."""
+    out.print()
+    out.print(Text("The practice console on this database:", style="bold"))
+    out.print(Text(f"  kapflow --db {url} --config {settings} serve"), soft_wrap=True)
+    out.print(Text("  then open http://127.0.0.1:8443/console/ and sign in as one of these:"))
+    table = Table.grid(padding=(0, 2), pad_edge=True)
+    for account in accounts:
+        table.add_row(account.name, account.role.replace("_", " "), account.passphrase)
+    out.print(table)
+    out.print(Text("  (the passphrases are shown only now: kapflow user passwd NAME sets another)"))
 
 
 def _beside_database(url: str, suffix: str) -> Path:

@@ -40,11 +40,17 @@ class AppointmentFacts:
     update: str = "appointment_update"
     rooms: tuple[str, ...] = ()  # the kinds that take a room: a booking of one must name it
     holds: tuple[tuple[str, int], ...] = ()
+    # (kind, trigger) pairs: the trigger an appointment of ``kind`` leads to when it begins (an evaluation
+    # starts with ``start_evaluation``); its blockers say whether the appointment is ready. Kinds not named
+    # lead to no trigger (their readiness is not judged), nor do kinds whose trigger a version of the workflow
+    # no longer has (a version that drops a step need not restate this).
+    starts: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = sorted({*self.rooms, *(kind for kind, _ in self.holds)} - set(self.kinds))
+        named = {*self.rooms, *(kind for kind, _ in self.holds), *(kind for kind, _ in self.starts)}
+        unknown = sorted(named - set(self.kinds))
         if unknown:
-            raise ValueError(f"rooms and holds name kinds this workflow does not book: {', '.join(unknown)}")
+            raise ValueError(f"rooms, holds and starts name kinds this workflow does not book: {', '.join(unknown)}")
         if any(minutes <= 0 for _, minutes in self.holds):
             raise ValueError("a kind holds its clinician and room for a positive number of minutes")
 
@@ -54,6 +60,13 @@ class AppointmentFacts:
             if held == kind:
                 return span
         return minutes
+
+    def trigger_of(self, kind: str) -> str | None:
+        """The trigger an appointment of ``kind`` leads to when it begins, if the workflow names one."""
+        for named, trigger in self.starts:
+            if named == kind:
+                return trigger
+        return None
 
 
 STANDARD = AppointmentFacts(kinds=())

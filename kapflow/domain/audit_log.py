@@ -2,7 +2,8 @@
 
 The log puts every row the audit history is made of in one order: audit events (transitions,
 facts, refusals, notes, migrations), queued messages (who a reminder goes to) and delivery
-attempts (what became of it), and the access log's reads of cases (who looked at which case).
+attempts (what became of it), the access log's reads of cases (who looked at which case), and the
+console's sign-in attempts (who tried to sign in, from where, and what became of it).
 ``kapflow.audit.leaves`` turns a record into its Merkle leaf.
 """
 
@@ -21,6 +22,7 @@ class LogSource(StrEnum):
     MESSAGE = "message"  # outbox: each message as queued (channel, recipient, text)
     DELIVERY = "delivery"  # delivery_attempts: each try and its outcome (the message's status follows)
     ACCESS = "access"  # access_log: each read of a case through the API (who, which case, which view)
+    SIGN_IN = "sign_in"  # sign_in_attempts: each console sign-in attempt and session end (name, address, outcome)
 
 
 @dataclass(frozen=True)

@@ -307,6 +307,30 @@ class FactSpec:
         if clash:
             raise ValueError(f"{self.kind}: {', '.join(clash)} cannot be both a field and computed")
 
+    def problems(self, data: Mapping[str, Any], now: datetime | None = None) -> list[tuple[str, str]]:
+        """Every ``(field, reason)`` that keeps ``data`` from being valid, for a form to show beside each field
+        at once (``__call__`` stops at the first). Cross-field checks run once every field is valid."""
+        found: list[tuple[str, str]] = []
+        moment = now or datetime.now(UTC)
+        for f in self.fields:
+            try:
+                value = f(data)
+            except FieldError as exc:
+                found.append((f.name, str(exc)))
+                continue
+            except InvalidInput as exc:
+                found.append((f.name, exc.message.split(": ", 1)[-1]))
+                continue
+            outside = f.out_of_window(value, moment) if value is not None else None
+            if outside:
+                found.append((f.name, outside))
+        if not found:
+            try:
+                self(data, moment)
+            except InvalidFact as exc:
+                found.append((str(exc.field or "*"), exc.reason))
+        return found
+
     def __call__(self, data: Mapping[str, Any], now: datetime | None = None) -> JSONObject:
         if not isinstance(data, Mapping):
             raise InvalidFact(self.kind, "*", "must be an object of named values")

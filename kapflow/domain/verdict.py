@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from kapflow.domain.errors import Blocker
-from kapflow.domain.workflow import GuardContext, Transition, Workflow
+from kapflow.domain.workflow import GuardContext, Transition, Workflow, guard_reads
 
 
 class Verdict(NamedTuple):
@@ -53,3 +53,31 @@ def evaluate(workflow: Workflow, transition: Transition, ctx: GuardContext) -> V
 def named_blocker(blocker: Blocker, guard: str) -> Blocker:
     """The blocker with the name of the guard that raised it (unless the guard named itself)."""
     return blocker if blocker.guard else Blocker(blocker.code, blocker.message, guard, blocker.facts)
+
+
+PLAIN_GUARDS = frozenset({"roles", "requires", "state", "on_closed_case", "slots"})
+"""Checks whose sentences quote nothing of a case: who may act, the data a trigger asks for, its state, and
+a clinician or room already taken (its time, never whose)."""
+
+
+def for_reader(blocker: Blocker, readable: frozenset[str], reads: frozenset[str]) -> Blocker:
+    """``blocker`` as a role reading the fact kinds ``readable`` may see it: whole when its guard ``reads``
+    (``blocker_reads``) only kinds the role reads, else its code in words and nothing of what the guard
+    looked at, as its sentence may quote a fact the role may not read (a blood pressure, a screening)."""
+    if blocker.guard in PLAIN_GUARDS or not blocker.guard or reads <= readable:
+        return blocker
+    return Blocker(blocker.code, blocker.code.replace("_", " "), blocker.guard)
+
+
+def blocker_reads(wf: Workflow, guard: str) -> frozenset[str]:
+    """The fact kinds the sentence of ``guard``'s blockers may quote: those it declares (``guard_reads``), or
+    every kind of the workflow when it does not say."""
+    declared = guard_reads(wf.guards.get(guard))
+    return frozenset(wf.facts) if declared is None else declared
+
+
+def verdict_for_reader(verdict: Verdict, wf: Workflow, role: str) -> Verdict:
+    """Every blocker of ``verdict`` as ``role`` may see it (``for_reader``)."""
+    readable = wf.readable(role)
+    return verdict._replace(blockers=tuple(
+        for_reader(b, readable, blocker_reads(wf, b.guard)) for b in verdict.blockers))

@@ -66,6 +66,17 @@ class Guard(Protocol):
     def __call__(self, ctx: GuardContext) -> Blocker | None: ...
 
 
+def guard_reads(guard: object) -> frozenset[str] | None:
+    """The fact kinds a guard's sentence may quote (its optional ``reads``); None when it does not say.
+
+    A role that may not read all of them gets the guard's blocker as its code in words (``for_reader``),
+    since a sentence may quote what the guard looked at: a blood pressure, a screening's answer. A guard
+    that reads only moves (was the intention-setting session completed?) declares ``frozenset()``.
+    """
+    reads = getattr(guard, "reads", None)
+    return frozenset(reads) if reads is not None else None
+
+
 APPOINTMENT_EVENTS = ("booked", "moved", "cancelled")
 """What ``Reminder.on_appointment`` may name: a booking, a move to another time, a cancellation."""
 
@@ -118,6 +129,16 @@ class Reminder:
     in_states: tuple[str, ...] = ()
     missed_alert: str | None = None
     urgent: bool = False  # goes on the practice's channel for urgent alerts (settings: urgent_channel)
+    # A short sentence for the staff member's work list ("My work") while the reminder is due and still
+    # holds: set it when ``template`` is not fit to show there (it speaks to the client, or has placeholders).
+    work: str | None = None
+    # Other roles whose work list shows it too, without a message to them (billing, for a fee unpaid).
+    work_also: tuple[str, ...] = ()
+
+    @property
+    def work_sentence(self) -> str:
+        """What the work list says of this reminder: ``work``, else its template (a staff alert's own words)."""
+        return self.work or self.template
 
     @property
     def about_appointment(self) -> bool:
@@ -244,6 +265,9 @@ class Workflow:
     # The role a case's own client acts in: over the network it may reach only a case bound to its
     # identity by the practice, never another's.
     client_role: str | None = None
+    # The role that handles messages whose delivery failed for good (it reaches the person another way);
+    # None: failed deliveries go on nobody's work list.
+    delivery_failures: str | None = None
     _states: Mapping[str, State] = field(init=False, repr=False, compare=False)
     _by_source: Mapping[tuple[str, str], Transition] = field(init=False, repr=False, compare=False)
     _checks: Mapping[int, tuple[Transition, tuple[tuple[str, Guard], ...]]] = field(
@@ -347,6 +371,9 @@ def validate(wf: Workflow) -> list[str]:
     problems += _read_access_problems(wf)
     if wf.client_role is not None and wf.client_role not in wf.roles:
         problems.append(f"client role {wf.client_role!r} is not one of the workflow's roles")
+    if wf.delivery_failures is not None and wf.delivery_failures not in wf.roles:
+        problems.append(f"failed deliveries go to role {wf.delivery_failures!r}, which is not one of the "
+                        "workflow's roles")
     names = [s.name for s in wf.states]
     problems += [f"state {n!r} is defined twice" for n in sorted({n for n in names if names.count(n) > 1})]
     known = set(names)
@@ -469,6 +496,7 @@ def _check_reminder(wf: Workflow, r: Reminder, where: str, known: set[str], stat
         problems += _check_fires(wf, r, where, state)
     if r.missed_alert is not None and r.missed_alert not in wf.roles:
         problems.append(f"{where} alerts unknown role {r.missed_alert!r} when missed")
+    problems += [f"{where} puts work on unknown role {role!r}" for role in r.work_also if role not in wf.roles]
     for guard in (r.while_blocked_by, r.while_holds):
         if guard and guard not in wf.guards:
             problems.append(f"{where} names unknown guard {guard!r}")

@@ -26,6 +26,8 @@ from kapflow.app.engine import Engine
 from kapflow.errors import KapflowError
 from kapflow.http import appointments, audit, cases, problems, reminders, workflows
 from kapflow.http.common import PROBLEMS, Acting, Authenticator
+from kapflow.http.console.mount import mount_console
+from kapflow.http.console.pages import ConsoleConfig
 from kapflow.logging import get_logger
 
 _log = get_logger("kapflow.http")
@@ -40,10 +42,11 @@ ROUTERS: tuple[Callable[[Engine], APIRouter], ...] = (
 
 def create_app(
     engine: Engine, authenticator: Authenticator, *, ready: Callable[[], None] | None = None,
-    cors_origins: Sequence[str] = (),
+    cors_origins: Sequence[str] = (), console: ConsoleConfig | None = None,
 ) -> FastAPI:
     """The API over ``engine``; ``ready`` raises when the service should not take traffic (``/readyz``);
-    ``cors_origins``: the browser origins allowed to call it (none: CORS off)."""
+    ``cors_origins``: the browser origins allowed to call it (none: CORS off); ``console``: also serve the
+    practice's web console under ``/console``."""
     app = FastAPI(
         title="kapflow", version=API_VERSION, openapi_url="/openapi.json", docs_url=None, redoc_url=None,
         description="The kapflow engine over HTTP: cases, facts, triggers and their audit history. Every "
@@ -82,6 +85,8 @@ def create_app(
 
     for build in ROUTERS:
         app.include_router(build(engine))  # each under V1: its routes' paths (and log lines) carry the prefix
+    if console is not None:
+        mount_console(app, engine, console)
     return app
 
 
@@ -95,14 +100,16 @@ async def _guarded(request: Request, call_next: Callable[[Request], Any]) -> Any
                                          f"a request body is at most {MAX_BODY_BYTES} bytes")
     else:
         response = await call_next(request)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"  # the server's own time, for clients and bench/
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"  # case data must not sit in a shared cache
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers.setdefault("Referrer-Policy", "no-referrer")  # the console's pages set their own
     response.headers["X-Frame-Options"] = "DENY"
     route = getattr(request.scope.get("route"), "path", "(no route)")
     actor = getattr(request.state, "actor", None)
     _log.info("request", method=request.method, route=route, status=response.status_code,
-              duration_ms=round((time.perf_counter() - started) * 1000, 2),
+              duration_ms=round(elapsed_ms, 2),
               actor=actor.id if actor else None, role=actor.role if actor else None, via=actor.via if actor else None)
     return response
 

@@ -14,17 +14,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from kapflow.app.engine import Engine
-from kapflow.audit.export_formats import ExportFormat, render
+from kapflow.audit.export_formats import ExportFormat, PdfView, render_bytes
 from kapflow.domain.workflow import Workflow
 from kapflow.http.common import PROBLEMS, V1, Acting, CaseId, JSONObject, require_reads
-from kapflow.present import audit_report_shape
+from kapflow.present import audit_report_shape, event_summary
 
 MEDIA_TYPES = {
     ExportFormat.JSONL: "application/x-ndjson",
     ExportFormat.CSV: "text/csv; charset=utf-8",
     ExportFormat.FHIR: "application/fhir+json",
+    ExportFormat.PDF: "application/pdf",
 }
-_SUFFIXES = {ExportFormat.JSONL: "jsonl", ExportFormat.CSV: "csv", ExportFormat.FHIR: "fhir.json"}
+_SUFFIXES = {ExportFormat.JSONL: "jsonl", ExportFormat.CSV: "csv", ExportFormat.FHIR: "fhir.json",
+             ExportFormat.PDF: "pdf"}
 
 
 def _every_kind(wf: Workflow) -> tuple[str, ...]:
@@ -51,7 +53,8 @@ def router(engine: Engine) -> APIRouter:
         case_id: CaseId, actor: Acting,
         form: Annotated[ExportFormat, Query(
             alias="format",
-            description="jsonl and fhir can be proven (kapflow audit prove); csv is for a spreadsheet.")]
+            description="jsonl and fhir can be proven (kapflow audit prove); csv is for a spreadsheet; pdf is "
+                        "for a records request (times in the practice's time zone; needs the pdf extra).")]
         = ExportFormat.JSONL,
         checkpoint: Annotated[int | None, Query(
             ge=1, description="Prove against the signed checkpoint of this size (default: the newest).")] = None,
@@ -61,10 +64,12 @@ def router(engine: Engine) -> APIRouter:
         for a role that reads every fact kind of the case's workflow (KAP: auditors, prescribers,
         therapists). 422 if no checkpoint has been signed yet."""
         require_reads(engine, actor, case_id, _every_kind, "export audit")
-        text = render(engine.export_case(case_id, checkpoint_size=checkpoint), form)
+        export = engine.export_case(case_id, checkpoint_size=checkpoint)
+        pdf = PdfView(engine.app.practice, engine.clock.now(), event_summary) if form is ExportFormat.PDF else None
+        body = render_bytes(export, form, pdf)
         engine.record_access(actor, case_id, "export")
         filename = f"{case_id}-audit.{_SUFFIXES[form]}"
-        return Response(text, media_type=MEDIA_TYPES[form],
+        return Response(body, media_type=MEDIA_TYPES[form],
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
     @api.get("/cases/{case_id}/accesses", tags=["audit"], responses=PROBLEMS)

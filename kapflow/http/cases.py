@@ -3,6 +3,7 @@ triggers, record its facts. Every successful read is recorded in the access log.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
@@ -112,11 +113,20 @@ def router(engine: Engine) -> APIRouter:
         blocker: Annotated[str | None, Query(description=(
             "Only cases a guard with this code holds back now (e.g. evaluation_fee_unpaid). Each page looks at "
             "1,000 cases at most, so it may hold fewer than `limit`: follow `next_cursor` until it is null."))] = None,
+        appointment_on: Annotated[date | None, Query(description=(
+            "Only cases with an active appointment (booked or attended; not cancelled, not a no-show) starting "
+            "on this date (YYYY-MM-DD) in the practice's time zone. A rescheduled appointment counts on its new "
+            "date only."))] = None,
+        overdue: Annotated[bool, Query(description=(
+            "true: only cases with an overdue reminder: a timer still pending more than 15 minutes after its "
+            "time (the worker is behind or down), or one the worker gave up on (missed or failed)."))] = False,
     ) -> JSONObject:
-        """Cases, oldest first, optionally in one state and workflow, or held back by one blocker; ``next_cursor``
-        fetches the next page (a page deep in the list costs what the first does). ``client`` is null for a
-        role that may not read the intake."""
-        page = engine.case_page(state=state, workflow=workflow, cursor=cursor, limit=limit, blocker=blocker)
+        """Cases, oldest first, optionally in one state and workflow, held back by one blocker, with an appointment
+        on one date (``appointment_on``), or with an overdue reminder (``overdue=true``); the filters combine.
+        ``next_cursor`` fetches the next page (a page deep in the list costs what the first does). ``client`` is
+        null for a role that may not read the intake. A date that is not a date is 422."""
+        page = engine.case_page(state=state, workflow=workflow, cursor=cursor, limit=limit, blocker=blocker,
+                                appointment_on=appointment_on, overdue=overdue)
         shapes = []
         for found in page.cases:
             wf = engine.workflow_of(found)

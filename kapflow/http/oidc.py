@@ -41,7 +41,7 @@ from joserfc.jws import JWSRegistry
 
 from kapflow.errors import ConfigError, Unauthenticated
 
-__all__ = ["MIN_REFRESH_SECONDS", "OidcSettings", "OidcVerifier", "TokenIdentity", "http_fetch"]
+__all__ = ["MIN_REFRESH_SECONDS", "OidcSettings", "OidcVerifier", "ProviderEndpoints", "TokenIdentity", "http_fetch"]
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 MIN_REFRESH_SECONDS = 10.0  # the fewest seconds between two JWKS fetches forced by unknown keys
@@ -151,6 +151,19 @@ class TokenIdentity:
     claims: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class ProviderEndpoints:
+    """Where a client signs someone in at the provider (from its discovery document, the issuer checked).
+
+    ``token_auth_methods`` is the provider's ``token_endpoint_auth_methods_supported`` (the standard's
+    default, ``client_secret_basic``, when it names none).
+    """
+
+    authorization: str
+    token: str
+    token_auth_methods: tuple[str, ...]
+
+
 # --- fetching over HTTP ---------------------------------------------------------------------------
 
 
@@ -242,6 +255,7 @@ class OidcVerifier:
         self._clock = clock
         self._lock = threading.Lock()
         self._jwks_uri: str | None = None
+        self._document: Mapping[str, Any] | None = None  # the discovery document, once read and checked
         self._keys: tuple[Key, ...] = ()
         self._fetched_at: float | None = None  # when the key set was last read successfully
         self._attempted_at: float | None = None  # when a read was last tried (success or not)
@@ -345,8 +359,31 @@ class OidcVerifier:
             )
         return keys
 
-    def _discover(self) -> str:
-        """The provider's ``jwks_uri``, from a discovery document that names the configured issuer exactly."""
+    def endpoints(self) -> ProviderEndpoints:
+        """The provider's authorization and token endpoints, for a client that signs people in through it.
+
+        Read from the same checked discovery document as the key set (fetched once); an endpoint that is
+        missing or not https (plain http only to this machine) is ``Unauthenticated("provider_mismatch")``.
+        """
+        document = self._discovery()
+        found = {name: document.get(f"{name}_endpoint") for name in ("authorization", "token")}
+        for name, url in found.items():
+            if not isinstance(url, str) or _issuer_problems(url):
+                raise Unauthenticated(
+                    "provider_mismatch",
+                    f"the identity provider's discovery document has no usable {name}_endpoint (an https URL "
+                    "is needed)",
+                )
+        methods = document.get("token_endpoint_auth_methods_supported")
+        if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods) or not methods:
+            methods = ["client_secret_basic"]
+        return ProviderEndpoints(str(found["authorization"]), str(found["token"]), tuple(methods))
+
+    def _discovery(self) -> Mapping[str, Any]:
+        """The provider's discovery document, read once; it must name the configured issuer exactly."""
+        known = self._document
+        if known is not None:
+            return known
         issuer = self.settings.issuer
         document = self._fetch_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
         if document.get("issuer") != issuer:
@@ -355,7 +392,12 @@ class OidcVerifier:
                 "the identity provider's discovery document names another issuer than the configured one; "
                 "set the issuer exactly as the provider spells it (mind a trailing slash)",
             )
-        jwks_uri = document.get("jwks_uri")
+        self._document = MappingProxyType(dict(document))
+        return self._document
+
+    def _discover(self) -> str:
+        """The provider's ``jwks_uri``, from a discovery document that names the configured issuer exactly."""
+        jwks_uri = self._discovery().get("jwks_uri")
         if not isinstance(jwks_uri, str) or _issuer_problems(jwks_uri):
             raise Unauthenticated(
                 "provider_mismatch",

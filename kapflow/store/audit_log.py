@@ -31,6 +31,7 @@ from kapflow.store.tables import (
     LogEntryRow,
     LogNodeRow,
     OutboxRow,
+    SignInAttemptRow,
 )
 
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
@@ -40,11 +41,13 @@ _entries = LogEntryRow.__table__  # type: ignore[attr-defined]
 _nodes = LogNodeRow.__table__  # type: ignore[attr-defined]
 _checkpoints = CheckpointRow.__table__  # type: ignore[attr-defined]
 _access = AccessRow.__table__  # type: ignore[attr-defined]
+_sign_ins = SignInAttemptRow.__table__  # type: ignore[attr-defined]
 
 LOG_LOCK_KEY = 0x6B66_6C6F_67  # PostgreSQL's advisory lock of the one sequencer at a time ("kflog")
 _MESSAGE_FIELDS = ("key", "case_id", "channel", "audience", "recipient", "subject", "body", "payload", "created_at")
 _DELIVERY_FIELDS = ("outbox_id", "attempt", "at", "worker", "outcome", "detail")
 _ACCESS_FIELDS = ("at", "actor", "role", "via", "case_id", "view")
+_SIGN_IN_FIELDS = ("at", "name", "source", "outcome")
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ SOURCES: Mapping[LogSource, _Source] = {
                                 _record_of(LogSource.DELIVERY, _attempts, "id", _DELIVERY_FIELDS)),
     LogSource.ACCESS: _Source(LogSource.ACCESS, _access, "id",
                               _record_of(LogSource.ACCESS, _access, "id", _ACCESS_FIELDS)),
+    LogSource.SIGN_IN: _Source(LogSource.SIGN_IN, _sign_ins, "id",
+                               _record_of(LogSource.SIGN_IN, _sign_ins, "id", _SIGN_IN_FIELDS)),
 }
 
 

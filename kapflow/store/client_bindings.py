@@ -40,6 +40,8 @@ class BindingStatements:
                         _invitations.c.expires_at > bindparam("b_now")))
             .values(used_at=bindparam("b_now")).returning(_invitations.c.case_id), dialect)
         self.of_case = Prepared(listed.where(_bindings.c.case_id == bindparam("b_case")), dialect)
+        self.of_subject = Prepared(select(_bindings.c.case_id).where(
+            _bindings.c.subject_hash == bindparam("b_subject")).order_by(_bindings.c.case_id), dialect)
 
 
 @lru_cache(maxsize=8)
@@ -84,6 +86,10 @@ class BindingReader:
 
     def bound(self, case_id: str, subject_hash: str) -> bool:
         return bool(self._run(self._s.find, {"b_case": case_id, "b_subject": subject_hash}))
+
+    def cases_of(self, subject_hash: str) -> list[str]:
+        """The cases a client identity is bound to, by id."""
+        return [str(c) for (c,) in self._run(self._s.of_subject, {"b_subject": subject_hash})]
 
     def all(self, case_id: str | None = None) -> list[tuple[str, str]]:
         """Every binding (or one case's) as (case id, subject hash), by case id: verification's."""

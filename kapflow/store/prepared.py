@@ -11,10 +11,12 @@ which need no SQLAlchemy type processing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     Dialect,
     Integer,
     String,
@@ -27,12 +29,15 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from kapflow.store.tables import (
     AuditRow,
@@ -61,8 +66,11 @@ AUDIT_COLUMNS = tuple(c.name for c in _audit.columns)  # the order of a ``select
 class Prepared:
     """One statement compiled for one dialect; ``run`` binds a dict of values on a DBAPI cursor."""
 
-    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+    def __init__(self, statement: ClauseElement, dialect: Dialect, *, custom_plan: bool = False) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        # psycopg prepares a statement on the server after its fifth run, and PostgreSQL may then keep one
+        # generic plan for every value; ``custom_plan`` statements are planned for their values each time.
+        self._options: dict[str, Any] = {"prepare": False} if custom_plan and dialect.driver == "psycopg" else {}
         self.sql = str(compiled)
         self._names: Sequence[str] | None = list(compiled.positiontup or ()) if compiled.positional else None
         # Constants written into the statement (status = 'cancelled') are binds with a value.
@@ -75,7 +83,7 @@ class Prepared:
         return [merged[n] for n in self._names] if self._names is not None else merged
 
     def run(self, cursor: Any, values: Mapping[str, Any]) -> Any:
-        cursor.execute(self.sql, self.bind(values))
+        cursor.execute(self.sql, self.bind(values), **self._options)
         return cursor
 
     def run_many(self, cursor: Any, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -114,6 +122,53 @@ def _update_and_append_or_fail(moved: Any, audit_columns: Sequence[str]) -> Clau
     values["case_id"] = select(moved.c.id).scalar_subquery()
     statement: ClauseElement = _audit.insert().values(values)
     return statement
+
+
+OVERDUE_PENDING = ("pending", "claimed")  # a timer still to settle: overdue once its due time is long past
+GAVE_UP = ("missed", "failed")  # a timer the worker gave up on (too late to send, or raised on every attempt)
+
+
+def _held_between() -> Any:
+    """The ids of cases with a hold starting in [day_from, day_until) (epoch seconds): a range of
+    ``ix_resource_holds_starts``. A booked or attended appointment holds its clinician (and room) from its
+    start; a cancelled, missed or moved one has released them, so these are its active appointments."""
+    return select(_holds.c.case_id).where(and_(
+        _holds.c.starts_at >= bindparam("day_from", type_=BigInteger),
+        _holds.c.starts_at < bindparam("day_until", type_=BigInteger),
+    ))
+
+
+def _overdue_timers() -> Any:
+    """The ids of cases with an overdue timer: pending or claimed and due before ``overdue_before``, or given
+    up on. One range of ``ix_timers_status_due`` (status, due_at) per status, each a plain index seek on
+    both databases (``SqlQueue.claim_timers`` keeps its statuses apart for the same reason)."""
+    due = bindparam("overdue_before", type_=String)
+    parts = [select(_timers.c.case_id).where(and_(_timers.c.status == s, _timers.c.due_at < due))
+             for s in OVERDUE_PENDING]
+    parts += [select(_timers.c.case_id).where(_timers.c.status == s) for s in GAVE_UP]
+    return union_all(*parts)
+
+
+def _case_page_statement(
+    dialect: Dialect, by_state: bool, by_workflow: bool, after: bool, by_day: bool, overdue: bool
+) -> Prepared:
+    narrowed = by_day or overdue
+    page = select(_cases).order_by(_cases.c.opened_at, _cases.c.id).limit(bindparam("limit", type_=Integer))
+    if by_state:
+        state = _cases.c.state
+        if narrowed and dialect.name == "sqlite":
+            state = UnaryExpression(state, operator=custom_op("+"))
+        page = page.where(state == bindparam("state"))
+    if by_workflow:
+        page = page.where(_cases.c.workflow == bindparam("workflow"))
+    if after:
+        page = page.where(tuple_(_cases.c.opened_at, _cases.c.id)
+                          > tuple_(bindparam("after_opened"), bindparam("after_id")))
+    if by_day:
+        page = page.where(_cases.c.id.in_(_held_between()))
+    if overdue:
+        page = page.where(_cases.c.id.in_(_overdue_timers()))
+    return Prepared(page, dialect, custom_plan=narrowed)
 
 
 class HotStatements:
@@ -161,20 +216,17 @@ class HotStatements:
         self.list_cases_in_state = prep(by_opening.where(_cases.c.state == bindparam("state")))
         # Keyset pages (a cursor: the last case's opening time and id), one statement per filter combination,
         # so a page deep in 100k cases costs what the first does (an offset would read every row before it).
-        self.case_pages: dict[tuple[bool, bool, bool], Prepared] = {}
-        for by_state in (False, True):
-            for by_workflow in (False, True):
-                for after in (False, True):
-                    page = select(_cases).order_by(_cases.c.opened_at, _cases.c.id).limit(
-                        bindparam("limit", type_=Integer))
-                    if by_state:
-                        page = page.where(_cases.c.state == bindparam("state"))
-                    if by_workflow:
-                        page = page.where(_cases.c.workflow == bindparam("workflow"))
-                    if after:
-                        page = page.where(tuple_(_cases.c.opened_at, _cases.c.id)
-                                          > tuple_(bindparam("after_opened"), bindparam("after_id")))
-                    self.case_pages[(by_state, by_workflow, after)] = prep(page)
+        # The appointment-day and overdue filters narrow by an indexed set of case ids (``_held_between``,
+        # ``_overdue_timers``); the order and the cursor stay those of every page.
+        # The plan must start from that small set, then read each of its cases by primary key, never walk the cases
+        # of one state (``ix_cases_state_opened``) testing each: SQLite, which keeps no statistics, would choose
+        # that walk for a state filter unless its term is kept off that index (``+state``); PostgreSQL plans these
+        # statements for their values each time (a generic plan, blind to how few holds one day has, walks).
+        self._dialect = dialect
+        self._case_pages: dict[tuple[bool, bool, bool, bool, bool], Prepared] = {}
+        for by_state, by_workflow, after in itertools.product((False, True), repeat=3):
+            self.case_page((by_state, by_workflow, after, False, False))  # the narrowed ones on first use
+
         counted = select(func.count()).select_from(_cases)
         self.count_cases = prep(counted)
         self.count_cases_in_state = prep(counted.where(_cases.c.state == bindparam("state")))
@@ -258,3 +310,11 @@ class HotStatements:
         if dialect.name == "postgresql":
             self.lock_resource = prep(select(func.pg_advisory_xact_lock(
                 literal(HOLD_LOCK_SPACE, Integer), func.hashtext(bindparam("resource", type_=String)))))
+
+    def case_page(self, key: tuple[bool, bool, bool, bool, bool]) -> Prepared:
+        """The keyset page statement filtering by (state, workflow, a cursor, an appointment day, overdue)."""
+        found = self._case_pages.get(key)
+        if found is None:  # two threads may both compile it: the same text either way
+            found = self._case_pages[key] = _case_page_statement(self._dialect, *key)
+        return found
+

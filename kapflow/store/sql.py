@@ -16,10 +16,12 @@ become records in ``kapflow.store.rows``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +29,13 @@ from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from kapflow.domain.case import AuditEvent, CaseRecord
+from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
 from kapflow.domain.errors import KapflowError, StorageError
 from kapflow.store import schema
 from kapflow.store.access import AccessReader
 from kapflow.store.access import statements_for as access_statements
+from kapflow.store.accounts import AccountReader
+from kapflow.store.accounts import statements_for as account_statements
 from kapflow.store.api_keys import ApiKeyReader, statements_for
 from kapflow.store.audit_log import LogReader, LogStatements
 from kapflow.store.client_bindings import BindingReader
@@ -42,6 +46,7 @@ from kapflow.store.recent import DEFAULT_CASES, RecentProjections
 from kapflow.store.rows import case_from_row, case_from_values, event_from_row
 from kapflow.store.tables import AuditRow, CaseRow
 from kapflow.store.unit_of_work import PipelinedUnitOfWork, SqlUnitOfWork
+from kapflow.store.work import SqlWorkReader
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
@@ -352,12 +357,18 @@ class SqlStore:
         return [case_from_values(r) for r in rows]
 
     def case_page(
-        self, *, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int
+        self, *, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int,
+        starting: tuple[datetime, datetime] | None = None, overdue_before: datetime | None = None,
     ) -> Sequence[CaseRecord]:
         values: dict[str, Any] = {"limit": limit, "state": state, "workflow": workflow}
         if after is not None:
             values.update(after_opened=after[0], after_id=after[1])
-        statement = self._hot.case_pages[(state is not None, workflow is not None, after is not None)]
+        if starting is not None:  # holds count whole seconds since the epoch: from its second, until before its
+            values.update(day_from=math.ceil(starting[0].timestamp()), day_until=math.ceil(starting[1].timestamp()))
+        if overdue_before is not None:
+            values["overdue_before"] = to_iso(overdue_before)
+        statement = self._hot.case_page((state is not None, workflow is not None, after is not None,
+                                         starting is not None, overdue_before is not None))
         return [case_from_values(r) for r in self._read(statement, {k: v for k, v in values.items() if v is not None})]
 
     def count_cases(self, *, state: str | None = None) -> int:
@@ -409,6 +420,10 @@ class SqlStore:
     def queue(self) -> SqlQueue:
         return SqlQueue(self.engine)
 
+    def work(self) -> SqlWorkReader:
+        """The work list's reads (``kapflow.store.work``)."""
+        return SqlWorkReader(self.engine)
+
     def api_keys(self) -> ApiKeyReader:
         """The API keys' reads: one key by its id (verifying a request), the listing."""
         return ApiKeyReader(statements_for(self.engine.dialect), self._read)
@@ -420,6 +435,10 @@ class SqlStore:
     def client_bindings(self) -> BindingReader:
         """Which case a client identity may reach (a primary-key lookup per request)."""
         return BindingReader(binding_statements(self.engine.dialect), self._read)
+
+    def accounts(self) -> AccountReader:
+        """The console's accounts: a request's session, the rate limit's count, the listings."""
+        return AccountReader(account_statements(self.engine.dialect), self._read)
 
     def close(self) -> None:
         self._closed = True

@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 
 class CaseRow(SQLModel, table=True):
     __tablename__ = "cases"
-    __table_args__ = (Index("ix_cases_state_opened", "state", "opened_at"),)
+    __table_args__ = (Index("ix_cases_state_opened", "state", "opened_at"), Index("ix_cases_opened", "opened_at", "id"))
 
     id: str = Field(primary_key=True, max_length=200)
     workflow: str = Field(max_length=200)
@@ -156,6 +156,9 @@ class ResourceHoldRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_resource_holds_resource_starts", "resource", "starts_at"),
         Index("ix_resource_holds_appointment", "case_id", "appointment_id"),
+        # Every appointment starting in a time range, whoever holds it (the case list's appointment day);
+        # case_id too, so that range is read from the index alone.
+        Index("ix_resource_holds_starts", "starts_at", "case_id"),
         ExcludeConstraint(
             ("resource", "="), (func.int8range(Column("starts_at"), Column("ends_at")), "&&"),
             name="ex_resource_holds_overlap", using="gist",
@@ -181,7 +184,7 @@ class LogEntryRow(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("source", "source_id", name="uq_log_entries_source"),)
 
     position: int = Field(sa_column=Column("position", BigInteger, primary_key=True, autoincrement=False))
-    source: str = Field(max_length=20)  # event | message | delivery | access
+    source: str = Field(max_length=20)  # event | message | delivery | access | sign_in
     source_id: int = Field(sa_column=Column("source_id", BigInteger, nullable=False))
     case_id: str | None = Field(default=None, max_length=200)  # so a deleted row's case can still be named
     case_seq: int | None = Field(default=None)
@@ -286,3 +289,65 @@ class ClientInvitationRow(SQLModel, table=True):
     created_by: str = Field(max_length=200)
     expires_at: str = Field(max_length=40)
     used_at: str | None = Field(default=None, max_length=40)
+
+
+class ConsoleUserRow(SQLModel, table=True):
+    """A local account of the web console: a login name, a role, an argon2id hash (``kapflow.secrets.passwords``).
+
+    ``totp_secret`` is the base32 TOTP secret when a second factor is set up (a code is never kept, only the
+    time step of the last one accepted).
+    A disabled account keeps its row, so a name is never reused and the audit history's actor stays one person.
+    """
+
+    __tablename__ = "console_users"
+    __table_args__ = (UniqueConstraint("name", name="uq_console_users_name"),)
+
+    user_id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=64)
+    role: str = Field(max_length=50)
+    password_hash: str = Field(max_length=200)
+    totp_secret: str | None = Field(default=None, max_length=64)
+    # The time step of the last TOTP code accepted: a code is used once (RFC 6238 section 5.2).
+    totp_last_step: int | None = Field(default=None, sa_column=Column("totp_last_step", BigInteger, nullable=True))
+    created_at: str = Field(max_length=40)
+    created_by: str = Field(max_length=200)
+    disabled_at: str | None = Field(default=None, max_length=40)
+
+
+class ConsoleSessionRow(SQLModel, table=True):
+    """A signed-in browser of the console (local account or OpenID): the SHA-256 of its token, never the token."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_actor", "actor", "via"),)  # ending a disabled account's sessions
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    actor: str = Field(max_length=200)  # the login name, or the OpenID subject
+    role: str = Field(max_length=50)
+    via: str = Field(max_length=10)  # local | oidc
+    csrf: str = Field(max_length=64)
+    created_at: str = Field(max_length=40)
+    last_seen_at: str = Field(max_length=40)
+    ended_at: str | None = Field(default=None, max_length=40)
+
+
+class SignInAttemptRow(SQLModel, table=True):
+    """One sign-in attempt, or a session's end: when, which name, from which address, what became of it.
+
+    Never a password or a code. Placed in the audit log like an audit event (``log_position``), so a
+    signed checkpoint covers it; the rate limit counts recent failures through the two indexes.
+    """
+
+    __tablename__ = "sign_in_attempts"
+    __table_args__ = (
+        Index("ix_sign_in_attempts_name_at", "name", "at"),
+        Index("ix_sign_in_attempts_source_at", "source", "at"),
+        Index("ix_sign_in_attempts_at", "at"),
+        _unlogged("sign_in_attempts", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: str = Field(max_length=40)
+    name: str = Field(max_length=200)
+    source: str | None = Field(default=None, max_length=100)  # the client's address, when known
+    outcome: str = Field(max_length=30)
+    log_position: int | None = _log_position()

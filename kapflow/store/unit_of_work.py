@@ -24,6 +24,8 @@ from kapflow.errors import DuplicateIdempotencyKey, LostRace
 from kapflow.ports import OutboxClaim
 from kapflow.store.access import AccessWriter
 from kapflow.store.access import statements_for as access_statements
+from kapflow.store.accounts import AccountWriter
+from kapflow.store.accounts import statements_for as account_statements
 from kapflow.store.api_keys import ApiKeyWriter, statements_for
 from kapflow.store.audit_log import LogStatements, LogWriter
 from kapflow.store.client_bindings import BindingWriter
@@ -202,6 +204,12 @@ class SqlUnitOfWork:
         if self._log is None:
             raise RuntimeError("this unit of work was opened without its dialect's statements")
         return BindingWriter(binding_statements(self._log.dialect), self._cur, self._all_rows)
+
+    def accounts(self) -> AccountWriter:
+        """The console's users, sessions and sign-in attempts, in this transaction."""
+        if self._log is None:
+            raise RuntimeError("this unit of work was opened without its dialect's statements")
+        return AccountWriter(account_statements(self._log.dialect), self._cur, self._all_rows, self._row_count)
 
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         row = self._first_row(self._hot.select_idem.run(self._cur, {"key": key}))

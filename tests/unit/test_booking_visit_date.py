@@ -19,6 +19,7 @@ from support import FRONT_DESK, PRESCRIBER, THERAPIST, one_kap_session, open_cas
 from kapflow.app.engine import Engine
 from kapflow.bootstrap import build_engine
 from kapflow.config import Settings
+from kapflow.domain.case import Actor
 from kapflow.errors import TransitionBlocked
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
@@ -65,10 +66,13 @@ def book_session(engine: Engine, case_id: str, starts: datetime) -> str:
     return str(engine.record(case_id, "appointment", data, actor=FRONT_DESK).extra["appointment"])
 
 
-def refused(engine: Engine, case_id: str, kind: str, data: dict[str, Any]) -> TransitionBlocked:
+def refused(
+    engine: Engine, case_id: str, kind: str, data: dict[str, Any], actor: Actor = PRESCRIBER,
+) -> TransitionBlocked:
+    """The refusal as ``actor`` is told it: by default a prescriber, who reads the prescription it quotes."""
     before = engine.case(case_id)
     with pytest.raises(TransitionBlocked) as info:
-        engine.record(case_id, kind, data, actor=FRONT_DESK)
+        engine.record(case_id, kind, data, actor=actor)
     assert engine.case(case_id).version == before.version
     return info.value
 
@@ -97,6 +101,10 @@ def test_a_visit_after_the_prescription_expires_is_refused(engine: Engine, case_
     assert [b.code for b in refusal.blockers] == ["prescription_expired"]
     assert "2026-03-20" in refusal.blockers[0].message and "visit on 2026-04-15" in refusal.blockers[0].message
     assert engine.appointments(case_id)[-1].kind == "evaluation"
+    # The front desk, who may not read prescriptions, is told why in words, without the prescription's dates.
+    desk = refused(engine, case_id, "appointment",
+                   {"kind": "kap_session", **KAP, "starts_at": ny(2026, 4, 15).isoformat()}, actor=FRONT_DESK)
+    assert [(b.code, b.message) for b in desk.blockers] == [("prescription_expired", "prescription expired")]
 
 
 def test_the_visit_date_is_the_practice_s(engine: Engine, case_id: str) -> None:

@@ -28,7 +28,7 @@ from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
 from kapflow.workflows.clinical_reminders import appointment_notices, inquiry_unanswered, not_booked_prompts
 from kapflow.workflows.clinical_reminders import appointment_reminders as _appointment_reminders
 from kapflow.workflows.kap import facts as kap_facts
-from kapflow.workflows.kap.guards import kap_guards
+from kapflow.workflows.kap.guards import kap_guards, plan_summary
 from kapflow.workflows.kap.moments import MOMENTS
 from kapflow.workflows.measures import measure_moments, measure_reminders, measures_summary
 from kapflow.workflows.safety import GUARDS as SAFETY_GUARDS
@@ -135,6 +135,8 @@ STATES = (
                 "The evaluation fee is still unpaid 24 hours before the appointment on {starts_at}.",
                 before_appointment=timedelta(hours=24), appointment_kind="evaluation",
                 while_blocked_by="evaluation_fee_paid", subject="kapflow: evaluation fee unpaid",
+                work="The evaluation fee is unpaid and the evaluation is less than 24 hours away.",
+                work_also=(BILLING,),
             ),
             Reminder(
                 "evaluation_released_unpaid", SYSTEM, "",
@@ -232,6 +234,16 @@ REMINDERS = (
         )
     ),
 )
+
+APPOINTMENT_STARTS = (
+    ("evaluation", "start_evaluation"),
+    ("intention_setting", "start_intention_setting"),
+    ("kap_session", "start_kap_session"),
+    ("integration_session", "start_integration_session"),
+    ("reassessment", "begin_reassessment"),
+)
+"""The trigger each kind of appointment begins with: its blockers say whether the appointment is ready (a
+prescriber check-in is a fact recorded, not a step of the pathway: it leads to no trigger)."""
 
 _HOLDABLE = ("inquiry", "evaluation_booked", "evaluated", "ready_for_kap", "reassessment")
 _WITHDRAWABLE = tuple(s.name for s in STATES if not s.final and s.name != "dosing")
@@ -367,15 +379,16 @@ def _kap_workflow(version: str, thresholds: Mapping[str, int | float]) -> Workfl
         client=INQUIRY_CLIENT,
         # A KAP session takes a room, and holds it and its clinician for two hours whatever its length.
         appointments=AppointmentFacts(kinds=tuple(kap_facts.APPOINTMENT_MINUTES), rooms=("kap_session",),
-                                      holds=(("kap_session", 120),)),
+                                      holds=(("kap_session", 120),), starts=APPOINTMENT_STARTS),
         description="Ketamine-Assisted Psychotherapy: inquiry to completed treatment plan",
         # PHQ-9 and GAD-7 over the case: the baseline is the latest recorded by the evaluation's end; a rise
         # from it alerts the therapist; after the first session, check-in questionnaires every 4 weeks.
         reminders=(*REMINDERS, *measure_reminders(THERAPIST, CLIENT, _TREATMENT_STATES, every=every)),
         moments={**MOMENTS, **SAFETY_MOMENTS, **measure_moments(_EVALUATION_ENDS, "start_kap_session", rise=rise)},
-        summaries={"measures": measures_summary(*_EVALUATION_ENDS, rise=rise)},
+        summaries={"measures": measures_summary(*_EVALUATION_ENDS, rise=rise), "plan": plan_summary},
         read_access=READ_ACCESS,
         client_role=CLIENT,
+        delivery_failures=FRONT_DESK,  # the front desk reaches a client (or colleague) a message missed
     )
 
 

@@ -64,6 +64,7 @@ class _Base:
 
 
 class EvaluationFeePaid(_Base):
+    reads = frozenset({"payment"})
     thresholds = ("evaluation_fee",)
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
@@ -156,6 +157,7 @@ class PrescriptionValid(_Base):
     start, so its blocker names the visit's date rather than today.
     """
 
+    reads = frozenset({"prescription"})
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         rx = ctx.facts.latest("prescription")
         today = ctx.today.isoformat()
@@ -188,6 +190,8 @@ class ConsentSigned(clinical_guards.ConsentSigned):
 
 
 class IntentionSet(_Base):
+    reads = frozenset[str]()  # moves only
+
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         if ctx.facts.last_move("complete_intention_setting"):
             return None
@@ -218,6 +222,8 @@ def _planned_until(facts: CaseFacts, until: datetime | None) -> int | None:
 
 
 class TreatmentPlanSet(_Base):
+    reads = frozenset({"treatment_plan"})
+
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         if planned_sessions(ctx.facts) is not None:
             return None
@@ -225,6 +231,8 @@ class TreatmentPlanSet(_Base):
 
 
 class PlanSessionsRemain(_Base):
+    reads = frozenset({"treatment_plan"})
+
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         planned = planned_sessions(ctx.facts)
         done = len(_dosings(ctx.facts))
@@ -238,6 +246,8 @@ class PlanSessionsRemain(_Base):
 
 
 class PlanFinished(_Base):
+    reads = frozenset({"treatment_plan"})
+
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         planned = planned_sessions(ctx.facts) or 0
         done = len(_dosings(ctx.facts))
@@ -377,6 +387,10 @@ class RecentSinceDosing:
     @property
     def thresholds(self) -> tuple[str, ...]:
         return (self.window,)
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return frozenset({self.kind})
 
     def find(self, ctx: GuardContext) -> list[FactEntry]:
         start = ctx.now - _minutes(ctx, self.window)
@@ -548,3 +562,11 @@ class SafetyReviewDone(_Base):
                 facts=(("held_on", day),),
             )
         return None
+
+
+def plan_summary(facts: CaseFacts) -> dict[str, object]:
+    """The treatment plan's progress, for staff reading the case: sessions done of those planned."""
+    planned = planned_sessions(facts)
+    done = len(_dosings(facts))
+    text = None if planned is None else f"{done} of {planned} KAP sessions"
+    return {"planned": planned, "done": done, "text": text}

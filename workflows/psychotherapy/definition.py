@@ -183,7 +183,9 @@ def _workflow(version: str, thresholds: Mapping[str, Threshold]) -> Workflow:
         thresholds=thresholds,
         intake_fact="inquiry",
         client=INQUIRY_CLIENT,
-        appointments=AppointmentFacts(kinds=tuple(psychotherapy_facts.APPOINTMENT_MINUTES)),
+        appointments=AppointmentFacts(kinds=tuple(psychotherapy_facts.APPOINTMENT_MINUTES),
+                                      starts=(("intake", "start_intake"), (SESSION, "start_session"))),
+        delivery_failures=FRONT_DESK,
         description="Outpatient psychotherapy: inquiry, intake assessment, sessions, discharge",
         # PHQ-9 and GAD-7 over the episode: the baseline is the latest by the intake's end; a rise from it
         # alerts the therapist; after the first session, check-in questionnaires at least every 4 weeks.

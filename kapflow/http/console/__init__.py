@@ -1,0 +1,1 @@
+"""The practice console: server-rendered pages over the engine."""
