@@ -21,9 +21,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, event, text
 
 from kapflow.app.engine import Engine
+from kapflow.secrets import passwords
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
@@ -34,6 +36,19 @@ pytest_plugins = ["skip_summary"]  # skipped tests counted by reason, one line e
 POSTGRES_ENV = "KAPFLOW_TEST_POSTGRES_URL"
 NO_POSTGRES = f"{POSTGRES_ENV} is not set; .ci/run sets it to the local PostgreSQL server"
 _DDL = ("CREATE", "ALTER", "INSERT", "UPDATE", "DELETE", "DROP", "COMMENT")
+
+
+QUICK_HASHES = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+"""argon2id at its smallest: the console's tests sign in hundreds of times, and the real parameters cost
+tens of milliseconds a hash on purpose. tests/unit/test_secrets.py checks the real ones, and the browser
+tests' ``kapflow serve`` processes use them."""
+
+
+@pytest.fixture(autouse=True)
+def _quick_password_hashes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.path.name != "test_secrets.py":
+        monkeypatch.setattr(passwords, "_hasher", QUICK_HASHES)
+        monkeypatch.setattr(passwords, "_dummy", None)
 
 
 @pytest.fixture

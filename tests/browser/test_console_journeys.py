@@ -8,7 +8,9 @@ role), then served by a separate ``kapflow serve`` process, as a practice would 
 
 from __future__ import annotations
 
+import copy
 import re
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +36,10 @@ Shot = Callable[[Page, str], Path]
 
 class Practice:
     """The prepared database: which case is where."""
+
+    def moved_to(self, url: str) -> Practice:
+        self.url = url
+        return self
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -61,14 +67,23 @@ class Practice:
             today.close()
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Practice:
+    """The practice's database, built once per module: each test works on its own copy."""
+    return Practice(f"sqlite:///{tmp_path_factory.mktemp('practice') / 'practice.db'}")
+
+
 @pytest.fixture
-def practice(tmp_path: Path) -> Practice:
-    return Practice(f"sqlite:///{tmp_path / 'practice.db'}")
+def practice(prepared: Practice, tmp_path: Path) -> Practice:
+    source = Path(prepared.url.removeprefix("sqlite:///"))
+    for file in source.parent.glob(source.name + "*"):
+        shutil.copy2(file, tmp_path / file.name)
+    return copy.copy(prepared).moved_to(f"sqlite:///{tmp_path / source.name}")
 
 
 @pytest.fixture
 def served(practice: Practice, kapflow_server: Callable[..., str]) -> str:
-    return kapflow_server(practice.url)
+    return kapflow_server(practice.url, upgrade=False)  # built by this kapflow: at the newest revision already
 
 
 def sign_in(page: Page, base: str, name: str, axe_check: AxeCheck) -> None:

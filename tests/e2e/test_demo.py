@@ -5,16 +5,21 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import kapflow.demo
+from kapflow.bootstrap import build_engine
 from kapflow.cli import app
-from kapflow.demo import DEMO_START, demo_engine, run_demo
+from kapflow.demo import DEMO_START, DEMO_WORKFLOWS, demo_engine, run_demo
+from kapflow.present import client_name
 
 KAPFLOW = Path(sys.executable).parent / "kapflow"  # the console script of the environment running the tests
 
@@ -59,12 +64,27 @@ FINAL_STATES = {
 }
 
 
-def test_the_demo_tells_each_clients_story_and_verifies_the_audit(tmp_path: Path) -> None:
-    """Every client's key moments and timeline are printed, then the audit history verifies."""
-    url = f"sqlite:///{tmp_path / 'demo.db'}"
+@dataclass(frozen=True)
+class Shown:
+    """One run of ``kapflow demo``, shared by the tests that only read what it printed and left behind."""
+
+    folder: Path
+    url: str
+    out: str
+
+
+@pytest.fixture(scope="module")
+def shown(tmp_path_factory: pytest.TempPathFactory) -> Shown:
+    folder = tmp_path_factory.mktemp("demo")
+    url = f"sqlite:///{folder / 'demo.db'}"
     result = CliRunner().invoke(app, ["--db", url, "demo"])
     assert result.exit_code == 0, result.stderr
-    out = result.stdout
+    return Shown(folder, url, result.stdout)
+
+
+def test_the_demo_tells_each_clients_story_and_verifies_the_audit(shown: Shown) -> None:
+    """Every client's key moments and timeline are printed, then the audit history verifies."""
+    tmp_path, url, out = shown.folder, shown.url, shown.out
     for client, moments in KEY_MOMENTS.items():
         assert client in out
         for moment in moments:
@@ -81,10 +101,12 @@ def test_the_demo_tells_each_clients_story_and_verifies_the_audit(tmp_path: Path
     assert {row["client"]: row["state"] for row in json.loads(listed.stdout)} == FINAL_STATES
 
 
-def test_the_demo_refuses_a_database_that_already_holds_cases(tmp_path: Path) -> None:
+def test_the_demo_refuses_a_database_that_already_holds_cases(shown: Shown, tmp_path: Path) -> None:
     """Run twice on one database, the demo stops (exit 2) rather than mix into existing cases; --force runs it."""
+    for file in shown.folder.glob("demo.db*"):  # a copy of the shared demo's database (and its WAL, if any)
+        if file.is_file():
+            shutil.copy2(file, tmp_path / file.name)
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    assert CliRunner().invoke(app, ["--db", url, "demo"]).exit_code == 0
     again = CliRunner().invoke(app, ["--db", url, "demo"])
     assert again.exit_code == 2
     assert "already holds 5 cases" in again.stderr
@@ -143,12 +165,11 @@ def test_the_installed_console_script_runs_the_demo(tmp_path: Path) -> None:
     assert json.loads(verified.stdout)["ok"] is True
 
 
-def test_the_demo_leaves_no_stale_evaluation_booked(tmp_path: Path) -> None:
+def test_the_demo_leaves_no_stale_evaluation_booked(shown: Shown) -> None:
     """The released evaluation is cancelled, and the client held and resumed has one booked evaluation."""
-    engine, clock = demo_engine(f"sqlite:///{tmp_path / 'demo.db'}", mail_folder=tmp_path / "mail")
+    engine = build_engine(shown.url, DEMO_WORKFLOWS, create_database=False)
     try:
-        run = run_demo(engine, clock)
-        by_client = {s.client: s.case_id for s in run.stories}
+        by_client = {client_name(found, engine.workflow_of(found)): found.id for found in engine.iter_cases()}
         released = engine.appointments(by_client["Sample Client-One"])
         assert [(a.kind, a.status) for a in released] == [("evaluation", "cancelled")]
         held = engine.appointments(by_client["Sample Client-Four"])
@@ -157,14 +178,13 @@ def test_the_demo_leaves_no_stale_evaluation_booked(tmp_path: Path) -> None:
         engine.close()
 
 
-def test_the_demos_mail_and_calendar_carry_its_simulated_time(tmp_path: Path) -> None:
+def test_the_demos_mail_and_calendar_carry_its_simulated_time(shown: Shown) -> None:
     """Each delivered message's Date and each .ics DTSTAMP fall in the demo's months, not on today's date."""
     import email
     import email.policy
     import email.utils
 
-    url = f"sqlite:///{tmp_path / 'demo.db'}"
-    assert CliRunner().invoke(app, ["--db", url, "demo"]).exit_code == 0
+    tmp_path = shown.folder
     end = DEMO_START + timedelta(days=180)  # the demo's story lasts a few months from its start
     mails = [p for sub in ("new", "cur") for p in (tmp_path / "demo.db-mail" / sub).iterdir()]
     assert mails

@@ -18,11 +18,25 @@ from support import FRONT_DESK, PRESCRIBER, booking, open_case, to_ready
 
 from kapflow.app.engine import Engine
 from kapflow.http.console.forms import local_input
+from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
+from kapflow.workflows.kap import KAP_PATHWAY
 
 
 @pytest.fixture
-def console(engine: Engine) -> Iterator[Console]:
+def console(db_url: str, clock: FakeClock) -> Iterator[Console]:
+    """The console on SQLite: for what does not depend on the database (headers, forms, CSRF, sessions)."""
+    store = SqlStore(db_url)
+    try:
+        with console_serving(Engine(store, KAP_PATHWAY, clock=clock)) as served:
+            yield served
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def any_console(engine: Engine) -> Iterator[Console]:
+    """The console on each database in turn: for the journeys that read and write cases."""
     with console_serving(engine) as served:
         yield served
 
@@ -63,14 +77,14 @@ def test_a_wrong_password_is_refused_in_words_and_leaves_no_session(console: Con
         assert b.get("/console/").status_code == 303
 
 
-def test_repeated_failures_are_rate_limited_and_every_attempt_is_audited(console: Console) -> None:
-    with console.browser() as b:
+def test_repeated_failures_are_rate_limited_and_every_attempt_is_audited(any_console: Console) -> None:
+    with any_console.browser() as b:
         for _ in range(5):
-            assert sign_in(b, console.account("np-1"), "wrong passphrase 1").status_code == 401
+            assert sign_in(b, any_console.account("np-1"), "wrong passphrase 1").status_code == 401
         limited = sign_in(b, "np-1")  # the right passphrase, but too many failures just now
         assert limited.status_code == 401 and re.search(r"(?i)too many|try again", limited.text)
         assert b.get("/console/").status_code == 303
-    outcomes = [a.outcome for a in console.engine.sign_in_attempts(name="np-1")]
+    outcomes = [a.outcome for a in any_console.engine.sign_in_attempts(name="np-1")]
     assert outcomes[:5] == ["bad_credentials"] * 5 and outcomes[5] == "rate_limited"
 
 
@@ -84,8 +98,8 @@ def test_signing_out_ends_the_session_on_the_server(console: Console) -> None:
             assert thief.get("/console/").status_code == 303
 
 
-def test_a_session_idle_past_the_timeout_must_sign_in_again(console: Console, clock: FakeClock) -> None:
-    with console.signed_in("desk-1") as b:
+def test_a_session_idle_past_the_timeout_must_sign_in_again(any_console: Console, clock: FakeClock) -> None:
+    with any_console.signed_in("desk-1") as b:
         clock.advance(minutes=14)
         assert b.get("/console/").status_code == 200  # in use: the idle clock starts again
         clock.advance(minutes=14)
@@ -151,12 +165,12 @@ def test_the_sign_in_form_needs_its_own_csrf_token(console: Console) -> None:
 
 
 def test_front_desk_sees_the_fee_blocker_in_words_until_the_payment_is_recorded(
-    console: Console, clock: FakeClock,
+    any_console: Console, clock: FakeClock,
 ) -> None:
-    case_id = open_case(console.engine)
+    case_id = open_case(any_console.engine)
     page = f"/console/cases/{case_id}"
-    with console.signed_in("desk-1") as b:
-        starts = local_input(clock.now() + timedelta(days=3), console.engine.app.practice)
+    with any_console.signed_in("desk-1") as b:
+        starts = local_input(clock.now() + timedelta(days=3), any_console.engine.app.practice)
         booked = post_form(b, page, f"{page}/facts/appointment", {
             "kind": "evaluation", "starts_at": starts, "clinician": "np-1", "minutes": "60"})
         assert booked.status_code == 303, booked.text
@@ -192,18 +206,19 @@ def test_a_refused_trigger_shows_every_blocker_and_is_audited(console: Console) 
         assert console.engine.history(case_id)[-1].kind == "refused"
 
 
-def test_a_role_never_receives_the_fields_it_may_not_read(console: Console, clock: FakeClock) -> None:
-    case_id = open_case(console.engine)
-    to_ready(console.engine, clock, case_id)
-    console.engine.record(case_id, "vitals", {"phase": "pre_dose", "systolic": 187, "diastolic": 113}, actor=PRESCRIBER)
-    with console.signed_in("np-1") as clinician:
+def test_a_role_never_receives_the_fields_it_may_not_read(any_console: Console, clock: FakeClock) -> None:
+    case_id = open_case(any_console.engine)
+    to_ready(any_console.engine, clock, case_id)
+    any_console.engine.record(case_id, "vitals", {"phase": "pre_dose", "systolic": 187, "diastolic": 113},
+                              actor=PRESCRIBER)
+    with any_console.signed_in("np-1") as clinician:
         seen = clinician.get(f"/console/cases/{case_id}").text
         assert "187/113" in seen and "systolic" in seen  # the hold's sentence, and the vitals themselves
-    with console.signed_in("desk-1") as desk:
+    with any_console.signed_in("desk-1") as desk:
         html = desk.get(f"/console/cases/{case_id}").text
         assert "187/113" not in html and "Client-One" in html
         assert "systolic" not in html  # a blocker's code in words names the check, never what it read
-    with console.signed_in("billing-1") as billing:
+    with any_console.signed_in("billing-1") as billing:
         html = billing.get(f"/console/cases/{case_id}").text
         assert "187/113" not in html and "systolic" not in html and "Client-One" in html  # billing reads the intake
 
@@ -223,10 +238,10 @@ def test_an_auditor_reads_everything_writes_nothing_and_sees_its_own_reads(conso
         assert "auditor-1" in audit and "console.case" in audit
 
 
-def test_a_client_reaches_only_its_own_case(console: Console) -> None:
-    own, other = open_case(console.engine), open_case(console.engine, last_name="Client-Two")
-    console.engine.bind_client(own, "client-1", actor=FRONT_DESK)
-    with console.signed_in("client-1") as b:
+def test_a_client_reaches_only_its_own_case(any_console: Console) -> None:
+    own, other = open_case(any_console.engine), open_case(any_console.engine, last_name="Client-Two")
+    any_console.engine.bind_client(own, "client-1", actor=FRONT_DESK)
+    with any_console.signed_in("client-1") as b:
         home = b.get("/console/").text
         assert own in home and other not in home
         assert b.get(f"/console/cases/{own}").status_code == 200
@@ -236,10 +251,10 @@ def test_a_client_reaches_only_its_own_case(console: Console) -> None:
         assert b.get("/console/audit").status_code == 403
 
 
-def test_the_case_list_pages_and_filters_by_state(console: Console) -> None:
+def test_the_case_list_pages_and_filters_by_state(any_console: Console) -> None:
     for n in range(3):
-        open_case(console.engine, last_name=f"Client-{n}")
-    with console.signed_in("desk-1") as b:
+        open_case(any_console.engine, last_name=f"Client-{n}")
+    with any_console.signed_in("desk-1") as b:
         listed = b.get("/console/cases", params={"state": "inquiry"}).text
         assert all(f"Client-{n}" in listed for n in range(3))
         assert "inquiry (3)" in listed
@@ -264,3 +279,21 @@ def test_a_booking_in_practice_time_lands_at_that_wall_clock_time(console: Conso
     (appointment,) = console.engine.appointments(case_id)
     assert appointment.starts_at.astimezone(console.engine.app.practice.zone).strftime("%Y-%m-%dT%H:%M") == \
         "2026-01-09T15:30"
+
+
+def test_a_case_is_found_by_its_id(console: Console) -> None:
+    case_id = open_case(console.engine)
+    with console.signed_in("desk-1") as b:
+        found = b.get("/console/cases", params={"case": f" {case_id} "})
+        assert found.status_code == 303 and found.headers["location"] == f"/console/cases/{case_id}"
+        assert b.get("/console/cases", params={"case": "case-0000000000000000"}).status_code == 303
+        assert b.get("/console/cases/case-0000000000000000").status_code == 404
+        assert b.get("/console/cases", params={"case": "not an id"}).status_code == 422
+
+
+def test_the_case_list_filters_by_pathway_when_the_practice_runs_several(console: Console) -> None:
+    with console.signed_in("desk-1") as b:
+        page = b.get("/console/cases").text
+        assert 'id="f-case"' in page and 'id="f-state"' in page
+        assert ('id="f-workflow"' in page) == (len({wf.name for wf in console.engine.workflows.versions()}) > 1)
+        assert b.get("/console/cases", params={"workflow": "kap"}).status_code == 200

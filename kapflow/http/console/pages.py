@@ -7,6 +7,7 @@ in ``static/``) only makes these requests without a full page load; the pages do
 Each case page a person opens is recorded in the access log, as an API read is.
 """
 
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -143,10 +144,15 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
     def case_list(
         request: Request, visitor: Signed, state: str | None = None, workflow: str | None = None,
         blocker: str | None = None, cursor: str | None = None, appointment_on: str | None = None,
-        overdue: str | None = None,
+        overdue: str | None = None, case: str | None = None,
     ) -> Response:
         if visitor.role in clients:
             raise NotPermitted(case_id="", trigger="list_cases", state="", role=visitor.role, allowed=[])
+        if case and case.strip():  # "find a case by its id": straight to its page, which says if there is none
+            found_id = case.strip()
+            if not _IDENTIFIER.fullmatch(found_id):
+                raise InvalidInput("case: a case's id looks like case-0123456789abcdef", field="case")
+            return RedirectResponse(f"{PREFIX}/cases/{found_id}", status_code=303)
         filters = {"state": state or None, "workflow": workflow or None, "blocker": blocker or None,
                    "appointment_on": appointment_on or None, "overdue": "true" if overdue == "true" else None}
         try:  # the form's date input sends YYYY-MM-DD (or nothing)
@@ -162,7 +168,8 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
             rows.append({"case": found, "workflow": wf,
                          "client": client_name(found, wf) if wf.intake_fact in wf.readable(visitor.role) else None})
         counts = _state_counts(engine)
-        return pages.page(request, "cases.html", {
+        workflows = sorted({wf.name for wf in engine.workflows.versions()})
+        return pages.page(request, "cases.html", {"workflows": workflows,
             "visitor": visitor, "active": "cases", "rows": rows, "next_cursor": page.next_cursor, "filters": filters,
             "counts": counts, "states": sorted(counts), "query": _query(filters)})
 
@@ -228,6 +235,7 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
     return web
 
 
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 CaseIdPath = Annotated[str, Path(pattern=f"^{IDENTIFIER_PATTERN}$")]
 NamePath = Annotated[str, Path(pattern=f"^{IDENTIFIER_PATTERN}$")]
 
