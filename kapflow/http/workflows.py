@@ -2,9 +2,8 @@
 
 A workflow's definition is the practice's, not a client's: any authenticated caller may read it, and no
 case is read (nothing goes to the access log). The diagrams are drawn from the definition the engine
-runs (``kapflow.diagram``), so they cannot disagree with it. SVG needs the optional pygraphviz
-(``kapflow[diagram]``): without it the answer is a 501 problem (``diagram_unavailable``); Mermaid text
-needs nothing.
+runs (``kapflow.diagram``), so they cannot disagree with it; both are drawn in pure Python, so neither
+needs Graphviz.
 """
 
 from __future__ import annotations
@@ -19,8 +18,7 @@ from kapflow.present import workflow_shape
 
 SVG = "image/svg+xml"
 MERMAID = "text/plain; charset=utf-8"  # Mermaid has no registered media type; it is plain text
-_DIAGRAM_PROBLEMS = {**PROBLEMS, 404: {**PROBLEMS[404], "description": "No such workflow version is loaded"},
-                     501: {**PROBLEMS[422], "description": "This server lacks pygraphviz (kapflow[diagram])"}}
+_DIAGRAM_PROBLEMS = {**PROBLEMS, 404: {**PROBLEMS[404], "description": "No such workflow version is loaded"}}
 
 
 def router(engine: Engine) -> APIRouter:
@@ -44,8 +42,8 @@ def router(engine: Engine) -> APIRouter:
     @api.get("/workflows/{name}/{version}/diagram.svg", tags=["workflows"], response_class=Response,
              responses={**_DIAGRAM_PROBLEMS, 200: {"content": {SVG: {}}, "description": "The diagram as SVG"}})
     def diagram_svg(name: str, version: str, actor: Acting) -> Response:
-        """The workflow version as a state diagram in SVG (Graphviz): every state, every transition with
-        who may fire it and its guards. 501 when the server lacks pygraphviz (``kapflow[diagram]``)."""
+        """The workflow version as a state diagram in SVG, drawn in pure Python: every state, every transition
+        with who may fire it and its guards (in each edge's ``<title>``)."""
         return Response(svg(loaded(name, version)), media_type=SVG)
 
     @api.get("/workflows/{name}/{version}/diagram.mmd", tags=["workflows"], response_class=Response,
