@@ -22,7 +22,7 @@ from kapflow.http import problems
 from kapflow.http.console import audit_pages
 from kapflow.http.console import pages as console_pages
 from kapflow.http.console.pages import ConsoleConfig
-from kapflow.http.console.rendering import PREFIX, Pages, secure_headers
+from kapflow.http.console.rendering import PREFIX, Pages
 from kapflow.http.console.session import CsrfRefused, SignInNeeded, session_token
 from kapflow.http.console.views import reads_everything
 from kapflow.present import http_status
@@ -77,7 +77,5 @@ def mount_console(app: FastAPI, engine: Engine, config: ConsoleConfig) -> None:
 
 def _error(pages: Pages, request: Request, status: int, title: str, message: str) -> Response:
     visitor: Any = None  # an error page draws no navigation: it may be shown to someone not signed in
-    response = pages.page(request, "error.html", {"title": title, "message": message, "visitor": visitor},
-                          status=status)
-    secure_headers(response)
-    return response
+    return pages.page(request, "error.html", {"title": title, "message": message, "visitor": visitor},
+                      status=status)

@@ -24,8 +24,6 @@ from kapflow.app.engine import Engine
 from kapflow.audit.log_verify import LogReport
 from kapflow.audit.proof import ProofReport
 from kapflow.domain.payload import IDENTIFIER_PATTERN
-from kapflow.domain.verdict import blocker_reads, for_reader
-from kapflow.domain.workflow import Workflow
 from kapflow.errors import InvalidFact, InvalidInput, NotPermitted, Refused, Unauthenticated
 from kapflow.http.console import session as sessions
 from kapflow.http.console.forms import FormData, read_form
@@ -223,7 +221,7 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
         except (Refused, InvalidInput) as exc:
             view = await run_in_threadpool(lambda: case_view(engine, case_id, visitor))
             return pages.page(request, "case.html", {"visitor": visitor, "view": view, "notice": None,
-                                                     "error": _refusal(exc, view.workflow, visitor.role)}, status=409)
+                                                     "error": _refusal(exc)}, status=409)
         return RedirectResponse(f"{PREFIX}/cases/{case_id}?done={quote(notice)}#top", status_code=303)
 
     def _invalid(request: Request, visitor: Visitor, case_id: str, kind: str, values: FormData,
@@ -250,11 +248,9 @@ def _version(form: StarletteForm) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _refusal(exc: Exception, wf: Workflow, role: str) -> Mapping[str, Any]:
-    """A refusal's blockers as the visitor's role may read them (``for_reader``)."""
-    readable = wf.readable(role)
-    blockers = [for_reader(b, readable, blocker_reads(wf, b.guard)) for b in getattr(exc, "blockers", ())]
-    return {"message": str(exc), "blockers": [(b.code, b.message) for b in blockers]}
+def _refusal(exc: Exception) -> Mapping[str, Any]:
+    """A refusal's blockers, as the engine told them to the visitor's role (``for_reader``, in the runner)."""
+    return {"message": str(exc), "blockers": [(b.code, b.message) for b in getattr(exc, "blockers", ())]}
 
 
 def _query(filters: Mapping[str, str | None]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from kapflow.app.engine import Engine
 from kapflow.diagram import pathway_svg
 from kapflow.domain.appointments import Appointment
-from kapflow.domain.case import CaseRecord
+from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.workflow import Workflow
 from kapflow.http.console.forms import FactForm, FormData, fact_form, label_of
 from kapflow.http.console.session import Visitor
@@ -81,18 +81,19 @@ def case_view(
     closed = wf.state(found.state).final
     appointments = engine.appointments(case_id) if _reads_appointments(wf, readable) else []
     now = engine.clock.now()
+    history = engine.readable_history(case_id, role)  # read once: the diagram's visited states and the timeline
     upcoming = sorted((a for a in appointments if a.active and a.starts_at >= now), key=lambda a: a.starts_at)
     return CaseView(
         case=found, workflow=wf,
         client=client_name(found, wf) if wf.intake_fact in readable else None,
-        diagram=pathway_svg(wf, current=found.state, visited=_visited(engine, case_id, role)),
+        diagram=pathway_svg(wf, current=found.state, visited={ev.to_state for ev in history if ev.to_state}),
         actions=_actions(engine, case_id, visitor, wf),
         forms=_forms(wf, role, closed, submitted, problems),
         appointments=appointments,
         next_appointment=upcoming[0] if upcoming else None,
         appointment_update=wf.appointments.update if wf.appointments and wf.appointments.update in _recordable(
             wf, role) else None,
-        timeline=_timeline(engine, case_id, role, readable, wf),
+        timeline=_timeline(engine, case_id, history, readable),
         facts=[{"kind": f.kind, "at": f.at, "by": f.by, "data": dict(f.data)}
                for f in engine.readable_facts(case_id, role)],
         closed=closed,
@@ -116,10 +117,6 @@ def reads_everything(engine: Engine, role: str) -> bool:
 
 def _reads_appointments(wf: Workflow, readable: frozenset[str]) -> bool:
     return wf.appointments is not None and {wf.appointments.booking, wf.appointments.update} <= readable
-
-
-def _visited(engine: Engine, case_id: str, role: str) -> set[str]:
-    return {ev.to_state for ev in engine.readable_history(case_id, role) if ev.to_state}
 
 
 def _actions(engine: Engine, case_id: str, visitor: Visitor, wf: Workflow) -> list[Action]:
@@ -155,11 +152,11 @@ def _forms(
 
 
 def _timeline(
-    engine: Engine, case_id: str, role: str, readable: frozenset[str], wf: Workflow,
+    engine: Engine, case_id: str, history: Sequence[AuditEvent], readable: frozenset[str],
 ) -> list[TimelineEntry]:
     """The case's story, newest first: transitions, facts, refusals with their sentences, and reminders."""
     entries = []
-    for ev in engine.readable_history(case_id, role):
+    for ev in history:
         summary = event_summary(ev)
         refused = ev.kind == "refused"
         sentences = tuple(str(b.get("message", "")) for b in ev.blockers if b.get("message"))
