@@ -11,7 +11,9 @@ client, signed in as a therapist, then asks for
 - ``case_page``: ``GET /console/cases/{id}`` of a case picked at random (its diagram, actions, forms,
   appointments and timeline; one access-log row: a commit);
 - ``case_list``: ``GET /console/cases?state=ready_for_kap&cursor=...``: a page of 50 cases of one state
-  (with the count per state), at a cursor picked at random through the list.
+  (with the count per state), at a cursor picked at random through the list;
+- ``name_search``: ``POST /console/cases/search`` of a first name and the start of a last name (each case
+  is given a synthetic name of 60 first names by 600 last names, its words written as the engine would).
 
 Each figure is the median of the ``Server-Timing`` the server reports (from the request's arrival to its
 answer, inside the process): the console's own time, without the client's or the network's.
@@ -45,6 +47,7 @@ from kapflow.workflows.kap import KAP_PATHWAY
 
 LISTED_STATE = "ready_for_kap"
 _TIMING = re.compile(r"app;dur=([0-9.]+)")
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def build(directory: Path, cases: int) -> tuple[Path, list[str]]:
@@ -66,6 +69,7 @@ def build(directory: Path, cases: int) -> tuple[Path, list[str]]:
         clone_case(path, template, [f"{prefix}-{i:07d}" for i in range(third)])
     clone_case(path, ready, ready_ids)
     _spread_openings(path)
+    _index_names(path)
     return path, [ready, *ready_ids]
 
 
@@ -77,6 +81,23 @@ def _spread_openings(path: Path) -> None:
         ids = [case_id for (case_id,) in conn.execute("SELECT id FROM cases ORDER BY id")]
         conn.executemany("UPDATE cases SET opened_at = ? WHERE id = ?",
                          [(to_iso(base + timedelta(minutes=5 * n)), case_id) for n, case_id in enumerate(ids)])
+
+
+FIRST = [a + b for a in ("al", "be", "ca", "da", "el", "fa", "ga", "ha", "jo", "ka") for b in ("ra", "ne", "li",
+                                                                                              "mo", "sa", "vi")]
+LAST = [a + b + c for a in ("bar", "cor", "dal", "fen", "gor", "hal", "kin", "lor", "mar", "nor")
+        for b in ("e", "i", "o", "u", "a", "y") for c in ("ck", "n", "s", "t", "ll", "rd", "m", "x", "th", "z")]
+
+
+def _index_names(path: Path) -> None:
+    """Each case a synthetic name (one of 60 first names by 600 last names), its words in ``name_words``
+    as the engine writes them when it opens a case (the clones copy no words)."""
+    with sqlite3.connect(path) as conn:
+        ids = [case_id for (case_id,) in conn.execute("SELECT id FROM cases ORDER BY id")]
+        conn.execute("DELETE FROM name_words")
+        rows = [(word, case_id) for n, case_id in enumerate(ids)
+                for word in (FIRST[n % len(FIRST)], LAST[(n * 7919) % len(LAST)])]
+        conn.executemany("INSERT INTO name_words (word, case_id) VALUES (?, ?)", rows)
 
 
 def _ready_case(engine: Engine, clock: Any) -> str:
@@ -121,6 +142,12 @@ def run(sizes: Sizes, directory: Path) -> dict[str, Any]:
                 cursor = _encode_cursor(to_iso(after.opened_at), after.id)
                 list_ms.append(_server_ms(client.get("/console/cases", params={
                     "state": LISTED_STATE, "cursor": cursor})))
+            csrf = _CSRF.search(client.get("/console/cases").text)
+            if csrf is None:
+                raise RuntimeError("the case list has no form with a CSRF token")
+            search_ms = [_server_ms(client.post("/console/cases/search", data={
+                "csrf": csrf.group(1), "name": f"{rng.choice(FIRST)} {rng.choice(LAST)[:3]}"}))
+                for _ in range(samples)]
     finally:
         store.close()
     return {
@@ -128,12 +155,15 @@ def run(sizes: Sizes, directory: Path) -> dict[str, Any]:
         "case_list_ms_p50": statistics.median(list_ms),
         "case_page_ms_max": max(page_ms),
         "case_list_ms_max": max(list_ms),
+        "name_search_ms_p50": statistics.median(search_ms),
+        "name_search_ms_max": max(search_ms),
         "cases": cases,
         "samples": samples,
         "database_mb": path.stat().st_size / 2**20,
         "build_s": build_s,
         "measures": "the Server-Timing of GET /console/cases/{id} (a random case ready for KAP, its whole story) and "
         f"of GET /console/cases?state={LISTED_STATE}&cursor=... (a page of 50 at a random cursor, with the counts "
-        "per state), signed in as a therapist, on SQLite"
+        "per state), and of POST /console/cases/search (a first name and the start of a last name), signed in as "
+        "a therapist, on SQLite"
         + ("" if cases >= 100_000 else f"; {cases:,} cases, not 100k ({sizes.name} mode)"),
     }

@@ -82,6 +82,18 @@ def upgrade_schema(url: str) -> schema.Upgrade:
     return schema.upgrade(url)
 
 
+NAME_INDEX_REVISION = "0011"  # the revision adding the name index: a database older than it fills it in
+
+
+def index_client_names(url: str, settings: Settings) -> int:
+    """Index the client names of the cases opened before the name index (``Engine.index_client_names``)."""
+    engine = build_engine(url, settings=settings, create_database=False)
+    try:
+        return engine.index_client_names()
+    finally:
+        engine.close()
+
+
 def schema_revision(url: str) -> str | None:
     """The database's schema revision (None: no schema yet). Writes nothing, and creates no database."""
     check_location(url, must_exist=True)

@@ -107,6 +107,11 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    def index_words(self, case_id: str, words: Collection[str], *, replacing: bool) -> None:
+        """Index ``words``, those of the case's client name (``kapflow.domain.names``), for the case list's
+        search; ``replacing``: instead of the words it had."""
+        ...
+
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
         """The (fingerprint, result JSON) stored under an idempotency key, if any."""
         ...
@@ -154,11 +159,17 @@ class Store(Protocol):
     def case_page(
         self, *, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int,
         starting: tuple[datetime, datetime] | None = None, overdue_before: datetime | None = None,
+        name_words: Sequence[str] = (),
     ) -> Sequence[CaseRecord]:
         """Cases by opening time then id, after the case ``after`` names (its opened_at text and id); with
         ``starting`` (from, until), only those with an appointment holding its clinician (booked or attended)
         that starts in [from, until); with ``overdue_before``, only those with a timer pending or claimed and
-        due before it, or missed or failed. Each filter is an indexed range, not a scan of the cases."""
+        due before it, or missed or failed; with ``name_words`` (folded), only those each of whose words begins
+        a word of the client's name. Each filter is an indexed range, not a scan of the cases."""
+        ...
+
+    def unindexed_cases(self, after_id: str, limit: int) -> Sequence[CaseRecord]:
+        """Up to ``limit`` cases after ``after_id`` (by id) with no word of their client's name indexed."""
         ...
 
     def count_cases(self, *, state: str | None = None) -> int: ...

@@ -20,6 +20,7 @@ from kapflow.app.audit_log import Checkpointer, Sequenced, Witness
 from kapflow.app.command_input import instant_text
 from kapflow.app.context import AppContext
 from kapflow.app.migrate import CaseMigrationPlan
+from kapflow.app.names import index_client_names
 from kapflow.app.runner import CommandRunner, RetryPolicy
 from kapflow.app.workflows import WorkflowSet
 from kapflow.audit import AuditReport
@@ -313,14 +314,27 @@ class Engine:
     def case_page(
         self, *, state: str | None = None, workflow: str | None = None, cursor: str | None = None, limit: int = 50,
         blocker: str | None = None, appointment_on: date | None = None, overdue: bool = False,
+        name: str | None = None,
     ) -> queries.CasePage:
         """A page of cases, oldest first, optionally in one state and workflow, after ``cursor``; with ``blocker``,
         those a guard with that code holds back now (a bounded scan: follow ``next_cursor``); with
         ``appointment_on``, those with an active appointment starting on that date in the practice's time zone;
         with ``overdue``, those with an overdue reminder (a timer pending 15 minutes past its time, or missed
-        or failed). The filters combine; ``InvalidInput`` for a date that is not a ``date``."""
+        or failed); with ``name``, those each word of which begins a word of the client's name, accents and
+        case aside ("zoe o" finds Zoë O'Neil). The filters combine; ``InvalidInput`` for a date that is not a
+        ``date`` or a name with no letter. An entry point searching by name for a role checks
+        ``check_name_search`` first."""
         return queries.case_page(self.app, state=state, workflow=workflow, cursor=cursor, limit=limit,
-                                 blocker=blocker, appointment_on=appointment_on, overdue=overdue)
+                                 blocker=blocker, appointment_on=appointment_on, overdue=overdue, name=name)
+
+    def check_name_search(self, role: str, workflow: str | None = None) -> None:
+        """``NotPermitted`` unless ``role`` may read the client's name in the workflow searched (or in all)."""
+        queries.check_name_search(self.app, role, workflow)
+
+    def index_client_names(self) -> int:
+        """Index the client names of cases opened before the name index existed (``kapflow db upgrade`` does
+        it after migration 0011); how many cases it indexed. Safe to run again, and while commands run."""
+        return index_client_names(self.app)
 
     def count_cases(self, *, state: str | None = None) -> int:
         return queries.count_cases(self.app, state=state)

@@ -22,6 +22,7 @@ from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, to_iso
 from kapflow.domain.decision import check_required_text, guard_context, not_available_blocker, pending_blockers
 from kapflow.domain.errors import Blocker, InvalidInput, NotPermitted, UnknownCase, UnknownTrigger
 from kapflow.domain.events import EventKind, TimerStatus
+from kapflow.domain.names import search_words
 from kapflow.domain.payload import canonical_json, check_identifier, check_payload
 from kapflow.domain.timers import plan_timers
 from kapflow.domain.verdict import Verdict, blocker_reads, evaluate, for_reader, verdict_for_reader
@@ -86,17 +87,19 @@ class _Narrowing:
 
     starting: tuple[datetime, datetime] | None = None  # an appointment starts in [from, until)
     overdue_before: datetime | None = None  # a timer still pending was due before this, or was given up on
+    name_words: tuple[str, ...] = ()  # each begins a word of the client's name (folded)
 
 
 def case_page(
     app: AppContext, *, state: str | None, workflow: str | None, cursor: str | None, limit: int,
-    blocker: str | None = None, appointment_on: date | None = None, overdue: bool = False,
+    blocker: str | None = None, appointment_on: date | None = None, overdue: bool = False, name: str | None = None,
 ) -> CasePage:
     """A page of cases, oldest first, after ``cursor`` (opaque: the previous page's ``next_cursor``); with
     ``blocker``, only those a trigger of whose state that blocker holds back now; with ``appointment_on``, only
     those with an active (booked or attended, not cancelled nor missed) appointment starting on that date in
     the practice's time zone; with ``overdue``, only those with an overdue reminder: a timer still pending
-    ``OVERDUE_GRACE`` after its time, or one the worker gave up on (missed, failed)."""
+    ``OVERDUE_GRACE`` after its time, or one the worker gave up on (missed, failed); with ``name``, only those
+    each word of which begins a word of the client's name, accents and case aside (``kapflow.domain.names``)."""
     state = check_state_filter(state)
     workflow = check_state_filter(workflow) if workflow is not None else None
     limit, _ = check_page(limit, 0, MAX_PAGE)
@@ -104,13 +107,25 @@ def case_page(
     narrowing = _Narrowing(
         _day_span(app, check_day(appointment_on, "appointment_on")) if appointment_on is not None else None,
         app.clock.now() - OVERDUE_GRACE if _check_flag(overdue, "overdue") else None,
+        search_words(name) if name is not None else (),
     )
     if blocker is not None:
         return _blocked_page(app, state, workflow, after, limit, check_identifier(blocker, "blocker"), narrowing)
     found = list(app.store.case_page(state=state, workflow=workflow, after=after, limit=limit,
-                                     starting=narrowing.starting, overdue_before=narrowing.overdue_before))
+                                     starting=narrowing.starting, overdue_before=narrowing.overdue_before,
+                                     name_words=narrowing.name_words))
     last = found[-1] if len(found) == limit else None
     return CasePage(found, _encode_cursor(to_iso(last.opened_at), last.id) if last else None)
+
+
+def check_name_search(app: AppContext, role: str, workflow: str | None) -> None:
+    """``NotPermitted`` unless ``role`` reads the intake (the client's name) of every version of the workflows
+    searched: a search by name tells which cases a name belongs to, which is reading it."""
+    versions = [v for v in app.workflows.versions() if workflow is None or v.name == workflow]
+    barred = [v for v in versions if v.intake_fact not in v.readable(role)]
+    if barred:
+        readers = set.intersection(*({r for r in v.roles if v.intake_fact in v.readable(r)} for v in versions))
+        raise NotPermitted(case_id="", trigger="search_by_name", state="", role=role, allowed=readers)
 
 
 def check_day(value: object, name: str) -> date:
@@ -144,7 +159,8 @@ def _blocked_page(
     while len(matched) < limit and scanned < SCAN_BUDGET:
         asked = min(200, SCAN_BUDGET - scanned)
         batch = list(app.store.case_page(state=state, workflow=workflow, after=after, limit=asked,
-                                         starting=narrowing.starting, overdue_before=narrowing.overdue_before))
+                                         starting=narrowing.starting, overdue_before=narrowing.overdue_before,
+                                         name_words=narrowing.name_words))
         for found in batch:
             scanned += 1
             after = (to_iso(found.opened_at), found.id)

@@ -31,6 +31,7 @@ from kapflow.domain.case import Actor, AuditEvent, CaseRecord, Outcome
 from kapflow.domain.effects import effects_of
 from kapflow.domain.errors import ConcurrencyConflict, IdempotencyKeyReused, Refused, TransitionBlocked, UnknownCase
 from kapflow.domain.events import EventKind
+from kapflow.domain.names import client_words
 from kapflow.domain.payload import JSONObject, canonical_json
 from kapflow.domain.slots import hold_changes, taken_blockers, wanted_holds
 from kapflow.domain.verdict import blocker_reads, for_reader
@@ -82,6 +83,7 @@ class Transaction:
         """A new case with the event that opened it, and what entering its first state plans."""
         self.uow.insert_case(case)
         self.uow.append_event(event)
+        self.uow.index_words(case.id, client_words(case.projection, self.workflows.of(case)), replacing=False)
         self.uow.apply_effects(
             effects_of(self.workflows.of(case), None, case, calendar=self.calendar_sync, cal=self.practice),
             case.updated_at,
@@ -98,10 +100,15 @@ class Transaction:
             raise ConcurrencyConflict(
                 case.id, expected if expected is not None else case.version, current.version if current else None
             )
-        holds = hold_changes(updated.id, case.projection, updated.projection, self.workflows.of(updated).appointments)
+        wf = self.workflows.of(updated)
+        # The client's name may have changed: a new intake fact, or a version naming other fields of it.
+        renamed = event.kind == EventKind.FACT and event.data.get("kind") == wf.intake_fact
+        if renamed or event.kind == EventKind.MIGRATED:
+            self.uow.index_words(updated.id, client_words(updated.projection, wf), replacing=True)
+        holds = hold_changes(updated.id, case.projection, updated.projection, wf.appointments)
         if not holds.empty:  # the clinician and room its appointments hold follow them (``slots_refusal`` checked)
             self.uow.apply_holds(holds)
-        effects = effects_of(self.workflows.of(updated), case, updated, calendar=self.calendar_sync,
+        effects = effects_of(wf, case, updated, calendar=self.calendar_sync,
                              before_wf=self.workflows.of(case), cal=self.practice)
         self.uow.apply_effects(effects, updated.updated_at)
 

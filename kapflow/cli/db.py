@@ -15,7 +15,9 @@ import typer
 
 from kapflow.bootstrap import (
     BASELINE_REVISION,
+    NAME_INDEX_REVISION,
     backup_database,
+    index_client_names,
     newest_revision,
     restore_database,
     schema_differences,
@@ -40,7 +42,8 @@ def _name(revision: str | None) -> str:
 @handled
 def upgrade_command(ctx: typer.Context) -> None:
     """Create the schema, or upgrade it to this kapflow's newest revision (safe to run again)."""
-    done = upgrade_schema(settings_of(ctx).url)
+    chosen = settings_of(ctx)
+    done = upgrade_schema(chosen.url)
     start = done.before
     if done.stamped:
         start = BASELINE_REVISION
@@ -49,6 +52,9 @@ def upgrade_command(ctx: typer.Context) -> None:
         print(f"kapflow db: already at revision {_name(done.after)} (head)")
     else:
         print(f"kapflow db: upgraded from {_name(start)} to {_name(done.after)}")
+    if done.before is not None and done.before < NAME_INDEX_REVISION:  # cases opened before the name index
+        indexed = index_client_names(chosen.url, chosen.settings)
+        print(f"kapflow db: indexed the client names of {indexed} case(s) for the case list's search")
 
 
 @db_app.command("current")

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 
 from kapflow.app.engine import Engine
-from kapflow.domain.case import to_iso
+from kapflow.app.queries import CasePage
+from kapflow.domain.case import Actor, to_iso
 from kapflow.http.common import (
     PROBLEMS,
     V1,
@@ -24,6 +25,18 @@ from kapflow.http.common import (
     outcome_body,
 )
 from kapflow.present import case_shape, verdict_shape
+
+
+def page_body(page: CasePage, actor: Actor, engine: Engine) -> JSONObject:
+    """A page of cases as JSON; ``client`` is null for a role that may not read the case's intake."""
+    shapes = []
+    for found in page.cases:
+        wf = engine.workflow_of(found)
+        shape = case_shape(found, wf)
+        if wf.intake_fact not in wf.readable(actor.role):
+            shape["client"] = None
+        shapes.append(shape)
+    return {"cases": shapes, "next_cursor": page.next_cursor}
 
 
 def router(engine: Engine) -> APIRouter:
@@ -127,14 +140,23 @@ def router(engine: Engine) -> APIRouter:
         null for a role that may not read the intake. A date that is not a date is 422."""
         page = engine.case_page(state=state, workflow=workflow, cursor=cursor, limit=limit, blocker=blocker,
                                 appointment_on=appointment_on, overdue=overdue)
-        shapes = []
-        for found in page.cases:
-            wf = engine.workflow_of(found)
-            shape = case_shape(found, wf)
-            if wf.intake_fact not in wf.readable(actor.role):
-                shape["client"] = None
-            shapes.append(shape)
-        return {"cases": shapes, "next_cursor": page.next_cursor}
+        return page_body(page, actor, engine)
+
+    @api.post("/cases/search", tags=["cases"], responses=PROBLEMS)
+    def search_cases(
+        actor: Acting,
+        name: Annotated[str, Body(description=(
+            "Words of the client's name, each matching the start of a word of it, accents and case aside: "
+            "`zoe o` finds Zoë O'Neil. Sent in the body, never in the URL, which servers and browsers log."))],
+        state: Annotated[str | None, Body()] = None, workflow: Annotated[str | None, Body()] = None,
+        cursor: Annotated[str | None, Body()] = None, limit: Annotated[int, Body(ge=1, le=500)] = 50,
+    ) -> JSONObject:
+        """Cases whose client's name matches ``name``, oldest first, optionally in one state and workflow; paged
+        as ``GET /v1/cases``. Only roles that read the intake (the client's name) may search by it: 403 for the
+        others. A name with no letter or digit is 422."""
+        engine.check_name_search(actor.role, workflow)
+        return page_body(engine.case_page(state=state, workflow=workflow, cursor=cursor, limit=limit, name=name),
+                         actor, engine)
 
     @api.post("/cases/{case_id}/client-bindings", tags=["clients"], responses=PROBLEMS)
     def bind_client(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -44,6 +45,7 @@ from kapflow.store.tables import (
     CaseRow,
     DeliveryAttemptRow,
     IdempotencyRow,
+    NameWordRow,
     OutboxRow,
     ResourceHoldRow,
     TimerRow,
@@ -56,6 +58,7 @@ _timers = TimerRow.__table__  # type: ignore[attr-defined]
 _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 _attempts = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
 _holds = ResourceHoldRow.__table__  # type: ignore[attr-defined]
+_words = NameWordRow.__table__  # type: ignore[attr-defined]
 HOLD_COLUMNS = ("resource", "starts_at", "ends_at", "case_id", "appointment_id")
 HOLD_LOCK_SPACE = 0x6B66  # the first key of kapflow's per-resource advisory locks ("kf")
 
@@ -149,25 +152,44 @@ def _overdue_timers() -> Any:
     return union_all(*parts)
 
 
-def _case_page_statement(
-    dialect: Dialect, by_state: bool, by_workflow: bool, after: bool, by_day: bool, overdue: bool
-) -> Prepared:
-    narrowed = by_day or overdue
+def _named(n: int) -> Any:
+    """The ids of cases a word of whose client's name begins with the ``n``-th word searched: a range
+    [w<n>_from, w<n>_until) of ``name_words``' primary key."""
+    return select(_words.c.case_id).where(and_(_words.c.word >= bindparam(f"w{n}_from", type_=String),
+                                               _words.c.word < bindparam(f"w{n}_until", type_=String)))
+
+
+@dataclass(frozen=True)
+class PageShape:
+    """Which filters a case page statement has: one statement per shape, compiled once."""
+
+    by_state: bool = False
+    by_workflow: bool = False
+    after: bool = False
+    by_day: bool = False
+    overdue: bool = False
+    name_words: int = 0  # how many words of a client's name it searches
+
+
+def _case_page_statement(dialect: Dialect, shape: PageShape) -> Prepared:
+    narrowed = shape.by_day or shape.overdue or shape.name_words > 0
     page = select(_cases).order_by(_cases.c.opened_at, _cases.c.id).limit(bindparam("limit", type_=Integer))
-    if by_state:
+    if shape.by_state:
         state = _cases.c.state
         if narrowed and dialect.name == "sqlite":
             state = UnaryExpression(state, operator=custom_op("+"))
         page = page.where(state == bindparam("state"))
-    if by_workflow:
+    if shape.by_workflow:
         page = page.where(_cases.c.workflow == bindparam("workflow"))
-    if after:
+    if shape.after:
         page = page.where(tuple_(_cases.c.opened_at, _cases.c.id)
                           > tuple_(bindparam("after_opened"), bindparam("after_id")))
-    if by_day:
+    if shape.by_day:
         page = page.where(_cases.c.id.in_(_held_between()))
-    if overdue:
+    if shape.overdue:
         page = page.where(_cases.c.id.in_(_overdue_timers()))
+    for n in range(shape.name_words):  # every word searched begins a word of the name
+        page = page.where(_cases.c.id.in_(_named(n)))
     return Prepared(page, dialect, custom_plan=narrowed)
 
 
@@ -216,16 +238,16 @@ class HotStatements:
         self.list_cases_in_state = prep(by_opening.where(_cases.c.state == bindparam("state")))
         # Keyset pages (a cursor: the last case's opening time and id), one statement per filter combination,
         # so a page deep in 100k cases costs what the first does (an offset would read every row before it).
-        # The appointment-day and overdue filters narrow by an indexed set of case ids (``_held_between``,
-        # ``_overdue_timers``); the order and the cursor stay those of every page.
+        # The appointment-day, overdue and name filters narrow by an indexed set of case ids (``_held_between``,
+        # ``_overdue_timers``, ``_named``); the order and the cursor stay those of every page.
         # The plan must start from that small set, then read each of its cases by primary key, never walk the cases
         # of one state (``ix_cases_state_opened``) testing each: SQLite, which keeps no statistics, would choose
         # that walk for a state filter unless its term is kept off that index (``+state``); PostgreSQL plans these
         # statements for their values each time (a generic plan, blind to how few holds one day has, walks).
         self._dialect = dialect
-        self._case_pages: dict[tuple[bool, bool, bool, bool, bool], Prepared] = {}
+        self._case_pages: dict[PageShape, Prepared] = {}
         for by_state, by_workflow, after in itertools.product((False, True), repeat=3):
-            self.case_page((by_state, by_workflow, after, False, False))  # the narrowed ones on first use
+            self.case_page(PageShape(by_state, by_workflow, after))  # the narrowed ones on first use
 
         counted = select(func.count()).select_from(_cases)
         self.count_cases = prep(counted)
@@ -303,6 +325,16 @@ class HotStatements:
                                       _holds.c.appointment_id == bindparam("b_appointment")))
         )
         self.insert_hold = prep(_holds.insert().values({c: bindparam(c) for c in HOLD_COLUMNS}))
+        # The words of a client's name (the case list's search): replaced whole when the intake changes.
+        self.delete_words = prep(delete(_words).where(_words.c.case_id == bindparam("b_case")))
+        self.insert_word = prep(_words.insert().values(word=bindparam("word"), case_id=bindparam("case_id")))
+        # Cases with no word indexed yet, by id after ``after_id``: those opened before the index existed.
+        self.unindexed_cases = prep(
+            select(_cases)
+            .where(and_(_cases.c.id > bindparam("after_id"),
+                        ~select(_words.c.case_id).where(_words.c.case_id == _cases.c.id).exists()))
+            .order_by(_cases.c.id).limit(bindparam("limit", type_=Integer))
+        )
         # PostgreSQL: bookings of one resource take turns from their check to their commit, as SQLite's
         # writers do. Without it, two overlapping inserts can each wait for the other in the exclusion
         # constraint's check (a deadlock, one aborted); with it, the later one finds the hold and is refused.
@@ -311,10 +343,10 @@ class HotStatements:
             self.lock_resource = prep(select(func.pg_advisory_xact_lock(
                 literal(HOLD_LOCK_SPACE, Integer), func.hashtext(bindparam("resource", type_=String)))))
 
-    def case_page(self, key: tuple[bool, bool, bool, bool, bool]) -> Prepared:
-        """The keyset page statement filtering by (state, workflow, a cursor, an appointment day, overdue)."""
-        found = self._case_pages.get(key)
+    def case_page(self, shape: PageShape) -> Prepared:
+        """The keyset page statement with the filters of ``shape``."""
+        found = self._case_pages.get(shape)
         if found is None:  # two threads may both compile it: the same text either way
-            found = self._case_pages[key] = _case_page_statement(self._dialect, *key)
+            found = self._case_pages[shape] = _case_page_statement(self._dialect, shape)
         return found
 

@@ -31,6 +31,7 @@ from sqlalchemy.pool import StaticPool
 
 from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
 from kapflow.domain.errors import KapflowError, StorageError
+from kapflow.domain.names import prefix_bound
 from kapflow.store import schema
 from kapflow.store.access import AccessReader
 from kapflow.store.access import statements_for as access_statements
@@ -40,7 +41,7 @@ from kapflow.store.api_keys import ApiKeyReader, statements_for
 from kapflow.store.audit_log import LogReader, LogStatements
 from kapflow.store.client_bindings import BindingReader
 from kapflow.store.client_bindings import statements_for as binding_statements
-from kapflow.store.prepared import HotStatements, Prepared
+from kapflow.store.prepared import HotStatements, PageShape, Prepared
 from kapflow.store.queue import SqlQueue
 from kapflow.store.recent import DEFAULT_CASES, RecentProjections
 from kapflow.store.rows import case_from_row, case_from_values, event_from_row
@@ -112,6 +113,7 @@ def check_location(url: str, *, must_exist: bool) -> None:
         raise StorageError(f"the folder {path.parent} for the SQLite database does not exist; create it first")
 
 
+_LAST_CHARACTER = "\U0010ffff"  # a prefix of nothing but it has no bound: words up to it plus this
 _UMASK = threading.Lock()  # the umask is the process's: two connects at once must not interleave
 
 
@@ -359,17 +361,25 @@ class SqlStore:
     def case_page(
         self, *, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int,
         starting: tuple[datetime, datetime] | None = None, overdue_before: datetime | None = None,
+        name_words: Sequence[str] = (),
     ) -> Sequence[CaseRecord]:
         values: dict[str, Any] = {"limit": limit, "state": state, "workflow": workflow}
+        for n, word in enumerate(name_words):
+            values.update({f"w{n}_from": word, f"w{n}_until": prefix_bound(word) or word + _LAST_CHARACTER})
         if after is not None:
             values.update(after_opened=after[0], after_id=after[1])
         if starting is not None:  # holds count whole seconds since the epoch: from its second, until before its
             values.update(day_from=math.ceil(starting[0].timestamp()), day_until=math.ceil(starting[1].timestamp()))
         if overdue_before is not None:
             values["overdue_before"] = to_iso(overdue_before)
-        statement = self._hot.case_page((state is not None, workflow is not None, after is not None,
-                                         starting is not None, overdue_before is not None))
+        statement = self._hot.case_page(PageShape(state is not None, workflow is not None, after is not None,
+                                                  starting is not None, overdue_before is not None, len(name_words)))
         return [case_from_values(r) for r in self._read(statement, {k: v for k, v in values.items() if v is not None})]
+
+    def unindexed_cases(self, after_id: str, limit: int) -> Sequence[CaseRecord]:
+        """Up to ``limit`` cases after ``after_id`` (by id) with no word of their client's name indexed."""
+        return [case_from_values(r) for r in self._read(self._hot.unindexed_cases,
+                                                        {"after_id": after_id, "limit": limit})]
 
     def count_cases(self, *, state: str | None = None) -> int:
         if state is None:

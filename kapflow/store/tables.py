@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, SmallInteger, UniqueConstraint, func, text
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, SmallInteger, String, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlmodel import Field, SQLModel
 
@@ -171,6 +171,25 @@ class ResourceHoldRow(SQLModel, table=True):
     ends_at: int = Field(sa_column=Column("ends_at", BigInteger, nullable=False))
     case_id: str = Field(max_length=200)
     appointment_id: str = Field(max_length=50)
+
+
+# PostgreSQL compares text by its database's collation, which need not be code point order; the name index's
+# prefix ranges (``kapflow.domain.names.prefix_bound``) need byte order, which "C" is (and SQLite's BINARY).
+_WORD = String(100).with_variant(String(100, collation="C"), "postgresql")
+
+
+class NameWordRow(SQLModel, table=True):
+    """A word of a case's client name, folded (``kapflow.domain.names``): the case list's search by name.
+
+    Derived from the case's intake fact and written in the same transaction; a prefix of a word is a
+    range of the primary key. ``ix_name_words_case`` finds a case's words to replace them.
+    """
+
+    __tablename__ = "name_words"
+    __table_args__ = (Index("ix_name_words_case", "case_id"),)
+
+    word: str = Field(sa_column=Column("word", _WORD, primary_key=True))
+    case_id: str = Field(primary_key=True, max_length=200)
 
 
 class LogEntryRow(SQLModel, table=True):

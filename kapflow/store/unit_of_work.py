@@ -10,7 +10,7 @@ at the commit.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -180,6 +180,13 @@ class SqlUnitOfWork:
             if _is_integrity_error(exc):  # PostgreSQL's exclusion constraint: another command took it first
                 raise LostRace(changes.case_id) from None
             raise
+
+    def index_words(self, case_id: str, words: Collection[str], *, replacing: bool) -> None:
+        """The words of the case's client name (``replacing``: instead of those it had)."""
+        if replacing:
+            self._hot.delete_words.run(self._cur, {"b_case": case_id})
+        if words:
+            self._hot.insert_word.run_many(self._cur, [{"word": w, "case_id": case_id} for w in sorted(words)])
 
     def log(self) -> LogWriter:
         """The audit log's writes (the sequencer's), in this transaction."""

@@ -21,6 +21,7 @@ from starlette.datastructures import FormData as StarletteForm
 from starlette.responses import RedirectResponse, Response
 
 from kapflow.app.engine import Engine
+from kapflow.app.queries import CasePage
 from kapflow.audit.log_verify import LogReport
 from kapflow.audit.proof import ProofReport
 from kapflow.domain.payload import IDENTIFIER_PATTERN
@@ -33,6 +34,7 @@ from kapflow.http.console.views import case_view, reads_everything
 from kapflow.present import client_name
 
 CASES_PAGE = 50
+_FILTERS = ("state", "workflow", "blocker", "appointment_on", "overdue")
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,9 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
             if not _IDENTIFIER.fullmatch(found_id):
                 raise InvalidInput("case: a case's id looks like case-0123456789abcdef", field="case")
             return RedirectResponse(f"{PREFIX}/cases/{found_id}", status_code=303)
-        filters = {"state": state or None, "workflow": workflow or None, "blocker": blocker or None,
-                   "appointment_on": appointment_on or None, "overdue": "true" if overdue == "true" else None}
+        filters: dict[str, str | None] = {
+            "state": state or None, "workflow": workflow or None, "blocker": blocker or None,
+            "appointment_on": appointment_on or None, "overdue": "true" if overdue == "true" else None}
         try:  # the form's date input sends YYYY-MM-DD (or nothing)
             day = date.fromisoformat(filters["appointment_on"]) if filters["appointment_on"] else None
         except ValueError:
@@ -160,6 +163,25 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
         page = engine.case_page(cursor=cursor or None, limit=CASES_PAGE, state=filters["state"],
                                 workflow=filters["workflow"], blocker=filters["blocker"], appointment_on=day,
                                 overdue=filters["overdue"] is not None)
+        return list_page(request, visitor, page, filters, None)
+
+    @web.post("/cases/search")
+    async def name_search(request: Request, visitor: Signed) -> Response:
+        """Cases by their client's name: posted, so the name is in no URL (servers and browsers log those)."""
+        form = await posted(request, visitor)
+        if visitor.role in clients:
+            raise NotPermitted(case_id="", trigger="list_cases", state="", role=visitor.role, allowed=[])
+        name, cursor = str(form.get("name", "")), str(form.get("cursor", "")) or None
+
+        def search() -> Response:
+            engine.check_name_search(visitor.role)
+            page = engine.case_page(cursor=cursor, limit=CASES_PAGE, name=name)
+            return list_page(request, visitor, page, dict.fromkeys(_FILTERS), name)
+
+        return await run_in_threadpool(search)
+
+    def list_page(request: Request, visitor: Visitor, page: CasePage, filters: dict[str, str | None],
+                  name: str | None) -> Response:
         rows = []
         for found in page.cases:
             wf = engine.workflow_of(found)
@@ -167,9 +189,11 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
                          "client": client_name(found, wf) if wf.intake_fact in wf.readable(visitor.role) else None})
         counts = _state_counts(engine)
         workflows = sorted({wf.name for wf in engine.workflows.versions()})
+        searches_names = all(wf.intake_fact in wf.readable(visitor.role) for wf in engine.workflows.versions())
         return pages.page(request, "cases.html", {"workflows": workflows,
             "visitor": visitor, "active": "cases", "rows": rows, "next_cursor": page.next_cursor, "filters": filters,
-            "counts": counts, "states": sorted(counts), "query": _query(filters)})
+            "counts": counts, "states": sorted(counts), "query": _query(filters), "name": name,
+            "searches_names": searches_names})
 
     @web.get("/cases/{case_id}")
     def case_page(request: Request, visitor: Signed, case_id: CaseIdPath) -> Response:
