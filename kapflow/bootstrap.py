@@ -23,6 +23,7 @@ from kapflow.audit.signing import Ed25519Signer, Ed25519Verifier, generate_key, 
 from kapflow.config import Settings
 from kapflow.domain.calendar import ClockStyle, PracticeCalendar
 from kapflow.domain.messages import practice_timezone
+from kapflow.domain.superbill import Practice
 from kapflow.domain.workflow import Workflow
 from kapflow.errors import AdapterConfigError, ConfigError, StorageError
 from kapflow.ports import Calendar, Clock, Notifier
@@ -68,6 +69,8 @@ def build_engine(
         channels=settings.delivery_channels(),
         console_url=settings.console_url,
         urgent_channel=settings.urgent_channel,
+        fees=settings.billing.fee_policy(),
+        documents=Practice(settings.billing.practice, settings.billing.clinicians),
     )
 
 

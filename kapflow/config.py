@@ -60,10 +60,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kapflow.domain.billing import FeePolicy
+from kapflow.domain.billing_documents import Clinician, Party
+from kapflow.domain.npi import npi_problem
 from kapflow.errors import ConfigError
 
 DEFAULT_WORKFLOWS = ("kapflow.workflows.kap:KAP_PATHWAY",)
@@ -73,7 +77,8 @@ IMPLICIT_TLS_PORT = 465
 
 # The keys each table takes; secrets only as *_env keys naming an environment variable.
 _TOP_KEYS = ("database", "timezone", "clock", "closed_days", "contacts", "email", "maildir", "channels", "webhook",
-             "calendar", "worker", "workflows", "console_url", "urgent_channel", "audit", "serve", "console")
+             "calendar", "worker", "workflows", "console_url", "urgent_channel", "audit", "serve", "console",
+             "billing")
 _CLOSED_DAYS_KEYS = ("public_holidays", "dates", "open")
 _HOLIDAY_REGION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
 CLOCK_STYLES = ("24h", "12h")
@@ -91,6 +96,11 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _SERVE_KEYS = ("host", "port", "workers", "tls_cert_file", "tls_key_file", "oidc_issuer", "oidc_audience",
                "oidc_role_claim", "cors_origins")
 _CONSOLE_KEYS = ("idle_minutes", "totp_roles", "oidc_client_id", "oidc_client_secret_env")
+_BILLING_KEYS = ("no_show_fee", "late_cancel_fee", "late_cancel_hours", "practice", "clinicians")
+_PRACTICE_KEYS = ("name", "address", "phone", "tax_id", "npi")
+_CLINICIAN_KEYS = ("name", "credentials", "npi")
+_TAX_ID = re.compile(r"[0-9]{2}-[0-9]{7}")  # an EIN
+_CLINICIAN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,20 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class BillingSettings:
+    """The practice's missed-visit fees, and who it is on a superbill: itself and its clinicians by id."""
+
+    no_show_fee: Decimal | None = None
+    late_cancel_fee: Decimal | None = None
+    late_cancel_hours: int = 24
+    practice: Party | None = None
+    clinicians: Mapping[str, Clinician] = field(default_factory=dict)
+
+    def fee_policy(self) -> FeePolicy:
+        return FeePolicy(self.no_show_fee, self.late_cancel_fee, self.late_cancel_hours)
+
+
+@dataclass(frozen=True)
 class Settings:
     database: str | None = None
     timezone: str = "UTC"
@@ -194,6 +218,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
 
     def delivery_channels(self) -> frozenset[str] | None:
         """The channels a worker with these settings delivers on; None when it names no adapter (any)."""
@@ -300,6 +325,7 @@ def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str], 
         audit=_audit(r, r.table(raw, "audit") or {}),
         serve=_serve(r, r.table(raw, "serve") or {}),
         console=_console(r, r.table(raw, "console") or {}),
+        billing=_billing(r, r.table(raw, "billing") or {}),
     )
     if settings.console.oidc_client_id and not settings.serve.oidc_issuer:
         r.problems.append("console.oidc_client_id needs serve.oidc_issuer: the provider the console signs in through")
@@ -517,6 +543,75 @@ def _console(r: _Reader, t: Mapping[str, Any]) -> ConsoleSettings:
         oidc_client_id=r.text(t, "console", "oidc_client_id", required=False),
         oidc_client_secret=r.text(t, "console", "oidc_client_secret", required=False, secret=True),
     )
+
+
+def _billing(r: _Reader, t: Mapping[str, Any]) -> BillingSettings:
+    r.keys(t, "billing", _BILLING_KEYS)
+    practice = r.table(t, "practice")
+    clinicians = r.table(t, "clinicians") or {}
+    return BillingSettings(
+        no_show_fee=_fee(r, t, "no_show_fee"), late_cancel_fee=_fee(r, t, "late_cancel_fee"),
+        late_cancel_hours=int(r.number(t, "billing", "late_cancel_hours", 24, 1, 168)),
+        practice=_practice(r, practice) if practice is not None else None,
+        clinicians={str(cid): found for cid, table in clinicians.items()
+                    if (found := _clinician(r, str(cid), table)) is not None},
+    )
+
+
+def _fee(r: _Reader, t: Mapping[str, Any], key: str) -> Decimal | None:
+    value = t.get(key)
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value) if isinstance(value, str) else None
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        r.problems.append(f'billing.{key} must be an amount in dollars and cents as text, e.g. "75.00"')
+        return None
+    return amount
+
+
+def _practice(r: _Reader, t: Mapping[str, Any]) -> Party | None:
+    """The practice as a superbill names it; every key is required (a superbill never has a blank field)."""
+    r.keys(t, "billing.practice", _PRACTICE_KEYS)
+    where = "billing.practice"
+    name, phone = r.text(t, where, "name"), r.text(t, where, "phone")
+    tax_id, npi = r.text(t, where, "tax_id"), r.text(t, where, "npi")
+    address = t.get("address")
+    if not isinstance(address, list) or not address or not all(isinstance(v, str) and v.strip() for v in address):
+        r.problems.append(f"{where}.address must be a list of lines, "
+                          'e.g. ["12 Sample Street", "Springfield, ST 00000"]')
+        address = None
+    if tax_id is not None and not _TAX_ID.fullmatch(tax_id):
+        r.problems.append(f"{where}.tax_id must be the practice's EIN, 9 digits as NN-NNNNNNN")
+        tax_id = None
+    npi = _npi(r, where, npi)
+    if None in (name, phone, tax_id, npi, address):
+        return None
+    return Party(str(name), tuple(address or ()), str(phone), str(tax_id), str(npi))
+
+
+def _clinician(r: _Reader, cid: str, t: object) -> Clinician | None:
+    where = f"billing.clinicians.{cid}"
+    if not _CLINICIAN_ID.fullmatch(cid) or not isinstance(t, dict):
+        r.problems.append(f"{where} must be a table named by the clinician's id as appointments name it, e.g. "
+                          "[billing.clinicians.np-rowan]")
+        return None
+    r.keys(t, where, _CLINICIAN_KEYS)
+    name, credentials = r.text(t, where, "name"), r.text(t, where, "credentials")
+    npi = _npi(r, where, r.text(t, where, "npi"))
+    if name is None or credentials is None or npi is None:
+        return None
+    return Clinician(name, credentials, npi)
+
+
+def _npi(r: _Reader, where: str, value: str | None) -> str | None:
+    problem = npi_problem(value) if value is not None else None
+    if problem is not None:
+        r.problems.append(f"{where}.npi {problem}")
+        return None
+    return value
 
 
 def _origins(r: _Reader, value: object) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ exported here. The tree:
     │   ├── InvalidFact              a fact failed validation (kind, field, reason)
     │   ├── UnknownTrigger           the workflow has no such trigger
     │   ├── UnknownFactKind          the workflow records no such fact
+    │   ├── DocumentIncomplete       a superbill or estimate lacks something; each is named
     │   └── IdempotencyKeyReused     the same key came with a different command
     ├── UnknownCase                  no case has that id
     ├── Refused                      a command was refused; the refusal is audited
@@ -46,6 +47,7 @@ from kapflow.domain.errors import (
     Blocker,
     CheckpointFormatError,
     ConcurrencyConflict,
+    DocumentIncomplete,
     IdempotencyKeyReused,
     InvalidFact,
     InvalidInput,
@@ -172,6 +174,7 @@ __all__ = [
     "ConfigError",
     "DeliveryFailed",
     "DiagramUnavailable",
+    "DocumentIncomplete",
     "DuplicateIdempotencyKey",
     "IdempotencyKeyReused",
     "InvalidFact",

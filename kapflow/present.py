@@ -14,7 +14,7 @@ Exit codes (the CLI)::
     0  done (``exit_code(None)``)
     1  anything else: a broken audit chain, a storage or adapter error, a bug
     2  InvalidInput and its subclasses (InvalidFact, UnknownTrigger,
-       UnknownFactKind, IdempotencyKeyReused), ConfigError, and a checkpoint or key
+       UnknownFactKind, IdempotencyKeyReused, DocumentIncomplete), ConfigError, and a checkpoint or key
        that is malformed or does not verify (CheckpointFormatError, SignatureInvalid):
        bad input or settings, nothing written
     3  Refused and its subclasses (NotPermitted, TransitionNotAvailable,
@@ -57,9 +57,12 @@ from kapflow.audit import AuditProblem, AuditReport
 from kapflow.audit.log_verify import LogProblem, LogReport
 from kapflow.audit.proof import ProofReport
 from kapflow.domain.appointments import Appointment
+from kapflow.domain.billing import ChargeLine, Ledger
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import AuditEvent, CaseRecord, FactEntry, Outcome, to_iso
 from kapflow.domain.events import EventKind
+from kapflow.domain.names import client_name_of
+from kapflow.domain.superbill import SuperbillRecord
 from kapflow.domain.verdict import Verdict
 from kapflow.domain.work import WorkItem, readiness_text
 from kapflow.domain.workflow import Workflow
@@ -162,12 +165,7 @@ def case_workflow(workflows: WorkflowSet, case: CaseRecord) -> Workflow | None:
 
 def client_name(case: CaseRecord, workflow: Workflow | None) -> str:
     """The client's name: the workflow's ``client.name`` fields of the intake fact, joined by spaces."""
-    if workflow is None or not workflow.client.name:
-        return ""
-    intake = case.projection.latest(workflow.intake_fact)
-    if intake is None:
-        return ""
-    return " ".join(str(intake.data[k]) for k in workflow.client.name if intake.data.get(k))
+    return client_name_of(case.projection, workflow) if workflow is not None else ""
 
 
 def case_shape(case: CaseRecord, workflow: Workflow | None) -> dict[str, object]:
@@ -311,6 +309,36 @@ def outbox_shape(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ verdicts and the audit
+
+
+def charge_shape(line: ChargeLine) -> dict[str, Any]:
+    """A charge line as JSON: amounts as exact text ("165.00"), never a float."""
+    return {
+        "id": line.id, "posted_at": to_iso(line.at), "visit": line.visit, "service": line.service,
+        "description": line.description, "code": line.code, "units": line.units, "fee": f"{line.fee:.2f}",
+        "insurance": line.insurance, "date_of_service": line.date_of_service.isoformat(), "minutes": line.minutes,
+        "clinician": line.clinician or None, "paid": f"{line.paid:.2f}", "written_off": f"{line.written_off:.2f}",
+        "voided": line.voided, "open": f"{line.open:.2f}",
+    }
+
+
+def ledger_shape(books: Ledger) -> dict[str, Any]:
+    """A case's ledger as JSON: its charges, its statement (every entry with the balance after it), totals."""
+    return {
+        "charges": [charge_shape(c) for c in books.charges],
+        "entries": [{"at": to_iso(e.at), "kind": e.kind, "ref": e.ref or None, "description": e.description,
+                     "amount": f"{e.amount:.2f}", "balance": f"{e.balance:.2f}"} for e in books.entries],
+        "charged": f"{books.charged:.2f}", "paid": f"{books.paid:.2f}", "adjusted": f"{books.adjusted:.2f}",
+        "credit": f"{books.credit:.2f}", "balance": f"{books.balance:.2f}",
+    }
+
+
+def superbill_shape(record: SuperbillRecord) -> dict[str, Any]:
+    """A superbill issued, as JSON: amounts as exact text."""
+    return {"reference": record.reference, "first": record.first.isoformat(), "last": record.last.isoformat(),
+            "lines": list(record.lines), "diagnoses": list(record.diagnoses), "clinician": record.clinician,
+            "charged": f"{record.charged:.2f}", "paid": f"{record.paid:.2f}",
+            "balance": f"{record.charged - record.paid:.2f}", "issued_on": record.issued_on.isoformat()}
 
 
 def verdict_shape(verdict: Verdict) -> dict[str, object]:

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
+from typing import Any
 
+from kapflow.codesets.icd10cm import ICD10CM_RELEASE, diagnosis_problem, normalize
+from kapflow.domain.billing import BILLED_MINUTES
 from kapflow.domain.facts import (
     Boolean,
     Choice,
@@ -24,6 +27,7 @@ from kapflow.domain.facts import (
     Derived,
     Email,
     FactSpec,
+    FieldError,
     Integer,
     IntegerList,
     Moment,
@@ -194,6 +198,12 @@ QUESTIONNAIRE = FactSpec(
     ),
 )
 
+def _minutes_when_attended(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+    if d.get(BILLED_MINUTES) is not None and d["action"] != "attended":
+        return (BILLED_MINUTES, "is given only when marking an appointment attended")
+    return None
+
+
 APPOINTMENT_UPDATE = FactSpec(
     "appointment_update",
     (
@@ -202,8 +212,10 @@ APPOINTMENT_UPDATE = FactSpec(
         Moment("starts_at", required=False),
         Text("reason", required=False),
         Boolean("late_entry", required=False, default=False),
+        # How long the billed service lasted, when not its usual length (psychotherapy's time rule).
+        Integer(BILLED_MINUTES, low=1, high=480, unit=" min", required=False),
     ),
-    (_reschedule_needs_time, _late_entry_has_reason),
+    (_reschedule_needs_time, _late_entry_has_reason, _minutes_when_attended),
     "a change to a booked appointment: reschedule, cancel, mark no-show or attended",
 )
 
@@ -228,3 +240,55 @@ def fact_kinds(
                             on_closed_case=spec.kind in on_closed_case)
         for spec in specs
     }
+
+
+# ------------------------------------------------------------------ billing: diagnoses, the client's address
+
+
+class DiagnosisCode(Text):
+    """An ICD-10-CM code to its full (billable) specificity, in CMS's code set; kept in its usual form (F33.1)."""
+
+    def __init__(self, name: str, **kw: Any) -> None:
+        super().__init__(name, max_chars=10, **kw)
+
+    def parse(self, value: Any) -> JSONValue:
+        code = normalize(str(super().parse(value)))
+        problem = diagnosis_problem(code)
+        if problem is not None:
+            raise FieldError(problem)
+        return code
+
+
+def _not_diagnosed_later(d: JSONObject, now: datetime) -> tuple[str, str] | None:
+    if date.fromisoformat(str(d["diagnosed_on"])) > now.date():
+        return ("diagnosed_on", "is in the future: date a diagnosis on the day it was made")
+    return None
+
+
+DIAGNOSIS = FactSpec(
+    "diagnosis",
+    (DiagnosisCode("code"), Day("diagnosed_on"), Choice("status", ("active", "resolved"), required=False,
+                                                       default="active"), Text("note", required=False)),
+    (_not_diagnosed_later,),
+    f"a diagnosis (ICD-10-CM, {ICD10CM_RELEASE}) with the date it was made; resolved ones stay on record",
+)
+
+US_STATES = ("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
+             "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC",
+             "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
+             "PR", "GU", "VI", "AS", "MP")
+
+CLIENT_ADDRESS = FactSpec(
+    "client_address",
+    (
+        Text("street", max_chars=200),
+        Text("unit", max_chars=100, required=False),
+        Text("city", max_chars=100),
+        Choice("state", US_STATES),
+        Text("postal_code", max_chars=10, pattern=r"[0-9]{5}(-[0-9]{4})?", hint="give a ZIP code, e.g. 02110"),
+    ),
+    description="the client's postal address, for superbills and statements",
+)
+
+CLIENT_ADDRESS_LINES = ("{street}, {unit}", "{city}, {state} {postal_code}")
+"""How the address is written on a superbill: the street (and unit), then the city, state and ZIP."""

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import ClassVar
 
 from kapflow.domain.appointments import appointments, has_upcoming
+from kapflow.domain.billing import Billing, adjustment_problem, ledger
 from kapflow.domain.case import CaseFacts, FactEntry, to_iso
 from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import Guard, GuardContext, guard_reads
@@ -199,3 +200,21 @@ class WhenBooking:
             return None
         starts = visit_start(ctx)
         return self.guard(ctx if starts is None else ctx._replace(now=starts))
+
+
+@dataclass(frozen=True)
+class AdjustmentFits:
+    """A ledger correction fits the ledger: the charge it names exists and is not void, a write-off is no
+    more than is open on it, a refund no more than the credit (``kapflow.domain.billing``)."""
+
+    billing: Billing
+    thresholds: tuple[str, ...] = ()
+
+    @property
+    def reads(self) -> frozenset[str]:  # its sentence quotes the ledger's amounts
+        names = self.billing.facts
+        return frozenset({names.charge, names.payment, names.adjustment})
+
+    def __call__(self, ctx: GuardContext) -> Blocker | None:
+        problem = adjustment_problem(ledger(ctx.facts, self.billing), ctx.data)
+        return Blocker("adjustment_does_not_fit", problem) if problem else None

@@ -21,6 +21,7 @@ from kapflow.app.context import AppContext
 from kapflow.app.events import new_event
 from kapflow.app.runner import Transaction
 from kapflow.domain.appointments import appointments
+from kapflow.domain.billing import Billing, Completion, FeePolicy, check_billed_minutes, due_charges
 from kapflow.domain.case import Actor, CaseRecord, Outcome, ProjectionText, fold_fact, fold_move, text_after_fold
 from kapflow.domain.decision import check_required_text, fact_refusal, fire_refusal
 from kapflow.domain.errors import ConcurrencyConflict, InvalidInput, NotPermitted, UnknownFactKind, UnknownTrigger
@@ -88,11 +89,13 @@ def fire(
         check_required_text(wf, trigger, payload)
         check_expected(case, expected_version)
         transition = wf.transition_from(case.state, trigger)
+        if wf.billing is not None and wf.billing.completing(trigger) is not None:
+            check_billed_minutes(payload)
         refusal = fire_refusal(case, wf, transition, trigger, actor.role, payload, tx.now(), app.practice)
         if refusal is not None:
             tx.refuse(case, actor, refusal, trigger=trigger, data=payload, key=key)
         assert transition is not None
-        return _move(tx, case, wf, transition, actor, payload, key, expected_version)
+        return _move(tx, case, wf, transition, actor, payload, key, expected_version, app.fees)
 
     outcome = app.runner.run_command(body, case_id=case_id, key=key, fingerprint=fingerprint)
     _log.info("transition", case_id=case_id, trigger=trigger, source=outcome.from_state, dest=outcome.state)
@@ -119,7 +122,7 @@ def record(
             refusal = tx.slots_refusal(case, wf, kind, parsed)
         if refusal is not None:
             tx.refuse(case, actor, refusal, trigger=None, data={"fact_kind": kind}, key=key)
-        return _add_fact(tx, case, wf, actor, kind, parsed, key, expected_version)
+        return _add_fact(tx, case, wf, actor, kind, parsed, key, expected_version, app.fees)
 
     outcome = app.runner.run_command(body, case_id=case_id, key=key, fingerprint=fingerprint)
     _log.info("fact_recorded", case_id=case_id, kind=kind)
@@ -128,7 +131,7 @@ def record(
 
 def _move(
     tx: Transaction, case: CaseRecord, wf: Workflow, transition: Transition, actor: Actor, payload: JSONObject,
-    key: str | None, expected_version: int | None,
+    key: str | None, expected_version: int | None, fees: FeePolicy,
 ) -> Outcome:
     dest = compiled(wf).next_state(case.state, transition.trigger, case.previous_state)
     now = tx.now()
@@ -141,6 +144,8 @@ def _move(
     )
     tx.change(case, updated, event, expected_version)
     updated = _cancel_on_entry(tx, updated, wf, transition, actor)
+    updated = _post_charges(tx, case, updated, wf, actor, Completion(transition.trigger, payload, case.event_count),
+                            fees)
     return Outcome(case.id, EventKind.TRANSITION, dest, updated.version, updated.event_count,
                    trigger=transition.trigger, from_state=case.state)
 
@@ -163,11 +168,37 @@ def _cancel_on_entry(
         if appt.active and (appt.kind in transition.cancels or (closed and appt.starts_at > now)):
             change = {"appointment": appt.id, "action": "cancel", "reason": transition.trigger.replace("_", " ")}
             parsed = wf.facts[update].spec(change, tx.now())
-            case = _fold_fact(tx, case, actor, update, parsed, None)
+            case = append_fact(tx, case, actor, update, parsed, None)
     return case
 
 
-def _fold_fact(
+def _post_charges(
+    tx: Transaction, before: CaseRecord, after: CaseRecord, wf: Workflow, actor: Actor, done: Completion,
+    fees: FeePolicy, kind: str | None = None,
+) -> CaseRecord:
+    """Post the charge lines the command owes (a visit completed or attended, a missed one the practice
+    charges for), each a fact of its own after the command's event, in its transaction: audited, replayed
+    as any fact is, and posted once per visit and service (``kapflow.domain.billing.due_charges``)."""
+    billing = wf.billing
+    if billing is None or not _may_complete(billing, wf, done, kind):
+        return after
+    lines = due_charges(billing, wf.appointments, after.id, before.projection, after.projection, done, tx.now(),
+                        tx.practice, fees)
+    for line in lines:
+        after = append_fact(tx, after, actor, billing.facts.charge, line, None)
+        _log.info("charge_posted", case_id=after.id, service=line["service"])
+    return after
+
+
+def _may_complete(billing: Billing, wf: Workflow, done: Completion, kind: str | None) -> bool:
+    """Whether the command can have completed or missed a visit: a trigger completing one, or a change of
+    an appointment (most commands are neither, and read no appointment here)."""
+    if done.trigger is not None:
+        return billing.completing(done.trigger) is not None
+    return wf.appointments is not None and kind == wf.appointments.update
+
+
+def append_fact(
     tx: Transaction, case: CaseRecord, actor: Actor, kind: str, parsed: JSONObject, key: str | None,
     expected_version: int | None = None,
 ) -> CaseRecord:
@@ -186,9 +217,10 @@ def _fold_fact(
 
 def _add_fact(
     tx: Transaction, case: CaseRecord, wf: Workflow, actor: Actor, kind: str, parsed: JSONObject,
-    key: str | None, expected_version: int | None,
+    key: str | None, expected_version: int | None, fees: FeePolicy,
 ) -> Outcome:
-    updated = _fold_fact(tx, case, actor, kind, parsed, key, expected_version)
+    updated = append_fact(tx, case, actor, kind, parsed, key, expected_version)
+    updated = _post_charges(tx, case, updated, wf, actor, Completion(None, parsed, case.event_count), fees, kind)
     extra: dict[str, Any] = {"fact_kind": kind}
     if wf.appointments is not None and kind == wf.appointments.booking:
         extra["appointment"] = f"a{len(updated.projection.of_kind(kind))}"

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from kapflow.app import access, accounts, audit_log, cases, clients, migrate, queries, work
+from kapflow.app import access, accounts, audit_log, billing, cases, clients, migrate, queries, work
 from kapflow.app.api_keys import ApiKeys
 from kapflow.app.audit_export import export_case
 from kapflow.app.audit_log import Checkpointer, Sequenced, Witness
@@ -32,11 +32,14 @@ from kapflow.domain.access import AccessRecord
 from kapflow.domain.accounts import IDLE_TIMEOUT, ConsoleSession, ConsoleUser, SignInAttempt
 from kapflow.domain.appointments import Appointment, AppointmentFacts
 from kapflow.domain.audit_log import CheckpointRecord
+from kapflow.domain.billing import FeePolicy, Ledger
+from kapflow.domain.billing_documents import GoodFaithEstimateView, SuperbillView
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, Outcome
 from kapflow.domain.errors import InvalidInput
 from kapflow.domain.identity import ApiKey
 from kapflow.domain.messages import Contacts, practice_timezone
+from kapflow.domain.superbill import Practice, SuperbillRecord, SuperbillRequest
 from kapflow.domain.verdict import Verdict
 from kapflow.domain.work import WorkItem
 from kapflow.domain.workflow import Workflow
@@ -61,10 +64,14 @@ class Engine:
         channels: Collection[str] | None = None,
         console_url: str | None = None,
         urgent_channel: str | None = None,
+        fees: FeePolicy | None = None,
+        documents: Practice | None = None,
     ) -> None:
         """``channels``: those the practice's worker delivers on (a client's preferred channel is used only
         when it is one of them; None: any). ``console_url``: the console's base URL, for staff alerts' links.
-        ``urgent_channel``: the channel urgent alerts go on first (a safety signal's).
+        ``urgent_channel``: the channel urgent alerts go on first (a safety signal's). ``fees``: the practice's
+        fees for a no-show or a late cancellation (None: it charges for neither). ``documents``: who the
+        practice and its clinicians are on superbills and estimates (its ``[billing]`` settings).
         ``practice``: the practice's calendar (its zone, closed days and clock style); without it, the
         calendar of ``timezone``, open on weekdays, on a 24-hour clock."""
         loaded = WorkflowSet(workflows)
@@ -75,7 +82,7 @@ class Engine:
             store=store, runner=runner, workflows=loaded, clock=clock, practice=practice,
             contacts=contacts or {}, calendar_sync=calendar_sync,
             channels=None if channels is None else frozenset(channels), console_url=console_url,
-            urgent_channel=urgent_channel,
+            urgent_channel=urgent_channel, fees=fees or FeePolicy(), documents=documents or Practice(None, {}),
         )
         self._new_case_id = new_case_id
         self.api_keys = ApiKeys(self.app)  # verification's cache lives as long as the engine
@@ -188,6 +195,17 @@ class Engine:
     ) -> Outcome:
         return self._update_appointment(case_id, {"appointment": appointment, "action": "no_show"}, actor,
                                         idempotency_key)
+
+    def mark_attended(
+        self, case_id: str, appointment: str, *, actor: Actor, billed_minutes: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        """The client attended: the visit's charge lines are posted in this command, if its workflow bills it
+        (``billed_minutes``: how long the billed service lasted, when not its usual length)."""
+        data: dict[str, Any] = {"appointment": appointment, "action": "attended"}
+        if billed_minutes is not None:
+            data["billed_minutes"] = billed_minutes
+        return self._update_appointment(case_id, data, actor, idempotency_key)
 
     def appointments(self, case_id: str) -> list[Appointment]:
         return queries.case_appointments(self.app, case_id)
@@ -364,6 +382,37 @@ class Engine:
     def available(self, case_id: str, *, actor: Actor | None = None) -> list[Verdict]:
         """A verdict for every trigger that leaves the case's current state."""
         return queries.available(self.app, case_id, actor=actor)
+
+    def ledger(self, case_id: str, role: str | None = None) -> Ledger:
+        """The case's ledger: its charges (posted as its visits completed), payments and adjustments, and the
+        balance. With ``role``, ``NotPermitted`` unless that role reads every kind of fact it is made of."""
+        case, books = billing.case_ledger(self.app, case_id)
+        if role is not None:
+            billing.check_reads_ledger(self.workflow_of(case), role)
+        return books
+
+    def issue_superbill(
+        self, case_id: str, *, first: date, last: date, actor: Actor, diagnoses: Sequence[str] | None = None,
+    ) -> billing.IssuedSuperbill:
+        """Issue the case's superbill for the insurance-billed services dated ``first`` to ``last`` (each line
+        pointing to the diagnoses made on or before its date; ``diagnoses`` to choose them), recorded on the
+        case. ``DocumentIncomplete`` names every gap (the practice's details, a clinician's, the client's
+        address, a line without a diagnosis made by its date), and nothing is written. Render it with
+        ``document_pdf``."""
+        return billing.issue_superbill(self.app, case_id, SuperbillRequest(first, last, diagnoses), actor=actor)
+
+    def superbill(self, case_id: str, reference: str) -> SuperbillView:
+        """The superbill issued on the case as ``reference``, made again as it was issued."""
+        return billing.superbill(self.app, case_id, reference)
+
+    def superbills(self, case_id: str) -> list[SuperbillRecord]:
+        """The superbills issued on the case, oldest first."""
+        return billing.superbills(self.app, case_id)
+
+    @staticmethod
+    def document_pdf(view: SuperbillView | GoodFaithEstimateView) -> bytes:
+        """A superbill or good faith estimate as a PDF (the ``pdf`` extra: fpdf2, DejaVu Sans embedded)."""
+        return billing.document_pdf(view)
 
     def readable_facts(self, case_id: str, role: str, kind: str | None = None) -> list[FactEntry]:
         """The case's facts of the kinds ``role`` may read (its workflow's ``read_access``)."""

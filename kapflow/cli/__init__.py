@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 
 from kapflow.bootstrap import database_url
-from kapflow.cli import apikey, appointments, audit, cases, db, demo, serve, user, worker, workflow
+from kapflow.cli import apikey, appointments, audit, billing, cases, db, demo, serve, user, worker, workflow
 from kapflow.cli.common import CliSettings, fail_with
 from kapflow.config import load_settings
 from kapflow.errors import KapflowError
@@ -61,7 +61,7 @@ def _root(
     ctx.obj = CliSettings(database_url(db_url, settings), settings, config)
 
 
-for _group in (cases, appointments, audit, workflow, demo, worker, db, apikey, user, serve):
+for _group in (cases, appointments, billing, audit, workflow, demo, worker, db, apikey, user, serve):
     app.add_typer(_group.commands)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from kapflow.cli.common import (
     shown_calendar,
     stacked_time,
     time_text,
+    write_private,
 )
 from kapflow.cli.render import print_audit, print_log
 from kapflow.domain.calendar import PracticeCalendar
@@ -173,27 +173,12 @@ def audit_export(
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    _write_private(out, data)
+    write_private(out, data)
 
 
 def _is_terminal() -> bool:
     """Whether stdout is a terminal (a PDF is never written to one)."""
     return sys.stdout.isatty()
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """``data`` to ``path``, readable by its owner only (the mode is set even on a file that existed)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:  # os.write may write less than asked (a large PDF on a pipe or a full disk)
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {path} ({exc.strerror or type(exc).__name__})", field="out") from None
 
 
 @audit_app.command("prove")

@@ -253,3 +253,18 @@ def stacked_time(calendar: PracticeCalendar, moment: datetime | str) -> str:
     """``time_text`` with the date over the time of day, for a narrow column."""
     at = _instant(moment)
     return f"{calendar.local_date(at):%Y-%m-%d}\n{calendar.clock_text(at)}"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """``data`` to ``path``, readable by its owner only (the mode is set even on a file that existed)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a large PDF on a pipe or a full disk)
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path} ({exc.strerror or type(exc).__name__})", field="out") from None

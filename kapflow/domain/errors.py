@@ -113,6 +113,22 @@ class UnknownFactKind(InvalidInput):
         return {**super().as_dict(), "kind": self.kind, "known": list(self.known)}
 
 
+class DocumentIncomplete(InvalidInput):
+    """A billing document (a superbill, a good faith estimate) cannot be made: each thing it lacks is named,
+    with what to do (record the client's address, set [billing.practice], ...). Nothing was written."""
+
+    code = "document_incomplete"
+
+    def __init__(self, document: str, missing: Collection[str]) -> None:
+        items = list(missing)
+        super().__init__(f"the {document} cannot be made ({len(items)}): " + "; ".join(items), field=document)
+        self.document = document
+        self.missing = tuple(items)
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "document": self.document, "missing": list(self.missing)}
+
+
 class IdempotencyKeyReused(InvalidInput):
     """The idempotency key was used before for a different command."""
 

@@ -48,12 +48,17 @@ def words(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def client_words(facts: CaseFacts, wf: Workflow) -> frozenset[str]:
-    """The words of the client's name on the case's latest intake fact (none if the workflow names no field)."""
+def client_name_of(facts: CaseFacts, wf: Workflow) -> str:
+    """The client's name: the workflow's name fields of the latest intake fact, joined by spaces ("" if none)."""
     intake = facts.latest(wf.intake_fact)
     if intake is None or not wf.client.name:
-        return frozenset()
-    return words(" ".join(str(intake.data[k]) for k in wf.client.name if intake.data.get(k)))
+        return ""
+    return " ".join(str(intake.data[k]) for k in wf.client.name if intake.data.get(k))
+
+
+def client_words(facts: CaseFacts, wf: Workflow) -> frozenset[str]:
+    """The words of the client's name on the case's latest intake fact (none if the workflow names no field)."""
+    return words(client_name_of(facts, wf))
 
 
 def search_words(query: object) -> tuple[str, ...]:

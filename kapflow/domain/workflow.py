@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from kapflow.domain.appointments import STANDARD, AppointmentFacts
+from kapflow.domain.billing import Billing
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import PREVIOUS_STATE, CaseFacts
 from kapflow.domain.errors import Blocker, WorkflowDefinitionError
@@ -268,6 +269,8 @@ class Workflow:
     # The role that handles messages whose delivery failed for good (it reaches the person another way);
     # None: failed deliveries go on nobody's work list.
     delivery_failures: str | None = None
+    # The fee schedule and the visits it bills (``kapflow.domain.billing``); None: this workflow bills nothing.
+    billing: Billing | None = None
     _states: Mapping[str, State] = field(init=False, repr=False, compare=False)
     _by_source: Mapping[tuple[str, str], Transition] = field(init=False, repr=False, compare=False)
     _checks: Mapping[int, tuple[Transition, tuple[tuple[str, Guard], ...]]] = field(
@@ -535,6 +538,20 @@ def _check_facts(wf: Workflow) -> list[str]:
         for carrier in (wf.appointments.booking, wf.appointments.update):
             if carrier not in wf.facts:
                 problems.append(f"appointment fact {carrier!r} is not a recorded fact kind")
+    if wf.billing is not None:
+        problems += _billing_problems(wf, wf.billing)
+    return problems
+
+
+def _billing_problems(wf: Workflow, billing: Billing) -> list[str]:
+    names = billing.facts
+    problems = [f"billing fact {kind!r} is not a recorded fact kind"
+                for kind in (names.charge, names.payment, names.adjustment) if kind not in wf.facts]
+    kinds = set(wf.appointments.kinds) if wf.appointments is not None else set()
+    problems += [f"billing names visits of kind {v.kind!r}, which this workflow does not book"
+                 for v in billing.visits if v.kind not in kinds]
+    # A completing trigger this version lacks completes nothing (a version that drops a step need not restate
+    # the fee schedule), as with ``AppointmentFacts.starts``.
     return problems
 
 

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kapflow.app.engine import Engine
 from kapflow.errors import KapflowError
-from kapflow.http import appointments, audit, cases, problems, reminders, workflows
+from kapflow.http import appointments, audit, billing, cases, problems, reminders, workflows
 from kapflow.http.common import PROBLEMS, Acting, Authenticator
 from kapflow.http.console.mount import mount_console
 from kapflow.http.console.pages import ConsoleConfig
@@ -35,7 +35,7 @@ API_VERSION = "1"
 MAX_BODY_BYTES = 256 * 1024  # an intake form or a fact is a few kilobytes; more is a mistake or an attack
 
 ROUTERS: tuple[Callable[[Engine], APIRouter], ...] = (
-    cases.router, appointments.router, reminders.router, audit.router, workflows.router,
+    cases.router, appointments.router, reminders.router, audit.router, workflows.router, billing.router,
 )
 """The route modules under ``/v1``, each a function of the engine."""
 

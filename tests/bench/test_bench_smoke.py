@@ -24,7 +24,7 @@ POSTGRES_FIGURES = (
     "postgres.fire_per_s", "postgres.raw_per_s", "postgres.ratio", "postgres.workers_scaling",
     "postgres.cpu_scaling_2_processes", "api.pg_workers_scaling",
 )
-TARGETS = 12
+TARGETS = 13
 
 
 def _figure(results: dict[str, Any], key: str) -> object:

@@ -47,7 +47,7 @@ def _internal(name: str) -> set[str]:
 def test_the_package_has_the_expected_modules() -> None:
     """One module per command group, plus the shared ones and the app."""
     assert {m.removeprefix(f"{PACKAGE}.") for m in GROUPS} == {
-        "cases", "appointments", "worker", "db", "workflow", "audit", "demo", "apikey", "user", "serve",
+        "cases", "appointments", "billing", "worker", "db", "workflow", "audit", "demo", "apikey", "user", "serve",
     }
 
 

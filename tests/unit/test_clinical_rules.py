@@ -52,10 +52,12 @@ def test_a_closed_case_still_takes_a_payment_of_its_balance() -> None:
     assert fact_refusal(case_in("evaluated"), WF, "prescription", "prescriber", rx, T0, PracticeCalendar()) is None
 
 
-@pytest.mark.parametrize("wf", [KAP_PATHWAY, PSYCHOTHERAPY_PATHWAY], ids=lambda w: w.name)
-def test_each_workflow_declares_only_payment_for_closed_cases(wf: Workflow) -> None:
-    """Of the shipped fact kinds, only a payment may be recorded on a closed case."""
-    assert sorted(k for k, fk in wf.facts.items() if fk.on_closed_case) == ["payment"]
+@pytest.mark.parametrize(("wf", "money"), [(KAP_PATHWAY, ["billing_adjustment", "payment"]),
+                                           (PSYCHOTHERAPY_PATHWAY, ["payment"])], ids=lambda w: getattr(w, "name", ""))
+def test_each_workflow_declares_only_money_for_closed_cases(wf: Workflow, money: list[str]) -> None:
+    """Of the shipped fact kinds, only a payment (and, where the workflow bills, a ledger correction) may be
+    recorded on a closed case: nothing clinical."""
+    assert sorted(k for k, fk in wf.facts.items() if fk.on_closed_case) == money
 
 
 def test_a_refused_fact_names_its_kind_not_a_made_up_trigger() -> None:

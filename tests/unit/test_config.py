@@ -129,3 +129,42 @@ def test_cors_origins_are_exact_origins_never_a_wildcard() -> None:
     assert ok.serve.cors_origins == ("https://pms.example", "http://127.0.0.1:3000")
     assert any("cors_origins" in p for p in problems({"serve": {"cors_origins": ["*"]}}))
     assert any("cors_origins" in p for p in problems({"serve": {"cors_origins": "https://pms.example"}}))
+
+
+BILLING: dict[str, Any] = {
+    "no_show_fee": "75.00", "late_cancel_hours": 48,
+    "practice": {"name": "Sample Therapy, PLLC", "address": ["1 Example Way", "Springfield, OR 97477"],
+                 "phone": "(555) 010-2000", "tax_id": "12-3456789", "npi": "1245319599"},
+    "clinicians": {"np-rowan": {"name": "Rowan Sample", "credentials": "PMHNP-BC", "npi": "1234567893"}},
+}
+
+
+def test_billing_settings_give_the_fee_policy_and_who_the_practice_is() -> None:
+    """[billing]: the missed-visit fees as exact amounts, the practice and each clinician by id."""
+    billing = parse_settings({"billing": BILLING}, "k.toml", ENV).billing
+    policy = billing.fee_policy()
+    assert (str(policy.no_show_fee), policy.late_cancel_fee, policy.late_cancel_hours) == ("75.00", None, 48)
+    assert billing.practice is not None and billing.practice.npi == "1245319599"
+    assert billing.clinicians["np-rowan"].credentials == "PMHNP-BC"
+    assert parse_settings({}, "k.toml", ENV).billing.fee_policy().no_show_fee is None  # no fee by default
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"no_show_fee": 75}, 'billing.no_show_fee must be an amount in dollars and cents as text, e.g. "75.00"'),
+    ({"no_show_fee": "7.505"}, "billing.no_show_fee must be an amount"),
+    ({"practice": {**BILLING["practice"], "npi": "1245319590"}}, "billing.practice.npi fails its check digit"),
+    ({"practice": {**BILLING["practice"], "tax_id": "123456789"}},
+     "billing.practice.tax_id must be the practice's EIN"),
+    ({"practice": {k: v for k, v in BILLING["practice"].items() if k != "phone"}},
+     "billing.practice.phone is required"),
+    ({"practice": {**BILLING["practice"], "address": "1 Example Way"}}, "billing.practice.address must be a list"),
+    ({"clinicians": {"np-rowan": {"name": "Rowan Sample", "npi": "1234567893"}}},
+     "billing.clinicians.np-rowan.credentials is required"),
+    ({"clinicians": {"np rowan!": {"name": "R", "credentials": "X", "npi": "1234567893"}}},
+     "billing.clinicians.np rowan! must be a table named by the clinician's id"),
+    ({"tax": "x"}, "unknown setting billing.tax"),
+])
+def test_a_wrong_billing_setting_is_named(change: dict[str, Any], says: str) -> None:
+    """Each wrong [billing] setting is a problem naming it: a superbill never carries a blank or bad field."""
+    found = problems({"billing": {**BILLING, **change}})
+    assert any(says in p for p in found), found

@@ -40,6 +40,10 @@ CASES: dict[type[KapflowError], tuple[KapflowError, dict[str, Any]]] = {
         e.UnknownFactKind("diary", ["payment", "inquiry"]),
         {"field": "kind", "kind": "diary", "known": ["inquiry", "payment"]},
     ),
+    e.DocumentIncomplete: (
+        e.DocumentIncomplete("superbill", ["the client's address is not recorded"]),
+        {"field": "superbill", "document": "superbill", "missing": ["the client's address is not recorded"]},
+    ),
     e.IdempotencyKeyReused: (
         e.IdempotencyKeyReused("sha256:0f3a"),
         {"field": "idempotency_key", "key_digest": "sha256:0f3a"},

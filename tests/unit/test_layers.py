@@ -19,6 +19,13 @@ GENERIC = {
     "appointment", "appointment_update", "kind", "starts_at", "minutes", "location", "action", "reason",
     "late_entry", "clinician", "room", "email", "name", "message", "method",
     "type",  # a member of every RFC 9457 problem details body (kapflow.http.problems)
+    # Billing's words (kapflow.domain.billing): the fields of the charge and adjustment facts the engine
+    # declares and posts, a payment's amount and purpose, the ledger's entries, a visit's billed minutes.
+    "amount", "purpose", "payment", "charge", "billed_minutes", "code", "date_of_service", "description", "fee",
+    "insurance", "modifiers", "service", "units", "visit",
+    # ... and of the record of a superbill issued (kapflow.domain.superbill).
+    "reference", "first", "last", "lines", "diagnoses", "charged", "paid", "balance", "issued_on",
+    "state", "status",  # a case's state, a timer's status: the engine's words, also a US address's and a diagnosis's
 }
 
 

@@ -28,6 +28,7 @@ DOCUMENTED = {
     "ConfigError": (2, 500),
     "DeliveryFailed": (1, 502),
     "DiagramUnavailable": (1, 501),
+    "DocumentIncomplete": (2, 422),
     "DuplicateIdempotencyKey": (1, 503),
     "IdempotencyKeyReused": (2, 422),
     "InvalidFact": (2, 422),

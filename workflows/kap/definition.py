@@ -22,12 +22,16 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from kapflow.domain.appointments import AppointmentFacts
+from kapflow.domain.billing import adjustment_spec, charge_spec
 from kapflow.domain.case import PREVIOUS_STATE
+from kapflow.domain.superbill import superbill_spec
 from kapflow.domain.workflow import ALL_FACTS, Reminder, State, Transition, Workflow
-from kapflow.workflows.clinical_facts import INQUIRY_CLIENT, fact_kinds
+from kapflow.workflows.clinical_facts import CLIENT_ADDRESS, DIAGNOSIS, INQUIRY_CLIENT, fact_kinds
+from kapflow.workflows.clinical_guards import AdjustmentFits
 from kapflow.workflows.clinical_reminders import appointment_notices, inquiry_unanswered, not_booked_prompts
 from kapflow.workflows.clinical_reminders import appointment_reminders as _appointment_reminders
 from kapflow.workflows.kap import facts as kap_facts
+from kapflow.workflows.kap.billing import KAP_BILLING
 from kapflow.workflows.kap.guards import kap_guards, plan_summary
 from kapflow.workflows.kap.moments import MOMENTS
 from kapflow.workflows.measures import measure_moments, measure_reminders, measures_summary
@@ -315,6 +319,11 @@ _RECORDERS: dict[str, frozenset[str]] = {
     "prescriber_checkin": frozenset({PRESCRIBER}),
     "adverse_event": frozenset(CLINICIANS),
     "safety_assessment": frozenset(CLINICIANS),
+    "charge": frozenset(),  # posted by the engine as a visit completes: nobody records one by hand
+    "billing_adjustment": frozenset({BILLING}),
+    "diagnosis": frozenset(CLINICIANS),
+    "client_address": frozenset({CLIENT, FRONT_DESK, BILLING}),
+    "superbill_issued": frozenset({BILLING}),  # issued by the engine's superbill command, which checks this role
 }
 
 _FACT_GUARDS = {
@@ -323,25 +332,32 @@ _FACT_GUARDS = {
     ),
     # A reschedule is checked as a booking at its new time (a prescription valid on the new day).
     "appointment_update": ("appointment_open", "appointment_not_in_past", "kap_booking_prescription"),
+    "billing_adjustment": ("adjustment_fits",),
 }
 
 # The minimum necessary each role reads (HIPAA's standard): the front desk what it books and collects,
 # billing what it bills, clinicians the clinical record, auditors everything (they write nothing), the
 # client what it gave and what it is booked for.
-_LOGISTICS = frozenset({"inquiry", "payment", "appointment", "appointment_update", "consent", "consent_withdrawn",
-                        "escort"})
+_MONEY = frozenset({"payment", "charge", "billing_adjustment", "client_address"})
+_LOGISTICS = frozenset({"inquiry", "appointment", "appointment_update", "consent", "consent_withdrawn", "escort",
+                        *_MONEY})
 READ_ACCESS: dict[str, frozenset[str]] = {
     FRONT_DESK: _LOGISTICS,
-    BILLING: frozenset({"inquiry", "payment", "appointment", "appointment_update"}),
+    # A superbill lists the diagnoses each service treated: billing reads them, the front desk does not.
+    BILLING: frozenset({"inquiry", "appointment", "appointment_update", "diagnosis", "superbill_issued", *_MONEY}),
     PRESCRIBER: frozenset({ALL_FACTS}),
     THERAPIST: frozenset({ALL_FACTS}),
     AUDITOR: frozenset({ALL_FACTS}),
-    CLIENT: frozenset({"inquiry", "payment", "appointment", "appointment_update", "consent", "consent_withdrawn",
-                       "fasting", "escort", "questionnaire"}),
+    CLIENT: frozenset({"inquiry", "appointment", "appointment_update", "consent", "consent_withdrawn",
+                       "fasting", "escort", "questionnaire", *_MONEY}),
 }
 
-ON_CLOSED_CASE = frozenset({"payment"})
-"""Fact kinds a closed case still takes: the payment of an outstanding balance, nothing clinical."""
+_BILLING_SPECS = (charge_spec(KAP_BILLING.facts.charge), adjustment_spec(KAP_BILLING.facts.adjustment), DIAGNOSIS,
+                  CLIENT_ADDRESS, superbill_spec("superbill_issued"))
+
+ON_CLOSED_CASE = frozenset({"payment", "billing_adjustment"})
+"""Fact kinds a closed case still takes: the payment of an outstanding balance and its corrections, nothing
+clinical."""
 
 _EVALUATION_ENDS = ("find_suitable", "find_ineligible")
 _TREATMENT_STATES = ("integration_psychotherapy", "ready_for_kap", "integration_session")
@@ -372,8 +388,9 @@ def _kap_workflow(version: str, thresholds: Mapping[str, int | float]) -> Workfl
         transitions=TRANSITIONS,
         roles=ROLES,
         staff_roles=frozenset({FRONT_DESK, PRESCRIBER, THERAPIST}),
-        guards={**kap_guards(), **SAFETY_GUARDS},
-        facts=fact_kinds((*kap_facts.ALL_SPECS, SAFETY_ASSESSMENT), _RECORDERS, _FACT_GUARDS, ON_CLOSED_CASE),
+        guards={**kap_guards(), **SAFETY_GUARDS, "adjustment_fits": AdjustmentFits(KAP_BILLING)},
+        facts=fact_kinds((*kap_facts.ALL_SPECS, SAFETY_ASSESSMENT, *_BILLING_SPECS), _RECORDERS, _FACT_GUARDS,
+                         ON_CLOSED_CASE),
         thresholds=thresholds,
         intake_fact="inquiry",
         client=INQUIRY_CLIENT,
@@ -389,6 +406,7 @@ def _kap_workflow(version: str, thresholds: Mapping[str, int | float]) -> Workfl
         read_access=READ_ACCESS,
         client_role=CLIENT,
         delivery_failures=FRONT_DESK,  # the front desk reaches a client (or colleague) a message missed
+        billing=KAP_BILLING,
     )
 
 

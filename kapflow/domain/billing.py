@@ -1,0 +1,526 @@
+"""Billing as a workflow declares it: what each visit costs, the charge lines it posts, and the case's ledger.
+
+A workflow's ``Billing`` names its services (a fee, a CPT code or none, whether it is billed to
+insurance) and, per appointment kind, the services a visit of that kind is made of: a KAP session is
+two, a ketamine portion at no cost (no charge line) and an integration psychotherapy. Fees are data of
+the workflow's version: a new fee comes with a new version, and a charge already posted keeps the fee
+it was posted with, since it is a fact on the case (``charge``), audited like any other.
+
+Charges are posted by the engine in the command that completes a visit, or marks its appointment
+attended (``due_charges``); a no-show or a late cancellation posts the practice's fee when its settings
+name one (``FeePolicy``). Each line is keyed by its visit and service, so a visit completed twice, or
+completed and marked attended, is charged once. Corrections are adjustments, never edits: a void, a
+write-off, a refund, each with its reason. The ledger (``ledger``) is a fold of the case's charges,
+payments and adjustments in the order they were recorded; money is ``Decimal``, in whole cents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
+from kapflow.domain.calendar import PracticeCalendar
+from kapflow.domain.case import CaseFacts
+from kapflow.domain.errors import InvalidInput
+from kapflow.domain.facts import Boolean, Choice, Day, FactSpec, Integer, Money, Text
+from kapflow.domain.payload import JSONObject
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+ADJUSTMENTS = ("void", "write_off", "refund")
+AMOUNT, PURPOSE = "amount", "purpose"  # the fields every payment fact has (the engine's payment shape)
+BILLED_MINUTES = "billed_minutes"  # a visit's completion (or attendance) may say how long the billed service lasted
+
+
+def cents(value: Decimal | str) -> Decimal:
+    """``value`` as an exact amount of dollars and cents (text from a fact, or a Decimal)."""
+    amount = Decimal(value) if isinstance(value, str) else value
+    if amount != amount.quantize(CENT):
+        raise ValueError(f"{value} is not a whole number of cents")
+    return amount.quantize(CENT)
+
+
+def money_text(amount: Decimal) -> str:
+    """"$1,485.00"; "-$20.00" for a credit."""
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}"
+
+
+@dataclass(frozen=True)
+class TimeBand:
+    """A time-coded service lasting at least ``minutes`` is billed as ``code`` at ``fee``."""
+
+    minutes: int
+    code: str
+    fee: Decimal
+
+
+@dataclass(frozen=True)
+class Service:
+    """One billable (or free) part of a visit, as the workflow's fee schedule lists it.
+
+    ``fee`` 0: provided at no charge, no charge line is posted. ``insurance``: billed to the client's
+    insurer (it goes on a superbill); otherwise self-pay. ``time_bands``: coded by the minutes the
+    service lasted (psychotherapy's time rule), ascending; shorter than the first is not billable.
+    ``purpose``: the payment purpose that pays this service first (an evaluation fee pays the evaluation).
+    """
+
+    name: str
+    description: str
+    fee: Decimal
+    code: str | None = None
+    minutes: int = 60
+    insurance: bool = False
+    time_bands: tuple[TimeBand, ...] = ()
+    purpose: str = ""
+
+    def __post_init__(self) -> None:
+        if self.fee < 0 or self.fee != self.fee.quantize(CENT):
+            raise ValueError(f"service {self.name}: a fee is zero or more, in whole cents")
+        if [b.minutes for b in self.time_bands] != sorted({b.minutes for b in self.time_bands}):
+            raise ValueError(f"service {self.name}: time bands ascend by their minutes, each once")
+
+    def coded(self, minutes: int) -> tuple[str | None, Decimal] | None:
+        """The code and fee of this service lasting ``minutes``; None when it is not billable that short."""
+        if not self.time_bands:
+            return self.code, self.fee
+        band = next((b for b in reversed(self.time_bands) if minutes >= b.minutes), None)
+        return (band.code, band.fee) if band is not None else None
+
+
+@dataclass(frozen=True)
+class VisitBilling:
+    """A visit of appointment kind ``kind`` is made of ``services``; it is complete when one of
+    ``completes`` fires, or when its appointment is marked attended."""
+
+    kind: str
+    services: tuple[str, ...]
+    completes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FactNames:
+    """The fact kinds billing reads and the engine posts, as the workflow names them."""
+
+    charge: str
+    payment: str
+    adjustment: str
+
+
+@dataclass(frozen=True)
+class ClientRecords:
+    """Where a superbill finds the client and the care, as the workflow names them: the intake's birth date
+    and phone fields; the address fact and its lines as templates of its fields ("{city}, {state} {zip}"); the
+    diagnosis fact with its date field (its code is ``code``); the fact recording each superbill issued."""
+
+    birth_date: str
+    phone: str
+    address: str
+    address_lines: tuple[str, ...]
+    diagnosis: str
+    diagnosis_date: str
+    superbill: str
+
+
+@dataclass(frozen=True)
+class Billing:
+    """A workflow's fee schedule and the visits it bills (see the module's docstring)."""
+
+    services: Mapping[str, Service]
+    visits: tuple[VisitBilling, ...]
+    facts: FactNames
+    place_of_service: str = "11"  # office (CMS place of service codes)
+    no_charge_note: str = ""  # what a superbill says of the services provided at no charge
+    records: ClientRecords | None = None  # None: this workflow issues no superbills
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
+        unknown = sorted({s for v in self.visits for s in v.services} - set(self.services))
+        if unknown:
+            raise ValueError(f"visits name services the fee schedule lacks: {', '.join(unknown)}")
+
+    def visit(self, kind: str) -> VisitBilling | None:
+        return next((v for v in self.visits if v.kind == kind), None)
+
+    def completing(self, trigger: str) -> VisitBilling | None:
+        return next((v for v in self.visits if trigger in v.completes), None)
+
+    def service_of(self, name: str) -> Service | None:
+        return self.services.get(name)
+
+
+@dataclass(frozen=True)
+class FeePolicy:
+    """The practice's own fees for a missed visit (its settings, not the workflow's): None posts nothing."""
+
+    no_show_fee: Decimal | None = None
+    late_cancel_fee: Decimal | None = None
+    late_cancel_hours: int = 24
+
+
+NO_SHOW, LATE_CANCEL = "no_show_fee", "late_cancel_fee"
+_POLICY_LINES = {NO_SHOW: "Missed appointment (no-show) fee", LATE_CANCEL: "Late cancellation fee"}
+
+
+def charge_spec(kind: str) -> FactSpec:
+    """The charge line the engine posts (nobody records one by hand): its visit, service, code and fee."""
+    return FactSpec(
+        kind,
+        (
+            Text("visit", max_chars=50),
+            Text("service", max_chars=100),
+            Text("description", max_chars=200),
+            Text("code", max_chars=10, required=False),
+            Text("modifiers", max_chars=20, required=False),
+            Integer("units", low=1, high=99),
+            Money("fee"),
+            Boolean("insurance"),
+            Day("date_of_service"),
+            Integer("minutes", low=1, high=1440, required=False),
+            Text("clinician", max_chars=100, required=False),
+        ),
+        description="a charge line posted by the engine when a visit is completed",
+    )
+
+
+def _adjustment_shape(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
+    if d["action"] in ("void", "write_off") and not d.get("charge"):
+        return ("charge", f"is required to {str(d['action']).replace('_', ' ')}: name the charge line, e.g. c2")
+    if d["action"] in ("write_off", "refund") and d.get(AMOUNT) is None:
+        return (AMOUNT, f"is required for a {str(d['action']).replace('_', '-')}")
+    if d["action"] == "void" and d.get(AMOUNT) is not None:
+        return (AMOUNT, "is not given for a void: it voids the whole charge")
+    return None
+
+
+def adjustment_spec(kind: str) -> FactSpec:
+    """A correction of the ledger: void a charge, write part of it off, or refund a credit; with a reason."""
+    return FactSpec(
+        kind,
+        (
+            Choice("action", ADJUSTMENTS),
+            Text("charge", max_chars=20, required=False),
+            Money(AMOUNT, required=False),
+            Text("reason", max_chars=500),
+        ),
+        (_adjustment_shape,),
+        "a ledger correction: void a charge, write off part of one, or refund a credit, with the reason",
+    )
+
+
+# ------------------------------------------------------------------ posting charges
+
+
+def check_billed_minutes(data: Mapping[str, Any]) -> None:
+    """``billed_minutes`` on a visit's completion, when given, is a whole number of minutes (else nothing is
+    written: ``InvalidInput``)."""
+    value = data.get(BILLED_MINUTES)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 480:
+        raise InvalidInput(f"{BILLED_MINUTES}: must be a whole number of minutes from 1 to 480, how long the "
+                           "billed service lasted", field=BILLED_MINUTES)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What the command did that may complete a visit: the trigger it fired (or None), its data."""
+
+    trigger: str | None
+    data: Mapping[str, Any]
+    sequence: int  # the case's event count before the command: names a visit with no appointment
+
+
+def due_charges(
+    billing: Billing, carriers: AppointmentFacts | None, case_id: str, before: CaseFacts, after: CaseFacts,
+    done: Completion, now: datetime, cal: PracticeCalendar, policy: FeePolicy,
+) -> list[JSONObject]:
+    """The charge lines this command owes, not posted before (each keyed by its visit and service)."""
+    posted = {(str(c.data["visit"]), str(c.data["service"])) for c in after.of_kind(billing.facts.charge)}
+    wanted: list[JSONObject] = []
+    was = appointments(case_id, before, carriers) if carriers is not None else {}
+    now_on = appointments(case_id, after, carriers) if carriers is not None else {}
+    for appt in now_on.values():
+        previous = was.get(appt.id)
+        if appt.status == "attended" and (previous is None or previous.status != "attended"):
+            wanted += _visit_lines(billing, appt.kind, appt.id, appt, done.data, now, cal)
+        elif appt.status in ("no_show", "cancelled") and previous is not None and previous.active:
+            wanted += _missed_lines(appt, done, now, cal, policy)
+    visit = billing.completing(done.trigger) if done.trigger is not None else None
+    if visit is not None:
+        completed = _visit_appointment(now_on, visit.kind, now, cal)
+        key = completed.id if completed is not None else f"m{done.sequence}"
+        wanted += _visit_lines(billing, visit.kind, key, completed, done.data, now, cal)
+    fresh: list[JSONObject] = []
+    for line in wanted:
+        line_key = (str(line["visit"]), str(line["service"]))
+        if line_key not in posted:
+            posted.add(line_key)
+            fresh.append(line)
+    return fresh
+
+
+def _visit_appointment(
+    found: Mapping[str, Appointment], kind: str, now: datetime, cal: PracticeCalendar
+) -> Appointment | None:
+    """The appointment a completed visit of ``kind`` was: today's (booked or attended), the latest begun."""
+    today = cal.local_date(now)
+    candidates = [a for a in found.values()
+                  if a.kind == kind and a.status in ("booked", "attended") and cal.local_date(a.starts_at) <= today]
+    return max(candidates, key=lambda a: a.starts_at, default=None)
+
+
+def _visit_lines(
+    billing: Billing, kind: str, key: str, appt: Appointment | None, data: Mapping[str, Any], now: datetime,
+    cal: PracticeCalendar,
+) -> list[JSONObject]:
+    visit = billing.visit(kind)
+    if visit is None:
+        return []
+    day = cal.local_date(appt.starts_at if appt is not None else now)
+    recorded = data.get(BILLED_MINUTES)
+    lines: list[JSONObject] = []
+    for name in visit.services:
+        service = billing.services[name]
+        minutes = int(recorded) if isinstance(recorded, int) and service.time_bands else service.minutes
+        coded = service.coded(minutes)
+        if coded is None or coded[1] <= 0:  # no cost (the ketamine portion), or too short to bill
+            continue
+        code, fee = coded
+        lines.append(_line(key, name, service.description, code, fee, service.insurance, day, minutes,
+                           appt.clinician if appt is not None else ""))
+    return lines
+
+
+def _missed_lines(
+    appt: Appointment, done: Completion, now: datetime, cal: PracticeCalendar, policy: FeePolicy
+) -> list[JSONObject]:
+    """The practice's no-show or late-cancellation fee, if its settings name one. A cancellation counts as
+    late only when recorded by hand (not the engine's, as a case closes) within the policy's hours."""
+    if appt.status == "no_show" and policy.no_show_fee:
+        name, fee = NO_SHOW, policy.no_show_fee
+    elif (appt.status == "cancelled" and policy.late_cancel_fee and done.trigger is None
+          and (appt.starts_at - now).total_seconds() < policy.late_cancel_hours * 3600):
+        name, fee = LATE_CANCEL, policy.late_cancel_fee
+    else:
+        return []
+    return [_line(appt.id, name, _POLICY_LINES[name], None, fee, False, cal.local_date(appt.starts_at), None,
+                  appt.clinician)]
+
+
+def _line(
+    visit: str, service: str, description: str, code: str | None, fee: Decimal, insurance: bool, day: date,
+    minutes: int | None, clinician: str,
+) -> JSONObject:
+    line: dict[str, Any] = {"visit": visit, "service": service, "description": description, "units": 1,
+                            "fee": f"{fee:.2f}", "insurance": insurance, "date_of_service": day.isoformat()}
+    if code:
+        line["code"] = code
+    if minutes is not None:
+        line["minutes"] = minutes
+    if clinician:
+        line["clinician"] = clinician
+    return line
+
+
+# ------------------------------------------------------------------ the ledger
+
+
+@dataclass
+class ChargeLine:
+    """A charge as the ledger holds it now: what was posted, what was paid and adjusted on it."""
+
+    id: str  # c1, c2, ... in posting order
+    at: datetime
+    visit: str
+    service: str
+    description: str
+    code: str | None
+    units: int
+    fee: Decimal
+    insurance: bool
+    date_of_service: date
+    minutes: int | None
+    clinician: str
+    paid: Decimal = ZERO
+    written_off: Decimal = ZERO
+    voided: bool = False
+
+    @property
+    def open(self) -> Decimal:
+        return ZERO if self.voided else self.fee - self.paid - self.written_off
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the ledger's statement: a charge, a payment or an adjustment, and the balance after it."""
+
+    at: datetime
+    kind: str  # charge | payment | void | write_off | refund
+    ref: str  # the charge line's id, or the payment's purpose
+    description: str
+    amount: Decimal  # its effect on the balance: + owed, - paid or adjusted
+    balance: Decimal
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """A case's charges, payments and adjustments, and what is owed (negative: a credit)."""
+
+    charges: tuple[ChargeLine, ...]
+    entries: tuple[Entry, ...]
+    charged: Decimal
+    paid: Decimal  # payments less refunds
+    adjusted: Decimal  # voids and write-offs
+    credit: Decimal  # paid and not applied to a charge (refundable)
+
+    @property
+    def balance(self) -> Decimal:
+        return self.charged - self.adjusted - self.paid
+
+    def charge(self, line_id: str) -> ChargeLine | None:
+        return next((c for c in self.charges if c.id == line_id), None)
+
+    def between(self, first: date, last: date, *, insurance: bool | None = None) -> list[ChargeLine]:
+        """The charges (not voided) with a date of service in [first, last], of one kind if asked."""
+        return [c for c in self.charges if not c.voided and first <= c.date_of_service <= last
+                and (insurance is None or c.insurance == insurance)]
+
+
+class _Fold:
+    """The ledger's fold, one fact at a time (see ``ledger``)."""
+
+    def __init__(self, billing: Billing) -> None:
+        self.billing = billing
+        self.charges: list[ChargeLine] = []
+        self.entries: list[Entry] = []
+        self.credit = ZERO
+        self.charged = self.paid = self.adjusted = ZERO
+
+    @property
+    def balance(self) -> Decimal:
+        return self.charged - self.adjusted - self.paid
+
+    def note(self, at: datetime, kind: str, ref: str, description: str, amount: Decimal) -> None:
+        self.entries.append(Entry(at, kind, ref, description, amount, self.balance))
+
+    def charge(self, at: datetime, d: Mapping[str, Any]) -> None:
+        line = ChargeLine(
+            f"c{len(self.charges) + 1}", at, str(d["visit"]), str(d["service"]), str(d["description"]),
+            str(d["code"]) if d.get("code") else None, int(d["units"]), cents(str(d["fee"])), bool(d["insurance"]),
+            date.fromisoformat(str(d["date_of_service"])), int(d["minutes"]) if d.get("minutes") else None,
+            str(d.get("clinician") or ""),
+        )
+        self.charges.append(line)
+        self.charged += line.fee
+        self.note(at, "charge", line.id, line.description + (f" ({line.code})" if line.code else ""), line.fee)
+        self.apply_credit("")
+
+    def payment(self, at: datetime, d: Mapping[str, Any]) -> None:
+        amount = cents(str(d[AMOUNT]))
+        self.paid += amount
+        self.credit += amount
+        purpose = str(d.get(PURPOSE) or "")
+        self.note(at, "payment", purpose, f"payment ({purpose.replace('_', ' ')})" if purpose else "payment",
+                  -amount)
+        self.apply_credit(purpose)
+
+    def adjustment(self, at: datetime, d: Mapping[str, Any]) -> None:
+        action, reason = str(d["action"]), str(d["reason"])
+        line = next((c for c in self.charges if c.id == d.get("charge")), None)
+        if action == "refund":
+            amount = cents(str(d[AMOUNT]))
+            self.credit -= amount
+            self.paid -= amount
+            self.note(at, action, "", f"refund: {reason}", amount)
+        elif line is not None and action == "void":
+            self.credit += line.paid  # what was paid on it is a credit again
+            voided = line.fee - line.written_off
+            self.adjusted += voided
+            line.paid, line.voided = ZERO, True
+            self.note(at, action, line.id, f"void of {line.id}: {reason}", -voided)
+            self.apply_credit("")
+        elif line is not None and action == "write_off":
+            amount = cents(str(d[AMOUNT]))
+            line.written_off += amount
+            self.adjusted += amount
+            self.note(at, action, line.id, f"write-off on {line.id}: {reason}", -amount)
+
+    def apply_credit(self, purpose: str) -> None:
+        """Apply the credit to open charges: those the purpose pays first, then the oldest."""
+        first = [c for c in self.charges if purpose and self._purpose(c) == purpose]
+        for line in [*first, *(c for c in self.charges if c not in first)]:
+            if self.credit <= 0:
+                return
+            applied = min(self.credit, line.open)
+            if applied > 0:
+                line.paid += applied
+                self.credit -= applied
+
+    def _purpose(self, line: ChargeLine) -> str:
+        service = self.billing.service_of(line.service)
+        return service.purpose if service is not None else ""
+
+
+def ledger(facts: CaseFacts, billing: Billing) -> Ledger:
+    """The case's ledger: its charges, payments and adjustments folded in the order they were recorded.
+
+    A payment pays the open charges its purpose names first, then the oldest; what is left is a credit,
+    which pays the next charge posted. A void returns what was paid on the charge to the credit.
+    """
+    names = billing.facts
+    fold = _Fold(billing)
+    for fact in facts.of_kinds((names.charge, names.payment, names.adjustment)):
+        if fact.kind == names.charge:
+            fold.charge(fact.at, fact.data)
+        elif fact.kind == names.payment:
+            fold.payment(fact.at, fact.data)
+        else:
+            fold.adjustment(fact.at, fact.data)
+    return Ledger(tuple(fold.charges), tuple(fold.entries), fold.charged, fold.paid, fold.adjusted, fold.credit)
+
+
+def adjustment_problem(books: Ledger, d: Mapping[str, Any]) -> str | None:
+    """Why the adjustment ``d`` cannot be made on ``books`` (a sentence saying what to do), or None."""
+    action = str(d["action"])
+    if action == "refund":
+        amount = cents(str(d[AMOUNT]))
+        if amount > books.credit:
+            return (f"a refund of {money_text(amount)} is more than the credit on the account "
+                    f"({money_text(books.credit)}): void or write off the charge first, or refund less")
+        return None
+    line = books.charge(str(d.get("charge")))
+    if line is None:
+        known = ", ".join(c.id for c in books.charges) or "none yet"
+        return f"there is no charge line {d.get('charge')!r} on this case (its lines: {known})"
+    if line.voided:
+        return f"charge line {line.id} is already void"
+    if action == "write_off":
+        amount = cents(str(d[AMOUNT]))
+        if amount > line.open:
+            return (f"a write-off of {money_text(amount)} is more than what is open on {line.id} "
+                    f"({money_text(line.open)})")
+    return None
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    """What the billing work list needs of a case's ledger, in cents (the cross-case table's row)."""
+
+    balance_cents: int
+    unbilled: int  # insurance charge lines not yet on a superbill
+    oldest_open: str  # the date of service of the oldest charge with something open, "" if none
+
+
+def summary(books: Ledger, billed: Sequence[str] = ()) -> LedgerSummary:
+    """The ledger's summary; ``billed`` are the charge line ids already on an issued superbill."""
+    open_lines = [c for c in books.charges if c.open > 0]
+    unbilled = [c for c in books.charges if c.insurance and not c.voided and c.id not in billed]
+    oldest = min((c.date_of_service for c in open_lines), default=None)
+    return LedgerSummary(int(books.balance * 100), len(unbilled), oldest.isoformat() if oldest else "")
+
