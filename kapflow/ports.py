@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from kapflow.domain.access import AccessRecord
 from kapflow.domain.accounts import ConsoleSession, ConsoleUser, SignInAttempt
 from kapflow.domain.audit_log import CheckpointRecord, LogRecord, LogSlot, LogSource
+from kapflow.domain.billing import LedgerSummary
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.events import DeliveryOutcome
@@ -110,6 +111,10 @@ class UnitOfWork(Protocol):
     def index_words(self, case_id: str, words: Collection[str], *, replacing: bool) -> None:
         """Index ``words``, those of the case's client name (``kapflow.domain.names``), for the case list's
         search; ``replacing``: instead of the words it had."""
+        ...
+
+    def put_ledger_summary(self, case_id: str, summary: LedgerSummary) -> None:
+        """Keep ``summary`` as the case's ledger summary (billing's work list), instead of the one it had."""
         ...
 
     def find_idempotent(self, key: str) -> tuple[str, str] | None:
@@ -596,6 +601,16 @@ class DeadMessage:
     case: CaseRecord
 
 
+@dataclass(frozen=True)
+class LedgerBacklog:
+    """A case with billing work: its ledger summary's row, with the case as stored now."""
+
+    balance_cents: int
+    unbilled: int
+    oldest: date  # the oldest unbilled or open line's date of service, as the query asked
+    case: CaseRecord
+
+
 class WorkReads(Protocol):
     """What a work list reads: each a bounded query ordered by an index, never a scan of every case."""
 
@@ -613,4 +628,9 @@ class WorkReads(Protocol):
 
     def dead_messages(self, after: tuple[datetime, int] | None, limit: int) -> list[DeadMessage]:
         """Messages whose delivery failed for good, oldest first, after ``after``, at most ``limit``."""
+        ...
+
+    def ledger_backlog(self, unbilled: bool, limit: int) -> list[LedgerBacklog]:
+        """Cases with insurance lines on no superbill (``unbilled``) or with a balance due, the longest
+        waiting first, at most ``limit``."""
         ...

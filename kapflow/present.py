@@ -60,6 +60,7 @@ from kapflow.domain.appointments import Appointment
 from kapflow.domain.billing import ChargeLine, Ledger
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import AuditEvent, CaseRecord, FactEntry, Outcome, to_iso
+from kapflow.domain.estimate import EstimateRecord
 from kapflow.domain.events import EventKind
 from kapflow.domain.names import client_name_of
 from kapflow.domain.superbill import SuperbillRecord
@@ -339,6 +340,14 @@ def superbill_shape(record: SuperbillRecord) -> dict[str, Any]:
             "lines": list(record.lines), "diagnoses": list(record.diagnoses), "clinician": record.clinician,
             "charged": f"{record.charged:.2f}", "paid": f"{record.paid:.2f}",
             "balance": f"{record.charged - record.paid:.2f}", "issued_on": record.issued_on.isoformat()}
+
+
+def estimate_shape(record: EstimateRecord) -> dict[str, Any]:
+    """A good faith estimate as JSON: amounts as exact text."""
+    return {"reference": record.reference, "issued_on": record.issued_on.isoformat(), "basis": record.basis,
+            "lines": [{"service": s, "quantity": q, "fee": f"{f:.2f}", "total": f"{f * q:.2f}"}
+                      for s, q, f in record.lines],
+            "total": f"{record.total:.2f}"}
 
 
 def verdict_shape(verdict: Verdict) -> dict[str, object]:

@@ -14,10 +14,12 @@ from kapflow.app.command_input import check_actor_shape
 from kapflow.app.context import AppContext
 from kapflow.app.queries import check_day
 from kapflow.app.runner import Transaction
+from kapflow.domain.appointments import appointments
 from kapflow.domain.billing import Billing, ClientRecords, Ledger, ledger
-from kapflow.domain.billing_documents import GoodFaithEstimateView, SuperbillView
+from kapflow.domain.billing_documents import Diagnosis, GoodFaithEstimateView, SuperbillView
 from kapflow.domain.case import Actor, CaseRecord, Outcome
 from kapflow.domain.errors import DocumentIncomplete, InvalidInput, NotPermitted, UnknownCase
+from kapflow.domain.estimate import EstimateRecord, estimate_view
 from kapflow.domain.events import EventKind
 from kapflow.domain.names import client_name_of
 from kapflow.domain.superbill import Client, SuperbillRecord, SuperbillRequest, reissued, superbill_for
@@ -54,6 +56,11 @@ def superbill_kinds(wf: Workflow) -> frozenset[str]:
     """The fact kinds a superbill shows: the ledger's, the diagnoses, the address, the superbills issued."""
     records = _records(wf)
     return ledger_kinds(wf) | {records.diagnosis, records.address, records.superbill}
+
+
+def estimate_kinds(wf: Workflow) -> frozenset[str]:
+    """The fact kinds an estimate's document shows: the estimate, the intake, the client's address."""
+    return frozenset({_estimate_kind(wf), wf.intake_fact, _records(wf).address})
 
 
 def check_reads_ledger(wf: Workflow, role: str) -> None:
@@ -164,3 +171,55 @@ def document_pdf(view: SuperbillView | GoodFaithEstimateView) -> bytes:
         raise AdapterConfigError("pdf", f"needs the {exc.name} package: install kapflow[pdf] "
                                         "(pip install 'kapflow[pdf]')") from None
     return superbill_pdf(view) if isinstance(view, SuperbillView) else estimate_pdf(view)
+
+
+# ------------------------------------------------------------------ good faith estimates
+
+
+def _estimate_kind(wf: Workflow) -> str:
+    rule = billing_of(wf).estimate
+    if rule is None:
+        raise InvalidInput(f"workflow {wf.name} version {wf.version} gives no good faith estimates",
+                           field="reference")
+    return rule.kind
+
+
+def estimates(app: AppContext, case_id: str) -> list[EstimateRecord]:
+    """The good faith estimates recorded on the case, oldest first."""
+    case = _case(app, case_id)
+    kind = _estimate_kind(app.workflows.of(case))
+    return [EstimateRecord.from_fact(f.data) for f in case.projection.of_kind(kind)]
+
+
+def estimate(app: AppContext, case_id: str, reference: str, role: str | None = None) -> GoodFaithEstimateView:
+    """The good faith estimate recorded on the case as ``reference``, as a document: the practice and the
+    clinician the case is booked with (its settings), the client, the diagnoses made by then (only for a
+    ``role`` that reads diagnoses, or None: any)."""
+    case = _case(app, case_id)
+    wf = app.workflows.of(case)
+    found = next((f for f in case.projection.of_kind(_estimate_kind(wf)) if f.data.get("reference") == reference),
+                 None)
+    if found is None:
+        raise InvalidInput(f"no good faith estimate {reference!r} was recorded on this case", field="reference")
+    record = EstimateRecord.from_fact(found.data)
+    booked = sorted(appointments(case.id, case.projection, wf.appointments).values(), key=lambda a: a.starts_at) \
+        if wf.appointments is not None else []
+    clinician = next((a.clinician for a in reversed(booked) if a.clinician), "")
+    start = app.practice.start_of_day(record.issued_on)
+    expected_from = next((app.practice.local_date(a.starts_at) for a in booked
+                          if a.active and a.starts_at >= start), None)
+    records = _records(wf)
+    shown = role is None or records.diagnosis in wf.readable(role)
+    made = [f for f in case.projection.of_kind(records.diagnosis)
+            if shown and date.fromisoformat(str(f.data[records.diagnosis_date])) <= record.issued_on]
+    codes = list(dict.fromkeys(str(f.data["code"]) for f in made))
+    diagnoses = tuple(Diagnosis(code, _describe(code)) for code in codes)
+    return estimate_view(_client(case, wf), billing_of(wf), record, app.documents, clinician, diagnoses,
+                         expected_from)
+
+
+def _case(app: AppContext, case_id: str) -> CaseRecord:
+    case = app.store.get_case(case_id)
+    if case is None:
+        raise UnknownCase(case_id)
+    return case

@@ -25,6 +25,7 @@ from kapflow.domain.billing import Billing, Completion, FeePolicy, check_billed_
 from kapflow.domain.case import Actor, CaseRecord, Outcome, ProjectionText, fold_fact, fold_move, text_after_fold
 from kapflow.domain.decision import check_required_text, fact_refusal, fire_refusal
 from kapflow.domain.errors import ConcurrencyConflict, InvalidInput, NotPermitted, UnknownFactKind, UnknownTrigger
+from kapflow.domain.estimate import due_estimate
 from kapflow.domain.events import EventKind
 from kapflow.domain.payload import JSONObject, canonical_json, check_identifier, check_payload
 from kapflow.domain.slots import check_room
@@ -190,6 +191,22 @@ def _post_charges(
     return after
 
 
+def _post_estimate(
+    tx: Transaction, case: CaseRecord, wf: Workflow, actor: Actor, kind: str, parsed: JSONObject
+) -> CaseRecord:
+    """Record the good faith estimate a plan fact asks for (``kapflow.domain.estimate``), after it, in its
+    transaction: on the case before any service it lists, at the fees of the case's workflow version."""
+    billing = wf.billing
+    if billing is None or billing.estimate is None or kind != billing.estimate.fact:
+        return case
+    record = due_estimate(billing, kind, parsed, case.projection, case_id=case.id,
+                          issued_on=tx.practice.local_date(tx.now()))
+    if record is None:
+        return case
+    _log.info("estimate_recorded", case_id=case.id)
+    return append_fact(tx, case, actor, billing.estimate.kind, record.as_fact(), None)
+
+
 def _may_complete(billing: Billing, wf: Workflow, done: Completion, kind: str | None) -> bool:
     """Whether the command can have completed or missed a visit: a trigger completing one, or a change of
     an appointment (most commands are neither, and read no appointment here)."""
@@ -221,6 +238,7 @@ def _add_fact(
 ) -> Outcome:
     updated = append_fact(tx, case, actor, kind, parsed, key, expected_version)
     updated = _post_charges(tx, case, updated, wf, actor, Completion(None, parsed, case.event_count), fees, kind)
+    updated = _post_estimate(tx, updated, wf, actor, kind, parsed)
     extra: dict[str, Any] = {"fact_kind": kind}
     if wf.appointments is not None and kind == wf.appointments.booking:
         extra["appointment"] = f"a{len(updated.projection.of_kind(kind))}"

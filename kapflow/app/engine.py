@@ -37,6 +37,7 @@ from kapflow.domain.billing_documents import GoodFaithEstimateView, SuperbillVie
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, Outcome
 from kapflow.domain.errors import InvalidInput
+from kapflow.domain.estimate import EstimateRecord
 from kapflow.domain.identity import ApiKey
 from kapflow.domain.messages import Contacts, practice_timezone
 from kapflow.domain.superbill import Practice, SuperbillRecord, SuperbillRequest
@@ -408,6 +409,16 @@ class Engine:
     def superbills(self, case_id: str) -> list[SuperbillRecord]:
         """The superbills issued on the case, oldest first."""
         return billing.superbills(self.app, case_id)
+
+    def estimates(self, case_id: str) -> list[EstimateRecord]:
+        """The good faith estimates recorded on the case (one each time its plan was set or extended)."""
+        return billing.estimates(self.app, case_id)
+
+    def estimate(self, case_id: str, reference: str, role: str | None = None) -> GoodFaithEstimateView:
+        """The good faith estimate recorded as ``reference``, as a document (``DocumentIncomplete`` names every
+        gap: the practice's or the clinician's details, the client's address); its diagnoses only for a
+        ``role`` that reads them (None: any). Render it with ``document_pdf``."""
+        return billing.estimate(self.app, case_id, reference, role)
 
     @staticmethod
     def document_pdf(view: SuperbillView | GoodFaithEstimateView) -> bytes:

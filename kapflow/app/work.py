@@ -24,11 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from kapflow.app.command_input import check_page
 from kapflow.app.context import AppContext
 from kapflow.app.reminders import not_wanted
 from kapflow.domain.appointments import Appointment, appointments
+from kapflow.domain.billing import money_text
 from kapflow.domain.case import CaseRecord
 from kapflow.domain.decision import guard_context, not_available_blocker, pending_blockers
 from kapflow.domain.errors import Blocker, WorkflowDefinitionError
@@ -38,7 +40,9 @@ from kapflow.domain.verdict import evaluate
 from kapflow.domain.work import (
     APPOINTMENT_TO_CONFIRM,
     APPOINTMENT_TODAY,
+    BALANCE_DUE,
     DELIVERY_FAILED,
+    VISITS_NOT_BILLED,
     WorkAppointment,
     WorkItem,
     readiness_text,
@@ -65,6 +69,7 @@ def work_for(app: AppContext, role: str, person: str, *, now: datetime, limit: i
         *_reminder_items(app, versions, role, now, limit),
         *_appointment_items(app, versions, role, person, now),
         *_delivery_items(app, versions, role, limit),
+        *_billing_items(app, versions, role, limit),
     ]
     return sorted(items, key=lambda item: item.order)[:limit]
 
@@ -243,6 +248,32 @@ def _delivery_items(app: AppContext, versions: list[Workflow], role: str, limit:
             items.append(WorkItem(row.case.id, DELIVERY_FAILED, sentence, row.at))
         if len(rows) < batch:
             break
+    return items
+
+
+# ------------------------------------------------------------------ 4. billing: visits not yet billed, balances
+
+
+def _billing_items(app: AppContext, versions: list[Workflow], role: str, limit: int) -> list[WorkItem]:
+    if not any(wf.billing is not None and wf.billing.clerk == role for wf in versions):
+        return []
+    reads = app.store.work()
+    items: list[WorkItem] = []
+    for unbilled in (True, False):
+        for row in reads.ledger_backlog(unbilled, limit):
+            wf = _workflow_of(app, row.case)
+            if wf is None or wf.billing is None or wf.billing.clerk != role:
+                continue
+            since = app.practice.start_of_day(row.oldest)
+            if unbilled:
+                visits = f"{row.unbilled} visit{'s' if row.unbilled != 1 else ''}"
+                sentence = (f"{visits} billed to insurance on no superbill yet, the oldest on {row.oldest}: "
+                            "issue the client's superbill.")
+                items.append(WorkItem(row.case.id, VISITS_NOT_BILLED, sentence, since))
+            else:
+                due = money_text(Decimal(row.balance_cents) / 100)
+                sentence = f"Balance due {due}, open since a visit on {row.oldest}: collect it or adjust it."
+                items.append(WorkItem(row.case.id, BALANCE_DUE, sentence, since))
     return items
 
 

@@ -16,7 +16,7 @@ payments and adjustments in the order they were recorded; money is ``Decimal``, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -127,6 +127,21 @@ class ClientRecords:
     superbill: str
 
 
+Expected = Callable[[Mapping[str, Any], CaseFacts], tuple[tuple[str, int], ...]]
+"""What a plan fact leads to expect: (service of the fee schedule, quantity) pairs; none, no estimate."""
+
+
+@dataclass(frozen=True)
+class EstimateRule:
+    """Recording a fact of kind ``fact`` records an estimate (a fact of kind ``kind``) of what it leads to
+    expect; ``basis`` says in words what the estimate is for (from the plan fact's data)."""
+
+    fact: str
+    kind: str
+    expected: Expected
+    basis: Callable[[Mapping[str, Any]], str]
+
+
 @dataclass(frozen=True)
 class Billing:
     """A workflow's fee schedule and the visits it bills (see the module's docstring)."""
@@ -137,6 +152,8 @@ class Billing:
     place_of_service: str = "11"  # office (CMS place of service codes)
     no_charge_note: str = ""  # what a superbill says of the services provided at no charge
     records: ClientRecords | None = None  # None: this workflow issues no superbills
+    clerk: str | None = None  # the role whose work list shows visits not yet billed and balances due
+    estimate: EstimateRule | None = None  # the plan fact that records a good faith estimate (kapflow.domain.estimate)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
@@ -510,17 +527,20 @@ def adjustment_problem(books: Ledger, d: Mapping[str, Any]) -> str | None:
 
 @dataclass(frozen=True)
 class LedgerSummary:
-    """What the billing work list needs of a case's ledger, in cents (the cross-case table's row)."""
+    """What the billing work list needs of a case's ledger (the cross-case table's row): the balance in
+    cents, the insurance lines not yet on a superbill, the dates of service of the oldest of those and of the
+    oldest charge with something open (None: none)."""
 
     balance_cents: int
-    unbilled: int  # insurance charge lines not yet on a superbill
-    oldest_open: str  # the date of service of the oldest charge with something open, "" if none
+    unbilled: int
+    oldest_unbilled: date | None
+    oldest_open: date | None
 
 
-def summary(books: Ledger, billed: Sequence[str] = ()) -> LedgerSummary:
-    """The ledger's summary; ``billed`` are the charge line ids already on an issued superbill."""
-    open_lines = [c for c in books.charges if c.open > 0]
+def summary(books: Ledger, billed: Collection[str] = ()) -> LedgerSummary:
+    """The ledger's summary; ``billed``: the charge line ids already on an issued superbill."""
     unbilled = [c for c in books.charges if c.insurance and not c.voided and c.id not in billed]
-    oldest = min((c.date_of_service for c in open_lines), default=None)
-    return LedgerSummary(int(books.balance * 100), len(unbilled), oldest.isoformat() if oldest else "")
-
+    open_lines = [c for c in books.charges if c.open > 0]
+    return LedgerSummary(int(books.balance * 100), len(unbilled),
+                         min((c.date_of_service for c in unbilled), default=None),
+                         min((c.date_of_service for c in open_lines), default=None) if books.balance > 0 else None)

@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from kapflow.domain.billing import ZERO, Billing, ChargeLine, ClientRecords, Ledger, cents
+from kapflow.domain.billing import (
+    ZERO,
+    Billing,
+    ChargeLine,
+    ClientRecords,
+    Ledger,
+    LedgerSummary,
+    cents,
+    ledger,
+    summary,
+)
 from kapflow.domain.billing_documents import (
     MAX_DIAGNOSES,
     MAX_POINTERS,
@@ -153,7 +163,7 @@ def _build(
         missing.append("the practice's details are not set: add [billing.practice] with name, address, phone, "
                        "tax_id and npi to the settings")
     clinician_id, clinician = _clinician(lines, practice, missing)
-    details = _client(client, records, missing)
+    details = client_details(client, records, missing)
     diagnoses, pointers = _diagnoses(client.facts, records, lines, request.diagnoses, missing)
     if missing or practice.party is None or clinician is None or details is None:
         raise DocumentIncomplete(DOCUMENT, missing)
@@ -187,7 +197,8 @@ def _clinician(
     return ids[0], found
 
 
-def _client(client: Client, records: ClientRecords, missing: list[str]) -> ClientDetails | None:
+def client_details(client: Client, records: ClientRecords, missing: list[str]) -> ClientDetails | None:
+    """The client as a billing document names them; each thing lacking is added to ``missing``."""
     intake = client.facts.latest(client.intake)
     born = str(intake.data.get(records.birth_date) or "") if intake is not None else ""
     phone = str(intake.data.get(records.phone) or "") if intake is not None else ""
@@ -253,3 +264,19 @@ def _row(line: ChargeLine, place: str, codes: tuple[str, ...], listed: tuple[str
     minutes = f", {line.minutes} min" if line.minutes else ""
     return SuperbillLine(line.date_of_service, place, str(line.code), (), line.units, line.fee - line.written_off,
                          letters, line.description + minutes)
+
+
+def billing_summary(facts: CaseFacts, billing: Billing) -> LedgerSummary:
+    """The case's ledger summary: its balance, and its insurance lines not yet on an issued superbill."""
+    billed: set[str] = set()
+    if billing.records is not None:
+        for issued in facts.of_kind(billing.records.superbill):
+            billed.update(str(issued.data["lines"]).split())
+    return summary(ledger(facts, billing), billed)
+
+
+def billing_kinds(billing: Billing) -> frozenset[str]:
+    """The fact kinds that change a case's ledger summary."""
+    names = billing.facts
+    issued = {billing.records.superbill} if billing.records is not None else set()
+    return frozenset({names.charge, names.payment, names.adjustment, *issued})

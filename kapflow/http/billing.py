@@ -13,11 +13,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Response
 
-from kapflow.app.billing import ledger_kinds, superbill_kinds
+from kapflow.app.billing import estimate_kinds, ledger_kinds, superbill_kinds
 from kapflow.app.engine import Engine
 from kapflow.http.common import PROBLEMS, V1, Acting, CaseId, JSONObject, require_reads
-from kapflow.present import ledger_shape, superbill_shape
+from kapflow.present import estimate_shape, ledger_shape, superbill_shape
 
+EstimateReference = Annotated[str, Path(pattern=r"^GFE-[A-Z0-9]{1,16}-[0-9]{1,6}$", description="e.g. GFE-7F3A2B10-1")]
 Reference = Annotated[str, Path(pattern=r"^SB-[A-Z0-9]{1,16}-[0-9]{1,6}$", description="e.g. SB-7F3A2B10-1")]
 
 
@@ -69,6 +70,28 @@ def router(engine: Engine) -> APIRouter:
         require_reads(engine, actor, case_id, superbill_kinds, "read superbills")
         body = engine.document_pdf(engine.superbill(case_id, reference))
         engine.record_access(actor, case_id, "superbill")
+        return Response(body, media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{reference}.pdf"'})
+
+    @api.get("/cases/{case_id}/estimates", tags=["billing"], responses=PROBLEMS)
+    def list_estimates(case_id: CaseId, actor: Acting) -> list[JSONObject]:
+        """The good faith estimates recorded on the case, oldest first: one each time its plan of care was set
+        or extended, before the services it lists (No Surprises Act): each line's service, quantity and fee
+        then, and the total. For the roles that read them (KAP: billing, the front desk, the client,
+        clinicians, auditors)."""
+        require_reads(engine, actor, case_id, estimate_kinds, "read estimates")
+        shapes = [estimate_shape(r) for r in engine.estimates(case_id)]
+        engine.record_access(actor, case_id, "estimates")
+        return shapes
+
+    @api.get("/cases/{case_id}/estimates/{reference}.pdf", tags=["billing"], responses=PROBLEMS,
+             response_class=Response)
+    def estimate_pdf(case_id: CaseId, reference: EstimateReference, actor: Acting) -> Response:
+        """A good faith estimate as a PDF, with the disclaimer and the dispute notice it must carry; its
+        diagnoses only for a role that reads them. 422 ``document_incomplete`` names every gap."""
+        require_reads(engine, actor, case_id, estimate_kinds, "read estimates")
+        body = engine.document_pdf(engine.estimate(case_id, reference, actor.role))
+        engine.record_access(actor, case_id, "estimate")
         return Response(body, media_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="{reference}.pdf"'})
 

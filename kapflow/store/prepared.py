@@ -45,6 +45,7 @@ from kapflow.store.tables import (
     CaseRow,
     DeliveryAttemptRow,
     IdempotencyRow,
+    LedgerSummaryRow,
     NameWordRow,
     OutboxRow,
     ResourceHoldRow,
@@ -59,6 +60,8 @@ _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 _attempts = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
 _holds = ResourceHoldRow.__table__  # type: ignore[attr-defined]
 _words = NameWordRow.__table__  # type: ignore[attr-defined]
+_ledgers = LedgerSummaryRow.__table__  # type: ignore[attr-defined]
+LEDGER_COLUMNS = ("case_id", "balance_cents", "unbilled", "oldest_unbilled", "oldest_open")
 HOLD_COLUMNS = ("resource", "starts_at", "ends_at", "case_id", "appointment_id")
 HOLD_LOCK_SPACE = 0x6B66  # the first key of kapflow's per-resource advisory locks ("kf")
 
@@ -328,6 +331,9 @@ class HotStatements:
         # The words of a client's name (the case list's search): replaced whole when the intake changes.
         self.delete_words = prep(delete(_words).where(_words.c.case_id == bindparam("b_case")))
         self.insert_word = prep(_words.insert().values(word=bindparam("word"), case_id=bindparam("case_id")))
+        # A case's ledger summary, replaced whole when its ledger changes (its row is locked: no other writer).
+        self.delete_ledger = prep(delete(_ledgers).where(_ledgers.c.case_id == bindparam("b_case")))
+        self.insert_ledger = prep(_ledgers.insert().values({c: bindparam(c) for c in LEDGER_COLUMNS}))
         # Cases with no word indexed yet, by id after ``after_id``: those opened before the index existed.
         self.unindexed_cases = prep(
             select(_cases)

@@ -192,6 +192,25 @@ class NameWordRow(SQLModel, table=True):
     case_id: str = Field(primary_key=True, max_length=200)
 
 
+class LedgerSummaryRow(SQLModel, table=True):
+    """What billing's work list needs of one case's ledger (``kapflow.domain.billing.summary``), written in the
+    command that changes the ledger: its balance in cents, its insurance lines not yet on a superbill, and the
+    dates of service of the oldest of those and of the oldest charge left open (NULL: none). Each index holds
+    only the cases with something to do, by how long it has waited."""
+
+    __tablename__ = "ledger_summaries"
+    __table_args__ = (
+        Index("ix_ledger_summaries_unbilled", "oldest_unbilled", "case_id"),
+        Index("ix_ledger_summaries_open", "oldest_open", "case_id"),
+    )
+
+    case_id: str = Field(primary_key=True, max_length=200)
+    balance_cents: int = Field(sa_column=Column("balance_cents", BigInteger, nullable=False))
+    unbilled: int
+    oldest_unbilled: str | None = Field(default=None, max_length=10)
+    oldest_open: str | None = Field(default=None, max_length=10)
+
+
 class LogEntryRow(SQLModel, table=True):
     """One position of the audit log: which row (an event, a queued message, a delivery attempt) sits there.
 

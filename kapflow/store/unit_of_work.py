@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from kapflow.domain.billing import LedgerSummary
 from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.events import DeliveryOutcome, TimerStatus
@@ -187,6 +188,15 @@ class SqlUnitOfWork:
             self._hot.delete_words.run(self._cur, {"b_case": case_id})
         if words:
             self._hot.insert_word.run_many(self._cur, [{"word": w, "case_id": case_id} for w in sorted(words)])
+
+    def put_ledger_summary(self, case_id: str, summary: LedgerSummary) -> None:
+        """The case's ledger summary, instead of the one it had."""
+        self._hot.delete_ledger.run(self._cur, {"b_case": case_id})
+        self._hot.insert_ledger.run(self._cur, {
+            "case_id": case_id, "balance_cents": summary.balance_cents, "unbilled": summary.unbilled,
+            "oldest_unbilled": summary.oldest_unbilled.isoformat() if summary.oldest_unbilled else None,
+            "oldest_open": summary.oldest_open.isoformat() if summary.oldest_open else None,
+        })
 
     def log(self) -> LogWriter:
         """The audit log's writes (the sequencer's), in this transaction."""

@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, or_, select, tuple_
 
 from kapflow.domain.case import to_iso
-from kapflow.ports import DeadMessage, DueTimer, HeldAppointment, WantedTimer
+from kapflow.ports import DeadMessage, DueTimer, HeldAppointment, LedgerBacklog, WantedTimer
 from kapflow.store.rows import case_from_row
-from kapflow.store.tables import CaseRow, OutboxRow, ResourceHoldRow, TimerRow
+from kapflow.store.tables import CaseRow, LedgerSummaryRow, OutboxRow, ResourceHoldRow, TimerRow
 
 _timers = TimerRow.__table__  # type: ignore[attr-defined]
 _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 _holds = ResourceHoldRow.__table__  # type: ignore[attr-defined]
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
+_ledgers = LedgerSummaryRow.__table__  # type: ignore[attr-defined]
 
 CLINICIAN = "clinician:"
 _AFTER_CLINICIANS = "clinician;"  # the first text after every "clinician:..." (";" follows ":")
@@ -136,3 +137,18 @@ class SqlWorkReader:
                             _case_of(r))
                 for r in conn.execute(query)
             ]
+
+    def ledger_backlog(self, unbilled: bool, limit: int) -> list[LedgerBacklog]:
+        if limit <= 0:
+            return []
+        oldest = _ledgers.c.oldest_unbilled if unbilled else _ledgers.c.oldest_open
+        query = (  # a range of ix_ledger_summaries_unbilled (or _open): NULL, nothing to do, is not in it
+            select(_ledgers.c.balance_cents, _ledgers.c.unbilled, oldest.label("oldest"), *_case_columns())
+            .select_from(_ledgers.join(_cases, _cases.c.id == _ledgers.c.case_id))
+            .where(oldest.is_not(None))
+            .order_by(oldest, _ledgers.c.case_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [LedgerBacklog(int(r.balance_cents), int(r.unbilled), date.fromisoformat(r.oldest), _case_of(r))
+                    for r in conn.execute(query)]

@@ -317,3 +317,26 @@ def test_every_service_the_schedule_bills_has_a_code_and_insurance_lines_are_psy
     assert KAP_BILLING.services["ketamine_support"].fee == 0
     assert {s.name for s in KAP_BILLING.services.values() if s.insurance} == set(SYSTEM_WIDE) - {
         "prescriber_evaluation"}
+
+
+def test_billings_work_lists_visits_not_yet_billed_and_balances_due(engine: Engine, clock: FakeClock) -> None:
+    paid_up = open_case(engine)
+    evaluated_and_set(engine, clock, paid_up)
+    owing = open_case(engine)
+    evaluated_and_set(engine, clock, owing)
+    integration_session(engine, clock, owing)
+    engine.record(paid_up, "payment", {"amount": "165.00", "purpose": "psychotherapy"}, actor=BILLING)
+
+    def work() -> list[tuple[str, str]]:
+        return [(item.case_id, item.code) for item in engine.work("billing", BILLING.id)]
+
+    assert sorted(work()) == sorted([(paid_up, "visits_not_billed"), (owing, "visits_not_billed"),
+                                     (owing, "balance_due")])
+    item = next(i for i in engine.work("billing", BILLING.id) if i.code == "balance_due")
+    assert item.sentence.startswith("Balance due $330.00, open since a visit on ")
+    assert "2 visits billed to insurance" in next(i.sentence for i in engine.work("billing", BILLING.id)
+                                                 if i.case_id == owing and i.code == "visits_not_billed")
+    engine.record(owing, "payment", {"amount": "330.00", "purpose": "psychotherapy"}, actor=FRONT_DESK)
+    assert (owing, "balance_due") not in work()
+    assert engine.work("front_desk", FRONT_DESK.id) == [] or all(
+        i.code not in ("balance_due", "visits_not_billed") for i in engine.work("front_desk", FRONT_DESK.id))

@@ -9,15 +9,14 @@ kept as a PNG (``$KAPFLOW_ARTIFACTS``). Every gap is named at once and nothing i
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from billing_support import ADDRESS, PRACTICE, THERAPIST_DETAILS, pdf_text, treated
 from http_server import serving
 from support import (
     BILLING,
@@ -25,18 +24,13 @@ from support import (
     FRONT_DESK,
     INQUIRY,
     PRESCRIBER,
-    THERAPIST,
     assert_audited,
-    booking,
     clinician_of,
-    dose_and_discharge,
-    to_evaluating,
 )
 from typer.testing import CliRunner, Result
 
 from kapflow.app.engine import Engine
 from kapflow.cli import app as cli_app
-from kapflow.domain.billing_documents import Clinician, Party
 from kapflow.domain.errors import DocumentIncomplete, InvalidFact, NotPermitted
 from kapflow.domain.superbill import Practice
 from kapflow.http.app import create_app
@@ -49,13 +43,6 @@ pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None or shutil.whic
                                 reason="poppler-utils (pdftotext, pdftoppm) is not installed: "
                                        "apt-get install poppler-utils")
 
-PRACTICE = Party("Sample Cornerstone Therapy, PLLC", ("100 Example Way, Suite 2", "Springfield, OR 97477"),
-                 "(555) 010-2000", "12-3456789", "1245319599")
-THERAPIST_DETAILS = Clinician("Renée Sample-Øster", "LCSW", "1234567893")
-ADDRESS = {"street": "45 Sample Street", "unit": "Apt 2B", "city": "Eugene", "state": "OR",
-           "postal_code": "97401"}
-
-
 @pytest.fixture
 def practice() -> Practice:
     return Practice(PRACTICE, {})
@@ -66,50 +53,6 @@ def billed(any_ready_url: str, clock: FakeClock, practice: Practice) -> Iterator
     store = SqlStore(any_ready_url)
     yield Engine(store, KAP_PATHWAY, clock=clock, timezone="America/Los_Angeles", documents=practice)
     store.close()
-
-
-def book(engine: Engine, clock: FakeClock, case_id: str, kind: str, days: int) -> str:
-    outcome = engine.record(case_id, "appointment", booking(case_id, kind, clock.now() + timedelta(days=days)),
-                            actor=FRONT_DESK)
-    return str(outcome.extra["appointment"])
-
-
-def treated(engine: Engine, clock: FakeClock, practice: Practice, *, kap_sessions: int = 2) -> str:
-    """A client (with an accented name) evaluated, diagnosed, intentions set, then ``kap_sessions`` sessions."""
-    case_id = engine.open_case({**INQUIRY, "first_name": "Zoë", "last_name": "Ñúñez-Ærø"}, actor=FRONT_DESK).case_id
-    practice.clinicians[clinician_of(case_id)] = THERAPIST_DETAILS  # type: ignore[index]
-    to_evaluating(engine, clock, case_id)
-    today = clock.now().date()
-    engine.record(case_id, "diagnosis", {"code": "F33.1", "diagnosed_on": today.isoformat()}, actor=PRESCRIBER)
-    engine.record(case_id, "screening", {"exclusions": [], "flags": []}, actor=PRESCRIBER)
-    engine.fire(case_id, "find_suitable", actor=PRESCRIBER)
-    engine.record(case_id, "prescription", {"prescriber": "NP Sample", "issued_on": today.isoformat(),
-                                            "expires_on": (today + timedelta(days=365)).isoformat()}, actor=PRESCRIBER)
-    engine.record(case_id, "consent", {"form_version": "2026-01", "signed_on": today.isoformat()}, actor=THERAPIST)
-    engine.record(case_id, "treatment_plan", {"action": "set", "sessions": 6}, actor=PRESCRIBER)
-    book(engine, clock, case_id, "intention_setting", 2)
-    clock.advance(days=2)
-    engine.fire(case_id, "start_intention_setting", actor=THERAPIST)
-    engine.fire(case_id, "complete_intention_setting", actor=THERAPIST, data={"intentions": "rest"})
-    for _ in range(kap_sessions):
-        book(engine, clock, case_id, "kap_session", 7)
-        clock.advance(days=7)
-        dose_and_discharge(engine, clock, case_id)
-        clock.advance(minutes=60)
-        engine.fire(case_id, "complete_integration", actor=THERAPIST)
-    return case_id
-
-
-def pdf_text(pdf: bytes, tmp_path: Path, name: str) -> str:
-    path = tmp_path / f"{name}.pdf"
-    path.write_bytes(pdf)
-    folder = Path(os.environ["KAPFLOW_ARTIFACTS"]) if os.environ.get("KAPFLOW_ARTIFACTS") else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(path),
-                    str(folder / name)], check=True)
-    assert (folder / f"{name}.png").stat().st_size > 10_000
-    return subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True,
-                          text=True).stdout
 
 
 def test_a_superbill_carries_what_insurers_require(
@@ -135,6 +78,8 @@ def test_a_superbill_carries_what_insurers_require(
     assert billed.case(case_id).version == version + 1  # recorded on the case: one fact
     record = billed.superbills(case_id)[0]
     assert (record.reference, record.lines) == (issued.outcome.extra["reference"], ("c2", "c3", "c4"))
+    codes = {item.code for item in billed.work("billing", BILLING.id) if item.case_id == case_id}
+    assert codes == {"balance_due"}  # every visit is on a superbill now; $330 is still due
 
     pdf = billed.document_pdf(view)
     text = pdf_text(pdf, tmp_path, "superbill-kap")

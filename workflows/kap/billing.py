@@ -16,9 +16,12 @@ practice's to set (a new workflow version), here in proportion.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
-from kapflow.domain.billing import Billing, ClientRecords, FactNames, Service, TimeBand, VisitBilling
+from kapflow.domain.billing import Billing, ClientRecords, EstimateRule, FactNames, Service, TimeBand, VisitBilling
+from kapflow.domain.case import CaseFacts
 from kapflow.workflows.clinical_facts import CLIENT_ADDRESS_LINES
 
 PSYCHOTHERAPY_BANDS = (
@@ -51,11 +54,35 @@ VISITS = (
 NO_CHARGE_NOTE = ("The ketamine medication support and monitoring portion of each KAP session was provided at no "
                   "charge and is not billed; only the psychotherapy is.")
 
+def expected_services(plan: Mapping[str, Any], facts: CaseFacts) -> tuple[tuple[str, int], ...]:
+    """What a plan set or extended leads the client to expect: each KAP session's two parts, the integration
+    sessions the plan names, and the intention-setting session when a plan is set before it took place."""
+    if plan["action"] not in ("set", "extend"):
+        return ()
+    sessions = int(plan["sessions"])
+    expected = []
+    if plan["action"] == "set" and not facts.moves_by("complete_intention_setting"):
+        expected.append(("intention_setting", 1))
+    expected += [("ketamine_support", sessions), ("integration_psychotherapy", sessions)]
+    if plan.get("integration_sessions"):
+        expected.append(("integration_session", int(plan["integration_sessions"])))
+    return tuple(expected)
+
+
+def _basis(plan: Mapping[str, Any]) -> str:
+    count = int(plan["sessions"])
+    sessions = f"{count} KAP session{'s' if count != 1 else ''}"
+    return f"treatment plan set: {sessions}" if plan["action"] == "set" else f"treatment plan extended by {sessions}"
+
+
 KAP_BILLING = Billing(
     services={s.name: s for s in SERVICES},
     visits=VISITS,
     facts=FactNames(charge="charge", payment="payment", adjustment="billing_adjustment"),
     no_charge_note=NO_CHARGE_NOTE,
+    clerk="billing",
+    # Every client of this out-of-network practice is self-pay or out of network: each gets an estimate.
+    estimate=EstimateRule("treatment_plan", "good_faith_estimate", expected_services, _basis),
     records=ClientRecords(birth_date="date_of_birth", phone="phone", address="client_address",
                           address_lines=CLIENT_ADDRESS_LINES, diagnosis="diagnosis", diagnosis_date="diagnosed_on",
                           superbill="superbill_issued"),

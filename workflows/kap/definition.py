@@ -24,6 +24,7 @@ from datetime import timedelta
 from kapflow.domain.appointments import AppointmentFacts
 from kapflow.domain.billing import adjustment_spec, charge_spec
 from kapflow.domain.case import PREVIOUS_STATE
+from kapflow.domain.estimate import estimate_spec
 from kapflow.domain.superbill import superbill_spec
 from kapflow.domain.workflow import ALL_FACTS, Reminder, State, Transition, Workflow
 from kapflow.workflows.clinical_facts import CLIENT_ADDRESS, DIAGNOSIS, INQUIRY_CLIENT, fact_kinds
@@ -324,6 +325,7 @@ _RECORDERS: dict[str, frozenset[str]] = {
     "diagnosis": frozenset(CLINICIANS),
     "client_address": frozenset({CLIENT, FRONT_DESK, BILLING}),
     "superbill_issued": frozenset({BILLING}),  # issued by the engine's superbill command, which checks this role
+    "good_faith_estimate": frozenset(),  # recorded by the engine with the plan that asks for it
 }
 
 _FACT_GUARDS = {
@@ -338,7 +340,7 @@ _FACT_GUARDS = {
 # The minimum necessary each role reads (HIPAA's standard): the front desk what it books and collects,
 # billing what it bills, clinicians the clinical record, auditors everything (they write nothing), the
 # client what it gave and what it is booked for.
-_MONEY = frozenset({"payment", "charge", "billing_adjustment", "client_address"})
+_MONEY = frozenset({"payment", "charge", "billing_adjustment", "client_address", "good_faith_estimate"})
 _LOGISTICS = frozenset({"inquiry", "appointment", "appointment_update", "consent", "consent_withdrawn", "escort",
                         *_MONEY})
 READ_ACCESS: dict[str, frozenset[str]] = {
@@ -353,7 +355,7 @@ READ_ACCESS: dict[str, frozenset[str]] = {
 }
 
 _BILLING_SPECS = (charge_spec(KAP_BILLING.facts.charge), adjustment_spec(KAP_BILLING.facts.adjustment), DIAGNOSIS,
-                  CLIENT_ADDRESS, superbill_spec("superbill_issued"))
+                  CLIENT_ADDRESS, superbill_spec("superbill_issued"), estimate_spec("good_faith_estimate"))
 
 ON_CLOSED_CASE = frozenset({"payment", "billing_adjustment"})
 """Fact kinds a closed case still takes: the payment of an outstanding balance and its corrections, nothing

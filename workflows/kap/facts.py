@@ -73,6 +73,8 @@ def _plan_sessions(d: JSONObject, _now: datetime) -> tuple[str, str] | None:
         return ("sessions", f"is required to {d['action']} a plan")
     if d["action"] == "end_early" and d.get("sessions") is not None:
         return ("sessions", "is not given when ending a plan early")
+    if d["action"] == "end_early" and d.get("integration_sessions") is not None:
+        return ("integration_sessions", "is not given when ending a plan early")
     return None
 
 
@@ -147,6 +149,8 @@ TREATMENT_PLAN = FactSpec(
     (
         Choice("action", ("set", "extend", "end_early")),
         Integer("sessions", low=1, high=24, required=False),
+        # The integration sessions expected besides (for the good faith estimate); none if not given.
+        Integer("integration_sessions", low=0, high=48, required=False),
         Text("reason", required=False),
     ),
     (_plan_sessions,),

@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from kapflow.app.engine import Engine
 from kapflow.errors import KapflowError, NotPermitted, UnknownCase
 from kapflow.http import problems
-from kapflow.http.console import audit_pages
+from kapflow.http.console import audit_pages, billing_pages
 from kapflow.http.console import pages as console_pages
 from kapflow.http.console.pages import ConsoleConfig
 from kapflow.http.console.rendering import PREFIX, Pages
@@ -43,6 +43,7 @@ def mount_console(app: FastAPI, engine: Engine, config: ConsoleConfig) -> None:
         client = oidc_sign_in.ConsoleOidcClient(config.oidc)
         app.include_router(oidc_sign_in.router(engine, pages, config, client))
     app.include_router(audit_pages.router(engine, pages, config))
+    app.include_router(billing_pages.router(engine, pages, config))
 
     async def sign_in_needed(request: Request, exc: Exception) -> Response:
         target = f"{PREFIX}/sign-in" + ("?expired=true" if session_token(request) else "")

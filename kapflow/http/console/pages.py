@@ -20,10 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData as StarletteForm
 from starlette.responses import RedirectResponse, Response
 
+from kapflow.app.billing import estimate_kinds
 from kapflow.app.engine import Engine
 from kapflow.app.queries import CasePage
 from kapflow.audit.log_verify import LogReport
 from kapflow.audit.proof import ProofReport
+from kapflow.domain.estimate import EstimateRecord
 from kapflow.domain.payload import IDENTIFIER_PATTERN
 from kapflow.errors import InvalidFact, InvalidInput, NotPermitted, Refused, Unauthenticated
 from kapflow.http.console import session as sessions
@@ -133,8 +135,9 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
     @web.get("/")
     def my_work(request: Request, visitor: Signed) -> Response:
         if visitor.role in clients:
-            return pages.page(request, "client_home.html", {"visitor": visitor,
-                                                            "cases": engine.client_cases(visitor.actor.id)})
+            return pages.page(request, "client_home.html", {"visitor": visitor, "cases": [
+                {"id": case_id, "estimates": _client_estimates(engine, case_id, visitor.role)}
+                for case_id in engine.client_cases(visitor.actor.id)]})
         waiting = engine.work(visitor.role, visitor.actor.id)
         status = engine.audit_log_status() if reads_everything(engine, visitor.role) else None
         return pages.page(request, "work.html", {"visitor": visitor, "waiting": waiting, "active": "work",
@@ -275,6 +278,14 @@ def _version(form: StarletteForm) -> int | None:
 def _refusal(exc: Exception) -> Mapping[str, Any]:
     """A refusal's blockers, as the engine told them to the visitor's role (``for_reader``, in the runner)."""
     return {"message": str(exc), "blockers": [(b.code, b.message) for b in getattr(exc, "blockers", ())]}
+
+
+def _client_estimates(engine: Engine, case_id: str, role: str) -> list[EstimateRecord]:
+    """The good faith estimates of a client's own case, when its workflow gives them and the role reads them."""
+    wf = engine.workflow_of(engine.case(case_id))
+    if wf.billing is None or wf.billing.estimate is None or wf.billing.records is None:
+        return []
+    return engine.estimates(case_id) if estimate_kinds(wf) <= wf.readable(role) else []
 
 
 def _query(filters: Mapping[str, str | None]) -> str:

@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from kapflow.domain.billing import money_text
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.present import audit_problem_text, log_problem_text
 
@@ -40,7 +41,7 @@ class Pages:
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         )
         self.env.globals.update(prefix=PREFIX, practice_zone=calendar.zone_name)
-        self.env.filters.update(when=self.when, when_long=self.when_long, words=words,
+        self.env.filters.update(when=self.when, when_long=self.when_long, words=words, money=money_text,
                                 audit_problem=audit_problem_text, log_problem=log_problem_text)
 
     def when(self, moment: datetime | None) -> str:

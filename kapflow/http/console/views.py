@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kapflow.app.billing import superbill_kinds
 from kapflow.app.engine import Engine
 from kapflow.diagram import pathway_svg
 from kapflow.domain.appointments import Appointment
@@ -67,6 +68,7 @@ class CaseView:
     progress: str | None = None
     closed: bool = False
     auditable: bool = False  # the visitor's role may open the case's audit page
+    bills: str = ""  # "ledger", "superbills" (it reads those too), or "": what its billing page shows the role
 
 
 def case_view(
@@ -98,8 +100,19 @@ def case_view(
                for f in engine.readable_facts(case_id, role)],
         closed=closed,
         auditable=readable >= frozenset(wf.facts),
+        bills=_bills(wf, readable) if role != wf.client_role else "",
         progress=_progress(engine, case_id) if readable >= frozenset(wf.facts) else None,
     )
+
+
+def _bills(wf: Workflow, readable: frozenset[str]) -> str:
+    """What the case's billing page shows a role reading ``readable``: nothing if the workflow bills nothing."""
+    billing = wf.billing
+    if billing is None or not {billing.facts.charge, billing.facts.payment, billing.facts.adjustment} <= readable:
+        return ""
+    if billing.records is not None and superbill_kinds(wf) <= readable:
+        return "superbills"
+    return "ledger"
 
 
 def _progress(engine: Engine, case_id: str) -> str | None:
