@@ -43,8 +43,9 @@ serve-demo: $(STAMP)  ## the demo practice served over HTTP on 127.0.0.1:$(PORT)
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest -q
 
-screenshots: $(STAMP)  ## the console's screenshots in docs/images, taken by its browser tests (Debian's chromium)
+screenshots: $(STAMP)  ## docs/images: the console's screenshots (its browser tests, Debian's chromium), a superbill's page
 	KAPFLOW_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/browser/test_demo_console.py
+	KAPFLOW_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/integration/test_superbill.py -k "insurers and sqlite"
 
 lint: $(STAMP)
 	$(BIN)/ruff check kapflow workflows adapters tests examples bench

@@ -46,7 +46,9 @@ class CapturedPath:
 
     template_id: str
     case_row: dict[str, Any]  # the template's case row before the path
-    steps: tuple[tuple[dict[str, Any], dict[str, Any]], ...]  # per step: (case row after, audit row added)
+    # Per step: (case row after, audit rows added): the move's, then any fact the engine posted after it in the
+    # same command (a completed visit's charge), which the raw baseline inserts too.
+    steps: tuple[tuple[dict[str, Any], tuple[dict[str, Any], ...]], ...]
     statements_per_fire: float | None  # SQL statements kapflow ran per fire, BEGIN and COMMIT excluded (SQLite)
 
 
@@ -72,7 +74,7 @@ def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedP
 
     with store.engine.connect() as conn:
         before = _row(conn, "SELECT * FROM cases WHERE id = :id", {"id": template})
-    steps: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    steps: list[tuple[dict[str, Any], tuple[dict[str, Any], ...]]] = []
     statements = 0
     # The store keeps a connection or two checked out between commands: hand them back, so the
     # path's first fire checks one out (and gets traced) and the last hands it back (untraced).
@@ -87,14 +89,14 @@ def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedP
             engine.fire(template, step.trigger, actor=step.actor, data=step.data)
             statements += sum(1 for s in traced if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"))
             with store.engine.connect() as conn:
+                seen = (steps[-1][0] if steps else before)["event_count"]
                 case = _row(conn, "SELECT * FROM cases WHERE id = :id", {"id": template})
-                audit = _row(
-                    conn, "SELECT * FROM audit_events WHERE case_id = :id AND case_seq = :n",
-                    {"id": template, "n": case["event_count"]},
-                )
-            if audit["kind"] != "transition" or audit["trigger"] != step.trigger:
+                added = tuple(dict(r) for r in conn.execute(text(
+                    "SELECT * FROM audit_events WHERE case_id = :id AND case_seq > :n ORDER BY case_seq"),
+                    {"id": template, "n": seen}).mappings())
+            if not added or added[0]["kind"] != "transition" or added[0]["trigger"] != step.trigger:
                 raise RuntimeError(f"{step.trigger} was not recorded as a transition")
-            steps.append((case, audit))
+            steps.append((case, added))
     finally:
         store.release_connections()
         event.remove(store.engine, "checkout", on_checkout)
@@ -115,20 +117,22 @@ def _q(column: str) -> str:
     return f'"{column}"'
 
 
-Operation = tuple[str, tuple[Any, ...], str, tuple[Any, ...]]
+Operation = tuple[str, tuple[Any, ...], str, tuple[tuple[Any, ...], ...]]
 
 
 def raw_operations(path: CapturedPath, ids: Sequence[str], placeholder: str) -> list[Operation]:
     """Every (UPDATE, params, INSERT, params) of the path on ``ids``, step by step, built before timing.
 
     The UPDATE sets every column of the case row but its id to the values kapflow wrote, where the
-    row's event count is the one it had before (kapflow's compare-and-swap); the INSERT adds the
-    audit row kapflow added, with every column but the database-assigned ``seq``.
+    row's event count is the one it had before (kapflow's compare-and-swap); the INSERTs add the audit
+    rows kapflow added (the move, and a charge it posted), with every column but the database-assigned
+    ``seq``.
     """
     ops: list[Operation] = []
     previous = path.case_row
-    for case, audit in path.steps:
+    for case, added in path.steps:
         set_cols = [c for c in case if c != "id"]
+        audit = added[0]
         update = (
             f"UPDATE cases SET {', '.join(f'{_q(c)} = {placeholder}' for c in set_cols)} "
             f"WHERE id = {placeholder} AND event_count = {placeholder}"
@@ -140,7 +144,7 @@ def raw_operations(path: CapturedPath, ids: Sequence[str], placeholder: str) -> 
         )
         for cid in ids:
             up = (*(case[c] for c in set_cols), cid, previous["event_count"])
-            ins = tuple(cid if c == "case_id" else audit[c] for c in ins_cols)
+            ins = tuple(tuple(cid if c == "case_id" else row[c] for c in ins_cols) for row in added)
             ops.append((update, up, insert, ins))
         previous = case
     return ops
@@ -199,11 +203,12 @@ class SqliteFamily(KapflowSide):
         ops = raw_operations(self.captured, ids, "?")
 
         def op(s: int, c: int) -> None:
-            up_sql, up, ins_sql, ins = ops[s * k + c]
+            up_sql, up, ins_sql, inserts = ops[s * k + c]
             conn.execute("BEGIN IMMEDIATE")
             if conn.execute(up_sql, up).rowcount != 1:
                 raise RuntimeError("the raw compare-and-swap missed its row")
-            conn.execute(ins_sql, ins)
+            for ins in inserts:
+                conn.execute(ins_sql, ins)
             conn.execute("COMMIT")
 
         return op

@@ -57,11 +57,12 @@ class PostgresFamily(KapflowSide):
         cur = conn.cursor()
 
         def op(s: int, c: int) -> None:
-            up_sql, up, ins_sql, ins = ops[s * k + c]
+            up_sql, up, ins_sql, inserts = ops[s * k + c]
             cur.execute(up_sql, up)
             if cur.rowcount != 1:
                 raise RuntimeError("the raw compare-and-swap missed its row")
-            cur.execute(ins_sql, ins)
+            for ins in inserts:
+                cur.execute(ins_sql, ins)
             conn.commit()
 
         return op

@@ -56,7 +56,7 @@ def treated(engine: Engine, clock: FakeClock, practice: Practice, *, kap_session
 def pdf_text(pdf: bytes, tmp_path: Path, name: str) -> str:
     path = tmp_path / f"{name}.pdf"
     path.write_bytes(pdf)
-    folder = Path(os.environ["KAPFLOW_ARTIFACTS"]) if os.environ.get("KAPFLOW_ARTIFACTS") else tmp_path
+    folder = Path(os.environ["KAPFLOW_SCREENSHOTS"]) if os.environ.get("KAPFLOW_SCREENSHOTS") else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(path),
                     str(folder / name)], check=True)

@@ -62,6 +62,14 @@ Counts = tuple[int, int, int, tuple[tuple[str, int], ...]]
 """Rows in cases, audit_events, idempotency_keys, and (name, rows) of every other table."""
 
 
+def _posted_kinds(wf: Workflow) -> frozenset[str]:
+    """The fact kinds the engine records after a command on its own: charges, good faith estimates."""
+    billing = wf.billing
+    if billing is None:
+        return frozenset()
+    return frozenset({billing.facts.charge, *((billing.estimate.kind,) if billing.estimate else ())})
+
+
 def machine_settings(*, examples: int, steps: int) -> settings:
     """A state machine's Hypothesis settings: ``examples`` runs of ``steps`` commands, the same on every run."""
     return settings(
@@ -264,13 +272,18 @@ class WorkflowMachine(RuleBasedStateMachine):
         after = self.store.get_case(case_id)
         assert after is not None
         written = self.store.history(case_id)[before.case.event_count:]
-        # A move may cancel appointments on entry (Transition.cancels): one appointment-cancel fact each, after it.
-        cancels = written[1:]
+        # After the command's own event, the engine's follow-ups, each a fact of its own: a move may cancel
+        # appointments on entry (Transition.cancels); a visit completed or attended posts its charges, and a
+        # plan set or extended its good faith estimate.
+        follow = written[1:]
+        posted = _posted_kinds(self.workflow)
+        cancels = [ev for ev in follow if ev.data.get("kind") not in posted]
         assert command[0] == "fire" or not cancels
         assert all(ev.kind == "fact" and ev.data["fact"]["action"] == "cancel" for ev in cancels), cancels
-        assert self._counts()[:3] == (cases, events + 1 + len(cancels), key_rows)
-        assert after.version == before.case.version + 1 + len(cancels) == out.version
-        assert after.event_count == before.case.event_count + 1 + len(cancels) == out.case_seq
+        assert all(ev.kind == "fact" for ev in follow), follow
+        assert self._counts()[:3] == (cases, events + 1 + len(follow), key_rows)
+        assert after.version == before.case.version + 1 + len(follow) == out.version
+        assert after.event_count == before.case.event_count + 1 + len(follow) == out.case_seq
         last = written[0]
         assert last.actor == command[3].id and last.role == command[3].role
         if command[0] == "record":

@@ -274,6 +274,28 @@ VALID_FACT_DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         "onset": _moment(0, 120), "action_taken": st.just("synthetic: observed, comforted"),
     }),
     "safety_assessment": _safety_assessments(),
+    # Billing: corrections (often refused: a line that is not there, more than is open), diagnoses, the address.
+    "billing_adjustment": st.one_of(
+        st.fixed_dictionaries({"action": st.just("void"), "charge": st.sampled_from(["c1", "c2", "c9"]),
+                               "reason": st.just("synthetic: posted in error")}),
+        st.fixed_dictionaries({"action": st.just("write_off"), "charge": st.sampled_from(["c1", "c2"]),
+                               "amount": st.sampled_from(["5.00", "165.00", "900.00"]),
+                               "reason": st.just("synthetic: courtesy")}),
+        st.fixed_dictionaries({"action": st.just("refund"), "amount": st.sampled_from(["10.00", "250.00"]),
+                               "reason": st.just("synthetic: overpaid")}),
+    ),
+    "diagnosis": st.fixed_dictionaries({"code": st.sampled_from(["F33.1", "F41.1", "F43.10", "f32.9"]),
+                                        "diagnosed_on": st.just("2026-01-02")}),
+    "client_address": st.fixed_dictionaries({"street": st.just("45 Sample Street"), "city": st.just("Eugene"),
+                                             "state": st.just("OR"), "postal_code": st.just("97401")}),
+    # Posted by the engine only: recorded by hand, each is refused (not_permitted) whatever the role.
+    "charge": st.just({"visit": "a1", "service": "integration_session", "description": "Integration session",
+                       "units": 1, "fee": "165.00", "insurance": True, "date_of_service": "2026-01-02"}),
+    "superbill_issued": st.just({"reference": "SB-00000000-1", "first": "2026-01-02", "last": "2026-01-02",
+                                 "lines": "c1", "diagnoses": "F33.1", "clinician": "np-1", "charged": "165.00",
+                                 "paid": "0.00", "balance": "165.00", "issued_on": "2026-01-02"}),
+    "good_faith_estimate": st.just({"reference": "GFE-00000000-1", "issued_on": "2026-01-02", "basis": "synthetic",
+                                    "lines": "integration_session:1:165.00", "total": "165.00"}),
 }
 """For every fact kind the KAP pathway records except the intake: data its spec accepts."""
 

@@ -107,7 +107,7 @@ def issue_superbill(
 ) -> IssuedSuperbill:
     """Make the case's superbill for ``request`` and record it on the case (audited, in one transaction).
 
-    The actor's role must be one that records the workflow's superbill fact; every gap of the document is
+    The actor's role must be one of the workflow's ``Billing.issuers``; every gap of the document is
     named at once (``DocumentIncomplete``) and then nothing is written."""
     check_actor_shape(actor)
     for day, name in ((request.first, "first"), (request.last, "last")):
@@ -116,9 +116,9 @@ def issue_superbill(
     def body(tx: Transaction) -> IssuedSuperbill:
         case, wf = tx.load(case_id)
         records = _records(wf)
-        kind = wf.facts[records.superbill]
-        if actor.role not in kind.roles:
-            raise NotPermitted(case_id=case_id, trigger="", state=case.state, role=actor.role, allowed=kind.roles,
+        issuers = billing_of(wf).issuers
+        if actor.role not in issuers:
+            raise NotPermitted(case_id=case_id, trigger="", state=case.state, role=actor.role, allowed=issuers,
                                fact_kind=records.superbill)
         books = ledger(case.projection, billing_of(wf))
         day = issued_on or app.practice.local_date(tx.now())
@@ -223,3 +223,32 @@ def _case(app: AppContext, case_id: str) -> CaseRecord:
     if case is None:
         raise UnknownCase(case_id)
     return case
+
+
+# ------------------------------------------------------------------ FHIR
+
+
+def fhir_kinds(wf: Workflow) -> frozenset[str]:
+    """The fact kinds a case's billing Bundle shows: a superbill's, the appointments, and the plan as its good
+    faith estimates say it (the services expected, not the clinical plan itself)."""
+    appointment_kinds = {wf.appointments.booking, wf.appointments.update} if wf.appointments is not None else set()
+    rule = billing_of(wf).estimate
+    return superbill_kinds(wf) | appointment_kinds | ({rule.kind} if rule is not None else set())
+
+
+def fhir_bundle(app: AppContext, case_id: str) -> str:
+    """The case's billing and care as a FHIR R4B Bundle (JSON): Patient, EpisodeOfCare, CarePlan,
+    Appointment, Encounter, ChargeItem, Invoice and Account (the ``fhir`` extra)."""
+    case = _case(app, case_id)
+    wf = app.workflows.of(case)
+    books = ledger(case.projection, billing_of(wf))
+    booked = list(appointments(case.id, case.projection, wf.appointments).values()) \
+        if wf.appointments is not None else []
+    try:
+        from kapflow.billing_fhir import billing_bundle  # only when asked for: fhir.resources is an extra
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.startswith("kapflow"):
+            raise
+        raise AdapterConfigError("fhir", f"needs the {exc.name} package: install kapflow[fhir] "
+                                         "(pip install 'kapflow[fhir]')") from None
+    return billing_bundle(case, wf, books, booked, app.documents, app.practice, generated_at=app.clock.now())

@@ -420,6 +420,11 @@ class Engine:
         ``role`` that reads them (None: any). Render it with ``document_pdf``."""
         return billing.estimate(self.app, case_id, reference, role)
 
+    def billing_fhir(self, case_id: str) -> str:
+        """The case's billing and care as a FHIR R4B Bundle, JSON (the ``fhir`` extra): Patient, EpisodeOfCare,
+        CarePlan, Appointment, Encounter, ChargeItem (CPT, ICD-10-CM, place of service), Invoice, Account."""
+        return billing.fhir_bundle(self.app, case_id)
+
     @staticmethod
     def document_pdf(view: SuperbillView | GoodFaithEstimateView) -> bytes:
         """A superbill or good faith estimate as a PDF (the ``pdf`` extra: fpdf2, DejaVu Sans embedded)."""

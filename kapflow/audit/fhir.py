@@ -1,9 +1,9 @@
 """A case's audit export as a FHIR R4B Bundle: an AuditEvent per event, a Provenance per recorded fact.
 
-The one module of kapflow that imports ``fhir.resources`` (the optional ``fhir`` extra), and it uses
-its R4B models (``fhir.resources.R4B``; the package's default is R5). The Bundle is what a records
-request or an EHR takes in; it carries the same proofs as the JSONL form, so it can be proven too
-(``kapflow.audit.proof``).
+One of the two modules of kapflow that import ``fhir.resources`` (the optional ``fhir`` extra; the other
+is ``kapflow.billing_fhir``), and it uses its R4B models (``fhir.resources.R4B``; the package's default is
+R5). The Bundle is what a records request or an EHR takes in; it carries the same proofs as the JSONL
+form, so it can be proven too (``kapflow.audit.proof``).
 
 Each AuditEvent says in FHIR terms who (``agent.who.identifier``, the actor id, with their role)
 did what (``type`` DICOM 110110 "Patient Record", ``subtype`` the kapflow event kind, ``action``

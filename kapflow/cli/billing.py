@@ -127,3 +127,15 @@ def reprint_command(
     built = reader(ctx)
     write_private(output, built.document_pdf(built.superbill(case_id, reference)))
     print(f"kapflow billing: wrote superbill {reference} to {output}")
+
+
+@billing_app.command("fhir")
+@handled
+def fhir_command(
+    ctx: typer.Context, case_id: CaseId,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The JSON file (0600: it holds client data).")],
+) -> None:
+    """The case's billing and care as a FHIR R4B Bundle (JSON): Patient, EpisodeOfCare, CarePlan, Appointment,
+    Encounter, ChargeItem, Invoice and Account (the fhir extra)."""
+    write_private(output, reader(ctx).billing_fhir(case_id).encode("utf-8"))
+    print(f"kapflow billing: wrote the FHIR Bundle of {case_id} to {output}")

@@ -153,6 +153,7 @@ class Billing:
     no_charge_note: str = ""  # what a superbill says of the services provided at no charge
     records: ClientRecords | None = None  # None: this workflow issues no superbills
     clerk: str | None = None  # the role whose work list shows visits not yet billed and balances due
+    issuers: frozenset[str] = frozenset()  # the roles that issue superbills (nobody records one by hand)
     estimate: EstimateRule | None = None  # the plan fact that records a good faith estimate (kapflow.domain.estimate)
 
     def __post_init__(self) -> None:

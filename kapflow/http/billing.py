@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Response
 
-from kapflow.app.billing import estimate_kinds, ledger_kinds, superbill_kinds
+from kapflow.app.billing import estimate_kinds, fhir_kinds, ledger_kinds, superbill_kinds
 from kapflow.app.engine import Engine
 from kapflow.http.common import PROBLEMS, V1, Acting, CaseId, JSONObject, require_reads
 from kapflow.present import estimate_shape, ledger_shape, superbill_shape
@@ -46,10 +46,9 @@ def router(engine: Engine) -> APIRouter:
         = None,
     ) -> JSONObject:
         """Issue the case's superbill for the services billed to insurance from ``first`` to ``last``, recorded
-        on the case; its PDF is at ``Location``. Only the roles that record the workflow's superbill fact (KAP:
-        billing). 422 ``document_incomplete`` names every gap at once (the practice's or a clinician's
-        details not set, the client's address not recorded, a line with no diagnosis made by its date), and
-        nothing is written."""
+        on the case; its PDF is at ``Location``. Only the workflow's superbill issuers (KAP: billing). 422
+        ``document_incomplete`` names every gap at once (the practice's or a clinician's details not set, the
+        client's address not recorded, a line with no diagnosis made by its date), and nothing is written."""
         issued = engine.issue_superbill(case_id, first=first, last=last, diagnoses=diagnoses, actor=actor)
         response.headers["Location"] = f"{V1}/cases/{case_id}/superbills/{issued.record.reference}.pdf"
         return superbill_shape(issued.record)
@@ -94,5 +93,15 @@ def router(engine: Engine) -> APIRouter:
         engine.record_access(actor, case_id, "estimate")
         return Response(body, media_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="{reference}.pdf"'})
+
+    @api.get("/cases/{case_id}/billing.fhir.json", tags=["billing"], responses=PROBLEMS, response_class=Response)
+    def billing_fhir(case_id: CaseId, actor: Acting) -> Response:
+        """The case's billing and care as a FHIR R4B Bundle (``application/fhir+json``): Patient, EpisodeOfCare,
+        CarePlan, Appointment, Encounter, ChargeItem (CPT, ICD-10-CM, place of service), Invoice and Account.
+        For the roles that read all it shows (KAP: billing, clinicians, auditors)."""
+        require_reads(engine, actor, case_id, fhir_kinds, "export billing")
+        body = engine.billing_fhir(case_id)
+        engine.record_access(actor, case_id, "billing.fhir")
+        return Response(body, media_type="application/fhir+json")
 
     return api

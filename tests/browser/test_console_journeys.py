@@ -27,7 +27,8 @@ from kapflow.domain.case import Actor
 from kapflow.testing import FakeClock
 
 PASSWORD = "synthetic passphrase 0001"
-ACCOUNTS = {"desk-1": "front_desk", "therapist-1": "therapist", "auditor-1": "auditor", "client-1": "client"}
+ACCOUNTS = {"desk-1": "front_desk", "therapist-1": "therapist", "auditor-1": "auditor", "client-1": "client",
+            "billing-1": "billing"}
 
 OpenPage = Callable[..., Page]
 AxeCheck = Callable[..., list[dict[str, Any]]]
@@ -208,6 +209,32 @@ def test_a_client_account_sees_only_its_own_case(
     assert answer is not None and answer.status == 404
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     assert "Client-Other" not in page.content()
+    axe_check(page)
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_billing_finds_its_work_reads_the_ledger_and_is_told_what_a_superbill_lacks(
+    practice: Practice, served: str, open_page: OpenPage, axe_check: AxeCheck, screenshot: Shot, width: int,
+) -> None:
+    page = open_page(width)
+    sign_in(page, served, "billing-1", axe_check)
+    expect(page.get_by_text("billed to insurance on no superbill yet").first).to_be_visible()
+    screenshot(page, "my-work-billing")
+    page.goto(f"{served}/console/cases/{practice.ready}")
+    page.get_by_role("link", name="Billing").click()
+    expect(page.get_by_role("heading", name=re.compile("Billing: .*Client-Ready"))).to_be_visible()
+    expect(page.get_by_role("cell", name="Prescriber evaluation (60 min)")).to_be_visible()
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    assert wide <= width, f"the billing page scrolls sideways at {width} px ({wide} px wide)"
+    axe_check(page)
+    screenshot(page, "billing")
+    today = datetime.now(UTC).date()
+    page.get_by_label("First date of service").fill((today - timedelta(days=30)).isoformat())
+    page.get_by_label("Last date of service").fill(today.isoformat())
+    page.get_by_role("button", name="Issue a superbill").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("the practice's details are not set")  # this practice has no [billing] yet
+    expect(alert).to_contain_text("the client's address is not recorded")
     axe_check(page)
 
 

@@ -398,9 +398,10 @@ def test_prescriber_fires_from_the_command_line_are_audited_with_actor_and_role(
     seeded.record(case_id, "screening", {"exclusions": [], "flags": []}, actor=PRESCRIBER)
     result = kapflow(url, "fire", case_id, "find_suitable", "--actor", "np-cli", "--role", "prescriber")
     assert result.exit_code == 0, result.stderr
-    last = seeded.history(case_id)[-1]
-    assert (last.actor, last.role, last.trigger) == ("np-cli", "prescriber", "find_suitable")
-    assert last.to_state == "evaluated"
+    moved, posted = seeded.history(case_id)[-2:]  # the move, then the evaluation's charge it posted
+    assert (moved.actor, moved.role, moved.trigger) == ("np-cli", "prescriber", "find_suitable")
+    assert moved.to_state == "evaluated"
+    assert (posted.actor, posted.kind, posted.data["kind"]) == ("np-cli", "fact", "charge")
 
 
 def test_every_event_the_cli_writes_records_the_operating_system_user(url: str, seeded: Engine) -> None:

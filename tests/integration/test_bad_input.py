@@ -499,7 +499,7 @@ def _fact_calls() -> st.SearchStrategy[Callable[[Engine, str], object]]:
         lambda kind: st.builds(
             call,
             st.just(kind),
-            st.sampled_from(sorted(KAP_PATHWAY.facts[kind].roles)),
+            st.sampled_from(sorted(KAP_PATHWAY.facts[kind].roles) or sorted(KAP_PATHWAY.roles)),  # engine-posted: none
             st.dictionaries(
                 st.sampled_from([f.name for f in KAP_PATHWAY.facts[kind].spec.fields] + ["unknown"]),
                 st.one_of(ODD_ANY, ODD_INSTANTS.map(lambda m: m.isoformat()), st.dates().map(str)),

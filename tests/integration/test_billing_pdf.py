@@ -3,7 +3,7 @@ every field an insurer or a client needs is on the page with its value, accents 
 runs onto more pages with its table heading repeated, and the same view gives the same bytes. Every name,
 number and address is synthetic.
 
-Page 1 of each document is also rendered to PNG, into ``$KAPFLOW_ARTIFACTS`` when set (for a person to
+Page 1 of each document is also rendered to PNG, into ``$KAPFLOW_SCREENSHOTS`` when set (for a person to
 look at) or the test's temporary directory.
 """
 
@@ -112,7 +112,7 @@ def flat(text: str) -> str:
 
 
 def page_one_png(pdf: bytes, tmp_path: Path, name: str) -> Path:
-    folder = Path(os.environ["KAPFLOW_ARTIFACTS"]) if os.environ.get("KAPFLOW_ARTIFACTS") else tmp_path
+    folder = Path(os.environ["KAPFLOW_SCREENSHOTS"]) if os.environ.get("KAPFLOW_SCREENSHOTS") else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     source = tmp_path / f"{name}-source.pdf"
     source.write_bytes(pdf)

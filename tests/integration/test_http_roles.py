@@ -166,6 +166,16 @@ def _fact_data(w: World, case_id: str, kind: str) -> dict[str, Any]:
                           "action_taken": "synthetic: observed, comforted"},
         "safety_assessment": {"screen": "other", "screen_result": "no_current_risk",
                               "plan": "synthetic: safety plan reviewed"},
+        "charge": {"visit": "a1", "service": "integration_session", "description": "Integration session",
+                   "code": "90837", "units": 1, "fee": "165.00", "insurance": True, "date_of_service": today},
+        "billing_adjustment": {"action": "void", "charge": "c1", "reason": "synthetic: posted in error"},
+        "diagnosis": {"code": "F33.1", "diagnosed_on": today},
+        "client_address": {"street": "45 Sample Street", "city": "Eugene", "state": "OR", "postal_code": "97401"},
+        "superbill_issued": {"reference": "SB-00000000-1", "first": today, "last": today, "lines": "c1",
+                             "diagnoses": "F33.1", "clinician": "np-1", "charged": "165.00", "paid": "0.00",
+                             "balance": "165.00", "issued_on": today},
+        "good_faith_estimate": {"reference": "GFE-00000000-1", "issued_on": today, "basis": "synthetic",
+                                "lines": "integration_session:1:165.00", "total": "165.00"},
     }
     assert set(data) == set(WF.facts), "a fact kind was added to the workflow: give it data here"
     return data[kind]

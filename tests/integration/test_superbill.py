@@ -4,7 +4,7 @@ The engine gathers what insurers require (the practice and clinician from the se
 the intake and the address fact, each insurance line with place of service 11, its CPT code, units, fee
 and diagnosis pointers, the totals and the no-charge statement), records the superbill on the case, and
 makes the same document again from that record. The PDF is read back with pdftotext, and its first page
-kept as a PNG (``$KAPFLOW_ARTIFACTS``). Every gap is named at once and nothing is written.
+kept as a PNG (``$KAPFLOW_SCREENSHOTS``). Every gap is named at once and nothing is written.
 """
 
 from __future__ import annotations

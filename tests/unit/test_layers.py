@@ -26,6 +26,7 @@ GENERIC = {
     # ... and of the record of a superbill issued (kapflow.domain.superbill).
     "reference", "first", "last", "lines", "diagnoses", "charged", "paid", "balance", "issued_on",
     "basis", "total",  # ... and of a good faith estimate's (kapflow.domain.estimate)
+    "completed", "plan",  # FHIR's codes for a CarePlan's status and intent (kapflow.billing_fhir)
     "state", "status",  # a case's state, a timer's status: the engine's words, also a US address's and a diagnosis's
 }
 

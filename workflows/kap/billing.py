@@ -81,6 +81,7 @@ KAP_BILLING = Billing(
     facts=FactNames(charge="charge", payment="payment", adjustment="billing_adjustment"),
     no_charge_note=NO_CHARGE_NOTE,
     clerk="billing",
+    issuers=frozenset({"billing"}),
     # Every client of this out-of-network practice is self-pay or out of network: each gets an estimate.
     estimate=EstimateRule("treatment_plan", "good_faith_estimate", expected_services, _basis),
     records=ClientRecords(birth_date="date_of_birth", phone="phone", address="client_address",

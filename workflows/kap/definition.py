@@ -324,7 +324,7 @@ _RECORDERS: dict[str, frozenset[str]] = {
     "billing_adjustment": frozenset({BILLING}),
     "diagnosis": frozenset(CLINICIANS),
     "client_address": frozenset({CLIENT, FRONT_DESK, BILLING}),
-    "superbill_issued": frozenset({BILLING}),  # issued by the engine's superbill command, which checks this role
+    "superbill_issued": frozenset(),  # recorded by the superbill command only (KAP_BILLING.issuers may issue)
     "good_faith_estimate": frozenset(),  # recorded by the engine with the plan that asks for it
 }
 

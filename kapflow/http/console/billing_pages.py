@@ -55,8 +55,7 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
         case = engine.case(case_id)
         wf = engine.workflow_of(case)
         check_reads_ledger(wf, visitor.role)
-        issues = wf.billing is not None and wf.billing.records is not None and visitor.role in (
-            wf.facts[wf.billing.records.superbill].roles)
+        issues = wf.billing is not None and wf.billing.records is not None and visitor.role in wf.billing.issuers
         reads_superbills = wf.billing is not None and wf.billing.records is not None and superbill_kinds(
             wf) <= wf.readable(visitor.role)
         reads_estimates = wf.billing is not None and wf.billing.estimate is not None and estimate_kinds(
