@@ -25,7 +25,7 @@ from kapflow.domain.calendar import ClockStyle, PracticeCalendar
 from kapflow.domain.messages import practice_timezone
 from kapflow.domain.superbill import Practice
 from kapflow.domain.workflow import Workflow
-from kapflow.errors import AdapterConfigError, ConfigError, StorageError
+from kapflow.errors import ConfigError, StorageError, missing_extra
 from kapflow.ports import Calendar, Clock, Notifier
 from kapflow.public_holidays import closed_days
 from kapflow.store import schema
@@ -186,15 +186,6 @@ def build_notifiers(settings: Settings, clock: Clock | None = None) -> dict[str,
 
         notifiers["webhook"] = WebhookNotifier(settings.webhook.url, settings.webhook.secret)
     return notifiers
-
-
-def missing_extra(exc: ModuleNotFoundError, extra: str, adapter: str) -> AdapterConfigError | ModuleNotFoundError:
-    """The error for an adapter whose optional dependency is not installed: it names the extra to install."""
-    if exc.name is None or exc.name.startswith("kapflow"):
-        return exc  # kapflow itself is broken: not a missing extra
-    return AdapterConfigError(
-        adapter, f"needs the {exc.name} package: install kapflow[{extra}] (pip install 'kapflow[{extra}]')"
-    )
 
 
 def build_calendar(settings: Settings, clock: Clock | None = None) -> Calendar | None:

@@ -14,6 +14,7 @@ past them, and the one attempt that breaks each rule is shown being refused.
 from __future__ import annotations
 
 import secrets
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -24,9 +25,10 @@ from kapflow.app.engine import Engine
 from kapflow.audit.chain import AuditReport
 from kapflow.bootstrap import build_dispatcher, build_engine
 from kapflow.clocks import ManualClock, SteppingClock
-from kapflow.config import CalendarSettings, Settings
+from kapflow.config import CalendarSettings, Settings, parse_settings
+from kapflow.domain.billing import money_text
 from kapflow.domain.case import Actor, AuditEvent
-from kapflow.domain.errors import InvalidInput, TransitionBlocked
+from kapflow.domain.errors import DocumentIncomplete, InvalidInput, TransitionBlocked
 from kapflow.domain.workflow import Workflow
 from kapflow.workflows.kap import KAP_PATHWAY
 from kapflow.workflows.measures import answered
@@ -49,6 +51,24 @@ workflows = [
   "kapflow.workflows.kap:KAP_PATHWAY",
   "kapflow.workflows.psychotherapy:PSYCHOTHERAPY_PATHWAY",
 ]
+
+# Who the practice and its clinicians are on superbills and good faith estimates (all synthetic).
+[billing.practice]
+name = "Sample Cornerstone Practice (demo)"
+address = ["100 Example Way, Suite 2", "Springfield, OR 97477"]
+phone = "(555) 010-2000"
+tax_id = "12-3456789"
+npi = "1245319599"
+
+[billing.clinicians.np-demo]
+name = "Rowan Demo-Sample"
+credentials = "PMHNP-BC"
+npi = "1234567893"
+
+[billing.clinicians.th-demo]
+name = "Jordan Demo-Sample"
+credentials = "LCSW"
+npi = "1316081219"
 """
 """A settings file (TOML) loading ``DEMO_WORKFLOWS``, for the commands run on the demo's database after it."""
 
@@ -56,6 +76,7 @@ CLIENT = Actor("client-portal", "client")
 FRONT_DESK = Actor("fd-demo", "front_desk")
 PRESCRIBER = Actor("np-demo", "prescriber")
 THERAPIST = Actor("th-demo", "therapist")
+BILLING = Actor("billing-demo", "billing")
 
 
 @dataclass(frozen=True)
@@ -177,13 +198,14 @@ def demo_engine(
     story unfolds, delivering reminders into a Maildir there and calendar
     events (.ics files) into its ``calendar`` subfolder.
     """
+    billing = parse_settings(tomllib.loads(DEMO_SETTINGS), "the demo's settings", {}).billing
     if mail_folder is None:
         clock = ManualClock(start)
-        return build_engine(url, DEMO_WORKFLOWS, clock=clock), clock
+        return build_engine(url, DEMO_WORKFLOWS, clock=clock, settings=Settings(billing=billing)), clock
     stepping = SteppingClock(start)
     settings = Settings(
         contacts=DEMO_CONTACTS, maildir=str(mail_folder),
-        calendar=CalendarSettings(ics_folder=str(mail_folder / "calendar")),
+        calendar=CalendarSettings(ics_folder=str(mail_folder / "calendar")), billing=billing,
     )
     engine = build_engine(url, DEMO_WORKFLOWS, clock=stepping, settings=settings)
     dispatcher = build_dispatcher(engine, settings, worker_id="demo-worker")
@@ -311,8 +333,11 @@ def _ineligible(story: _Story) -> None:
 
 def _full_plan(story: _Story) -> None:
     _evaluate(story)
+    story.record("diagnosis", {"code": "F33.1", "diagnosed_on": story.clock.now().date().isoformat()}, PRESCRIBER)
     story.record("screening", {"exclusions": [], "flags": []}, PRESCRIBER)
     story.fire("find_suitable", PRESCRIBER)
+    story.record("client_address", {"street": "45 Sample Street", "unit": "Apt 2B", "city": "Eugene", "state": "OR",
+                                    "postal_code": "97401"}, CLIENT)
     _prepare_treatment(story, sessions=3)
     story.later(2, 9)
     _kap_session(story, 1, early_discharge=True)
@@ -327,6 +352,23 @@ def _full_plan(story: _Story) -> None:
     story.later(4, 10)
     _integration_session(story)
     story.fire("complete_treatment", PRESCRIBER)
+    _bill(story)
+
+
+def _bill(story: _Story) -> None:
+    """A psychotherapy payment, then the superbill of the whole plan for the client's insurer."""
+    story.record("payment", {"amount": "330.00", "purpose": "psychotherapy", "method": "card"}, FRONT_DESK)
+    books = story.engine.ledger(story.case_id)
+    story.note(f"ledger: {money_text(books.charged)} charged ({len(books.charges)} lines, none for the ketamine "
+               f"portions), {money_text(books.paid)} paid, {money_text(books.balance)} due")
+    insured = [c for c in books.charges if c.insurance]
+    try:
+        issued = story.engine.issue_superbill(story.case_id, first=insured[0].date_of_service,
+                                              last=insured[-1].date_of_service, actor=BILLING)
+    except DocumentIncomplete as incomplete:  # a run beside earlier ones: its clinicians are not in the settings
+        story.note(f"no superbill: {incomplete.missing[0]}")
+        return
+    story.note(f"superbill issued: {len(issued.record.lines)} psychotherapy lines for the client's insurer")
 
 
 def _prepare_treatment(story: _Story, sessions: int) -> None:
@@ -339,8 +381,10 @@ def _prepare_treatment(story: _Story, sessions: int) -> None:
     )
     story.record("consent", {"form_version": "2026-01", "signed_on": today.isoformat()}, THERAPIST)
     story.record("treatment_plan", {"action": "set", "sessions": sessions}, PRESCRIBER)
-    story.note(f"prescription, consent and a treatment plan of {sessions} KAP sessions recorded")
+    story.note(f"prescription, consent and a treatment plan of {sessions} KAP sessions recorded, with its good "
+               "faith estimate")
     story.later(1, 10)
+    story.book("intention_setting", story.clock.now(), THERAPIST)
     story.fire("start_intention_setting", THERAPIST)
     story.clock.advance(minutes=60)
     story.fire("complete_intention_setting", THERAPIST, {"intentions": "feel grounded; reconnect with friends"})

@@ -113,6 +113,16 @@ class AdapterConfigError(KapflowError):
         return {**super().as_dict(), "adapter": self.adapter, "problem": self.problem}
 
 
+def missing_extra(exc: ModuleNotFoundError, extra: str, adapter: str | None = None) -> Exception:
+    """The error for a part whose optional dependency is not installed: an ``AdapterConfigError`` naming the
+    extra to install; ``exc`` itself when kapflow's own module is missing (kapflow is broken, not an extra)."""
+    if exc.name is None or exc.name.startswith("kapflow"):
+        return exc
+    return AdapterConfigError(
+        adapter or extra, f"needs the {exc.name} package: install kapflow[{extra}] (pip install 'kapflow[{extra}]')"
+    )
+
+
 class DeliveryFailed(KapflowError):
     """One delivery attempt failed. ``permanent`` failures are not retried."""
 

@@ -220,6 +220,16 @@ def engine(any_ready_url: str, clock: FakeClock) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def sqlite_engine(db_url: str, clock: FakeClock) -> Iterator[Engine]:
+    """The KAP pathway with the fake clock on a SQLite file only: for rules the database plays no part in
+    (what is computed, said or refused); what the database must hold (races, indexes, migrations) runs on
+    ``engine``, on each backend."""
+    store = SqlStore(db_url)
+    yield Engine(store, KAP_PATHWAY, clock=clock)
+    store.close()
+
+
+@pytest.fixture
 def any_engine(engine: Engine) -> Engine:
     """The same as ``engine`` (both run on each backend)."""
     return engine

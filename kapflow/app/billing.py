@@ -24,7 +24,7 @@ from kapflow.domain.events import EventKind
 from kapflow.domain.names import client_name_of
 from kapflow.domain.superbill import Client, SuperbillRecord, SuperbillRequest, reissued, superbill_for
 from kapflow.domain.workflow import Workflow
-from kapflow.errors import AdapterConfigError
+from kapflow.errors import missing_extra
 from kapflow.logging import get_logger
 
 _log = get_logger("kapflow.billing")
@@ -166,10 +166,7 @@ def document_pdf(view: SuperbillView | GoodFaithEstimateView) -> bytes:
     try:
         from kapflow.documents import estimate_pdf, superbill_pdf
     except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.startswith("kapflow"):
-            raise
-        raise AdapterConfigError("pdf", f"needs the {exc.name} package: install kapflow[pdf] "
-                                        "(pip install 'kapflow[pdf]')") from None
+        raise missing_extra(exc, "pdf") from None
     return superbill_pdf(view) if isinstance(view, SuperbillView) else estimate_pdf(view)
 
 
@@ -247,8 +244,5 @@ def fhir_bundle(app: AppContext, case_id: str) -> str:
     try:
         from kapflow.billing_fhir import billing_bundle  # only when asked for: fhir.resources is an extra
     except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.startswith("kapflow"):
-            raise
-        raise AdapterConfigError("fhir", f"needs the {exc.name} package: install kapflow[fhir] "
-                                         "(pip install 'kapflow[fhir]')") from None
+        raise missing_extra(exc, "fhir") from None
     return billing_bundle(case, wf, books, booked, app.documents, app.practice, generated_at=app.clock.now())

@@ -42,7 +42,7 @@ from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import AuditEvent
 from kapflow.domain.errors import CheckpointFormatError
 from kapflow.domain.payload import canonical_json
-from kapflow.errors import AdapterConfigError
+from kapflow.errors import missing_extra
 
 FORMAT = "kapflow-audit-export/1"
 """The JSONL header's ``format``: a reader refuses any other."""
@@ -321,7 +321,7 @@ def render(export: CaseExport, form: ExportFormat) -> str:
     try:
         from kapflow.audit.fhir import bundle_json  # only when asked for: fhir.resources is an optional extra
     except ModuleNotFoundError as exc:
-        raise _missing_extra(exc) from None
+        raise missing_extra(exc, "fhir") from None
     return bundle_json(export)
 
 
@@ -334,7 +334,7 @@ def render_bytes(export: CaseExport, form: ExportFormat, pdf: PdfView | None = N
     try:
         from kapflow.audit.export_pdf import pdf_bytes  # only when asked for: fpdf2 is an optional extra
     except ModuleNotFoundError as exc:
-        raise _missing_extra(exc, "pdf") from None
+        raise missing_extra(exc, "pdf") from None
     return pdf_bytes(export, pdf or PdfView())
 
 
@@ -357,7 +357,7 @@ def read_export(text: str) -> CaseExport:
     try:
         from kapflow.audit.fhir import read_bundle
     except ModuleNotFoundError as exc:
-        raise _missing_extra(exc) from None
+        raise missing_extra(exc, "fhir") from None
     return read_bundle(stripped)
 
 
@@ -368,12 +368,3 @@ def _is_bundle(text: str) -> bool:
     except json.JSONDecodeError:  # a pretty-printed object spans lines: JSONL's header never does
         return True
     return isinstance(value, dict) and value.get("resourceType") == "Bundle"
-
-
-def _missing_extra(exc: ModuleNotFoundError, extra: str = "fhir") -> Exception:
-    """The error for the FHIR or PDF form without its optional dependency: it names the extra to install."""
-    if exc.name is None or exc.name.startswith("kapflow"):
-        return exc  # kapflow itself is broken: not a missing extra
-    return AdapterConfigError(
-        extra, f"needs the {exc.name} package: install kapflow[{extra}] (pip install 'kapflow[{extra}]')"
-    )

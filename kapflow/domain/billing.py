@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -34,6 +34,7 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 ADJUSTMENTS = ("void", "write_off", "refund")
 AMOUNT, PURPOSE = "amount", "purpose"  # the fields every payment fact has (the engine's payment shape)
+VISIT_SPAN = timedelta(hours=16)  # a visit completed this long from its appointment's start was that appointment
 BILLED_MINUTES = "billed_minutes"  # a visit's completion (or attendance) may say how long the billed service lasted
 
 
@@ -271,7 +272,7 @@ def due_charges(
             wanted += _missed_lines(appt, done, now, cal, policy)
     visit = billing.completing(done.trigger) if done.trigger is not None else None
     if visit is not None:
-        completed = _visit_appointment(now_on, visit.kind, now, cal)
+        completed = _visit_appointment(now_on, visit.kind, now)
         key = completed.id if completed is not None else f"m{done.sequence}"
         wanted += _visit_lines(billing, visit.kind, key, completed, done.data, now, cal)
     fresh: list[JSONObject] = []
@@ -283,14 +284,13 @@ def due_charges(
     return fresh
 
 
-def _visit_appointment(
-    found: Mapping[str, Appointment], kind: str, now: datetime, cal: PracticeCalendar
-) -> Appointment | None:
-    """The appointment a completed visit of ``kind`` was: today's (booked or attended), the latest begun."""
-    today = cal.local_date(now)
-    candidates = [a for a in found.values()
-                  if a.kind == kind and a.status in ("booked", "attended") and cal.local_date(a.starts_at) <= today]
-    return max(candidates, key=lambda a: a.starts_at, default=None)
+def _visit_appointment(found: Mapping[str, Appointment], kind: str, now: datetime) -> Appointment | None:
+    """The appointment a visit of ``kind`` completed now was: the one (booked or attended) starting nearest
+    to now within ``VISIT_SPAN`` of it, or None: a visit nobody booked, charged as a visit of its own. Never
+    an earlier visit's, long past, which was charged when it was completed."""
+    near = [a for a in found.values() if a.kind == kind and a.status in ("booked", "attended")
+            and abs(a.starts_at - now) <= VISIT_SPAN]
+    return min(near, key=lambda a: abs(a.starts_at - now), default=None)
 
 
 def _visit_lines(

@@ -125,62 +125,60 @@ def test_the_whole_pathway_posts_exactly_the_practices_lines(engine: Engine, clo
     assert_audited(engine, case_id)  # the charges are facts in the chain: the history replays to the row
 
 
-def test_a_charge_is_a_fact_audited_after_the_visits_command(engine: Engine, clock: FakeClock) -> None:
-    case_id = open_case(engine)
-    to_evaluating(engine, clock, case_id)
-    engine.record(case_id, "screening", {"exclusions": [], "flags": []}, actor=PRESCRIBER)
-    outcome = engine.fire(case_id, "find_suitable", actor=PRESCRIBER)
-    history = engine.history(case_id)
+def test_a_charge_is_a_fact_audited_after_the_visits_command(sqlite_engine: Engine, clock: FakeClock) -> None:
+    case_id = open_case(sqlite_engine)
+    to_evaluating(sqlite_engine, clock, case_id)
+    sqlite_engine.record(case_id, "screening", {"exclusions": [], "flags": []}, actor=PRESCRIBER)
+    outcome = sqlite_engine.fire(case_id, "find_suitable", actor=PRESCRIBER)
+    history = sqlite_engine.history(case_id)
     assert [(e.kind, e.trigger or e.data.get("kind")) for e in history[-2:]] == [
         ("transition", "find_suitable"), ("fact", "charge")]
-    assert history[-1].actor == PRESCRIBER.id and outcome.version == engine.case(case_id).version
+    assert history[-1].actor == PRESCRIBER.id and outcome.version == sqlite_engine.case(case_id).version
     charge = history[-1].data["fact"]
     assert charge == {"visit": "a1", "service": "prescriber_evaluation", "description": "Prescriber evaluation",
                       "code": "90792", "units": 1, "fee": "250.00", "insurance": False,
                       "date_of_service": charge["date_of_service"], "minutes": 60, "clinician": charge["clinician"]}
     with pytest.raises(NotPermitted):  # nobody records a charge by hand
-        engine.record(case_id, "charge", charge, actor=BILLING)
+        sqlite_engine.record(case_id, "charge", charge, actor=BILLING)
 
 
-def test_psychotherapy_is_coded_by_the_minutes_recorded(engine: Engine, clock: FakeClock) -> None:
-    case_id = open_case(engine)
-    evaluated_and_set(engine, clock, case_id)
-    integration_session(engine, clock, case_id, billed_minutes=45)
-    integration_session(engine, clock, case_id, billed_minutes=20)
-    integration_session(engine, clock, case_id, billed_minutes=12)  # shorter than 16 minutes: not billable
-    integration_session(engine, clock, case_id, billed_minutes=53)
-    assert [(c.code, f"{c.fee}", c.minutes) for c in engine.ledger(case_id).charges[2:]] == [
+def test_psychotherapy_is_coded_by_the_minutes_recorded(sqlite_engine: Engine, clock: FakeClock) -> None:
+    case_id = open_case(sqlite_engine)
+    evaluated_and_set(sqlite_engine, clock, case_id)
+    integration_session(sqlite_engine, clock, case_id, billed_minutes=45)
+    integration_session(sqlite_engine, clock, case_id, billed_minutes=20)
+    integration_session(sqlite_engine, clock, case_id, billed_minutes=12)  # shorter than 16 minutes: not billable
+    integration_session(sqlite_engine, clock, case_id, billed_minutes=53)
+    assert [(c.code, f"{c.fee}", c.minutes) for c in sqlite_engine.ledger(case_id).charges[2:]] == [
         ("90834", "125.00", 45), ("90832", "85.00", 20), ("90837", "165.00", 53)]
-    appt = book(engine, clock, case_id, "integration_session", days=1)
+    appt = book(sqlite_engine, clock, case_id, "integration_session", days=1)
     clock.advance(days=1)
-    engine.fire(case_id, "start_integration_session", actor=THERAPIST)
-    version = engine.case(case_id).version
+    sqlite_engine.fire(case_id, "start_integration_session", actor=THERAPIST)
+    version = sqlite_engine.case(case_id).version
     for bad in (0, 481, "45", 4.5, True):
         with pytest.raises(InvalidInput) as refused:
-            engine.fire(case_id, "complete_integration_session", actor=THERAPIST, data={"billed_minutes": bad})
+            sqlite_engine.fire(case_id, "complete_integration_session", actor=THERAPIST, data={"billed_minutes": bad})
         assert refused.value.field == "billed_minutes"
-    assert engine.case(case_id).version == version  # nothing written
+    assert sqlite_engine.case(case_id).version == version  # nothing written
     with pytest.raises(KapflowError, match="billed_minutes"):  # a no-show lasted no minutes
-        engine.record(case_id, "appointment_update", {"appointment": appt, "action": "no_show",
+        sqlite_engine.record(case_id, "appointment_update", {"appointment": appt, "action": "no_show",
                                                       "billed_minutes": 30}, actor=FRONT_DESK)
 
 
-def test_attended_and_completed_is_one_visit_charged_once(engine: Engine, clock: FakeClock) -> None:
-    case_id = open_case(engine)
-    evaluated_and_set(engine, clock, case_id)
-    appt = book(engine, clock, case_id, "integration_session", days=1)
+def test_attended_and_completed_is_one_visit_charged_once(sqlite_engine: Engine, clock: FakeClock) -> None:
+    case_id = open_case(sqlite_engine)
+    evaluated_and_set(sqlite_engine, clock, case_id)
+    appt = book(sqlite_engine, clock, case_id, "integration_session", days=1)
     clock.advance(days=1)
-    engine.fire(case_id, "start_integration_session", actor=THERAPIST)
-    engine.mark_attended(case_id, appt, actor=FRONT_DESK, billed_minutes=40)
-    engine.fire(case_id, "complete_integration_session", actor=THERAPIST)
-    charged = [c for c in engine.ledger(case_id).charges if c.visit == appt]
+    sqlite_engine.fire(case_id, "start_integration_session", actor=THERAPIST)
+    sqlite_engine.mark_attended(case_id, appt, actor=FRONT_DESK, billed_minutes=40)
+    sqlite_engine.fire(case_id, "complete_integration_session", actor=THERAPIST)
+    charged = [c for c in sqlite_engine.ledger(case_id).charges if c.visit == appt]
     assert [(c.service, c.code) for c in charged] == [("integration_session", "90834")]  # the first one counts
 
 
-def test_no_show_and_late_cancellation_fees_only_when_the_practice_sets_them(
-    any_ready_url: str, clock: FakeClock
-) -> None:
-    store = SqlStore(any_ready_url)
+def test_no_show_and_late_cancellation_fees_only_when_the_practice_sets_them(db_url: str, clock: FakeClock) -> None:
+    store = SqlStore(db_url)
     engine = Engine(store, KAP_PATHWAY, clock=clock, fees=FeePolicy(Decimal("75.00"), Decimal("40.00"), 24))
     try:
         case_id = open_case(engine)
@@ -199,35 +197,35 @@ def test_no_show_and_late_cancellation_fees_only_when_the_practice_sets_them(
         store.close()
 
 
-def test_a_new_versions_fee_changes_only_the_charges_posted_after_it(engine: Engine, clock: FakeClock) -> None:
+def test_a_new_versions_fee_changes_only_the_charges_posted_after_it(sqlite_engine: Engine, clock: FakeClock) -> None:
     dearer = {**KAP_BILLING.services, "integration_session": replace(
         KAP_BILLING.services["integration_session"], fee=Decimal("180.00"),
         time_bands=tuple(replace(b, fee=b.fee + 15) for b in KAP_BILLING.services["integration_session"].time_bands))}
     v2 = replace(KAP_PATHWAY, version="fees-2027", billing=replace(KAP_BILLING, services=dearer))
-    store = engine.app.store
-    engine = Engine(store, [KAP_PATHWAY, v2], clock=clock)
-    case_id = engine.open_case(dict(INQUIRY), actor=FRONT_DESK, workflow=KAP_PATHWAY).case_id
-    evaluated_and_set(engine, clock, case_id)
-    integration_session(engine, clock, case_id)
-    engine.migrate_case(case_id, v2, actor=FRONT_DESK)
-    integration_session(engine, clock, case_id)
-    assert [f"{c.fee}" for c in engine.ledger(case_id).charges] == ["250.00", "165.00", "165.00", "180.00"]
-    assert_audited(engine, case_id)
+    store = sqlite_engine.app.store
+    sqlite_engine = Engine(store, [KAP_PATHWAY, v2], clock=clock)
+    case_id = sqlite_engine.open_case(dict(INQUIRY), actor=FRONT_DESK, workflow=KAP_PATHWAY).case_id
+    evaluated_and_set(sqlite_engine, clock, case_id)
+    integration_session(sqlite_engine, clock, case_id)
+    sqlite_engine.migrate_case(case_id, v2, actor=FRONT_DESK)
+    integration_session(sqlite_engine, clock, case_id)
+    assert [f"{c.fee}" for c in sqlite_engine.ledger(case_id).charges] == ["250.00", "165.00", "165.00", "180.00"]
+    assert_audited(sqlite_engine, case_id)
 
 
-def test_adjustments_correct_the_ledger_and_refusals_say_why(engine: Engine, clock: FakeClock) -> None:
-    case_id = open_case(engine)
-    evaluated_and_set(engine, clock, case_id)
-    integration_session(engine, clock, case_id)  # c3
-    engine.record(case_id, "payment", {"amount": "165.00", "purpose": "psychotherapy"}, actor=BILLING)
+def test_adjustments_correct_the_ledger_and_refusals_say_why(sqlite_engine: Engine, clock: FakeClock) -> None:
+    case_id = open_case(sqlite_engine)
+    evaluated_and_set(sqlite_engine, clock, case_id)
+    integration_session(sqlite_engine, clock, case_id)  # c3
+    sqlite_engine.record(case_id, "payment", {"amount": "165.00", "purpose": "psychotherapy"}, actor=BILLING)
 
     def adjust(**data: object) -> None:
-        engine.record(case_id, "billing_adjustment", data, actor=BILLING)
+        sqlite_engine.record(case_id, "billing_adjustment", data, actor=BILLING)
 
     adjust(action="write_off", charge="c3", amount="15.00", reason="courtesy discount")
-    assert engine.ledger(case_id).balance == Decimal("150.00")  # the payment paid c2: c3 is open, less $15
+    assert sqlite_engine.ledger(case_id).balance == Decimal("150.00")  # the payment paid c2: c3 is open, less $15
     adjust(action="void", charge="c2", reason="booked in error")
-    books = engine.ledger(case_id)
+    books = sqlite_engine.ledger(case_id)
     # c2's payment is a credit again, which pays what is open on c3 ($150): $15 is left over.
     assert (books.balance, books.credit) == (Decimal("-15.00"), Decimal("15.00"))
     assert books.charge("c2") is not None and books.charge("c2").voided  # type: ignore[union-attr]
@@ -240,15 +238,15 @@ def test_adjustments_correct_the_ledger_and_refusals_say_why(engine: Engine, clo
         with pytest.raises(TransitionBlocked, match="adjustment_does_not_fit") as refused:
             adjust(**data)
         assert says in refused.value.blockers[0].message
-    assert engine.history(case_id)[-1].kind == "refused"  # each refusal is audited, with its sentence
+    assert sqlite_engine.history(case_id)[-1].kind == "refused"  # each refusal is audited, with its sentence
     with pytest.raises(InvalidInput, match="reason"):
         adjust(action="void", charge="c2")
     with pytest.raises(NotPermitted):
-        engine.record(case_id, "billing_adjustment", {"action": "void", "charge": "c2", "reason": "x"},
+        sqlite_engine.record(case_id, "billing_adjustment", {"action": "void", "charge": "c2", "reason": "x"},
                       actor=FRONT_DESK)
     adjust(action="refund", amount="15.00", reason="credit returned")
-    assert engine.ledger(case_id).balance == Decimal("0.00")
-    assert_audited(engine, case_id)
+    assert sqlite_engine.ledger(case_id).balance == Decimal("0.00")
+    assert_audited(sqlite_engine, case_id)
 
 
 def test_two_completions_of_one_visit_racing_post_one_set_of_lines(engine: Engine, clock: FakeClock) -> None:
@@ -284,10 +282,10 @@ def test_two_completions_of_one_visit_racing_post_one_set_of_lines(engine: Engin
     assert_audited(engine, case_id)
 
 
-def test_the_api_reads_a_ledger_for_the_roles_that_read_money(any_ready_url: str, clock: FakeClock) -> None:
+def test_the_api_reads_a_ledger_for_the_roles_that_read_money(db_url: str, clock: FakeClock) -> None:
     barred = replace(KAP_PATHWAY, version="no-money-desk",
                      read_access={**READ_ACCESS, "front_desk": READ_ACCESS["front_desk"] - {"charge"}})
-    store = SqlStore(any_ready_url)
+    store = SqlStore(db_url)
     engine = Engine(store, barred, clock=clock)
     try:
         case_id = open_case(engine)
@@ -340,3 +338,16 @@ def test_billings_work_lists_visits_not_yet_billed_and_balances_due(engine: Engi
     assert (owing, "balance_due") not in work()
     assert engine.work("front_desk", FRONT_DESK.id) == [] or all(
         i.code not in ("balance_due", "visits_not_billed") for i in engine.work("front_desk", FRONT_DESK.id))
+
+
+def test_a_visit_nobody_booked_is_charged_as_its_own_not_as_an_earlier_days(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    case_id = open_case(sqlite_engine)
+    evaluated_and_set(sqlite_engine, clock, case_id)
+    booked = integration_session(sqlite_engine, clock, case_id)
+    clock.advance(days=3)
+    sqlite_engine.fire(case_id, "start_integration_session", actor=THERAPIST)  # a walk-in: no appointment
+    sqlite_engine.fire(case_id, "complete_integration_session", actor=THERAPIST)
+    visits = [c.visit for c in sqlite_engine.ledger(case_id).charges if c.service == "integration_session"]
+    assert visits[0] == booked and len(visits) == 2 and visits[1].startswith("m")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,8 +37,9 @@ def practice() -> Practice:
 
 
 @pytest.fixture
-def billed(any_ready_url: str, clock: FakeClock, practice: Practice) -> Iterator[Engine]:
-    store = SqlStore(any_ready_url)
+def billed(db_url: str, clock: FakeClock, practice: Practice) -> Iterator[Engine]:
+    """On SQLite: what these tests check is computed, not stored (the ledger's tests run on both)."""
+    store = SqlStore(db_url)
     yield Engine(store, KAP_PATHWAY, clock=clock, documents=practice)
     store.close()
 
@@ -68,6 +70,8 @@ def test_setting_the_plan_records_an_estimate_in_the_same_transaction(
         ("intention_setting", 1, "165.00"), ("ketamine_support", 6, "0.00"), ("integration_psychotherapy", 6, "165.00"),
         ("integration_session", 2, "165.00")]
     assert estimate.total == Decimal("1485.00") and estimate.basis == "treatment plan set: 6 KAP sessions"
+    told = [t for t in billed.timers(case_id) if t["reminder"] == "estimate_ready"]
+    assert [(t["status"], datetime.fromisoformat(str(t["due_at"]))) for t in told] == [("pending", history[-1].at)]
 
     with pytest.raises(DocumentIncomplete, match="client's address is not recorded"):
         billed.estimate(case_id, estimate.reference)

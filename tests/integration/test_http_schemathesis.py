@@ -23,6 +23,7 @@ from kapflow.bootstrap import build_engine
 from kapflow.config import Settings
 from kapflow.http.app import create_app
 from kapflow.http.identity import RequestAuthenticator
+from kapflow.store.sql import SqlStore
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -58,7 +59,7 @@ def _failures_of(operation: Any, base_url: str, auth: dict[str, str], case_ids: 
     return failures
 
 
-def _run(url: str, **check_options: Any) -> list[str]:
+def _run(url: str, roles: tuple[str, ...] = ROLES, **check_options: Any) -> list[str]:
     engine = build_engine(url, settings=Settings())
     keys = {role: engine.create_api_key(f"pms-{role}", role, created_by="test-admin")[0] for role in ROLES}
     case_ids = [engine.open_case(INQUIRY, actor=FRONT_DESK).case_id for _ in range(2)]
@@ -68,7 +69,7 @@ def _run(url: str, **check_options: Any) -> list[str]:
             schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
             operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
             assert len(operations) >= 10
-            for role in ROLES:
+            for role in roles:
                 auth = {"Authorization": f"Bearer {keys[role]}"}
                 for operation in operations:
                     failures += [f"[{role}] {f}"
@@ -83,13 +84,16 @@ def test_no_5xx_and_every_answer_conforms_to_the_openapi_document(
 ) -> None:
     """Every check schemathesis runs by default (no 5xx; declared status, content type, headers and schema;
     negative data rejected; auth not ignored; ...) but the acceptance of schema-valid data, tested below."""
-    failures = _run(any_ready_url, excluded=[positive_data_acceptance])
+    # The answers' shapes do not depend on the database: on PostgreSQL one role is enough to catch a 5xx there.
+    roles = ROLES if any_ready_url.startswith("sqlite") else ROLES[:1]
+    failures = _run(any_ready_url, roles, excluded=[positive_data_acceptance])
     assert not failures, "\n\n".join(failures)
 
 
 @pytest.mark.xfail(strict=True, reason="the OpenAPI document under-declares what the API validates: path ids "
                    "(case_id, appointment id) have no pattern, Kapflow-On-Behalf-Of no format, the intake and fact "
                    "bodies no fields, so schema-valid requests get 422 (kapflow/http/common.py, cases.py)")
-def test_every_schema_valid_request_is_accepted(any_ready_url: str) -> None:
-    failures = _run(any_ready_url, checks=[positive_data_acceptance])
+def test_every_schema_valid_request_is_accepted(db_url: str) -> None:
+    SqlStore(db_url).close()  # the schema, as any_ready_url makes it: on SQLite only (an xfail's cost is its own)
+    failures = _run(db_url, checks=[positive_data_acceptance])
     assert not failures, "\n\n".join(failures)

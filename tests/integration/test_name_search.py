@@ -64,12 +64,12 @@ def test_a_name_is_found_by_the_start_of_its_words_accents_and_case_aside(engine
     assert words_of(engine, zoe) == {"zoe", "oneil", "o", "neil"}
 
 
-def test_a_corrected_intake_replaces_the_words(engine: Engine, clock: FakeClock) -> None:
-    case_id = named(engine, clock, "Zoe", "Misspelt")
-    engine.record(case_id, "inquiry", {**INQUIRY, "first_name": "Zoe", "last_name": "Spelt"}, actor=FRONT_DESK)
-    assert found(engine, "misspelt") == []
-    assert found(engine, "spelt") == [case_id]
-    assert words_of(engine, case_id) == {"zoe", "spelt"}
+def test_a_corrected_intake_replaces_the_words(sqlite_engine: Engine, clock: FakeClock) -> None:
+    case_id = named(sqlite_engine, clock, "Zoe", "Misspelt")
+    sqlite_engine.record(case_id, "inquiry", {**INQUIRY, "first_name": "Zoe", "last_name": "Spelt"}, actor=FRONT_DESK)
+    assert found(sqlite_engine, "misspelt") == []
+    assert found(sqlite_engine, "spelt") == [case_id]
+    assert words_of(sqlite_engine, case_id) == {"zoe", "spelt"}
 
 
 def test_a_name_combines_with_state_and_pages_with_the_cursor(engine: Engine, clock: FakeClock) -> None:
@@ -86,18 +86,18 @@ def test_a_name_combines_with_state_and_pages_with_the_cursor(engine: Engine, cl
     assert engine.case_page(name="sam", limit=3, cursor=rest.next_cursor).cases == []
 
 
-def test_a_search_with_no_letter_is_invalid_input(engine: Engine) -> None:
+def test_a_search_with_no_letter_is_invalid_input(sqlite_engine: Engine) -> None:
     for bad in ("", " - ", "x" * 201):
         with pytest.raises(InvalidInput) as refused:
-            engine.case_page(name=bad)
+            sqlite_engine.case_page(name=bad)
         assert refused.value.field == "name"
 
 
-def test_only_a_role_that_reads_the_intake_may_search_by_name(engine: Engine) -> None:
-    engine.check_name_search("front_desk")
-    engine.check_name_search("billing", "kap")
+def test_only_a_role_that_reads_the_intake_may_search_by_name(sqlite_engine: Engine) -> None:
+    sqlite_engine.check_name_search("front_desk")
+    sqlite_engine.check_name_search("billing", "kap")
     with pytest.raises(NotPermitted, match=r"role 'system' may not do 'search_by_name'; allowed roles: .*front_desk"):
-        engine.check_name_search("system")
+        sqlite_engine.check_name_search("system")
 
 
 def test_cases_opened_before_the_index_are_indexed_by_the_upgrade(any_ready_url: str, clock: FakeClock) -> None:

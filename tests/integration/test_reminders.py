@@ -95,6 +95,7 @@ def test_ten_weeks_of_one_clients_schedule(kit: ReminderKit) -> None:
         ("01-10 15:00", "evaluation_reminder_72h", client),
         ("01-11 15:00", "evaluation_fee_due_48h", client),  # paid at 18:00 that day: no front-desk alert
         ("01-12 15:00", "evaluation_reminder_24h", client),
+        ("01-13 15:00", "estimate_ready", client),  # the plan is set: its good faith estimate is there to read
         ("01-13 15:00", "appointment_booked_notice", client),  # the intention-setting session
         ("01-14 10:00", "intention_setting_reminder_72h", client),
         ("01-16 10:00", "intention_setting_reminder_24h", client),

@@ -49,39 +49,47 @@ def practice() -> Practice:
 
 
 @pytest.fixture
-def billed(any_ready_url: str, clock: FakeClock, practice: Practice) -> Iterator[Engine]:
+def billed(db_url: str, clock: FakeClock, practice: Practice) -> Iterator[Engine]:
+    """On SQLite; the first test runs on each backend (``billed_anywhere``)."""
+    store = SqlStore(db_url)
+    yield Engine(store, KAP_PATHWAY, clock=clock, timezone="America/Los_Angeles", documents=practice)
+    store.close()
+
+
+@pytest.fixture
+def billed_anywhere(any_ready_url: str, clock: FakeClock, practice: Practice) -> Iterator[Engine]:
     store = SqlStore(any_ready_url)
     yield Engine(store, KAP_PATHWAY, clock=clock, timezone="America/Los_Angeles", documents=practice)
     store.close()
 
 
 def test_a_superbill_carries_what_insurers_require(
-    billed: Engine, clock: FakeClock, practice: Practice, tmp_path: Path
+    billed_anywhere: Engine, clock: FakeClock, practice: Practice, tmp_path: Path
 ) -> None:
-    case_id = treated(billed, clock, practice)
-    billed.record(case_id, "diagnosis", {"code": "f41.1", "diagnosed_on": clock.now().date().isoformat()},
+    case_id = treated(billed_anywhere, clock, practice)
+    billed_anywhere.record(case_id, "diagnosis", {"code": "f41.1", "diagnosed_on": clock.now().date().isoformat()},
                   actor=PRESCRIBER)  # anxiety, made at the second session: it points to that line only
-    billed.record(case_id, "client_address", ADDRESS, actor=CLIENT)
-    billed.record(case_id, "payment", {"amount": "165.00", "purpose": "psychotherapy"}, actor=BILLING)
-    books = billed.ledger(case_id)
+    billed_anywhere.record(case_id, "client_address", ADDRESS, actor=CLIENT)
+    billed_anywhere.record(case_id, "payment", {"amount": "165.00", "purpose": "psychotherapy"}, actor=BILLING)
+    books = billed_anywhere.ledger(case_id)
     insured = [c for c in books.charges if c.insurance]
     first, last = insured[0].date_of_service, insured[-1].date_of_service
-    version = billed.case(case_id).version
+    version = billed_anywhere.case(case_id).version
 
-    issued = billed.issue_superbill(case_id, first=first - timedelta(days=30), last=last, actor=BILLING)
+    issued = billed_anywhere.issue_superbill(case_id, first=first - timedelta(days=30), last=last, actor=BILLING)
     view = issued.view
     assert [(line.code, line.place_of_service, line.units, f"{line.fee}", line.diagnosis_pointers)
             for line in view.lines] == [("90837", "11", 1, "165.00", ("A",))] * 2 + [
                 ("90837", "11", 1, "165.00", ("A", "B"))]
     assert [d.code for d in view.diagnoses] == ["F33.1", "F41.1"]  # "f41.1" was kept in its usual form
     assert (f"{view.charged}", f"{view.paid}", f"{view.balance}") == ("495.00", "165.00", "330.00")
-    assert billed.case(case_id).version == version + 1  # recorded on the case: one fact
-    record = billed.superbills(case_id)[0]
+    assert billed_anywhere.case(case_id).version == version + 1  # recorded on the case: one fact
+    record = billed_anywhere.superbills(case_id)[0]
     assert (record.reference, record.lines) == (issued.outcome.extra["reference"], ("c2", "c3", "c4"))
-    codes = {item.code for item in billed.work("billing", BILLING.id) if item.case_id == case_id}
+    codes = {item.code for item in billed_anywhere.work("billing", BILLING.id) if item.case_id == case_id}
     assert codes == {"balance_due"}  # every visit is on a superbill now; $330 is still due
 
-    pdf = billed.document_pdf(view)
+    pdf = billed_anywhere.document_pdf(view)
     text = pdf_text(pdf, tmp_path, "superbill-kap")
     for expected in (
         "Sample Cornerstone Therapy, PLLC", "100 Example Way, Suite 2", "Springfield, OR 97477", "(555) 010-2000",
@@ -91,13 +99,13 @@ def test_a_superbill_carries_what_insurers_require(
         "provided at no", first.strftime("%m/%d/%Y"), last.strftime("%m/%d/%Y"),
     ):
         assert expected in text, expected
-    assert "90792" not in text  # the self-pay evaluation is not billed to insurance
+    assert "90792" not in text  # the self-pay evaluation is not billed_anywhere to insurance
     assert text.count(" 11 ") >= 3  # place of service on every line
 
-    billed.record(case_id, "payment", {"amount": "330.00", "purpose": "psychotherapy"}, actor=BILLING)
-    again = billed.superbill(case_id, record.reference)  # as issued, whatever was paid since
-    assert f"{again.paid}" == "165.00" and billed.document_pdf(again) == pdf
-    assert_audited(billed, case_id)
+    billed_anywhere.record(case_id, "payment", {"amount": "330.00", "purpose": "psychotherapy"}, actor=BILLING)
+    again = billed_anywhere.superbill(case_id, record.reference)  # as issued, whatever was paid since
+    assert f"{again.paid}" == "165.00" and billed_anywhere.document_pdf(again) == pdf
+    assert_audited(billed_anywhere, case_id)
 
 
 def test_every_gap_is_named_and_nothing_is_written(billed: Engine, clock: FakeClock, practice: Practice) -> None:
@@ -189,10 +197,8 @@ def test_the_api_issues_a_superbill_and_serves_its_pdf(billed: Engine, clock: Fa
     assert {a.view for a in billed.accesses(case_id=case_id)} == {"superbill", "superbills"}
 
 
-def test_the_cli_writes_a_private_superbill_and_reprints_it(
-    any_ready_url: str, clock: FakeClock, tmp_path: Path
-) -> None:
-    store = SqlStore(any_ready_url)
+def test_the_cli_writes_a_private_superbill_and_reprints_it(db_url: str, clock: FakeClock, tmp_path: Path) -> None:
+    store = SqlStore(db_url)
     practice = Practice(PRACTICE, {})
     engine = Engine(store, KAP_PATHWAY, clock=clock, documents=practice)
     case_id = treated(engine, clock, practice, kap_sessions=1)
@@ -215,7 +221,7 @@ npi = "{THERAPIST_DETAILS.npi}"
     today = clock.now().date()
 
     def kapflow(*args: str) -> Result:
-        return CliRunner().invoke(cli_app, ["--config", str(settings), "--db", any_ready_url, *args],
+        return CliRunner().invoke(cli_app, ["--config", str(settings), "--db", db_url, *args],
                                   env={"COLUMNS": "80"})
 
     out = tmp_path / "superbill.pdf"

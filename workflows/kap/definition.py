@@ -217,6 +217,15 @@ REMINDERS = (
         before_appointment=timedelta(hours=48), appointment_kind="kap_session",
         while_blocked_by="questionnaires_current", subject="Questionnaires to complete",
     ),
+    # The No Surprises Act asks that the client receive the estimate before the services it lists: the client
+    # is told at once that it is there to read (never its amounts, in a message).
+    Reminder(
+        "estimate_ready", CLIENT, "email",
+        "Hello {first_name}, the good faith estimate of the costs of your treatment plan is ready. Sign in to "
+        "the practice's client portal to read and keep it before your next session; ask the front desk about "
+        "anything in it.",
+        since="estimate_recorded", after=timedelta(0), subject="Your good faith estimate",
+    ),
     Reminder(
         "prescription_lapsing", PRESCRIBER, "email",
         "A client's prescription lapses in 14 days and sessions of the treatment plan remain.",

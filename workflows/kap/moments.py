@@ -1,5 +1,5 @@
 """Moments of a KAP case that prompts are counted from: its last KAP session, the lapse of its prescription,
-a serious adverse event not yet taken up by a safety review.
+a serious adverse event not yet taken up by a safety review, its latest good faith estimate.
 
 Each is a pure function of the case's facts (``kapflow.domain.workflow.Moment``), None while there
 is none. A prompt counted from a moment is keyed by it, so a new session or a new prescription
@@ -23,6 +23,12 @@ def last_kap_session(facts: CaseFacts, cal: PracticeCalendar) -> datetime | None
     """When the last KAP session started."""
     move = facts.last_move(DOSING)
     return move.at if move else None
+
+
+def estimate_recorded(facts: CaseFacts, cal: PracticeCalendar) -> datetime | None:
+    """When the latest good faith estimate was recorded (with the plan set or extended that asked for it)."""
+    latest = facts.latest("good_faith_estimate")
+    return latest.at if latest else None
 
 
 def prescription_lapses(facts: CaseFacts, cal: PracticeCalendar) -> datetime | None:
@@ -62,6 +68,7 @@ def serious_event_unheld(facts: CaseFacts, cal: PracticeCalendar) -> datetime | 
 
 MOMENTS: dict[str, Moment] = {
     "last_kap_session": last_kap_session,
+    "estimate_recorded": estimate_recorded,
     "prescription_lapses": prescription_lapses,
     "serious_adverse_event": serious_event_unheld,
 }
