@@ -59,14 +59,25 @@ class Ready:
     case_id: str
 
 
-@pytest.fixture
-def ready(engine: Engine, clock: FakeClock, any_db_url: str) -> Ready:
-    """A case in ready_for_kap (one idempotent command on record), on a SQLite file and on PostgreSQL."""
+def _ready(engine: Engine, clock: FakeClock, url: str) -> Ready:
     case_id = open_case(engine)
     to_ready(engine, clock, case_id)
     engine.record(case_id, "questionnaire", answered("PHQ-9", 12), actor=CLIENT,
                   idempotency_key="q-0001")
-    return Ready(engine, any_db_url, case_id)
+    return Ready(engine, url, case_id)
+
+
+@pytest.fixture
+def ready(engine: Engine, clock: FakeClock, any_db_url: str) -> Ready:
+    """A case in ready_for_kap (one idempotent command on record), on a SQLite file and on PostgreSQL."""
+    return _ready(engine, clock, any_db_url)
+
+
+@pytest.fixture
+def ready_sqlite(sqlite_engine: Engine, clock: FakeClock, db_url: str) -> Ready:
+    """The same case on a SQLite file only: bad input is refused before any statement, whatever the database
+    (the tests below that do reach it, a refusal audited and hostile text stored, run on both)."""
+    return _ready(sqlite_engine, clock, db_url)
 
 
 def fire(data: Any = None, *, trigger: str = "hold", **kw: Any) -> Callable[[Engine, str], object]:
@@ -247,9 +258,10 @@ BAD: list[tuple[str, Callable[[Engine, str], object], type[KapflowError]]] = [
 
 @pytest.mark.parametrize(("call", "error"), [pytest.param(c, e, id=i) for i, c, e in BAD])
 def test_bad_input_gets_typed_error_and_writes_nothing(
-    ready: Ready, call: Callable[[Engine, str], object], error: type[KapflowError]
+    ready_sqlite: Ready, call: Callable[[Engine, str], object], error: type[KapflowError]
 ) -> None:
     """The call raises exactly the expected kapflow error and every table stays byte-identical."""
+    ready = ready_sqlite
     before = dump(ready.db_url)
     case_before = ready.engine.case(ready.case_id)
     with pytest.raises(KapflowError) as info:

@@ -114,17 +114,13 @@ _DRIVE: dict[str, Callable[[World, str], None]] = {
 }
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """One engine and one server per database for the module (a fresh database of its own)."""
-    schemas: Any = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('roles')) / 'kapflow.db'}"
-        SqlStore(url).close()
-    else:
-        schemas = request.getfixturevalue("postgres_schemas")
-        url = schemas.create()
-        schemas.fill(url)
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One engine and one server for the module, on a SQLite file of its own. Who may do what is decided
+    before any statement runs, the same on every database; the refusal's audited row on PostgreSQL is
+    covered where the write path is (test_engine_flow, test_concurrency, test_http_routes)."""
+    url = f"sqlite:///{Path(tmp_path_factory.mktemp('roles')) / 'kapflow.db'}"
+    SqlStore(url).close()
     clock = FakeClock(datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=1))
     engine = build_engine(url, clock=clock, settings=Settings())
     keys = {role: engine.create_api_key(f"pms-{role}", role, created_by="test-admin")[0] for role in KEY_ROLES}
@@ -135,8 +131,6 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             yield World(engine, clock, base, keys)
     finally:
         engine.close()
-        if schemas is not None:
-            schemas.drop(url)
 
 
 def _fact_data(w: World, case_id: str, kind: str) -> dict[str, Any]:
