@@ -53,10 +53,16 @@ def treated(engine: Engine, clock: FakeClock, practice: Practice, *, kap_session
     return case_id
 
 
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+"""Where a document's first page is kept as a PNG after the run (git-ignored), unless ``$KAPFLOW_SCREENSHOTS``
+names a folder (``make screenshots``: docs/images)."""
+
+
 def pdf_text(pdf: bytes, tmp_path: Path, name: str) -> str:
+    """The PDF's text as pdftotext lays it out; its first page kept as ``<name>.png`` (``ARTIFACTS``)."""
     path = tmp_path / f"{name}.pdf"
     path.write_bytes(pdf)
-    folder = Path(os.environ["KAPFLOW_SCREENSHOTS"]) if os.environ.get("KAPFLOW_SCREENSHOTS") else tmp_path
+    folder = Path(os.environ.get("KAPFLOW_SCREENSHOTS") or ARTIFACTS)
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(path),
                     str(folder / name)], check=True)

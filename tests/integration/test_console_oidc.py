@@ -125,8 +125,10 @@ def _pages_of(engine: Engine) -> Pages:
 
 
 @pytest.fixture
-def console(any_ready_url: str, provider: Provider) -> Iterator[Console]:
-    with _console(any_ready_url, provider) as found:
+def console(db_url: str, provider: Provider) -> Iterator[Console]:
+    # On SQLite: the provider's flow is checked before anything is stored; a session's rows on PostgreSQL are
+    # test_console_accounts' and test_console's (any_console).
+    with _console(db_url, provider) as found:
         yield found
 
 
@@ -266,9 +268,9 @@ def test_a_code_issued_to_another_client_is_refused(console: Console) -> None:
         assert "could not be completed" in text
 
 
-def test_an_id_token_for_another_audience_is_refused(any_ready_url: str, provider: Provider) -> None:
+def test_an_id_token_for_another_audience_is_refused(db_url: str, provider: Provider) -> None:
     set_claims(provider, SUBJECT, {"kapflow_role": "front_desk"})
-    with _console(any_ready_url, provider, audience="another-audience") as console, console.browser() as browser:
+    with _console(db_url, provider, audience="another-audience") as console, console.browser() as browser:
         back = _at_provider(_start(browser).headers["location"])
         text = _assert_refused(browser.get(back), browser, console, SUBJECT)
         assert "could not be verified" in text
@@ -284,13 +286,13 @@ def test_a_role_no_workflow_names_and_the_workers_own_are_refused(console: Conso
         assert "no role this console knows" in text and f">{role}<" not in text
 
 
-def test_a_public_client_sends_its_verifier_and_no_secret(any_ready_url: str, provider: Provider) -> None:
+def test_a_public_client_sends_its_verifier_and_no_secret(db_url: str, provider: Provider) -> None:
     """Without a client secret the console authenticates with ``none`` (client_id in the body, PKCE alone).
     The mock provider takes confidential clients only, so it refuses the exchange: a 401 sign-in page."""
     set_claims(provider, SUBJECT, {"kapflow_role": "front_desk"})
     provider.recorder.token.clear()
     provider.recorder.token_basic_auth.clear()
-    with _console(any_ready_url, provider, secret=None) as console, console.browser() as browser:
+    with _console(db_url, provider, secret=None) as console, console.browser() as browser:
         back = _at_provider(_start(browser).headers["location"])
         text = _assert_refused(browser.get(back), browser, console, parse_qs(urlsplit(back).query)["code"][0])
         assert "could not be completed" in text

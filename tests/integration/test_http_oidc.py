@@ -51,8 +51,10 @@ class Served:
 
 
 @pytest.fixture
-def served(any_ready_url: str, issuer: str) -> Iterator[Served]:  # noqa: F811 - the imported fixture
-    engine = build_engine(any_ready_url, settings=Settings())
+def served(db_url: str, issuer: str) -> Iterator[Served]:  # noqa: F811 - the imported fixture
+    # On SQLite: a token is verified before the database is asked anything (the API keys' and the console's
+    # sessions, which are stored, run on each backend in their own tests).
+    engine = build_engine(db_url, settings=Settings())
     verifier = OidcVerifier(OidcSettings(issuer=issuer, audience=CLIENT_ID, algorithms=("RS256",)))
     try:
         with serving(create_app(engine, RequestAuthenticator(engine, verifier))) as url:

@@ -33,7 +33,7 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 15
 ROLES = ("front_desk", "prescriber")
 
 

@@ -32,9 +32,9 @@ from integration.crash_harness import (
     wait_until_polling,
 )
 
-SCENARIOS = 7
+SCENARIOS = 5
 POSTGRES_SCENARIOS = 3
-KILLS_PER_SCENARIO = 5  # 35 kill -9 runs on SQLite in the suite; crash_stress.py runs as many as you like
+KILLS_PER_SCENARIO = 5  # 25 kill -9 runs on SQLite in the suite; crash_stress.py runs as many as you like
 SEED = int(os.environ.get("KAPFLOW_CRASH_SEED", "20261128"))
 
 
