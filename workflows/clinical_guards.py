@@ -212,8 +212,7 @@ class AdjustmentFits:
 
     @property
     def reads(self) -> frozenset[str]:  # its sentence quotes the ledger's amounts
-        names = self.billing.facts
-        return frozenset({names.charge, names.payment, names.adjustment})
+        return frozenset(self.billing.facts.ledger)
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         problem = adjustment_problem(ledger(ctx.facts, self.billing), ctx.data)

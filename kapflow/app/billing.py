@@ -14,7 +14,7 @@ from kapflow.app.command_input import check_actor_shape
 from kapflow.app.context import AppContext
 from kapflow.app.queries import check_day
 from kapflow.app.runner import Transaction
-from kapflow.domain.appointments import appointments
+from kapflow.domain.appointments import Appointment, appointments
 from kapflow.domain.billing import Billing, ClientRecords, Ledger, ledger
 from kapflow.domain.billing_documents import Diagnosis, GoodFaithEstimateView, SuperbillView
 from kapflow.domain.case import Actor, CaseRecord, Outcome
@@ -22,7 +22,14 @@ from kapflow.domain.errors import DocumentIncomplete, InvalidInput, NotPermitted
 from kapflow.domain.estimate import EstimateRecord, estimate_view
 from kapflow.domain.events import EventKind
 from kapflow.domain.names import client_name_of
-from kapflow.domain.superbill import Client, SuperbillRecord, SuperbillRequest, reissued, superbill_for
+from kapflow.domain.superbill import (
+    Client,
+    SuperbillRecord,
+    SuperbillRequest,
+    diagnoses_made,
+    reissued,
+    superbill_for,
+)
 from kapflow.domain.workflow import Workflow
 from kapflow.errors import missing_extra
 from kapflow.logging import get_logger
@@ -38,18 +45,15 @@ def billing_of(wf: Workflow) -> Billing:
     return wf.billing
 
 
-def case_ledger(app: AppContext, case_id: str) -> tuple[CaseRecord, Ledger]:
-    """The case and its ledger."""
-    case = app.store.get_case(case_id)
-    if case is None:
-        raise UnknownCase(case_id)
-    return case, ledger(case.projection, billing_of(app.workflows.of(case)))
+def case_ledger(app: AppContext, case_id: str) -> Ledger:
+    """The case's ledger."""
+    case = _case(app, case_id)
+    return ledger(case.projection, billing_of(app.workflows.of(case)))
 
 
 def ledger_kinds(wf: Workflow) -> frozenset[str]:
     """The fact kinds a ledger is made of (``InvalidInput`` if the workflow bills nothing)."""
-    names = billing_of(wf).facts
-    return frozenset({names.charge, names.payment, names.adjustment})
+    return frozenset(billing_of(wf).facts.ledger)
 
 
 def superbill_kinds(wf: Workflow) -> frozenset[str]:
@@ -61,14 +65,6 @@ def superbill_kinds(wf: Workflow) -> frozenset[str]:
 def estimate_kinds(wf: Workflow) -> frozenset[str]:
     """The fact kinds an estimate's document shows: the estimate, the intake, the client's address."""
     return frozenset({_estimate_kind(wf), wf.intake_fact, _records(wf).address})
-
-
-def check_reads_ledger(wf: Workflow, role: str) -> None:
-    """``NotPermitted`` unless ``role`` reads every fact kind the ledger is made of."""
-    kinds = ledger_kinds(wf)
-    if not kinds <= wf.readable(role):
-        readers = {r for r in wf.roles if kinds <= wf.readable(r)}
-        raise NotPermitted(case_id="", trigger="read_ledger", state="", role=role, allowed=readers)
 
 
 # ------------------------------------------------------------------ superbills
@@ -138,9 +134,7 @@ def issue_superbill(
 
 def superbill(app: AppContext, case_id: str, reference: str) -> SuperbillView:
     """The superbill issued on the case as ``reference``, made again as it was issued."""
-    case = app.store.get_case(case_id)
-    if case is None:
-        raise UnknownCase(case_id)
+    case = _case(app, case_id)
     wf = app.workflows.of(case)
     records = _records(wf)
     found = next((f for f in case.projection.of_kind(records.superbill) if f.data.get("reference") == reference),
@@ -154,9 +148,7 @@ def superbill(app: AppContext, case_id: str, reference: str) -> SuperbillView:
 
 def superbills(app: AppContext, case_id: str) -> list[SuperbillRecord]:
     """The superbills issued on the case, oldest first."""
-    case = app.store.get_case(case_id)
-    if case is None:
-        raise UnknownCase(case_id)
+    case = _case(app, case_id)
     records = _records(app.workflows.of(case))
     return [SuperbillRecord.from_fact(f.data) for f in case.projection.of_kind(records.superbill)]
 
@@ -199,20 +191,21 @@ def estimate(app: AppContext, case_id: str, reference: str, role: str | None = N
     if found is None:
         raise InvalidInput(f"no good faith estimate {reference!r} was recorded on this case", field="reference")
     record = EstimateRecord.from_fact(found.data)
-    booked = sorted(appointments(case.id, case.projection, wf.appointments).values(), key=lambda a: a.starts_at) \
-        if wf.appointments is not None else []
+    booked = sorted(_booked(case, wf), key=lambda a: a.starts_at)
     clinician = next((a.clinician for a in reversed(booked) if a.clinician), "")
     start = app.practice.start_of_day(record.issued_on)
     expected_from = next((app.practice.local_date(a.starts_at) for a in booked
                           if a.active and a.starts_at >= start), None)
     records = _records(wf)
     shown = role is None or records.diagnosis in wf.readable(role)
-    made = [f for f in case.projection.of_kind(records.diagnosis)
-            if shown and date.fromisoformat(str(f.data[records.diagnosis_date])) <= record.issued_on]
-    codes = list(dict.fromkeys(str(f.data["code"]) for f in made))
-    diagnoses = tuple(Diagnosis(code, _describe(code)) for code in codes)
+    made = diagnoses_made(case.projection, records) if shown else {}
+    diagnoses = tuple(Diagnosis(code, _describe(code)) for code, day in made.items() if day <= record.issued_on)
     return estimate_view(_client(case, wf), billing_of(wf), record, app.documents, clinician, diagnoses,
                          expected_from)
+
+
+def _booked(case: CaseRecord, wf: Workflow) -> list[Appointment]:
+    return list(appointments(case.id, case.projection, wf.appointments).values()) if wf.appointments else []
 
 
 def _case(app: AppContext, case_id: str) -> CaseRecord:
@@ -239,8 +232,7 @@ def fhir_bundle(app: AppContext, case_id: str) -> str:
     case = _case(app, case_id)
     wf = app.workflows.of(case)
     books = ledger(case.projection, billing_of(wf))
-    booked = list(appointments(case.id, case.projection, wf.appointments).values()) \
-        if wf.appointments is not None else []
+    booked = _booked(case, wf)
     try:
         from kapflow.billing_fhir import billing_bundle  # only when asked for: fhir.resources is an extra
     except ModuleNotFoundError as exc:

@@ -34,7 +34,7 @@ from kapflow.domain.events import EventKind
 from kapflow.domain.names import client_words
 from kapflow.domain.payload import JSONObject, canonical_json
 from kapflow.domain.slots import hold_changes, taken_blockers, wanted_holds
-from kapflow.domain.superbill import billing_kinds, billing_summary
+from kapflow.domain.superbill import billing_summary
 from kapflow.domain.verdict import blocker_reads, for_reader
 from kapflow.domain.workflow import Workflow
 from kapflow.errors import DuplicateIdempotencyKey, LostRace
@@ -106,8 +106,8 @@ class Transaction:
         renamed = event.kind == EventKind.FACT and event.data.get("kind") == wf.intake_fact
         if renamed or event.kind == EventKind.MIGRATED:
             self.uow.index_words(updated.id, client_words(updated.projection, wf), replacing=True)
-        if wf.billing is not None and event.kind == EventKind.FACT and event.data.get("kind") in billing_kinds(
-                wf.billing):  # the ledger changed: billing's work list follows it
+        if wf.billing is not None and event.kind == EventKind.FACT and event.data.get("kind") in (
+                wf.billing.summary_kinds):  # the ledger changed: billing's work list follows it
             self.uow.put_ledger_summary(updated.id, billing_summary(updated.projection, wf.billing))
         holds = hold_changes(updated.id, case.projection, updated.projection, wf.appointments)
         if not holds.empty:  # the clinician and room its appointments hold follow them (``slots_refusal`` checked)

@@ -17,7 +17,7 @@ payments and adjustments in the order they were recorded; money is ``Decimal``, 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
@@ -112,6 +112,11 @@ class FactNames:
     payment: str
     adjustment: str
 
+    @property
+    def ledger(self) -> tuple[str, str, str]:
+        """The kinds a ledger is folded from: charges, payments, adjustments."""
+        return (self.charge, self.payment, self.adjustment)
+
 
 @dataclass(frozen=True)
 class ClientRecords:
@@ -156,9 +161,14 @@ class Billing:
     clerk: str | None = None  # the role whose work list shows visits not yet billed and balances due
     issuers: frozenset[str] = frozenset()  # the roles that issue superbills (nobody records one by hand)
     estimate: EstimateRule | None = None  # the plan fact that records a good faith estimate (kapflow.domain.estimate)
+    summary_kinds: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
+        # Facts that change billing's work list (``kapflow.domain.superbill.billing_summary``): read on every
+        # recorded fact, so kept rather than built each time.
+        issued = (self.records.superbill,) if self.records is not None else ()
+        object.__setattr__(self, "summary_kinds", frozenset((*self.facts.ledger, *issued)))
         unknown = sorted({s for v in self.visits for s in v.services} - set(self.services))
         if unknown:
             raise ValueError(f"visits name services the fee schedule lacks: {', '.join(unknown)}")
@@ -493,7 +503,7 @@ def ledger(facts: CaseFacts, billing: Billing) -> Ledger:
     """
     names = billing.facts
     fold = _Fold(billing)
-    for fact in facts.of_kinds((names.charge, names.payment, names.adjustment)):
+    for fact in facts.of_kinds(names.ledger):
         if fact.kind == names.charge:
             fold.charge(fact.at, fact.data)
         elif fact.kind == names.payment:

@@ -225,15 +225,21 @@ class _Blank(dict[str, str]):
         return ""
 
 
+def diagnoses_made(facts: CaseFacts, records: ClientRecords) -> dict[str, date]:
+    """Each ICD-10-CM code diagnosed on the case, in the order first recorded, with the date it was made."""
+    made: dict[str, date] = {}
+    for fact in facts.of_kind(records.diagnosis):
+        made.setdefault(str(fact.data["code"]), date.fromisoformat(str(fact.data[records.diagnosis_date])))
+    return made
+
+
 def _diagnoses(
     facts: CaseFacts, records: ClientRecords, lines: Sequence[ChargeLine], chosen: Sequence[str] | None,
     missing: list[str],
 ) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
     """The diagnoses the superbill lists, in order, and each line's (their codes, made on or before its
     date of service, at most four)."""
-    made: dict[str, date] = {}
-    for fact in facts.of_kind(records.diagnosis):
-        made.setdefault(str(fact.data["code"]), date.fromisoformat(str(fact.data[records.diagnosis_date])))
+    made = diagnoses_made(facts, records)
     last = max((c.date_of_service for c in lines), default=None)
     candidates = list(dict.fromkeys(chosen)) if chosen is not None else list(made)
     # The sentences name a diagnosis by its place among those chosen and a line by its id, never a code or a
@@ -273,10 +279,3 @@ def billing_summary(facts: CaseFacts, billing: Billing) -> LedgerSummary:
         for issued in facts.of_kind(billing.records.superbill):
             billed.update(str(issued.data["lines"]).split())
     return summary(ledger(facts, billing), billed)
-
-
-def billing_kinds(billing: Billing) -> frozenset[str]:
-    """The fact kinds that change a case's ledger summary."""
-    names = billing.facts
-    issued = {billing.records.superbill} if billing.records is not None else set()
-    return frozenset({names.charge, names.payment, names.adjustment, *issued})

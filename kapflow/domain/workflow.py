@@ -546,7 +546,7 @@ def _check_facts(wf: Workflow) -> list[str]:
 def _billing_problems(wf: Workflow, billing: Billing) -> list[str]:
     names = billing.facts
     problems = [f"billing fact {kind!r} is not a recorded fact kind"
-                for kind in (names.charge, names.payment, names.adjustment) if kind not in wf.facts]
+                for kind in names.ledger if kind not in wf.facts]
     kinds = set(wf.appointments.kinds) if wf.appointments is not None else set()
     problems += [f"billing names visits of kind {v.kind!r}, which this workflow does not book"
                  for v in billing.visits if v.kind not in kinds]

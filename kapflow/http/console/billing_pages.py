@@ -16,10 +16,11 @@ from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from kapflow.app.billing import check_reads_ledger, estimate_kinds, superbill_kinds
+from kapflow.app.billing import estimate_kinds, ledger_kinds, superbill_kinds
 from kapflow.app.engine import Engine
 from kapflow.domain.payload import IDENTIFIER_PATTERN
 from kapflow.errors import DocumentIncomplete, InvalidInput, NotPermitted
+from kapflow.http.common import require_reads
 from kapflow.http.console import session as sessions
 from kapflow.http.console.pages import ConsoleConfig
 from kapflow.http.console.rendering import PREFIX, Pages
@@ -52,9 +53,7 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
 
     def page(request: Request, visitor: Visitor, case_id: str, *, status: int = 200,
              missing: tuple[str, ...] = (), asked: tuple[str, str] = ("", "")) -> Response:
-        case = engine.case(case_id)
-        wf = engine.workflow_of(case)
-        check_reads_ledger(wf, visitor.role)
+        case, wf = require_reads(engine, visitor.actor, case_id, ledger_kinds, "read the ledger")
         issues = wf.billing is not None and wf.billing.records is not None and visitor.role in wf.billing.issuers
         reads_superbills = wf.billing is not None and wf.billing.records is not None and superbill_kinds(
             wf) <= wf.readable(visitor.role)
@@ -94,10 +93,7 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
 
     @web.get("/{case_id}/superbills/{reference}.pdf")
     def download(visitor: Staff, case_id: CaseIdPath, reference: Reference) -> Response:
-        wf = engine.workflow_of(engine.case(case_id))
-        if not superbill_kinds(wf) <= wf.readable(visitor.role):
-            raise NotPermitted(case_id=case_id, trigger="read superbills", state="", role=visitor.role,
-                               allowed=[r for r in sorted(wf.roles) if superbill_kinds(wf) <= wf.readable(r)])
+        require_reads(engine, visitor.actor, case_id, superbill_kinds, "read superbills")
         body = engine.document_pdf(engine.superbill(case_id, reference))
         engine.record_access(visitor.actor, case_id, "console.superbill")
         return Response(body, media_type="application/pdf",
@@ -108,10 +104,7 @@ def router(engine: Engine, pages: Pages, config: ConsoleConfig) -> APIRouter:
         """A good faith estimate: for staff who read estimates, and for the case's own client."""
         if visitor.role in pages.client_roles and not engine.client_bound(case_id, visitor.actor.id):
             raise NotPermitted(case_id="", trigger="reach_case", state="", role=visitor.role, allowed=[])
-        wf = engine.workflow_of(engine.case(case_id))
-        if not estimate_kinds(wf) <= wf.readable(visitor.role):
-            raise NotPermitted(case_id=case_id, trigger="read estimates", state="", role=visitor.role,
-                               allowed=[r for r in sorted(wf.roles) if estimate_kinds(wf) <= wf.readable(r)])
+        require_reads(engine, visitor.actor, case_id, estimate_kinds, "read estimates")
         body = engine.document_pdf(engine.estimate(case_id, reference, visitor.role))
         engine.record_access(visitor.actor, case_id, "console.estimate")
         return Response(body, media_type="application/pdf",

@@ -108,7 +108,7 @@ def case_view(
 def _bills(wf: Workflow, readable: frozenset[str]) -> str:
     """What the case's billing page shows a role reading ``readable``: nothing if the workflow bills nothing."""
     billing = wf.billing
-    if billing is None or not {billing.facts.charge, billing.facts.payment, billing.facts.adjustment} <= readable:
+    if billing is None or not set(billing.facts.ledger) <= readable:
         return ""
     if billing.records is not None and superbill_kinds(wf) <= readable:
         return "superbills"
