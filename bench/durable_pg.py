@@ -240,3 +240,11 @@ def run(sizes: Sizes, base_url: str) -> dict[str, Any]:
         },
         "fires_per_worker": sizes.worker_cases * len(PATH),
     }
+
+
+def growth(sizes: Sizes, base_url: str) -> dict[str, Any]:
+    """``fire_growth_400`` on PostgreSQL (``bench/growth.py``), in a schema of its own."""
+    import growth as aged  # the module's name is taken here by this function
+
+    with bench_schema(base_url) as schema:
+        return aged.run(sizes, schema.url)

@@ -43,7 +43,14 @@ class SystemClock:
 class UnitOfWork(Protocol):
     """One database transaction. Nothing is visible to others until ``commit``."""
 
-    def load_case(self, case_id: str) -> CaseRecord | None: ...
+    def load_case(self, case_id: str, *, current: bool = False) -> CaseRecord | None:
+        """The case as this transaction may change it, or None. Unless ``current``, it may be the copy this
+        store committed last, unread: proven current by the write that changes it, or by ``verify_copies``."""
+        ...
+
+    def verify_copies(self) -> None:
+        """Prove current the copies loaded and not changed by this transaction; ``LostRace`` if one is stale."""
+        ...
 
     def prefetch_case(self, case_id: str) -> None:
         """Say that this command will load ``case_id``: a backend may send that read with the next one."""

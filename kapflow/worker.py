@@ -94,6 +94,7 @@ class Worker:
         while not self._stop.wait(0.2):
             pass
         self._scheduler.shutdown(wait=True)
+        self.dispatcher.close()
         self.log_summary()
         _log.info("worker_stopped", worker=self.dispatcher.worker_id)
 

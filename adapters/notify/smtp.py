@@ -21,7 +21,10 @@ import email.policy
 import hashlib
 import smtplib
 import ssl
+import threading
+import time
 from datetime import datetime
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -32,6 +35,8 @@ ADAPTER = "smtp"
 KEY_HEADER = "X-Kapflow-Message-Key"
 IMPLICIT_TLS_PORT = 465
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+IDLE_PROBE_S = 5.0
+"""A connection kept idle longer than this is asked NOOP before it carries a message."""
 
 
 class _LoginFailed(Exception):
@@ -51,7 +56,7 @@ def message_id(key: str) -> str:
 
 
 class SmtpNotifier:
-    """Delivers ``email`` messages through one SMTP server; one connection per message."""
+    """Delivers ``email`` messages through one SMTP server, over a connection kept between messages."""
 
     def __init__(
         self,
@@ -91,6 +96,9 @@ class SmtpNotifier:
         self._username = username
         self._password = password
         self._timeout = timeout
+        self._lock = threading.Lock()  # one message at a time on the kept connection
+        self._kept: smtplib.SMTP | None = None
+        self._last_used = 0.0
 
     @property
     def channel(self) -> str:
@@ -126,8 +134,14 @@ class SmtpNotifier:
     def send(self, message: Message) -> None:
         mail = self._compose(message)
         try:
-            with self._connect() as smtp:
-                smtp.send_message(mail, from_addr=self._sender, to_addrs=[message.recipient])
+            with self._lock:
+                smtp = self._connection()
+                try:
+                    smtp.send_message(mail, from_addr=self._sender, to_addrs=[message.recipient])
+                except BaseException:
+                    self._drop()  # whatever state the session is in, the next message starts a new one
+                    raise
+                self._last_used = time.monotonic()
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
             permanent = all(code >= 500 for code in codes)
@@ -151,6 +165,47 @@ class SmtpNotifier:
         except (OSError, smtplib.SMTPException) as exc:
             # Refused connections, timeouts, disconnects and 4xx replies: retry later.
             raise DeliveryFailed(self.channel, f"SMTP server unavailable ({type(exc).__name__})") from None
+
+    def close(self) -> None:
+        """Say QUIT on the connection kept between messages, if any (the worker's shutdown)."""
+        with self._lock:
+            kept, self._kept = self._kept, None
+        if kept is not None:
+            try:
+                kept.quit()
+            except (OSError, smtplib.SMTPException):
+                kept.close()
+
+    def __del__(self) -> None:
+        # A notifier dropped without ``close`` (an embedder's, a test's) closes its socket, without QUIT.
+        kept = getattr(self, "_kept", None)
+        if kept is not None:
+            kept.close()
+
+    def _connection(self) -> smtplib.SMTP:
+        """The connection kept from the last message, or a new one (connected, greeted, logged in).
+
+        One connection carries a burst of messages: a new one per message (TCP, EHLO, STARTTLS, AUTH)
+        would cost more than the message. One kept idle longer than ``IDLE_PROBE_S`` is asked NOOP
+        first, as servers close idle sessions: a message never starts on a session that is gone.
+        """
+        kept = self._kept
+        if kept is not None and time.monotonic() - self._last_used > IDLE_PROBE_S:
+            try:
+                alive = kept.noop()[0] == 250
+            except (OSError, smtplib.SMTPException):
+                alive = False
+            if not alive:
+                self._drop()
+                kept = None
+        if kept is None:
+            kept = self._kept = self._connect()
+        return kept
+
+    def _drop(self) -> None:
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()
 
     def _connect(self) -> smtplib.SMTP:
         context = self._tls_context or ssl.create_default_context()
@@ -186,7 +241,23 @@ class SmtpNotifier:
         return compose(message, self._sender, self._clock.now())
 
 
-_UNFOLDED = email.policy.default.clone(max_line_length=998)
+class _KeptHeaderClasses(HeaderRegistry):
+    """The standard header registry, keeping each header's class: the registry builds a new class (``type``)
+    every time a header is set, which was a fifth of composing a reminder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+_UNFOLDED = email.policy.default.clone(max_line_length=998, header_factory=_KeptHeaderClasses())
 """Header lines up to RFC 5322's hard limit: a long key folded onto a second line would read back with
 a leading space (Python's parser keeps it), and a receiver's duplicate filter would not match it."""
 

@@ -143,6 +143,7 @@ def _move(
         case, state=dest, previous_state=case.state, version=case.version + 1, event_count=case.event_count + 1,
         head_hash=event.hash, facts=facts, facts_text=text_after_fold(case, facts, "moves"), updated_at=now,
     )
+    updated.projection_after(case, "moves")
     tx.change(case, updated, event, expected_version)
     updated = _cancel_on_entry(tx, updated, wf, transition, actor)
     updated = _post_charges(tx, case, updated, wf, actor, Completion(transition.trigger, payload, case.event_count),
@@ -228,6 +229,7 @@ def append_fact(
         case, version=case.version + 1, event_count=case.event_count + 1, head_hash=event.hash,
         facts=facts, facts_text=text_after_fold(case, facts, "facts"), updated_at=now,
     )
+    updated.projection_after(case, "facts")
     tx.change(case, updated, event, expected_version)
     return updated
 

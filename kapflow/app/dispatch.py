@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
@@ -100,6 +101,13 @@ class Dispatcher:
         if self.calendar is not None:
             self.calendar.check()
 
+    def close(self) -> None:
+        """Let go of what the adapters keep open between messages (an SMTP session): the worker's shutdown."""
+        for notifier in self.notifiers.values():
+            close = getattr(notifier, "close", None)  # optional: most adapters keep nothing open
+            if close is not None:
+                close()
+
     def run_timers_once(self) -> int:
         now = self.app.clock.now()
         claims = self.queue.claim_timers(self.worker_id, now, now + self.policy.lease, self.policy.batch)
@@ -113,8 +121,10 @@ class Dispatcher:
     def run_outbox_once(self) -> int:
         now = self.app.clock.now()
         claims = self.queue.claim_outbox(self.worker_id, now, now + self.policy.lease, self.policy.batch)
-        for claim in claims:
-            self._deliver(claim)
+        if len(claims) == 1:
+            self._deliver(claims[0])
+        elif claims:
+            self._deliver_overlapped(claims)
         return len(claims)
 
     def sequence_audit_log(self) -> int:
@@ -132,24 +142,59 @@ class Dispatcher:
         return total
 
     def _deliver(self, claim: OutboxClaim) -> None:
+        if self._wanted(claim):
+            self._sent(claim, self._attempt(claim))
+
+    def _deliver_overlapped(self, claims: Sequence[OutboxClaim]) -> None:
+        """Deliver a batch with each message's sending overlapping the settling of the one before.
+
+        Sending waits on the server, settling on the database's commit: one thread sends, in order, on
+        the adapter's connection, while this one checks the next message and commits the last outcome.
+        A message is still settled only once its server answered, so a crash repeats at most the two
+        messages in flight, each under its own key (at least once, as ever).
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kapflow-send") as sender:
+            in_flight: tuple[OutboxClaim, Future[Exception | None]] | None = None
+            for claim in claims:
+                if not self._wanted(claim):
+                    continue
+                sending = sender.submit(self._attempt, claim)
+                if in_flight is not None:
+                    self._sent(in_flight[0], in_flight[1].result())
+                in_flight = (claim, sending)
+            if in_flight is not None:
+                self._sent(in_flight[0], in_flight[1].result())
+
+    def _wanted(self, claim: OutboxClaim) -> bool:
+        """False once the message is settled as one not to send (dropped, or its case unreadable)."""
         try:
             stale = self._stale(claim)
         except Exception as exc:  # its case cannot be read: nothing goes out unchecked; retried, then given up
             self._failed(claim, f"its case could not be checked ({type(exc).__name__})", permanent=False)
-            return
+            return False
         if stale is not None:
             self._settle(claim, DeliveryOutcome.DROPPED, detail=stale)
             self.tally.dropped += 1
             _log.info("delivery_dropped", case_id=claim.case_id, channel=claim.channel, message_key=claim.key,
                       status=DeliveryOutcome.DROPPED)
-            return
+            return False
+        return True
+
+    def _attempt(self, claim: OutboxClaim) -> Exception | None:
+        """Send the message; the failure, if any, as a value (it crosses from the sending thread)."""
         try:
             self._send(claim)
-        except DeliveryFailed as failed:
-            self._failed(claim, failed.reason, permanent=failed.permanent)
+        except Exception as exc:
+            return exc
+        return None
+
+    def _sent(self, claim: OutboxClaim, failure: Exception | None) -> None:
+        """Settle the attempt: sent, or failed (retried later, or given up on)."""
+        if isinstance(failure, DeliveryFailed):
+            self._failed(claim, failure.reason, permanent=failure.permanent)
             return
-        except Exception as exc:  # an adapter bug must not stop the loop; the row retries
-            self._failed(claim, f"unexpected {type(exc).__name__}", permanent=False)
+        if failure is not None:  # an adapter bug must not stop the loop; the row retries
+            self._failed(claim, f"unexpected {type(failure).__name__}", permanent=False)
             return
         self._settle(claim, DeliveryOutcome.SENT)
         self.tally.sent += 1

@@ -29,7 +29,14 @@ from kapflow.app.workflows import WorkflowSet
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, Outcome
 from kapflow.domain.effects import effects_of
-from kapflow.domain.errors import ConcurrencyConflict, IdempotencyKeyReused, Refused, TransitionBlocked, UnknownCase
+from kapflow.domain.errors import (
+    ConcurrencyConflict,
+    IdempotencyKeyReused,
+    KapflowError,
+    Refused,
+    TransitionBlocked,
+    UnknownCase,
+)
 from kapflow.domain.events import EventKind
 from kapflow.domain.names import client_words
 from kapflow.domain.payload import JSONObject, canonical_json
@@ -97,7 +104,7 @@ class Transaction:
         ``updated`` may be on another workflow version (a migration): its timers follow the new one.
         """
         if not self.uow.update_and_append(updated, event, expected_event_count=case.event_count):
-            current = self.uow.load_case(case.id)
+            current = self.uow.load_case(case.id, current=True)
             raise ConcurrencyConflict(
                 case.id, expected if expected is not None else case.version, current.version if current else None
             )
@@ -192,7 +199,7 @@ class CommandRunner:
                 with self._store.write() as uow:
                     tx = Transaction(uow, self._workflows, self._clock, calendar_sync=self._calendar_sync,
                                      practice=self._practice)
-                    result = body(tx)
+                    result = _proven(body, tx)
                     if not tx.read_only:
                         uow.commit()
                     return result
@@ -220,6 +227,30 @@ class CommandRunner:
             return outcome
 
         return self.run(keyed, case_id=case_id)
+
+
+def _proven(body: Callable[[Transaction], T], tx: Transaction) -> T:
+    """``body``'s result or error, given only once every kept copy of a case it started from is proven current.
+
+    A command may start from the record its store committed last instead of reading the row
+    (``UnitOfWork.load_case``); a copy another process has left behind raises ``LostRace`` here, and the
+    runner runs the command again on the row. So every answer, a refusal or an error included, is the
+    one the state the command before it left would give.
+    """
+    try:
+        result = body(tx)
+    except (LostRace, DuplicateIdempotencyKey):
+        raise
+    except KapflowError as answer:
+        try:
+            tx.uow.verify_copies()
+        except LostRace:
+            raise
+        except Exception:  # the transaction cannot say (a failed statement): the answer stands as it was
+            raise answer from None
+        raise
+    tx.uow.verify_copies()
+    return result
 
 
 def _replay(uow: UnitOfWork, key: str, fingerprint: str) -> Outcome | None:

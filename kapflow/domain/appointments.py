@@ -105,7 +105,7 @@ def appointments(case_id: str, facts: CaseFacts, carriers: AppointmentFacts = ST
     """Every appointment of the case by id, with its changes applied in order (do not modify it)."""
     booking, update = carriers.booking, carriers.update
     return facts.derived((appointments, case_id, booking, update),
-                         lambda f: _fold_appointments(case_id, f, booking, update))
+                         lambda f: _fold_appointments(case_id, f, booking, update), reads=frozenset((booking, update)))
 
 
 def _fold_appointments(case_id: str, facts: CaseFacts, booking: str, update: str) -> dict[str, Appointment]:

@@ -429,6 +429,7 @@ class _Fold:
         self.entries: list[Entry] = []
         self.credit = ZERO
         self.charged = self.paid = self.adjusted = ZERO
+        self._settled = 0  # the lines before this index have nothing open
 
     @property
     def balance(self) -> Decimal:
@@ -480,15 +481,29 @@ class _Fold:
             self.note(at, action, line.id, f"write-off on {line.id}: {reason}", -amount)
 
     def apply_credit(self, purpose: str) -> None:
-        """Apply the credit to open charges: those the purpose pays first, then the oldest."""
-        first = [c for c in self.charges if purpose and self._purpose(c) == purpose]
-        for line in [*first, *(c for c in self.charges if c not in first)]:
+        """Apply the credit to open charges: those the purpose pays first, then the oldest.
+
+        A line once settled (paid, written off or void) never opens again, so the search for the
+        oldest open line starts where the last one ended: a year of payments folds in linear time.
+        """
+        if self.credit <= 0:
+            return
+        if purpose:
+            for line in self.charges[self._settled:]:
+                if self._purpose(line) == purpose:
+                    self._pay(line)
+        while self._settled < len(self.charges) and self.charges[self._settled].open <= 0:
+            self._settled += 1
+        for line in self.charges[self._settled:]:
             if self.credit <= 0:
                 return
-            applied = min(self.credit, line.open)
-            if applied > 0:
-                line.paid += applied
-                self.credit -= applied
+            self._pay(line)
+
+    def _pay(self, line: ChargeLine) -> None:
+        applied = min(self.credit, line.open)
+        if applied > 0:
+            line.paid += applied
+            self.credit -= applied
 
     def _purpose(self, line: ChargeLine) -> str:
         service = self.billing.service_of(line.service)

@@ -15,7 +15,7 @@ from typing import Any
 from kapflow.domain.appointments import Appointment, appointments
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import CaseRecord, to_iso
-from kapflow.domain.timers import PlannedTimer, plan_timers
+from kapflow.domain.timers import PlannedTimer, planned
 from kapflow.domain.workflow import Workflow
 
 CALENDAR = "calendar"
@@ -111,13 +111,13 @@ def effects_of(
     if not calendar and quiet_before and not _plans_any(wf, after.state):
         return Effects()  # no reminders on either side: nothing to plan or cancel
     after_facts = after.projection
-    planned_after = plan_timers(wf, after.id, after.state, after_facts, after.opened_at, cal)
+    planned_after = planned(wf, after.id, after.state, after_facts, after.opened_at, cal)
     if before is None:
         planned_before: dict[str, PlannedTimer] = {}
         appts_before: dict[str, Appointment] = {}
     else:
         before_facts = before.projection
-        planned_before = plan_timers(before_wf or wf, before.id, before.state, before_facts, before.opened_at, cal)
+        planned_before = planned(before_wf or wf, before.id, before.state, before_facts, before.opened_at, cal)
         appts_before = appointments(before.id, before_facts, wf.appointments) if wf.appointments else {}
     now = after.updated_at  # the command's instant
     cancel = tuple(sorted(k for k in planned_before if k not in planned_after))

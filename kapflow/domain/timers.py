@@ -19,7 +19,6 @@ session, a new prescription) replaces the prompt.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,45 +61,80 @@ def plan_timers(
     if not reminders:
         return {}
     planned: dict[str, PlannedTimer] = {}
+    by_appointment: list[Reminder] = []
+    moments: dict[str, datetime | None] = {}  # several reminders may count from one moment: computed once
     for r in reminders:
-        for timer in _timers_of(wf, r, case_id, facts, opened_at, cal):
+        if r.since is not None:
+            if r.since not in moments:
+                moments[r.since] = wf.moments[r.since](facts, cal)
+            timer = _since_timer(r, case_id, moments[r.since], cal)
+        elif r.after is not None:
+            timer = PlannedTimer(f"{case_id}:m{facts.move_count()}:{r.name}", case_id, r.name,
+                                 _after(entered_at(facts, opened_at), r, cal))
+        else:
+            by_appointment.append(r)
+            continue
+        if timer is not None:
             planned[timer.key] = timer
+    if by_appointment:
+        assert wf.appointments is not None  # validated with the workflow
+        # Most of a workflow's reminders are its appointments'; most cases have none booked or cancelled now.
+        for appt in _live(case_id, facts, wf.appointments):
+            for r in by_appointment:
+                if r.appointment_kind is None or r.appointment_kind == appt.kind:
+                    timer = _appointment_timer(wf, r, case_id, facts, appt)
+                    if timer is not None:
+                        planned[timer.key] = timer
     return planned
 
 
-def _timers_of(
-    wf: Workflow, r: Reminder, case_id: str, facts: CaseFacts, opened_at: datetime, cal: PracticeCalendar
-) -> Iterator[PlannedTimer]:
-    if r.since is not None:
-        moment = wf.moments[r.since](facts, cal)
-        if moment is not None:
-            assert r.after is not None  # validated with the workflow
-            key = f"{case_id}:{r.since}@{to_iso(moment)}:{r.name}"
-            yield PlannedTimer(key, case_id, r.name, cal.later(moment, r.after), catch_up=True)
-    elif r.after is not None:
-        key = f"{case_id}:m{facts.move_count()}:{r.name}"
-        yield PlannedTimer(key, case_id, r.name, _after(entered_at(facts, opened_at), r, cal))
-    else:
-        yield from _appointment_timers(wf, r, case_id, facts, cal)
+def planned(
+    wf: Workflow, case_id: str, state: str, facts: CaseFacts, opened_at: datetime,
+    cal: PracticeCalendar = UTC_CALENDAR,
+) -> dict[str, PlannedTimer]:
+    """``plan_timers``, kept with the projection (do not modify it): a command plans the case before and
+    after it, and the plan before is the one the command before planned after, on the same projection."""
+    key = (plan_timers, case_id, state, opened_at, id(wf), id(cal))
+    kept = facts.derived(key, lambda f: (wf, cal, plan_timers(wf, case_id, state, f, opened_at, cal)))
+    if kept[0] is wf and kept[1] is cal:  # ids are reused once an object is gone: the objects themselves decide
+        return kept[2]
+    return plan_timers(wf, case_id, state, facts, opened_at, cal)
 
 
-def _appointment_timers(
-    wf: Workflow, r: Reminder, case_id: str, facts: CaseFacts, cal: PracticeCalendar
-) -> Iterator[PlannedTimer]:
+def _since_timer(r: Reminder, case_id: str, moment: datetime | None, cal: PracticeCalendar) -> PlannedTimer | None:
+    if moment is None:
+        return None
+    assert r.since is not None and r.after is not None  # validated with the workflow
+    key = f"{case_id}:{r.since}@{to_iso(moment)}:{r.name}"
+    return PlannedTimer(key, case_id, r.name, cal.later(moment, r.after), catch_up=True)
+
+
+def _appointment_timer(
+    wf: Workflow, r: Reminder, case_id: str, facts: CaseFacts, appt: Appointment
+) -> PlannedTimer | None:
     assert wf.appointments is not None  # validated with the workflow
-    for appt in appointments(case_id, facts, wf.appointments).values():
-        if r.appointment_kind is not None and appt.kind != r.appointment_kind:
-            continue
-        key = f"{case_id}:{appt.id}:s{appt.sequence}:{r.name}"
-        if r.before_appointment is not None:
-            if appt.active:
-                due = appt.starts_at - r.before_appointment  # a lead before an appointment is elapsed time
-                # A lead before the start must arrive before it; a step after the start has no deadline.
-                deadline = appt.starts_at if r.before_appointment > timedelta(0) else None
-                yield PlannedTimer(key, case_id, r.name, due, appt.id, counts_back=True, deadline=deadline)
-        elif r.on_appointment == appointment_event(appt):
-            changed = last_changes(case_id, facts, wf.appointments).get(appt.id, appt.booked_at)
-            yield PlannedTimer(key, case_id, r.name, changed, appt.id, deadline=appt.starts_at)
+    key = f"{case_id}:{appt.id}:s{appt.sequence}:{r.name}"
+    if r.before_appointment is not None:
+        if not appt.active:
+            return None
+        due = appt.starts_at - r.before_appointment  # a lead before an appointment is elapsed time
+        # A lead before the start must arrive before it; a step after the start has no deadline.
+        deadline = appt.starts_at if r.before_appointment > timedelta(0) else None
+        return PlannedTimer(key, case_id, r.name, due, appt.id, counts_back=True, deadline=deadline)
+    if r.on_appointment == appointment_event(appt):
+        changed = last_changes(case_id, facts, wf.appointments).get(appt.id, appt.booked_at)
+        return PlannedTimer(key, case_id, r.name, changed, appt.id, deadline=appt.starts_at)
+    return None
+
+
+def _live(case_id: str, facts: CaseFacts, carriers: AppointmentFacts) -> list[Appointment]:
+    """The appointments a reminder may be planned for: booked (reminders before it, notices of its booking or
+    move) or cancelled (the notice of it). Attended and missed ones plan nothing, and a year-old case has
+    dozens: planning skips them without looking."""
+    kinds = frozenset((carriers.booking, carriers.update))
+    return facts.derived((_live, case_id, carriers.booking, carriers.update), lambda f: [
+        a for a in appointments(case_id, f, carriers).values() if a.status in ("booked", "cancelled")
+    ], reads=kinds)
 
 
 def appointment_event(appt: Appointment) -> str | None:
@@ -115,7 +149,7 @@ def appointment_event(appt: Appointment) -> str | None:
 def last_changes(case_id: str, facts: CaseFacts, carriers: AppointmentFacts) -> dict[str, datetime]:
     """When each appointment last changed (booked, moved, cancelled...), by id."""
     return facts.derived((last_changes, carriers.booking, carriers.update),
-                         lambda f: _fold_changes(f, carriers))
+                         lambda f: _fold_changes(f, carriers), reads=frozenset((carriers.booking, carriers.update)))
 
 
 def _fold_changes(facts: CaseFacts, carriers: AppointmentFacts) -> dict[str, datetime]:

@@ -212,6 +212,10 @@ class HotStatements:
         # compare-and-swap (SQLite has taken its write lock already; it renders no FOR UPDATE).
         self.read_case = prep(select(_cases).where(_cases.c.id == bindparam("id")))
         self.select_case = prep(select(_cases).where(_cases.c.id == bindparam("id")).with_for_update())
+        # Proves a kept copy of a case current: its event count, locked until the commit (PostgreSQL).
+        self.select_event_count = prep(
+            select(_cases.c.event_count).where(_cases.c.id == bindparam("id")).with_for_update()
+        )
         self.insert_case = prep(_cases.insert().values({c: bindparam(c) for c in CASE_COLUMNS}))
         self.update_case = prep(
             update(_cases)

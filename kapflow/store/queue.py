@@ -84,11 +84,11 @@ class SqlQueue:
         with self._write() as conn:
             rows = list(conn.execute(lapsed).all())
             rows += conn.execute(ready.limit(limit - len(rows))).all() if len(rows) < limit else []
-            for r in rows:
+            if rows:  # one statement for the batch: a statement per row cost more than sending the message
                 conn.execute(
-                    update(_outbox).where(_outbox.c.id == r.id)
+                    update(_outbox).where(_outbox.c.id.in_([r.id for r in rows]))
                     .values(status="sending", claimed_by=worker, lease_until=to_iso(lease_until),
-                            attempts=r.attempts + 1)
+                            attempts=_outbox.c.attempts + 1)
                 )
         return [
             OutboxClaim(

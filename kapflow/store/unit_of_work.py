@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from kapflow.domain.billing import LedgerSummary
 from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
@@ -34,10 +34,11 @@ from kapflow.store.client_bindings import statements_for as binding_statements
 from kapflow.store.prepared import HotStatements
 from kapflow.store.recent import RecentProjections
 from kapflow.store.rows import case_values, event_values
-from kapflow.store.tables import IdempotencyRow, ResourceHoldRow
+from kapflow.store.tables import AuditRow, IdempotencyRow, ResourceHoldRow
 
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 _holds = ResourceHoldRow.__table__  # type: ignore[attr-defined]
+_audit = AuditRow.__table__  # type: ignore[attr-defined]
 
 _CANCELLED = "the case left the state or the appointment changed"
 _MAX_ERROR = 500
@@ -57,6 +58,8 @@ class SqlUnitOfWork:
         self.committed = False
         self.written: dict[str, CaseRecord] = {}  # each case's last record written here, for ``recent``
         self._holding = ""  # the case whose holds this transaction adds, if any (a lost race names it)
+        # Cases loaded from the store's kept records, not yet proven current: id -> the copy's event count.
+        self._copies: dict[str, int] = {}
 
     def _new_cursor(self) -> Any:
         return self._conn.cursor()
@@ -65,9 +68,49 @@ class SqlUnitOfWork:
         """SQLite: take the write lock before reading, so a read-then-write never races."""
         self._cur.execute("BEGIN IMMEDIATE")
 
-    def load_case(self, case_id: str) -> CaseRecord | None:
+    def load_case(self, case_id: str, *, current: bool = False) -> CaseRecord | None:
+        """The case, locked for this transaction on PostgreSQL; None if there is none.
+
+        Unless ``current`` is asked, a case this store committed last is not read at all: its kept record
+        is returned, and the write that changes it proves it current (the compare-and-swap on the event
+        count), or ``verify_copies`` does before the commit. A copy found stale raises ``LostRace``: the
+        runner runs the command again, on the row this time.
+        """
+        if not current:
+            kept = self._recent.latest(case_id)
+            if kept is not None:
+                self._copies[case_id] = kept.event_count
+                return kept
+        self._copies.pop(case_id, None)
         row = self._first_row(self._hot.select_case.run(self._cur, {"id": case_id}))
         return self._recent.case(row) if row is not None else None
+
+    def verify_copies(self) -> None:
+        """Prove current every kept copy this transaction used and did not swap: ``LostRace`` if one is stale.
+
+        Its row is read (and locked, on PostgreSQL, until the commit), so what the command decided from the
+        copy holds when it commits; a stale copy is forgotten, so the command's next run reads the row.
+        """
+        if self.committed:
+            return
+        for case_id, count in list(self._copies.items()):
+            row = self._first_row(self._hot.select_event_count.run(self._cur, {"id": case_id}))
+            if row is None or int(row[0]) != count:
+                self._stale(case_id)
+        self._copies.clear()
+
+    def _stale(self, case_id: str) -> NoReturn:
+        self._copies.pop(case_id, None)
+        self._recent.forget(case_id)
+        raise LostRace(case_id)
+
+    def _swapped(self, case_id: str, matched: bool) -> bool:
+        """A compare-and-swap's verdict on ``case_id``: it proves a kept copy current, or stale (``LostRace``)."""
+        if case_id in self._copies:
+            if not matched:
+                self._stale(case_id)
+            del self._copies[case_id]
+        return matched
 
     def prefetch_case(self, case_id: str) -> None:
         """Nothing to gain where every statement is waited for: ``load_case`` reads it when asked."""
@@ -85,7 +128,8 @@ class SqlUnitOfWork:
 
     def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
         values = {"b_id": case.id, "b_expected": expected_event_count, **case_values(case)}
-        return self._wrote(case, self._row_count(self._hot.update_case.run(self._cur, values)) == 1)
+        matched = self._row_count(self._hot.update_case.run(self._cur, values)) == 1
+        return self._wrote(case, self._swapped(case.id, matched))
 
     def append_event(self, event: AuditEvent) -> None:
         self._hot.insert_event.run(self._cur, event_values(event))
@@ -98,7 +142,7 @@ class SqlUnitOfWork:
             self.append_event(event)
             return True
         cursor = combined.run(self._cur, _swap_values(case, event, expected_event_count))
-        return self._wrote(case, self._row_count(cursor) == 1)
+        return self._wrote(case, self._swapped(case.id, self._row_count(cursor) == 1))
 
     def apply_effects(self, effects: Effects, now: datetime) -> None:
         if effects.empty:
@@ -290,6 +334,8 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     ) -> None:
         super().__init__(conn, hot, recent, log)
         self._held: dict[str, int] = {}  # case id -> its event count, for rows locked by this transaction
+        # Kept copies whose compare-and-swap was queued without waiting: the commit proves them, or fails.
+        self._queued_copies: set[str] = set()
         self._ahead: tuple[str, Any] | None = None  # a case read queued by prefetch_case, and its cursor
         driver = conn.driver_connection
         if not driver.autocommit:
@@ -305,8 +351,13 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
 
         return batched_cursor(self._conn.driver_connection)
 
-    def load_case(self, case_id: str) -> CaseRecord | None:
+    def load_case(self, case_id: str, *, current: bool = False) -> CaseRecord | None:
         ahead, self._ahead = self._ahead, None
+        if not current and (ahead is None or ahead[0] != case_id) and case_id in self._recent:
+            case = super().load_case(case_id)  # the kept copy: its swap is queued as if the row were held
+            if case is not None:
+                self._held[case_id] = case.event_count
+            return case
         if ahead is not None and ahead[0] == case_id:
             cursor = ahead[1]
             if cursor.pgresult is None:  # not here yet: send what is queued and wait for it
@@ -315,13 +366,16 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
             cursor.close()
             case = self._recent.case(row) if row is not None else None
         else:
-            case = super().load_case(case_id)
+            case = super().load_case(case_id, current=True)
         if case is not None:
             self._held[case_id] = case.event_count
         return case
 
     def prefetch_case(self, case_id: str) -> None:
-        """Queue the read of the case row (on a cursor of its own), to travel with the next read."""
+        """Queue the read of the case row (on a cursor of its own), to travel with the next read; nothing
+        for a case whose kept copy the command will start from."""
+        if case_id in self._recent:
+            return
         cursor = self._new_cursor()
         self._hot.select_case.run(cursor, {"id": case_id})
         self._ahead = (case_id, cursor)
@@ -338,6 +392,8 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         assert self._hot.update_and_append_locked is not None
         self._hot.update_and_append_locked.run(self._cur, _swap_values(case, event, expected_event_count))
         self._held[case.id] = case.event_count
+        if self._copies.pop(case.id, None) is not None:
+            self._queued_copies.add(case.id)  # a miss fails the commit: then the copy was stale
         return self._wrote(case, True)
 
     def _update_and_append_waiting(self, case: CaseRecord, event: AuditEvent, expected_event_count: int) -> bool:
@@ -371,6 +427,12 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
                 # The exclusion constraint: a concurrent command held an overlapping slot and committed
                 # first. Run again, the command finds that hold before writing and is refused cleanly.
                 raise LostRace(self._holding) from None
+            if self._queued_copies and _is_integrity_error(failure) and _failed_table(failure) == _audit.name:
+                # A queued compare-and-swap on a kept copy missed (its audit row's case_id came out NULL):
+                # the copy was stale. Forget it; run again, the command reads the row.
+                for case_id in self._queued_copies:
+                    self._recent.forget(case_id)
+                raise LostRace(next(iter(self._queued_copies))) from None
             raise failure
         self._held.clear()  # the locks are gone with the transaction
         self.committed = True

@@ -64,6 +64,7 @@ class ReceivedMail:
     rcpt_tos: tuple[str, ...]
     message: EmailMessage
     encrypted: bool = False  # the session ran over TLS (STARTTLS or implicit)
+    peer: str = ""  # the client's address and port: one per connection
 
     @property
     def key(self) -> str | None:
@@ -114,7 +115,8 @@ class _RecordingHandler:
         assert isinstance(parsed, EmailMessage)
         encrypted = server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
         with self.lock:
-            self.mails.append(ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), parsed, encrypted))
+            self.mails.append(ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), parsed, encrypted,
+                                           str(session.peer)))
         return "250 Message accepted for delivery"
 
 

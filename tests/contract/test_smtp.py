@@ -203,3 +203,32 @@ def test_check_against_something_that_is_not_smtp(http_recorder: HttpRecorder) -
     """An HTTP server on the configured port is not mistaken for a mail server."""
     with pytest.raises(AdapterConfigError, match="SMTP server"):
         SmtpNotifier("127.0.0.1", http_recorder.port, SENDER, timeout=0.5).check()  # it waits for a greeting
+
+
+def test_a_burst_of_messages_travels_on_one_connection(smtp_server: SmtpServer) -> None:
+    """A connection per message would cost more than the message (TCP, EHLO, STARTTLS): one carries them all."""
+    sender = notifier(smtp_server)
+    keys = [f"timer:case-burst-{n}:reminder_72h:email" for n in range(3)]
+    for key in keys:
+        sender.send(reminder(key=key))
+    sender.close()
+    peers = {mail.peer for key in keys for mail in smtp_server.with_key(key)}
+    assert len(peers) == 1 and all(len(smtp_server.with_key(key)) == 1 for key in keys)
+
+
+def test_a_kept_connection_that_died_is_replaced_before_a_message(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session the server (or the network) closed while idle is found by NOOP; the message goes on a new one."""
+    import kapflow.adapters.notify.smtp as smtp_module
+
+    sender = notifier(smtp_server)
+    sender.send(reminder(key="timer:case-idle-1:reminder_72h:email"))
+    kept = sender._kept
+    assert kept is not None and kept.sock is not None
+    kept.sock.shutdown(2)  # the session is gone, as after the server's idle timeout
+    monkeypatch.setattr(smtp_module, "IDLE_PROBE_S", -1.0)  # every reuse is probed first
+    sender.send(reminder(key="timer:case-idle-2:reminder_72h:email"))
+    sender.close()
+    first, second = (smtp_server.with_key(f"timer:case-idle-{n}:reminder_72h:email") for n in (1, 2))
+    assert len(first) == 1 and len(second) == 1 and first[0].peer != second[0].peer

@@ -1,8 +1,10 @@
-"""The store keeps the projections it committed last, parsed, and never serves one the row no longer has.
+"""The store keeps the records it committed last, and no command commits on one the row no longer has.
 
-A command always reads its case row; the parsed projection is reused only when the row's text is the
-one this store wrote. Another process's change, an edit by hand, a rolled-back write: each must be
-read from the row, on both backends.
+A command on a case kept here starts from that record without reading the row; its compare-and-swap
+(or a read of the event count, for a command that does not change the case) proves the copy current
+before the commit, and a stale copy makes it run again on the row. Another process's change and a
+rolled-back write are tested on both backends; an edit by hand, which keeps the event count, is the
+audit's to catch, and a reader of the row sees it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from support import FRONT_DESK, PRESCRIBER, open_case, who
 
 from kapflow.app.engine import Engine
 from kapflow.domain.case import CaseRecord, ProjectionText
-from kapflow.errors import TransitionBlocked
+from kapflow.errors import TransitionBlocked, TransitionNotAvailable
 from kapflow.store.recent import LARGEST_TEXT, TEXT_BUDGET, RecentProjections
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
@@ -37,10 +39,10 @@ def store_of(engine: Engine) -> SqlStore:
     return engine.store
 
 
-def load(engine: Engine, case_id: str) -> CaseRecord:
-    """The case as the next command would read it (in a write transaction, then rolled back)."""
+def load(engine: Engine, case_id: str, *, current: bool = False) -> CaseRecord:
+    """The case as the next command would start from it (in a write transaction, then rolled back)."""
     with store_of(engine).write() as uow:
-        case = uow.load_case(case_id)
+        case = uow.load_case(case_id, current=current)
     assert case is not None
     return case
 
@@ -78,7 +80,9 @@ def test_another_processs_change_is_read_from_the_row(
     assert engine.verify_audit(case_id).ok
 
 
-def test_an_edit_by_hand_is_read_from_the_row(engine: Engine, any_ready_url: str, clock: FakeClock) -> None:
+def test_an_edit_by_hand_is_caught_by_the_audit_and_seen_by_a_reader_of_the_row(
+    engine: Engine, any_ready_url: str, clock: FakeClock
+) -> None:
     case_id = open_case(engine)
     book(engine, clock, case_id)
     row = engine.case(case_id)
@@ -90,9 +94,10 @@ def test_an_edit_by_hand_is_read_from_the_row(engine: Engine, any_ready_url: str
             conn.execute(text("UPDATE cases SET facts = :f WHERE id = :id"), {"f": edited, "id": case_id})
     finally:
         db.dispose()
-    assert load(engine, case_id).facts_json() == edited
-    assert "edited_by_hand" in str(load(engine, case_id).facts)
-    assert not engine.verify_audit(case_id).ok  # and the audit catches the edit, as before
+    assert load(engine, case_id, current=True).facts_json() == edited  # read from the row, when asked
+    assert "edited_by_hand" in str(load(engine, case_id, current=True).facts)
+    assert "edited_by_hand" in str(engine.case(case_id).facts)  # and by every reader
+    assert not engine.verify_audit(case_id).ok  # the audit catches the edit
 
 
 def test_a_rolled_back_write_is_not_kept(engine: Engine, clock: FakeClock) -> None:
@@ -133,3 +138,23 @@ def test_the_least_recently_used_leave_first_and_long_texts_are_not_kept() -> No
     assert len(off) == 0
     with pytest.raises(ValueError, match="capacity"):
         RecentProjections(capacity=-1)
+
+
+def test_a_refusal_from_a_stale_copy_is_not_given(engine: Engine, other_engine: Engine, clock: FakeClock) -> None:
+    """A copy another process has left behind never answers: the command runs again on the row."""
+    case_id = open_case(engine)
+    book(engine, clock, case_id)
+    other_engine.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "client travelling"})
+    with pytest.raises(TransitionNotAvailable) as refused:  # from the row: on hold, not evaluation_booked
+        engine.fire(case_id, "start_evaluation", actor=PRESCRIBER)
+    assert refused.value.state == "on_hold"
+    assert engine.verify_audit(case_id).ok
+
+
+def test_an_error_from_a_stale_copy_is_not_given(engine: Engine, other_engine: Engine, clock: FakeClock) -> None:
+    """An error raised before any write (a version the caller expects) is checked against the row first."""
+    case_id = open_case(engine)
+    book(engine, clock, case_id)
+    version = other_engine.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "client travelling"}).version
+    outcome = engine.fire(case_id, "resume", actor=FRONT_DESK, expected_version=version)
+    assert outcome.state == "evaluation_booked" and outcome.version == version + 1

@@ -1,0 +1,88 @@
+"""A projection built from the one before it (``CaseFacts.extended``) answers every query as one parsed afresh."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kapflow.domain.case import CaseFacts, FactEntry, fold_fact, fold_move
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+KINDS = ("appointment", "payment", "vitals", "consent")
+TRIGGERS = ("hold", "resume", "discharge")
+
+# One step of a case: a fact of a kind, or a move by a trigger; then which queries to ask before the next.
+steps = st.lists(
+    st.tuples(st.sampled_from(("facts", "moves")), st.integers(0, 3), st.sets(st.integers(0, 5))),
+    max_size=30,
+)
+
+
+def _count(kind: str) -> Any:
+    return lambda f: len(f.of_kind(kind))
+
+
+def _ask(view: CaseFacts, queries: set[int]) -> None:
+    """Ask some queries (so the view has parsed and derived what they need) before the next entry."""
+    for q in queries:
+        if q == 0:
+            view.facts()
+        elif q == 1:
+            view.moves()
+        elif q == 2:
+            view.of_kind("payment")
+        elif q == 3:
+            view.moves_by("hold")
+        elif q == 4:
+            view.derived(("count", "vitals"), _count("vitals"), reads=frozenset({"vitals"}))
+        else:
+            view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count()))
+
+
+def _answers(view: CaseFacts) -> tuple[Any, ...]:
+    return (
+        view.facts(), view.moves(), [view.of_kind(k) for k in KINDS], [view.latest(k) for k in KINDS],
+        [view.moves_by(t) for t in TRIGGERS], view.last_move(), view.of_kinds(("payment", "vitals")),
+        view.derived(("count", "vitals"), _count("vitals"), reads=frozenset({"vitals"})),
+        view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count())),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps)
+def test_an_extended_projection_answers_as_a_fresh_one(path: list[tuple[str, int, set[int]]]) -> None:
+    raw: dict[str, Any] = {"facts": [], "moves": []}
+    view = CaseFacts(raw)
+    for n, (section, which, queries) in enumerate(path):
+        at = T0 + timedelta(minutes=n)
+        if section == "facts":
+            raw = fold_fact(raw, KINDS[which], at, "actor-1", {"n": n})
+        else:
+            raw = fold_move(raw, TRIGGERS[which % len(TRIGGERS)], "a", "b", at)
+        _ask(view, queries)  # what the view before has parsed and derived is what the next one inherits
+        previous, view = view, view.extended(raw, section)
+        assert _answers(view) == _answers(CaseFacts(raw))
+        assert len(previous.facts()) + len(previous.moves()) == n  # the view before is unchanged by its extension
+
+
+def test_a_view_that_reads_some_kinds_is_kept_until_one_of_them_is_recorded() -> None:
+    raw = fold_fact({"facts": [], "moves": []}, "vitals", T0, "actor-1", {"n": 0})
+    view = CaseFacts(raw)
+    computed: list[int] = []
+
+    def vitals(f: CaseFacts) -> list[FactEntry]:
+        computed.append(1)
+        return f.of_kind("vitals")
+
+    view.derived("vitals", vitals, reads=frozenset({"vitals"}))
+    raw = fold_fact(raw, "payment", T0, "actor-1", {"n": 1})
+    view = view.extended(raw, "facts")
+    raw = fold_move(raw, "hold", "a", "b", T0)
+    view = view.extended(raw, "moves")
+    assert len(view.derived("vitals", vitals, reads=frozenset({"vitals"}))) == 1 and len(computed) == 1
+    raw = fold_fact(raw, "vitals", T0, "actor-1", {"n": 2})
+    view = view.extended(raw, "facts")
+    assert len(view.derived("vitals", vitals, reads=frozenset({"vitals"}))) == 2 and len(computed) == 2
