@@ -124,7 +124,7 @@ def run(sizes: Sizes, url: str) -> dict[str, Any]:
             aged_events = conn.execute(text("SELECT count(*) FROM audit_events WHERE case_id = :id"),
                                        {"id": aged}).scalar_one()
         row_chars = sum(len(v) for v in aged_row.values() if isinstance(v, str))
-        k = sizes.durable_cases
+        k = sizes.growth_cases
         runs: dict[str, list[float]] = {"fresh": [], "aged": []}
         cpu: dict[str, list[float]] = {"fresh": [], "aged": []}
         for rep in range(sizes.repetitions):

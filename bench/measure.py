@@ -38,11 +38,14 @@ class Sizes:
     rss_small: int  # cases fired in the smaller RSS subprocess
     rss_large: int
     spin_rounds: int  # loop rounds of each process in the machine's CPU-scaling measurement
+    # Cases of each age per repetition in the growth family (8 fires each): as many as the durable families
+    # at full size, so a year-old case is measured with as many others in flight.
+    growth_cases: int = 25
 
 
-FULL = Sizes("full", 5, 100, 200, 1500, 150, 20_000, 400, 100_000, 2_000, 1_000, 100_000, 3_000_000)
-QUICK = Sizes("quick", 3, 25, 20, 300, 40, 2_000, 100, 100_000, 300, 1_000, 20_000, 1_000_000)
-TINY = Sizes("tiny", 2, 3, 3, 10, 3, 40, 10, 300, 20, 20, 80, 10_000)
+FULL = Sizes("full", 5, 100, 200, 1500, 150, 20_000, 400, 100_000, 2_000, 1_000, 100_000, 3_000_000, 100)
+QUICK = Sizes("quick", 3, 15, 12, 150, 30, 600, 100, 50_000, 300, 1_000, 5_000, 1_000_000, 25)
+TINY = Sizes("tiny", 2, 3, 3, 10, 3, 40, 10, 300, 20, 20, 80, 10_000, 3)
 PROFILES = {s.name: s for s in (FULL, QUICK, TINY)}
 EVENTS_PER_HISTORY = 50
 

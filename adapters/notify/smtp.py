@@ -56,7 +56,12 @@ def message_id(key: str) -> str:
 
 
 class SmtpNotifier:
-    """Delivers ``email`` messages through one SMTP server, over a connection kept between messages."""
+    """Delivers ``email`` messages through one SMTP server, over a connection kept between messages.
+
+    Each thread that sends has a session of its own, so the worker may send ``concurrency`` at once.
+    """
+
+    concurrency = 2
 
     def __init__(
         self,
@@ -96,9 +101,10 @@ class SmtpNotifier:
         self._username = username
         self._password = password
         self._timeout = timeout
-        self._lock = threading.Lock()  # one message at a time on the kept connection
-        self._kept: smtplib.SMTP | None = None
-        self._last_used = 0.0
+        # A session per sending thread (the worker sends ``concurrency`` messages at once), kept between messages.
+        self._mine = threading.local()
+        self._lock = threading.Lock()  # guards the set of every thread's session, for ``close``
+        self._sessions: set[smtplib.SMTP] = set()
 
     @property
     def channel(self) -> str:
@@ -134,14 +140,13 @@ class SmtpNotifier:
     def send(self, message: Message) -> None:
         mail = self._compose(message)
         try:
-            with self._lock:
-                smtp = self._connection()
-                try:
-                    smtp.send_message(mail, from_addr=self._sender, to_addrs=[message.recipient])
-                except BaseException:
-                    self._drop()  # whatever state the session is in, the next message starts a new one
-                    raise
-                self._last_used = time.monotonic()
+            smtp = self._connection()
+            try:
+                smtp.send_message(mail, from_addr=self._sender, to_addrs=[message.recipient])
+            except BaseException:
+                self._drop()  # whatever state the session is in, the next message starts a new one
+                raise
+            self._mine.last_used = time.monotonic()
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
             permanent = all(code >= 500 for code in codes)
@@ -169,17 +174,16 @@ class SmtpNotifier:
     def close(self) -> None:
         """Say QUIT on the connection kept between messages, if any (the worker's shutdown)."""
         with self._lock:
-            kept, self._kept = self._kept, None
-        if kept is not None:
+            sessions, self._sessions = self._sessions, set()
+        for kept in sessions:
             try:
                 kept.quit()
             except (OSError, smtplib.SMTPException):
                 kept.close()
 
     def __del__(self) -> None:
-        # A notifier dropped without ``close`` (an embedder's, a test's) closes its socket, without QUIT.
-        kept = getattr(self, "_kept", None)
-        if kept is not None:
+        # A notifier dropped without ``close`` (an embedder's, a test's) closes its sockets, without QUIT.
+        for kept in getattr(self, "_sessions", ()):
             kept.close()
 
     def _connection(self) -> smtplib.SMTP:
@@ -189,8 +193,8 @@ class SmtpNotifier:
         would cost more than the message. One kept idle longer than ``IDLE_PROBE_S`` is asked NOOP
         first, as servers close idle sessions: a message never starts on a session that is gone.
         """
-        kept = self._kept
-        if kept is not None and time.monotonic() - self._last_used > IDLE_PROBE_S:
+        kept: smtplib.SMTP | None = getattr(self._mine, "kept", None)
+        if kept is not None and time.monotonic() - self._mine.last_used > IDLE_PROBE_S:
             try:
                 alive = kept.noop()[0] == 250
             except (OSError, smtplib.SMTPException):
@@ -199,12 +203,18 @@ class SmtpNotifier:
                 self._drop()
                 kept = None
         if kept is None:
-            kept = self._kept = self._connect()
+            kept = self._connect()
+            self._mine.kept = kept
+            with self._lock:
+                self._sessions.add(kept)
         return kept
 
     def _drop(self) -> None:
-        kept, self._kept = self._kept, None
+        kept: smtplib.SMTP | None = getattr(self._mine, "kept", None)
+        self._mine.kept = None
         if kept is not None:
+            with self._lock:
+                self._sessions.discard(kept)
             kept.close()
 
     def _connect(self) -> smtplib.SMTP:

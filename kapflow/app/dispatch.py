@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,6 +72,9 @@ class DeliveryPolicy:
     max_attempts: int = 8
     first_backoff: timedelta = timedelta(seconds=30)
     max_backoff: timedelta = timedelta(hours=2)
+    # Messages of a batch being sent at once, each settled once its server answered, in order: a send waits on
+    # the server, a settlement on the database. An adapter takes as many at once as its ``concurrency`` says.
+    in_flight: int = 2
 
     def backoff(self, attempts: int) -> timedelta:
         grown: timedelta = self.first_backoff * (2 ** max(attempts - 1, 0))
@@ -93,6 +98,10 @@ class Dispatcher:
         self.worker_id = worker_id or default_worker_id()
         self.policy = policy or DeliveryPolicy()
         self.tally = Tally()
+        # How many sends each channel's adapter takes at once (``concurrency``, 1 unless it says more).
+        self._gates = {channel: threading.BoundedSemaphore(max(1, int(getattr(n, "concurrency", 1))))
+                       for channel, n in self.notifiers.items()}
+        self._gates[CALENDAR] = threading.BoundedSemaphore(1)
 
     def check(self) -> None:
         """Check every adapter's configuration at start-up (raises ``AdapterConfigError``)."""
@@ -148,22 +157,25 @@ class Dispatcher:
     def _deliver_overlapped(self, claims: Sequence[OutboxClaim]) -> None:
         """Deliver a batch with each message's sending overlapping the settling of the one before.
 
-        Sending waits on the server, settling on the database's commit: one thread sends, in order, on
-        the adapter's connection, while this one checks the next message and commits the last outcome.
-        A message is still settled only once its server answered, so a crash repeats at most the two
-        messages in flight, each under its own key (at least once, as ever).
+        Sending waits on the server, settling on the database's commit: ``DeliveryPolicy.in_flight``
+        threads send (each adapter taking as many at once as its ``concurrency``), while this one checks
+        the next message and commits the outcomes in order. A message is still settled only once its
+        server answered, so a crash repeats at most the messages in flight, each under its own key (at
+        least once, as ever).
         """
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kapflow-send") as sender:
-            in_flight: tuple[OutboxClaim, Future[Exception | None]] | None = None
+        window = max(1, self.policy.in_flight)
+        with ThreadPoolExecutor(max_workers=window, thread_name_prefix="kapflow-send") as sender:
+            in_flight: deque[tuple[OutboxClaim, Future[Exception | None]]] = deque()
             for claim in claims:
                 if not self._wanted(claim):
                     continue
-                sending = sender.submit(self._attempt, claim)
-                if in_flight is not None:
-                    self._sent(in_flight[0], in_flight[1].result())
-                in_flight = (claim, sending)
-            if in_flight is not None:
-                self._sent(in_flight[0], in_flight[1].result())
+                in_flight.append((claim, sender.submit(self._attempt, claim)))
+                if len(in_flight) > window:  # ``window`` sends go on while the oldest is settled
+                    settled, sending = in_flight.popleft()
+                    self._sent(settled, sending.result())
+            while in_flight:
+                settled, sending = in_flight.popleft()
+                self._sent(settled, sending.result())
 
     def _wanted(self, claim: OutboxClaim) -> bool:
         """False once the message is settled as one not to send (dropped, or its case unreadable)."""
@@ -214,6 +226,14 @@ class Dispatcher:
         return stale_reason(payload, found.get(str(payload.get("appointment", ""))), self.app.clock.now())
 
     def _send(self, claim: OutboxClaim) -> None:
+        gate = self._gates.get(claim.channel)
+        if gate is None:
+            self._send_now(claim)
+            return
+        with gate:
+            self._send_now(claim)
+
+    def _send_now(self, claim: OutboxClaim) -> None:
         if claim.channel == CALENDAR:
             if self.calendar is None:
                 raise DeliveryFailed(CALENDAR, "no calendar adapter is configured", permanent=True)

@@ -163,7 +163,9 @@ def _after_commit(app: AppContext, claim: TimerClaim, worker: str, outcome: Time
 
 def _settle(app: AppContext, tx: Transaction, claim: TimerClaim, worker: str) -> TimerOutcome | _Fire:
     """Write what the timer comes to in ``tx``; a trigger to fire is left to the caller."""
-    case = tx.uow.load_case(claim.case_id)
+    # Read from the row, not the store's kept copy: a batch spans many cases, mostly changed last by the
+    # practice's API servers, and one stale copy would send the whole batch round again.
+    case = tx.uow.load_case(claim.case_id, current=True)
     if case is None:
         return _close(tx, claim, worker, TimerOutcome(TimerStatus.CANCELLED, "the case no longer exists"))
     wf = app.workflows.of(case)

@@ -361,7 +361,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         if ahead is not None and ahead[0] == case_id:
             cursor = ahead[1]
             if cursor.pgresult is None:  # not here yet: send what is queued and wait for it
-                self._pipeline.sync()
+                self._sync()
             row = cursor.fetchone()
             cursor.close()
             case = self._recent.case(row) if row is not None else None
@@ -427,12 +427,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
                 # The exclusion constraint: a concurrent command held an overlapping slot and committed
                 # first. Run again, the command finds that hold before writing and is refused cleanly.
                 raise LostRace(self._holding) from None
-            if self._queued_copies and _is_integrity_error(failure) and _failed_table(failure) == _audit.name:
-                # A queued compare-and-swap on a kept copy missed (its audit row's case_id came out NULL):
-                # the copy was stale. Forget it; run again, the command reads the row.
-                for case_id in self._queued_copies:
-                    self._recent.forget(case_id)
-                raise LostRace(next(iter(self._queued_copies))) from None
+            self._stale_copy_raised(failure)
             raise failure
         self._held.clear()  # the locks are gone with the transaction
         self.committed = True
@@ -463,16 +458,32 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         leave, self._pipeline, self._leave_pipeline = self._leave_pipeline, None, None
         leave.__exit__(None, None, None)  # Sync, read every result (raising the first error), leave
 
+    def _stale_copy_raised(self, failure: Exception) -> None:
+        """``LostRace`` if ``failure`` is a queued compare-and-swap on a kept copy that missed (its audit row's
+        case_id came out NULL): the copy was stale. It is forgotten, so the command's next run reads the row."""
+        if self._queued_copies and _is_integrity_error(failure) and _failed_table(failure) == _audit.name:
+            for case_id in self._queued_copies:
+                self._recent.forget(case_id)
+            raise LostRace(next(iter(self._queued_copies))) from None
+
+    def _sync(self) -> None:
+        """Send what is queued and wait for every result (raising the first error)."""
+        try:
+            self._pipeline.sync()
+        except Exception as exc:
+            self._stale_copy_raised(exc)
+            raise
+
     def _row_count(self, cursor: Any) -> int:
-        self._pipeline.sync()  # the statement's result, and those queued before it
+        self._sync()  # the statement's result, and those queued before it
         return int(cursor.rowcount)
 
     def _first_row(self, cursor: Any) -> Any:
-        self._pipeline.sync()  # BEGIN, the read, and whatever was queued before it
+        self._sync()  # BEGIN, the read, and whatever was queued before it
         return cursor.fetchone()
 
     def _all_rows(self, cursor: Any) -> list[Any]:
-        self._pipeline.sync()
+        self._sync()
         return list(cursor.fetchall())
 
 

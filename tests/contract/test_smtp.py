@@ -224,7 +224,7 @@ def test_a_kept_connection_that_died_is_replaced_before_a_message(
 
     sender = notifier(smtp_server)
     sender.send(reminder(key="timer:case-idle-1:reminder_72h:email"))
-    kept = sender._kept
+    kept = sender._mine.kept
     assert kept is not None and kept.sock is not None
     kept.sock.shutdown(2)  # the session is gone, as after the server's idle timeout
     monkeypatch.setattr(smtp_module, "IDLE_PROBE_S", -1.0)  # every reuse is probed first

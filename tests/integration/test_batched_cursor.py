@@ -131,7 +131,7 @@ def test_a_commands_writes_reach_the_server_with_its_commit(
     try:
         case_id = open_case(engine)
         with psycopg.connect(dsn(postgres_url), autocommit=True) as witness, store.write() as uow:
-            case = uow.load_case(case_id)  # a wait: BEGIN and the read have reached the server
+            case = uow.load_case(case_id, current=True)  # a wait: BEGIN and the read have reached the server
             assert case is not None
             pid = cast(Any, uow)._conn.driver_connection.info.backend_pid
             worker = Actor("worker-test", SYSTEM_ROLE)

@@ -275,7 +275,7 @@ def test_a_change_racing_the_write_is_a_conflict(
     @contextmanager
     def write_reading_stale() -> Iterator[Any]:
         with real_write() as uow:
-            monkeypatch.setattr(uow, "load_case", lambda _id: stale)
+            monkeypatch.setattr(uow, "load_case", lambda _id, current=False: stale)
             yield uow
 
     monkeypatch.setattr(store, "write", write_reading_stale)

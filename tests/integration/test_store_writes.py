@@ -349,7 +349,9 @@ def waits(lines: list[str]) -> int:
 def test_postgres_a_command_waits_for_the_server_once_per_read_and_once_at_the_commit(
     pg_engine: Engine, clock: FakeClock
 ) -> None:
-    """BEGIN travels with the read of the case row, the writes with COMMIT: a fire waits twice.
+    """The writes travel with COMMIT: a fire on a case this store committed last waits once (it starts from that
+    record, its compare-and-swap proves it current); on another case BEGIN travels with the read of its row, and
+    the fire waits twice.
 
     (psycopg would send a BEGIN of its own and wait for it first, even in pipeline mode.)
     """
@@ -360,10 +362,17 @@ def test_postgres_a_command_waits_for_the_server_once_per_read_and_once_at_the_c
         pg_engine.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "travel"})
     with protocol_trace(store) as opening:
         open_case(pg_engine)
+    store.recent.forget(case_id)  # as for a case another server changed last
     with protocol_trace(store) as keyed:
         pg_engine.fire(case_id, "resume", actor=FRONT_DESK, idempotency_key="resume-once")
-    assert (waits(fire), waits(opening), waits(keyed)) == (2, 1, 2)  # the key is read with the case row
-    assert not [line for line in fire + opening + keyed if "\tQuery\t" in line]  # no simple-protocol BEGIN
+    with protocol_trace(store) as kept_keyed:
+        pg_engine.fire(case_id, "hold", actor=FRONT_DESK, data={"reason": "travel"}, idempotency_key="hold-once")
+    store.recent.forget(case_id)
+    with protocol_trace(store) as cold:
+        pg_engine.fire(case_id, "resume", actor=FRONT_DESK)
+    # The key is read with the case row; a kept case is not read at all.
+    assert (waits(fire), waits(opening), waits(keyed), waits(kept_keyed), waits(cold)) == (1, 1, 2, 2, 2)
+    assert not [line for line in fire + opening + keyed + cold if "\tQuery\t" in line]  # no simple-protocol BEGIN
     assert engine_state(pg_engine, case_id) == "inquiry"
     with protocol_trace(store) as replay:
         pg_engine.fire(case_id, "resume", actor=FRONT_DESK, idempotency_key="resume-once")
