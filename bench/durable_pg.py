@@ -208,7 +208,7 @@ def run(sizes: Sizes, base_url: str) -> dict[str, Any]:
         four: list[float] = []
         busy: dict[str, list[float]] = {"1": [], "4": []}
         ceiling: list[float] = []
-        for _rep in range(sizes.repetitions):  # the noisiest figure here: as many medians as the others
+        for _rep in range(sizes.scaling_repetitions):  # the noisiest figure here, and the slowest to measure
             for n, runs_n in ((1, one), (4, four)):
                 per_s, cpu_busy = workers_rate(schema.url, n, sizes.worker_cases)
                 runs_n.append(per_s)
@@ -234,6 +234,7 @@ def run(sizes: Sizes, base_url: str) -> dict[str, Any]:
         "client_cpu_ms_per_raw_commit": median(cpu["raw"]),
         "fires_per_repetition": k * len(PATH),
         "repetitions": sizes.repetitions,
+        "scaling_repetitions": sizes.scaling_repetitions,
         "per_repetition": {
             "fire": runs["kapflow"], "raw": runs["raw"], "workers_1": one, "workers_4": four,
             "cpu_scaling_2_processes": ceiling,

@@ -127,7 +127,7 @@ def run(sizes: Sizes, url: str) -> dict[str, Any]:
         k = sizes.growth_cases
         runs: dict[str, list[float]] = {"fresh": [], "aged": []}
         cpu: dict[str, list[float]] = {"fresh": [], "aged": []}
-        for rep in range(sizes.repetitions):
+        for rep in range(sizes.growth_repetitions):
             groups = {name: [f"growth-{name}-{rep}-{i}" for i in range(k)] for name in runs}
             copy_case(store.engine, fresh, groups["fresh"])
             copy_case(store.engine, aged, groups["aged"])

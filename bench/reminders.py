@@ -39,10 +39,12 @@ SENDER = "reminders@practice.example"
 
 
 @contextmanager
-def smtp_sink() -> Iterator[tuple[int, list[int]]]:
-    """The counting server on a free port; after the block, the list holds how many messages it accepted."""
+def smtp_sink(delay_ms: int = 0) -> Iterator[tuple[int, list[int]]]:
+    """The counting server on a free port (answering each message ``delay_ms`` late); after the block, the
+    list holds how many messages it accepted."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(SINK), str(port)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, str(SINK), str(port), str(delay_ms)], stdout=subprocess.PIPE,
+                               text=True)
     accepted: list[int] = []
     try:
         assert process.stdout is not None
