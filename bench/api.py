@@ -66,7 +66,7 @@ class ApiSizes:
 
 API_SIZES = {
     "full": ApiSizes(5, 100, 5, 6, 20, 400, 5),
-    "quick": ApiSizes(3, 10, 2, 4, 6, 50, 1),
+    "quick": ApiSizes(3, 10, 2, 3, 6, 50, 1),
     "tiny": ApiSizes(2, 3, 1, 2, 2, 6, 1),
 }
 ROLES = ("front_desk", "prescriber", "therapist")

@@ -44,11 +44,13 @@ class Sizes:
     growth_repetitions: int = 3
     # Of the PostgreSQL worker-scaling measurement: each spawns five worker processes, the slowest family.
     scaling_repetitions: int = 3
+    scale_cases: int = 10_000  # cases of about 20 events in the PostgreSQL scale database
 
 
-FULL = Sizes("full", 5, 100, 200, 1500, 150, 20_000, 400, 100_000, 2_000, 1_000, 100_000, 3_000_000, 100, 5, 5)
-QUICK = Sizes("quick", 3, 15, 12, 150, 30, 600, 100, 50_000, 300, 1_000, 4_000, 1_000_000, 25, 2, 1)
-TINY = Sizes("tiny", 2, 3, 3, 10, 3, 40, 10, 300, 20, 20, 80, 10_000, 3, 2, 1)
+FULL = Sizes("full", 5, 100, 200, 1500, 150, 20_000, 400, 100_000, 2_000, 1_000, 100_000, 3_000_000, 100, 5, 5,
+             1_000_000)
+QUICK = Sizes("quick", 3, 15, 12, 100, 20, 500, 100, 30_000, 300, 1_000, 3_000, 1_000_000, 25, 1, 1, 2_000)
+TINY = Sizes("tiny", 2, 3, 3, 10, 3, 40, 10, 300, 20, 20, 80, 10_000, 3, 2, 1, 200)
 PROFILES = {s.name: s for s in (FULL, QUICK, TINY)}
 EVENTS_PER_HISTORY = 50
 

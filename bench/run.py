@@ -53,6 +53,9 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("api.ratio", ">=", 0.8),
     ("api.read_case_ms_p50", "<=", 5),
     ("api.pg_workers_scaling", ">=", 1.5),
+    ("scale.history_ms_p50", "<=", 1),
+    ("scale.case_list_ms_p50", "<=", 50),
+    ("scale.verify_case_ms_p50", "<=", 10),
 )
 
 # Figures printed in the table besides the targets.
@@ -72,6 +75,7 @@ SHOWN = (
     "audit.proof_ms", "audit.proof_tree_ms",
     "api.fire_per_s", "api.noop_per_s", "api.sqlite_fire_per_s", "api.ratio", "api.read_case_ms_p50",
     "api.pg_workers_1_per_s", "api.pg_workers_2_per_s", "api.pg_workers_scaling",
+    "scale.cases", "scale.audit_events", "scale.db_bytes_per_case",
 )
 
 
@@ -152,9 +156,11 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
     url = postgres_url()
     if url:
         import durable_pg  # psycopg only when a server is there
+        import scale
 
         results["postgres"] = _section(results, "postgres", lambda: durable_pg.run(sizes, url))
         results["postgres"].update(_section(results, "postgres growth", lambda: durable_pg.growth(sizes, url)))
+        results["scale"] = _section(results, "postgres scale", lambda: scale.run(sizes, url))
     else:
         results["postgres"] = {"skipped": "no PostgreSQL URL: set KAPFLOW_BENCH_POSTGRES_URL (or "
                                "KAPFLOW_TEST_POSTGRES_URL)"}

@@ -209,7 +209,8 @@ def build_calendar(settings: Settings, clock: Clock | None = None) -> Calendar |
 def build_dispatcher(engine: Engine, settings: Settings, *, worker_id: str | None = None) -> Dispatcher:
     """The worker's dispatcher with the adapters the settings name; call ``check()`` before running it."""
     w = settings.worker
-    policy = DeliveryPolicy(lease=timedelta(seconds=w.lease_seconds), batch=w.batch, max_attempts=w.max_attempts)
+    policy = DeliveryPolicy(lease=timedelta(seconds=w.lease_seconds), batch=w.batch, max_attempts=w.max_attempts,
+                            in_flight=w.in_flight)
     notifiers, calendar = build_notifiers(settings, engine.clock), build_calendar(settings, engine.clock)
     return Dispatcher(engine, notifiers, calendar, worker_id=worker_id, policy=policy)
 

@@ -87,7 +87,7 @@ _MAILDIR_KEYS = ("folder",)
 _CHANNEL_KEYS = ("urls_env",)
 _WEBHOOK_KEYS = ("url", "secret_env")
 _CALENDAR_KEYS = ("caldav_url", "username", "password_env", "name", "ics_folder")
-_WORKER_KEYS = ("interval_seconds", "lease_seconds", "max_attempts", "batch")
+_WORKER_KEYS = ("interval_seconds", "lease_seconds", "max_attempts", "batch", "in_flight")
 _SECRETS = frozenset({"password", "secret", "urls", "signing_key", "oidc_client_secret"})
 _AUDIT_KEYS = ("origin", "signing_key_env", "signing_key_file", "public_key_file", "checkpoint_file",
                "checkpoint_every_minutes", "witness_email", "witness_webhook")
@@ -144,6 +144,7 @@ class WorkerSettings:
     lease_seconds: int = 120
     max_attempts: int = 8
     batch: int = 50
+    in_flight: int = 2  # messages being sent at once (a relay across a network answers each one late)
 
 
 @dataclass(frozen=True)
@@ -491,6 +492,7 @@ def _worker(r: _Reader, t: Mapping[str, Any]) -> WorkerSettings:
         lease_seconds=int(r.number(t, "worker", "lease_seconds", 120, 1, 86400)),
         max_attempts=int(r.number(t, "worker", "max_attempts", 8, 1, 100)),
         batch=int(r.number(t, "worker", "batch", 50, 1, 10000)),
+        in_flight=int(r.number(t, "worker", "in_flight", 2, 1, 16)),
     )
 
 

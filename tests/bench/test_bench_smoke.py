@@ -24,9 +24,10 @@ FIGURES = (
 POSTGRES_FIGURES = (
     "postgres.fire_per_s", "postgres.raw_per_s", "postgres.ratio", "postgres.workers_scaling",
     "postgres.cpu_scaling_2_processes", "api.pg_workers_scaling", "postgres.fire_growth_400",
+    "scale.history_ms_p50", "scale.case_list_ms_p50", "scale.verify_case_ms_p50", "scale.db_bytes_per_case",
 )
-TARGETS = 17
-ON_POSTGRES = ("postgres.", "api.pg_")  # targets measured only with a PostgreSQL server
+TARGETS = 20
+ON_POSTGRES = ("postgres.", "api.pg_", "scale.")  # targets measured only with a PostgreSQL server
 
 
 def _figure(results: dict[str, Any], key: str) -> object:

@@ -33,8 +33,9 @@ def test_a_complete_settings_file_with_secrets_from_the_environment_is_read() ->
         "webhook": {"url": "https://hooks.example/k", "secret_env": "KAPFLOW_WEBHOOK_SECRET"},
         "calendar": {"caldav_url": "https://dav.example/", "username": "k", "password_env": "KAPFLOW_CALDAV_PASSWORD",
                      "name": "kap"},
-        "worker": {"interval_seconds": 1, "lease_seconds": 60, "max_attempts": 3, "batch": 10},
+        "worker": {"interval_seconds": 1, "lease_seconds": 60, "max_attempts": 3, "batch": 10, "in_flight": 4},
     }, "kapflow.toml", ENV)
+    assert settings.worker.in_flight == 4
     assert settings.email == SmtpSettings("smtp.practice.example", 587, "care@practice.example", "kapflow",
                                           "synthetic-smtp-password", starttls=True)
     assert settings.channels == {"sms": ("json://127.0.0.1/sms",)}
