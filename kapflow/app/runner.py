@@ -9,6 +9,10 @@ every command shares:
   (``LostRace``), or an idempotency key a concurrent duplicate stored first,
   runs the whole body again on the case as it is now, at most
   ``RetryPolicy.attempts`` times; then ``ConcurrencyConflict``, logged;
+- the proof of kept copies: a body may start from the record its store
+  committed last (``UnitOfWork.load_case``); before the commit, or before an
+  error or a refusal is given, every such copy is proven current, and a stale
+  one makes the body run again on the row (``_proven``);
 - the audited refusal: ``Transaction.refuse`` appends the refused attempt to
   the case's chain, commits that alone, and raises the refusal;
 - the idempotency key (``run_command``): a repeated key answers with the first
@@ -81,7 +85,9 @@ class Transaction:
         self.read_only = False
 
     def load(self, case_id: str) -> tuple[CaseRecord, Workflow]:
-        """The case (locked for this transaction) and its workflow version; ``UnknownCase`` if none."""
+        """The case and its workflow version; ``UnknownCase`` if none. The case is its row, locked for this
+        transaction, or the record this store committed last, proven current before the commit
+        (``UnitOfWork.load_case``)."""
         case = self.uow.load_case(case_id)
         if case is None:
             raise UnknownCase(case_id)
