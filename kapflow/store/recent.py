@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from kapflow.domain.case import CaseFacts, CaseRecord
+from kapflow.domain.case import CaseRecord
 from kapflow.store.rows import FACTS_COLUMN, ID_COLUMN, case_from_values
 
 DEFAULT_CASES = 256
@@ -41,10 +41,10 @@ LARGEST_TEXT = TEXT_BUDGET // 8
 
 
 class _Kept(NamedTuple):
-    text: str
-    facts: Mapping[str, Any]
-    projection: CaseFacts | None  # the guards' view, when a command already built it
-    record: CaseRecord  # the whole record committed, for a command that skips reading the row (``latest``)
+    text: str  # the projection's text as written, which a row read must hold to take the parsed one from here
+    # The record committed: its parsed facts, and its guards' view once a command built it (the record is shared,
+    # so a view built later on it is kept too); whole, for a command that skips reading the row (``latest``).
+    record: CaseRecord
 
 
 class RecentProjections:
@@ -73,9 +73,10 @@ class RecentProjections:
                 self.misses += 1
         if kept is None:
             return case_from_values(row)
-        case = case_from_values(row, kept.facts)
-        if kept.projection is not None:
-            case.adopt_projection(kept.projection)
+        case = case_from_values(row, kept.record.facts)
+        projection = kept.record.parsed_projection()
+        if projection is not None:
+            case.adopt_projection(projection)
         return case
 
     def latest(self, case_id: str) -> CaseRecord | None:
@@ -99,7 +100,7 @@ class RecentProjections:
             if text is None or len(text) > LARGEST_TEXT:
                 self.forget(case.id)  # what was kept for it is stale now
                 continue
-            kept = _Kept(text, case.facts, case.parsed_projection(), case)
+            kept = _Kept(text, case)
             with self._lock:
                 self._drop(case.id)
                 self._kept[case.id] = kept
