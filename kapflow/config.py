@@ -304,6 +304,14 @@ class _Reader:
             return default
         return float(value)
 
+    def whole(self, raw: Mapping[str, Any], where: str, key: str, default: int, low: int, high: int) -> int:
+        """A count or a port: a whole number (2.5 workers is a typo, not 2)."""
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problems.append(f"{where}.{key} must be a whole number from {low} to {high}")
+            return default
+        return value
+
 
 def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str], *, secrets: bool = True) -> Settings:
     r = _Reader(env, secrets=secrets)
@@ -396,7 +404,7 @@ def _smtp(r: _Reader, t: Mapping[str, Any] | None) -> SmtpSettings | None:
         return None
     r.keys(t, "email", _EMAIL_KEYS)
     host, sender = r.text(t, "email", "host"), r.text(t, "email", "sender")
-    port = int(r.number(t, "email", "port", 587, 1, 65535))
+    port = r.whole(t, "email", "port", 587, 1, 65535)
     username = r.text(t, "email", "username", required=False)
     password = r.text(t, "email", "password", required=False, secret=True)
     if (username is None) != ("password_env" not in t) and "password" not in t:
@@ -489,10 +497,10 @@ def _worker(r: _Reader, t: Mapping[str, Any]) -> WorkerSettings:
     r.keys(t, "worker", _WORKER_KEYS)
     return WorkerSettings(
         interval_seconds=r.number(t, "worker", "interval_seconds", 1.0, 0.05, 3600),
-        lease_seconds=int(r.number(t, "worker", "lease_seconds", 120, 1, 86400)),
-        max_attempts=int(r.number(t, "worker", "max_attempts", 8, 1, 100)),
-        batch=int(r.number(t, "worker", "batch", 50, 1, 10000)),
-        in_flight=int(r.number(t, "worker", "in_flight", 2, 1, 16)),
+        lease_seconds=r.whole(t, "worker", "lease_seconds", 120, 1, 86400),
+        max_attempts=r.whole(t, "worker", "max_attempts", 8, 1, 100),
+        batch=r.whole(t, "worker", "batch", 50, 1, 10000),
+        in_flight=r.whole(t, "worker", "in_flight", 2, 1, 16),
     )
 
 
@@ -525,8 +533,8 @@ def _serve(r: _Reader, t: Mapping[str, Any]) -> ServeSettings:
         r.problems.append("serve.oidc_issuer and serve.oidc_audience go together: tokens are checked for both")
     return ServeSettings(
         host=r.text(t, "serve", "host", required=False) or "127.0.0.1",
-        port=int(r.number(t, "serve", "port", 8443, 1, 65535)),
-        workers=int(r.number(t, "serve", "workers", 1, 1, 64)),
+        port=r.whole(t, "serve", "port", 8443, 1, 65535),
+        workers=r.whole(t, "serve", "workers", 1, 1, 64),
         tls_cert_file=cert, tls_key_file=key, oidc_issuer=issuer, oidc_audience=audience,
         oidc_role_claim=r.text(t, "serve", "oidc_role_claim", required=False) or "kapflow_role",
         cors_origins=_origins(r, t.get("cors_origins", [])),
@@ -553,7 +561,7 @@ def _billing(r: _Reader, t: Mapping[str, Any]) -> BillingSettings:
     clinicians = r.table(t, "clinicians") or {}
     return BillingSettings(
         no_show_fee=_fee(r, t, "no_show_fee"), late_cancel_fee=_fee(r, t, "late_cancel_fee"),
-        late_cancel_hours=int(r.number(t, "billing", "late_cancel_hours", 24, 1, 168)),
+        late_cancel_hours=r.whole(t, "billing", "late_cancel_hours", 24, 1, 168),
         practice=_practice(r, practice) if practice is not None else None,
         clinicians={str(cid): found for cid, table in clinicians.items()
                     if (found := _clinician(r, str(cid), table)) is not None},

@@ -6,6 +6,7 @@ Every test runs on a SQLite file and on a PostgreSQL schema of its own (``kit_ur
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -31,6 +32,7 @@ from kapflow.app.reminders import act_on_timers
 from kapflow.app.runner import Transaction
 from kapflow.domain.case import AuditEvent, CaseRecord
 from kapflow.errors import ConcurrencyConflict, LostRace, TransitionBlocked
+from kapflow.ports import Message
 from kapflow.testing import FakeClock, MemoryNotifier, ReminderKit
 from kapflow.workflows.measures import answered
 
@@ -511,3 +513,54 @@ def test_the_inquiry_alert_counts_the_practices_business_days(kit_url: str) -> N
         assert "inquiry_unanswered" in kit.reminders_sent()
     finally:
         kit.close()
+
+
+class _Overlapping(MemoryNotifier):
+    """Counts the sends in progress at once; each dwells a moment, so sends that may overlap do."""
+
+    def __init__(self, concurrency: int, *, wait_for_partner: bool) -> None:
+        super().__init__("email")
+        self.concurrency = concurrency
+        self.active = self.peak = 0
+        self._changed = threading.Condition()
+        self._wait_for_partner = wait_for_partner
+
+    def send(self, message: Message) -> None:
+        with self._changed:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self._changed.notify_all()
+            if self._wait_for_partner:  # until two were in progress at once, or a while (then peak stays 1)
+                self._changed.wait_for(lambda: self.peak >= 2, timeout=10)
+        time.sleep(0.005)
+        super().send(message)
+        with self._changed:
+            self.active -= 1
+
+
+def _due_messages(kit: ReminderKit, cases: int) -> None:
+    for n in range(cases):
+        case_id = open_case(kit.engine, last_name=f"Overlap-{n}")
+        kit.engine.book_appointment(case_id, "evaluation", at(5, 15), actor=FRONT_DESK, **who(case_id))
+        kit.engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+
+
+def test_messages_in_flight_overlap_up_to_the_adapters_concurrency(kit: ReminderKit) -> None:
+    """With two in flight and an adapter taking two at once, two sends go on together, never three."""
+    _due_messages(kit, 6)
+    notifier = _Overlapping(2, wait_for_partner=True)
+    worker = Dispatcher(kit.engine, {"email": notifier}, worker_id="w", policy=DeliveryPolicy(in_flight=4))
+    worker.run_until_idle()
+    worker.close()
+    assert notifier.peak == 2
+    assert len(notifier.keys()) == len(set(notifier.keys())) == 6 * 2  # the notice and the fee reminder each
+
+
+def test_an_adapter_that_takes_one_send_at_a_time_gets_one(kit: ReminderKit) -> None:
+    """An adapter that does not say it takes more (a calendar, a webhook) is sent one message at a time."""
+    _due_messages(kit, 4)
+    notifier = _Overlapping(1, wait_for_partner=False)
+    worker = Dispatcher(kit.engine, {"email": notifier}, worker_id="w", policy=DeliveryPolicy(in_flight=4))
+    worker.run_until_idle()
+    worker.close()
+    assert notifier.peak == 1 and len(notifier.keys()) == 4 * 2

@@ -169,3 +169,18 @@ def test_a_wrong_billing_setting_is_named(change: dict[str, Any], says: str) -> 
     """Each wrong [billing] setting is a problem naming it: a superbill never carries a blank or bad field."""
     found = problems({"billing": {**BILLING, **change}})
     assert any(says in p for p in found), found
+
+
+@pytest.mark.parametrize(("table", "key", "value", "says"), [
+    ("worker", "in_flight", 0, "worker.in_flight must be a whole number from 1 to 16"),
+    ("worker", "in_flight", 17, "worker.in_flight must be a whole number from 1 to 16"),
+    ("worker", "in_flight", 2.5, "worker.in_flight must be a whole number from 1 to 16"),
+    ("worker", "in_flight", True, "worker.in_flight must be a whole number from 1 to 16"),
+    ("worker", "batch", 0, "worker.batch must be a whole number from 1 to 10000"),
+    ("worker", "lease_seconds", 60.5, "worker.lease_seconds must be a whole number from 1 to 86400"),
+    ("serve", "workers", 65, "serve.workers must be a whole number from 1 to 64"),
+    ("worker", "interval_seconds", 0, "worker.interval_seconds must be a number from 0.05 to 3600"),
+])
+def test_a_count_out_of_range_or_not_whole_is_named(table: str, key: str, value: object, says: str) -> None:
+    """A count must be a whole number in its range: 2.5 messages in flight is a typo, never read as 2."""
+    assert says in problems({table: {key: value}})
