@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from kapflow.domain.case import CaseFacts
+from kapflow.domain.case import CaseFacts, FactEntry
 
 ACTIONS = ("reschedule", "cancel", "no_show", "attended")
 
@@ -102,28 +102,41 @@ class Appointment(NamedTuple):
 
 
 def appointments(case_id: str, facts: CaseFacts, carriers: AppointmentFacts = STANDARD) -> dict[str, Appointment]:
-    """Every appointment of the case by id, with its changes applied in order (do not modify it)."""
+    """Every appointment of the case by id, with its changes applied in order (do not modify it).
+
+    Kept with the projection and stepped by each booking or change recorded after it (``CaseFacts.derived``):
+    a command on a case of a year's appointments folds one fact, not the year."""
     booking, update = carriers.booking, carriers.update
-    return facts.derived((appointments, case_id, booking, update),
-                         lambda f: _fold_appointments(case_id, f, booking, update), reads=frozenset((booking, update)))
+
+    def fold(f: CaseFacts) -> dict[str, Appointment]:
+        view: dict[str, Appointment] = {}
+        for fact in f.of_kinds((booking, update)):
+            _take(case_id, booking, view, fact)
+        return view
+
+    def step(before: dict[str, Appointment], fact: FactEntry) -> dict[str, Appointment]:
+        view = dict(before)  # the view before is the projection before's: left as it was
+        _take(case_id, booking, view, fact)
+        return view
+
+    return facts.derived((appointments, case_id, booking, update), fold, reads=frozenset((booking, update)),
+                         step=step)
 
 
-def _fold_appointments(case_id: str, facts: CaseFacts, booking: str, update: str) -> dict[str, Appointment]:
-    view: dict[str, Appointment] = {}
-    for fact in facts.of_kinds((booking, update)):
-        if fact.kind == booking:
-            appt_id = f"a{len(view) + 1}"
-            data = fact.data
-            # Positional, in field order: id, case_id, kind, starts_at, minutes, status, sequence,
-            # booked_at, location, clinician, room (keywords cost a third more, on every command that reads them).
-            view[appt_id] = Appointment(
-                appt_id, case_id, str(data["kind"]), datetime.fromisoformat(str(data["starts_at"])),
-                int(data["minutes"]), "booked", 0, fact.at, str(data.get("location") or "in_person"),
-                str(data.get("clinician") or ""), str(data.get("room") or ""),
-            )
-        elif fact.data["appointment"] in view:
-            view[str(fact.data["appointment"])] = _apply(view[str(fact.data["appointment"])], fact.data)
-    return view
+def _take(case_id: str, booking: str, view: dict[str, Appointment], fact: FactEntry) -> None:
+    """Apply one booking or change to ``view``, in place."""
+    if fact.kind == booking:
+        appt_id = f"a{len(view) + 1}"
+        data = fact.data
+        # Positional, in field order: id, case_id, kind, starts_at, minutes, status, sequence,
+        # booked_at, location, clinician, room (keywords cost a third more, on every command that reads them).
+        view[appt_id] = Appointment(
+            appt_id, case_id, str(data["kind"]), datetime.fromisoformat(str(data["starts_at"])),
+            int(data["minutes"]), "booked", 0, fact.at, str(data.get("location") or "in_person"),
+            str(data.get("clinician") or ""), str(data.get("room") or ""),
+        )
+    elif fact.data["appointment"] in view:
+        view[str(fact.data["appointment"])] = _apply(view[str(fact.data["appointment"])], fact.data)
 
 
 def _apply(appt: Appointment, change: Mapping[str, object]) -> Appointment:

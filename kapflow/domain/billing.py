@@ -17,6 +17,7 @@ payments and adjustments in the order they were recorded; money is ``Decimal``, 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +26,7 @@ from typing import Any
 
 from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
 from kapflow.domain.calendar import PracticeCalendar
-from kapflow.domain.case import CaseFacts
+from kapflow.domain.case import CaseFacts, FactEntry
 from kapflow.domain.errors import InvalidInput
 from kapflow.domain.facts import Boolean, Choice, Day, FactSpec, Integer, Money, Text
 from kapflow.domain.payload import JSONObject
@@ -421,7 +422,10 @@ class Ledger:
 
 
 class _Fold:
-    """The ledger's fold, one fact at a time (see ``ledger``)."""
+    """The ledger's fold, one fact at a time (see ``ledger``).
+
+    A fold kept with a projection is never changed again: the next fact is folded into a ``copy``.
+    """
 
     def __init__(self, billing: Billing) -> None:
         self.billing = billing
@@ -430,6 +434,38 @@ class _Fold:
         self.credit = ZERO
         self.charged = self.paid = self.adjusted = ZERO
         self._settled = 0  # the lines before this index have nothing open
+        self._books: Ledger | None = None
+
+    def take(self, fact: FactEntry) -> None:
+        names = self.billing.facts
+        if fact.kind == names.charge:
+            self.charge(fact.at, fact.data)
+        elif fact.kind == names.payment:
+            self.payment(fact.at, fact.data)
+        else:
+            self.adjustment(fact.at, fact.data)
+
+    def then(self, fact: FactEntry) -> _Fold:
+        """The fold after ``fact``, this one left as it is."""
+        after = self.copy()
+        after.take(fact)
+        return after
+
+    def copy(self) -> _Fold:
+        """A fold to go on from. The lines a fact can change in place, those still open (from ``_settled``
+        on), are copied; settled ones are shared (an adjustment copies the line it changes)."""
+        after = _Fold(self.billing)
+        after.charges = [*self.charges[:self._settled], *(copy(line) for line in self.charges[self._settled:])]
+        after.entries = list(self.entries)
+        after.credit, after.charged, after.paid, after.adjusted = self.credit, self.charged, self.paid, self.adjusted
+        after._settled = self._settled
+        return after
+
+    def books(self) -> Ledger:
+        if self._books is None:
+            self._books = Ledger(tuple(self.charges), tuple(self.entries), self.charged, self.paid, self.adjusted,
+                                 self.credit)
+        return self._books
 
     @property
     def balance(self) -> Decimal:
@@ -461,7 +497,10 @@ class _Fold:
 
     def adjustment(self, at: datetime, d: Mapping[str, Any]) -> None:
         action, reason = str(d["action"]), str(d["reason"])
-        line = next((c for c in self.charges if c.id == d.get("charge")), None)
+        at_index = next((n for n, c in enumerate(self.charges) if c.id == d.get("charge")), None)
+        line = None
+        if at_index is not None:  # copied before it changes: a settled line may be shared with a kept fold
+            line = self.charges[at_index] = copy(self.charges[at_index])
         if action == "refund":
             amount = cents(str(d[AMOUNT]))
             self.credit -= amount
@@ -515,17 +554,23 @@ def ledger(facts: CaseFacts, billing: Billing) -> Ledger:
 
     A payment pays the open charges its purpose names first, then the oldest; what is left is a credit,
     which pays the next charge posted. A void returns what was paid on the charge to the credit.
+    Kept with the projection, and stepped by each ledger fact recorded after it (``CaseFacts.derived``).
     """
-    names = billing.facts
+    def step(before: tuple[Billing, _Fold], fact: FactEntry) -> tuple[Billing, _Fold]:
+        return before[0], before[1].then(fact)
+
+    kept = facts.derived((ledger, id(billing)), lambda f: (billing, _folded(f, billing)),
+                         reads=frozenset(billing.facts.ledger), step=step)
+    if kept[0] is billing:  # ids are reused once an object is gone: the object itself decides
+        return kept[1].books()
+    return _folded(facts, billing).books()
+
+
+def _folded(facts: CaseFacts, billing: Billing) -> _Fold:
     fold = _Fold(billing)
-    for fact in facts.of_kinds(names.ledger):
-        if fact.kind == names.charge:
-            fold.charge(fact.at, fact.data)
-        elif fact.kind == names.payment:
-            fold.payment(fact.at, fact.data)
-        else:
-            fold.adjustment(fact.at, fact.data)
-    return Ledger(tuple(fold.charges), tuple(fold.entries), fold.charged, fold.paid, fold.adjusted, fold.credit)
+    for fact in facts.of_kinds(billing.facts.ledger):
+        fold.take(fact)
+    return fold
 
 
 def adjustment_problem(books: Ledger, d: Mapping[str, Any]) -> str | None:

@@ -79,8 +79,8 @@ class CaseFacts:
     Derived views (the appointments, a guard's helper) are kept with ``derived``.
     """
 
-    __slots__ = ("_by_kind", "_by_trigger", "_derived", "_facts", "_moves", "_raw", "_raw_by_kind",
-                 "_raw_by_trigger", "_reads")
+    __slots__ = ("_by_kind", "_by_trigger", "_derived", "_facts", "_moves", "_pending", "_raw", "_raw_by_kind",
+                 "_raw_by_trigger", "_reads", "_steps")
 
     def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
         self._raw: Mapping[str, Any] = raw or {"facts": [], "moves": []}
@@ -92,6 +92,9 @@ class CaseFacts:
         self._by_trigger: dict[str, list[Move]] = {}
         self._derived: dict[object, Any] = {}
         self._reads: dict[object, frozenset[str]] = {}  # the fact kinds a derived view depends on, when it said
+        self._steps: dict[object, Callable[[Any, FactEntry], Any]] = {}  # how a view takes one more fact, when it said
+        # Views not brought up to date yet: the view of an earlier projection and the facts to step it by since.
+        self._pending: dict[object, tuple[Any, tuple[FactEntry, ...]]] = {}
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -146,21 +149,38 @@ class CaseFacts:
         moves = self._raw.get("moves", ())
         return _move(moves[-1]) if moves else None
 
-    def derived(self, key: object, compute: Callable[[CaseFacts], T], *, reads: frozenset[str] | None = None) -> T:
+    def derived(
+        self, key: object, compute: Callable[[CaseFacts], T], *, reads: frozenset[str] | None = None,
+        step: Callable[[T, FactEntry], T] | None = None,
+    ) -> T:
         """``compute(self)``, once per projection: a view several guards (or the planner) share.
 
         ``key`` names the view (usually ``compute`` itself); the view must depend on this projection
         only (its facts and moves), never on the clock or a command's data. ``reads``: the fact kinds
         it depends on, when only those (no moves): the projection one more entry makes (``extended``)
         keeps it unless that entry is a fact of one of them, so a long case does not fold it again.
+        ``step`` (with ``reads``): the view after one more fact of those kinds, from the view before,
+        which it must leave unchanged (the projection before shares it); the next projection then steps
+        the view by its new fact instead of folding the whole case again.
         """
         try:
             return cast(T, self._derived[key])
         except KeyError:
-            value = self._derived[key] = compute(self)
-            if reads is not None:
-                self._reads[key] = reads
-            return value
+            pass
+        waiting = self._pending.pop(key, None)
+        if waiting is not None:  # a view of an earlier projection, and the facts recorded since
+            value, since = waiting
+            stepping = self._steps[key]
+            for fact in since:
+                value = stepping(value, fact)
+            self._derived[key] = value
+            return cast(T, value)
+        value = self._derived[key] = compute(self)
+        if reads is not None:
+            self._reads[key] = reads
+            if step is not None:
+                self._steps[key] = step
+        return value
 
     def extended(self, raw: Mapping[str, Any], section: str) -> CaseFacts:
         """The projection of ``raw``, which is this one's with one more entry at the end of ``section``
@@ -190,9 +210,23 @@ class CaseFacts:
             after._by_trigger = {t: v for t, v in self._by_trigger.items() if t != trigger}
             if trigger in self._by_trigger:
                 after._by_trigger[trigger] = [*self._by_trigger[trigger], _move(entry)]
+        new_fact = None
         for key, kinds in self._reads.items():
-            if section == "moves" or entry["kind"] not in kinds:
-                after._derived[key], after._reads[key] = self._derived[key], kinds
+            step = self._steps.get(key)
+            if section == "moves" or entry["kind"] not in kinds:  # the view holds as it is
+                if key in self._derived:
+                    after._derived[key] = self._derived[key]
+                else:
+                    after._pending[key] = self._pending[key]
+            elif step is not None:  # stepped by the new fact when next asked for, not before
+                new_fact = new_fact or _fact(entry)
+                base, since = (self._derived[key], ()) if key in self._derived else self._pending[key]
+                after._pending[key] = (base, (*since, new_fact))
+            else:
+                continue  # folded again when next asked for
+            after._reads[key] = kinds
+            if step is not None:
+                after._steps[key] = step
         return after
 
     def __iter__(self) -> Iterator[FactEntry]:

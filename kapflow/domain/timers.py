@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
-from kapflow.domain.case import CaseFacts, to_iso
+from kapflow.domain.case import CaseFacts, FactEntry, to_iso
 from kapflow.domain.workflow import Reminder, Workflow
 
 
@@ -147,19 +147,30 @@ def appointment_event(appt: Appointment) -> str | None:
 
 
 def last_changes(case_id: str, facts: CaseFacts, carriers: AppointmentFacts) -> dict[str, datetime]:
-    """When each appointment last changed (booked, moved, cancelled...), by id."""
-    return facts.derived((last_changes, carriers.booking, carriers.update),
-                         lambda f: _fold_changes(f, carriers), reads=frozenset((carriers.booking, carriers.update)))
+    """When each appointment last changed (booked, moved, cancelled...), by id (kept and stepped as
+    ``appointments`` is)."""
+    booking = carriers.booking
+
+    def fold(f: CaseFacts) -> dict[str, datetime]:
+        changed: dict[str, datetime] = {}
+        for fact in f.of_kinds((booking, carriers.update)):
+            _changed(booking, changed, fact)
+        return changed
+
+    def step(before: dict[str, datetime], fact: FactEntry) -> dict[str, datetime]:
+        changed = dict(before)
+        _changed(booking, changed, fact)
+        return changed
+
+    return facts.derived((last_changes, booking, carriers.update), fold,
+                         reads=frozenset((booking, carriers.update)), step=step)
 
 
-def _fold_changes(facts: CaseFacts, carriers: AppointmentFacts) -> dict[str, datetime]:
-    changed: dict[str, datetime] = {}
-    for fact in facts.of_kinds((carriers.booking, carriers.update)):
-        if fact.kind == carriers.booking:
-            changed[f"a{len(changed) + 1}"] = fact.at
-        elif str(fact.data.get("appointment")) in changed:
-            changed[str(fact.data["appointment"])] = fact.at
-    return changed
+def _changed(booking: str, changed: dict[str, datetime], fact: FactEntry) -> None:
+    if fact.kind == booking:
+        changed[f"a{len(changed) + 1}"] = fact.at
+    elif str(fact.data.get("appointment")) in changed:
+        changed[str(fact.data["appointment"])] = fact.at
 
 
 def _after(since: datetime, r: Reminder, cal: PracticeCalendar) -> datetime:

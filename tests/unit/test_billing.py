@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from kapflow.domain.billing import Service, TimeBand, adjustment_problem, ledger, money_text, summary
@@ -125,3 +125,44 @@ def test_the_balance_is_always_charged_less_adjusted_less_paid(steps: list[tuple
 
 def test_money_reads_as_people_write_it() -> None:
     assert (money_text(Decimal("1485")), money_text(Decimal("-20.5"))) == ("$1,485.00", "-$20.50")
+
+
+def _snapshot(books: Any) -> tuple[Any, ...]:
+    """Everything a ledger says, copied out (its lines are objects a wrong step could change later)."""
+    return (tuple((c.id, c.paid, c.written_off, c.voided, c.open) for c in books.charges), books.entries,
+            books.charged, books.paid, books.adjusted, books.credit)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["charge", "payment", "refund", "void", "write_off", "other"]),
+                          st.integers(min_value=1, max_value=50_000), st.booleans()), max_size=30))
+@example([("charge", 5000, False), ("payment", 5000, True), ("void", 1, True)])  # a settled line voided
+def test_a_ledger_stepped_fact_by_fact_is_the_ledger_folded_afresh(steps: list[tuple[str, int, bool]]) -> None:
+    """The ledger kept with a projection and stepped by each new fact (``CaseFacts.extended``) says what a
+    fold of the whole case says, and every ledger asked for before stays as it was when it was given."""
+    raw: dict[str, Any] = {"facts": [], "moves": []}
+    view, charges = CaseFacts(raw), 0
+    given_before: list[tuple[Any, tuple[Any, ...]]] = []
+    for n, (kind, cents, ask) in enumerate(steps):
+        amount = f"{Decimal(cents) / 100:.2f}"
+        if kind == "charge":
+            charges += 1
+            entry = charge("integration_session", amount, 1 + charges % 28, visit=f"a{charges}")
+        elif kind == "payment":
+            entry = pay(amount, "" if cents % 2 else "psychotherapy")
+        elif kind == "other":
+            entry = ("vitals", {"phase": "pre_dose"})
+        elif kind == "refund":
+            entry = adjust(action="refund", amount=amount, reason="x")
+        elif charges:
+            entry = adjust(action=kind, charge=f"c{1 + cents % charges}", amount=amount, reason="x")
+        else:
+            continue
+        if entry[0] == "billing_adjustment" and adjustment_problem(ledger(view, KAP_BILLING), entry[1]) is not None:
+            continue
+        raw = fold_fact(raw, entry[0], T0 + timedelta(minutes=n), "billing-1", entry[1])
+        view = view.extended(raw, "facts")
+        if ask:  # asked now: the next fact steps this ledger; not asked: several facts step the one before
+            books = ledger(view, KAP_BILLING)
+            given_before.append((books, _snapshot(books)))
+    assert _snapshot(ledger(view, KAP_BILLING)) == _snapshot(ledger(CaseFacts(raw), KAP_BILLING))
+    assert all(_snapshot(books) == seen for books, seen in given_before)

@@ -16,13 +16,19 @@ TRIGGERS = ("hold", "resume", "discharge")
 
 # One step of a case: a fact of a kind, or a move by a trigger; then which queries to ask before the next.
 steps = st.lists(
-    st.tuples(st.sampled_from(("facts", "moves")), st.integers(0, 3), st.sets(st.integers(0, 5))),
+    st.tuples(st.sampled_from(("facts", "moves")), st.integers(0, 3), st.sets(st.integers(0, 6))),
     max_size=30,
 )
 
 
 def _count(kind: str) -> Any:
     return lambda f: len(f.of_kind(kind))
+
+
+def _payments(view: CaseFacts) -> tuple[int, ...]:
+    """A view kept by steps: the ``n`` of every payment, in order."""
+    return view.derived("payments", lambda f: tuple(p.data["n"] for p in f.of_kind("payment")),
+                        reads=frozenset({"payment"}), step=lambda before, fact: (*before, fact.data["n"]))
 
 
 def _ask(view: CaseFacts, queries: set[int]) -> None:
@@ -38,6 +44,8 @@ def _ask(view: CaseFacts, queries: set[int]) -> None:
             view.moves_by("hold")
         elif q == 4:
             view.derived(("count", "vitals"), _count("vitals"), reads=frozenset({"vitals"}))
+        elif q == 5:
+            _payments(view)
         else:
             view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count()))
 
@@ -47,7 +55,7 @@ def _answers(view: CaseFacts) -> tuple[Any, ...]:
         view.facts(), view.moves(), [view.of_kind(k) for k in KINDS], [view.latest(k) for k in KINDS],
         [view.moves_by(t) for t in TRIGGERS], view.last_move(), view.of_kinds(("payment", "vitals")),
         view.derived(("count", "vitals"), _count("vitals"), reads=frozenset({"vitals"})),
-        view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count())),
+        view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count())), _payments(view),
     )
 
 
@@ -86,3 +94,27 @@ def test_a_view_that_reads_some_kinds_is_kept_until_one_of_them_is_recorded() ->
     raw = fold_fact(raw, "vitals", T0, "actor-1", {"n": 2})
     view = view.extended(raw, "facts")
     assert len(view.derived("vitals", vitals, reads=frozenset({"vitals"}))) == 2 and len(computed) == 2
+
+
+def test_a_stepped_view_takes_the_facts_recorded_since_it_was_asked_for() -> None:
+    """A view with a ``step`` is folded once; later projections step it by their new facts of its kinds, only
+    when asked for, and only by the facts recorded since the view was last brought up to date."""
+    raw = fold_fact({"facts": [], "moves": []}, "payment", T0, "actor-1", {"n": 0})
+    view = CaseFacts(raw)
+    folded: list[int] = []
+    stepped: list[int] = []
+
+    def ask(v: CaseFacts) -> tuple[int, ...]:
+        return v.derived("paid", lambda f: (folded.append(1), tuple(p.data["n"] for p in f.of_kind("payment")))[1],
+                         reads=frozenset({"payment"}),
+                         step=lambda before, fact: (stepped.append(fact.data["n"]), (*before, fact.data["n"]))[1])
+
+    assert ask(view) == (0,)
+    for n, kind in enumerate(("payment", "vitals", "payment"), start=1):
+        raw = fold_fact(raw, kind, T0, "actor-1", {"n": n})
+        view = view.extended(raw, "facts")
+    assert stepped == []  # nothing stepped until asked
+    assert ask(view) == (0, 1, 3) and folded == [1] and stepped == [1, 3]
+    raw = fold_move(raw, "hold", "a", "b", T0)
+    view = view.extended(raw, "moves")
+    assert ask(view) == (0, 1, 3) and folded == [1] and stepped == [1, 3]  # a move leaves it as it was
