@@ -1,6 +1,6 @@
 """Fill a SQLite database fast: copies of one case that kapflow's engine really wrote.
 
-Every row of the template case (its case row, audit rows, timers, outbox rows) is copied under
+Every row of the template case (its case row, audit rows, timers, outbox rows, projection entries) is copied under
 new case ids, with the template's id replaced in every text column (timer and message keys carry
 it). The copies' audit rows are interleaved (all first events, then all second events, ...), so a
 case's history is spread over the table as it is in a busy practice. The hash chains of the
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 _CHUNK = 20_000
-_TABLES_BY_CASE = ("audit_events", "timers", "outbox")
+_TABLES_BY_CASE = ("audit_events", "timers", "outbox", "case_entries")
 _DB_ASSIGNED = {"audit_events": "seq", "timers": "id", "outbox": "id"}
 
 
@@ -67,7 +67,7 @@ def clone_case(db: Path, template: str, ids: Sequence[str]) -> dict[str, int]:
         added["cases"] = _insert(conn, "cases", out_cols, gen)
         for table in _TABLES_BY_CASE:
             cols, rows = _rows(conn, table, "case_id", template)
-            out_cols, gen = _copies(cols, rows, _DB_ASSIGNED[table], template, ids)
+            out_cols, gen = _copies(cols, rows, _DB_ASSIGNED.get(table), template, ids)
             added[table] = _insert(conn, table, out_cols, gen)
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no ANALYZE: kapflow's databases have no statistics

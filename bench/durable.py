@@ -11,10 +11,10 @@ repetitions are compared. Separate files keep one contender's WAL checkpoints of
   (``kapflow.store.recent``), as for a case whose last command ran on the same server.
 - kapflow_cold: the same with ``recent_cases=0``, so every fire parses its case's projection from the
   row, as for a case another server changed last.
-- raw: for each step, the case row and the audit row that kapflow wrote for a template case (read
-  back from its tables: same bytes, other case ids), written through plain sqlite3:
+- raw: for each step, the case row, the audit row and the projection's entry that kapflow wrote for a
+  template case (read back from its tables: same bytes, other case ids), written through plain sqlite3:
   ``BEGIN IMMEDIATE``, UPDATE of the case row where its event count is the previous one (checked:
-  one row), INSERT of the audit row, ``COMMIT``.
+  one row), INSERT of the audit row and of the entry (two of each when the step posts a charge), ``COMMIT``.
 - spiff: a SpiffWorkflow instance per case completes the step's user task, is serialized to JSON and
   written to its row (``BEGIN IMMEDIATE``, UPDATE, ``COMMIT``); the instance stays in memory. The
   ``reload`` variant also reads and deserializes it in each step's transaction, as a request would.
@@ -46,9 +46,9 @@ class CapturedPath:
 
     template_id: str
     case_row: dict[str, Any]  # the template's case row before the path
-    # Per step: (case row after, audit rows added): the move's, then any fact the engine posted after it in the
-    # same command (a completed visit's charge), which the raw baseline inserts too.
-    steps: tuple[tuple[dict[str, Any], tuple[dict[str, Any], ...]], ...]
+    # Per step: (case row after, audit rows added, projection entries added): the move's, then any fact the engine
+    # posted after it in the same command (a completed visit's charge), which the raw baseline inserts too.
+    steps: tuple[tuple[dict[str, Any], tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]], ...]
     statements_per_fire: float | None  # SQL statements kapflow ran per fire, BEGIN and COMMIT excluded (SQLite)
 
 
@@ -74,8 +74,9 @@ def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedP
 
     with store.engine.connect() as conn:
         before = _row(conn, "SELECT * FROM cases WHERE id = :id", {"id": template})
-    steps: list[tuple[dict[str, Any], tuple[dict[str, Any], ...]]] = []
+    steps: list[tuple[dict[str, Any], tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]] = []
     statements = 0
+    entries_before = _entries(store, template)
     # The store keeps a connection or two checked out between commands: hand them back, so the
     # path's first fire checks one out (and gets traced) and the last hands it back (untraced).
     store.release_connections()
@@ -96,13 +97,26 @@ def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedP
                     {"id": template, "n": seen}).mappings())
             if not added or added[0]["kind"] != "transition" or added[0]["trigger"] != step.trigger:
                 raise RuntimeError(f"{step.trigger} was not recorded as a transition")
-            steps.append((case, added))
+            entries = _entries(store, template)
+            steps.append((case, added, tuple(e for key, e in entries.items() if key not in entries_before)))
+            entries_before = entries
     finally:
         store.release_connections()
         event.remove(store.engine, "checkout", on_checkout)
         event.remove(store.engine, "checkin", on_checkin)
     per_fire = statements / len(PATH) if store.dialect == "sqlite" else None
     return CapturedPath(template, before, tuple(steps), per_fire)
+
+
+def raw_statements(path: CapturedPath) -> float:
+    """Statements the raw baseline runs per commit (BEGIN and COMMIT excluded): the UPDATE and its INSERTs."""
+    return sum(1 + len(added) + len(entries) for _case, added, entries in path.steps) / len(path.steps)
+
+
+def _entries(store: SqlStore, case_id: str) -> dict[tuple[str, int], dict[str, Any]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM case_entries WHERE case_id = :id ORDER BY section, n"), {"id": case_id})
+        return {(r["section"], r["n"]): dict(r) for r in rows.mappings()}
 
 
 def insert_cases(conn: Any, row: dict[str, Any], ids: Sequence[str], placeholder: str) -> None:
@@ -117,20 +131,20 @@ def _q(column: str) -> str:
     return f'"{column}"'
 
 
-Operation = tuple[str, tuple[Any, ...], str, tuple[tuple[Any, ...], ...]]
+Operation = tuple[str, tuple[Any, ...], tuple[tuple[str, tuple[Any, ...]], ...]]
 
 
 def raw_operations(path: CapturedPath, ids: Sequence[str], placeholder: str) -> list[Operation]:
-    """Every (UPDATE, params, INSERT, params) of the path on ``ids``, step by step, built before timing.
+    """Every (UPDATE, params, INSERTs with their params) of the path on ``ids``, step by step, built before timing.
 
     The UPDATE sets every column of the case row but its id to the values kapflow wrote, where the
     row's event count is the one it had before (kapflow's compare-and-swap); the INSERTs add the audit
     rows kapflow added (the move, and a charge it posted), with every column but the database-assigned
-    ``seq``.
+    ``seq``, and the entries of the case's projection it added (the move, the charge).
     """
     ops: list[Operation] = []
     previous = path.case_row
-    for case, added in path.steps:
+    for case, added, entries in path.steps:
         set_cols = [c for c in case if c != "id"]
         audit = added[0]
         update = (
@@ -142,10 +156,13 @@ def raw_operations(path: CapturedPath, ids: Sequence[str], placeholder: str) -> 
             f"INSERT INTO audit_events ({', '.join(map(_q, ins_cols))}) "
             f"VALUES ({', '.join([placeholder] * len(ins_cols))})"
         )
+        entry_cols = ("case_id", "section", "n", "entry")
+        add_entry = f"INSERT INTO case_entries ({', '.join(entry_cols)}) VALUES ({', '.join([placeholder] * 4)})"
         for cid in ids:
             up = (*(case[c] for c in set_cols), cid, previous["event_count"])
-            ins = tuple(tuple(cid if c == "case_id" else row[c] for c in ins_cols) for row in added)
-            ops.append((update, up, insert, ins))
+            ins = tuple((insert, tuple(cid if c == "case_id" else row[c] for c in ins_cols)) for row in added)
+            ins += tuple((add_entry, (cid, e["section"], e["n"], e["entry"])) for e in entries)
+            ops.append((update, up, ins))
         previous = case
     return ops
 
@@ -203,11 +220,11 @@ class SqliteFamily(KapflowSide):
         ops = raw_operations(self.captured, ids, "?")
 
         def op(s: int, c: int) -> None:
-            up_sql, up, ins_sql, inserts = ops[s * k + c]
+            up_sql, up, inserts = ops[s * k + c]
             conn.execute("BEGIN IMMEDIATE")
             if conn.execute(up_sql, up).rowcount != 1:
                 raise RuntimeError("the raw compare-and-swap missed its row")
-            for ins in inserts:
+            for ins_sql, ins in inserts:
                 conn.execute(ins_sql, ins)
             conn.execute("COMMIT")
 
@@ -277,8 +294,9 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "raw_per_s": raw,
             "ratio": fire / raw,
             "measures": "durable fires/s (engine.fire on a SQLite file: KAP guards, compare-and-swap of the case "
-            "row, hashed audit row, timer effects, one commit each) vs plain sqlite3 writing the same case row "
-            "(UPDATE) and audit row (INSERT) kapflow wrote, one commit each; interleaved operation by operation",
+            "row, hashed audit row, projection entry, timer effects, one commit each) vs plain sqlite3 writing the "
+            "same case row (UPDATE), audit row and entry (INSERTs) kapflow wrote, one commit each; interleaved "
+            "operation by operation",
             "durability": "WAL, synchronous=FULL (both)",
             "filesystem": filesystem_of(directory),
             "fires_per_repetition": k * len(PATH),
@@ -290,7 +308,7 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "case's projection from the row, as for a case another process changed last",
             "recent_projection_hit_share": recent.hits / max(1, recent.hits + recent.misses),
             "kapflow_statements_per_fire": fam.captured.statements_per_fire,
-            "raw_statements_per_commit": 2,
+            "raw_statements_per_commit": raw_statements(fam.captured),
             "cpu_ms_per_fire": median(cpu["kapflow"]),
             "cpu_ms_per_fire_cold": median(cpu["kapflow_cold"]),
             "cpu_ms_per_raw_commit": median(cpu["raw"]),

@@ -3,7 +3,7 @@
 Both sides run in a schema of their own (``pg.bench_schema``, dropped afterwards) with the server's
 ``synchronous_commit`` (on, recorded), interleaved operation by operation as on SQLite. The raw
 side writes, through one psycopg connection, the same case row (UPDATE, compare-and-swap on the
-event count) and audit row (INSERT) that kapflow wrote for a template case, one commit each.
+event count), audit row and projection entry (INSERTs) that kapflow wrote for a template case, one commit each.
 
 ``workers_scaling``: fires per second with 4 worker processes (spawned, each with its own engine and
 its own cases, all firing the path at once after a barrier) divided by the same with 1 process.
@@ -57,11 +57,11 @@ class PostgresFamily(KapflowSide):
         cur = conn.cursor()
 
         def op(s: int, c: int) -> None:
-            up_sql, up, ins_sql, inserts = ops[s * k + c]
+            up_sql, up, inserts = ops[s * k + c]
             cur.execute(up_sql, up)
             if cur.rowcount != 1:
                 raise RuntimeError("the raw compare-and-swap missed its row")
-            for ins in inserts:
+            for ins_sql, ins in inserts:
                 cur.execute(ins_sql, ins)
             conn.commit()
 
@@ -226,7 +226,7 @@ def run(sizes: Sizes, base_url: str) -> dict[str, Any]:
         "machine_cpu_busy_workers_4": median(busy["4"]),
         "cpu_scaling_2_processes": median(ceiling),
         "measures": "durable fires/s (engine.fire on PostgreSQL through SQLAlchemy's pool and psycopg) vs plain "
-        "psycopg writing the same case row (UPDATE) and audit row (INSERT), one commit each, interleaved; "
+        "psycopg writing the same case row (UPDATE), audit row and entry (INSERTs), one commit each, interleaved; "
         "workers_scaling = fires/s of 4 spawned worker processes (own engine, own cases) / of 1; "
         "cpu_scaling_2_processes = pure-Python work/s of 2 processes / of 1, measured after each workers pair",
         "synchronous_commit": sync,

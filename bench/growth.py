@@ -94,7 +94,8 @@ def copy_case(engine: SqlEngine, template: str, ids: Sequence[str]) -> None:
             rows = [dict(r._mapping) for r in conn.execute(select(table).where(column == template))]
             if not rows:
                 continue
-            assigned = {c.name for c in table.primary_key.columns if isinstance(c.type, Integer)}
+            assigned = {c.name for c in table.primary_key.columns
+                        if isinstance(c.type, Integer) and c.autoincrement is not False}
             copies = [
                 {k: (v.replace(template, new) if isinstance(v, str) else v) for k, v in row.items()
                  if k not in assigned}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
 from contextlib import closing
@@ -10,6 +11,20 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 Params = Mapping[str, Any]
+
+
+def projection_statements(case_id: str, projection: Mapping[str, Any]) -> list[tuple[str, Params]]:
+    """The statements that make ``projection`` the case's stored one, by hand: its entries (``case_entries``) and
+    the case row's counts of them, as an insider who knows the schema would write them."""
+    statements: list[tuple[str, Params]] = [("DELETE FROM case_entries WHERE case_id = :c", {"c": case_id})]
+    for section in ("facts", "moves"):
+        statements += [("INSERT INTO case_entries (case_id, section, n, entry) VALUES (:c, :s, :n, :e)",
+                        {"c": case_id, "s": section, "n": n,
+                         "e": json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)})
+                       for n, entry in enumerate(projection[section])]
+    statements.append(("UPDATE cases SET fact_count = :f, move_count = :m WHERE id = :c",
+                       {"f": len(projection["facts"]), "m": len(projection["moves"]), "c": case_id}))
+    return statements
 
 
 class RawDb:

@@ -7,6 +7,7 @@ else, so a guard's verdict depends only on the projection and the clock.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,8 +80,8 @@ class CaseFacts:
     Derived views (the appointments, a guard's helper) are kept with ``derived``.
     """
 
-    __slots__ = ("_by_kind", "_by_trigger", "_derived", "_facts", "_moves", "_pending", "_raw", "_raw_by_kind",
-                 "_raw_by_trigger", "_reads", "_steps")
+    __slots__ = ("__weakref__", "_base", "_by_kind", "_by_trigger", "_derived", "_facts", "_moves", "_pending", "_raw",
+                 "_raw_by_kind", "_raw_by_trigger", "_reads", "_steps")
 
     def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
         self._raw: Mapping[str, Any] = raw or {"facts": [], "moves": []}
@@ -95,6 +96,9 @@ class CaseFacts:
         self._steps: dict[object, Callable[[Any, FactEntry], Any]] = {}  # how a view takes one more fact, when it said
         # Views not brought up to date yet: the view of an earlier projection and the facts to step it by since.
         self._pending: dict[object, tuple[Any, tuple[FactEntry, ...]]] = {}
+        # The projection this one extends by one entry (``extended``), while something else keeps it: what it works
+        # out after the extension (the command's plan before it, folded after the one after) this one takes too.
+        self._base: tuple[weakref.ref[CaseFacts], str] | None = None
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -102,13 +106,27 @@ class CaseFacts:
 
     def facts(self) -> list[FactEntry]:
         if self._facts is None:
-            self._facts = [_fact(f) for f in self._raw.get("facts", ())]
+            base, section = self._extending()
+            if base is not None and base._facts is not None:
+                self._facts = [*base._facts, _fact(self._raw["facts"][-1])] if section == "facts" else base._facts
+            else:
+                self._facts = [_fact(f) for f in self._raw.get("facts", ())]
         return self._facts
 
     def moves(self) -> list[Move]:
         if self._moves is None:
-            self._moves = [_move(m) for m in self._raw.get("moves", ())]
+            base, section = self._extending()
+            if base is not None and base._moves is not None:
+                self._moves = [*base._moves, _move(self._raw["moves"][-1])] if section == "moves" else base._moves
+            else:
+                self._moves = [_move(m) for m in self._raw.get("moves", ())]
         return self._moves
+
+    def _extending(self) -> tuple[CaseFacts | None, str]:
+        """The projection this one extends by an entry at the end of the section named, if it is still there."""
+        if self._base is None:
+            return None, ""
+        return self._base[0](), self._base[1]
 
     def move_count(self) -> int:
         """How many moves the case has made (without parsing them)."""
@@ -175,12 +193,25 @@ class CaseFacts:
                 value = stepping(value, fact)
             self._derived[key] = value
             return cast(T, value)
-        value = self._derived[key] = compute(self)
+        found = self._from_base(key, reads, step) if reads is not None else None
+        view: T = compute(self) if found is None else found
+        self._derived[key] = view
         if reads is not None:
             self._reads[key] = reads
             if step is not None:
                 self._steps[key] = step
-        return value
+        return view
+
+    def _from_base(self, key: object, reads: frozenset[str], step: Callable[[T, FactEntry], T] | None) -> T | None:
+        """The view as the projection this one extends has it now, taken or stepped by the entry added; None when
+        that projection has not worked it out (or is gone), or cannot step it."""
+        base, section = self._extending()
+        if base is None or (key not in base._derived and key not in base._pending):
+            return None
+        before: T = base.derived(key, lambda _f: cast(T, None), reads=reads, step=step)  # brought up to date
+        if section == "moves" or self._raw["facts"][-1]["kind"] not in reads:
+            return before
+        return step(before, _fact(self._raw["facts"][-1])) if step is not None else None
 
     def extended(self, raw: Mapping[str, Any], section: str) -> CaseFacts:
         """The projection of ``raw``, which is this one's with one more entry at the end of ``section``
@@ -188,6 +219,7 @@ class CaseFacts:
         new entry added to it, and the derived views that do not read it are kept. A command on a case of
         four hundred facts then costs what it costs on a new one."""
         after = CaseFacts(raw)
+        after._base = (weakref.ref(self), section)
         entry = raw[section][-1]
         if section == "facts":
             kind = entry["kind"]

@@ -26,6 +26,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -35,13 +36,14 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
 from kapflow.store.tables import (
     AuditRow,
+    CaseEntryRow,
     CaseRow,
     DeliveryAttemptRow,
     IdempotencyRow,
@@ -53,6 +55,7 @@ from kapflow.store.tables import (
 )
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
+_entries = CaseEntryRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 _timers = TimerRow.__table__  # type: ignore[attr-defined]
@@ -65,7 +68,9 @@ LEDGER_COLUMNS = ("case_id", "balance_cents", "unbilled", "oldest_unbilled", "ol
 HOLD_COLUMNS = ("resource", "starts_at", "ends_at", "case_id", "appointment_id")
 HOLD_LOCK_SPACE = 0x6B66  # the first key of kapflow's per-resource advisory locks ("kf")
 
-CASE_COLUMNS = tuple(c.name for c in _cases.columns)
+CASE_TABLE_COLUMNS = tuple(c.name for c in _cases.columns)
+CASE_COLUMNS = (*CASE_TABLE_COLUMNS, "facts")  # a case read: its row, then its projection's text (``case_read``)
+ENTRY_COLUMNS = ("case_id", "section", "n", "entry")
 AUDIT_COLUMNS = tuple(c.name for c in _audit.columns)  # the order of a ``select(audit table)`` row
 
 
@@ -130,6 +135,51 @@ def _update_and_append_or_fail(moved: Any, audit_columns: Sequence[str]) -> Clau
     return statement
 
 
+def _section_text(section: str, count: Any) -> Any:
+    """PostgreSQL: the entries of one section of the case's projection, joined in order (the row's count of them:
+    an entry a later command added is not this row's)."""
+    joined = func.string_agg(_entries.c.entry, postgresql.aggregate_order_by(literal_column("','"), _entries.c.n))
+    found = select(joined).where(and_(_entries.c.case_id == _cases.c.id,
+                                      _entries.c.section == literal_column(f"'{section}'"), _entries.c.n < count))
+    return func.coalesce(found.scalar_subquery(), literal_column("''", String))
+
+
+def _put_entry(dialect: Dialect) -> ClauseElement:
+    """An entry's row, in place of any row at its place: one there is past the case row's count (no command left
+    it: written by hand), so it is no entry of the case's, and must not stop the command that adds the next one.
+    A command whose compare-and-swap misses writes nothing, so a committed entry is never replaced."""
+    stmt = (postgresql if dialect.name == "postgresql" else sqlite).insert(_entries).values(
+        {c: bindparam(c) for c in ENTRY_COLUMNS})
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=["case_id", "section", "n"], set_={"entry": stmt.excluded.entry})
+
+
+def case_read(dialect: Dialect) -> list[Any]:
+    """The columns of a case read: its row, then its projection's text as stored (``rows.projection_text``).
+
+    PostgreSQL joins the entries in the same statement (``string_agg ... ORDER BY``, one round trip).
+    SQLite 3.40 has no ordered aggregate (``group_concat`` joins in an arbitrary order), so its reads leave
+    the text NULL and ``rows.with_projections`` reads the entries in order with a second local statement.
+    """
+    if dialect.name != "postgresql":
+        return [*_cases.columns, literal_column("NULL").label("facts")]
+    text = (literal_column("""'{"facts":['""", String) + _section_text("facts", _cases.c.fact_count)
+            + literal_column("""'],"moves":['""", String) + _section_text("moves", _cases.c.move_count)
+            + literal_column("""']}'""", String))
+    return [*_cases.columns, text.label("facts")]
+
+
+def entries_of(dialect: Dialect) -> Select[Any]:
+    """The entries of the cases whose ids are the JSON array ``ids``, by case, section and place."""
+    ids: Any = bindparam("ids", type_=String)
+    if dialect.name == "postgresql":
+        among = _entries.c.case_id.in_(select(func.json_array_elements_text(sql_cast(ids, postgresql.JSON))))
+    else:
+        among = _entries.c.case_id.in_(select(literal_column("value")).select_from(func.json_each(ids)))
+    return (select(*[_entries.c[c] for c in ("case_id", "section", "n", "entry")]).where(among)
+            .order_by(_entries.c.case_id, _entries.c.section, _entries.c.n))
+
+
 OVERDUE_PENDING = ("pending", "claimed")  # a timer still to settle: overdue once its due time is long past
 GAVE_UP = ("missed", "failed")  # a timer the worker gave up on (too late to send, or raised on every attempt)
 
@@ -176,7 +226,8 @@ class PageShape:
 
 def _case_page_statement(dialect: Dialect, shape: PageShape) -> Prepared:
     narrowed = shape.by_day or shape.overdue or shape.name_words > 0
-    page = select(_cases).order_by(_cases.c.opened_at, _cases.c.id).limit(bindparam("limit", type_=Integer))
+    page = (select(*case_read(dialect)).order_by(_cases.c.opened_at, _cases.c.id)
+            .limit(bindparam("limit", type_=Integer)))
     if shape.by_state:
         state = _cases.c.state
         if narrowed and dialect.name == "sqlite":
@@ -205,18 +256,31 @@ class HotStatements:
 
         case_values: dict[str, Any] = {
             c: bindparam(c)
-            for c in ("workflow_version", "state", "previous_state", "version", "event_count", "head_hash", "facts",
-                      "updated_at")
+            for c in ("workflow_version", "state", "previous_state", "version", "event_count", "head_hash",
+                      "fact_count", "move_count", "updated_at")
         }
         # FOR UPDATE on PostgreSQL: writers of one case queue on its row instead of failing their
         # compare-and-swap (SQLite has taken its write lock already; it renders no FOR UPDATE).
-        self.read_case = prep(select(_cases).where(_cases.c.id == bindparam("id")))
-        self.select_case = prep(select(_cases).where(_cases.c.id == bindparam("id")).with_for_update())
+        read = case_read(dialect)
+        self.read_case = prep(select(*read).where(_cases.c.id == bindparam("id")))
+        # A command's read: the row, locked, and then its entries in a statement of their own (sent together).
+        # Not in one statement on PostgreSQL: a read that waits for the row's lock sees the row as the command
+        # before committed it, but the rest of the statement (the entries) as of before that commit.
+        self.select_case = prep(select(*_cases.columns, literal_column("NULL").label("facts"))
+                                .where(_cases.c.id == bindparam("id")).with_for_update())
+        self.select_entries = prep(select(*[_entries.c[c] for c in ENTRY_COLUMNS])
+                                   .where(_entries.c.case_id == bindparam("id"))
+                                   .order_by(_entries.c.section, _entries.c.n))
         # Proves a kept copy of a case current: its event count, locked until the commit (PostgreSQL).
         self.select_event_count = prep(
             select(_cases.c.event_count).where(_cases.c.id == bindparam("id")).with_for_update()
         )
-        self.insert_case = prep(_cases.insert().values({c: bindparam(c) for c in CASE_COLUMNS}))
+        self.insert_case = prep(_cases.insert().values({c: bindparam(c) for c in CASE_TABLE_COLUMNS}))
+        # A case's projection, entry by entry: those a command adds; all of one case (written anew, which no
+        # command does: only a record not folded from the one this transaction read); the entries of cases read.
+        self.insert_entry = prep(_put_entry(dialect))
+        self.delete_entries = prep(delete(_entries).where(_entries.c.case_id == bindparam("b_case")))
+        self.entries_of = prep(entries_of(dialect))
         self.update_case = prep(
             update(_cases)
             .where(and_(_cases.c.id == bindparam("b_id"), _cases.c.event_count == bindparam("b_expected")))
@@ -238,7 +302,7 @@ class HotStatements:
             self.update_and_append = prep(_audit.insert().from_select(audit_columns, row))
             self.update_and_append_locked = prep(_update_and_append_or_fail(moved, audit_columns))
         by_opening = (
-            select(_cases).order_by(_cases.c.opened_at, _cases.c.id)
+            select(*read).order_by(_cases.c.opened_at, _cases.c.id)
             .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
         )
         self.list_cases = prep(by_opening)
@@ -340,7 +404,7 @@ class HotStatements:
         self.insert_ledger = prep(_ledgers.insert().values({c: bindparam(c) for c in LEDGER_COLUMNS}))
         # Cases with no word indexed yet, by id after ``after_id``: those opened before the index existed.
         self.unindexed_cases = prep(
-            select(_cases)
+            select(*read)
             .where(and_(_cases.c.id > bindparam("after_id"),
                         ~select(_words.c.case_id).where(_words.c.case_id == _cases.c.id).exists()))
             .order_by(_cases.c.id).limit(bindparam("limit", type_=Integer))

@@ -3,15 +3,15 @@
 A command on a case kept here skips reading its row: it starts from the record this store committed
 last (``latest``), and its compare-and-swap on the event count proves that copy current at the commit
 (or, for a command that does not change the case, a read of the count does); a copy found stale is
-forgotten and the command runs again on the row. A command that reads the row (a case not kept here)
-still gets the parsed projection when the row's text is the one kept. Parsing the row's projection (a few
-kilobytes of JSON) and then the guards' view of it (``CaseFacts``: entries grouped by kind, their
+forgotten and the command runs again on the row. A command that reads the row and its entries (a case not
+kept here) still gets the parsed projection when the text they join to is the one kept. Parsing a
+projection (a few kilobytes of JSON) and then the guards' view of it (``CaseFacts``: entries grouped by kind, their
 instants parsed, the appointments folded) was a seventh of a fire's CPU on SQLite (counted in
 instructions: 1.41M a fire with parsing, 1.21M without). Commands come in bursts on the same case
 (a fee recorded, consent recorded, the trigger fired), so the store keeps, for the cases it
-committed last, the text it wrote and what that text parses to. When the text read from the row
-is that very text, compared whole, the parsed projection is taken from here; a row another process
-changed, or someone edited by hand, differs and is parsed, as always.
+committed last, the projection's text and what that text parses to. When the text read is that very
+text, compared whole, the parsed projection is taken from here; a case another process changed, or
+someone edited by hand, differs and is parsed, as always.
 
 The parsed objects are shared by the records built from them, which is safe because projections
 are never mutated (a fold builds a new one; guards and planners only read). Only the write path

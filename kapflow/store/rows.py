@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +39,9 @@ def case_from_values(row: Sequence[Any], parsed: Mapping[str, Any] | None = None
     return case_from_row(dict(zip(CASE_COLUMNS, row, strict=True)), parsed)
 
 
-ID_COLUMN, FACTS_COLUMN = CASE_COLUMNS.index("id"), CASE_COLUMNS.index("facts")  # in a DBAPI row of cases
+ID_COLUMN, FACTS_COLUMN = CASE_COLUMNS.index("id"), CASE_COLUMNS.index("facts")  # in a DBAPI row of a case read
+_FACT_COUNT, _MOVE_COUNT = CASE_COLUMNS.index("fact_count"), CASE_COLUMNS.index("move_count")
+SECTIONS = ("facts", "moves")  # a projection's lists, in the order of its canonical text
 
 
 def case_values(case: CaseRecord) -> dict[str, Any]:
@@ -50,9 +52,52 @@ def case_values(case: CaseRecord) -> dict[str, Any]:
         "version": case.version,
         "event_count": case.event_count,
         "head_hash": case.head_hash,
-        "facts": case.facts_json(),
+        "fact_count": len(case.facts["facts"]),
+        "move_count": len(case.facts["moves"]),
         "updated_at": to_iso(case.updated_at),
     }
+
+
+def projection_text(facts: Sequence[str], moves: Sequence[str]) -> str:
+    """The canonical JSON of a projection from its entries' texts, in order: what ``canonical_json`` makes of it."""
+    return f'{{"facts":[{",".join(facts)}],"moves":[{",".join(moves)}]}}'
+
+
+def entry_rows(case_id: str, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The ``case_entries`` rows of the entries ``after`` adds at the end of ``before``'s lists (every entry when
+    ``before`` is None); None when ``after`` is not ``before`` with entries appended (then it is written anew).
+
+    A fold shares the entries it did not add (``fold_fact``), so the last entry ``before`` had is the very
+    object at its place in ``after``: a check that costs nothing on a case of any length.
+    """
+    rows: list[dict[str, Any]] = []
+    for section in SECTIONS:
+        new, old = after[section], (before[section] if before is not None else ())
+        had = len(old)
+        if len(new) < had or (had and new[had - 1] is not old[had - 1]):
+            return None
+        rows += [{"case_id": case_id, "section": section, "n": n, "entry": canonical_json(new[n])}
+                 for n in range(had, len(new))]
+    return rows
+
+
+def with_projections(rows: Sequence[Sequence[Any]], entries_of: Callable[[str], Sequence[Sequence[Any]]]
+                     ) -> list[Sequence[Any]]:
+    """Rows of a case read with their projection's text: as read (PostgreSQL joins it), or joined here from
+    ``entries_of(ids)``, the (case_id, section, n, entry) rows of the cases whose ids are the JSON array ``ids``,
+    in order. Each case takes the entries its row counts (``fact_count``, ``move_count``): one a command added
+    after the row was read is not this row's, so the case is the one a single commit left."""
+    if not rows or rows[0][FACTS_COLUMN] is not None:
+        return list(rows)
+    texts: dict[str, tuple[list[str], list[str]]] = {r[ID_COLUMN]: ([], []) for r in rows}
+    for case_id, section, _n, entry in entries_of(json.dumps(list(texts))):
+        texts[case_id][section == "moves"].append(entry)
+    done: list[Sequence[Any]] = []
+    for r in rows:
+        facts, moves = texts[r[ID_COLUMN]]
+        done.append((*r[:FACTS_COLUMN], projection_text(facts[:r[_FACT_COUNT]], moves[:r[_MOVE_COUNT]]),
+                     *r[FACTS_COLUMN + 1:]))
+    return done
 
 
 def event_values(ev: AuditEvent) -> dict[str, Any]:

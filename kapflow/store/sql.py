@@ -41,10 +41,10 @@ from kapflow.store.api_keys import ApiKeyReader, statements_for
 from kapflow.store.audit_log import LogReader, LogStatements
 from kapflow.store.client_bindings import BindingReader
 from kapflow.store.client_bindings import statements_for as binding_statements
-from kapflow.store.prepared import HotStatements, PageShape, Prepared
+from kapflow.store.prepared import HotStatements, PageShape, Prepared, case_read
 from kapflow.store.queue import SqlQueue
 from kapflow.store.recent import DEFAULT_CASES, RecentProjections
-from kapflow.store.rows import case_from_row, case_from_values, event_from_row
+from kapflow.store.rows import case_from_values, event_from_row, with_projections
 from kapflow.store.tables import AuditRow, CaseRow
 from kapflow.store.unit_of_work import PipelinedUnitOfWork, SqlUnitOfWork
 from kapflow.store.work import SqlWorkReader
@@ -345,8 +345,8 @@ class SqlStore:
         return uow
 
     def get_case(self, case_id: str) -> CaseRecord | None:
-        rows = self._read(self._hot.read_case, {"id": case_id})
-        return case_from_values(rows[0]) if rows else None
+        found = self._cases(self._read(self._hot.read_case, {"id": case_id}))
+        return found[0] if found else None
 
     def list_cases(
         self, *, state: str | None = None, limit: int = 100, offset: int = 0
@@ -356,7 +356,7 @@ class SqlStore:
             rows = self._read(self._hot.list_cases, page)
         else:
             rows = self._read(self._hot.list_cases_in_state, {**page, "state": state})
-        return [case_from_values(r) for r in rows]
+        return self._cases(rows)
 
     def case_page(
         self, *, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int,
@@ -374,12 +374,18 @@ class SqlStore:
             values["overdue_before"] = to_iso(overdue_before)
         statement = self._hot.case_page(PageShape(state is not None, workflow is not None, after is not None,
                                                   starting is not None, overdue_before is not None, len(name_words)))
-        return [case_from_values(r) for r in self._read(statement, {k: v for k, v in values.items() if v is not None})]
+        return self._cases(self._read(statement, {k: v for k, v in values.items() if v is not None}))
 
     def unindexed_cases(self, after_id: str, limit: int) -> Sequence[CaseRecord]:
         """Up to ``limit`` cases after ``after_id`` (by id) with no word of their client's name indexed."""
-        return [case_from_values(r) for r in self._read(self._hot.unindexed_cases,
-                                                        {"after_id": after_id, "limit": limit})]
+        return self._cases(self._read(self._hot.unindexed_cases, {"after_id": after_id, "limit": limit}))
+
+    def _cases(self, rows: Sequence[Any]) -> list[CaseRecord]:
+        """The cases of rows of a case read, their projections joined if the read left them (SQLite)."""
+        return [case_from_values(r) for r in with_projections(rows, self._entries_of)]
+
+    def _entries_of(self, ids: str) -> list[Any]:
+        return self._read(self._hot.entries_of, {"ids": ids})
 
     def count_cases(self, *, state: str | None = None) -> int:
         if state is None:
@@ -418,10 +424,10 @@ class SqlStore:
                 yield event_from_row(row)
 
     def iter_cases(self) -> Iterator[CaseRecord]:
-        query = select(_cases).order_by(_cases.c.id)
+        query = select(*case_read(self.engine.dialect)).order_by(_cases.c.id)
         with _translated(), self.engine.connect() as conn:
-            for row in conn.execution_options(yield_per=1000).execute(query):
-                yield case_from_row(row)
+            for rows in conn.execution_options(yield_per=1000).execute(query).partitions():
+                yield from self._cases([tuple(r) for r in rows])
 
     def log(self) -> LogReader:
         """The audit log's reads: verification's stream, a proof's nodes, the checkpoints."""

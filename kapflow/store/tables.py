@@ -26,9 +26,27 @@ class CaseRow(SQLModel, table=True):
     version: int
     event_count: int
     head_hash: str = Field(max_length=64)
-    facts: str
+    # How many entries of each section of the projection (``case_entries``) are this row's: a read takes those,
+    # so a case read while a command adds an entry is the case as of one commit, on any database.
+    fact_count: int
+    move_count: int
     opened_at: str = Field(max_length=40)
     updated_at: str = Field(max_length=40)
+
+
+class CaseEntryRow(SQLModel, table=True):
+    """One entry of a case's projection: a fact recorded, or a move made (its canonical JSON).
+
+    A command adds the entries it folds and never rewrites one, so its write costs the same on a case of
+    ten entries as on one of a thousand; a case's projection is its entries in order, section by section
+    (``kapflow.store.rows.projection_text``)."""
+
+    __tablename__ = "case_entries"
+
+    case_id: str = Field(primary_key=True, max_length=200)
+    section: str = Field(primary_key=True, max_length=5)  # facts | moves: the projection's list it belongs to
+    n: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})  # its place in that list, from 0
+    entry: str
 
 
 def _unlogged(table: str, column: str) -> Index:

@@ -10,7 +10,7 @@ at the commit.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -33,7 +33,7 @@ from kapflow.store.client_bindings import BindingWriter
 from kapflow.store.client_bindings import statements_for as binding_statements
 from kapflow.store.prepared import HotStatements
 from kapflow.store.recent import RecentProjections
-from kapflow.store.rows import case_values, event_values
+from kapflow.store.rows import case_values, entry_rows, event_values, with_projections
 from kapflow.store.tables import AuditRow, IdempotencyRow, ResourceHoldRow
 
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
@@ -60,6 +60,9 @@ class SqlUnitOfWork:
         self._holding = ""  # the case whose holds this transaction adds, if any (a lost race names it)
         # Cases loaded from the store's kept records, not yet proven current: id -> the copy's event count.
         self._copies: dict[str, int] = {}
+        # Each case's projection as its entries in the store hold it (read or written here): a write adds what
+        # the case's new record appended to it (``rows.entry_rows``).
+        self._stored: dict[str, Mapping[str, Any]] = {}
 
     def _new_cursor(self) -> Any:
         return self._conn.cursor()
@@ -80,10 +83,27 @@ class SqlUnitOfWork:
             kept = self._recent.latest(case_id)
             if kept is not None:
                 self._copies[case_id] = kept.event_count
+                self._stored[case_id] = kept.facts
                 return kept
         self._copies.pop(case_id, None)
-        row = self._first_row(self._hot.select_case.run(self._cur, {"id": case_id}))
-        return self._recent.case(row) if row is not None else None
+        return self._case_of(*self._queue_read(case_id))
+
+    def _queue_read(self, case_id: str) -> tuple[Any, Any]:
+        """Send (PostgreSQL: queue) the read of the case row, locked, and then of its entries: their cursors."""
+        row = self._hot.select_case.run(self._new_cursor(), {"id": case_id})
+        return row, self._hot.select_entries.run(self._new_cursor(), {"id": case_id})
+
+    def _case_of(self, row_cursor: Any, entries_cursor: Any) -> CaseRecord | None:
+        """The record of a case read in this transaction (``_queue_read``), its projection joined from its entries."""
+        row = self._arrived_row(row_cursor)  # on PostgreSQL: the wait for both
+        entries = entries_cursor.fetchall()
+        row_cursor.close()
+        entries_cursor.close()
+        if row is None:
+            return None
+        case = self._recent.case(with_projections([row], lambda _ids: entries)[0])
+        self._stored[case.id] = case.facts
+        return case
 
     def verify_copies(self) -> None:
         """Prove current every kept copy this transaction used and did not swap: ``LostRace`` if one is stale.
@@ -124,6 +144,8 @@ class SqlUnitOfWork:
             **case_values(case),
         }
         self._hot.insert_case.run(self._cur, values)
+        self._stored.pop(case.id, None)
+        self._write_entries(case)
         self.written[case.id] = case
 
     def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
@@ -294,13 +316,30 @@ class SqlUnitOfWork:
 
     def _wrote(self, case: CaseRecord, matched: bool) -> bool:
         if matched:
+            self._write_entries(case)
             self.written[case.id] = case
         return matched
+
+    def _write_entries(self, case: CaseRecord) -> None:
+        """Add the entries ``case`` appended to its stored projection; a record not folded from the one stored
+        (none known here) has its entries written anew."""
+        stored = self._stored.get(case.id)
+        rows = entry_rows(case.id, stored, case.facts) if stored is not None else None
+        if rows is None:
+            self._hot.delete_entries.run(self._cur, {"b_case": case.id})
+            rows = entry_rows(case.id, None, case.facts) or []
+        if rows:
+            self._hot.insert_entry.run_many(self._cur, rows)
+        self._stored[case.id] = case.facts
 
     def _row_count(self, cursor: Any) -> int:
         return int(cursor.rowcount)
 
     def _first_row(self, cursor: Any) -> Any:
+        return cursor.fetchone()
+
+    def _arrived_row(self, cursor: Any) -> Any:
+        """The row of a read sent earlier (``_queue_read``)."""
         return cursor.fetchone()
 
     def _all_rows(self, cursor: Any) -> list[Any]:
@@ -336,7 +375,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         self._held: dict[str, int] = {}  # case id -> its event count, for rows locked by this transaction
         # Kept copies whose compare-and-swap was queued without waiting: the commit proves them, or fails.
         self._queued_copies: set[str] = set()
-        self._ahead: tuple[str, Any] | None = None  # a case read queued by prefetch_case, and its cursor
+        self._ahead: tuple[str, Any, Any] | None = None  # a case read queued by prefetch_case, and its cursors
         driver = conn.driver_connection
         if not driver.autocommit:
             driver.autocommit = True
@@ -359,12 +398,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
                 self._held[case_id] = case.event_count
             return case
         if ahead is not None and ahead[0] == case_id:
-            cursor = ahead[1]
-            if cursor.pgresult is None:  # not here yet: send what is queued and wait for it
-                self._sync()
-            row = cursor.fetchone()
-            cursor.close()
-            case = self._recent.case(row) if row is not None else None
+            case = self._case_of(ahead[1], ahead[2])
         else:
             case = super().load_case(case_id, current=True)
         if case is not None:
@@ -376,9 +410,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         for a case whose kept copy the command will start from."""
         if case_id in self._recent:
             return
-        cursor = self._new_cursor()
-        self._hot.select_case.run(cursor, {"id": case_id})
-        self._ahead = (case_id, cursor)
+        self._ahead = (case_id, *self._queue_read(case_id))
 
     def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
         matched = super().update_case(case, expected_event_count=expected_event_count)
@@ -480,6 +512,11 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
 
     def _first_row(self, cursor: Any) -> Any:
         self._sync()  # BEGIN, the read, and whatever was queued before it
+        return cursor.fetchone()
+
+    def _arrived_row(self, cursor: Any) -> Any:
+        if cursor.pgresult is None:  # not here yet (a prefetched read may be): send what is queued and wait for it
+            self._sync()
         return cursor.fetchone()
 
     def _all_rows(self, cursor: Any) -> list[Any]:

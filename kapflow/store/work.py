@@ -14,15 +14,16 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, or_, select, tuple_
+from sqlalchemy import Connection, Dialect, Engine, and_, or_, select, tuple_
 
-from kapflow.domain.case import to_iso
+from kapflow.domain.case import CaseRecord, to_iso
 from kapflow.ports import DeadMessage, DueTimer, HeldAppointment, LedgerBacklog, WantedTimer
-from kapflow.store.rows import case_from_row
+from kapflow.store.prepared import CASE_COLUMNS, case_read, entries_of
+from kapflow.store.rows import case_from_values, with_projections
 from kapflow.store.tables import CaseRow, LedgerSummaryRow, OutboxRow, ResourceHoldRow, TimerRow
 
 _timers = TimerRow.__table__  # type: ignore[attr-defined]
@@ -35,13 +36,16 @@ CLINICIAN = "clinician:"
 _AFTER_CLINICIANS = "clinician;"  # the first text after every "clinician:..." (";" follows ":")
 
 
-def _case_of(row: Any) -> Any:
-    m = row._mapping
-    return case_from_row({c.name: m[f"c_{c.name}"] for c in _cases.columns})
+def _case_columns(dialect: Dialect) -> list[Any]:
+    return [c.label(f"c_{c.name}") for c in case_read(dialect)]
 
 
-def _case_columns() -> list[Any]:
-    return [c.label(f"c_{c.name}") for c in _cases.columns]
+def _with_cases(conn: Connection, result: Iterable[Any]) -> list[tuple[Any, CaseRecord]]:
+    """Each row of ``result`` (with ``_case_columns``) and the case it names, its projection joined if need be."""
+    rows = list(result)
+    reads = with_projections([[r._mapping[f"c_{name}"] for name in CASE_COLUMNS] for r in rows],
+                             lambda ids: list(conn.execute(entries_of(conn.dialect), {"ids": ids})))
+    return [(r, case_from_values(read)) for r, read in zip(rows, reads, strict=True)]
 
 
 class SqlWorkReader:
@@ -49,6 +53,7 @@ class SqlWorkReader:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._case_columns = _case_columns(engine.dialect)
 
     def due_timers(
         self, wanted: Sequence[WantedTimer], statuses: Sequence[str], due_by: datetime,
@@ -68,7 +73,7 @@ class SqlWorkReader:
                     where.append(tuple_(_timers.c.due_at, _timers.c.id) > tuple_(to_iso(after[0]), after[1]))
                 query = (
                     select(_timers.c.id, _timers.c.key, _timers.c.reminder, _timers.c.status, _timers.c.due_at,
-                           _timers.c.appointment_id, *_case_columns())
+                           _timers.c.appointment_id, *self._case_columns)
                     .select_from(_timers.join(_cases, _cases.c.id == _timers.c.case_id))
                     .where(and_(*where))
                     .order_by(_timers.c.status, _timers.c.due_at, _timers.c.id)
@@ -76,8 +81,8 @@ class SqlWorkReader:
                 )
                 streams.append([
                     DueTimer(r.id, r.key, r.reminder, r.status, datetime.fromisoformat(r.due_at), r.appointment_id,
-                             _case_of(r))
-                    for r in conn.execute(query)
+                             case)
+                    for r, case in _with_cases(conn, conn.execute(query))
                 ])
         merged = heapq.merge(*streams, key=lambda t: (t.due_at, t.id))
         return [t for _, t in zip(range(limit), merged, strict=False)]
@@ -89,7 +94,7 @@ class SqlWorkReader:
             found: list[HeldAppointment] = []
             for resource in resources:
                 query = (
-                    select(_holds.c.appointment_id, _holds.c.resource, _holds.c.starts_at, *_case_columns())
+                    select(_holds.c.appointment_id, _holds.c.resource, _holds.c.starts_at, *self._case_columns)
                     .select_from(_holds.join(_cases, _cases.c.id == _holds.c.case_id))
                     .where(and_(_holds.c.resource == resource, _holds.c.starts_at >= first,
                                 _holds.c.starts_at < last))
@@ -97,8 +102,8 @@ class SqlWorkReader:
                 )
                 found += [
                     HeldAppointment(r.appointment_id, r.resource[len(CLINICIAN):],
-                                    datetime.fromtimestamp(r.starts_at, UTC), _case_of(r))
-                    for r in conn.execute(query)
+                                    datetime.fromtimestamp(r.starts_at, UTC), case)
+                    for r, case in _with_cases(conn, conn.execute(query))
                 ]
         return sorted(found, key=lambda h: (h.starts_at, h.case.id, h.appointment_id))
 
@@ -125,7 +130,7 @@ class SqlWorkReader:
             where.append(tuple_(_outbox.c.next_attempt_at, _outbox.c.id) > tuple_(to_iso(after[0]), after[1]))
         query = (
             select(_outbox.c.id, _outbox.c.channel, _outbox.c.audience, _outbox.c.subject, _outbox.c.next_attempt_at,
-                   *_case_columns())
+                   *self._case_columns)
             .select_from(_outbox.join(_cases, _cases.c.id == _outbox.c.case_id))
             .where(and_(*where))
             .order_by(_outbox.c.status, _outbox.c.next_attempt_at, _outbox.c.id)
@@ -133,9 +138,8 @@ class SqlWorkReader:
         )
         with self.engine.connect() as conn:
             return [
-                DeadMessage(r.id, r.channel, r.audience, r.subject, datetime.fromisoformat(r.next_attempt_at),
-                            _case_of(r))
-                for r in conn.execute(query)
+                DeadMessage(r.id, r.channel, r.audience, r.subject, datetime.fromisoformat(r.next_attempt_at), case)
+                for r, case in _with_cases(conn, conn.execute(query))
             ]
 
     def ledger_backlog(self, unbilled: bool, limit: int) -> list[LedgerBacklog]:
@@ -143,12 +147,12 @@ class SqlWorkReader:
             return []
         oldest = _ledgers.c.oldest_unbilled if unbilled else _ledgers.c.oldest_open
         query = (  # a range of ix_ledger_summaries_unbilled (or _open): NULL, nothing to do, is not in it
-            select(_ledgers.c.balance_cents, _ledgers.c.unbilled, oldest.label("oldest"), *_case_columns())
+            select(_ledgers.c.balance_cents, _ledgers.c.unbilled, oldest.label("oldest"), *self._case_columns)
             .select_from(_ledgers.join(_cases, _cases.c.id == _ledgers.c.case_id))
             .where(oldest.is_not(None))
             .order_by(oldest, _ledgers.c.case_id)
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [LedgerBacklog(int(r.balance_cents), int(r.unbilled), date.fromisoformat(r.oldest), _case_of(r))
-                    for r in conn.execute(query)]
+            return [LedgerBacklog(int(r.balance_cents), int(r.unbilled), date.fromisoformat(r.oldest), case)
+                    for r, case in _with_cases(conn, conn.execute(query))]

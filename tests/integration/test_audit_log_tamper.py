@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from raw_db import RawDb
+from raw_db import RawDb, projection_statements
 from support import BILLING, FRONT_DESK, INQUIRY, THERAPIST, who
 
 from kapflow.app.audit_log import Checkpointer, Witness
@@ -99,10 +99,11 @@ class Practice:
         changes = [ev for ev in fixed if ev.kind not in (EventKind.REFUSED, EventKind.REMINDER)]
         statements.append((
             "UPDATE cases SET event_count = :n, head_hash = :h, state = :st, previous_state = :ps, version = :v, "
-            "facts = :f, updated_at = :u WHERE id = :c",
+            "updated_at = :u WHERE id = :c",
             {"n": len(fixed), "h": fixed[-1].hash, "st": state, "ps": previous_state, "v": version,
-             "f": canonical_json(facts), "u": to_iso(changes[-1].at), "c": case_id},
+             "u": to_iso(changes[-1].at), "c": case_id},
         ))
+        statements += projection_statements(case_id, facts)
         self.raw.run(*statements)
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from raw_db import RawDb
+from raw_db import RawDb, projection_statements
 from support import BILLING, CLIENT, FRONT_DESK, PRESCRIBER, THERAPIST, open_case, to_ready
 
 from kapflow.app.engine import Engine
@@ -186,12 +186,11 @@ def test_deleted_newest_row_with_rewritten_head_is_found_by_replay(world: World)
 
 
 def test_tampered_facts_in_the_case_row_are_found(world: World) -> None:
-    """A fee payment added only to the case row's facts (which guards read) is reported."""
+    """A fee payment added only to the case's stored projection (which guards read) is reported."""
     facts = world.engine.case(world.a).facts
     forged = {**facts, "facts": [*facts["facts"], {"kind": "payment", "at": "2026-01-05T09:00:00.000000+00:00",
                                                     "by": "billing-1", "data": {"amount": "250.00"}}]}
-    world.raw.run(("UPDATE cases SET facts = :f WHERE id = :c",
-                   {"f": json.dumps(forged, sort_keys=True, separators=(",", ":")), "c": world.a}))
+    world.raw.run(*projection_statements(world.a, forged))
     report = world.engine.verify_audit()
     assert [p.case_id for p in report.problems] == [world.a]
     assert world.engine.verify_audit(world.b).ok

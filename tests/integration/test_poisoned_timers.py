@@ -38,15 +38,16 @@ def kit(any_ready_url: str) -> Iterator[ReminderKit]:
 
 def poison(url: str, case_id: str) -> None:
     """Move the case's evaluation to 9999-12-31T20:00Z in its stored projection, by hand."""
-    (facts,) = query(url, "SELECT facts FROM cases WHERE id = :c", c=case_id)[0]
-    projection = json.loads(facts)
-    for fact in projection["facts"]:
-        if fact["kind"] == "appointment":
-            fact["data"]["starts_at"] = "9999-12-31T20:00:00.000000+00:00"
-    edited = json.dumps(projection, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    rows = query(url, "SELECT n, entry FROM case_entries WHERE case_id = :c AND section = 'facts'", c=case_id)
     db = create_engine(url, poolclass=NullPool)
     with db.begin() as conn:
-        conn.execute(text("UPDATE cases SET facts = :f WHERE id = :c"), {"f": edited, "c": case_id})
+        for n, entry in rows:
+            fact = json.loads(entry)
+            if fact["kind"] == "appointment":
+                fact["data"]["starts_at"] = "9999-12-31T20:00:00.000000+00:00"
+                edited = json.dumps(fact, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                conn.execute(text("UPDATE case_entries SET entry = :e WHERE case_id = :c AND section = 'facts' "
+                                  "AND n = :n"), {"e": edited, "c": case_id, "n": n})
     db.dispose()
 
 
@@ -133,7 +134,8 @@ def test_a_message_given_up_on_an_unreadable_case_does_not_stop_the_outbox(
     assert {r["case_id"] for r in queued if r["channel"] == "email"} == {bad, good}
     db = create_engine(any_ready_url, poolclass=NullPool)
     with db.begin() as conn:  # the case of the first message becomes unreadable, by hand
-        conn.execute(text("UPDATE cases SET facts = :f WHERE id = :c"), {"f": '{"facts": [', "c": first["case_id"]})
+        conn.execute(text("UPDATE case_entries SET entry = :e WHERE case_id = :c AND section = 'facts' AND n = 0"),
+                     {"e": '{"kind": ', "c": first["case_id"]})
     db.dispose()
     kit.dispatcher.run_outbox_once()  # raised before: the loop stopped at the first row
     rows = {r["id"]: r for r in kit.engine.outbox()}

@@ -16,7 +16,8 @@ TRIGGERS = ("hold", "resume", "discharge")
 
 # One step of a case: a fact of a kind, or a move by a trigger; then which queries to ask before the next.
 steps = st.lists(
-    st.tuples(st.sampled_from(("facts", "moves")), st.integers(0, 3), st.sets(st.integers(0, 6))),
+    st.tuples(st.sampled_from(("facts", "moves")), st.integers(0, 3), st.sets(st.integers(0, 6)),
+              st.sets(st.integers(0, 6))),
     max_size=30,
 )
 
@@ -61,10 +62,10 @@ def _answers(view: CaseFacts) -> tuple[Any, ...]:
 
 @settings(max_examples=60, deadline=None)
 @given(steps)
-def test_an_extended_projection_answers_as_a_fresh_one(path: list[tuple[str, int, set[int]]]) -> None:
+def test_an_extended_projection_answers_as_a_fresh_one(path: list[tuple[str, int, set[int], set[int]]]) -> None:
     raw: dict[str, Any] = {"facts": [], "moves": []}
     view = CaseFacts(raw)
-    for n, (section, which, queries) in enumerate(path):
+    for n, (section, which, queries, late) in enumerate(path):
         at = T0 + timedelta(minutes=n)
         if section == "facts":
             raw = fold_fact(raw, KINDS[which], at, "actor-1", {"n": n})
@@ -72,6 +73,7 @@ def test_an_extended_projection_answers_as_a_fresh_one(path: list[tuple[str, int
             raw = fold_move(raw, TRIGGERS[which % len(TRIGGERS)], "a", "b", at)
         _ask(view, queries)  # what the view before has parsed and derived is what the next one inherits
         previous, view = view, view.extended(raw, section)
+        _ask(previous, late)  # worked out after the extension: the view after takes it from there
         assert _answers(view) == _answers(CaseFacts(raw))
         assert len(previous.facts()) + len(previous.moves()) == n  # the view before is unchanged by its extension
 
@@ -118,3 +120,19 @@ def test_a_stepped_view_takes_the_facts_recorded_since_it_was_asked_for() -> Non
     raw = fold_move(raw, "hold", "a", "b", T0)
     view = view.extended(raw, "moves")
     assert ask(view) == (0, 1, 3) and folded == [1] and stepped == [1, 3]  # a move leaves it as it was
+
+
+def test_a_view_the_projection_before_works_out_later_is_stepped_not_folded() -> None:
+    """A command plans the case before it after building the projection after it: that projection takes the view
+    the one before has by then, stepped by its new fact, instead of folding the whole case again."""
+    raw = fold_fact({"facts": [], "moves": []}, "payment", T0, "actor-1", {"n": 0})
+    before = CaseFacts(raw)
+    after = before.extended(fold_fact(raw, "payment", T0, "actor-1", {"n": 1}), "facts")
+    folded: list[int] = []
+
+    def ask(v: CaseFacts) -> tuple[int, ...]:
+        return v.derived("paid", lambda f: (folded.append(1), tuple(p.data["n"] for p in f.of_kind("payment")))[1],
+                         reads=frozenset({"payment"}), step=lambda was, fact: (*was, fact.data["n"]))
+
+    assert ask(before) == (0,) and ask(after) == (0, 1) and folded == [1]
+    assert after.facts() == CaseFacts(after.raw).facts() and before.facts() is not after.facts()
