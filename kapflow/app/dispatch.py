@@ -20,7 +20,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -103,6 +103,8 @@ class Dispatcher:
         self._gates = {channel: threading.BoundedSemaphore(max(1, int(getattr(n, "concurrency", 1))))
                        for channel, n in self.notifiers.items()}
         self._gates[CALENDAR] = threading.BoundedSemaphore(1)
+        self._sending: ThreadPoolExecutor | None = None  # made on the first batch sent (``_senders``)
+        self._senders_lock = threading.Lock()
 
     def check(self) -> None:
         """Check every adapter's configuration at start-up (raises ``AdapterConfigError``)."""
@@ -112,7 +114,12 @@ class Dispatcher:
             self.calendar.check()
 
     def close(self) -> None:
-        """Let go of what the adapters keep open between messages (an SMTP session): the worker's shutdown."""
+        """Let go of the sending threads and of what the adapters keep open between messages (an SMTP session):
+        the worker's shutdown."""
+        with self._senders_lock:
+            sending, self._sending = self._sending, None
+        if sending is not None:
+            sending.shutdown(wait=True)
         for notifier in self.notifiers.values():
             close = getattr(notifier, "close", None)  # optional: most adapters keep nothing open
             if close is not None:
@@ -165,8 +172,9 @@ class Dispatcher:
         least once, as ever).
         """
         window = max(1, self.policy.in_flight)
-        with ThreadPoolExecutor(max_workers=window, thread_name_prefix="kapflow-send") as sender:
-            in_flight: deque[tuple[OutboxClaim, Future[Exception | None]]] = deque()
+        sender = self._senders()
+        in_flight: deque[tuple[OutboxClaim, Future[Exception | None]]] = deque()
+        try:
             for claim in claims:
                 if not self._wanted(claim):
                     continue
@@ -177,6 +185,16 @@ class Dispatcher:
             while in_flight:
                 settled, sending = in_flight.popleft()
                 self._sent(settled, sending.result())
+        finally:  # a settlement that raised: no send goes on after this returns (unsettled, each is sent again)
+            wait([sending for _claim, sending in in_flight])
+
+    def _senders(self) -> ThreadPoolExecutor:
+        """The threads that send, kept from batch to batch: an adapter's session is its sending thread's (an SMTP
+        connection), and a pool per batch made a new connection per batch and left the old one open."""
+        with self._senders_lock:
+            if self._sending is None:
+                self._sending = ThreadPoolExecutor(max(1, self.policy.in_flight), thread_name_prefix="kapflow-send")
+            return self._sending
 
     def _wanted(self, claim: OutboxClaim) -> bool:
         """False once the message is settled as one not to send (dropped, or its case unreadable)."""

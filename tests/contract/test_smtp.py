@@ -232,3 +232,31 @@ def test_a_kept_connection_that_died_is_replaced_before_a_message(
     sender.close()
     first, second = (smtp_server.with_key(f"timer:case-idle-{n}:reminder_72h:email") for n in (1, 2))
     assert len(first) == 1 and len(second) == 1 and first[0].peer != second[0].peer
+
+
+def test_the_tls_context_is_made_once_and_never_for_a_cleartext_relay(
+    smtp_server: SmtpServer, plain_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading the system's trusted authorities took 30 ms, as long as a hundred messages: a notifier makes its
+    context once for every connection it opens, and a loopback relay in clear needs none."""
+    import ssl
+
+    made: list[int] = []
+
+    def counted(*_args: Any, **_kwargs: Any) -> ssl.SSLContext:
+        made.append(1)
+        return smtp_server.client_context  # trusts the test server's self-signed certificate
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    sender = SmtpNotifier(smtp_server.host, smtp_server.port, SENDER)
+    sender.send(reminder(key="timer:case-ctx-1:reminder_72h:email"))
+    sender._drop()  # the next message opens a new connection
+    sender.send(reminder(key="timer:case-ctx-2:reminder_72h:email"))
+    sender.close()
+    assert made == [1] and all(len(smtp_server.with_key(f"timer:case-ctx-{n}:reminder_72h:email")) == 1
+                               for n in (1, 2))
+    relay = SmtpNotifier(plain_server.host, plain_server.port, SENDER, username=LOGIN[0], password=LOGIN[1],
+                         starttls=False, allow_cleartext_loopback=True)
+    relay.send(reminder(key="timer:case-ctx-3:reminder_72h:email"))
+    relay.close()
+    assert made == [1]

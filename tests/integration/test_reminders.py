@@ -564,3 +564,30 @@ def test_an_adapter_that_takes_one_send_at_a_time_gets_one(kit: ReminderKit) -> 
     worker.run_until_idle()
     worker.close()
     assert notifier.peak == 1 and len(notifier.keys()) == 4 * 2
+
+
+class _Threads(MemoryNotifier):
+    """Notes the thread each message is sent from: an adapter keeps its session (an SMTP connection) per thread."""
+
+    def __init__(self) -> None:
+        super().__init__("email")
+        self.threads: list[threading.Thread] = []  # the objects: an ended thread's ident may be given again
+
+    def send(self, message: Message) -> None:
+        self.threads.append(threading.current_thread())
+        super().send(message)
+
+
+def test_the_sending_threads_are_kept_from_batch_to_batch_until_the_worker_closes(kit: ReminderKit) -> None:
+    """Batch after batch goes out from the same sending thread, so an SMTP session carries them all; a new
+    thread (and session) was made for every batch, and the one before was left open."""
+    _due_messages(kit, 3)
+    notifier = _Threads()
+    worker = Dispatcher(kit.engine, {"email": notifier}, worker_id="w", policy=DeliveryPolicy(batch=2, in_flight=1))
+    while worker.run_outbox_once() or worker.run_timers_once():
+        pass
+    assert len(notifier.keys()) == 3 * 2 and len(set(notifier.threads)) == 1  # three batches, one thread
+    sending = worker._sending
+    assert sending is not None
+    worker.close()
+    assert worker._sending is None and sending._shutdown
