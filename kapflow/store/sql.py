@@ -19,11 +19,11 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import IntegrityError, NoSuchModuleError, SQLAlchemyError
@@ -51,6 +51,7 @@ from kapflow.store.work import SqlWorkReader
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
+T = TypeVar("T")
 
 
 class _NoRowsLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -345,7 +346,7 @@ class SqlStore:
         return uow
 
     def get_case(self, case_id: str) -> CaseRecord | None:
-        found = self._cases(self._read(self._hot.read_case, {"id": case_id}))
+        found = self._read_cases(self._hot.read_case, {"id": case_id})
         return found[0] if found else None
 
     def list_cases(
@@ -353,10 +354,8 @@ class SqlStore:
     ) -> Sequence[CaseRecord]:
         page = {"limit": limit, "offset": offset}
         if state is None:
-            rows = self._read(self._hot.list_cases, page)
-        else:
-            rows = self._read(self._hot.list_cases_in_state, {**page, "state": state})
-        return self._cases(rows)
+            return self._read_cases(self._hot.list_cases, page)
+        return self._read_cases(self._hot.list_cases_in_state, {**page, "state": state})
 
     def case_page(
         self, *, state: str | None, workflow: str | None, after: tuple[str, str] | None, limit: int,
@@ -374,18 +373,30 @@ class SqlStore:
             values["overdue_before"] = to_iso(overdue_before)
         statement = self._hot.case_page(PageShape(state is not None, workflow is not None, after is not None,
                                                   starting is not None, overdue_before is not None, len(name_words)))
-        return self._cases(self._read(statement, {k: v for k, v in values.items() if v is not None}))
+        return self._read_cases(statement, {k: v for k, v in values.items() if v is not None})
 
     def unindexed_cases(self, after_id: str, limit: int) -> Sequence[CaseRecord]:
         """Up to ``limit`` cases after ``after_id`` (by id) with no word of their client's name indexed."""
-        return self._cases(self._read(self._hot.unindexed_cases, {"after_id": after_id, "limit": limit}))
+        return self._read_cases(self._hot.unindexed_cases, {"after_id": after_id, "limit": limit})
+
+    def _read_cases(self, statement: Prepared, values: Mapping[str, Any]) -> list[CaseRecord]:
+        """The cases of a case read, their projections joined on the same connection if the read left them
+        (SQLite: ``rows.with_projections``)."""
+
+        def read(cursor: Any) -> list[CaseRecord]:
+            def entries(ids: str) -> list[Any]:
+                return list(self._hot.entries_of.run(cursor, {"ids": ids}).fetchall())
+
+            return [case_from_values(r) for r in with_projections(statement.run(cursor, values).fetchall(), entries)]
+
+        return self._on_cursor(read)
 
     def _cases(self, rows: Sequence[Any]) -> list[CaseRecord]:
-        """The cases of rows of a case read, their projections joined if the read left them (SQLite)."""
-        return [case_from_values(r) for r in with_projections(rows, self._entries_of)]
+        """The cases of rows of a case read made elsewhere (``iter_cases``), their entries read here if need be."""
+        def entries(ids: str) -> list[Any]:
+            return self._read(self._hot.entries_of, {"ids": ids})
 
-    def _entries_of(self, ids: str) -> list[Any]:
-        return self._read(self._hot.entries_of, {"ids": ids})
+        return [case_from_values(r) for r in with_projections(rows, entries)]
 
     def count_cases(self, *, state: str | None = None) -> int:
         if state is None:
@@ -398,10 +409,14 @@ class SqlStore:
         return [event_from_row(r) for r in self._read(self._hot.select_history, {"case_id": case_id})]
 
     def _read(self, statement: Prepared, values: Mapping[str, Any]) -> list[Any]:
-        """The rows of one read, precompiled, on a pooled DBAPI connection.
+        """The rows of one read, precompiled, on a pooled DBAPI connection."""
+        return self._on_cursor(lambda cursor: list(statement.run(cursor, values).fetchall()))
+
+    def _on_cursor(self, read: Callable[[Any], T]) -> T:
+        """``read(cursor)`` on a pooled DBAPI connection's cursor, outside any transaction.
 
         A case, its history and the case lists are read often (operations staff, the CLI, an API),
-        and SQLAlchemy's per-row work would be most of their cost. On PostgreSQL the one statement
+        and SQLAlchemy's per-row work would be most of their cost. On PostgreSQL each statement
         runs in autocommit mode: a single SELECT sees one snapshot without a transaction around it,
         so the read is one round trip, not three (psycopg's BEGIN, the SELECT, the pool's ROLLBACK).
         """
@@ -411,7 +426,7 @@ class SqlStore:
                 if self._pipelined:
                     driver: Any = conn.driver_connection
                     driver.autocommit = True
-                return list(statement.run(conn.cursor(), values).fetchall())
+                return read(conn.cursor())
             finally:
                 self._to_pool(conn, clean=True)  # autocommit off again (dropped if that fails)
 
