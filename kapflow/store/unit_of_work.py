@@ -144,8 +144,8 @@ class SqlUnitOfWork:
             **case_values(case),
         }
         self._hot.insert_case.run(self._cur, values)
-        self._stored.pop(case.id, None)
-        self._write_entries(case)
+        self._hot.insert_entry.run_many(self._cur, entry_rows(case.id, None, case.facts) or [])
+        self._stored[case.id] = case.facts
         self.written[case.id] = case
 
     def update_case(self, case: CaseRecord, *, expected_event_count: int) -> bool:
@@ -322,7 +322,7 @@ class SqlUnitOfWork:
 
     def _write_entries(self, case: CaseRecord) -> None:
         """Add the entries ``case`` appended to its stored projection; a record not folded from the one stored
-        (none known here) has its entries written anew."""
+        (or whose stored one this transaction did not read) has its entries written anew."""
         stored = self._stored.get(case.id)
         rows = entry_rows(case.id, stored, case.facts) if stored is not None else None
         if rows is None:

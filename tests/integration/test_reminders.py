@@ -545,24 +545,26 @@ def _due_messages(kit: ReminderKit, cases: int) -> None:
         kit.engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
 
 
-def test_messages_in_flight_overlap_up_to_the_adapters_concurrency(kit: ReminderKit) -> None:
-    """With two in flight and an adapter taking two at once, two sends go on together, never three."""
-    _due_messages(kit, 6)
-    notifier = _Overlapping(2, wait_for_partner=True)
+def _delivered_through(kit: ReminderKit, notifier: MemoryNotifier, cases: int) -> None:
+    """Book ``cases`` evaluations, then deliver their messages with four in flight, and close the worker."""
+    _due_messages(kit, cases)
     worker = Dispatcher(kit.engine, {"email": notifier}, worker_id="w", policy=DeliveryPolicy(in_flight=4))
     worker.run_until_idle()
     worker.close()
+
+
+def test_messages_in_flight_overlap_up_to_the_adapters_concurrency(kit: ReminderKit) -> None:
+    """With four in flight and an adapter taking two at once, two sends go on together, never three."""
+    notifier = _Overlapping(2, wait_for_partner=True)
+    _delivered_through(kit, notifier, 6)
     assert notifier.peak == 2
     assert len(notifier.keys()) == len(set(notifier.keys())) == 6 * 2  # the notice and the fee reminder each
 
 
 def test_an_adapter_that_takes_one_send_at_a_time_gets_one(kit: ReminderKit) -> None:
     """An adapter that does not say it takes more (a calendar, a webhook) is sent one message at a time."""
-    _due_messages(kit, 4)
     notifier = _Overlapping(1, wait_for_partner=False)
-    worker = Dispatcher(kit.engine, {"email": notifier}, worker_id="w", policy=DeliveryPolicy(in_flight=4))
-    worker.run_until_idle()
-    worker.close()
+    _delivered_through(kit, notifier, 4)
     assert notifier.peak == 1 and len(notifier.keys()) == 4 * 2
 
 
