@@ -18,6 +18,7 @@ exception class names.
 from __future__ import annotations
 
 import email.policy
+import functools
 import hashlib
 import smtplib
 import ssl
@@ -27,6 +28,7 @@ from datetime import datetime
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any
 
 from kapflow.errors import AdapterConfigError, DeliveryFailed
 from kapflow.ports import Clock, Message, SystemClock
@@ -35,6 +37,8 @@ ADAPTER = "smtp"
 KEY_HEADER = "X-Kapflow-Message-Key"
 IMPLICIT_TLS_PORT = 465
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+KEPT_HEADERS = 512
+"""Parsed headers kept for the next messages (each message's own Date, Message-ID and key header pass through)."""
 IDLE_PROBE_S = 5.0
 """A connection kept idle longer than this is asked NOOP before it carries a message."""
 
@@ -257,13 +261,19 @@ class SmtpNotifier:
         return compose(message, self._sender, self._clock.now())
 
 
-class _KeptHeaderClasses(HeaderRegistry):
-    """The standard header registry, keeping each header's class: the registry builds a new class (``type``)
-    every time a header is set, which was a fifth of composing a reminder."""
+class _KeptHeaders(HeaderRegistry):
+    """The standard header registry, keeping each header's class and the headers it parsed last.
+
+    The registry builds a new class (``type``) every time a header is set, which was a fifth of composing
+    a reminder, and parsing the header's value (an address, the content type) was most of the rest: a
+    header is an immutable string whose parse depends on its name and value alone, and most of a reminder's
+    (the sender, the practice's desk, the content headers) are the same in every message.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._made: dict[str, type] = {}
+        self._parsed = functools.lru_cache(maxsize=KEPT_HEADERS)(super().__call__)
 
     def __getitem__(self, name: str) -> type:
         key = name.lower()
@@ -272,8 +282,13 @@ class _KeptHeaderClasses(HeaderRegistry):
             made = self._made[key] = super().__getitem__(name)
         return made
 
+    def __call__(self, name: str, value: Any) -> Any:
+        if type(value) is not str:  # an Address or a header object: built by the caller, not parsed here
+            return super().__call__(name, value)
+        return self._parsed(name, value)
 
-_UNFOLDED = email.policy.default.clone(max_line_length=998, header_factory=_KeptHeaderClasses())
+
+_UNFOLDED = email.policy.default.clone(max_line_length=998, header_factory=_KeptHeaders())
 """Header lines up to RFC 5322's hard limit: a long key folded onto a second line would read back with
 a leading space (Python's parser keeps it), and a receiver's duplicate filter would not match it."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from contract.servers import NOUSER_DOMAIN, HttpRecorder, SmtpServer, SmtpTls
 
-from kapflow.adapters.notify.smtp import SmtpNotifier, message_id
+from kapflow.adapters.notify.smtp import KEPT_HEADERS, SmtpNotifier, message_id
 from kapflow.errors import AdapterConfigError, DeliveryFailed
 from kapflow.ports import Message
 
@@ -154,6 +154,23 @@ def test_headers_name_sender_recipient_and_automation(smtp_server: SmtpServer) -
     assert str(mail.message["From"]) == SENDER
     assert str(mail.message["To"]) == msg.recipient
     assert str(mail.message["Auto-Submitted"]) == "auto-generated"
+
+
+def test_headers_parsed_for_one_message_are_each_messages_own(smtp_server: SmtpServer) -> None:
+    """The adapter keeps the headers it parsed for the next messages: a header with the value of another header
+    (a message to the sender's own address) still reads back under its own name, and each message keeps its own
+    key and Message-ID however many went before."""
+    sender = notifier(smtp_server)
+    to_self = reminder(recipient=SENDER)
+    others = [reminder(recipient=f"client{n}@example.org") for n in range(KEPT_HEADERS + 20)]
+    for message in [to_self, *others]:
+        sender.send(message)
+    [mail] = smtp_server.with_key(to_self.key)
+    assert mail.message.get_all("From") == [SENDER] and mail.message.get_all("To") == [SENDER]
+    for message in (others[0], others[-1]):
+        [mail] = smtp_server.with_key(message.key)
+        assert str(mail.message["To"]) == message.recipient
+        assert str(mail.message["Message-ID"]) == message_id(message.key)
 
 
 def test_a_refused_recipient_fails_permanently_without_naming_it(smtp_server: SmtpServer) -> None:
