@@ -74,20 +74,24 @@ class CaseFacts:
 
     The first query groups the raw entries by kind (facts) and by trigger
     (moves) in one pass; entries are parsed only for the kinds a guard asks
-    about, once each. A command's guards ask about a dozen kinds at most, and
-    parsing every timestamp of a long case on every command, or scanning the
-    whole list once per kind, would cost more than the guards themselves.
+    about, once each, and the whole list or several kinds together (``of_kinds``)
+    take the entries parsed already. A command's guards ask about a dozen kinds at
+    most, and parsing every timestamp of a long case on every command, or scanning
+    the whole list once per kind, would cost more than the guards themselves: a
+    year-old case read cold parses its appointments and payments, not its vitals.
     Derived views (the appointments, a guard's helper) are kept with ``derived``.
     """
 
-    __slots__ = ("__weakref__", "_base", "_by_kind", "_by_trigger", "_derived", "_facts", "_moves", "_pending", "_raw",
-                 "_raw_by_kind", "_raw_by_trigger", "_reads", "_steps")
+    __slots__ = ("__weakref__", "_base", "_by_kind", "_by_trigger", "_derived", "_facts", "_moves", "_pending",
+                 "_positions", "_raw", "_raw_by_trigger", "_reads", "_steps")
 
     def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
         self._raw: Mapping[str, Any] = raw or {"facts": [], "moves": []}
         self._facts: list[FactEntry] | None = None
         self._moves: list[Move] | None = None
-        self._raw_by_kind: dict[str, list[Mapping[str, Any]]] | None = None
+        # Where each kind's facts are in the recorded order, grouped without parsing; a kind's parsed facts in
+        # ``_by_kind`` are in the same order, so every entry is parsed once, and only if its kind is asked for.
+        self._positions: dict[str, list[int]] | None = None
         self._raw_by_trigger: dict[str, list[Mapping[str, Any]]] | None = None
         self._by_kind: dict[str, list[FactEntry]] = {}
         self._by_trigger: dict[str, list[Move]] = {}
@@ -110,8 +114,28 @@ class CaseFacts:
             if base is not None and base._facts is not None:
                 self._facts = [*base._facts, _fact(self._raw["facts"][-1])] if section == "facts" else base._facts
             else:
-                self._facts = [_fact(f) for f in self._raw.get("facts", ())]
+                self._facts = self._all_facts()
         return self._facts
+
+    def _all_facts(self) -> list[FactEntry]:
+        """Every fact parsed, in order, taking those of the kinds parsed already."""
+        raw = self._raw.get("facts", ())
+        if not self._by_kind:
+            return [_fact(f) for f in raw]
+        found: list[FactEntry | None] = [None] * len(raw)
+        positions = self._kind_positions()
+        for kind, parsed in self._by_kind.items():
+            for at, fact in zip(positions.get(kind, ()), parsed, strict=True):
+                found[at] = fact
+        return [_fact(raw[n]) if fact is None else fact for n, fact in enumerate(found)]
+
+    def _kind_positions(self) -> dict[str, list[int]]:
+        if self._positions is None:
+            positions: dict[str, list[int]] = {}
+            for n, entry in enumerate(self._raw.get("facts", ())):
+                positions.setdefault(entry["kind"], []).append(n)
+            self._positions = positions
+        return self._positions
 
     def moves(self) -> list[Move]:
         if self._moves is None:
@@ -135,14 +159,24 @@ class CaseFacts:
     def of_kind(self, kind: str) -> list[FactEntry]:
         found = self._by_kind.get(kind)
         if found is None:
-            if self._raw_by_kind is None:
-                self._raw_by_kind = _grouped(self._raw.get("facts", ()), "kind")
-            found = self._by_kind[kind] = [_fact(f) for f in self._raw_by_kind.get(kind, ())]
+            if self._facts is not None:  # parsed whole already: taken from there, not parsed again
+                found = [f for f in self._facts if f.kind == kind]
+            else:
+                raw = self._raw.get("facts", ())
+                found = [_fact(raw[n]) for n in self._kind_positions().get(kind, ())]
+            self._by_kind[kind] = found
         return found
 
     def of_kinds(self, kinds: tuple[str, ...]) -> list[FactEntry]:
-        """Facts of any of ``kinds``, in the order they were recorded."""
-        return [f for f in self.facts() if f.kind in kinds]  # parsed once, and kept as the case grows
+        """Facts of any of ``kinds``, in the order they were recorded (only those kinds parsed)."""
+        if self._facts is not None:
+            return [f for f in self._facts if f.kind in kinds]
+        if len(kinds) == 1:
+            return list(self.of_kind(kinds[0]))
+        positions = self._kind_positions()
+        placed = [pair for kind in kinds for pair in zip(positions.get(kind, ()), self.of_kind(kind), strict=True)]
+        placed.sort(key=_position)
+        return [fact for _n, fact in placed]
 
     def latest(self, kind: str) -> FactEntry | None:
         found = self._by_kind.get(kind)  # the parsed kind when a guard already asked (most often)
@@ -226,14 +260,15 @@ class CaseFacts:
             after._moves, after._raw_by_trigger, after._by_trigger = self._moves, self._raw_by_trigger, self._by_trigger
             if self._facts is not None:
                 after._facts = [*self._facts, _fact(entry)]
-            if self._raw_by_kind is not None:
-                after._raw_by_kind = {**self._raw_by_kind, kind: [*self._raw_by_kind.get(kind, ()), entry]}
+            if self._positions is not None:
+                n = len(raw["facts"]) - 1
+                after._positions = {**self._positions, kind: [*self._positions.get(kind, ()), n]}
             after._by_kind = {k: v for k, v in self._by_kind.items() if k != kind}
             if kind in self._by_kind:
                 after._by_kind[kind] = [*self._by_kind[kind], _fact(entry)]
         else:
             trigger = entry["trigger"]
-            after._facts, after._raw_by_kind, after._by_kind = self._facts, self._raw_by_kind, self._by_kind
+            after._facts, after._positions, after._by_kind = self._facts, self._positions, self._by_kind
             if self._moves is not None:
                 after._moves = [*self._moves, _move(entry)]
             if self._raw_by_trigger is not None:
@@ -263,6 +298,10 @@ class CaseFacts:
 
     def __iter__(self) -> Iterator[FactEntry]:
         return iter(self.facts())
+
+
+def _position(placed: tuple[int, FactEntry]) -> int:
+    return placed[0]
 
 
 def _grouped(entries: Iterable[Mapping[str, Any]], field_name: str) -> dict[str, list[Mapping[str, Any]]]:

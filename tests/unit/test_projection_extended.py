@@ -13,11 +13,12 @@ from kapflow.domain.case import CaseFacts, FactEntry, fold_fact, fold_move
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 KINDS = ("appointment", "payment", "vitals", "consent")
 TRIGGERS = ("hold", "resume", "discharge")
+MIXED = ("appointment", "payment", "vitals")
 
 # One step of a case: a fact of a kind, or a move by a trigger; then which queries to ask before the next.
 steps = st.lists(
-    st.tuples(st.sampled_from(("facts", "moves")), st.integers(0, 3), st.sets(st.integers(0, 6)),
-              st.sets(st.integers(0, 6))),
+    st.tuples(st.sampled_from(("facts", "moves")), st.integers(0, 3), st.sets(st.integers(0, 8)),
+              st.sets(st.integers(0, 8))),
     max_size=30,
 )
 
@@ -47,8 +48,12 @@ def _ask(view: CaseFacts, queries: set[int]) -> None:
             view.derived(("count", "vitals"), _count("vitals"), reads=frozenset({"vitals"}))
         elif q == 5:
             _payments(view)
-        else:
+        elif q == 6:
             view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count()))
+        elif q == 7:
+            view.of_kinds(("payment", "vitals"))
+        else:
+            view.of_kind("vitals")
 
 
 def _answers(view: CaseFacts) -> tuple[Any, ...]:
@@ -74,7 +79,13 @@ def test_an_extended_projection_answers_as_a_fresh_one(path: list[tuple[str, int
         _ask(view, queries)  # what the view before has parsed and derived is what the next one inherits
         previous, view = view, view.extended(raw, section)
         _ask(previous, late)  # worked out after the extension: the view after takes it from there
+        whole = CaseFacts(raw).facts()
+        # Kinds asked for first, then others: each entry parsed once, in the recorded order whatever was asked.
+        assert view.of_kinds(MIXED) == [f for f in whole if f.kind in MIXED]
         assert _answers(view) == _answers(CaseFacts(raw))
+        some_first = CaseFacts(raw)
+        some_first.of_kind(KINDS[n % len(KINDS)])
+        assert some_first.of_kinds(MIXED) == [f for f in whole if f.kind in MIXED] and some_first.facts() == whole
         assert len(previous.facts()) + len(previous.moves()) == n  # the view before is unchanged by its extension
 
 
@@ -136,3 +147,15 @@ def test_a_view_the_projection_before_works_out_later_is_stepped_not_folded() ->
 
     assert ask(before) == (0,) and ask(after) == (0, 1) and folded == [1]
     assert after.facts() == CaseFacts(after.raw).facts() and before.facts() is not after.facts()
+
+
+def test_each_entry_is_parsed_once_and_only_for_the_kinds_asked() -> None:
+    raw: dict[str, Any] = {"facts": [], "moves": []}
+    for n, kind in enumerate(("vitals", "payment", "vitals", "consent", "payment")):
+        raw = fold_fact(raw, kind, T0 + timedelta(minutes=n), "actor-1", {"n": n})
+    view = CaseFacts(raw)
+    both = view.of_kinds(("payment", "vitals"))
+    assert [f.data["n"] for f in both] == [0, 1, 2, 4]
+    assert "consent" not in view._by_kind  # not parsed: nothing asked for it
+    whole = view.facts()
+    assert all(whole[n] is f for n, f in zip((0, 1, 2, 4), both, strict=True))  # the very entries parsed before
