@@ -101,18 +101,64 @@ def planned(
     return plan_timers(wf, case_id, state, facts, opened_at, cal)
 
 
+class _Remembered:
+    """The timers reminders planned last, by what each was planned from: a command plans its case before and
+    after it, and most of a case's timers (its appointments', its prompts counted from a moment) come out the
+    same every time; working each out again (a key formatted, a date counted on the practice's calendar) was
+    a tenth of a fire. A timer depends on nothing but what its key here holds, so one found is the one that
+    would be planned; the reminder and the calendar are held with it, as their ids may be reused once gone.
+    """
+
+    SIZE = 4096  # timers: a few hundred cases' worth; all forgotten when full (a cache, not a record)
+
+    def __init__(self) -> None:
+        self._timers: dict[tuple[object, ...], tuple[Reminder, object, PlannedTimer | None]] = {}
+
+    def get(self, key: tuple[object, ...], r: Reminder, source: object) -> tuple[bool, PlannedTimer | None]:
+        found = self._timers.get(key)
+        if found is None or found[0] is not r or found[1] is not source:
+            return False, None
+        return True, found[2]
+
+    def put(self, key: tuple[object, ...], r: Reminder, source: object, timer: PlannedTimer | None) -> None:
+        if len(self._timers) >= self.SIZE:
+            self._timers.clear()  # safe under threads: a lookup that misses plans the timer again
+        self._timers[key] = (r, source, timer)
+
+
+_REMEMBERED = _Remembered()
+
+
 def _since_timer(r: Reminder, case_id: str, moment: datetime | None, cal: PracticeCalendar) -> PlannedTimer | None:
     if moment is None:
         return None
-    assert r.since is not None and r.after is not None  # validated with the workflow
-    key = f"{case_id}:{r.since}@{to_iso(moment)}:{r.name}"
-    return PlannedTimer(key, case_id, r.name, cal.later(moment, r.after), catch_up=True)
+    key = (id(r), id(cal), case_id, moment)
+    found, timer = _REMEMBERED.get(key, r, cal)
+    if not found:
+        assert r.since is not None and r.after is not None  # validated with the workflow
+        timer = PlannedTimer(f"{case_id}:{r.since}@{to_iso(moment)}:{r.name}", case_id, r.name,
+                             cal.later(moment, r.after), catch_up=True)
+        _REMEMBERED.put(key, r, cal, timer)
+    return timer
 
 
 def _appointment_timer(
     wf: Workflow, r: Reminder, case_id: str, facts: CaseFacts, appt: Appointment
 ) -> PlannedTimer | None:
     assert wf.appointments is not None  # validated with the workflow
+    changed = None
+    if r.before_appointment is None and r.on_appointment == appointment_event(appt):
+        changed = last_changes(case_id, facts, wf.appointments).get(appt.id, appt.booked_at)
+    key = (id(r), case_id, appt, changed)
+    found, timer = _REMEMBERED.get(key, r, None)
+    if not found:
+        timer = _for_appointment(r, case_id, appt, changed)
+        _REMEMBERED.put(key, r, None, timer)
+    return timer
+
+
+def _for_appointment(r: Reminder, case_id: str, appt: Appointment, changed: datetime | None) -> PlannedTimer | None:
+    """The timer ``r`` plans for ``appt`` (``changed``: when it last changed, for a notice of the change)."""
     key = f"{case_id}:{appt.id}:s{appt.sequence}:{r.name}"
     if r.before_appointment is not None:
         if not appt.active:
@@ -121,8 +167,7 @@ def _appointment_timer(
         # A lead before the start must arrive before it; a step after the start has no deadline.
         deadline = appt.starts_at if r.before_appointment > timedelta(0) else None
         return PlannedTimer(key, case_id, r.name, due, appt.id, counts_back=True, deadline=deadline)
-    if r.on_appointment == appointment_event(appt):
-        changed = last_changes(case_id, facts, wf.appointments).get(appt.id, appt.booked_at)
+    if changed is not None:
         return PlannedTimer(key, case_id, r.name, changed, appt.id, deadline=appt.starts_at)
     return None
 

@@ -131,3 +131,15 @@ def test_business_days_are_the_practices_weekdays(
 def test_business_days_keep_the_utc_calendar_without_a_zone() -> None:
     """Without a practice zone the calendar is UTC's, as before."""
     assert PracticeCalendar().add_business_days(T0, 2) == PracticeCalendar(UTC).add_business_days(T0, 2)
+
+
+def test_a_timer_planned_on_one_calendar_is_never_taken_for_another() -> None:
+    """Timers are remembered from one plan to the next (a command plans its case twice): planning the same
+    facts on the practice's calendar and on UTC's, in turn, gives each calendar's own due time every time."""
+    dosed = datetime(2026, 2, 2, 15, 0, tzinfo=UTC)  # 10:00 EST; 75 days on is 10:00 EDT, 14:00 UTC
+    raw = fold_move({}, "start_kap_session", "ready_for_kap", "dosing", dosed)
+    new_york = PracticeCalendar(zone=ZoneInfo("America/New_York"))
+    local, utc = dosed + timedelta(days=75, hours=-1), dosed + timedelta(days=75)
+    for cal, due in [(new_york, local), (PracticeCalendar(), utc), (new_york, local), (PracticeCalendar(), utc)]:
+        plan = plan_timers(KAP_PATHWAY, "case-1", "dosing", CaseFacts(raw), dosed, cal)
+        assert {t.due_at for t in plan.values() if t.reminder == "kap_lapse_approaching"} == {due}
