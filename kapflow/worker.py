@@ -30,7 +30,9 @@ logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
 
 
 class Worker:
-    """Runs ``run_timers_once`` and ``run_outbox_once`` every ``interval`` seconds until stopped.
+    """Runs ``run_timers_once`` and ``run_outbox_once`` every ``interval`` seconds until stopped, each on a
+    thread of its own (the timers of one batch are acted on while the messages of another go out), and each
+    again at once while it finds a full batch.
 
     It also places new audit rows in the audit log every ``sequence_every`` seconds and, with a
     ``checkpointer`` (a signing key is configured), signs a checkpoint every ``checkpoint_every``
@@ -65,6 +67,18 @@ class Worker:
             step, IntervalTrigger(seconds=every or self.interval), id=name, name=name, **start,
         )
 
+    def _draining(self, step: Callable[[], int]) -> Callable[[], None]:
+        """``step`` again at once while it found a full batch: a burst (the morning's reminders, a backlog after
+        downtime) goes out as fast as the database and the servers take it, not a batch per ``interval``.
+        A batch that fails is retried later (backoff), so a server that is down does not keep it busy."""
+        batch = self.dispatcher.policy.batch
+
+        def run() -> None:
+            while step() >= batch and not self._stop.is_set():
+                pass
+
+        return run
+
     def log_summary(self) -> None:
         """One line: what the worker did since the last summary (so a quiet worker is seen to be alive)."""
         done = self.dispatcher.tally.take()
@@ -79,8 +93,8 @@ class Worker:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
-        self._job("timers", self.dispatcher.run_timers_once)
-        self._job("outbox", self.dispatcher.run_outbox_once)
+        self._job("timers", self._draining(self.dispatcher.run_timers_once))
+        self._job("outbox", self._draining(self.dispatcher.run_outbox_once))
         self._job("summary", self.log_summary, every=self.summary_every)
         self._job("audit_log", self.dispatcher.sequence_audit_log, every=self.sequence_every)
         if self.checkpointer is not None:
