@@ -46,15 +46,6 @@ def _running(kit: ReminderKit) -> Iterator[Worker]:
         thread.join(timeout=PATIENCE_S)
 
 
-def _until(done: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + PATIENCE_S
-    while not done():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def _reference(tmp_path: Path) -> tuple[int, int]:
     """How many timers and messages the same practice has due, worked through by the loops in turn."""
     kit = _kit(tmp_path / "reference")
@@ -70,8 +61,7 @@ def test_the_timer_loop_acts_on_every_due_timer_in_one_run(tmp_path: Path) -> No
     assert timers > 2 * BATCH.batch
     kit = _kit(tmp_path / "worker")
     try:
-        with _running(kit):
-            assert _until(lambda: kit.dispatcher.tally.timers == timers), kit.dispatcher.tally
+        _drained_by_the_worker(kit, lambda: kit.dispatcher.tally.timers, timers)
         assert kit.dispatcher.run_timers_once() == 0
     finally:
         kit.close()
@@ -84,9 +74,17 @@ def test_the_outbox_loop_sends_every_queued_message_in_one_run(tmp_path: Path) -
     try:
         while kit.dispatcher.run_timers_once():  # every message queued before the worker starts
             pass
-        with _running(kit):
-            assert _until(lambda: kit.dispatcher.tally.sent == sent), kit.dispatcher.tally
+        _drained_by_the_worker(kit, lambda: kit.dispatcher.tally.sent, sent)
         assert kit.dispatcher.run_outbox_once() == 0
         assert len(kit.email.sent) + len(kit.calendar.events()) == sent
     finally:
         kit.close()
+
+
+def _drained_by_the_worker(kit: ReminderKit, done: Callable[[], int], expected: int) -> None:
+    """Start the worker and wait (``PATIENCE_S`` at most) until ``done()`` counts ``expected``."""
+    with _running(kit):
+        deadline = time.monotonic() + PATIENCE_S
+        while done() != expected:
+            assert time.monotonic() < deadline, f"the worker stopped at {kit.dispatcher.tally}"
+            time.sleep(0.02)
