@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from kapflow.domain import timers as timers_module
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseFacts, fold_fact, fold_move
 from kapflow.domain.timers import plan_timers
@@ -143,3 +144,13 @@ def test_a_timer_planned_on_one_calendar_is_never_taken_for_another() -> None:
     for cal, due in [(new_york, local), (PracticeCalendar(), utc), (new_york, local), (PracticeCalendar(), utc)]:
         plan = plan_timers(KAP_PATHWAY, "case-1", "dosing", CaseFacts(raw), dosed, cal)
         assert {t.due_at for t in plan.values() if t.reminder == "kap_lapse_approaching"} == {due}
+
+
+def test_the_timers_remembered_are_bounded() -> None:
+    """However many cases are planned, the timers remembered for the next plans stay within their bound."""
+    remembered = timers_module._REMEMBERED
+    dosed = datetime(2026, 2, 2, 15, 0, tzinfo=UTC)
+    raw = fold_move({}, "start_kap_session", "ready_for_kap", "dosing", dosed)
+    for n in range(remembered.SIZE // 2 + 10):  # two or more timers a case
+        plan_timers(KAP_PATHWAY, f"case-{n}", "dosing", CaseFacts(raw), dosed)
+        assert len(remembered._timers) <= remembered.SIZE
