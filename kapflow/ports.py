@@ -196,6 +196,11 @@ class Store(Protocol):
         """Every case, streamed, ordered by id."""
         ...
 
+    def entries_past_counts(self, case_id: str | None = None) -> list[tuple[str, int]]:
+        """(case id, how many) projection entry rows no reader takes, in id order: past the counts the case row
+        keeps, or of a case not in the cases table (one case's, or every case's). Only a hand edit leaves one."""
+        ...
+
     def queue(self) -> Queue:
         """The worker's view of this store's timers and outbox."""
         ...

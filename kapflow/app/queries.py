@@ -286,10 +286,11 @@ def missed_steps(app: AppContext, found: CaseRecord) -> dict[str, str]:
 
 def verify_audit(app: AppContext, case_id: str | None) -> AuditReport:
     bindings = app.store.client_bindings()
+    strays = app.store.entries_past_counts(case_id)
     if case_id is None:
-        return verify_chain(app.store.iter_audit(), app.store.iter_cases(), bindings.all())
+        return verify_chain(app.store.iter_audit(), app.store.iter_cases(), bindings.all(), strays)
     found = case(app, case_id)
-    return verify_chain(app.store.iter_audit(case_id), [found], bindings.all(case_id))
+    return verify_chain(app.store.iter_audit(case_id), [found], bindings.all(case_id), strays)
 
 
 # ------------------------------------------------------------------ the minimum necessary, per role

@@ -71,14 +71,18 @@ class AuditReport:
 
 def verify_chain(
     events: Iterable[AuditEvent], cases: Iterable[CaseRecord], bindings: Iterable[tuple[str, str]] | None = None,
+    strays: Iterable[tuple[str, int]] = (),
 ) -> AuditReport:
     """Check every case's chain and that replaying it gives the case row (and its client bindings).
 
     ``events`` are ordered by case id and ``cases`` by id, so one case is held
     in memory at a time, however large the history. ``bindings`` (case id, subject hash), ordered by
     case id, must be exactly those its ``client_bound`` and ``client_unbound`` events leave: a binding
-    added behind the engine's back would let a client reach a case.
+    added behind the engine's back would let a client reach a case. ``strays`` (case id, how many):
+    projection entry rows no reader takes (``Store.entries_past_counts``): rows added by hand, reported
+    for a case with no other problem.
     """
+    past = dict(strays)  # a few at most: only a hand edit leaves one
     report = AuditReport()
     if bindings is not None:
         events = _checking_bindings(events, bindings, report)
@@ -94,13 +98,26 @@ def verify_chain(
             chain = list(pending[1])
             pending = next(grouped, None)
         report.events += len(chain)
-        problem = _case_problem(case, chain)
+        stray = past.pop(case.id, 0)
+        problem = _case_problem(case, chain) or _stray_problem(case.id, stray)
         if problem is not None:
             report.problems.append(problem)
     while pending is not None:
         _orphans(report, pending)
         pending = next(grouped, None)
+    reported = {p.case_id for p in report.problems}
+    report.problems += [
+        AuditProblem(case_id, None, None, f"{count} projection entry rows exist for a case not in the cases table")
+        for case_id, count in past.items() if case_id not in reported
+    ]
     return report
+
+
+def _stray_problem(case_id: str, count: int) -> AuditProblem | None:
+    if not count:
+        return None
+    return AuditProblem(case_id, None, None, f"{count} of its projection's entry rows lie past the counts its case row "
+                        "keeps: rows added by hand (no command leaves one, and no reader takes them)")
 
 
 def _orphans(report: AuditReport, group: tuple[str, Iterator[AuditEvent]]) -> None:

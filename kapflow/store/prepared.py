@@ -180,6 +180,18 @@ def entries_of(dialect: Dialect) -> Select[Any]:
             .order_by(_entries.c.case_id, _entries.c.section, _entries.c.n))
 
 
+def entries_past_counts(case_id: str | None) -> Select[Any]:
+    """How many projection entry rows no reader takes, by case id in id order (one case's, or every case's): past
+    the counts the case row keeps, in neither list, or of no case. Only a hand edit leaves one."""
+    counts = {"facts": _cases.c.fact_count, "moves": _cases.c.move_count}
+    stray = or_(_cases.c.id.is_(None), _entries.c.n < 0, _entries.c.section.not_in(tuple(counts)),
+                *(and_(_entries.c.section == section, _entries.c.n >= count) for section, count in counts.items()))
+    query = (select(_entries.c.case_id, func.count()).select_from(_entries.outerjoin(_cases, _cases.c.id ==
+                                                                                     _entries.c.case_id))
+             .where(stray).group_by(_entries.c.case_id).order_by(_entries.c.case_id))
+    return query if case_id is None else query.where(_entries.c.case_id == case_id)
+
+
 OVERDUE_PENDING = ("pending", "claimed")  # a timer still to settle: overdue once its due time is long past
 GAVE_UP = ("missed", "failed")  # a timer the worker gave up on (too late to send, or raised on every attempt)
 

@@ -41,7 +41,7 @@ from kapflow.store.api_keys import ApiKeyReader, statements_for
 from kapflow.store.audit_log import LogReader, LogStatements
 from kapflow.store.client_bindings import BindingReader
 from kapflow.store.client_bindings import statements_for as binding_statements
-from kapflow.store.prepared import HotStatements, PageShape, Prepared, case_read
+from kapflow.store.prepared import HotStatements, PageShape, Prepared, case_read, entries_past_counts
 from kapflow.store.queue import SqlQueue
 from kapflow.store.recent import DEFAULT_CASES, RecentProjections
 from kapflow.store.rows import case_from_values, event_from_row, with_projections
@@ -443,6 +443,10 @@ class SqlStore:
         with _translated(), self.engine.connect() as conn:
             for rows in conn.execution_options(yield_per=1000).execute(query).partitions():
                 yield from self._cases([tuple(r) for r in rows])
+
+    def entries_past_counts(self, case_id: str | None = None) -> list[tuple[str, int]]:
+        with _translated(), self.engine.connect() as conn:
+            return [(str(found), int(n)) for found, n in conn.execute(entries_past_counts(case_id))]
 
     def log(self) -> LogReader:
         """The audit log's reads: verification's stream, a proof's nodes, the checkpoints."""

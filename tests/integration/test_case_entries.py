@@ -69,6 +69,26 @@ def test_a_case_is_read_with_the_entries_its_row_counts(engine: Engine, any_read
     assert engine.verify_audit(case_id).ok
 
 
+def test_verification_reports_entry_rows_no_reader_takes(engine: Engine, any_ready_url: str) -> None:
+    """An entry row added by hand past the counts the case row keeps, or for a case that does not exist, changes no
+    read, but it is an edit: verification names the case, of one case and of the whole database."""
+    case_id, other = open_case(engine), open_case(engine)
+    vitals(engine, case_id, 120)
+    entry = '{"at":"2026-01-05T09:00:00.000000+00:00","by":"x","data":{},"kind":"vitals"}'
+    added = "INSERT INTO case_entries (case_id, section, n, entry) VALUES (:c, :s, :n, :e)"
+    db = create_engine(any_ready_url, poolclass=NullPool)
+    with db.begin() as conn:
+        for n in (40, 41):
+            conn.execute(text(added), {"c": case_id, "s": "facts", "n": n, "e": entry})
+        conn.execute(text(added), {"c": "case-that-never-was", "s": "moves", "n": 0, "e": entry})
+    db.dispose()
+    (problem,) = engine.verify_audit(case_id).problems
+    assert problem.case_id == case_id and "2 of its projection's entry rows" in problem.reason
+    whole = engine.verify_audit()
+    assert sorted(p.case_id for p in whole.problems) == sorted([case_id, "case-that-never-was"])
+    assert other not in {p.case_id for p in whole.problems} and engine.verify_audit(other).ok
+
+
 def _waiting_for_a_lock(url: str) -> bool:
     (count,), = query(url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
     return bool(count)
