@@ -40,8 +40,8 @@ serve-demo: $(STAMP)  ## the demo practice served over HTTP on 127.0.0.1:$(PORT)
 		+ " -H \"Content-Type: application/json\" -d '"'"'{\"data\": {\"reason\": \"client travelling\"}}'"'"'")'
 	$(BIN)/kapflow --db sqlite:///$(DB) --config $(DB)-settings.toml serve --port $(PORT)
 
-test: $(STAMP)  ## the whole test suite
-	$(BIN)/pytest -q
+test: $(STAMP)  ## the whole test suite, on as many processes as cores (four at most: one PostgreSQL, one machine)
+	$(BIN)/pytest -q -n auto --maxprocesses 4
 
 screenshots: $(STAMP)  ## docs/images: the console's screenshots (its browser tests, Debian's chromium), a superbill's page
 	KAPFLOW_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/browser/test_demo_console.py

@@ -65,6 +65,23 @@ def db_url(tmp_path: Path) -> str:
 # ------------------------------------------------------------------ PostgreSQL
 
 
+_READER_SIZE = ("COLUMNS", "LINES")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist's workers start with COLUMNS=80 and LINES=24 whatever the run's own environment, and the CLI
+    takes COLUMNS as its reader's width (200 when piped and unset): a worker takes the run's own values back."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # the run itself: its workers are started after this
+        for name in _READER_SIZE:
+            os.environ[f"KAPFLOW_TEST_RUN_{name}"] = os.environ.get(name, "")
+        return
+    for name in _READER_SIZE:
+        value = os.environ.get(f"KAPFLOW_TEST_RUN_{name}", "")
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+
 def schema_url(base: str, schema: str) -> str:
     """``base`` with every connection's search_path set to ``schema``."""
     sep = "&" if "?" in base else "?"

@@ -89,8 +89,9 @@ def test_verification_reports_entry_rows_no_reader_takes(engine: Engine, any_rea
     assert other not in {p.case_id for p in whole.problems} and engine.verify_audit(other).ok
 
 
-def _waiting_for_a_lock(url: str) -> bool:
-    (count,), = query(url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+def _waiting_for_a_lock(url: str, holder: int) -> bool:
+    """True once a session waits for a lock the backend ``holder`` holds (tests of other schemas run meanwhile)."""
+    (count,), = query(url, "SELECT count(*) FROM pg_stat_activity WHERE :h = ANY(pg_blocking_pids(pid))", h=holder)
     return bool(count)
 
 
@@ -108,6 +109,7 @@ def test_a_command_waiting_for_the_case_reads_the_entries_the_one_before_committ
         with holder.connect() as conn:
             tx = conn.begin()
             conn.execute(text("SELECT id FROM cases WHERE id = :c FOR UPDATE"), {"c": case_id})
+            holder_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
             done: list[Exception | None] = []
 
             def record() -> None:
@@ -119,7 +121,7 @@ def test_a_command_waiting_for_the_case_reads_the_entries_the_one_before_committ
 
             waiter = threading.Thread(target=record)
             waiter.start()
-            while not _waiting_for_a_lock(postgres_ready_url):  # the command waits for the row
+            while not _waiting_for_a_lock(postgres_ready_url, holder_pid):  # the command waits for the row
                 time.sleep(0.01)
             # What another command appends meanwhile, as kapflow's commands do: an entry and the row's counts.
             note = '{"at":"2026-01-05T09:00:00.000000+00:00","by":"x","data":{"n":1},"kind":"note"}'
