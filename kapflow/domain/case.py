@@ -258,14 +258,15 @@ class CaseFacts:
         if section == "facts":
             kind = entry["kind"]
             after._moves, after._raw_by_trigger, after._by_trigger = self._moves, self._raw_by_trigger, self._by_trigger
+            added = _fact(entry)  # one object for the whole list and its kind alike
             if self._facts is not None:
-                after._facts = [*self._facts, _fact(entry)]
+                after._facts = [*self._facts, added]
             if self._positions is not None:
                 n = len(raw["facts"]) - 1
                 after._positions = {**self._positions, kind: [*self._positions.get(kind, ()), n]}
             after._by_kind = {k: v for k, v in self._by_kind.items() if k != kind}
             if kind in self._by_kind:
-                after._by_kind[kind] = [*self._by_kind[kind], _fact(entry)]
+                after._by_kind[kind] = [*self._by_kind[kind], added]
         else:
             trigger = entry["trigger"]
             after._facts, after._positions, after._by_kind = self._facts, self._positions, self._by_kind
