@@ -23,15 +23,19 @@ HOUR = 3600.0  # the worker's interval: a loop that took one batch per interval 
 PATIENCE_S = 60.0  # only a worker that stopped draining waits this long (the test then fails)
 
 
-def _kit(directory: Path) -> ReminderKit:
+@contextmanager
+def _kit(directory: Path) -> Iterator[ReminderKit]:
     """Cases whose booking notices (and calendar entries) are due now: more timers and messages than a batch."""
     directory.mkdir()
     kit = ReminderKit(directory, contacts=DESK, policy=BATCH, clock=FakeClock())
-    for _ in range(CASES):
-        case_id = kit.engine.open_case(INQUIRY, actor=FRONT_DESK).case_id
-        kit.engine.book_appointment(case_id, "evaluation", kit.clock.now() + timedelta(days=5), actor=FRONT_DESK,
-                                    **who(case_id))
-    return kit
+    try:
+        for _ in range(CASES):
+            case_id = kit.engine.open_case(INQUIRY, actor=FRONT_DESK).case_id
+            kit.engine.book_appointment(case_id, "evaluation", kit.clock.now() + timedelta(days=5),
+                                        actor=FRONT_DESK, **who(case_id))
+        yield kit
+    finally:
+        kit.close()
 
 
 @contextmanager
@@ -48,37 +52,28 @@ def _running(kit: ReminderKit) -> Iterator[Worker]:
 
 def _reference(tmp_path: Path) -> tuple[int, int]:
     """How many timers and messages the same practice has due, worked through by the loops in turn."""
-    kit = _kit(tmp_path / "reference")
-    try:
+    with _kit(tmp_path / "reference") as kit:
         kit.run()
         return kit.dispatcher.tally.timers, kit.dispatcher.tally.sent
-    finally:
-        kit.close()
 
 
 def test_the_timer_loop_acts_on_every_due_timer_in_one_run(tmp_path: Path) -> None:
     timers, _sent = _reference(tmp_path)
     assert timers > 2 * BATCH.batch
-    kit = _kit(tmp_path / "worker")
-    try:
+    with _kit(tmp_path / "worker") as kit:
         _drained_by_the_worker(kit, lambda: kit.dispatcher.tally.timers, timers)
         assert kit.dispatcher.run_timers_once() == 0
-    finally:
-        kit.close()
 
 
 def test_the_outbox_loop_sends_every_queued_message_in_one_run(tmp_path: Path) -> None:
     _timers, sent = _reference(tmp_path)
     assert sent > 2 * BATCH.batch
-    kit = _kit(tmp_path / "worker")
-    try:
+    with _kit(tmp_path / "worker") as kit:
         while kit.dispatcher.run_timers_once():  # every message queued before the worker starts
             pass
         _drained_by_the_worker(kit, lambda: kit.dispatcher.tally.sent, sent)
         assert kit.dispatcher.run_outbox_once() == 0
         assert len(kit.email.sent) + len(kit.calendar.events()) == sent
-    finally:
-        kit.close()
 
 
 def _drained_by_the_worker(kit: ReminderKit, done: Callable[[], int], expected: int) -> None:
