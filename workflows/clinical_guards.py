@@ -46,7 +46,7 @@ def days(ctx: GuardContext, name: str) -> timedelta:
 
 def facts_since(facts: CaseFacts, kind: str, after: datetime | None) -> list[FactEntry]:
     """Facts of ``kind`` recorded at or after ``after`` (all of them when it is None)."""
-    return [f for f in facts.of_kind(kind) if after is None or f.at >= after]
+    return facts.of_kind(kind) if after is None else facts.since(kind, after)
 
 
 def missing_questionnaires(facts: CaseFacts, since: datetime | None) -> list[str]:

@@ -22,12 +22,12 @@ from kapflow.app.events import new_event
 from kapflow.app.runner import Transaction
 from kapflow.domain.appointments import appointments
 from kapflow.domain.billing import Billing, Completion, FeePolicy, check_billed_minutes, due_charges
-from kapflow.domain.case import Actor, CaseRecord, Outcome, ProjectionText, fold_fact, fold_move, text_after_fold
+from kapflow.domain.case import Actor, CaseRecord, Outcome, fold_fact, fold_move, stored_projection
 from kapflow.domain.decision import check_required_text, fact_refusal, fire_refusal
 from kapflow.domain.errors import ConcurrencyConflict, InvalidInput, NotPermitted, UnknownFactKind, UnknownTrigger
 from kapflow.domain.estimate import due_estimate
 from kapflow.domain.events import EventKind
-from kapflow.domain.payload import JSONObject, canonical_json, check_identifier, check_payload
+from kapflow.domain.payload import JSONObject, check_identifier, check_payload
 from kapflow.domain.slots import check_room
 from kapflow.domain.workflow import Transition, Workflow
 from kapflow.logging import get_logger
@@ -58,11 +58,11 @@ def open_case(
 
     def body(tx: Transaction) -> Outcome:
         now = tx.now()
-        facts = fold_fact({}, wf.intake_fact, now, actor.id, parsed)
+        # Its lists keep their entries' texts (serialized once: stored, kept, and appended to by later folds).
+        facts = fold_fact(stored_projection([], []), wf.intake_fact, now, actor.id, parsed)
         case = CaseRecord(
             id=new_id(), workflow=wf.name, workflow_version=wf.version, state=wf.initial, previous_state=None,
             version=0, event_count=0, head_hash="", facts=facts, opened_at=now, updated_at=now,
-            facts_text=ProjectionText(facts, canonical_json(facts)),  # serialized once: stored and kept
         )
         opened = {"intake_kind": wf.intake_fact, "intake": parsed}
         event = new_event(case, actor, EventKind.OPENED, to_state=wf.initial, data=opened, key=key, at=now)
@@ -141,7 +141,7 @@ def _move(
     facts = fold_move(case.facts, transition.trigger, case.state, dest, now)
     updated = replace(
         case, state=dest, previous_state=case.state, version=case.version + 1, event_count=case.event_count + 1,
-        head_hash=event.hash, facts=facts, facts_text=text_after_fold(case, facts, "moves"), updated_at=now,
+        head_hash=event.hash, facts=facts, updated_at=now,
     )
     updated.projection_after(case, "moves")
     tx.change(case, updated, event, expected_version)
@@ -227,7 +227,7 @@ def append_fact(
     facts = fold_fact(case.facts, kind, now, actor.id, parsed)
     updated = replace(
         case, version=case.version + 1, event_count=case.event_count + 1, head_hash=event.hash,
-        facts=facts, facts_text=text_after_fold(case, facts, "facts"), updated_at=now,
+        facts=facts, updated_at=now,
     )
     updated.projection_after(case, "facts")
     tx.change(case, updated, event, expected_version)

@@ -7,12 +7,14 @@ else, so a guard's verdict depends only on the projection and the clock.
 
 from __future__ import annotations
 
+import json
+import sys
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast, overload
 
 from kapflow.domain.events import EventKind
 from kapflow.domain.payload import JSONObject, canonical_json
@@ -69,11 +71,134 @@ class Move(NamedTuple):
     at: datetime
 
 
+class Entries(Sequence[Mapping[str, Any]]):
+    """One list of a projection (its facts or its moves) as the store holds it: each entry's canonical JSON
+    text, decoded when first read.
+
+    A case read cold hands its entries over undecoded, so a command decodes what its guards and planners ask
+    for: a year-old case decodes its appointments and payments, not a year of vitals (``CaseFacts`` finds each
+    entry's kind or trigger without decoding it, ``key``). A fold adds an entry with its text (``plus``), which
+    is the text the store writes (``text``). Immutable, like the projection's plain lists: ``plus`` makes a new
+    one, sharing what was decoded so far.
+    """
+
+    __slots__ = ("_decoded", "_keys", "_texts")
+
+    def __init__(self, texts: Sequence[str], decoded: list[Mapping[str, Any] | None] | None = None) -> None:
+        self._texts = list(texts)
+        self._decoded: list[Mapping[str, Any] | None] = [None] * len(self._texts) if decoded is None else decoded
+        self._keys: tuple[str, list[Any]] | None = None  # the key ``keys`` read last, and each entry's value of it
+
+    @classmethod
+    def of(cls, entries: Iterable[Mapping[str, Any]]) -> Entries:
+        """Entries holding ``entries`` (decoded already) and their canonical texts."""
+        decoded: list[Mapping[str, Any] | None] = list(entries)
+        return cls([canonical_json(e) for e in decoded], decoded)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Mapping[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | list[Mapping[str, Any]]:
+        if isinstance(index, slice):
+            return [self[n] for n in range(*index.indices(len(self._texts)))]
+        found = self._decoded[index]
+        if found is None:  # two threads decoding one entry at once each store an equal value: harmless
+            found = self._decoded[index] = json.loads(self._texts[index])
+        return found
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return (self[n] for n in range(len(self._texts)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Entries):
+            return self._texts == other._texts or list(self) == list(other)
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == len(self._texts) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value, like the list it stands for
+
+    def __repr__(self) -> str:
+        return f"Entries({list(self)!r})"
+
+    @property
+    def texts(self) -> list[str]:
+        """Each entry's canonical JSON text, in order (not to be changed)."""
+        return self._texts
+
+    def text(self, index: int) -> str:
+        return self._texts[index]
+
+    def plus(self, entry: Mapping[str, Any]) -> Entries:
+        """These entries and ``entry`` after them: a new object (this one is unchanged)."""
+        after = Entries([*self._texts, canonical_json(entry)], [*self._decoded, entry])
+        if self._keys is not None:
+            name, values = self._keys
+            after._keys = (name, [*values, entry[name]])
+        return after
+
+    def head(self, index: int, name: str) -> str | None:
+        """The value of the key ``name`` of entry ``index`` when it is the entry's first key and holds a string
+        without escapes, read from the start of its text without decoding it (canonical JSON sorts the keys:
+        an entry's ``at`` comes first); else None."""
+        text = self._texts[index]
+        opening = f'{{"{name}":"'
+        if not text.startswith(opening):
+            return None
+        end = text.find('"', len(opening))
+        value = text[len(opening):end]
+        return value if end > 0 and "\\" not in value else None
+
+    def keys(self, name: str) -> list[Any]:
+        """Each entry's value of its key ``name``, read without decoding the entry where its text allows."""
+        if self._keys is None or self._keys[0] != name:
+            values: list[Any] = []
+            for n, (text, found) in enumerate(zip(self._texts, self._decoded, strict=True)):
+                value = _last_string(text, name) if found is None else found[name]
+                values.append(self[n][name] if value is None else _intern(value))  # decoded when not read
+            self._keys = (name, values)
+        return self._keys[1]
+
+
+_intern = sys.intern  # a kind's name is one object however many entries name it (a long case has hundreds)
+
+
+def _last_string(text: str, name: str) -> str | None:
+    """The value of the key ``name`` of the JSON object ``text``, read from the end of the text: when ``name``
+    is its last key and holds a string without escapes, as in every entry the engine writes (canonical JSON
+    sorts the keys: a fact's ``kind`` and a move's ``trigger`` come last); None for any other text.
+
+    Safe: inside a JSON string every quote is escaped, so an unescaped ``,"name":"`` is a key of an object, and
+    a text ending right after its string value ends that object, which is then the outermost one.
+    """
+    marker = f',"{name}":"'
+    at = text.rfind(marker)
+    if at >= 0 and text.endswith('"}'):
+        value = text[at + len(marker):-2]
+        if '"' not in value and "\\" not in value:
+            return value
+    return None
+
+
+def keys_of(entries: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
+    """Each entry's value of ``name``: from their texts when the entries are ``Entries``."""
+    if isinstance(entries, Entries):
+        return entries.keys(name)
+    return [entry[name] for entry in entries]
+
+
 class CaseFacts:
     """Read-only queries over a case's facts and moves, for guards.
 
     The first query groups the raw entries by kind (facts) and by trigger
-    (moves) in one pass; entries are parsed only for the kinds a guard asks
+    (moves) in one pass, without decoding them when the store handed them over
+    as their texts (``Entries``); entries are parsed only for the kinds a guard asks
     about, once each, and the whole list or several kinds together (``of_kinds``)
     take the entries parsed already. A command's guards ask about a dozen kinds at
     most, and parsing every timestamp of a long case on every command, or scanning
@@ -82,8 +207,21 @@ class CaseFacts:
     Derived views (the appointments, a guard's helper) are kept with ``derived``.
     """
 
-    __slots__ = ("__weakref__", "_base", "_by_kind", "_by_trigger", "_derived", "_facts", "_moves", "_pending",
-                 "_positions", "_raw", "_raw_by_trigger", "_reads", "_steps")
+    __slots__ = (
+        "__weakref__",
+        "_base",
+        "_by_kind",
+        "_by_trigger",
+        "_derived",
+        "_facts",
+        "_move_positions",
+        "_moves",
+        "_pending",
+        "_positions",
+        "_raw",
+        "_reads",
+        "_steps",
+    )
 
     def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
         self._raw: Mapping[str, Any] = raw or {"facts": [], "moves": []}
@@ -92,7 +230,7 @@ class CaseFacts:
         # Where each kind's facts are in the recorded order, grouped without parsing; a kind's parsed facts in
         # ``_by_kind`` are in the same order, so every entry is parsed once, and only if its kind is asked for.
         self._positions: dict[str, list[int]] | None = None
-        self._raw_by_trigger: dict[str, list[Mapping[str, Any]]] | None = None
+        self._move_positions: dict[str, list[int]] | None = None  # where each trigger's moves are, likewise
         self._by_kind: dict[str, list[FactEntry]] = {}
         self._by_trigger: dict[str, list[Move]] = {}
         self._derived: dict[object, Any] = {}
@@ -131,10 +269,7 @@ class CaseFacts:
 
     def _kind_positions(self) -> dict[str, list[int]]:
         if self._positions is None:
-            positions: dict[str, list[int]] = {}
-            for n, entry in enumerate(self._raw.get("facts", ())):
-                positions.setdefault(entry["kind"], []).append(n)
-            self._positions = positions
+            self._positions = _positions(self._raw.get("facts", ()), "kind")
         return self._positions
 
     def moves(self) -> list[Move]:
@@ -181,15 +316,46 @@ class CaseFacts:
     def latest(self, kind: str) -> FactEntry | None:
         found = self._by_kind.get(kind)  # the parsed kind when a guard already asked (most often)
         if found is None:
-            found = self.of_kind(kind)
+            if self._facts is not None:
+                found = self.of_kind(kind)
+            else:  # only the last is parsed: a long case's earlier ones are not read
+                at = self._kind_positions().get(kind)
+                return _fact(self._raw["facts"][at[-1]]) if at else None
         return found[-1] if found else None
+
+    def since(self, kind: str, instant: datetime) -> list[FactEntry]:
+        """Facts of ``kind`` recorded at ``instant`` or later, in the order recorded.
+
+        A guard that looks back a window (the vitals of this session) asks this rather than for the whole
+        kind: from the store's texts, only the entries recorded in the window are parsed (``Entries.head``).
+        """
+        found = self._by_kind.get(kind)
+        if found is None and self._facts is not None:
+            found = self.of_kind(kind)
+        if found is not None:
+            return [f for f in found if f.at >= instant]
+        raw = self._raw.get("facts", ())
+        if not isinstance(raw, Entries):
+            return [f for f in self.of_kind(kind) if f.at >= instant]
+        after = to_iso(instant)
+        picked: list[FactEntry] = []
+        for n in self._kind_positions().get(kind, ()):
+            at = raw.head(n, "at")
+            if at is None or len(at) != len(after) or not at.endswith("+00:00"):  # not as to_iso writes it
+                fact = _fact(raw[n])
+                if fact.at >= instant:
+                    picked.append(fact)
+            elif at >= after:  # the same fixed form, in UTC: compared as text, as instants
+                picked.append(_fact(raw[n]))
+        return picked
 
     def moves_by(self, trigger: str) -> list[Move]:
         found = self._by_trigger.get(trigger)
         if found is None:
-            if self._raw_by_trigger is None:
-                self._raw_by_trigger = _grouped(self._raw.get("moves", ()), "trigger")
-            found = self._by_trigger[trigger] = [_move(m) for m in self._raw_by_trigger.get(trigger, ())]
+            if self._move_positions is None:
+                self._move_positions = _positions(self._raw.get("moves", ()), "trigger")
+            raw = self._raw["moves"]
+            found = self._by_trigger[trigger] = [_move(raw[n]) for n in self._move_positions.get(trigger, ())]
         return found
 
     def last_move(self, trigger: str | None = None) -> Move | None:
@@ -257,7 +423,7 @@ class CaseFacts:
         entry = raw[section][-1]
         if section == "facts":
             kind = entry["kind"]
-            after._moves, after._raw_by_trigger, after._by_trigger = self._moves, self._raw_by_trigger, self._by_trigger
+            after._moves, after._move_positions, after._by_trigger = self._moves, self._move_positions, self._by_trigger
             added = _fact(entry)  # one object for the whole list and its kind alike
             if self._facts is not None:
                 after._facts = [*self._facts, added]
@@ -272,9 +438,9 @@ class CaseFacts:
             after._facts, after._positions, after._by_kind = self._facts, self._positions, self._by_kind
             if self._moves is not None:
                 after._moves = [*self._moves, _move(entry)]
-            if self._raw_by_trigger is not None:
-                after._raw_by_trigger = {**self._raw_by_trigger,
-                                         trigger: [*self._raw_by_trigger.get(trigger, ()), entry]}
+            if self._move_positions is not None:
+                n = len(raw["moves"]) - 1
+                after._move_positions = {**self._move_positions, trigger: [*self._move_positions.get(trigger, ()), n]}
             after._by_trigger = {t: v for t, v in self._by_trigger.items() if t != trigger}
             if trigger in self._by_trigger:
                 after._by_trigger[trigger] = [*self._by_trigger[trigger], _move(entry)]
@@ -305,11 +471,12 @@ def _position(placed: tuple[int, FactEntry]) -> int:
     return placed[0]
 
 
-def _grouped(entries: Iterable[Mapping[str, Any]], field_name: str) -> dict[str, list[Mapping[str, Any]]]:
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for entry in entries:
-        groups.setdefault(entry[field_name], []).append(entry)
-    return groups
+def _positions(entries: Sequence[Mapping[str, Any]], name: str) -> dict[str, list[int]]:
+    """Where the entries of each value of their key ``name`` are, in order, found without decoding them."""
+    positions: dict[str, list[int]] = {}
+    for n, value in enumerate(keys_of(entries, name)):
+        positions.setdefault(value, []).append(n)
+    return positions
 
 
 # A named tuple's own constructor is a Python function around tuple.__new__; a command parses a dozen
@@ -332,13 +499,26 @@ def _move(m: Mapping[str, Any]) -> Move:
 def fold_fact(raw: Mapping[str, Any], kind: str, at: datetime, by: str, data: JSONObject) -> dict[str, Any]:
     """The projection after one more fact. Pure: returns a new object."""
     entry = {"kind": kind, "at": to_iso(at), "by": by, "data": data}
-    return {"facts": [*raw.get("facts", ()), entry], "moves": raw.get("moves", [])}
+    return {"facts": _appended(raw.get("facts", ()), entry), "moves": raw.get("moves", [])}
 
 
 def fold_move(raw: Mapping[str, Any], trigger: str, source: str, dest: str, at: datetime) -> dict[str, Any]:
     """The projection after one more move. Pure: returns a new object."""
     move = {"trigger": trigger, "from": source, "to": dest, "at": to_iso(at)}
-    return {"facts": raw.get("facts", []), "moves": [*raw.get("moves", ()), move]}
+    return {"facts": raw.get("facts", []), "moves": _appended(raw.get("moves", ()), move)}
+
+
+def _appended(entries: Sequence[Mapping[str, Any]], entry: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+    return entries.plus(entry) if isinstance(entries, Entries) else [*entries, entry]
+
+
+def stored_projection(facts: Sequence[Mapping[str, Any]], moves: Sequence[Mapping[str, Any]]) -> dict[str, Entries]:
+    """A projection whose lists keep their entries' texts, as the store writes them (``Entries``)."""
+    return {"facts": _as_entries(facts), "moves": _as_entries(moves)}
+
+
+def _as_entries(entries: Sequence[Mapping[str, Any]]) -> Entries:
+    return entries if isinstance(entries, Entries) else Entries.of(entries)
 
 
 @dataclass(frozen=True)
@@ -356,9 +536,6 @@ class CaseRecord:
     facts: Mapping[str, Any]
     opened_at: datetime
     updated_at: datetime
-    # The stored JSON text of ``facts`` when known (read from the row, or spliced by a fold), so a
-    # command appends its entry to the text instead of serializing the whole projection again.
-    facts_text: ProjectionText | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def projection(self) -> CaseFacts:
@@ -387,55 +564,19 @@ class CaseRecord:
         found: CaseFacts | None = self.__dict__.get("projection")
         return found
 
-    def known_facts_text(self) -> str | None:
-        """The stored text of ``facts`` when it is known without serializing them."""
-        known = self.facts_text
-        return known.text if known is not None and known.of is self.facts else None  # never stale text
+    def entry_texts(self) -> tuple[list[str], list[str]] | None:
+        """The texts of the projection's facts and moves as stored, when it keeps them (``Entries``)."""
+        facts, moves = self.facts.get("facts"), self.facts.get("moves")
+        if isinstance(facts, Entries) and isinstance(moves, Entries) and len(self.facts) == 2:
+            return facts.texts, moves.texts
+        return None
 
     def facts_json(self) -> str:
-        """The canonical JSON of ``facts``, as stored."""
-        known = self.known_facts_text()
-        return known if known is not None else canonical_json(self.facts)
-
-
-@dataclass(frozen=True)
-class ProjectionText:
-    """The canonical JSON ``text`` of the projection object ``of``."""
-
-    of: Mapping[str, Any]
-    text: str
-
-
-_FACTS_OPEN = '{"facts":'
-_MOVES_OPEN = ',"moves":'
-
-
-def text_after_fold(before: CaseRecord, after: Mapping[str, Any], section: str) -> ProjectionText | None:
-    """The text of ``after``, which is ``before.facts`` with one more entry at the end of ``section``.
-
-    Spliced into the known text of ``before`` (the new entry serialized alone), so a command costs the
-    same on a case of ten events as on one of a thousand. None when the text is unknown or not in the
-    canonical shape ``{"facts":[...],"moves":[...]}``: the caller then serializes the whole.
-    Safe to cut at the last ``,"moves":[``: a move entry holds only strings, where a quote is escaped.
-    """
-    known = before.facts_text
-    if known is None or known.of is not before.facts or set(before.facts) != {"facts", "moves"}:
-        return None
-    text = known.text
-    cut = text.rfind(_MOVES_OPEN + "[")
-    if cut < 0 or not text.startswith(_FACTS_OPEN + "[") or not text.endswith("]}"):
-        return None
-    facts_text, moves_text = text[len(_FACTS_OPEN):cut], text[cut + len(_MOVES_OPEN):-1]
-    entry = canonical_json(after[section][-1])
-    if section == "facts":
-        facts_text = _appended(facts_text, entry)
-    else:
-        moves_text = _appended(moves_text, entry)
-    return ProjectionText(after, f"{_FACTS_OPEN}{facts_text}{_MOVES_OPEN}{moves_text}}}")
-
-
-def _appended(array_text: str, entry: str) -> str:
-    return f"[{entry}]" if array_text == "[]" else f"{array_text[:-1]},{entry}]"
+        """The canonical JSON of ``facts``: joined from its entries' texts, when it keeps them."""
+        texts = self.entry_texts()
+        if texts is None:
+            return canonical_json({k: list(v) for k, v in self.facts.items()})
+        return f'{{"facts":[{",".join(texts[0])}],"moves":[{",".join(texts[1])}]}}'
 
 
 @dataclass(frozen=True)

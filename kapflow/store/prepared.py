@@ -69,7 +69,7 @@ HOLD_COLUMNS = ("resource", "starts_at", "ends_at", "case_id", "appointment_id")
 HOLD_LOCK_SPACE = 0x6B66  # the first key of kapflow's per-resource advisory locks ("kf")
 
 CASE_TABLE_COLUMNS = tuple(c.name for c in _cases.columns)
-CASE_COLUMNS = (*CASE_TABLE_COLUMNS, "facts")  # a case read: its row, then its projection's text (``case_read``)
+CASE_COLUMNS = (*CASE_TABLE_COLUMNS, "facts")  # a case read: its row, then its projection's entries (``case_read``)
 ENTRY_COLUMNS = ("case_id", "section", "n", "entry")
 AUDIT_COLUMNS = tuple(c.name for c in _audit.columns)  # the order of a ``select(audit table)`` row
 
@@ -135,13 +135,14 @@ def _update_and_append_or_fail(moved: Any, audit_columns: Sequence[str]) -> Clau
     return statement
 
 
-def _section_text(section: str, count: Any) -> Any:
-    """PostgreSQL: the entries of one section of the case's projection, joined in order (the row's count of them:
-    an entry a later command added is not this row's)."""
-    joined = func.string_agg(_entries.c.entry, postgresql.aggregate_order_by(literal_column("','"), _entries.c.n))
-    found = select(joined).where(and_(_entries.c.case_id == _cases.c.id,
-                                      _entries.c.section == literal_column(f"'{section}'"), _entries.c.n < count))
-    return func.coalesce(found.scalar_subquery(), literal_column("''", String))
+def _entry_texts() -> Any:
+    """PostgreSQL: the texts of the case's projection entries, its facts and then its moves, each in order: those
+    the row counts (an entry a later command added is not this row's)."""
+    texts = func.array_agg(postgresql.aggregate_order_by(_entries.c.entry, _entries.c.section, _entries.c.n))
+    counted = or_(and_(_entries.c.section == literal_column("'facts'"), _entries.c.n < _cases.c.fact_count),
+                  and_(_entries.c.section == literal_column("'moves'"), _entries.c.n < _cases.c.move_count))
+    found = select(texts).where(and_(_entries.c.case_id == _cases.c.id, counted))
+    return func.coalesce(found.scalar_subquery(), literal_column("ARRAY[]::text[]", postgresql.ARRAY(String)))
 
 
 def _put_entry(dialect: Dialect) -> ClauseElement:
@@ -155,18 +156,16 @@ def _put_entry(dialect: Dialect) -> ClauseElement:
 
 
 def case_read(dialect: Dialect) -> list[Any]:
-    """The columns of a case read: its row, then its projection's text as stored (``rows.projection_text``).
+    """The columns of a case read: its row, then its projection's entries as stored, the texts of its facts and
+    then of its moves (``rows.case_from_row`` tells them apart by the row's counts).
 
-    PostgreSQL joins the entries in the same statement (``string_agg ... ORDER BY``, one round trip).
-    SQLite 3.40 has no ordered aggregate (``group_concat`` joins in an arbitrary order), so its reads leave
-    the text NULL and ``rows.with_projections`` reads the entries in order with a second local statement.
+    PostgreSQL gathers them in the same statement (``array_agg ... ORDER BY``, one round trip). SQLite 3.40 has
+    no ordered aggregate (``group_concat`` joins in an arbitrary order), so its reads leave the column NULL and
+    ``rows.with_projections`` reads the entries in order with a second local statement.
     """
     if dialect.name != "postgresql":
         return [*_cases.columns, literal_column("NULL").label("facts")]
-    text = (literal_column("""'{"facts":['""", String) + _section_text("facts", _cases.c.fact_count)
-            + literal_column("""'],"moves":['""", String) + _section_text("moves", _cases.c.move_count)
-            + literal_column("""']}'""", String))
-    return [*_cases.columns, text.label("facts")]
+    return [*_cases.columns, _entry_texts().label("facts")]
 
 
 def entries_of(dialect: Dialect) -> Select[Any]:

@@ -4,14 +4,13 @@ A command on a case kept here skips reading its row: it starts from the record t
 last (``latest``), and its compare-and-swap on the event count proves that copy current at the commit
 (or, for a command that does not change the case, a read of the count does); a copy found stale is
 forgotten and the command runs again on the row. A command that reads the row and its entries (a case not
-kept here) still gets the parsed projection when the text they join to is the one kept. Parsing a
-projection (a few kilobytes of JSON) and then the guards' view of it (``CaseFacts``: entries grouped by kind, their
-instants parsed, the appointments folded) was a seventh of a fire's CPU on SQLite (counted in
-instructions: 1.41M a fire with parsing, 1.21M without). Commands come in bursts on the same case
-(a fee recorded, consent recorded, the trigger fired), so the store keeps, for the cases it
-committed last, the projection's text and what that text parses to. When the text read is that very
-text, compared whole, the parsed projection is taken from here; a case another process changed, or
-someone edited by hand, differs and is parsed, as always.
+kept here) still gets the parsed projection when the entries' texts read are the ones kept. Parsing a
+projection and then the guards' view of it (``CaseFacts``: entries grouped by kind, their instants parsed, the
+appointments folded) was a seventh of a fire's CPU on SQLite (counted in instructions: 1.41M a fire with
+parsing, 1.21M without). Commands come in bursts on the same case (a fee recorded, consent recorded, the
+trigger fired), so the store keeps, for the cases it committed last, the entries' texts and what they parse
+to. When the texts read are those very texts, compared whole, the parsed projection is taken from here; a case
+another process changed, or someone edited by hand, differs and is parsed, as always.
 
 The parsed objects are shared by the records built from them, which is safe because projections
 are never mutated (a fold builds a new one; guards and planners only read). Only the write path
@@ -20,8 +19,8 @@ uses this: records handed to callers (``Store.get_case``, the case lists) are pa
 
 from __future__ import annotations
 
+import random
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -31,42 +30,53 @@ from kapflow.store.rows import FACTS_COLUMN, ID_COLUMN, case_from_values
 DEFAULT_CASES = 256
 """How many cases' projections a store keeps: a practice's cases in flight, or more than a burst needs."""
 
-TEXT_BUDGET = 2_000_000
-"""Characters of projection text kept in all. Parsed, a projection takes about 7 bytes per character of
-its text (measured: 5.4 MB for 256 cases of 3.2k characters), so this bounds the memory at about 14 MB
-whatever the cases' length."""
+TEXT_BUDGET = 4_000_000
+"""Characters of projection entry text kept in all. A kept case holds its entries' texts and what its commands
+decoded of them: about 7 bytes per character once every entry is decoded (measured: 5.4 MB for 256 cases of
+3.2k characters; 540 kB for a year-old case of 80k characters after a path of eight fires, which decodes only the
+kinds its guards ask for), so this bounds the memory at about 28 MB whatever the cases' length: fifty year-old
+cases, or every case of ``DEFAULT_CASES`` in its first months."""
 
-LARGEST_TEXT = TEXT_BUDGET // 8
+LARGEST_TEXT = 250_000
 """A projection text longer than this is not kept: one long case must not crowd out the rest."""
 
 
 class _Kept(NamedTuple):
-    text: str  # the projection's text as written, which a row read must hold to take the parsed one from here
+    texts: list[str]  # its entries' texts as written (facts, then moves): a row read must hold these to take it
+    chars: int  # their length in all
     # The record committed: its parsed facts, and its guards' view once a command built it (the record is shared,
     # so a view built later on it is kept too); whole, for a command that skips reading the row (``latest``).
     record: CaseRecord
 
 
 class RecentProjections:
-    """The parsed projections of the cases committed last, by case id; least recently used leave first."""
+    """The parsed projections of the cases committed last, by case id.
 
-    def __init__(self, capacity: int = DEFAULT_CASES) -> None:
+    Past its bounds, cases chosen at random leave, never the one just kept. Not the least recently used: commands
+    that go round more cases than fit (the worker's pass over every due reminder, a day's sessions in turn) would
+    each find their case just gone, so nothing kept would ever serve; leaving at random, most still do (measured
+    on the year-old cases' benchmark, 25 of them and 25 new ones in turn, a little more than fit: every fire read
+    its case cold, 3.1 times the cost of one on a new case, against 1.4 with all kept). A burst of commands on
+    one case finds it kept either way.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CASES, *, chooser: random.Random | None = None) -> None:
         if capacity < 0:
             raise ValueError("capacity must be 0 (keep nothing) or more")
         self.capacity = capacity
         self.hits = 0  # rows whose projection was taken from here (for benchmarks and diagnostics)
         self.misses = 0
-        self._kept: OrderedDict[str, _Kept] = OrderedDict()
+        self._kept: dict[str, _Kept] = {}
+        self._chooser = chooser or random.Random()  # noqa: S311 (which case leaves a cache: no secret)
         self._chars = 0  # of the texts kept
         self._lock = threading.Lock()  # one store serves many threads
 
     def case(self, row: Sequence[Any]) -> CaseRecord:
         """The record of a DBAPI row of the cases table, its projection parsed only if not kept."""
-        case_id, text = row[ID_COLUMN], row[FACTS_COLUMN]
+        case_id, texts = row[ID_COLUMN], row[FACTS_COLUMN]
         with self._lock:
             kept = self._kept.get(case_id)
-            if kept is not None and kept.text == text:
-                self._kept.move_to_end(case_id)
+            if kept is not None and kept.texts == texts:
                 self.hits += 1
             else:
                 kept = None
@@ -87,7 +97,6 @@ class RecentProjections:
             kept = self._kept.get(case_id)
             if kept is None:
                 return None
-            self._kept.move_to_end(case_id)
             self.hits += 1
             return kept.record
 
@@ -96,17 +105,21 @@ class RecentProjections:
         if not self.capacity:
             return
         for case in cases:
-            text = case.known_facts_text()
-            if text is None or len(text) > LARGEST_TEXT:
+            sections = case.entry_texts()
+            chars = sum(map(len, sections[0])) + sum(map(len, sections[1])) if sections is not None else 0
+            if sections is None or chars > LARGEST_TEXT:
                 self.forget(case.id)  # what was kept for it is stale now
                 continue
-            kept = _Kept(text, case)
+            kept = _Kept([*sections[0], *sections[1]], chars, case)
             with self._lock:
                 self._drop(case.id)
                 self._kept[case.id] = kept
-                self._chars += len(text)
+                self._chars += chars
                 while len(self._kept) > self.capacity or self._chars > TEXT_BUDGET:
-                    self._drop(next(iter(self._kept)))  # the least recently used
+                    others = [k for k in self._kept if k != case.id]
+                    if not others:
+                        break  # it alone is within LARGEST_TEXT, so within the budget
+                    self._drop(self._chooser.choice(others))
 
     def forget(self, case_id: str) -> None:
         with self._lock:
@@ -115,7 +128,7 @@ class RecentProjections:
     def _drop(self, case_id: str) -> None:
         gone = self._kept.pop(case_id, None)
         if gone is not None:
-            self._chars -= len(gone.text)
+            self._chars -= gone.chars
 
     def __len__(self) -> int:
         return len(self._kept)

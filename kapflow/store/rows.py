@@ -9,15 +9,23 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from kapflow.domain.case import AuditEvent, CaseRecord, ProjectionText, to_iso
+from kapflow.domain.case import AuditEvent, CaseRecord, Entries, to_iso
 from kapflow.domain.payload import canonical_json
 from kapflow.store.prepared import AUDIT_COLUMNS, CASE_COLUMNS
 
 
 def case_from_row(row: Row[Any] | Mapping[str, Any], parsed: Mapping[str, Any] | None = None) -> CaseRecord:
-    """A case from a row; ``parsed`` is what its ``facts`` text parses to, when already known."""
+    """A case from a row of a case read (``case_read``), whose ``facts`` holds the texts of its projection's
+    entries, its facts and then its moves; ``parsed`` is the projection of those very texts, when kept.
+
+    The entries stay undecoded until something reads them (``Entries``): a command on a year-old case decodes
+    the kinds its guards ask for."""
     m = row._mapping if isinstance(row, Row) else row
-    facts = json.loads(m["facts"]) if parsed is None else parsed
+    if parsed is not None:
+        facts = parsed
+    else:
+        texts, count = m["facts"], m["fact_count"]
+        facts = {"facts": Entries(texts[:count]), "moves": Entries(texts[count:])}
     return CaseRecord(
         id=m["id"],
         workflow=m["workflow"],
@@ -30,7 +38,6 @@ def case_from_row(row: Row[Any] | Mapping[str, Any], parsed: Mapping[str, Any] |
         facts=facts,
         opened_at=datetime.fromisoformat(m["opened_at"]),
         updated_at=datetime.fromisoformat(m["updated_at"]),
-        facts_text=ProjectionText(facts, m["facts"]),  # so a command can append to it (text_after_fold)
     )
 
 
@@ -58,35 +65,42 @@ def case_values(case: CaseRecord) -> dict[str, Any]:
     }
 
 
-def projection_text(facts: Sequence[str], moves: Sequence[str]) -> str:
-    """The canonical JSON of a projection from its entries' texts, in order: what ``canonical_json`` makes of it."""
-    return f'{{"facts":[{",".join(facts)}],"moves":[{",".join(moves)}]}}'
-
-
 def entry_rows(case_id: str, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """The ``case_entries`` rows of the entries ``after`` adds at the end of ``before``'s lists (every entry when
     ``before`` is None); None when ``after`` is not ``before`` with entries appended (then it is written anew).
 
     A fold shares the entries it did not add (``fold_fact``), so the last entry ``before`` had is the very
-    object at its place in ``after``: a check that costs nothing on a case of any length.
+    object (or, in ``Entries``, the very text) at its place in ``after``: a check that costs nothing on a case
+    of any length. The text of an entry ``Entries`` holds is written as it is, not serialized again.
     """
     rows: list[dict[str, Any]] = []
     for section in SECTIONS:
         new, old = after[section], (before[section] if before is not None else ())
         had = len(old)
-        if len(new) < had or (had and new[had - 1] is not old[had - 1]):
+        if len(new) < had or (had and not _same_entry(new, old, had - 1)):
             return None
-        rows += [{"case_id": case_id, "section": section, "n": n, "entry": canonical_json(new[n])}
+        rows += [{"case_id": case_id, "section": section, "n": n, "entry": _entry_text(new, n)}
                  for n in range(had, len(new))]
     return rows
 
 
+def _same_entry(new: Sequence[Any], old: Sequence[Any], n: int) -> bool:
+    if isinstance(new, Entries) and isinstance(old, Entries):
+        return new.text(n) is old.text(n)
+    return new[n] is old[n]
+
+
+def _entry_text(entries: Sequence[Any], n: int) -> str:
+    return entries.text(n) if isinstance(entries, Entries) else canonical_json(entries[n])
+
+
 def with_projections(rows: Sequence[Sequence[Any]], entries_of: Callable[[str], Sequence[Sequence[Any]]]
                      ) -> list[Sequence[Any]]:
-    """Rows of a case read with their projection's text: as read (PostgreSQL joins it), or joined here from
-    ``entries_of(ids)``, the (case_id, section, n, entry) rows of the cases whose ids are the JSON array ``ids``,
-    in order. Each case takes the entries its row counts (``fact_count``, ``move_count``): one a command added
-    after the row was read is not this row's, so the case is the one a single commit left."""
+    """Rows of a case read with their projection's entries (the texts of its facts, then of its moves): as read
+    (PostgreSQL gathers them), or gathered here from ``entries_of(ids)``, the (case_id, section, n, entry) rows of
+    the cases whose ids are the JSON array ``ids``, in order. Each case takes the entries its row counts
+    (``fact_count``, ``move_count``): one a command added after the row was read is not this row's, so the case
+    is the one a single commit left."""
     if not rows or rows[0][FACTS_COLUMN] is not None:
         return list(rows)
     texts: dict[str, tuple[list[str], list[str]]] = {r[ID_COLUMN]: ([], []) for r in rows}
@@ -95,8 +109,8 @@ def with_projections(rows: Sequence[Sequence[Any]], entries_of: Callable[[str], 
     done: list[Sequence[Any]] = []
     for r in rows:
         facts, moves = texts[r[ID_COLUMN]]
-        done.append((*r[:FACTS_COLUMN], projection_text(facts[:r[_FACT_COUNT]], moves[:r[_MOVE_COUNT]]),
-                     *r[FACTS_COLUMN + 1:]))
+        del facts[r[_FACT_COUNT]:], moves[r[_MOVE_COUNT]:]
+        done.append((*r[:FACTS_COLUMN], facts + moves, *r[FACTS_COLUMN + 1:]))
     return done
 
 

@@ -38,8 +38,8 @@ class CaseEntryRow(SQLModel, table=True):
     """One entry of a case's projection: a fact recorded, or a move made (its canonical JSON).
 
     A command adds the entries it folds and never rewrites one, so its write costs the same on a case of
-    ten entries as on one of a thousand; a case's projection is its entries in order, section by section
-    (``kapflow.store.rows.projection_text``)."""
+    ten entries as on one of a thousand; a case's projection is its entries in order, section by section,
+    read undecoded (``kapflow.domain.case.Entries``) until something asks for them."""
 
     __tablename__ = "case_entries"
 

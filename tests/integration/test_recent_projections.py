@@ -9,6 +9,7 @@ audit's to catch, and a reader of the row sees it.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -18,7 +19,7 @@ from sqlalchemy import create_engine, text
 from support import FRONT_DESK, PRESCRIBER, open_case, who
 
 from kapflow.app.engine import Engine
-from kapflow.domain.case import CaseRecord, ProjectionText
+from kapflow.domain.case import CaseRecord, stored_projection, to_iso
 from kapflow.errors import TransitionBlocked, TransitionNotAvailable
 from kapflow.store.recent import LARGEST_TEXT, TEXT_BUDGET, RecentProjections
 from kapflow.store.sql import SqlStore
@@ -107,7 +108,7 @@ def test_a_rolled_back_write_is_not_kept(engine: Engine, clock: FakeClock) -> No
     with pytest.raises(RuntimeError, match="abandoned"), store_of(engine).write() as uow:
         case = uow.load_case(case_id)
         assert case is not None
-        changed = replace(case, facts={"facts": [], "moves": []}, facts_text=None, event_count=case.event_count + 1)
+        changed = replace(case, facts={"facts": [], "moves": []}, event_count=case.event_count + 1)
         assert uow.update_case(changed, expected_event_count=case.event_count)
         raise RuntimeError("abandoned")
     hits = store_of(engine).recent.hits
@@ -116,24 +117,40 @@ def test_a_rolled_back_write_is_not_kept(engine: Engine, clock: FakeClock) -> No
     assert store_of(engine).recent.hits == hits + 1  # what was kept from the last commit still serves
 
 
-def _case(case_id: str, facts_text: str) -> CaseRecord:
-    facts = {"facts": [], "moves": [], "pad": facts_text}
+def _case(case_id: str, pad: str) -> CaseRecord:
+    """A case whose entries' texts take ``len(pad)`` characters and more (what a kept case is counted by)."""
     t0 = FakeClock().now()
-    return CaseRecord(case_id, "kap", "1", "inquiry", None, 1, 1, "", facts, t0, t0,
-                      facts_text=ProjectionText(facts, facts_text))
+    facts = stored_projection([{"kind": "pad", "at": to_iso(t0), "by": "a", "data": {"pad": pad}}], [])
+    return CaseRecord(case_id, "kap", "1", "inquiry", None, 1, 1, "", facts, t0, t0)
 
 
-def test_the_least_recently_used_leave_first_and_long_texts_are_not_kept() -> None:
-    recent = RecentProjections(capacity=2)
+def test_past_its_bounds_others_leave_and_long_texts_are_not_kept() -> None:
+    recent = RecentProjections(capacity=2, chooser=random.Random(7))
     recent.remember([_case("a", "{}"), _case("b", "{}")])
     recent.remember([_case("c", "{}")])
-    assert ("a" in recent, "b" in recent, "c" in recent) == (False, True, True)
-    recent.remember([_case("c", "x" * (LARGEST_TEXT + 1))])  # too long: and what was kept for c is stale
-    assert ("b" in recent, "c" in recent) == (True, False)
-    budget = [_case(f"long-{i}", "y" * LARGEST_TEXT) for i in range(TEXT_BUDGET // LARGEST_TEXT + 1)]
-    recent.capacity = len(budget)
-    recent.remember(budget)  # one more than the characters allow: the least recently used leaves
-    assert "b" not in recent and "long-0" not in recent and all(c.id in recent for c in budget[1:])
+    assert "c" in recent and len(recent) == 2  # the one just kept stays; one of the others left
+    recent.remember([_case("c", "x" * LARGEST_TEXT)])  # too long: and what was kept for c is stale
+    assert "c" not in recent and len(recent) == 1
+    budget = [_case(f"long-{i}", "y" * (LARGEST_TEXT - 100)) for i in range(TEXT_BUDGET // LARGEST_TEXT + 1)]
+    recent.capacity = len(budget) + 1
+    recent.remember(budget)  # more than the characters allow: some leave, the last one kept stays
+    kept = [c for c in budget if c.id in recent]
+    assert budget[-1] in kept and len(kept) * (LARGEST_TEXT - 100) <= TEXT_BUDGET < len(budget) * (LARGEST_TEXT - 100)
+
+
+def test_commands_going_round_more_cases_than_fit_still_find_most_kept() -> None:
+    """Round after round over one more case than fit, as the worker's pass over every due reminder goes: the
+    least recently used would be the very next case each time, and nothing kept would ever serve."""
+    recent = RecentProjections(capacity=20, chooser=random.Random(3))
+    cases = [_case(f"round-{i}", "{}") for i in range(21)]
+    found = 0
+    for _round in range(10):
+        for case in cases:
+            found += recent.latest(case.id) is not None
+            recent.remember([case])
+    assert found > 100  # of 210 (the least recently used leaving: 0)
+
+
     off = RecentProjections(capacity=0)
     off.remember([_case("a", "{}")])
     assert len(off) == 0

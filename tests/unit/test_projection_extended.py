@@ -1,4 +1,5 @@
-"""A projection built from the one before it (``CaseFacts.extended``) answers every query as one parsed afresh."""
+"""A projection built from the one before it (``CaseFacts.extended``), or from the store's entry texts (``Entries``),
+answers every query as one parsed afresh from plain lists."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kapflow.domain.case import CaseFacts, FactEntry, fold_fact, fold_move
+from kapflow.domain.case import CaseFacts, Entries, FactEntry, fold_fact, fold_move, stored_projection
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 KINDS = ("appointment", "payment", "vitals", "consent")
@@ -57,33 +58,46 @@ def _ask(view: CaseFacts, queries: set[int]) -> None:
 
 
 def _answers(view: CaseFacts) -> tuple[Any, ...]:
+    windows = [view.since(k, T0 + timedelta(minutes=m)) for k in KINDS for m in (0, 5, 11, 40)]  # first: unparsed
+    latest = [view.latest(k) for k in KINDS]
     return (
-        view.facts(), view.moves(), [view.of_kind(k) for k in KINDS], [view.latest(k) for k in KINDS],
+        windows, latest, view.facts(), view.moves(), [view.of_kind(k) for k in KINDS],
         [view.moves_by(t) for t in TRIGGERS], view.last_move(), view.of_kinds(("payment", "vitals")),
         view.derived(("count", "vitals"), _count("vitals"), reads=frozenset({"vitals"})),
         view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count())), _payments(view),
     )
 
 
+def _read(raw: dict[str, Any]) -> dict[str, Any]:
+    """The projection as the store reads it: its entries' texts, nothing decoded."""
+    return {section: Entries(raw[section].texts) for section in ("facts", "moves")}
+
+
 @settings(max_examples=60, deadline=None)
 @given(steps)
 def test_an_extended_projection_answers_as_a_fresh_one(path: list[tuple[str, int, set[int], set[int]]]) -> None:
-    raw: dict[str, Any] = {"facts": [], "moves": []}
+    raw: dict[str, Any] = stored_projection([], [])
+    plain: dict[str, Any] = {"facts": [], "moves": []}
     view = CaseFacts(raw)
     for n, (section, which, queries, late) in enumerate(path):
         at = T0 + timedelta(minutes=n)
         if section == "facts":
             raw = fold_fact(raw, KINDS[which], at, "actor-1", {"n": n})
+            plain = fold_fact(plain, KINDS[which], at, "actor-1", {"n": n})
         else:
             raw = fold_move(raw, TRIGGERS[which % len(TRIGGERS)], "a", "b", at)
+            plain = fold_move(plain, TRIGGERS[which % len(TRIGGERS)], "a", "b", at)
         _ask(view, queries)  # what the view before has parsed and derived is what the next one inherits
         previous, view = view, view.extended(raw, section)
         _ask(previous, late)  # worked out after the extension: the view after takes it from there
         whole = CaseFacts(raw).facts()
         # Kinds asked for first, then others: each entry parsed once, in the recorded order whatever was asked.
         assert view.of_kinds(MIXED) == [f for f in whole if f.kind in MIXED]
-        assert _answers(view) == _answers(CaseFacts(raw))
-        some_first = CaseFacts(raw)
+        assert _answers(view) == _answers(CaseFacts(plain))
+        read = CaseFacts(_read(raw))
+        _ask(read, queries)  # some parsed, some not: every query answers the same
+        assert _answers(read) == _answers(CaseFacts(plain))
+        some_first = CaseFacts(_read(raw))
         some_first.of_kind(KINDS[n % len(KINDS)])
         assert some_first.of_kinds(MIXED) == [f for f in whole if f.kind in MIXED] and some_first.facts() == whole
         assert len(previous.facts()) + len(previous.moves()) == n  # the view before is unchanged by its extension
@@ -159,3 +173,23 @@ def test_each_entry_is_parsed_once_and_only_for_the_kinds_asked() -> None:
     assert "consent" not in view._by_kind  # not parsed: nothing asked for it
     whole = view.facts()
     assert all(whole[n] is f for n, f in zip((0, 1, 2, 4), both, strict=True))  # the very entries parsed before
+
+
+def test_since_parses_only_the_entries_in_its_window() -> None:
+    raw: dict[str, Any] = stored_projection([], [])
+    for n in range(6):
+        raw = fold_fact(raw, "vitals", T0 + timedelta(days=n), "actor-1", {"n": n})
+    entries = Entries(raw["facts"].texts)
+    view = CaseFacts({"facts": entries, "moves": Entries([])})
+    assert [f.data["n"] for f in view.since("vitals", T0 + timedelta(days=4))] == [4, 5]
+    assert entries._decoded[:4] == [None] * 4  # the year before the window is not decoded
+    assert view.latest("vitals") is not None and entries._decoded[:4] == [None] * 4
+
+
+def test_since_reads_an_entry_written_in_another_form_by_its_instant() -> None:
+    """An entry edited by hand with a local offset (not as the engine writes it) is compared as an instant."""
+    local = '{"at":"2026-03-02T05:30:00.000000-04:00","by":"a","data":{},"kind":"vitals"}'  # 09:30 UTC
+    spaced = '{"kind": "vitals", "at": "2026-03-02T09:10:00+00:00", "by": "a", "data": {}}'
+    view = CaseFacts({"facts": Entries([local, spaced]), "moves": Entries([])})
+    assert [f.at for f in view.since("vitals", T0 + timedelta(minutes=20))] == [T0 + timedelta(minutes=30)]
+    assert len(CaseFacts({"facts": Entries([local, spaced]), "moves": Entries([])}).since("vitals", T0)) == 2

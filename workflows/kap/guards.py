@@ -395,7 +395,7 @@ class RecentSinceDosing:
     def find(self, ctx: GuardContext) -> list[FactEntry]:
         start = ctx.now - _minutes(ctx, self.window)
         last = _last_dosing(ctx.facts)
-        return [f for f in ctx.facts.of_kind(self.kind) if f.at >= start and (last is None or f.at > last)]
+        return [f for f in ctx.facts.since(self.kind, start) if last is None or f.at > last]
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         if self.find(ctx):
@@ -432,7 +432,7 @@ class VitalsInRange:
                 start = last
         else:
             start = last or ctx.now
-        readings = [v for v in ctx.facts.of_kind("vitals") if v.data["phase"] == self.phase and v.at >= start]
+        readings = [v for v in ctx.facts.since("vitals", start) if v.data["phase"] == self.phase]
         label = self.phase.replace("_", "-")
         if not readings:
             return Blocker(f"{self.phase}_vitals_missing", f"record the client's {label} vitals first")
