@@ -271,7 +271,6 @@ def due_charges(
     done: Completion, now: datetime, cal: PracticeCalendar, policy: FeePolicy,
 ) -> list[JSONObject]:
     """The charge lines this command owes, not posted before (each keyed by its visit and service)."""
-    posted = {(str(c.data["visit"]), str(c.data["service"])) for c in after.of_kind(billing.facts.charge)}
     wanted: list[JSONObject] = []
     was = appointments(case_id, before, carriers) if carriers is not None else {}
     now_on = appointments(case_id, after, carriers) if carriers is not None else {}
@@ -286,6 +285,11 @@ def due_charges(
         completed = _visit_appointment(now_on, visit.kind, now)
         key = completed.id if completed is not None else f"m{done.sequence}"
         wanted += _visit_lines(billing, visit.kind, key, completed, done.data, now, cal)
+    if not wanted:
+        return []
+    # The lines posted, from the ledger (kept with the projection and stepped, which posting these will need
+    # next), not from every charge fact parsed again.
+    posted = {(c.visit, c.service) for c in ledger(after, billing).charges}
     fresh: list[JSONObject] = []
     for line in wanted:
         line_key = (str(line["visit"]), str(line["service"]))

@@ -8,6 +8,7 @@ else, so a guard's verdict depends only on the projection and the clock.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -143,17 +144,11 @@ class Entries(Sequence[Mapping[str, Any]]):
             after._keys = (name, [*values, entry[name]])
         return after
 
-    def head(self, index: int, name: str) -> str | None:
-        """The value of the key ``name`` of entry ``index`` when it is the entry's first key and holds a string
-        without escapes, read from the start of its text without decoding it (canonical JSON sorts the keys:
-        an entry's ``at`` comes first); else None."""
-        text = self._texts[index]
-        opening = f'{{"{name}":"'
-        if not text.startswith(opening):
-            return None
-        end = text.find('"', len(opening))
-        value = text[len(opening):end]
-        return value if end > 0 and "\\" not in value else None
+    def recorded_at(self, index: int) -> str | None:
+        """When entry ``index`` was recorded, as ``to_iso`` writes it, read from the start of its text without
+        decoding it (canonical JSON puts an entry's ``at`` first); None when its text holds it in another form."""
+        found = _RECORDED_AT.match(self._texts[index])
+        return found[1] if found is not None else None
 
     def keys(self, name: str) -> list[Any]:
         """Each entry's value of its key ``name``, read without decoding the entry where its text allows."""
@@ -166,6 +161,9 @@ class Entries(Sequence[Mapping[str, Any]]):
         return self._keys[1]
 
 
+# The start of an entry's text as the engine writes it: ``at`` first (keys sorted), in ``to_iso``'s fixed form,
+# where text order is time order.
+_RECORDED_AT = re.compile(r'\{"at":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00)"')
 _intern = sys.intern  # a kind's name is one object however many entries name it (a long case has hundreds)
 
 
@@ -327,7 +325,7 @@ class CaseFacts:
         """Facts of ``kind`` recorded at ``instant`` or later, in the order recorded.
 
         A guard that looks back a window (the vitals of this session) asks this rather than for the whole
-        kind: from the store's texts, only the entries recorded in the window are parsed (``Entries.head``).
+        kind: from the store's texts, only the entries recorded in the window are parsed (``Entries.recorded_at``).
         """
         found = self._by_kind.get(kind)
         if found is None and self._facts is not None:
@@ -340,8 +338,8 @@ class CaseFacts:
         after = to_iso(instant)
         picked: list[FactEntry] = []
         for n in self._kind_positions().get(kind, ()):
-            at = raw.head(n, "at")
-            if at is None or len(at) != len(after) or not at.endswith("+00:00"):  # not as to_iso writes it
+            at = raw.recorded_at(n)
+            if at is None:  # not as to_iso writes it: parsed to be compared
                 fact = _fact(raw[n])
                 if fact.at >= instant:
                     picked.append(fact)

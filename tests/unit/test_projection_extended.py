@@ -190,6 +190,8 @@ def test_since_reads_an_entry_written_in_another_form_by_its_instant() -> None:
     """An entry edited by hand with a local offset (not as the engine writes it) is compared as an instant."""
     local = '{"at":"2026-03-02T05:30:00.000000-04:00","by":"a","data":{},"kind":"vitals"}'  # 09:30 UTC
     spaced = '{"kind": "vitals", "at": "2026-03-02T09:10:00+00:00", "by": "a", "data": {}}'
-    view = CaseFacts({"facts": Entries([local, spaced]), "moves": Entries([])})
-    assert [f.at for f in view.since("vitals", T0 + timedelta(minutes=20))] == [T0 + timedelta(minutes=30)]
-    assert len(CaseFacts({"facts": Entries([local, spaced]), "moves": Entries([])}).since("vitals", T0)) == 2
+    no_t = '{"at":"2026-03-02 09:40:00.000000+00:00","by":"a","data":{},"kind":"vitals"}'  # text order is not time
+    view = CaseFacts({"facts": Entries([local, spaced, no_t]), "moves": Entries([])})
+    assert [f.at for f in view.since("vitals", T0 + timedelta(minutes=20))] == [T0 + timedelta(minutes=m)
+                                                                                for m in (30, 40)]
+    assert len(CaseFacts({"facts": Entries([local, spaced, no_t]), "moves": Entries([])}).since("vitals", T0)) == 3
