@@ -351,6 +351,23 @@ class CaseFacts:
                 return _fact(self._raw["facts"][at[-1]]) if at else None
         return found[-1] if found else None
 
+    def where(self, kind: str, name: str, value: str) -> list[FactEntry]:
+        """Facts of ``kind`` whose data has ``value`` under ``name``, in the order recorded (the evaluation fee's
+        payments among a year of them).
+
+        From the store's texts, an entry is parsed only if its text holds ``value`` or an escape: a text with
+        no backslash holds every string it decodes to as it is, so one without ``value`` cannot have it.
+        """
+        found = self._by_kind.get(kind)
+        raw = self._raw.get("facts", ())
+        if found is None and (self._facts is not None or not isinstance(raw, Entries)):
+            found = self.of_kind(kind)
+        if found is not None:
+            return [f for f in found if f.data.get(name) == value]
+        texts = raw.texts
+        candidates = [n for n in self._kind_positions().get(kind, ()) if value in texts[n] or "\\" in texts[n]]
+        return [fact for fact in map(_fact, raw.at(candidates)) if fact.data.get(name) == value]
+
     def since(self, kind: str, instant: datetime) -> list[FactEntry]:
         """Facts of ``kind`` recorded at ``instant`` or later, in the order recorded.
 

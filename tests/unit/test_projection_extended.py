@@ -59,9 +59,10 @@ def _ask(view: CaseFacts, queries: set[int]) -> None:
 
 def _answers(view: CaseFacts) -> tuple[Any, ...]:
     windows = [view.since(k, T0 + timedelta(minutes=m)) for k in KINDS for m in (0, 5, 11, 40)]  # first: unparsed
+    chosen = [view.where(k, "n", n) for k in KINDS for n in ("1", "2", "3")]
     latest = [view.latest(k) for k in KINDS]
     return (
-        windows, latest, view.facts(), view.moves(), [view.of_kind(k) for k in KINDS],
+        windows, chosen, latest, view.facts(), view.moves(), [view.of_kind(k) for k in KINDS],
         [view.moves_by(t) for t in TRIGGERS], view.last_move(), view.of_kinds(("payment", "vitals")),
         view.derived(("count", "vitals"), _count("vitals"), reads=frozenset({"vitals"})),
         view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count())), _payments(view),
@@ -82,8 +83,8 @@ def test_an_extended_projection_answers_as_a_fresh_one(path: list[tuple[str, int
     for n, (section, which, queries, late) in enumerate(path):
         at = T0 + timedelta(minutes=n)
         if section == "facts":
-            raw = fold_fact(raw, KINDS[which], at, "actor-1", {"n": n})
-            plain = fold_fact(plain, KINDS[which], at, "actor-1", {"n": n})
+            raw = fold_fact(raw, KINDS[which], at, "actor-1", {"n": str(n % 4), "step": n})
+            plain = fold_fact(plain, KINDS[which], at, "actor-1", {"n": str(n % 4), "step": n})
         else:
             raw = fold_move(raw, TRIGGERS[which % len(TRIGGERS)], "a", "b", at)
             plain = fold_move(plain, TRIGGERS[which % len(TRIGGERS)], "a", "b", at)
@@ -195,3 +196,15 @@ def test_since_reads_an_entry_written_in_another_form_by_its_instant() -> None:
     assert [f.at for f in view.since("vitals", T0 + timedelta(minutes=20))] == [T0 + timedelta(minutes=m)
                                                                                 for m in (30, 40)]
     assert len(CaseFacts({"facts": Entries([local, spaced, no_t]), "moves": Entries([])}).since("vitals", T0)) == 3
+
+
+def test_where_parses_only_the_entries_that_can_match() -> None:
+    raw: dict[str, Any] = stored_projection([], [])
+    for n, purpose in enumerate(("psychotherapy", "evaluation_fee", "psychotherapy", "evaluation fee\u2019s")):
+        raw = fold_fact(raw, "payment", T0 + timedelta(days=n), "actor-1", {"purpose": purpose, "n": n})
+    escaped = '{"at":"2026-03-09T09:00:00.000000+00:00","by":"a","data":{"purpose":"evaluation\\u005ffee"},' \
+              '"kind":"payment"}'  # written by hand with an escape: the same value
+    entries = Entries([*raw["facts"].texts, escaped])
+    view = CaseFacts({"facts": entries, "moves": Entries([])})
+    assert [f.data.get("n") for f in view.where("payment", "purpose", "evaluation_fee")] == [1, None]
+    assert entries._decoded[0] is None and entries._decoded[2] is None  # nothing in them could match

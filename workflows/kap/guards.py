@@ -69,7 +69,7 @@ class EvaluationFeePaid(_Base):
 
     def __call__(self, ctx: GuardContext) -> Blocker | None:
         due = _decimal(ctx.thresholds["evaluation_fee"])
-        fees = [f for f in ctx.facts.of_kind("payment") if f.data["purpose"] == "evaluation_fee"]
+        fees = ctx.facts.where("payment", "purpose", "evaluation_fee")
         paid = sum((_decimal(f.data["amount"]) for f in fees), Decimal(0))
         if paid >= due:
             return None
