@@ -78,7 +78,7 @@ class Entries(Sequence[Mapping[str, Any]]):
 
     A case read cold hands its entries over undecoded, so a command decodes what its guards and planners ask
     for: a year-old case decodes its appointments and payments, not a year of vitals (``CaseFacts`` finds each
-    entry's kind or trigger without decoding it, ``key``). A fold adds an entry with its text (``plus``), which
+    entry's kind or trigger without decoding it, ``keys``). A fold adds an entry with its text (``plus``), which
     is the text the store writes (``text``). Immutable, like the projection's plain lists: ``plus`` makes a new
     one, sharing what was decoded so far.
     """
@@ -195,7 +195,7 @@ class Entries(Sequence[Mapping[str, Any]]):
 
 # The start of an entry's text as the engine writes it: ``at`` first (keys sorted), in ``to_iso``'s fixed form,
 # where text order is time order.
-_RECORDED_AT = re.compile(r'\{"at":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00)"')
+_RECORDED_AT = re.compile(r'\{"at":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00)"', re.ASCII)  # 0-9 only
 _intern = sys.intern  # a kind's name is one object however many entries name it (a long case has hundreds)
 
 
