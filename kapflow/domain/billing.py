@@ -274,7 +274,9 @@ def due_charges(
     wanted: list[JSONObject] = []
     was = appointments(case_id, before, carriers) if carriers is not None else {}
     now_on = appointments(case_id, after, carriers) if carriers is not None else {}
-    for appt in now_on.values():
+    # A command that recorded no booking or change has the very view of the case before it (kept, not folded):
+    # no appointment of a year of them can have been attended or missed by it.
+    for appt in now_on.values() if now_on is not was else ():
         previous = was.get(appt.id)
         if appt.status == "attended" and (previous is None or previous.status != "attended"):
             wanted += _visit_lines(billing, appt.kind, appt.id, appt, done.data, now, cal)

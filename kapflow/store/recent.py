@@ -38,7 +38,7 @@ kinds its guards ask for), so this bounds the memory at about 28 MB whatever the
 cases, or every case of ``DEFAULT_CASES`` in its first months."""
 
 LARGEST_TEXT = 250_000
-"""A projection text longer than this is not kept: one long case must not crowd out the rest."""
+"""A case whose entries' texts are longer than this is not kept: one long case must not crowd out the rest."""
 
 
 class _Kept(NamedTuple):
