@@ -83,12 +83,14 @@ class Entries(Sequence[Mapping[str, Any]]):
     one, sharing what was decoded so far.
     """
 
-    __slots__ = ("_decoded", "_keys", "_texts")
+    __slots__ = ("_chars", "_decoded", "_keys", "_texts")
 
     def __init__(self, texts: Sequence[str], decoded: list[Mapping[str, Any] | None] | None = None) -> None:
-        self._texts = list(texts)
+        # A list is taken as it is, not copied: these are never changed, and a fold makes a new one per command.
+        self._texts = texts if isinstance(texts, list) else list(texts)
         self._decoded: list[Mapping[str, Any] | None] = [None] * len(self._texts) if decoded is None else decoded
         self._keys: tuple[str, list[Any]] | None = None  # the key ``keys`` read last, and each entry's value of it
+        self._chars: int | None = None  # the texts' length in all, once asked for
 
     @classmethod
     def of(cls, entries: Iterable[Mapping[str, Any]]) -> Entries:
@@ -149,11 +151,22 @@ class Entries(Sequence[Mapping[str, Any]]):
 
     def plus(self, entry: Mapping[str, Any]) -> Entries:
         """These entries and ``entry`` after them: a new object (this one is unchanged)."""
-        after = Entries([*self._texts, canonical_json(entry)], [*self._decoded, entry])
+        text = canonical_json(entry)
+        after = Entries([*self._texts, text], [*self._decoded, entry])
         if self._keys is not None:
             name, values = self._keys
             after._keys = (name, [*values, entry[name]])
+        if self._chars is not None:
+            after._chars = self._chars + len(text)
         return after
+
+    @property
+    def chars(self) -> int:
+        """The texts' length in all (what the store's kept records are bounded by): counted once, then kept up
+        by each fold."""
+        if self._chars is None:
+            self._chars = sum(map(len, self._texts))
+        return self._chars
 
     def recorded_at(self, index: int) -> str | None:
         """When entry ``index`` was recorded, as ``to_iso`` writes it, read from the start of its text without
@@ -358,41 +371,37 @@ class CaseFacts:
         From the store's texts, an entry is parsed only if its text holds ``value`` or an escape: a text with
         no backslash holds every string it decodes to as it is, so one without ``value`` cannot have it.
         """
-        found = self._by_kind.get(kind)
-        raw = self._raw.get("facts", ())
-        if found is None and (self._facts is not None or not isinstance(raw, Entries)):
-            found = self.of_kind(kind)
-        if found is not None:
-            return [f for f in found if f.data.get(name) == value]
-        texts = raw.texts
-        candidates = [n for n in self._kind_positions().get(kind, ()) if value in texts[n] or "\\" in texts[n]]
-        return [fact for fact in map(_fact, raw.at(candidates)) if fact.data.get(name) == value]
+        found = self._kind_if_parsed(kind)
+        if found is None:
+            texts = self._raw["facts"].texts
+            found = self._parsed_at([n for n in self._kind_positions().get(kind, ())
+                                     if value in texts[n] or "\\" in texts[n]])
+        return [f for f in found if f.data.get(name) == value]
 
     def since(self, kind: str, instant: datetime) -> list[FactEntry]:
         """Facts of ``kind`` recorded at ``instant`` or later, in the order recorded.
 
         A guard that looks back a window (the vitals of this session) asks this rather than for the whole
-        kind: from the store's texts, only the entries recorded in the window are parsed (``Entries.recorded_at``).
+        kind: from the store's texts, only the entries recorded in the window are parsed (``Entries.recorded_at``:
+        in the same fixed form, in UTC, text order is time order; an entry written in another form is parsed to
+        be compared).
         """
-        found = self._by_kind.get(kind)
-        if found is None and self._facts is not None:
-            found = self.of_kind(kind)
-        if found is not None:
-            return [f for f in found if f.at >= instant]
-        raw = self._raw.get("facts", ())
-        if not isinstance(raw, Entries):
-            return [f for f in self.of_kind(kind) if f.at >= instant]
-        after = to_iso(instant)
-        picked: list[FactEntry] = []
-        for n in self._kind_positions().get(kind, ()):
-            at = raw.recorded_at(n)
-            if at is None:  # not as to_iso writes it: parsed to be compared
-                fact = _fact(raw[n])
-                if fact.at >= instant:
-                    picked.append(fact)
-            elif at >= after:  # the same fixed form, in UTC: compared as text, as instants
-                picked.append(_fact(raw[n]))
-        return picked
+        found = self._kind_if_parsed(kind)
+        if found is None:
+            raw, after = self._raw["facts"], to_iso(instant)
+            found = self._parsed_at([n for n in self._kind_positions().get(kind, ())
+                                     if _recorded_since(raw, n, after, instant)])
+        return [f for f in found if f.at >= instant]
+
+    def _kind_if_parsed(self, kind: str) -> list[FactEntry] | None:
+        """The facts of ``kind`` when parsing them costs nothing more than reading a part (parsed already, or not
+        held as the store's texts); None when a query had better pick from the texts first."""
+        if kind in self._by_kind or self._facts is not None or not isinstance(self._raw.get("facts"), Entries):
+            return self.of_kind(kind)
+        return None
+
+    def _parsed_at(self, positions: list[int]) -> list[FactEntry]:
+        return [_fact(e) for e in self._raw["facts"].at(positions)]
 
     def moves_by(self, trigger: str) -> list[Move]:
         found = self._by_trigger.get(trigger)
@@ -512,6 +521,12 @@ class CaseFacts:
         return iter(self.facts())
 
 
+def _recorded_since(entries: Entries, n: int, after: str, instant: datetime) -> bool:
+    """Whether entry ``n`` was recorded at ``instant`` (``after`` in ``to_iso``'s form) or later."""
+    at = entries.recorded_at(n)
+    return at >= after if at is not None else _fact(entries[n]).at >= instant
+
+
 def _entries_at(entries: Sequence[Mapping[str, Any]], positions: Sequence[int]) -> list[Mapping[str, Any]]:
     return entries.at(positions) if isinstance(entries, Entries) else [entries[n] for n in positions]
 
@@ -563,11 +578,7 @@ def _appended(entries: Sequence[Mapping[str, Any]], entry: Mapping[str, Any]) ->
 
 def stored_projection(facts: Sequence[Mapping[str, Any]], moves: Sequence[Mapping[str, Any]]) -> dict[str, Entries]:
     """A projection whose lists keep their entries' texts, as the store writes them (``Entries``)."""
-    return {"facts": _as_entries(facts), "moves": _as_entries(moves)}
-
-
-def _as_entries(entries: Sequence[Mapping[str, Any]]) -> Entries:
-    return entries if isinstance(entries, Entries) else Entries.of(entries)
+    return {"facts": Entries.of(facts), "moves": Entries.of(moves)}
 
 
 @dataclass(frozen=True)
@@ -613,19 +624,19 @@ class CaseRecord:
         found: CaseFacts | None = self.__dict__.get("projection")
         return found
 
-    def entry_texts(self) -> tuple[list[str], list[str]] | None:
-        """The texts of the projection's facts and moves as stored, when it keeps them (``Entries``)."""
+    def stored_entries(self) -> tuple[Entries, Entries] | None:
+        """The projection's facts and moves as stored, when it keeps their texts (``Entries``)."""
         facts, moves = self.facts.get("facts"), self.facts.get("moves")
         if isinstance(facts, Entries) and isinstance(moves, Entries) and len(self.facts) == 2:
-            return facts.texts, moves.texts
+            return facts, moves
         return None
 
     def facts_json(self) -> str:
         """The canonical JSON of ``facts``: joined from its entries' texts, when it keeps them."""
-        texts = self.entry_texts()
-        if texts is None:
+        stored = self.stored_entries()
+        if stored is None:
             return canonical_json({k: list(v) for k, v in self.facts.items()})
-        return f'{{"facts":[{",".join(texts[0])}],"moves":[{",".join(texts[1])}]}}'
+        return f'{{"facts":[{",".join(stored[0].texts)}],"moves":[{",".join(stored[1].texts)}]}}'
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from kapflow.domain.case import CaseRecord
+from kapflow.domain.case import CaseRecord, Entries
 from kapflow.store.rows import FACTS_COLUMN, ID_COLUMN, case_from_values
 
 DEFAULT_CASES = 256
@@ -42,11 +42,12 @@ LARGEST_TEXT = 250_000
 
 
 class _Kept(NamedTuple):
-    texts: list[str]  # its entries' texts as written (facts, then moves): a row read must hold these to take it
-    chars: int  # their length in all
     # The record committed: its parsed facts, and its guards' view once a command built it (the record is shared,
     # so a view built later on it is kept too); whole, for a command that skips reading the row (``latest``).
+    # Its entries' texts as written are what a row read must hold to take it from here.
     record: CaseRecord
+    entries: tuple[Entries, Entries]  # its facts and moves as stored
+    chars: int  # their texts' length in all
 
 
 class RecentProjections:
@@ -77,7 +78,7 @@ class RecentProjections:
         case_id, texts = row[ID_COLUMN], row[FACTS_COLUMN]
         with self._lock:
             kept = self._kept.get(case_id)
-            if kept is not None and kept.texts == texts:
+            if kept is not None and _same_texts(texts, kept.entries):
                 self.hits += 1
             else:
                 kept = None
@@ -106,12 +107,12 @@ class RecentProjections:
         if not self.capacity:
             return
         for case in cases:
-            sections = case.entry_texts()
-            chars = sum(map(len, sections[0])) + sum(map(len, sections[1])) if sections is not None else 0
-            if sections is None or chars > LARGEST_TEXT:
+            stored = case.stored_entries()
+            chars = stored[0].chars + stored[1].chars if stored is not None else 0
+            if stored is None or chars > LARGEST_TEXT:
                 self.forget(case.id)  # what was kept for it is stale now
                 continue
-            kept = _Kept([*sections[0], *sections[1]], chars, case)
+            kept = _Kept(case, stored, chars)
             with self._lock:
                 self._drop(case.id)
                 self._kept[case.id] = kept
@@ -136,3 +137,10 @@ class RecentProjections:
 
     def __contains__(self, case_id: object) -> bool:
         return case_id in self._kept
+
+
+def _same_texts(read: Sequence[str], kept: tuple[Entries, Entries]) -> bool:
+    """Whether the entry texts a row read (facts, then moves) are those kept, compared whole."""
+    facts, moves = kept
+    split = len(facts)
+    return len(read) == split + len(moves) and read[:split] == facts.texts and read[split:] == moves.texts
