@@ -20,7 +20,7 @@ from kapflow.domain.access import AccessRecord
 from kapflow.domain.accounts import ConsoleSession, ConsoleUser, SignInAttempt
 from kapflow.domain.audit_log import CheckpointRecord, LogRecord, LogSlot, LogSource
 from kapflow.domain.billing import LedgerSummary
-from kapflow.domain.case import AuditEvent, CaseRecord
+from kapflow.domain.case import AuditEvent, CaseRecord, Snapshot
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.events import DeliveryOutcome
 from kapflow.domain.identity import ApiKey
@@ -199,6 +199,11 @@ class Store(Protocol):
     def entries_past_counts(self, case_id: str | None = None) -> list[tuple[str, int]]:
         """(case id, how many) projection entry rows no reader takes, in id order: past the counts the case row
         keeps, or of a case not in the cases table (one case's, or every case's). Only a hand edit leaves one."""
+        ...
+
+    def case_views(self, case_id: str | None = None) -> Iterator[tuple[str, str, Snapshot]]:
+        """(case id, view name, snapshot) of the kept views' snapshots (``StoredView``), by case id and name (one
+        case's, or every case's): what ``audit verify`` compares with a fold of the facts each covers."""
         ...
 
     def queue(self) -> Queue:

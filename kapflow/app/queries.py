@@ -17,6 +17,7 @@ from kapflow.app.cases import check_actor
 from kapflow.app.command_input import check_page, check_state_filter
 from kapflow.app.context import AppContext
 from kapflow.audit import AuditReport, verify_chain
+from kapflow.audit.views import view_problems
 from kapflow.domain.appointments import Appointment, appointments
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, to_iso
 from kapflow.domain.decision import check_required_text, guard_context, not_available_blocker, pending_blockers
@@ -24,6 +25,7 @@ from kapflow.domain.errors import Blocker, InvalidInput, NotPermitted, UnknownCa
 from kapflow.domain.events import EventKind, TimerStatus
 from kapflow.domain.names import search_words
 from kapflow.domain.payload import canonical_json, check_identifier, check_payload
+from kapflow.domain.stored_views import snapshot_folds
 from kapflow.domain.timers import plan_timers
 from kapflow.domain.verdict import Verdict, blocker_reads, evaluate, for_reader, verdict_for_reader
 from kapflow.domain.workflow import Workflow
@@ -288,9 +290,14 @@ def verify_audit(app: AppContext, case_id: str | None) -> AuditReport:
     bindings = app.store.client_bindings()
     strays = app.store.entries_past_counts(case_id)
     if case_id is None:
-        return verify_chain(app.store.iter_audit(), app.store.iter_cases(), bindings.all(), strays)
-    found = case(app, case_id)
-    return verify_chain(app.store.iter_audit(case_id), [found], bindings.all(case_id), strays)
+        report = verify_chain(app.store.iter_audit(), app.store.iter_cases(), bindings.all(), strays)
+    else:
+        found = case(app, case_id)
+        report = verify_chain(app.store.iter_audit(case_id), [found], bindings.all(case_id), strays)
+    report.problems += view_problems(app.store.case_views(case_id), app.store.get_case,
+                                     lambda c: snapshot_folds(app.workflows.of(c), c.id),
+                                     {p.case_id for p in report.problems})
+    return report
 
 
 # ------------------------------------------------------------------ the minimum necessary, per role

@@ -12,12 +12,12 @@ the case id, and ``sequence`` counts changes (RFC 5545 SEQUENCE).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from kapflow.domain.case import CaseFacts, FactEntry
+from kapflow.domain.case import CaseFacts, FactEntry, StoredView, to_iso
 
 ACTIONS = ("reschedule", "cancel", "no_show", "attended")
 
@@ -87,6 +87,7 @@ class Appointment(NamedTuple):
     location: str = "in_person"
     clinician: str = ""  # the clinician's id ("" on bookings made before appointments named one)
     room: str = ""  # the room's id, "" when none was given
+    changed_at: datetime | None = None  # when it was booked or last changed (a notice of the change is sent then)
 
     @property
     def uid(self) -> str:
@@ -105,7 +106,8 @@ def appointments(case_id: str, facts: CaseFacts, carriers: AppointmentFacts = ST
     """Every appointment of the case by id, with its changes applied in order (do not modify it).
 
     Kept with the projection and stepped by each booking or change recorded after it (``CaseFacts.derived``):
-    a command on a case of a year's appointments folds one fact, not the year."""
+    a command on a case of a year's appointments folds one fact, not the year; and kept by the store
+    (``stored_appointments``), so a case read cold steps its snapshot rather than folding the year."""
     booking, update = carriers.booking, carriers.update
 
     def fold(f: CaseFacts) -> dict[str, Appointment]:
@@ -120,7 +122,37 @@ def appointments(case_id: str, facts: CaseFacts, carriers: AppointmentFacts = ST
         return view
 
     return facts.derived((appointments, case_id, booking, update), fold, reads=frozenset((booking, update)),
-                         step=step)
+                         step=step, stored=lambda: stored_appointments(case_id, carriers))
+
+
+VIEW_VERSION = 1
+"""Of the appointments' fold as the store keeps it (``stored_appointments``): raised when the fold changes."""
+
+
+def stored_appointments(case_id: str, carriers: AppointmentFacts) -> StoredView[dict[str, Appointment]]:
+    """How the store keeps a case's appointments: each as a list of its fields but the case's id."""
+
+    def decode(body: list[list[object]]) -> dict[str, Appointment]:
+        return {str(a[0]): _decoded(case_id, a) for a in body}
+
+    return StoredView(f"appointments/{VIEW_VERSION}:{carriers.booking}:{carriers.update}", _encoded, decode)
+
+
+def _encoded(view: dict[str, Appointment]) -> list[list[object]]:
+    return [[a.id, a.kind, a.starts_at.isoformat(), a.minutes, a.status, a.sequence, to_iso(a.booked_at), a.location,
+             a.clinician, a.room, to_iso(a.changed_at) if a.changed_at is not None else None] for a in view.values()]
+
+
+def _decoded(case_id: str, a: list[object]) -> Appointment:
+    appt_id, kind, starts, minutes, status, sequence, booked, location, clinician, room, changed = a
+    if not (isinstance(minutes, int) and isinstance(sequence, int) and status in _STATUSES):
+        raise ValueError("not an appointment as the store keeps it")
+    return Appointment(str(appt_id), case_id, str(kind), datetime.fromisoformat(str(starts)), minutes, str(status),
+                       sequence, datetime.fromisoformat(str(booked)), str(location), str(clinician), str(room),
+                       datetime.fromisoformat(str(changed)) if changed is not None else None)
+
+
+_STATUSES = frozenset(("booked", "cancelled", "no_show", "attended"))
 
 
 def _take(case_id: str, booking: str, view: dict[str, Appointment], fact: FactEntry) -> None:
@@ -129,23 +161,25 @@ def _take(case_id: str, booking: str, view: dict[str, Appointment], fact: FactEn
         appt_id = f"a{len(view) + 1}"
         data = fact.data
         # Positional, in field order: id, case_id, kind, starts_at, minutes, status, sequence,
-        # booked_at, location, clinician, room (keywords cost a third more, on every command that reads them).
+        # booked_at, location, clinician, room, changed_at (keywords cost a third more, on every command that reads
+        # them).
         view[appt_id] = Appointment(
             appt_id, case_id, str(data["kind"]), datetime.fromisoformat(str(data["starts_at"])),
             int(data["minutes"]), "booked", 0, fact.at, str(data.get("location") or "in_person"),
-            str(data.get("clinician") or ""), str(data.get("room") or ""),
+            str(data.get("clinician") or ""), str(data.get("room") or ""), fact.at,
         )
     elif fact.data["appointment"] in view:
-        view[str(fact.data["appointment"])] = _apply(view[str(fact.data["appointment"])], fact.data)
+        view[str(fact.data["appointment"])] = _apply(view[str(fact.data["appointment"])], fact)
 
 
-def _apply(appt: Appointment, change: Mapping[str, object]) -> Appointment:
+def _apply(appt: Appointment, fact: FactEntry) -> Appointment:
+    change = fact.data
     action = change["action"]
     if action == "reschedule":
         starts = datetime.fromisoformat(str(change["starts_at"]))
-        return appt._replace(starts_at=starts, status="booked", sequence=appt.sequence + 1)
+        return appt._replace(starts_at=starts, status="booked", sequence=appt.sequence + 1, changed_at=fact.at)
     status = {"cancel": "cancelled", "no_show": "no_show", "attended": "attended"}[str(action)]
-    return appt._replace(status=status, sequence=appt.sequence + 1)
+    return appt._replace(status=status, sequence=appt.sequence + 1, changed_at=fact.at)
 
 
 def upcoming(

@@ -16,6 +16,7 @@ payments and adjustments in the order they were recorded; money is ``Decimal``, 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Mapping
 from copy import copy
 from dataclasses import dataclass, field
@@ -26,10 +27,10 @@ from typing import Any
 
 from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
 from kapflow.domain.calendar import PracticeCalendar
-from kapflow.domain.case import CaseFacts, FactEntry
+from kapflow.domain.case import CaseFacts, FactEntry, StoredView, to_iso
 from kapflow.domain.errors import InvalidInput
 from kapflow.domain.facts import Boolean, Choice, Day, FactSpec, Integer, Money, Text
-from kapflow.domain.payload import JSONObject
+from kapflow.domain.payload import JSONObject, canonical_json
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -560,16 +561,21 @@ def ledger(facts: CaseFacts, billing: Billing) -> Ledger:
 
     A payment pays the open charges its purpose names first, then the oldest; what is left is a credit,
     which pays the next charge posted. A void returns what was paid on the charge to the credit.
-    Kept with the projection, and stepped by each ledger fact recorded after it (``CaseFacts.derived``).
+    Kept with the projection, and stepped by each ledger fact recorded after it (``CaseFacts.derived``), and
+    kept by the store (``stored_ledger``), so a case read cold steps its snapshot rather than folding a year.
     """
+    return _kept_fold(facts, billing).books()
+
+
+def _kept_fold(facts: CaseFacts, billing: Billing) -> _Fold:
     def step(before: tuple[Billing, _Fold], fact: FactEntry) -> tuple[Billing, _Fold]:
         return before[0], before[1].then(fact)
 
     kept = facts.derived((ledger, id(billing)), lambda f: (billing, _folded(f, billing)),
-                         reads=frozenset(billing.facts.ledger), step=step)
+                         reads=frozenset(billing.facts.ledger), step=step, stored=lambda: stored_ledger(billing))
     if kept[0] is billing:  # ids are reused once an object is gone: the object itself decides
-        return kept[1].books()
-    return _folded(facts, billing).books()
+        return kept[1]
+    return _folded(facts, billing)
 
 
 def _folded(facts: CaseFacts, billing: Billing) -> _Fold:
@@ -577,6 +583,76 @@ def _folded(facts: CaseFacts, billing: Billing) -> _Fold:
     for fact in facts.of_kinds(billing.facts.ledger):
         fold.take(fact)
     return fold
+
+
+LEDGER_VERSION = 1
+"""Of the ledger's fold as the store keeps it (``stored_ledger``): raised when the fold changes."""
+
+_LEDGER_NAMES: dict[int, tuple[Billing, str]] = {}  # a fee schedule's view name, by its id (worked out once)
+
+
+def stored_ledger(billing: Billing) -> StoredView[tuple[Billing, _Fold]]:
+    """How the store keeps a case's ledger: its lines, statement and totals, under a name that holds what of the
+    fee schedule the fold reads (the fact kinds; each service's payment purpose), so a schedule that changes
+    those folds the ledger again rather than reading a snapshot made under another."""
+    named = _LEDGER_NAMES.get(id(billing))
+    if named is None or named[0] is not billing:
+        reads = {"facts": list(billing.facts.ledger), "purposes": {n: s.purpose for n, s in billing.services.items()}}
+        digest = hashlib.sha256(canonical_json(reads).encode()).hexdigest()[:16]
+        named = _LEDGER_NAMES[id(billing)] = (billing, f"ledger/{LEDGER_VERSION}:{digest}")
+    return StoredView(named[1], _fold_json, lambda body: (billing, _fold_from(billing, body)))
+
+
+def ledger_snapshot(facts: CaseFacts, billing: Billing) -> str:
+    """The ledger folded from ``facts`` as the store keeps it (what ``audit verify`` compares a snapshot with)."""
+    return canonical_json(_fold_json((billing, _folded(facts, billing))))
+
+
+def _fold_json(kept: tuple[Billing, _Fold]) -> dict[str, Any]:
+    fold = kept[1]
+    return {
+        "charges": [[c.id, to_iso(c.at), c.visit, c.service, c.description, c.code, c.units, str(c.fee), c.insurance,
+                     c.date_of_service.isoformat(), c.minutes, c.clinician, str(c.paid), str(c.written_off), c.voided]
+                    for c in fold.charges],
+        "entries": [[to_iso(e.at), e.kind, e.ref, e.description, str(e.amount), str(e.balance)] for e in fold.entries],
+        "totals": [str(fold.credit), str(fold.charged), str(fold.paid), str(fold.adjusted)],
+        "settled": fold._settled,
+    }
+
+
+def _fold_from(billing: Billing, body: Mapping[str, Any]) -> _Fold:
+    fold = _Fold(billing)
+    fold.charges = [ChargeLine(str(i), _instant(at), str(visit), str(service), str(text), _text_or_none(code),
+                               _integer(units), Decimal(fee), _flag(insurance), date.fromisoformat(day),
+                               None if minutes is None else _integer(minutes), str(clinician), Decimal(paid),
+                               Decimal(off), _flag(voided))
+                    for i, at, visit, service, text, code, units, fee, insurance, day, minutes, clinician, paid,
+                    off, voided in body["charges"]]
+    fold.entries = [Entry(_instant(at), str(kind), str(ref), str(text), Decimal(amount), Decimal(balance))
+                    for at, kind, ref, text, amount, balance in body["entries"]]
+    fold.credit, fold.charged, fold.paid, fold.adjusted = (Decimal(v) for v in body["totals"])
+    fold._settled = _integer(body["settled"])
+    return fold
+
+
+def _instant(text: object) -> datetime:
+    return datetime.fromisoformat(str(text))
+
+
+def _integer(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("not a whole number")
+    return value
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("not true or false")
+    return value
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def adjustment_problem(books: Ledger, d: Mapping[str, Any]) -> str | None:

@@ -11,11 +11,12 @@ import json
 import re
 import sys
 import weakref
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, NamedTuple, TypeVar, cast, overload
+from typing import Any, Generic, NamedTuple, TypeVar, cast, overload
 
 from kapflow.domain.events import EventKind
 from kapflow.domain.payload import JSONObject, canonical_json
@@ -234,6 +235,41 @@ def keys_of(entries: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
     return [entry[name] for entry in entries]
 
 
+SNAPSHOT_EVERY = 16
+"""Facts of a kept view's kinds recorded since its snapshot (or, without one, in all) before a command writes it
+again: a case read cold then steps the snapshot by fewer than this many facts, and a command writes one once in
+this many commands that change the view (a year of weekly visits: six snapshots of its appointments)."""
+
+
+class Snapshot(NamedTuple):
+    """A derived view as the store keeps it: its value after the case's first ``fact_count`` facts, as the
+    canonical JSON of what its ``StoredView`` encodes (``body``)."""
+
+    fact_count: int
+    body: str
+
+
+@dataclass(frozen=True)
+class StoredView(Generic[T]):
+    """How the store keeps a derived view (``CaseFacts.derived``) for a case read cold: a snapshot of it every
+    ``SNAPSHOT_EVERY`` facts of its kinds, which a cold read decodes and steps by the facts since, instead of
+    folding a year of them.
+
+    ``name`` says which function of the facts the view is, with what configuration (the fact kinds it reads, the
+    fee schedule's purposes): a view of the same name from any process or version of the code is the same value
+    of the same facts, so a change to a fold changes its name (its snapshots are then not read, and written anew).
+    ``encode`` gives the view as JSON values; ``decode`` the view back from them (raising ``ValueError``,
+    ``TypeError``, ``KeyError`` or ``IndexError`` on anything else: the view is then folded, and ``kapflow audit
+    verify`` names the snapshot)."""
+
+    name: str
+    encode: Callable[[T], Any]
+    decode: Callable[[Any], T]
+
+
+_UNREADABLE = (ValueError, TypeError, KeyError, IndexError, ArithmeticError, AttributeError)
+
+
 class CaseFacts:
     """Read-only queries over a case's facts and moves, for guards.
 
@@ -261,10 +297,13 @@ class CaseFacts:
         "_positions",
         "_raw",
         "_reads",
+        "_snapshot_at",
+        "_snapshots",
         "_steps",
+        "_stored",
     )
 
-    def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, raw: Mapping[str, Any] | None = None, snapshots: Mapping[str, Snapshot] | None = None) -> None:
         self._raw: Mapping[str, Any] = raw or {"facts": [], "moves": []}
         self._facts: list[FactEntry] | None = None
         self._moves: list[Move] | None = None
@@ -282,6 +321,11 @@ class CaseFacts:
         # The projection this one extends by one entry (``extended``), while something else keeps it: what it works
         # out after the extension (the command's plan before it, folded after the one after) this one takes too.
         self._base: tuple[weakref.ref[CaseFacts], str] | None = None
+        # The store's snapshots of kept views as the case was read (``StoredView``), by name; the views kept here
+        # that the store keeps, by key; and how many facts each one's latest snapshot in the store covers.
+        self._snapshots: Mapping[str, Snapshot] = snapshots or {}
+        self._stored: dict[object, StoredView[Any]] = {}
+        self._snapshot_at: dict[str, int] = {}
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -423,7 +467,7 @@ class CaseFacts:
 
     def derived(
         self, key: object, compute: Callable[[CaseFacts], T], *, reads: frozenset[str] | None = None,
-        step: Callable[[T, FactEntry], T] | None = None,
+        step: Callable[[T, FactEntry], T] | None = None, stored: Callable[[], StoredView[T]] | None = None,
     ) -> T:
         """``compute(self)``, once per projection: a view several guards (or the planner) share.
 
@@ -434,11 +478,16 @@ class CaseFacts:
         ``step`` (with ``reads``): the view after one more fact of those kinds, from the view before,
         which it must leave unchanged (the projection before shares it); the next projection then steps
         the view by its new fact instead of folding the whole case again.
+        ``stored`` (with ``step``): how the store keeps the view (built only when this projection first works
+        the view out): a case read cold with a snapshot of it steps the snapshot by the facts recorded since,
+        and a command writes the snapshots this projection has come due for (``snapshots_due``).
         """
         try:
             return cast(T, self._derived[key])
         except KeyError:
             pass
+        if stored is not None and key not in self._stored:
+            self._stored[key] = stored()
         waiting = self._pending.pop(key, None)
         if waiting is not None:  # a view of an earlier projection, and the facts recorded since
             value, since = waiting
@@ -448,6 +497,8 @@ class CaseFacts:
             self._derived[key] = value
             return cast(T, value)
         found = self._from_base(key, reads, step) if reads is not None else None
+        if found is None and stored is not None and reads is not None and step is not None:
+            found = self._from_snapshot(self._stored[key], reads, step)
         view: T = compute(self) if found is None else found
         self._derived[key] = view
         if reads is not None:
@@ -456,6 +507,46 @@ class CaseFacts:
                 self._steps[key] = step
         return view
 
+    def _from_snapshot(self, stored: StoredView[T], reads: frozenset[str], step: Callable[[T, FactEntry], T]
+                       ) -> T | None:
+        """The view from the store's snapshot of it, stepped by the facts of its kinds recorded since; None when
+        the case was read without one, or with one this code cannot read (the view is then folded)."""
+        snapshot = self._snapshots.get(stored.name)
+        raw = self._raw.get("facts", ())
+        if snapshot is None or not 0 < snapshot.fact_count <= len(raw):
+            return None
+        try:
+            value = stored.decode(json.loads(snapshot.body))
+        except _UNREADABLE:
+            return None
+        positions = self._kind_positions()
+        since = sorted(n for kind in reads for n in _from(positions.get(kind, ()), snapshot.fact_count))
+        for entry in _entries_at(raw, since):
+            value = step(value, _fact(entry))
+        self._snapshot_at[stored.name] = snapshot.fact_count
+        return value
+
+    def snapshots_due(self) -> dict[str, Snapshot]:
+        """The snapshots of the stored views this projection has worked out (or can step to) that the store should
+        keep now, by name: those with ``SNAPSHOT_EVERY`` facts of their kinds or more recorded since their latest
+        snapshot (or in all, without one). A command writes them with its entries; once returned, they count as
+        the latest."""
+        due: dict[str, Snapshot] = {}
+        if not self._stored:
+            return due
+        count, positions = len(self._raw.get("facts", ())), self._kind_positions()
+        for key, stored in self._stored.items():
+            reads, step = self._reads.get(key), self._steps.get(key)
+            if reads is None or step is None or (key not in self._derived and key not in self._pending):
+                continue
+            at = self._snapshot_at.get(stored.name, 0)
+            if sum(len(_from(positions.get(kind, ()), at)) for kind in reads) < SNAPSHOT_EVERY:
+                continue
+            value = self.derived(key, _never_folded, reads=reads, step=step)  # the pending facts stepped
+            due[stored.name] = Snapshot(count, canonical_json(stored.encode(value)))
+            self._snapshot_at[stored.name] = count
+        return due
+
     def _from_base(self, key: object, reads: frozenset[str], step: Callable[[T, FactEntry], T] | None) -> T | None:
         """The view as the projection this one extends has it now, taken or stepped by the entry added; None when
         that projection has not worked it out (or is gone), or cannot step it."""
@@ -463,6 +554,9 @@ class CaseFacts:
         if base is None or (key not in base._derived and key not in base._pending):
             return None
         before: T = base.derived(key, lambda _f: cast(T, None), reads=reads, step=step)  # brought up to date
+        stored = base._stored.get(key)
+        if stored is not None and stored.name in base._snapshot_at:  # what the store holds of it, as base knows
+            self._snapshot_at.setdefault(stored.name, base._snapshot_at[stored.name])
         if section == "moves" or self._raw["facts"][-1]["kind"] not in reads:
             return before
         return step(before, _fact(self._raw["facts"][-1])) if step is not None else None
@@ -515,6 +609,10 @@ class CaseFacts:
             after._reads[key] = kinds
             if step is not None:
                 after._steps[key] = step
+        after._snapshots = self._snapshots  # they cover a part of these facts still
+        if self._stored:
+            after._snapshot_at = dict(self._snapshot_at)
+            after._stored = {key: v for key, v in self._stored.items() if key in after._reads}
         return after
 
     def __iter__(self) -> Iterator[FactEntry]:
@@ -525,6 +623,15 @@ def _recorded_since(entries: Entries, n: int, after: str, instant: datetime) -> 
     """Whether entry ``n`` was recorded at ``instant`` (``after`` in ``to_iso``'s form) or later."""
     at = entries.recorded_at(n)
     return at >= after if at is not None else _fact(entries[n]).at >= instant
+
+
+def _from(positions: Sequence[int], start: int) -> Sequence[int]:
+    """The positions (ascending) from ``start`` on."""
+    return positions[bisect_left(positions, start):]
+
+
+def _never_folded(_facts: CaseFacts) -> Any:
+    raise AssertionError("a view kept here is never folded again to be written")
 
 
 def _entries_at(entries: Sequence[Mapping[str, Any]], positions: Sequence[int]) -> list[Mapping[str, Any]]:
@@ -596,11 +703,14 @@ class CaseRecord:
     facts: Mapping[str, Any]
     opened_at: datetime
     updated_at: datetime
+    # The store's snapshots of the case's kept views, by name (``StoredView``), when a command's read took them:
+    # what its projection starts from instead of folding them. Not the case's state: not compared.
+    views: Mapping[str, Snapshot] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def projection(self) -> CaseFacts:
         """The facts as guards and planners read them: parsed once per record, on demand."""
-        return CaseFacts(self.facts)
+        return CaseFacts(self.facts, self.views)
 
     def adopt_projection(self, projection: CaseFacts) -> None:
         """Take ``projection``, built before over these very facts, as this record's ``projection``.

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
-from kapflow.domain.case import CaseFacts, FactEntry, to_iso
+from kapflow.domain.case import CaseFacts, to_iso
 from kapflow.domain.workflow import Reminder, Workflow
 
 
@@ -148,7 +148,7 @@ def _appointment_timer(
     assert wf.appointments is not None  # validated with the workflow
     changed = None
     if r.before_appointment is None and r.on_appointment == appointment_event(appt):
-        changed = last_changes(case_id, facts, wf.appointments).get(appt.id, appt.booked_at)
+        changed = appt.changed_at or appt.booked_at
     key = (id(r), case_id, appt, changed)
     found, timer = _REMEMBERED.get(key, r, None)
     if not found:
@@ -189,33 +189,6 @@ def appointment_event(appt: Appointment) -> str | None:
     if appt.status == "booked":
         return "booked" if appt.sequence == 0 else "moved"
     return None  # attended, no-show: nothing to tell
-
-
-def last_changes(case_id: str, facts: CaseFacts, carriers: AppointmentFacts) -> dict[str, datetime]:
-    """When each appointment last changed (booked, moved, cancelled...), by id (kept and stepped as
-    ``appointments`` is)."""
-    booking = carriers.booking
-
-    def fold(f: CaseFacts) -> dict[str, datetime]:
-        changed: dict[str, datetime] = {}
-        for fact in f.of_kinds((booking, carriers.update)):
-            _changed(booking, changed, fact)
-        return changed
-
-    def step(before: dict[str, datetime], fact: FactEntry) -> dict[str, datetime]:
-        changed = dict(before)
-        _changed(booking, changed, fact)
-        return changed
-
-    return facts.derived((last_changes, booking, carriers.update), fold,
-                         reads=frozenset((booking, carriers.update)), step=step)
-
-
-def _changed(booking: str, changed: dict[str, datetime], fact: FactEntry) -> None:
-    if fact.kind == booking:
-        changed[f"a{len(changed) + 1}"] = fact.at
-    elif str(fact.data.get("appointment")) in changed:
-        changed[str(fact.data["appointment"])] = fact.at
 
 
 def _after(since: datetime, r: Reminder, cal: PracticeCalendar) -> datetime:

@@ -45,6 +45,7 @@ from kapflow.store.tables import (
     AuditRow,
     CaseEntryRow,
     CaseRow,
+    CaseViewRow,
     DeliveryAttemptRow,
     IdempotencyRow,
     LedgerSummaryRow,
@@ -56,6 +57,7 @@ from kapflow.store.tables import (
 
 _cases = CaseRow.__table__  # type: ignore[attr-defined]
 _entries = CaseEntryRow.__table__  # type: ignore[attr-defined]
+_views = CaseViewRow.__table__  # type: ignore[attr-defined]
 _audit = AuditRow.__table__  # type: ignore[attr-defined]
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 _timers = TimerRow.__table__  # type: ignore[attr-defined]
@@ -71,6 +73,7 @@ HOLD_LOCK_SPACE = 0x6B66  # the first key of kapflow's per-resource advisory loc
 CASE_TABLE_COLUMNS = tuple(c.name for c in _cases.columns)
 CASE_COLUMNS = (*CASE_TABLE_COLUMNS, "facts")  # a case read: its row, then its projection's entries (``case_read``)
 ENTRY_COLUMNS = ("case_id", "section", "n", "entry")
+VIEW_COLUMNS = ("case_id", "name", "fact_count", "body")
 AUDIT_COLUMNS = tuple(c.name for c in _audit.columns)  # the order of a ``select(audit table)`` row
 
 
@@ -177,6 +180,20 @@ def entries_of(dialect: Dialect) -> Select[Any]:
         among = _entries.c.case_id.in_(select(literal_column("value")).select_from(func.json_each(ids)))
     return (select(*[_entries.c[c] for c in ("case_id", "section", "n", "entry")]).where(among)
             .order_by(_entries.c.case_id, _entries.c.section, _entries.c.n))
+
+
+def _put_view(dialect: Dialect) -> ClauseElement:
+    """A view's snapshot, in place of the one it had."""
+    stmt = (postgresql if dialect.name == "postgresql" else sqlite).insert(_views).values(
+        {c: bindparam(c) for c in VIEW_COLUMNS})
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=["case_id", "name"], set_={"fact_count": stmt.excluded.fact_count, "body": stmt.excluded.body})
+
+
+def case_views(case_id: str | None) -> Select[Any]:
+    """The snapshots of kept views (one case's, or every case's), by case id and name."""
+    query = select(*[_views.c[c] for c in VIEW_COLUMNS]).order_by(_views.c.case_id, _views.c.name)
+    return query if case_id is None else query.where(_views.c.case_id == case_id)
 
 
 def entries_past_counts(case_id: str | None) -> Select[Any]:
@@ -291,6 +308,12 @@ class HotStatements:
         # command does: only a record not folded from the one this transaction read); the entries of cases read.
         self.insert_entry = prep(_put_entry(dialect))
         self.delete_entries = prep(delete(_entries).where(_entries.c.case_id == bindparam("b_case")))
+        # Its kept views' snapshots: read with a case whose facts may have one, written as they come due, and
+        # deleted with its entries when those are written anew (they covered the entries that were).
+        self.select_views = prep(select(_views.c.name, _views.c.fact_count, _views.c.body)
+                                 .where(_views.c.case_id == bindparam("id")))
+        self.put_view = prep(_put_view(dialect))
+        self.delete_views = prep(delete(_views).where(_views.c.case_id == bindparam("b_case")))
         self.entries_of = prep(entries_of(dialect))
         self.update_case = prep(
             update(_cases)

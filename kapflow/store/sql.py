@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
+from kapflow.domain.case import AuditEvent, CaseRecord, Snapshot, to_iso
 from kapflow.domain.errors import KapflowError, StorageError
 from kapflow.domain.names import prefix_bound
 from kapflow.store import schema
@@ -41,7 +41,14 @@ from kapflow.store.api_keys import ApiKeyReader, statements_for
 from kapflow.store.audit_log import LogReader, LogStatements
 from kapflow.store.client_bindings import BindingReader
 from kapflow.store.client_bindings import statements_for as binding_statements
-from kapflow.store.prepared import HotStatements, PageShape, Prepared, case_read, entries_past_counts
+from kapflow.store.prepared import (
+    HotStatements,
+    PageShape,
+    Prepared,
+    case_read,
+    case_views,
+    entries_past_counts,
+)
 from kapflow.store.queue import SqlQueue
 from kapflow.store.recent import DEFAULT_CASES, RecentProjections
 from kapflow.store.rows import case_from_values, event_from_row, with_projections
@@ -447,6 +454,12 @@ class SqlStore:
     def entries_past_counts(self, case_id: str | None = None) -> list[tuple[str, int]]:
         with _translated(), self.engine.connect() as conn:
             return [(str(found), int(n)) for found, n in conn.execute(entries_past_counts(case_id))]
+
+    def case_views(self, case_id: str | None = None) -> Iterator[tuple[str, str, Snapshot]]:
+        with _translated(), self.engine.connect() as conn:
+            for rows in conn.execution_options(yield_per=1000).execute(case_views(case_id)).partitions():
+                for found, name, count, body in rows:
+                    yield str(found), str(name), Snapshot(int(count), str(body))
 
     def log(self) -> LogReader:
         """The audit log's reads: verification's stream, a proof's nodes, the checkpoints."""

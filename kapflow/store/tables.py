@@ -49,6 +49,20 @@ class CaseEntryRow(SQLModel, table=True):
     entry: str
 
 
+class CaseViewRow(SQLModel, table=True):
+    """A snapshot of one of a case's kept views (``kapflow.domain.case.StoredView``): its value after the case's
+    first ``fact_count`` facts. A command on a case read cold starts from it and steps it by the facts since,
+    rather than folding every one; commands write it again every few facts of its kinds. Derived, never the
+    record: ``kapflow audit verify`` folds the facts it covers and compares."""
+
+    __tablename__ = "case_views"
+
+    case_id: str = Field(primary_key=True, max_length=200)
+    name: str = Field(primary_key=True, max_length=200)
+    fact_count: int
+    body: str
+
+
 def _unlogged(table: str, column: str) -> Index:
     """The rows the audit log's sequencer has not placed yet: a partial index, empty once it catches up."""
     return Index(f"ix_{table}_unlogged", column, sqlite_where=text("log_position IS NULL"),

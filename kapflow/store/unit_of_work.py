@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from kapflow.domain.billing import LedgerSummary
-from kapflow.domain.case import AuditEvent, CaseRecord, to_iso
+from kapflow.domain.case import SNAPSHOT_EVERY, AuditEvent, CaseRecord, Snapshot, to_iso
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.events import DeliveryOutcome, TimerStatus
 from kapflow.domain.payload import canonical_json
@@ -103,7 +104,14 @@ class SqlUnitOfWork:
             return None
         case = self._recent.case(with_projections([row], lambda _ids: entries)[0])
         self._stored[case.id] = case.facts
+        if case.parsed_projection() is None and len(case.facts["facts"]) >= SNAPSHOT_EVERY:
+            case = replace(case, views=self._views_of(case.id))  # a case of so few facts has none
         return case
+
+    def _views_of(self, case_id: str) -> dict[str, Snapshot]:
+        """The snapshots of the case's kept views (read after its row, which this transaction holds)."""
+        rows = self._all_rows(self._hot.select_views.run(self._new_cursor(), {"id": case_id}))
+        return {str(name): Snapshot(int(count), str(body)) for name, count, body in rows}
 
     def verify_copies(self) -> None:
         """Prove current every kept copy this transaction used and did not swap: ``LostRace`` if one is stale.
@@ -327,10 +335,18 @@ class SqlUnitOfWork:
         rows = entry_rows(case.id, stored, case.facts) if stored is not None else None
         if rows is None:
             self._hot.delete_entries.run(self._cur, {"b_case": case.id})
+            self._hot.delete_views.run(self._cur, {"b_case": case.id})  # they covered the entries that were
             rows = entry_rows(case.id, None, case.facts) or []
         if rows:
             self._hot.insert_entry.run_many(self._cur, rows)
         self._stored[case.id] = case.facts
+        projection = case.parsed_projection()  # none: no command read it, so no view of it was worked out
+        if projection is not None:
+            due = projection.snapshots_due()
+            if due:
+                self._hot.put_view.run_many(self._cur, [
+                    {"case_id": case.id, "name": name, "fact_count": snapshot.fact_count, "body": snapshot.body}
+                    for name, snapshot in due.items()])
 
     def _row_count(self, cursor: Any) -> int:
         return int(cursor.rowcount)

@@ -1,0 +1,131 @@
+"""The store keeps snapshots of a case's appointments and ledger (``case_views``): a command on a case read cold
+starts from them, and ``audit verify`` folds the facts each covers and compares.
+
+Each test runs on a SQLite file and on a PostgreSQL schema of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+from support import FRONT_DESK, THERAPIST, open_case, query
+
+from kapflow.app.engine import Engine
+from kapflow.domain.appointments import appointments, stored_appointments
+from kapflow.domain.billing import ledger, stored_ledger
+from kapflow.domain.case import SNAPSHOT_EVERY, CaseRecord
+from kapflow.store.sql import SqlStore
+from kapflow.testing import FakeClock
+from kapflow.workflows.kap import KAP_PATHWAY
+
+WEEKS = SNAPSHOT_EVERY + 2  # each week a booking and its attendance (which posts a charge), and a payment
+
+
+def weeks_of_visits(engine: Engine, clock: FakeClock, case_id: str, weeks: int = WEEKS, first: int = 1) -> None:
+    for n in range(first, first + weeks):
+        visit = clock.now() + timedelta(days=1)
+        engine.record(case_id, "appointment", {"kind": "integration_session", "starts_at": visit.isoformat(),
+                                               "clinician": f"th-{case_id}"}, actor=FRONT_DESK)
+        clock.set(visit + timedelta(hours=1))
+        engine.record(case_id, "appointment_update", {"appointment": f"a{n}", "action": "attended"},
+                      actor=THERAPIST)
+        engine.record(case_id, "payment", {"amount": "165.00", "purpose": "psychotherapy"}, actor=FRONT_DESK)
+        clock.advance(timedelta(days=6))
+
+
+def snapshots(url: str, case_id: str) -> dict[str, tuple[int, str]]:
+    rows = query(url, "SELECT name, fact_count, body FROM case_views WHERE case_id = :c", c=case_id)
+    return {name: (count, body) for name, count, body in rows}
+
+
+def cold_read(url: str, case_id: str) -> CaseRecord:
+    """The case as a command in another process reads it: from the row, its entries and its snapshots."""
+    store = SqlStore(url, recent_cases=0)
+    try:
+        with store.write() as uow:
+            found = uow.load_case(case_id)
+    finally:
+        store.close()
+    assert found is not None
+    return found
+
+
+def views(case: CaseRecord) -> tuple[Any, Any]:
+    assert KAP_PATHWAY.appointments is not None and KAP_PATHWAY.billing is not None
+    return appointments(case.id, case.projection, KAP_PATHWAY.appointments), ledger(case.projection,
+                                                                                   KAP_PATHWAY.billing)
+
+
+def test_commands_keep_snapshots_and_a_cold_read_starts_from_them(
+    engine: Engine, any_ready_url: str, clock: FakeClock
+) -> None:
+    """After a few weeks of visits both views have a snapshot; a cold read takes them and gets what folding every
+    fact gets (the record other readers get, which has none); commands on it go on as on any case."""
+    assert KAP_PATHWAY.appointments is not None and KAP_PATHWAY.billing is not None
+    case_id = open_case(engine)
+    weeks_of_visits(engine, clock, case_id)
+    kept = snapshots(any_ready_url, case_id)
+    names = {stored_appointments(case_id, KAP_PATHWAY.appointments).name, stored_ledger(KAP_PATHWAY.billing).name}
+    assert set(kept) == names
+    facts = len(engine.case(case_id).facts["facts"])
+    assert all(SNAPSHOT_EVERY <= count <= facts for count, _ in kept.values())
+    cold = cold_read(any_ready_url, case_id)
+    assert set(cold.views) == names
+    folded = engine.case(case_id)
+    assert folded.views == {}
+    assert views(cold) == views(folded)
+    assert len(views(cold)[0]) == WEEKS and views(cold)[1].balance == 0
+    weeks_of_visits(engine, clock, case_id, 1, WEEKS + 1)  # a command after them, in a store that reads it cold
+    assert views(cold_read(any_ready_url, case_id)) == views(engine.case(case_id))
+    assert engine.verify_audit(case_id).ok and engine.verify_audit(None).ok
+
+
+def test_verification_names_a_snapshot_edited_by_hand(engine: Engine, any_ready_url: str, clock: FakeClock) -> None:
+    """A snapshot made to say an appointment was never attended, or the ledger paid off, would change what
+    commands see while the chain verifies: verification names the case and the view, of the case and of the
+    whole database. Deleting the row mends it: commands fold the facts, and write it again."""
+    assert KAP_PATHWAY.billing is not None
+    case_id, other = open_case(engine), open_case(engine)
+    weeks_of_visits(engine, clock, case_id)
+    weeks_of_visits(engine, clock, other)
+    name = stored_ledger(KAP_PATHWAY.billing).name
+    count, body = snapshots(any_ready_url, case_id)[name]
+    edited = body.replace('"165.00"', '"0.00"', 1)
+    assert edited != body
+    db = create_engine(any_ready_url, poolclass=NullPool)
+    try:
+        with db.begin() as conn:
+            conn.execute(text("UPDATE case_views SET body = :b WHERE case_id = :c AND name = :n"),
+                         {"b": edited, "c": case_id, "n": name})
+        for report in (engine.verify_audit(case_id), engine.verify_audit(None)):
+            assert [(p.case_id, name in p.reason) for p in report.problems] == [(case_id, True)]
+            assert f"after {count} facts differs from a fold" in report.problems[0].reason
+        with db.begin() as conn:
+            conn.execute(text("DELETE FROM case_views WHERE case_id = :c"), {"c": case_id})
+    finally:
+        db.dispose()
+    assert engine.verify_audit(case_id).ok
+    assert views(cold_read(any_ready_url, case_id)) == views(engine.case(case_id))
+
+
+def test_verification_names_snapshots_of_no_case_and_skips_views_no_code_keeps(
+    engine: Engine, any_ready_url: str
+) -> None:
+    """A snapshot of a case not in the cases table is a row added by hand; one of a name no view of the case's
+    workflow has (an older fold's) is read by no command, and not checked."""
+    case_id = open_case(engine)
+    add = "INSERT INTO case_views (case_id, name, fact_count, body) VALUES (:c, :n, 1, '[]')"
+    db = create_engine(any_ready_url, poolclass=NullPool)
+    try:
+        with db.begin() as conn:
+            conn.execute(text(add), {"c": case_id, "n": "appointments/0:appointment:appointment_update"})
+            conn.execute(text(add), {"c": "case-never", "n": "ledger/1:0"})
+    finally:
+        db.dispose()
+    assert engine.verify_audit(case_id).ok
+    report = engine.verify_audit(None)
+    assert [p.case_id for p in report.problems] == ["case-never"]
+    assert "not in the cases table" in report.problems[0].reason
