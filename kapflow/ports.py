@@ -201,6 +201,11 @@ class Store(Protocol):
         keeps, or of a case not in the cases table (one case's, or every case's). Only a hand edit leaves one."""
         ...
 
+    def entries_mislabelled(self, case_id: str | None = None) -> list[tuple[str, int]]:
+        """(case id, how many) projection entry rows whose kind (``case_entries.kind``) is not their entry's, in id
+        order (one case's, or every case's): a command groups a case's entries by it, so only a hand edit differs."""
+        ...
+
     def case_views(self, case_id: str | None = None) -> Iterator[tuple[str, str, Snapshot]]:
         """(case id, view name, snapshot) of the kept views' snapshots (``StoredView``), by case id and name (one
         case's, or every case's): what ``audit verify`` compares with a fold of the facts each covers."""

@@ -17,7 +17,7 @@ from kapflow.app.cases import check_actor
 from kapflow.app.command_input import check_page, check_state_filter
 from kapflow.app.context import AppContext
 from kapflow.audit import AuditReport, verify_chain
-from kapflow.audit.views import view_problems
+from kapflow.audit.views import label_problems, view_problems
 from kapflow.domain.appointments import Appointment, appointments
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, to_iso
 from kapflow.domain.decision import check_required_text, guard_context, not_available_blocker, pending_blockers
@@ -294,6 +294,7 @@ def verify_audit(app: AppContext, case_id: str | None) -> AuditReport:
     else:
         found = case(app, case_id)
         report = verify_chain(app.store.iter_audit(case_id), [found], bindings.all(case_id), strays)
+    report.problems += label_problems(app.store.entries_mislabelled(case_id), {p.case_id for p in report.problems})
     report.problems += view_problems(app.store.case_views(case_id), app.store.get_case,
                                      lambda c: snapshot_folds(app.workflows.of(c), c.id),
                                      {p.case_id for p in report.problems})

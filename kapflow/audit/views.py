@@ -1,4 +1,5 @@
-"""The kept views' snapshots checked against a fold of the facts each covers.
+"""What a command reads instead of the entries' texts, checked against them: the kept views' snapshots against a fold
+of the facts each covers, and each entry's kind against its text.
 
 A command on a case read cold starts from these snapshots (``kapflow.domain.case.StoredView``) instead of folding
 its facts, so a snapshot edited by hand would change what its guards see while the chain and the case row still
@@ -46,6 +47,15 @@ def view_problems(
                     "instead, and write it again)")))
                 break
     return problems
+
+
+def label_problems(mislabelled: Iterable[tuple[str, int]], skip: Collection[str] = ()) -> list[AuditProblem]:
+    """A problem for each case with entry rows whose kind is not their entry's (``Store.entries_mislabelled``)."""
+    return [AuditProblem(case_id, None, None, (
+        f"{count} of its projection's entry rows name a kind (or trigger) their entry does not have: edited by hand, "
+        "and commands group the case's entries by it, so a guard could miss a fact (set it to the entry's own, or "
+        "to NULL: the entries are then read from their texts)")) for case_id, count in mislabelled
+        if case_id not in skip]
 
 
 def _holds(case: CaseRecord, fold: Callable[[CaseFacts], str], snapshot: Snapshot) -> bool:

@@ -86,11 +86,16 @@ class Entries(Sequence[Mapping[str, Any]]):
 
     __slots__ = ("_chars", "_decoded", "_keys", "_texts")
 
-    def __init__(self, texts: Sequence[str], decoded: list[Mapping[str, Any] | None] | None = None) -> None:
+    def __init__(self, texts: Sequence[str], decoded: list[Mapping[str, Any] | None] | None = None, *,
+                 keys: tuple[str, list[Any]] | None = None) -> None:
+        """``keys``: a key's name and each entry's value of it, as the store read them beside the texts (its
+        ``kind`` column: ``audit verify`` checks them against the texts), so ``keys`` need not read the texts."""
         # A list is taken as it is, not copied: these are never changed, and a fold makes a new one per command.
         self._texts = texts if isinstance(texts, list) else list(texts)
         self._decoded: list[Mapping[str, Any] | None] = [None] * len(self._texts) if decoded is None else decoded
-        self._keys: tuple[str, list[Any]] | None = None  # the key ``keys`` read last, and each entry's value of it
+        self._keys = keys  # the key ``keys`` read last, and each entry's value of it
+        if keys is not None and len(keys[1]) != len(self._texts):
+            raise ValueError("an entry's key for each entry, or none")
         self._chars: int | None = None  # the texts' length in all, once asked for
 
     @classmethod

@@ -71,8 +71,9 @@ HOLD_COLUMNS = ("resource", "starts_at", "ends_at", "case_id", "appointment_id")
 HOLD_LOCK_SPACE = 0x6B66  # the first key of kapflow's per-resource advisory locks ("kf")
 
 CASE_TABLE_COLUMNS = tuple(c.name for c in _cases.columns)
-CASE_COLUMNS = (*CASE_TABLE_COLUMNS, "facts")  # a case read: its row, then its projection's entries (``case_read``)
-ENTRY_COLUMNS = ("case_id", "section", "n", "entry")
+# A case read: its row, then its projection's entries and their kinds (``case_read``).
+CASE_COLUMNS = (*CASE_TABLE_COLUMNS, "facts", "keys")
+ENTRY_COLUMNS = ("case_id", "section", "n", "entry", "kind")
 VIEW_COLUMNS = ("case_id", "name", "fact_count", "body")
 AUDIT_COLUMNS = tuple(c.name for c in _audit.columns)  # the order of a ``select(audit table)`` row
 
@@ -155,20 +156,21 @@ def _put_entry(dialect: Dialect) -> ClauseElement:
     stmt = (postgresql if dialect.name == "postgresql" else sqlite).insert(_entries).values(
         {c: bindparam(c) for c in ENTRY_COLUMNS})
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=["case_id", "section", "n"], set_={"entry": stmt.excluded.entry})
+        index_elements=["case_id", "section", "n"], set_={"entry": stmt.excluded.entry, "kind": stmt.excluded.kind})
 
 
 def case_read(dialect: Dialect) -> list[Any]:
     """The columns of a case read: its row, then its projection's entries as stored, the texts of its facts and
-    then of its moves (``rows.case_from_row`` tells them apart by the row's counts).
+    then of its moves (``rows.case_from_row`` tells them apart by the row's counts), and their kinds (NULL here:
+    a command's read of the entries gives them, ``HotStatements.select_entries``; readers of lists read the kinds
+    a query asks about from the texts).
 
     PostgreSQL gathers them in the same statement (``array_agg ... ORDER BY``, one round trip). SQLite 3.40 has
     no ordered aggregate (``group_concat`` joins in an arbitrary order), so its reads leave the column NULL and
     ``rows.with_projections`` reads the entries in order with a second local statement.
     """
-    if dialect.name != "postgresql":
-        return [*_cases.columns, literal_column("NULL").label("facts")]
-    return [*_cases.columns, _entry_texts().label("facts")]
+    texts = _entry_texts() if dialect.name == "postgresql" else literal_column("NULL")
+    return [*_cases.columns, texts.label("facts"), literal_column("NULL").label("keys")]
 
 
 def entries_of(dialect: Dialect) -> Select[Any]:
@@ -194,6 +196,14 @@ def case_views(case_id: str | None) -> Select[Any]:
     """The snapshots of kept views (one case's, or every case's), by case id and name."""
     query = select(*[_views.c[c] for c in VIEW_COLUMNS]).order_by(_views.c.case_id, _views.c.name)
     return query if case_id is None else query.where(_views.c.case_id == case_id)
+
+
+def labelled_entries(case_id: str | None) -> Select[Any]:
+    """The entries with a kind beside them (one case's, or every case's), by case id, section and place: what
+    ``audit verify`` checks the kinds of."""
+    query = (select(*[_entries.c[c] for c in ("case_id", "section", "entry", "kind")])
+             .where(_entries.c.kind.is_not(None)).order_by(_entries.c.case_id, _entries.c.section, _entries.c.n))
+    return query if case_id is None else query.where(_entries.c.case_id == case_id)
 
 
 def entries_past_counts(case_id: str | None) -> Select[Any]:
@@ -294,7 +304,8 @@ class HotStatements:
         # A command's read: the row, locked, and then its entries in a statement of their own (sent together).
         # Not in one statement on PostgreSQL: a read that waits for the row's lock sees the row as the command
         # before committed it, but the rest of the statement (the entries) as of before that commit.
-        self.select_case = prep(select(*_cases.columns, literal_column("NULL").label("facts"))
+        self.select_case = prep(select(*_cases.columns, literal_column("NULL").label("facts"),
+                                       literal_column("NULL").label("keys"))
                                 .where(_cases.c.id == bindparam("id")).with_for_update())
         self.select_entries = prep(select(*[_entries.c[c] for c in ENTRY_COLUMNS])
                                    .where(_entries.c.case_id == bindparam("id"))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy.engine import Row
@@ -24,8 +25,12 @@ def case_from_row(row: Row[Any] | Mapping[str, Any], parsed: Mapping[str, Any] |
     if parsed is not None:
         facts = parsed
     else:
-        texts, count = m["facts"], m["fact_count"]
-        facts = {"facts": Entries(texts[:count]), "moves": Entries(texts[count:])}
+        texts, count, keys = m["facts"], m["fact_count"], m["keys"]
+        if keys is None:  # read from the texts when a query asks
+            facts = {"facts": Entries(texts[:count]), "moves": Entries(texts[count:])}
+        else:
+            facts = {"facts": Entries(texts[:count], keys=(FACT_KEY, keys[:count])),
+                     "moves": Entries(texts[count:], keys=(MOVE_KEY, keys[count:]))}
     return CaseRecord(
         id=m["id"],
         workflow=m["workflow"],
@@ -47,6 +52,8 @@ def case_from_values(row: Sequence[Any], parsed: Mapping[str, Any] | None = None
 
 
 ID_COLUMN, FACTS_COLUMN = CASE_COLUMNS.index("id"), CASE_COLUMNS.index("facts")  # in a DBAPI row of a case read
+_KEYS_COLUMN = CASE_COLUMNS.index("keys")
+FACT_KEY, MOVE_KEY = "kind", "trigger"  # what ``case_entries.kind`` holds of a fact's entry, and of a move's
 _FACT_COUNT, _MOVE_COUNT = CASE_COLUMNS.index("fact_count"), CASE_COLUMNS.index("move_count")
 SECTIONS = ("facts", "moves")  # a projection's lists, in the order of its canonical text
 
@@ -79,7 +86,8 @@ def entry_rows(case_id: str, before: Mapping[str, Any] | None, after: Mapping[st
         had = len(old)
         if len(new) < had or (had and not _same_entry(new, old, had - 1)):
             return None
-        rows += [{"case_id": case_id, "section": section, "n": n, "entry": _entry_text(new, n)}
+        key = FACT_KEY if section == "facts" else MOVE_KEY
+        rows += [{"case_id": case_id, "section": section, "n": n, "entry": _entry_text(new, n), "kind": new[n][key]}
                  for n in range(had, len(new))]
     return rows
 
@@ -98,20 +106,48 @@ def with_projections(rows: Sequence[Sequence[Any]], entries_of: Callable[[str], 
                      ) -> list[Sequence[Any]]:
     """Rows of a case read with their projection's entries (the texts of its facts, then of its moves): as read
     (PostgreSQL gathers them), or gathered here from ``entries_of(ids)``, the (case_id, section, n, entry) rows of
-    the cases whose ids are the JSON array ``ids``, in order. Each case takes the entries its row counts
-    (``fact_count``, ``move_count``): one a command added after the row was read is not this row's, so the case
-    is the one a single commit left."""
+    the cases whose ids are the JSON array ``ids``, in order, with each entry's kind after them when the read took
+    it (a command's: ``keys``, unless a row has none). Each case takes the entries its row counts (``fact_count``,
+    ``move_count``): one a command added after the row was read is not this row's, so the case is the one a single
+    commit left."""
     if not rows or rows[0][FACTS_COLUMN] is not None:
         return list(rows)
     texts: dict[str, tuple[list[str], list[str]]] = {r[ID_COLUMN]: ([], []) for r in rows}
-    for case_id, section, _n, entry in entries_of(json.dumps(list(texts))):
-        texts[case_id][section == "moves"].append(entry)
+    keys: dict[str, tuple[list[str | None], list[str | None]]] = {r[ID_COLUMN]: ([], []) for r in rows}
+    found = entries_of(json.dumps(list(texts)))
+    kinds = bool(found) and len(found[0]) > 4
+    if kinds:
+        for case_id, section, _n, entry, kind in found:
+            texts[case_id][section == "moves"].append(entry)
+            keys[case_id][section == "moves"].append(kind)
+    else:
+        for case_id, section, _n, entry in found:
+            texts[case_id][section == "moves"].append(entry)
     done: list[Sequence[Any]] = []
     for r in rows:
         facts, moves = texts[r[ID_COLUMN]]
         del facts[r[_FACT_COUNT]:], moves[r[_MOVE_COUNT]:]
-        done.append((*r[:FACTS_COLUMN], facts + moves, *r[FACTS_COLUMN + 1:]))
+        named = None
+        if kinds:
+            fact_keys, move_keys = keys[r[ID_COLUMN]]
+            named = fact_keys[:r[_FACT_COUNT]] + move_keys[:r[_MOVE_COUNT]]
+            named = None if None in named else named  # an entry written before kinds were: read from the texts
+        done.append((*r[:FACTS_COLUMN], facts + moves, named, *r[_KEYS_COLUMN + 1:]))
     return done
+
+
+def mislabelled(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, int]]:
+    """(case id, how many) of (case_id, section, entry, kind) rows, by case, whose kind is not the one their entry's
+    text has (the fact's kind, the move's trigger; none, for a text that is not such an entry)."""
+    for case_id, group in groupby(rows, key=lambda r: str(r[0])):
+        yield case_id, sum(1 for _c, section, entry, kind in group if _key_of(entry, section) != kind)
+
+
+def _key_of(text: str, section: str) -> str | None:
+    try:  # read as a command reads it (``Entries.keys``), or decoded when it must be
+        return str(Entries([text]).keys(FACT_KEY if section == "facts" else MOVE_KEY)[0])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def event_values(ev: AuditEvent) -> dict[str, Any]:

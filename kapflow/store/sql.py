@@ -48,10 +48,11 @@ from kapflow.store.prepared import (
     case_read,
     case_views,
     entries_past_counts,
+    labelled_entries,
 )
 from kapflow.store.queue import SqlQueue
 from kapflow.store.recent import DEFAULT_CASES, RecentProjections
-from kapflow.store.rows import case_from_values, event_from_row, with_projections
+from kapflow.store.rows import case_from_values, event_from_row, mislabelled, with_projections
 from kapflow.store.tables import AuditRow, CaseRow
 from kapflow.store.unit_of_work import PipelinedUnitOfWork, SqlUnitOfWork
 from kapflow.store.work import SqlWorkReader
@@ -454,6 +455,11 @@ class SqlStore:
     def entries_past_counts(self, case_id: str | None = None) -> list[tuple[str, int]]:
         with _translated(), self.engine.connect() as conn:
             return [(str(found), int(n)) for found, n in conn.execute(entries_past_counts(case_id))]
+
+    def entries_mislabelled(self, case_id: str | None = None) -> list[tuple[str, int]]:
+        with _translated(), self.engine.connect() as conn:
+            rows = conn.execution_options(yield_per=5000).execute(labelled_entries(case_id))
+            return [(found, wrong) for found, wrong in mislabelled(rows) if wrong]
 
     def case_views(self, case_id: str | None = None) -> Iterator[tuple[str, str, Snapshot]]:
         with _translated(), self.engine.connect() as conn:

@@ -47,6 +47,9 @@ class CaseEntryRow(SQLModel, table=True):
     section: str = Field(primary_key=True, max_length=5)  # facts | moves: the projection's list it belongs to
     n: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})  # its place in that list, from 0
     entry: str
+    # The fact's kind, or the move's trigger, as its entry has it: a command's read groups the entries by it without
+    # reading their texts (``audit verify`` checks it against them). NULL only on an entry a hand wrote.
+    kind: str | None = Field(default=None, max_length=200)
 
 
 class CaseViewRow(SQLModel, table=True):

@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 from support import FRONT_DESK, THERAPIST, open_case, query, who
 
 from kapflow.app.engine import Engine
+from kapflow.domain.case import Entries
 from kapflow.errors import StorageError
 from kapflow.store import schema
 from kapflow.store.sql import SqlStore
@@ -184,3 +185,91 @@ def test_a_projection_that_cannot_be_moved_stops_the_upgrade_naming_its_case(
         schema.upgrade(url)
     assert case_id in str(caught.value) and "kapflow audit verify" in str(caught.value)
     assert schema.current(url) == "0012"  # nothing of the upgrade stays
+
+
+def kinds(url: str, case_id: str) -> list[tuple[Any, ...]]:
+    return query(url, "SELECT section, n, kind FROM case_entries WHERE case_id = :c ORDER BY section, n", c=case_id)
+
+
+def cold_entries(url: str, case_id: str) -> tuple[Entries, Entries]:
+    """The projection's entries as a command in another process reads them."""
+    store = SqlStore(url, recent_cases=0)
+    try:
+        with store.write() as uow:
+            found = uow.load_case(case_id)
+    finally:
+        store.close()
+    assert found is not None and found.stored_entries() is not None
+    return found.stored_entries()  # type: ignore[return-value]
+
+
+def test_each_entry_has_its_kind_beside_it_and_a_command_reads_them(
+    engine: Engine, any_ready_url: str, clock: FakeClock
+) -> None:
+    """The fact's kind, or the move's trigger: a command's read hands them over, so grouping the entries reads no
+    text; an entry with none (a hand's) has the case's entries read from their texts, as before."""
+    case_id = open_case(engine)
+    vitals(engine, case_id, 120)
+    starts = (clock.now() + timedelta(days=3)).isoformat()
+    engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id), "starts_at": starts}, actor=FRONT_DESK)
+    engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    case = engine.case(case_id)
+    expected = [("facts", n, f["kind"]) for n, f in enumerate(case.facts["facts"])]
+    expected += [("moves", n, m["trigger"]) for n, m in enumerate(case.facts["moves"])]
+    assert kinds(any_ready_url, case_id) == expected
+    facts, moves = cold_entries(any_ready_url, case_id)
+    assert facts._keys == ("kind", [k for s, _n, k in expected if s == "facts"])
+    assert moves._keys == ("trigger", ["book_evaluation"])
+    db = create_engine(any_ready_url, poolclass=NullPool)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE case_entries SET kind = NULL WHERE case_id = :c AND n = 0"), {"c": case_id})
+    db.dispose()
+    facts, moves = cold_entries(any_ready_url, case_id)
+    assert facts._keys is None and moves._keys is None
+    assert facts.keys("kind") == [k for s, _n, k in expected if s == "facts"]
+    assert engine.verify_audit(case_id).ok
+    vitals(engine, case_id, 121)
+    assert engine.verify_audit(case_id).ok
+
+
+def test_verification_names_an_entry_row_whose_kind_was_edited(engine: Engine, any_ready_url: str) -> None:
+    """A kind changed by hand would hide a fact from the guards that ask for its kind (a command groups the entries
+    by it): verification names the case, of the case and of the whole database."""
+    case_id, other = open_case(engine), open_case(engine)
+    vitals(engine, case_id, 120)
+    vitals(engine, other, 120)
+    db = create_engine(any_ready_url, poolclass=NullPool)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE case_entries SET kind = 'consent' WHERE case_id = :c AND kind = 'vitals'"),
+                     {"c": case_id})
+    db.dispose()
+    for report in (engine.verify_audit(case_id), engine.verify_audit(None)):
+        assert [p.case_id for p in report.problems] == [case_id]
+        assert "1 of its projection's entry rows name a kind" in report.problems[0].reason
+
+
+def test_the_upgrade_gives_every_entry_its_kind(old_kinds: tuple[str, str, list[str]]) -> None:
+    """Revision 0015 adds the column and fills it in from each entry's text."""
+    url, case_id, written = old_kinds
+    schema.upgrade(url)
+    assert schema.check(url) == []
+    assert [k for _s, _n, k in kinds(url, case_id)] == written
+    facts, moves = cold_entries(url, case_id)
+    assert facts._keys is not None and moves._keys is not None
+    assert facts._keys[1] + moves._keys[1] == written
+
+
+@pytest.fixture
+def old_kinds(any_db_url: str, clock: FakeClock) -> Iterator[tuple[str, str, list[str]]]:
+    """A database at revision 0014 (entries without their kinds) with a case, and its entries' kinds as written."""
+    store = SqlStore(any_db_url)
+    engine = Engine(store, KAP_PATHWAY, clock=clock)
+    case_id = open_case(engine)
+    starts = (clock.now() + timedelta(days=3)).isoformat()
+    engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id), "starts_at": starts}, actor=FRONT_DESK)
+    engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
+    store.close()
+    written = [k for _s, _n, k in kinds(any_db_url, case_id)]
+    assert len(written) == 3 and None not in written
+    schema.downgrade(any_db_url, "0014")
+    yield any_db_url, case_id, written

@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -107,3 +108,15 @@ def test_derived_views_are_computed_once_per_projection() -> None:
     assert len(calls) == 1
     assert CaseFacts(facts.raw).derived(count, count) == 1  # a new projection computes afresh
     assert len(calls) == 2
+
+
+def test_keys_the_store_read_beside_the_texts_are_taken_as_they_are() -> None:
+    """A command's read hands each entry's kind over (``case_entries.kind``): grouping reads no text (the audit checks
+    them against the texts); one for each entry, or none."""
+    texts = ['{"at":"2026-01-05T09:00:00.000000+00:00","by":"x","data":{},"kind":"vitals"}', "not JSON at all"]
+    entries = Entries(texts, keys=("kind", ["vitals", "consent"]))
+    assert entries.keys("kind") == ["vitals", "consent"]
+    assert entries.plus({"at": "2026-01-05T10:00:00.000000+00:00", "by": "x", "data": {}, "kind": "escort"}
+                        ).keys("kind") == ["vitals", "consent", "escort"]
+    with pytest.raises(ValueError, match="for each entry"):
+        Entries(texts, keys=("kind", ["vitals"]))
