@@ -19,6 +19,7 @@ from kapflow.domain.case import Actor, CaseRecord, replay_events
 from kapflow.domain.events import EventKind
 from kapflow.errors import TransitionNotAvailable
 from kapflow.ports import UnitOfWork
+from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock, ReminderKit
 
 CLIENT = Actor("client-portal", "client")
@@ -195,6 +196,19 @@ def query(url: str, sql: str, **params: object) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in conn.execute(text(sql), params)]
     finally:
         engine.dispose()
+
+
+def cold_read(url: str, case_id: str) -> CaseRecord:
+    """The case as a command in another process reads it (nothing of it kept): its row, its entries with their
+    kinds, and its kept views' snapshots."""
+    store = SqlStore(url, recent_cases=0)
+    try:
+        with store.write() as uow:
+            found = uow.load_case(case_id)
+    finally:
+        store.close()
+    assert found is not None
+    return found
 
 
 _SQLITE_SCHEMA = "SELECT type, name, sql FROM sqlite_master ORDER BY name"

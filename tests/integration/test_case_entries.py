@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
-from support import FRONT_DESK, THERAPIST, open_case, query, who
+from support import FRONT_DESK, THERAPIST, cold_read, open_case, query, who
 
 from kapflow.app.engine import Engine
 from kapflow.domain.case import Entries
@@ -140,17 +140,23 @@ def test_a_command_waiting_for_the_case_reads_the_entries_the_one_before_committ
         store.close()
 
 
-@pytest.fixture
-def old_database(any_db_url: str, clock: FakeClock) -> Iterator[tuple[str, str, str]]:
-    """A database at revision 0012 (the projection in ``cases.facts``) with a case, and that projection's text."""
-    store = SqlStore(any_db_url)
+def booked_case(url: str, clock: FakeClock) -> tuple[str, str]:
+    """A case with an evaluation booked, written at the newest revision, and its projection's text."""
+    store = SqlStore(url)
     engine = Engine(store, KAP_PATHWAY, clock=clock)
     case_id = open_case(engine)
     starts = (clock.now() + timedelta(days=3)).isoformat()
     engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id), "starts_at": starts}, actor=FRONT_DESK)
     engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
-    text_before = engine.case(case_id).facts_json()
+    text = engine.case(case_id).facts_json()
     store.close()
+    return case_id, text
+
+
+@pytest.fixture
+def old_database(any_db_url: str, clock: FakeClock) -> Iterator[tuple[str, str, str]]:
+    """A database at revision 0012 (the projection in ``cases.facts``) with a case, and that projection's text."""
+    case_id, text_before = booked_case(any_db_url, clock)
     schema.downgrade(any_db_url, "0012")
     yield any_db_url, case_id, text_before
 
@@ -193,14 +199,9 @@ def kinds(url: str, case_id: str) -> list[tuple[Any, ...]]:
 
 def cold_entries(url: str, case_id: str) -> tuple[Entries, Entries]:
     """The projection's entries as a command in another process reads them."""
-    store = SqlStore(url, recent_cases=0)
-    try:
-        with store.write() as uow:
-            found = uow.load_case(case_id)
-    finally:
-        store.close()
-    assert found is not None and found.stored_entries() is not None
-    return found.stored_entries()  # type: ignore[return-value]
+    stored = cold_read(url, case_id).stored_entries()
+    assert stored is not None
+    return stored
 
 
 def test_each_entry_has_its_kind_beside_it_and_a_command_reads_them(
@@ -262,13 +263,7 @@ def test_the_upgrade_gives_every_entry_its_kind(old_kinds: tuple[str, str, list[
 @pytest.fixture
 def old_kinds(any_db_url: str, clock: FakeClock) -> Iterator[tuple[str, str, list[str]]]:
     """A database at revision 0014 (entries without their kinds) with a case, and its entries' kinds as written."""
-    store = SqlStore(any_db_url)
-    engine = Engine(store, KAP_PATHWAY, clock=clock)
-    case_id = open_case(engine)
-    starts = (clock.now() + timedelta(days=3)).isoformat()
-    engine.record(case_id, "appointment", {"kind": "evaluation", **who(case_id), "starts_at": starts}, actor=FRONT_DESK)
-    engine.fire(case_id, "book_evaluation", actor=FRONT_DESK)
-    store.close()
+    case_id, _text = booked_case(any_db_url, clock)
     written = [k for _s, _n, k in kinds(any_db_url, case_id)]
     assert len(written) == 3 and None not in written
     schema.downgrade(any_db_url, "0014")

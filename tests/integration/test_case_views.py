@@ -11,13 +11,12 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
-from support import FRONT_DESK, THERAPIST, open_case, query
+from support import FRONT_DESK, THERAPIST, cold_read, open_case, query
 
 from kapflow.app.engine import Engine
 from kapflow.domain.appointments import appointments, stored_appointments
 from kapflow.domain.billing import ledger, stored_ledger
 from kapflow.domain.case import SNAPSHOT_EVERY, CaseRecord
-from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 
@@ -39,18 +38,6 @@ def weeks_of_visits(engine: Engine, clock: FakeClock, case_id: str, weeks: int =
 def snapshots(url: str, case_id: str) -> dict[str, tuple[int, str]]:
     rows = query(url, "SELECT name, fact_count, body FROM case_views WHERE case_id = :c", c=case_id)
     return {name: (count, body) for name, count, body in rows}
-
-
-def cold_read(url: str, case_id: str) -> CaseRecord:
-    """The case as a command in another process reads it: from the row, its entries and its snapshots."""
-    store = SqlStore(url, recent_cases=0)
-    try:
-        with store.write() as uow:
-            found = uow.load_case(case_id)
-    finally:
-        store.close()
-    assert found is not None
-    return found
 
 
 def views(case: CaseRecord) -> tuple[Any, Any]:
