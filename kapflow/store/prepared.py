@@ -74,6 +74,7 @@ CASE_TABLE_COLUMNS = tuple(c.name for c in _cases.columns)
 # A case read: its row, then its projection's entries and their kinds (``case_read``).
 CASE_COLUMNS = (*CASE_TABLE_COLUMNS, "facts", "keys")
 ENTRY_COLUMNS = ("case_id", "section", "n", "entry", "kind")
+SECTIONS = ("facts", "moves")  # a projection's lists, in the order a case read takes them
 VIEW_COLUMNS = ("case_id", "name", "fact_count", "body")
 AUDIT_COLUMNS = tuple(c.name for c in _audit.columns)  # the order of a ``select(audit table)`` row
 
@@ -307,8 +308,10 @@ class HotStatements:
         self.select_case = prep(select(*_cases.columns, literal_column("NULL").label("facts"),
                                        literal_column("NULL").label("keys"))
                                 .where(_cases.c.id == bindparam("id")).with_for_update())
-        self.select_entries = prep(select(*[_entries.c[c] for c in ENTRY_COLUMNS])
-                                   .where(_entries.c.case_id == bindparam("id"))
+        # Its facts' entries and then its moves', each with its kind (``rows.with_entries``).
+        self.select_entries = prep(select(_entries.c.section, _entries.c.entry, _entries.c.kind)
+                                   .where(_entries.c.case_id == bindparam("id"),
+                                          _entries.c.section.in_([literal_column(f"'{s}'") for s in SECTIONS]))
                                    .order_by(_entries.c.section, _entries.c.n))
         # Proves a kept copy of a case current: its event count, locked until the commit (PostgreSQL).
         self.select_event_count = prep(

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Row
 
 from kapflow.domain.case import AuditEvent, CaseRecord, Entries, to_iso
 from kapflow.domain.payload import canonical_json
-from kapflow.store.prepared import AUDIT_COLUMNS, CASE_COLUMNS
+from kapflow.store.prepared import AUDIT_COLUMNS, CASE_COLUMNS, SECTIONS
 
 
 def case_from_row(row: Row[Any] | Mapping[str, Any], parsed: Mapping[str, Any] | None = None) -> CaseRecord:
@@ -55,7 +55,7 @@ ID_COLUMN, FACTS_COLUMN = CASE_COLUMNS.index("id"), CASE_COLUMNS.index("facts") 
 _KEYS_COLUMN = CASE_COLUMNS.index("keys")
 FACT_KEY, MOVE_KEY = "kind", "trigger"  # what ``case_entries.kind`` holds of a fact's entry, and of a move's
 _FACT_COUNT, _MOVE_COUNT = CASE_COLUMNS.index("fact_count"), CASE_COLUMNS.index("move_count")
-SECTIONS = ("facts", "moves")  # a projection's lists, in the order of its canonical text
+
 
 
 def case_values(case: CaseRecord) -> dict[str, Any]:
@@ -106,34 +106,39 @@ def with_projections(rows: Sequence[Sequence[Any]], entries_of: Callable[[str], 
                      ) -> list[Sequence[Any]]:
     """Rows of a case read with their projection's entries (the texts of its facts, then of its moves): as read
     (PostgreSQL gathers them), or gathered here from ``entries_of(ids)``, the (case_id, section, n, entry) rows of
-    the cases whose ids are the JSON array ``ids``, in order, with each entry's kind after them when the read took
-    it (a command's: ``keys``, unless a row has none). Each case takes the entries its row counts (``fact_count``,
-    ``move_count``): one a command added after the row was read is not this row's, so the case is the one a single
-    commit left."""
+    the cases whose ids are the JSON array ``ids``, in order. Each case takes the entries its row counts
+    (``fact_count``, ``move_count``): one a command added after the row was read is not this row's, so the case
+    is the one a single commit left. Their kinds are left to be read from the texts (``keys``)."""
     if not rows or rows[0][FACTS_COLUMN] is not None:
         return list(rows)
     texts: dict[str, tuple[list[str], list[str]]] = {r[ID_COLUMN]: ([], []) for r in rows}
-    keys: dict[str, tuple[list[str | None], list[str | None]]] = {r[ID_COLUMN]: ([], []) for r in rows}
-    found = entries_of(json.dumps(list(texts)))
-    kinds = bool(found) and len(found[0]) > 4
-    if kinds:
-        for case_id, section, _n, entry, kind in found:
-            texts[case_id][section == "moves"].append(entry)
-            keys[case_id][section == "moves"].append(kind)
-    else:
-        for case_id, section, _n, entry in found:
-            texts[case_id][section == "moves"].append(entry)
+    for case_id, section, _n, entry in entries_of(json.dumps(list(texts))):
+        texts[case_id][section == "moves"].append(entry)
     done: list[Sequence[Any]] = []
     for r in rows:
         facts, moves = texts[r[ID_COLUMN]]
         del facts[r[_FACT_COUNT]:], moves[r[_MOVE_COUNT]:]
-        named = None
-        if kinds:
-            fact_keys, move_keys = keys[r[ID_COLUMN]]
-            named = fact_keys[:r[_FACT_COUNT]] + move_keys[:r[_MOVE_COUNT]]
-            named = None if None in named else named  # an entry written before kinds were: read from the texts
-        done.append((*r[:FACTS_COLUMN], facts + moves, named, *r[_KEYS_COLUMN + 1:]))
+        done.append((*r[:FACTS_COLUMN], facts + moves, *r[FACTS_COLUMN + 1:]))
     return done
+
+
+def with_entries(row: Sequence[Any], entries: Sequence[Sequence[Any]]) -> Sequence[Any]:
+    """A case read's row with the entries a command read of it (``HotStatements.select_entries``: section, text and
+    kind, its facts' in order and then its moves'), as many of each as the row counts (an entry a command added
+    after the row was read is not this row's). Split by whole columns: a year-old case has four hundred."""
+    facts_count, moves_count = row[_FACT_COUNT], row[_MOVE_COUNT]
+    if entries:
+        sections, texts, kinds = zip(*entries, strict=True)
+        split = sections.count("facts")
+    else:
+        sections = texts = kinds = ()
+        split = 0
+    facts_end, moves_end = min(split, facts_count), min(len(texts), split + moves_count)
+    found = [*texts[:facts_end], *texts[split:moves_end]]
+    keys: list[str | None] | None = [*kinds[:facts_end], *kinds[split:moves_end]]
+    if keys is not None and None in keys:
+        keys = None  # an entry a hand wrote without its kind: the kinds are read from the texts
+    return (*row[:FACTS_COLUMN], found, keys, *row[_KEYS_COLUMN + 1:])
 
 
 def mislabelled(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, int]]:

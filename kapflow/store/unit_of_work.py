@@ -34,7 +34,7 @@ from kapflow.store.client_bindings import BindingWriter
 from kapflow.store.client_bindings import statements_for as binding_statements
 from kapflow.store.prepared import HotStatements
 from kapflow.store.recent import RecentProjections
-from kapflow.store.rows import case_values, entry_rows, event_values, with_projections
+from kapflow.store.rows import case_values, entry_rows, event_values, with_entries
 from kapflow.store.tables import AuditRow, IdempotencyRow, ResourceHoldRow
 
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
@@ -102,7 +102,7 @@ class SqlUnitOfWork:
         entries_cursor.close()
         if row is None:
             return None
-        case = self._recent.case(with_projections([row], lambda _ids: entries)[0])
+        case = self._recent.case(with_entries(row, entries))
         self._stored[case.id] = case.facts
         if case.parsed_projection() is None and len(case.facts["facts"]) >= SNAPSHOT_EVERY:
             case = replace(case, views=self._views_of(case.id))  # a case of so few facts has none
