@@ -649,9 +649,10 @@ def _position(placed: tuple[int, FactEntry]) -> int:
 
 def _positions(entries: Sequence[Mapping[str, Any]], name: str) -> dict[str, list[int]]:
     """Where the entries of each value of their key ``name`` are, in order, found without decoding them."""
-    positions: dict[str, list[int]] = {}
-    for n, value in enumerate(keys_of(entries, name)):
-        positions.setdefault(value, []).append(n)
+    keys = keys_of(entries, name)
+    positions: dict[str, list[int]] = {value: [] for value in dict.fromkeys(keys)}  # in order of first place
+    for n, value in enumerate(keys):
+        positions[value].append(n)
     return positions
 
 

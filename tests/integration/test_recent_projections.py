@@ -151,6 +151,37 @@ def test_commands_going_round_more_cases_than_fit_still_find_most_kept() -> None
     assert found > 100  # of 210 (the least recently used leaving: 0)
 
 
+def test_every_case_left_may_leave_and_counts_stay_exact() -> None:
+    """Keeping, replacing and forgetting in any order: what is kept is what is counted, each of the others is
+    chosen to leave at some point, and the one just kept never is."""
+    recent = RecentProjections(capacity=5, chooser=random.Random(11))
+    ids = [f"c{i}" for i in range(9)]
+    sizes: dict[str, int] = {}
+    left: set[str] = set()
+    for step in range(400):
+        case_id = ids[(step * 7) % len(ids)]
+        before = {i for i in ids if i in recent}
+        if step % 11 == 0:
+            recent.forget(case_id)
+        else:
+            case = _case(case_id, "{}" * (step % 3))
+            sizes[case_id] = case.stored_entries()[0].chars  # type: ignore[index]
+            recent.remember([case])
+            assert case_id in recent
+            left |= before - {i for i in ids if i in recent}
+        kept = [i for i in ids if i in recent]
+        assert len(recent) == len(kept) <= 5 and recent._chars == sum(sizes[i] for i in kept)
+        assert sorted(recent._ids) == kept and all(recent._ids[recent._slot[i]] == i for i in kept)
+    assert left == set(ids)
+    for seed in range(20):  # several leave at once: the one just kept, wherever their leaving moved it, stays
+        recent = RecentProjections(capacity=8, chooser=random.Random(seed))
+        recent.remember([_case(i, "{}") for i in ids[:8]])
+        recent.capacity = 1
+        recent.remember([_case("c3", "{}")])
+        assert recent._ids == ["c3"] and recent._slot == {"c3": 0}
+
+
+def test_a_store_may_keep_nothing() -> None:
     off = RecentProjections(capacity=0)
     off.remember([_case("a", "{}")])
     assert len(off) == 0
