@@ -89,29 +89,30 @@ class SqlUnitOfWork:
         self._copies.pop(case_id, None)
         return self._case_of(*self._queue_read(case_id))
 
-    def _queue_read(self, case_id: str) -> tuple[Any, Any]:
-        """Send (PostgreSQL: queue) the read of the case row, locked, and then of its entries: their cursors."""
+    def _queue_read(self, case_id: str) -> tuple[Any, Any, Any]:
+        """Send (PostgreSQL: queue) the read of the case row, locked, and then of its entries: their cursors, and
+        one for its kept views' snapshots where reading them with the row saves a wait (None: read if need be)."""
         row = self._hot.select_case.run(self._new_cursor(), {"id": case_id})
-        return row, self._hot.select_entries.run(self._new_cursor(), {"id": case_id})
+        return row, self._hot.select_entries.run(self._new_cursor(), {"id": case_id}), None
 
-    def _case_of(self, row_cursor: Any, entries_cursor: Any) -> CaseRecord | None:
-        """The record of a case read in this transaction (``_queue_read``), its projection joined from its entries."""
+    def _case_of(self, row_cursor: Any, entries_cursor: Any, views_cursor: Any) -> CaseRecord | None:
+        """The record of a case read in this transaction (``_queue_read``), its projection joined from its entries
+        and, for a case with enough facts to have any, its kept views' snapshots."""
         row = self._arrived_row(row_cursor)  # on PostgreSQL: the wait for both
         entries = entries_cursor.fetchall()
-        row_cursor.close()
-        entries_cursor.close()
+        views = views_cursor.fetchall() if views_cursor is not None else None
+        for cursor in (row_cursor, entries_cursor, views_cursor):
+            if cursor is not None:
+                cursor.close()
         if row is None:
             return None
         case = self._recent.case(with_entries(row, entries))
         self._stored[case.id] = case.facts
         if case.parsed_projection() is None and len(case.facts["facts"]) >= SNAPSHOT_EVERY:
-            case = replace(case, views=self._views_of(case.id))  # a case of so few facts has none
+            if views is None:  # a case of so few facts has none
+                views = self._all_rows(self._hot.select_views.run(self._new_cursor(), {"id": case.id}))
+            case = replace(case, views={str(name): Snapshot(int(count), str(body)) for name, count, body in views})
         return case
-
-    def _views_of(self, case_id: str) -> dict[str, Snapshot]:
-        """The snapshots of the case's kept views (read after its row, which this transaction holds)."""
-        rows = self._all_rows(self._hot.select_views.run(self._new_cursor(), {"id": case_id}))
-        return {str(name): Snapshot(int(count), str(body)) for name, count, body in rows}
 
     def verify_copies(self) -> None:
         """Prove current every kept copy this transaction used and did not swap: ``LostRace`` if one is stale.
@@ -391,7 +392,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         self._held: dict[str, int] = {}  # case id -> its event count, for rows locked by this transaction
         # Kept copies whose compare-and-swap was queued without waiting: the commit proves them, or fails.
         self._queued_copies: set[str] = set()
-        self._ahead: tuple[str, Any, Any] | None = None  # a case read queued by prefetch_case, and its cursors
+        self._ahead: tuple[str, Any, Any, Any] | None = None  # a case read queued by prefetch_case, and its cursors
         driver = conn.driver_connection
         if not driver.autocommit:
             driver.autocommit = True
@@ -406,6 +407,12 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
 
         return batched_cursor(self._conn.driver_connection)
 
+    def _queue_read(self, case_id: str) -> tuple[Any, Any, Any]:
+        """The row and its entries, and its kept views' snapshots in the same round trip: read after the row, they
+        would cost a wait of their own on a case with any (one statement more, and no rows, on a new case)."""
+        row, entries, _none = super()._queue_read(case_id)
+        return row, entries, self._hot.select_views.run(self._new_cursor(), {"id": case_id})
+
     def load_case(self, case_id: str, *, current: bool = False) -> CaseRecord | None:
         ahead, self._ahead = self._ahead, None
         if not current and (ahead is None or ahead[0] != case_id) and case_id in self._recent:
@@ -414,7 +421,7 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
                 self._held[case_id] = case.event_count
             return case
         if ahead is not None and ahead[0] == case_id:
-            case = self._case_of(ahead[1], ahead[2])
+            case = self._case_of(*ahead[1:])
         else:
             case = super().load_case(case_id, current=True)
         if case is not None:

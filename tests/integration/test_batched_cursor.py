@@ -125,8 +125,8 @@ def test_queued_writes_run_in_order_and_a_failure_among_them_stops_the_rest(
 def test_a_commands_writes_reach_the_server_with_its_commit(
     postgres_ready_url: str, postgres_url: str, clock: FakeClock,
 ) -> None:
-    """The store's writer: after the read of the case (its row, then its entries), nothing reaches the server until
-    the commit."""
+    """The store's writer: after the read of the case (its row, then its entries and its kept views' snapshots),
+    nothing reaches the server until the commit."""
     store = SqlStore(postgres_ready_url)
     engine = Engine(store, KAP_PATHWAY, clock=clock)
     try:
@@ -138,7 +138,7 @@ def test_a_commands_writes_reach_the_server_with_its_commit(
             worker = Actor("worker-test", SYSTEM_ROLE)
             append_note(engine, uow, case, worker, {"detail": "queued"})
             seen = last_statements(witness, pid, QUIET)
-            reads = ("FOR UPDATE", "FROM case_entries")  # the case's row, locked, and its entries
+            reads = ("FOR UPDATE", "FROM case_entries", "FROM case_views")  # the case's row, locked, and the rest
             assert seen and all(any(r in text for r in reads) for text in seen), seen  # the swap has not left
             uow.commit()
         assert [ev.kind for ev in engine.history(case_id)] == ["opened", "reminder"]
