@@ -57,7 +57,6 @@ FACT_KEY, MOVE_KEY = "kind", "trigger"  # what ``case_entries.kind`` holds of a 
 _FACT_COUNT, _MOVE_COUNT = CASE_COLUMNS.index("fact_count"), CASE_COLUMNS.index("move_count")
 
 
-
 def case_values(case: CaseRecord) -> dict[str, Any]:
     return {
         "workflow_version": case.workflow_version,  # changes when a case is migrated to another version
@@ -127,18 +126,13 @@ def with_entries(row: Sequence[Any], entries: Sequence[Sequence[Any]]) -> Sequen
     kind, its facts' in order and then its moves'), as many of each as the row counts (an entry a command added
     after the row was read is not this row's). Split by whole columns: a year-old case has four hundred."""
     facts_count, moves_count = row[_FACT_COUNT], row[_MOVE_COUNT]
-    if entries:
-        sections, texts, kinds = zip(*entries, strict=True)
-        split = sections.count("facts")
-    else:
-        sections = texts = kinds = ()
-        split = 0
+    sections, texts, kinds = zip(*entries, strict=True) if entries else ((), (), ())
+    split = sections.count("facts")
     facts_end, moves_end = min(split, facts_count), min(len(texts), split + moves_count)
     found = [*texts[:facts_end], *texts[split:moves_end]]
-    keys: list[str | None] | None = [*kinds[:facts_end], *kinds[split:moves_end]]
-    if keys is not None and None in keys:
-        keys = None  # an entry a hand wrote without its kind: the kinds are read from the texts
-    return (*row[:FACTS_COLUMN], found, keys, *row[_KEYS_COLUMN + 1:])
+    keys = [*kinds[:facts_end], *kinds[split:moves_end]]
+    # An entry a hand wrote without its kind: the kinds are read from the texts.
+    return (*row[:FACTS_COLUMN], found, None if None in keys else keys, *row[_KEYS_COLUMN + 1:])
 
 
 def mislabelled(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, int]]:

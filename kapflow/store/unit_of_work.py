@@ -108,8 +108,9 @@ class SqlUnitOfWork:
             return None
         case = self._recent.case(with_entries(row, entries))
         self._stored[case.id] = case.facts
+        # A case of fewer facts has no snapshot; nor is one needed for a projection kept parsed.
         if case.parsed_projection() is None and len(case.facts["facts"]) >= SNAPSHOT_EVERY:
-            if views is None:  # a case of so few facts has none
+            if views is None:
                 views = self._all_rows(self._hot.select_views.run(self._new_cursor(), {"id": case.id}))
             case = replace(case, views={str(name): Snapshot(int(count), str(body)) for name, count, body in views})
         return case
