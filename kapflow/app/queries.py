@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -289,13 +289,15 @@ def missed_steps(app: AppContext, found: CaseRecord) -> dict[str, str]:
 def verify_audit(app: AppContext, case_id: str | None) -> AuditReport:
     bindings = app.store.client_bindings()
     strays = app.store.entries_past_counts(case_id)
+    case_of: Callable[[str], CaseRecord | None] = app.store.get_case
     if case_id is None:
         report = verify_chain(app.store.iter_audit(), app.store.iter_cases(), bindings.all(), strays)
     else:
         found = case(app, case_id)
         report = verify_chain(app.store.iter_audit(case_id), [found], bindings.all(case_id), strays)
+        case_of = lambda _id: found  # noqa: E731 (the one case whose snapshots are read: read once)
     report.problems += label_problems(app.store.entries_mislabelled(case_id), {p.case_id for p in report.problems})
-    report.problems += view_problems(app.store.case_views(case_id), app.store.get_case,
+    report.problems += view_problems(app.store.case_views(case_id), case_of,
                                      lambda c: snapshot_folds(app.workflows.of(c), c.id),
                                      {p.case_id for p in report.problems})
     return report
