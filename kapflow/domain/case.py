@@ -537,9 +537,10 @@ class CaseFacts:
         snapshot (or in all, without one). A command writes them with its entries; once returned, they count as
         the latest."""
         due: dict[str, Snapshot] = {}
-        if not self._stored:
+        count = len(self._raw.get("facts", ()))
+        if not self._stored or count < SNAPSHOT_EVERY:  # a new case's commands: nothing to count
             return due
-        count, positions = len(self._raw.get("facts", ())), self._kind_positions()
+        positions = self._kind_positions()
         for key, stored in self._stored.items():
             reads, step = self._reads.get(key), self._steps.get(key)
             if reads is None or step is None or (key not in self._derived and key not in self._pending):

@@ -154,10 +154,16 @@ def _put_entry(dialect: Dialect) -> ClauseElement:
     """An entry's row, in place of any row at its place: one there is past the case row's count (no command left
     it: written by hand), so it is no entry of the case's, and must not stop the command that adds the next one.
     A command whose compare-and-swap misses writes nothing, so a committed entry is never replaced."""
-    stmt = (postgresql if dialect.name == "postgresql" else sqlite).insert(_entries).values(
-        {c: bindparam(c) for c in ENTRY_COLUMNS})
+    return _upsert(dialect, _entries, ENTRY_COLUMNS, ("case_id", "section", "n"))
+
+
+def _upsert(dialect: Dialect, table: Any, columns: Sequence[str], keys: Sequence[str]) -> ClauseElement:
+    """An insert of ``columns`` (bound by their names) that replaces the other columns of a row with the same
+    ``keys``."""
+    stmt = (postgresql if dialect.name == "postgresql" else sqlite).insert(table).values(
+        {c: bindparam(c) for c in columns})
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=["case_id", "section", "n"], set_={"entry": stmt.excluded.entry, "kind": stmt.excluded.kind})
+        index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns if c not in keys})
 
 
 def case_read(dialect: Dialect) -> list[Any]:
@@ -183,14 +189,6 @@ def entries_of(dialect: Dialect) -> Select[Any]:
         among = _entries.c.case_id.in_(select(literal_column("value")).select_from(func.json_each(ids)))
     return (select(*[_entries.c[c] for c in ("case_id", "section", "n", "entry")]).where(among)
             .order_by(_entries.c.case_id, _entries.c.section, _entries.c.n))
-
-
-def _put_view(dialect: Dialect) -> ClauseElement:
-    """A view's snapshot, in place of the one it had."""
-    stmt = (postgresql if dialect.name == "postgresql" else sqlite).insert(_views).values(
-        {c: bindparam(c) for c in VIEW_COLUMNS})
-    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=["case_id", "name"], set_={"fact_count": stmt.excluded.fact_count, "body": stmt.excluded.body})
 
 
 def case_views(case_id: str | None) -> Select[Any]:
@@ -326,7 +324,7 @@ class HotStatements:
         # deleted with its entries when those are written anew (they covered the entries that were).
         self.select_views = prep(select(_views.c.name, _views.c.fact_count, _views.c.body)
                                  .where(_views.c.case_id == bindparam("id")))
-        self.put_view = prep(_put_view(dialect))
+        self.put_view = prep(_upsert(dialect, _views, VIEW_COLUMNS, ("case_id", "name")))  # in place of the last
         self.delete_views = prep(delete(_views).where(_views.c.case_id == bindparam("b_case")))
         self.entries_of = prep(entries_of(dialect))
         self.update_case = prep(

@@ -29,8 +29,8 @@ def case_from_row(row: Row[Any] | Mapping[str, Any], parsed: Mapping[str, Any] |
         if keys is None:  # read from the texts when a query asks
             facts = {"facts": Entries(texts[:count]), "moves": Entries(texts[count:])}
         else:
-            facts = {"facts": Entries(texts[:count], keys=(FACT_KEY, keys[:count])),
-                     "moves": Entries(texts[count:], keys=(MOVE_KEY, keys[count:]))}
+            facts = {"facts": Entries(texts[:count], keys=(ENTRY_KEYS["facts"], keys[:count])),
+                     "moves": Entries(texts[count:], keys=(ENTRY_KEYS["moves"], keys[count:]))}
     return CaseRecord(
         id=m["id"],
         workflow=m["workflow"],
@@ -53,7 +53,7 @@ def case_from_values(row: Sequence[Any], parsed: Mapping[str, Any] | None = None
 
 ID_COLUMN, FACTS_COLUMN = CASE_COLUMNS.index("id"), CASE_COLUMNS.index("facts")  # in a DBAPI row of a case read
 _KEYS_COLUMN = CASE_COLUMNS.index("keys")
-FACT_KEY, MOVE_KEY = "kind", "trigger"  # what ``case_entries.kind`` holds of a fact's entry, and of a move's
+ENTRY_KEYS = {"facts": "kind", "moves": "trigger"}  # what ``case_entries.kind`` holds of an entry, by section
 _FACT_COUNT, _MOVE_COUNT = CASE_COLUMNS.index("fact_count"), CASE_COLUMNS.index("move_count")
 
 
@@ -85,7 +85,7 @@ def entry_rows(case_id: str, before: Mapping[str, Any] | None, after: Mapping[st
         had = len(old)
         if len(new) < had or (had and not _same_entry(new, old, had - 1)):
             return None
-        key = FACT_KEY if section == "facts" else MOVE_KEY
+        key = ENTRY_KEYS[section]
         rows += [{"case_id": case_id, "section": section, "n": n, "entry": _entry_text(new, n), "kind": new[n][key]}
                  for n in range(had, len(new))]
     return rows
@@ -144,7 +144,7 @@ def mislabelled(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, int]]:
 
 def _key_of(text: str, section: str) -> str | None:
     try:  # read as a command reads it (``Entries.keys``), or decoded when it must be
-        return str(Entries([text]).keys(FACT_KEY if section == "facts" else MOVE_KEY)[0])
+        return str(Entries([text]).keys(ENTRY_KEYS[section])[0])
     except (ValueError, KeyError, TypeError, IndexError):
         return None
 
