@@ -243,7 +243,7 @@ def _add_fact(
     updated = _post_estimate(tx, updated, wf, actor, kind, parsed)
     extra: dict[str, Any] = {"fact_kind": kind}
     if wf.appointments is not None and kind == wf.appointments.booking:
-        extra["appointment"] = f"a{len(updated.projection.of_kind(kind))}"
+        extra["appointment"] = f"a{updated.projection.count(kind)}"
     return Outcome(case.id, EventKind.FACT, case.state, updated.version, updated.event_count, extra=extra)
 
 

@@ -45,6 +45,7 @@ from kapflow.domain.events import EventKind
 from kapflow.domain.names import client_words
 from kapflow.domain.payload import JSONObject, canonical_json
 from kapflow.domain.slots import hold_changes, taken_blockers, wanted_holds
+from kapflow.domain.stored_views import work_out
 from kapflow.domain.superbill import billing_summary
 from kapflow.domain.verdict import blocker_reads, for_reader
 from kapflow.domain.workflow import Workflow
@@ -109,12 +110,12 @@ class Transaction:
         A compare-and-swap on the event count: a concurrent change raises ``ConcurrencyConflict``.
         ``updated`` may be on another workflow version (a migration): its timers follow the new one.
         """
+        wf = self._keep_views(updated)
         if not self.uow.update_and_append(updated, event, expected_event_count=case.event_count):
             current = self.uow.load_case(case.id, current=True)
             raise ConcurrencyConflict(
                 case.id, expected if expected is not None else case.version, current.version if current else None
             )
-        wf = self.workflows.of(updated)
         # The client's name may have changed: a new intake fact, or a version naming other fields of it.
         renamed = event.kind == EventKind.FACT and event.data.get("kind") == wf.intake_fact
         if renamed or event.kind == EventKind.MIGRATED:
@@ -146,9 +147,18 @@ class Transaction:
             return None
         return TransitionBlocked(case_id=case.id, trigger="", state=case.state, blockers=blockers, fact_kind=kind)
 
+    def _keep_views(self, updated: CaseRecord) -> Workflow:
+        """The record's workflow, with every view the store keeps worked out on it when the store writes the index
+        of its facts with it: their snapshots are written with the index (``domain.stored_views.work_out``)."""
+        wf = self.workflows.of(updated)
+        if updated.index_due():
+            work_out(wf, updated.id, updated.projection)
+        return wf
+
     def note(self, case: CaseRecord, event: AuditEvent) -> CaseRecord:
         """Append an event that changes neither state nor version; ``LostRace`` if the case moved meanwhile."""
         updated = replace(case, event_count=case.event_count + 1, head_hash=event.hash)
+        self._keep_views(updated)
         if not self.uow.update_and_append(updated, event, expected_event_count=case.event_count):
             raise LostRace(case.id)
         return updated

@@ -1,5 +1,6 @@
-"""The views of a case the store keeps (``kapflow.domain.case.StoredView``), by name, as a fold of its facts makes
-them: what ``kapflow audit verify`` compares each snapshot in the store with.
+"""The views of a case the store keeps (``kapflow.domain.case.StoredView``, and the index of a long case's facts by
+kind, ``EntryIndex``), by name, as a fold of its facts makes them: what ``kapflow audit verify`` compares each
+snapshot in the store with.
 
 A snapshot is read by commands in place of a year of facts, so one edited by hand would change what their guards
 see without touching the audit chain: verification folds the facts it covers and compares.
@@ -10,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kapflow.domain.appointments import appointments, stored_appointments
-from kapflow.domain.billing import ledger_snapshot, stored_ledger
-from kapflow.domain.case import CaseFacts
+from kapflow.domain.billing import ledger, ledger_snapshot, stored_ledger
+from kapflow.domain.case import ENTRY_INDEX, CaseFacts, Entries
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.workflow import Workflow
 
@@ -19,7 +20,7 @@ from kapflow.domain.workflow import Workflow
 def snapshot_folds(wf: Workflow, case_id: str) -> dict[str, Callable[[CaseFacts], str]]:
     """Each view of a case of ``wf`` the store may keep, by its name: the snapshot a fold of the facts given makes
     (its canonical JSON, as the store holds it)."""
-    folds: dict[str, Callable[[CaseFacts], str]] = {}
+    folds: dict[str, Callable[[CaseFacts], str]] = {ENTRY_INDEX: _entry_index}
     carriers, billing = wf.appointments, wf.billing
     if carriers is not None:
         kept = stored_appointments(case_id, carriers)
@@ -27,3 +28,20 @@ def snapshot_folds(wf: Workflow, case_id: str) -> dict[str, Callable[[CaseFacts]
     if billing is not None:
         folds[stored_ledger(billing).name] = lambda facts: ledger_snapshot(facts, billing)
     return folds
+
+
+def work_out(wf: Workflow, case_id: str, facts: CaseFacts) -> None:
+    """Work out, on ``facts``, every view of a case of ``wf`` the store keeps (each kept with the facts, for the
+    command's planners to take): when the index of the case's facts is written, their snapshots are written with
+    it, so a command reading the case in part steps each by facts it read (``CaseRecord.index_due``)."""
+    if wf.appointments is not None:
+        appointments(case_id, facts, wf.appointments)
+    if wf.billing is not None:
+        ledger(facts, wf.billing)
+
+
+def _entry_index(facts: CaseFacts) -> str:
+    """The index of the facts by kind (``kapflow.domain.case.EntryIndex``) that a command on a long case reads in
+    place of the texts it covers, as the facts make it."""
+    raw = facts.raw["facts"]
+    return (raw if isinstance(raw, Entries) else Entries.of(raw)).index_by("kind").body()

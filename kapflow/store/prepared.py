@@ -12,6 +12,7 @@ which need no SQLAlchemy type processing.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    any_,
     bindparam,
     delete,
     func,
@@ -41,6 +43,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
+from kapflow.domain.case import ENTRY_INDEX
 from kapflow.store.tables import (
     AuditRow,
     CaseEntryRow,
@@ -191,6 +194,48 @@ def entries_of(dialect: Dialect) -> Select[Any]:
             .order_by(_entries.c.case_id, _entries.c.section, _entries.c.n))
 
 
+def _entries_read(dialect: Dialect, *, indexed_only: bool) -> Any:
+    """A command's read of a case's entries (``id``), by section and place: with ``indexed_only``, of its facts only
+    those past the store's index of them and the last of each kind it covers (those before are read when a query
+    reaches them). Three ranges of the primary key, so neither database reads a year of entries to skip them."""
+    columns = (_entries.c.section, _entries.c.n, _entries.c.entry, _entries.c.kind)
+    case = _entries.c.case_id == bindparam("id")
+    if not indexed_only:
+        sections = _entries.c.section.in_([literal_column(f"'{s}'") for s in SECTIONS])
+        return select(*columns).where(case, sections).order_by(_entries.c.section, _entries.c.n)
+    index = (_views.c.case_id == bindparam("id"), _views.c.name == literal_column(f"'{ENTRY_INDEX}'"))
+    past = func.coalesce(select(_views.c.fact_count).where(*index).scalar_subquery(), literal_column("0"))
+    body: Any = select(_views.c.body).where(*index).scalar_subquery()
+    if dialect.name == "postgresql":  # = ANY(array): looked up in the key, where IN (subquery) hashes the range
+        lasts: Any = _entries.c.n == any_(func.array(select(sql_cast(func.json_array_elements_text(
+            sql_cast(body, postgresql.JSON).op("->")(literal_column("'last'"))), Integer)).scalar_subquery()))
+    else:
+        lasts = _entries.c.n.in_(select(literal_column("value"))
+                                 .select_from(func.json_each(body, literal_column("'$.last'"))))
+    facts, moves = (_entries.c.section == literal_column(f"'{s}'") for s in SECTIONS)
+    parts = union_all(select(*columns).where(case, facts, lasts, _entries.c.n < past),
+                      select(*columns).where(case, facts, _entries.c.n >= past),
+                      select(*columns).where(case, moves)).subquery()
+    return select(*parts.c).order_by(parts.c.section, parts.c.n)
+
+
+def _entry_texts_at(dialect: Dialect) -> Select[Any]:
+    """The places and texts of a case's facts (``id``) at ``places``: an array of them on PostgreSQL (each looked up
+    in the key), their JSON array on SQLite (``places_value``)."""
+    if dialect.name == "postgresql":
+        among: Any = _entries.c.n == any_(bindparam("places", type_=postgresql.ARRAY(Integer)))
+    else:
+        among = _entries.c.n.in_(select(literal_column("value"))
+                                 .select_from(func.json_each(bindparam("places", type_=String))))
+    return select(_entries.c.n, _entries.c.entry).where(
+        _entries.c.case_id == bindparam("id"), _entries.c.section == literal_column("'facts'"), among)
+
+
+def places_value(dialect: Dialect, places: Sequence[int]) -> Any:
+    """``places`` as ``select_entry_texts`` binds them."""
+    return list(places) if dialect.name == "postgresql" else json.dumps(list(places))
+
+
 def case_views(case_id: str | None) -> Select[Any]:
     """The snapshots of kept views (one case's, or every case's), by case id and name."""
     query = select(*[_views.c[c] for c in VIEW_COLUMNS]).order_by(_views.c.case_id, _views.c.name)
@@ -306,11 +351,13 @@ class HotStatements:
         self.select_case = prep(select(*_cases.columns, literal_column("NULL").label("facts"),
                                        literal_column("NULL").label("keys"))
                                 .where(_cases.c.id == bindparam("id")).with_for_update())
-        # Its facts' entries and then its moves', each with its kind (``rows.with_entries``).
-        self.select_entries = prep(select(_entries.c.section, _entries.c.entry, _entries.c.kind)
-                                   .where(_entries.c.case_id == bindparam("id"),
-                                          _entries.c.section.in_([literal_column(f"'{s}'") for s in SECTIONS]))
-                                   .order_by(_entries.c.section, _entries.c.n))
+        # Its facts' entries and then its moves', each with its place and kind (``rows.read_entries``): the facts
+        # past the store's index of them when it has one (``ENTRY_INDEX``), or all (``select_all_entries``, when
+        # that index cannot be read); and the texts of some of its facts, when a query reaches them.
+        self.select_entries = prep(_entries_read(dialect, indexed_only=True))
+        self.select_all_entries = prep(_entries_read(dialect, indexed_only=False))
+        self.select_entry_texts = prep(_entry_texts_at(dialect))
+        self.dialect = dialect
         # Proves a kept copy of a case current: its event count, locked until the commit (PostgreSQL).
         self.select_event_count = prep(
             select(_cases.c.event_count).where(_cases.c.id == bindparam("id")).with_for_update()
@@ -326,6 +373,10 @@ class HotStatements:
                                  .where(_views.c.case_id == bindparam("id")))
         self.put_view = prep(_upsert(dialect, _views, VIEW_COLUMNS, ("case_id", "name")))  # in place of the last
         self.delete_views = prep(delete(_views).where(_views.c.case_id == bindparam("b_case")))
+        # When the index of its facts is written: the snapshots it would run ahead of (not written with it, and
+        # then not stepped by the facts read past it), and those no view reads (of another fold's name).
+        self.delete_views_before = prep(delete(_views).where(_views.c.case_id == bindparam("b_case"),
+                                                             _views.c.fact_count < bindparam("b_count")))
         self.entries_of = prep(entries_of(dialect))
         self.update_case = prep(
             update(_cases)

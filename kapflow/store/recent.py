@@ -9,8 +9,9 @@ projection and then the guards' view of it (``CaseFacts``: entries grouped by ki
 appointments folded) was a seventh of a fire's CPU on SQLite (counted in instructions: 1.41M a fire with
 parsing, 1.21M without). Commands come in bursts on the same case (a fee recorded, consent recorded, the
 trigger fired), so the store keeps, for the cases it committed last, the entries' texts and what they parse
-to. When the texts read are those very texts, compared whole, the parsed projection is taken from here; a case
-another process changed, or someone edited by hand, differs and is parsed, as always.
+to. When the texts read are those very texts (a long case's read in part, ``Entries.partial``: those read), the
+parsed projection is taken from here; a case another process changed, or someone edited by hand where the read
+reaches, differs and is parsed, as always.
 
 The parsed objects are shared by the records built from them, which is safe because projections
 are never mutated (a fold builds a new one; guards and planners only read). Only the write path
@@ -25,20 +26,30 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from kapflow.domain.case import CaseRecord, Entries
-from kapflow.store.rows import FACTS_COLUMN, ID_COLUMN, case_from_values
+from kapflow.store.rows import ID_COLUMN, case_from_values
 
 DEFAULT_CASES = 256
 """How many cases' projections a store keeps: a practice's cases in flight, or more than a burst needs."""
 
 TEXT_BUDGET = 4_000_000
-"""Characters of projection entry text kept in all. A kept case holds its entries' texts and what its commands
-decoded of them: about 7 bytes per character once every entry is decoded (measured: 5.4 MB for 256 cases of
-3.2k characters; 540 kB for a year-old case of 80k characters after a path of eight fires, which decodes only the
-kinds its guards ask for), so this bounds the memory at about 28 MB whatever the cases' length: fifty year-old
-cases, or every case of ``DEFAULT_CASES`` in its first months."""
+"""What the kept cases may weigh in all (``weight``: characters of entry text read, and ``ENTRY_WEIGHT`` for each
+entry). A kept case holds the texts it read and what its commands decoded of them: about 7 bytes per unit of
+weight (measured: 5.4 MB for 256 cases of 3.2k characters; a year-old case of 419 entries read in part, 10k
+characters, 235 kB after a path of eight fires), so this bounds the memory at about 28 MB whatever the cases'
+length: about 130 year-old cases, or every case of ``DEFAULT_CASES`` in its first months."""
+
+ENTRY_WEIGHT = 50
+"""Characters' worth of memory an entry costs beyond the text read of it: its place in the kind index, its slots,
+its share of the views decoded from the store's snapshots (a year of appointments, charges and payments), which a
+case read in part holds without the texts they fold."""
 
 LARGEST_TEXT = 250_000
-"""A case whose entries' texts are longer than this is not kept: one long case must not crowd out the rest."""
+"""A case that weighs more than this is not kept: one long case must not crowd out the rest."""
+
+
+def weight(entries: tuple[Entries, Entries]) -> int:
+    """What a kept case's facts and moves count for against ``TEXT_BUDGET``."""
+    return entries[0].chars + entries[1].chars + ENTRY_WEIGHT * (len(entries[0]) + len(entries[1]))
 
 
 class _Kept(NamedTuple):
@@ -47,7 +58,7 @@ class _Kept(NamedTuple):
     # Its entries' texts as written are what a row read must hold to take it from here.
     record: CaseRecord
     entries: tuple[Entries, Entries]  # its facts and moves as stored
-    chars: int  # their texts' length in all
+    weight: int  # what they count for (``weight``)
 
 
 class RecentProjections:
@@ -74,21 +85,22 @@ class RecentProjections:
         self._ids: list[str] = []
         self._slot: dict[str, int] = {}
         self._chooser = chooser or random.Random()  # noqa: S311 (which case leaves a cache: no secret)
-        self._chars = 0  # of the texts kept
+        self._weight = 0  # of the cases kept
         self._lock = threading.Lock()  # one store serves many threads
 
-    def case(self, row: Sequence[Any]) -> CaseRecord:
-        """The record of a DBAPI row of the cases table, its projection parsed only if not kept."""
-        case_id, texts = row[ID_COLUMN], row[FACTS_COLUMN]
+    def case(self, row: Sequence[Any], entries: tuple[Entries, Entries]) -> CaseRecord:
+        """The record of a DBAPI row of the cases table and its entries as read (``rows.read_entries``): their
+        projection as kept, parsed, when the texts read are the ones kept."""
+        case_id = row[ID_COLUMN]
         with self._lock:
             kept = self._kept.get(case_id)
-            if kept is not None and _same_texts(texts, kept.entries):
+            if kept is not None and entries[0].same_as(kept.entries[0]) and entries[1].same_as(kept.entries[1]):
                 self.hits += 1
             else:
                 kept = None
                 self.misses += 1
         if kept is None:
-            return case_from_values(row)
+            return case_from_values(row, {"facts": entries[0], "moves": entries[1]})
         case = case_from_values(row, kept.record.facts)
         projection = kept.record.parsed_projection()
         if projection is not None:
@@ -112,19 +124,19 @@ class RecentProjections:
             return
         for case in cases:
             stored = case.stored_entries()
-            chars = stored[0].chars + stored[1].chars if stored is not None else 0
-            if stored is None or chars > LARGEST_TEXT:
+            weighs = weight(stored) if stored is not None else 0
+            if stored is None or weighs > LARGEST_TEXT:
                 self.forget(case.id)  # what was kept for it is stale now
                 continue
-            kept = _Kept(case, stored, chars)
+            kept = _Kept(case, stored, weighs)
             with self._lock:
                 self._drop(case.id)
                 self._kept[case.id] = kept
                 self._slot[case.id] = len(self._ids)
                 self._ids.append(case.id)
-                self._chars += chars
+                self._weight += weighs
                 # Alone it is within LARGEST_TEXT, so within the budget: another is there to leave while over.
-                while len(self._kept) > self.capacity or self._chars > TEXT_BUDGET:
+                while len(self._kept) > self.capacity or self._weight > TEXT_BUDGET:
                     chosen = self._ids[self._chooser.randrange(len(self._ids) - 1)]
                     self._drop(chosen if chosen != case.id else self._ids[-1])
 
@@ -135,7 +147,7 @@ class RecentProjections:
     def _drop(self, case_id: str) -> None:
         gone = self._kept.pop(case_id, None)
         if gone is not None:
-            self._chars -= gone.chars
+            self._weight -= gone.weight
             at, last = self._slot.pop(case_id), self._ids.pop()
             if last != case_id:
                 self._ids[at], self._slot[last] = last, at
@@ -145,10 +157,3 @@ class RecentProjections:
 
     def __contains__(self, case_id: object) -> bool:
         return case_id in self._kept
-
-
-def _same_texts(read: Sequence[str], kept: tuple[Entries, Entries]) -> bool:
-    """Whether the entry texts a row read (facts, then moves) are those kept, compared whole."""
-    facts, moves = kept
-    split = len(facts)
-    return len(read) == split + len(moves) and read[:split] == facts.texts and read[split:] == moves.texts

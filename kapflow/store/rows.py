@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import groupby
@@ -10,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from kapflow.domain.case import AuditEvent, CaseRecord, Entries, to_iso
+from kapflow.domain.case import AuditEvent, CaseRecord, Entries, EntryIndex, EntryLoader, to_iso
 from kapflow.domain.payload import canonical_json
 from kapflow.store.prepared import AUDIT_COLUMNS, CASE_COLUMNS, SECTIONS
 
@@ -52,9 +53,9 @@ def case_from_values(row: Sequence[Any], parsed: Mapping[str, Any] | None = None
 
 
 ID_COLUMN, FACTS_COLUMN = CASE_COLUMNS.index("id"), CASE_COLUMNS.index("facts")  # in a DBAPI row of a case read
-_KEYS_COLUMN = CASE_COLUMNS.index("keys")
 ENTRY_KEYS = {"facts": "kind", "moves": "trigger"}  # what ``case_entries.kind`` holds of an entry, by section
-_FACT_COUNT, _MOVE_COUNT = CASE_COLUMNS.index("fact_count"), CASE_COLUMNS.index("move_count")
+FACT_COUNT_COLUMN = _FACT_COUNT = CASE_COLUMNS.index("fact_count")
+_MOVE_COUNT = CASE_COLUMNS.index("move_count")
 
 
 def case_values(case: CaseRecord) -> dict[str, Any]:
@@ -93,7 +94,8 @@ def entry_rows(case_id: str, before: Mapping[str, Any] | None, after: Mapping[st
 
 def _same_entry(new: Sequence[Any], old: Sequence[Any], n: int) -> bool:
     if isinstance(new, Entries) and isinstance(old, Entries):
-        return new.text(n) is old.text(n)
+        # An entry both read in part from the store (its text, if read since, read from there) is the store's.
+        return (new.stored_at(n) and old.stored_at(n)) or new.text(n) is old.text(n)
     return new[n] is old[n]
 
 
@@ -121,18 +123,33 @@ def with_projections(rows: Sequence[Sequence[Any]], entries_of: Callable[[str], 
     return done
 
 
-def with_entries(row: Sequence[Any], entries: Sequence[Sequence[Any]]) -> Sequence[Any]:
-    """A case read's row with the entries a command read of it (``HotStatements.select_entries``: section, text and
-    kind, its facts' in order and then its moves'), as many of each as the row counts (an entry a command added
-    after the row was read is not this row's). Split by whole columns: a year-old case has four hundred."""
+def read_entries(row: Sequence[Any], entries: Sequence[Sequence[Any]], index: EntryIndex | None,
+                 loader: EntryLoader | None) -> tuple[Entries, Entries] | None:
+    """A case's facts and moves from a command's read of its entries (``HotStatements.select_entries``: section,
+    place, text and kind, its facts' in order and then its moves'), as many of each as its row counts (an entry a
+    command added after the row was read is not this row's). ``index``: the store's index of its facts, when the
+    read took only those past it; the earlier ones are then read through ``loader`` when a query reaches them.
+    None when the facts read do not follow that index (a hand's edit, or no index where one was taken): read them
+    all. Split by whole columns: a year-old case read whole has four hundred."""
     facts_count, moves_count = row[_FACT_COUNT], row[_MOVE_COUNT]
-    sections, texts, kinds = zip(*entries, strict=True) if entries else ((), (), ())
+    sections, places, texts, kinds = zip(*entries, strict=True) if entries else ((), (), (), ())
     split = sections.count("facts")
-    facts_end, moves_end = min(split, facts_count), min(len(texts), split + moves_count)
-    found = [*texts[:facts_end], *texts[split:moves_end]]
-    keys = [*kinds[:facts_end], *kinds[split:moves_end]]
+    start = index.size if index is not None else 0
+    early = bisect_left(places, start, 0, split)  # the last entries of each kind the index covers, read with them
+    facts_end, moves_end = min(split, early + facts_count - start), min(len(texts), split + moves_count)
+    if start and (facts_end - early != facts_count - start or (facts_end > early and places[early] != start)):
+        return None
+    fact_kinds, move_kinds = kinds[early:facts_end], kinds[split:moves_end]
     # An entry a hand wrote without its kind: the kinds are read from the texts.
-    return (*row[:FACTS_COLUMN], found, None if None in keys else keys, *row[_KEYS_COLUMN + 1:])
+    known = None not in fact_kinds
+    if index is not None and loader is not None:
+        facts = Entries.partial(index, texts[early:facts_end], fact_kinds if known else None, loader,
+                                dict(zip(places[:early], texts[:early], strict=True)))
+    else:
+        facts = Entries(list(texts[:facts_end]), keys=(ENTRY_KEYS["facts"], list(fact_kinds)) if known else None)
+    moves = Entries(list(texts[split:moves_end]),
+                    keys=(ENTRY_KEYS["moves"], list(move_kinds)) if None not in move_kinds else None)
+    return facts, moves
 
 
 def mislabelled(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, int]]:

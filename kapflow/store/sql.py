@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from kapflow.domain.case import AuditEvent, CaseRecord, Snapshot, to_iso
+from kapflow.domain.case import AuditEvent, CaseRecord, EntryLoader, Snapshot, to_iso
 from kapflow.domain.errors import KapflowError, StorageError
 from kapflow.domain.names import prefix_bound
 from kapflow.store import schema
@@ -231,6 +232,7 @@ class SqlStore:
         self._pipelined = _can_pipeline(self.engine)
         self._spare: list[Any] = []  # DBAPI connections kept checked out between write commands
         self.recent = RecentProjections(recent_cases)
+        self._writing = threading.local()  # each thread's unit of work while it runs one (``_entry_texts``)
         self._closed = False
         self._reach()
         if existing_only:
@@ -285,8 +287,10 @@ class SqlStore:
             conn = self._checkout()
             uow: SqlUnitOfWork | None = None
             broken = False
+            outer = getattr(self._writing, "uow", None)
             try:
                 uow = self._unit_of_work(conn)
+                self._writing.uow = uow
                 yield uow
             except self._dbapi_error:
                 # No pre-ping on checkout (a round trip per command): a connection that failed is
@@ -295,6 +299,7 @@ class SqlStore:
                 conn.invalidate()
                 raise
             finally:
+                self._writing.uow = outer
                 if uow is not None and uow.committed:  # a refusal commits, then raises
                     self.recent.remember(uow.written.values())
                 clean = False
@@ -346,12 +351,34 @@ class SqlStore:
             self._to_pool(conn, clean=True)
 
     def _unit_of_work(self, conn: Any) -> SqlUnitOfWork:
+        # A database in memory has one connection, which a read outside a command must not share: read whole.
+        loader = None if isinstance(self.engine.pool, StaticPool) else self._entry_loader
         if self._pipelined:
-            return PipelinedUnitOfWork(conn, self._hot, self.recent, self._log)
-        uow = SqlUnitOfWork(conn, self._hot, self.recent, self._log)
+            return PipelinedUnitOfWork(conn, self._hot, self.recent, self._log, loader)
+        uow = SqlUnitOfWork(conn, self._hot, self.recent, self._log, loader)
         if self.dialect == "sqlite":
             uow.begin_immediate()
         return uow
+
+    def _entry_loader(self, case_id: str) -> EntryLoader:
+        """Where a case read in part (``Entries.partial``) reads the texts of its other facts: a kept record serves
+        later commands, so through whichever transaction this thread runs then."""
+        return partial(self._entry_texts, case_id)
+
+    def _entry_texts(self, case_id: str, places: Sequence[int]) -> list[str]:
+        """The texts of the case's facts at ``places``: in this thread's unit of work while it has one open (an
+        entry never changes once written, so any transaction reads the same text), else on a pooled connection."""
+        uow: SqlUnitOfWork | None = getattr(self._writing, "uow", None)
+        if uow is not None and not uow.committed:
+            return uow.entry_texts(case_id, places)
+        with _translated(self._dbapi_error):
+            conn = self.engine.raw_connection()
+            try:
+                return SqlUnitOfWork(conn, self._hot, self.recent).entry_texts(case_id, places)
+            finally:
+                conn.close()
+                if self._closed:  # a record read before the store closed: no connection is left behind
+                    self.engine.dispose()
 
     def get_case(self, case_id: str) -> CaseRecord | None:
         found = self._read_cases(self._hot.read_case, {"id": case_id})

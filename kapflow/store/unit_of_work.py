@@ -10,13 +10,24 @@ at the commit.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from kapflow.domain.billing import LedgerSummary
-from kapflow.domain.case import SNAPSHOT_EVERY, AuditEvent, CaseRecord, Snapshot, to_iso
+from kapflow.domain.case import (
+    ENTRY_INDEX,
+    INDEX_FROM,
+    SNAPSHOT_EVERY,
+    AuditEvent,
+    CaseRecord,
+    Entries,
+    EntryIndex,
+    EntryLoader,
+    Snapshot,
+    to_iso,
+)
 from kapflow.domain.effects import Effects, OutboxMessage
 from kapflow.domain.events import DeliveryOutcome, TimerStatus
 from kapflow.domain.payload import canonical_json
@@ -32,9 +43,17 @@ from kapflow.store.api_keys import ApiKeyWriter, statements_for
 from kapflow.store.audit_log import LogStatements, LogWriter
 from kapflow.store.client_bindings import BindingWriter
 from kapflow.store.client_bindings import statements_for as binding_statements
-from kapflow.store.prepared import HotStatements
+from kapflow.store.prepared import HotStatements, places_value
 from kapflow.store.recent import RecentProjections
-from kapflow.store.rows import case_values, entry_rows, event_values, with_entries
+from kapflow.store.rows import (
+    ENTRY_KEYS,
+    FACT_COUNT_COLUMN,
+    ID_COLUMN,
+    case_values,
+    entry_rows,
+    event_values,
+    read_entries,
+)
 from kapflow.store.tables import AuditRow, IdempotencyRow, ResourceHoldRow
 
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
@@ -46,15 +65,23 @@ _MAX_ERROR = 500
 
 
 class SqlUnitOfWork:
-    """One transaction on one pooled DBAPI connection, running the precompiled hot statements."""
+    """One transaction on one pooled DBAPI connection, running the precompiled hot statements.
+
+    ``loader_for(case_id)``: where a case read in part (``Entries.partial``: a long case's facts past the store's
+    index of them) reads its other facts' texts when a query reaches them, in this transaction or a later one
+    (the store's); without it, cases are read whole.
+    """
 
     def __init__(
-        self, conn: Any, hot: HotStatements, recent: RecentProjections, log: LogStatements | None = None
+        self, conn: Any, hot: HotStatements, recent: RecentProjections, log: LogStatements | None = None,
+        loader_for: Callable[[str], EntryLoader] | None = None,
     ) -> None:
         self._conn = conn
         self._hot = hot
         self._recent = recent
         self._log = log
+        self._loader_for = loader_for
+        self._read_entries = hot.select_entries if loader_for is not None else hot.select_all_entries
         self._cur = self._new_cursor()
         self.committed = False
         self.written: dict[str, CaseRecord] = {}  # each case's last record written here, for ``recent``
@@ -93,11 +120,12 @@ class SqlUnitOfWork:
         """Send (PostgreSQL: queue) the read of the case row, locked, and then of its entries: their cursors, and
         one for its kept views' snapshots where reading them with the row saves a wait (None: read if need be)."""
         row = self._hot.select_case.run(self._new_cursor(), {"id": case_id})
-        return row, self._hot.select_entries.run(self._new_cursor(), {"id": case_id}), None
+        return row, self._read_entries.run(self._new_cursor(), {"id": case_id}), None
 
     def _case_of(self, row_cursor: Any, entries_cursor: Any, views_cursor: Any) -> CaseRecord | None:
         """The record of a case read in this transaction (``_queue_read``), its projection joined from its entries
-        and, for a case with enough facts to have any, its kept views' snapshots."""
+        (of a long case's facts, those past the store's index of them) and, for a case with enough facts to have
+        any, its kept views' snapshots."""
         row = self._arrived_row(row_cursor)  # on PostgreSQL: the wait for both
         entries = entries_cursor.fetchall()
         views = views_cursor.fetchall() if views_cursor is not None else None
@@ -106,14 +134,35 @@ class SqlUnitOfWork:
                 cursor.close()
         if row is None:
             return None
-        case = self._recent.case(with_entries(row, entries))
+        case_id, fact_count = row[ID_COLUMN], row[FACT_COUNT_COLUMN]
+        read = None
+        loader = self._loader_for
+        if loader is not None and fact_count >= INDEX_FROM and _facts_read(entries, fact_count) < fact_count:
+            views = views if views is not None else self._views(case_id)
+            index = _entry_index(views)  # the facts read start past it
+            read = read_entries(row, entries, index, loader(case_id)) if index is not None else None
+            if read is None:  # not as its index says (a hand's edit): all read
+                entries = self._all_rows(self._hot.select_all_entries.run(self._new_cursor(), {"id": case_id}))
+        if read is None:
+            read = read_entries(row, entries, None, None)
+            assert read is not None  # a whole read always is
+        case = self._recent.case(row, read)
         self._stored[case.id] = case.facts
         # A case of fewer facts has no snapshot; nor is one needed for a projection kept parsed.
-        if case.parsed_projection() is None and len(case.facts["facts"]) >= SNAPSHOT_EVERY:
-            if views is None:
-                views = self._all_rows(self._hot.select_views.run(self._new_cursor(), {"id": case.id}))
+        if case.parsed_projection() is None and fact_count >= SNAPSHOT_EVERY:
+            views = views if views is not None else self._views(case_id)
             case = replace(case, views={str(name): Snapshot(int(count), str(body)) for name, count, body in views})
         return case
+
+    def _views(self, case_id: str) -> list[Any]:
+        return self._all_rows(self._hot.select_views.run(self._new_cursor(), {"id": case_id}))
+
+    def entry_texts(self, case_id: str, places: Sequence[int]) -> list[str]:
+        """The texts of the case's facts at ``places``, in that order (those found: a missing one is a hand's)."""
+        rows = self._all_rows(self._hot.select_entry_texts.run(
+            self._new_cursor(), {"id": case_id, "places": places_value(self._hot.dialect, places)}))
+        found = {int(n): str(text) for n, text in rows}
+        return [found[n] for n in places if n in found]
 
     def verify_copies(self) -> None:
         """Prove current every kept copy this transaction used and did not swap: ``LostRace`` if one is stale.
@@ -336,19 +385,28 @@ class SqlUnitOfWork:
         stored = self._stored.get(case.id)
         rows = entry_rows(case.id, stored, case.facts) if stored is not None else None
         if rows is None:
+            rows = entry_rows(case.id, None, case.facts) or []  # first: texts not read yet are read from there
             self._hot.delete_entries.run(self._cur, {"b_case": case.id})
             self._hot.delete_views.run(self._cur, {"b_case": case.id})  # they covered the entries that were
-            rows = entry_rows(case.id, None, case.facts) or []
         if rows:
             self._hot.insert_entry.run_many(self._cur, rows)
         self._stored[case.id] = case.facts
         projection = case.parsed_projection()  # none: no command read it, so no view of it was worked out
-        if projection is not None:
-            due = projection.snapshots_due()
-            if due:
-                self._hot.put_view.run_many(self._cur, [
-                    {"case_id": case.id, "name": name, "fact_count": snapshot.fact_count, "body": snapshot.body}
-                    for name, snapshot in due.items()])
+        facts = case.facts.get("facts")
+        indexing = isinstance(facts, Entries) and facts.index_due(ENTRY_KEYS["facts"])
+        due = projection.snapshots_due(with_index=indexing) if projection is not None else {}
+        if indexing:
+            assert isinstance(facts, Entries)
+            index = facts.next_index(ENTRY_KEYS["facts"])
+            due[ENTRY_INDEX] = Snapshot(index.size, index.body())
+            facts.indexed(index)
+            # Every snapshot left then covers the facts up to the index at least (those written now, all of them):
+            # a read past it steps each by facts it read.
+            self._hot.delete_views_before.run(self._cur, {"b_case": case.id, "b_count": index.size})
+        if due:
+            self._hot.put_view.run_many(self._cur, [
+                {"case_id": case.id, "name": name, "fact_count": snapshot.fact_count, "body": snapshot.body}
+                for name, snapshot in due.items()])
 
     def _row_count(self, cursor: Any) -> int:
         return int(cursor.rowcount)
@@ -387,9 +445,10 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     """
 
     def __init__(
-        self, conn: Any, hot: HotStatements, recent: RecentProjections, log: LogStatements | None = None
+        self, conn: Any, hot: HotStatements, recent: RecentProjections, log: LogStatements | None = None,
+        loader_for: Callable[[str], EntryLoader] | None = None,
     ) -> None:
-        super().__init__(conn, hot, recent, log)
+        super().__init__(conn, hot, recent, log, loader_for)
         self._held: dict[str, int] = {}  # case id -> its event count, for rows locked by this transaction
         # Kept copies whose compare-and-swap was queued without waiting: the commit proves them, or fails.
         self._queued_copies: set[str] = set()
@@ -546,6 +605,24 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     def _all_rows(self, cursor: Any) -> list[Any]:
         self._sync()
         return list(cursor.fetchall())
+
+
+def _facts_read(entries: Sequence[Any], fact_count: int) -> int:
+    """How many of the facts a row counts a read of its entries (section, place, ...) holds: all of them unless the
+    read took those past the store's index of them."""
+    return sum(1 for entry in entries if entry[0] == "facts" and entry[1] < fact_count)
+
+
+def _entry_index(views: Sequence[Any]) -> EntryIndex | None:
+    """The store's index of a case's facts among its kept views' snapshots (name, fact count, body), if it has one
+    this code reads."""
+    for name, count, body in views:
+        if name == ENTRY_INDEX:
+            try:
+                return EntryIndex.decode(ENTRY_KEYS["facts"], int(count), str(body))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                return None
+    return None
 
 
 def _swap_values(case: CaseRecord, event: AuditEvent, expected_event_count: int) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from support import FRONT_DESK, THERAPIST, cold_read, open_case, query
 from kapflow.app.engine import Engine
 from kapflow.domain.appointments import appointments, stored_appointments
 from kapflow.domain.billing import ledger, stored_ledger
-from kapflow.domain.case import SNAPSHOT_EVERY, CaseRecord
+from kapflow.domain.case import ENTRY_INDEX, INDEX_FROM, INDEX_LAG, SNAPSHOT_EVERY, CaseRecord
+from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
 
@@ -40,6 +41,13 @@ def snapshots(url: str, case_id: str) -> dict[str, tuple[int, str]]:
     return {name: (count, body) for name, count, body in rows}
 
 
+def names(case_id: str) -> set[str]:
+    """The names of the snapshots a case of the KAP pathway has, once long enough for all of them."""
+    assert KAP_PATHWAY.appointments is not None and KAP_PATHWAY.billing is not None
+    return {stored_appointments(case_id, KAP_PATHWAY.appointments).name, stored_ledger(KAP_PATHWAY.billing).name,
+            ENTRY_INDEX}
+
+
 def views(case: CaseRecord) -> tuple[Any, Any]:
     assert KAP_PATHWAY.appointments is not None and KAP_PATHWAY.billing is not None
     return appointments(case.id, case.projection, KAP_PATHWAY.appointments), ledger(case.projection,
@@ -55,12 +63,11 @@ def test_commands_keep_snapshots_and_a_cold_read_starts_from_them(
     case_id = open_case(engine)
     weeks_of_visits(engine, clock, case_id)
     kept = snapshots(any_ready_url, case_id)
-    names = {stored_appointments(case_id, KAP_PATHWAY.appointments).name, stored_ledger(KAP_PATHWAY.billing).name}
-    assert set(kept) == names
+    assert set(kept) == names(case_id)
     facts = len(engine.case(case_id).facts["facts"])
     assert all(SNAPSHOT_EVERY <= count <= facts for count, _ in kept.values())
     cold = cold_read(any_ready_url, case_id)
-    assert set(cold.views) == names
+    assert set(cold.views) == names(case_id)
     folded = engine.case(case_id)
     assert folded.views == {}
     assert views(cold) == views(folded)
@@ -116,3 +123,74 @@ def test_verification_names_snapshots_of_no_case_and_skips_views_no_code_keeps(
     report = engine.verify_audit(None)
     assert [p.case_id for p in report.problems] == ["case-never"]
     assert "not in the cases table" in report.problems[0].reason
+
+
+def test_a_long_case_is_read_in_part_and_answers_as_read_whole(
+    engine: Engine, any_ready_url: str, clock: FakeClock
+) -> None:
+    """A command reads a long case's facts past the store's index of them (and the last of each kind); the others
+    are read when a query reaches them, and every query answers as on the case read whole."""
+    case_id = open_case(engine)
+    weeks_of_visits(engine, clock, case_id, 2 * WEEKS)
+    whole = engine.case(case_id)
+    cold = cold_read(any_ready_url, case_id)
+    facts = cold.facts["facts"]
+    read = sum(t is not None for t in facts._texts)
+    assert facts.stored_at(0) and read <= INDEX_LAG + SNAPSHOT_EVERY + len(facts.positions("kind")) < len(facts)
+    kinds = {f.kind for f in whole.projection.facts()}
+    for kind in sorted(kinds):
+        part = cold_read(any_ready_url, case_id).projection
+        assert part.latest(kind) == whole.projection.latest(kind)
+        assert part.of_kind(kind) == whole.projection.of_kind(kind)
+        assert part.since(kind, clock.now() - timedelta(days=30)) == whole.projection.since(
+            kind, clock.now() - timedelta(days=30))
+    assert list(facts) == list(whole.facts["facts"])
+    db = create_engine(any_ready_url, poolclass=NullPool)
+    try:  # an index edited by hand: verification names it, and a command reads the case whole
+        with db.begin() as conn:
+            conn.execute(text("UPDATE case_views SET body = replace(body, '\"payment\"', '\"vitals\"') "
+                              "WHERE case_id = :c AND name = :n"), {"c": case_id, "n": ENTRY_INDEX})
+        problems = engine.verify_audit(case_id).problems
+        assert [(p.case_id, ENTRY_INDEX in p.reason) for p in problems] == [(case_id, True)]
+        assert views(cold_read(any_ready_url, case_id)) == views(engine.case(case_id))
+        with db.begin() as conn:
+            conn.execute(text("DELETE FROM case_views WHERE case_id = :c AND name = :n"),
+                         {"c": case_id, "n": ENTRY_INDEX})
+    finally:
+        db.dispose()
+    assert engine.verify_audit(case_id).ok
+    assert list(cold_read(any_ready_url, case_id).facts["facts"]) == list(whole.facts["facts"])
+
+
+def test_the_views_are_written_with_the_index_even_by_commands_that_read_neither(
+    any_ready_url: str, clock: FakeClock
+) -> None:
+    """Every command reads its case cold, and most record a fact no guard or plan of theirs folds a view for (a
+    vital sign): the command that writes the index works out every kept view all the same, so none is left
+    behind it (a read past the index steps each by facts it read); and a snapshot of a name no view has now,
+    behind it too, is gone."""
+    store = SqlStore(any_ready_url, recent_cases=0)
+    try:
+        engine = Engine(store, KAP_PATHWAY, clock=clock)
+        case_id = open_case(engine)
+        stale = "INSERT INTO case_views (case_id, name, fact_count, body) VALUES (:c, 'ledger/0:old', 1, '{}')"
+        db = create_engine(any_ready_url, poolclass=NullPool)
+        try:
+            with db.begin() as conn:
+                conn.execute(text(stale), {"c": case_id})
+        finally:
+            db.dispose()
+        weeks_of_visits(engine, clock, case_id, 4)
+        indexed = 0
+        for n in range(INDEX_FROM + 2 * SNAPSHOT_EVERY):
+            engine.record(case_id, "vitals", {"phase": "pre_dose", "systolic": 120 + n % 5, "diastolic": 80},
+                          actor=THERAPIST)
+            kept = snapshots(any_ready_url, case_id)
+            if kept.get(ENTRY_INDEX, (0, ""))[0] > indexed:  # this command wrote the index: every view with it
+                indexed = kept[ENTRY_INDEX][0]
+                assert {name for name, (count, _) in kept.items() if count >= indexed} == names(case_id)
+        assert indexed and "ledger/0:old" not in snapshots(any_ready_url, case_id)
+        assert views(cold_read(any_ready_url, case_id)) == views(engine.case(case_id))
+        assert engine.verify_audit(case_id).ok
+    finally:
+        store.close()

@@ -21,7 +21,7 @@ from support import FRONT_DESK, PRESCRIBER, open_case, who
 from kapflow.app.engine import Engine
 from kapflow.domain.case import CaseRecord, stored_projection, to_iso
 from kapflow.errors import TransitionBlocked, TransitionNotAvailable
-from kapflow.store.recent import LARGEST_TEXT, TEXT_BUDGET, RecentProjections
+from kapflow.store.recent import LARGEST_TEXT, TEXT_BUDGET, RecentProjections, weight
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
@@ -131,11 +131,11 @@ def test_past_its_bounds_others_leave_and_long_texts_are_not_kept() -> None:
     assert "c" in recent and len(recent) == 2  # the one just kept stays; one of the others left
     recent.remember([_case("c", "x" * LARGEST_TEXT)])  # too long: and what was kept for c is stale
     assert "c" not in recent and len(recent) == 1
-    budget = [_case(f"long-{i}", "y" * (LARGEST_TEXT - 100)) for i in range(TEXT_BUDGET // LARGEST_TEXT + 1)]
+    budget = [_case(f"long-{i}", "y" * (LARGEST_TEXT - 200)) for i in range(TEXT_BUDGET // LARGEST_TEXT + 1)]
     recent.capacity = len(budget) + 1
     recent.remember(budget)  # more than the characters allow: some leave, the last one kept stays
     kept = [c for c in budget if c.id in recent]
-    assert budget[-1] in kept and len(kept) * (LARGEST_TEXT - 100) <= TEXT_BUDGET < len(budget) * (LARGEST_TEXT - 100)
+    assert budget[-1] in kept and len(kept) * (LARGEST_TEXT - 200) <= TEXT_BUDGET < len(budget) * (LARGEST_TEXT - 200)
 
 
 def test_commands_going_round_more_cases_than_fit_still_find_most_kept() -> None:
@@ -165,12 +165,12 @@ def test_every_case_left_may_leave_and_counts_stay_exact() -> None:
             recent.forget(case_id)
         else:
             case = _case(case_id, "{}" * (step % 3))
-            sizes[case_id] = case.stored_entries()[0].chars  # type: ignore[index]
+            sizes[case_id] = weight(case.stored_entries())  # type: ignore[arg-type]
             recent.remember([case])
             assert case_id in recent
             left |= before - {i for i in ids if i in recent}
         kept = [i for i in ids if i in recent]
-        assert len(recent) == len(kept) <= 5 and recent._chars == sum(sizes[i] for i in kept)
+        assert len(recent) == len(kept) <= 5 and recent._weight == sum(sizes[i] for i in kept)
         assert sorted(recent._ids) == kept and all(recent._ids[recent._slot[i]] == i for i in kept)
     assert left == set(ids)
     for seed in range(20):  # several leave at once: the one just kept, wherever their leaving moved it, stays

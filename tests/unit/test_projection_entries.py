@@ -16,7 +16,6 @@ from kapflow.domain.case import (
     Entries,
     fold_fact,
     fold_move,
-    keys_of,
     stored_projection,
     to_iso,
 )
@@ -78,7 +77,7 @@ def test_keys_are_read_without_decoding_canonical_entries() -> None:
     read = Entries(raw["facts"].texts)
     assert read.keys("kind") == ["vitals", 'odd "kind"']  # the second, with escapes, decoded to be read
     assert read._decoded == [None, {"at": to_iso(T0), "by": "a", "data": {}, "kind": 'odd "kind"'}]
-    assert keys_of(raw["facts"], "kind") == keys_of(list(raw["facts"]), "kind")
+    assert raw["facts"].keys("kind") == [entry["kind"] for entry in raw["facts"]]
 
 
 def test_entries_index_and_slice_as_a_list_does() -> None:
