@@ -38,7 +38,7 @@ from paths import FRONT_DESK, INTAKE, PATH, THERAPIST, fire_path, new_clock, pre
 
 from kapflow.app.engine import Engine
 from kapflow.app.queries import _encode_cursor
-from kapflow.domain.case import to_iso
+from kapflow.domain.entries import to_iso
 from kapflow.http.app import create_app
 from kapflow.http.console.pages import ConsoleConfig
 from kapflow.http.identity import RequestAuthenticator

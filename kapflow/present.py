@@ -59,7 +59,8 @@ from kapflow.audit.proof import ProofReport
 from kapflow.domain.appointments import Appointment
 from kapflow.domain.billing import ChargeLine, Ledger
 from kapflow.domain.calendar import PracticeCalendar
-from kapflow.domain.case import AuditEvent, CaseRecord, FactEntry, Outcome, to_iso
+from kapflow.domain.case import AuditEvent, CaseRecord, FactEntry, Outcome
+from kapflow.domain.entries import to_iso
 from kapflow.domain.estimate import EstimateRecord
 from kapflow.domain.events import EventKind
 from kapflow.domain.names import client_name_of

@@ -16,7 +16,8 @@ from typing import ClassVar
 
 from kapflow.domain.appointments import appointments, has_upcoming
 from kapflow.domain.billing import Billing, adjustment_problem, ledger
-from kapflow.domain.case import CaseFacts, FactEntry, to_iso
+from kapflow.domain.case import CaseFacts, FactEntry
+from kapflow.domain.entries import to_iso
 from kapflow.domain.errors import Blocker
 from kapflow.domain.workflow import Guard, GuardContext, guard_reads
 from kapflow.workflows.clinical_facts import QUESTIONNAIRE_MAX

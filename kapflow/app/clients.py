@@ -18,7 +18,8 @@ from kapflow.app.cases import check_actor
 from kapflow.app.context import AppContext
 from kapflow.app.events import note_event
 from kapflow.app.runner import Transaction
-from kapflow.domain.case import Actor, AuditEvent, CaseRecord, to_iso
+from kapflow.domain.case import Actor, AuditEvent, CaseRecord
+from kapflow.domain.entries import to_iso
 from kapflow.domain.errors import InvalidInput, NotPermitted, Unauthenticated
 from kapflow.domain.events import EventKind
 from kapflow.domain.payload import check_identifier, check_text

@@ -19,8 +19,9 @@ from kapflow.app.context import AppContext
 from kapflow.audit import AuditReport, verify_chain
 from kapflow.audit.views import label_problems, view_problems
 from kapflow.domain.appointments import Appointment, appointments
-from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry, to_iso
+from kapflow.domain.case import Actor, AuditEvent, CaseRecord, FactEntry
 from kapflow.domain.decision import check_required_text, guard_context, not_available_blocker, pending_blockers
+from kapflow.domain.entries import to_iso
 from kapflow.domain.errors import Blocker, InvalidInput, NotPermitted, UnknownCase, UnknownTrigger
 from kapflow.domain.events import EventKind, TimerStatus
 from kapflow.domain.names import search_words

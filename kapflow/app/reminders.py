@@ -28,7 +28,8 @@ from kapflow.app.events import note_event
 from kapflow.app.runner import ONCE, Transaction
 from kapflow.domain.appointments import STANDARD, Appointment, appointments, upcoming
 from kapflow.domain.calendar import PracticeCalendar
-from kapflow.domain.case import Actor, CaseFacts, CaseRecord, to_iso
+from kapflow.domain.case import Actor, CaseFacts, CaseRecord
+from kapflow.domain.entries import to_iso
 from kapflow.domain.errors import ConcurrencyConflict, KapflowError, Refused
 from kapflow.domain.events import EventKind, TimerStatus
 from kapflow.domain.messages import missed_step_message, reminder_message, route

@@ -18,7 +18,7 @@ from pathlib import Path
 from kapflow.audit.note import Checkpoint, key_id_hex
 from kapflow.audit.signing import Ed25519Verifier, open_note
 from kapflow.domain.audit_log import CheckpointRecord
-from kapflow.domain.case import to_iso
+from kapflow.domain.entries import to_iso
 from kapflow.domain.errors import CheckpointFormatError
 
 

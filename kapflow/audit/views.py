@@ -13,7 +13,8 @@ from itertools import groupby
 from typing import Any
 
 from kapflow.audit.chain import AuditProblem
-from kapflow.domain.case import CaseFacts, CaseRecord, Entries, Snapshot
+from kapflow.domain.case import CaseFacts, CaseRecord, Snapshot
+from kapflow.domain.entries import Entries
 
 Folds = Mapping[str, Callable[[CaseFacts], str]]
 

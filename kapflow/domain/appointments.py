@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from kapflow.domain.case import CaseFacts, FactEntry, StoredView, to_iso
+from kapflow.domain.case import CaseFacts, FactEntry, StoredView
+from kapflow.domain.entries import to_iso
 
 ACTIONS = ("reschedule", "cancel", "no_show", "attended")
 

@@ -27,7 +27,8 @@ from typing import Any
 
 from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
 from kapflow.domain.calendar import PracticeCalendar
-from kapflow.domain.case import CaseFacts, FactEntry, StoredView, to_iso
+from kapflow.domain.case import CaseFacts, FactEntry, StoredView
+from kapflow.domain.entries import to_iso
 from kapflow.domain.errors import InvalidInput
 from kapflow.domain.facts import Boolean, Choice, Day, FactSpec, Integer, Money, Text
 from kapflow.domain.payload import JSONObject, canonical_json

@@ -14,7 +14,8 @@ from typing import Any
 
 from kapflow.domain.appointments import Appointment, appointments
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
-from kapflow.domain.case import CaseRecord, to_iso
+from kapflow.domain.case import CaseRecord
+from kapflow.domain.entries import to_iso
 from kapflow.domain.timers import PlannedTimer, planned
 from kapflow.domain.workflow import Workflow
 

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from kapflow.domain.case import to_iso
+from kapflow.domain.entries import to_iso
 from kapflow.domain.errors import InvalidFact, InvalidInput
 from kapflow.domain.payload import JSONObject, JSONValue, check_text
 

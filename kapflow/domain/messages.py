@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kapflow.domain.appointments import Appointment
 from kapflow.domain.calendar import PracticeCalendar
-from kapflow.domain.case import CaseFacts, to_iso
+from kapflow.domain.case import CaseFacts
 from kapflow.domain.effects import OutboxMessage
+from kapflow.domain.entries import to_iso
 from kapflow.domain.errors import InvalidInput
 from kapflow.domain.workflow import ClientFields, Reminder
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from kapflow.domain.appointments import appointments, stored_appointments
 from kapflow.domain.billing import ledger, ledger_snapshot, stored_ledger
-from kapflow.domain.case import ENTRY_INDEX, CaseFacts, Entries
+from kapflow.domain.case import CaseFacts
+from kapflow.domain.entries import ENTRY_INDEX, Entries
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.workflow import Workflow
 

@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 
 from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
-from kapflow.domain.case import CaseFacts, to_iso
+from kapflow.domain.case import CaseFacts
+from kapflow.domain.entries import to_iso
 from kapflow.domain.workflow import Reminder, Workflow
 
 

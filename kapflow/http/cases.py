@@ -10,7 +10,8 @@ from fastapi import APIRouter, Body, Query, Response
 
 from kapflow.app.engine import Engine
 from kapflow.app.queries import CasePage
-from kapflow.domain.case import Actor, to_iso
+from kapflow.domain.case import Actor
+from kapflow.domain.entries import to_iso
 from kapflow.http.common import (
     PROBLEMS,
     V1,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Dialect, Integer, and_, bindparam, select, true
 
 from kapflow.domain.access import AccessRecord
-from kapflow.domain.case import to_iso
+from kapflow.domain.entries import to_iso
 from kapflow.store.prepared import Prepared
 from kapflow.store.tables import AccessRow
 

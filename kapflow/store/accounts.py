@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ClauseElement
 
 from kapflow.domain.accounts import FAILURES, ConsoleSession, ConsoleUser, SignInAttempt, SignInOutcome
-from kapflow.domain.case import to_iso
+from kapflow.domain.entries import to_iso
 from kapflow.store.prepared import Prepared
 from kapflow.store.tables import ConsoleSessionRow, ConsoleUserRow, SignInAttemptRow
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Dialect, and_, bindparam, select, update
 from sqlalchemy.sql import ClauseElement
 
-from kapflow.domain.case import to_iso
+from kapflow.domain.entries import to_iso
 from kapflow.domain.identity import ApiKey
 from kapflow.domain.payload import canonical_json
 from kapflow.store.prepared import Prepared

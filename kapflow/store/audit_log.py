@@ -20,7 +20,7 @@ from sqlalchemy.sql import ClauseElement
 
 from kapflow.audit.merkle import Node
 from kapflow.domain.audit_log import CheckpointRecord, LogRecord, LogSlot, LogSource
-from kapflow.domain.case import to_iso
+from kapflow.domain.entries import to_iso
 from kapflow.store.prepared import Prepared
 from kapflow.store.rows import event_from_row
 from kapflow.store.tables import (

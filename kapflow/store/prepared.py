@@ -43,7 +43,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
-from kapflow.domain.case import ENTRY_INDEX
+from kapflow.domain.entries import ENTRY_INDEX
 from kapflow.store.tables import (
     AuditRow,
     CaseEntryRow,

@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, select, update
 
-from kapflow.domain.case import to_iso
 from kapflow.domain.effects import OutboxMessage
+from kapflow.domain.entries import to_iso
 from kapflow.ports import OutboxClaim, TimerClaim
 from kapflow.store.tables import DeliveryAttemptRow, OutboxRow, TimerRow
 

@@ -25,7 +25,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from kapflow.domain.case import CaseRecord, Entries
+from kapflow.domain.case import CaseRecord
+from kapflow.domain.entries import Entries
 from kapflow.store.rows import ID_COLUMN, case_from_values
 
 DEFAULT_CASES = 256

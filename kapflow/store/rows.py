@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from kapflow.domain.case import AuditEvent, CaseRecord, Entries, EntryIndex, EntryLoader, to_iso
+from kapflow.domain.case import AuditEvent, CaseRecord
+from kapflow.domain.entries import Entries, EntryIndex, EntryLoader, to_iso
 from kapflow.domain.payload import canonical_json
 from kapflow.store.prepared import AUDIT_COLUMNS, CASE_COLUMNS, SECTIONS
 

@@ -30,7 +30,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from kapflow.domain.case import AuditEvent, CaseRecord, EntryLoader, Snapshot, to_iso
+from kapflow.domain.case import AuditEvent, CaseRecord, Snapshot
+from kapflow.domain.entries import EntryLoader, to_iso
 from kapflow.domain.errors import KapflowError, StorageError
 from kapflow.domain.names import prefix_bound
 from kapflow.store import schema

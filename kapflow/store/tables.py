@@ -39,7 +39,7 @@ class CaseEntryRow(SQLModel, table=True):
 
     A command adds the entries it folds and never rewrites one, so its write costs the same on a case of
     ten entries as on one of a thousand; a case's projection is its entries in order, section by section,
-    read undecoded (``kapflow.domain.case.Entries``) until something asks for them."""
+    read undecoded (``kapflow.domain.entries.Entries``) until something asks for them."""
 
     __tablename__ = "case_entries"
 

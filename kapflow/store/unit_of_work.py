@@ -16,19 +16,9 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from kapflow.domain.billing import LedgerSummary
-from kapflow.domain.case import (
-    ENTRY_INDEX,
-    INDEX_FROM,
-    SNAPSHOT_EVERY,
-    AuditEvent,
-    CaseRecord,
-    Entries,
-    EntryIndex,
-    EntryLoader,
-    Snapshot,
-    to_iso,
-)
+from kapflow.domain.case import AuditEvent, CaseRecord, Snapshot
 from kapflow.domain.effects import Effects, OutboxMessage
+from kapflow.domain.entries import ENTRY_INDEX, INDEX_FROM, SNAPSHOT_EVERY, Entries, EntryIndex, EntryLoader, to_iso
 from kapflow.domain.events import DeliveryOutcome, TimerStatus
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.slots import Hold, HoldChanges

@@ -20,7 +20,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, and_, or_, select, tuple_
 
-from kapflow.domain.case import CaseRecord, to_iso
+from kapflow.domain.case import CaseRecord
+from kapflow.domain.entries import to_iso
 from kapflow.ports import DeadMessage, DueTimer, HeldAppointment, LedgerBacklog, WantedTimer
 from kapflow.store.prepared import CASE_COLUMNS, case_read, entries_of
 from kapflow.store.rows import case_from_values, with_projections

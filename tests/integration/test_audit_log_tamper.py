@@ -26,7 +26,8 @@ from kapflow.audit.merkle import leaf_hash
 from kapflow.audit.note import Checkpoint
 from kapflow.audit.signing import Ed25519Signer, generate_key, load_verifiers, sign_note
 from kapflow.domain.audit_log import CheckpointRecord
-from kapflow.domain.case import AuditEvent, replay_events, to_iso
+from kapflow.domain.case import AuditEvent, replay_events
+from kapflow.domain.entries import to_iso
 from kapflow.domain.events import EventKind
 from kapflow.domain.payload import canonical_json
 from kapflow.errors import Refused

@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 from support import FRONT_DESK, THERAPIST, cold_read, open_case, query, who
 
 from kapflow.app.engine import Engine
-from kapflow.domain.case import Entries
+from kapflow.domain.entries import Entries
 from kapflow.errors import StorageError
 from kapflow.store import schema
 from kapflow.store.sql import SqlStore

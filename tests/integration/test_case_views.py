@@ -16,7 +16,8 @@ from support import FRONT_DESK, THERAPIST, cold_read, open_case, query
 from kapflow.app.engine import Engine
 from kapflow.domain.appointments import appointments, stored_appointments
 from kapflow.domain.billing import ledger, stored_ledger
-from kapflow.domain.case import ENTRY_INDEX, INDEX_FROM, INDEX_LAG, SNAPSHOT_EVERY, CaseRecord
+from kapflow.domain.case import CaseRecord
+from kapflow.domain.entries import ENTRY_INDEX, INDEX_FROM, INDEX_LAG, SNAPSHOT_EVERY
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY

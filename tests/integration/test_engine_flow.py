@@ -32,7 +32,8 @@ from support import (
 from kapflow.app.engine import Engine
 from kapflow.bootstrap import build_engine
 from kapflow.config import Settings
-from kapflow.domain.case import Actor, CaseRecord, to_iso
+from kapflow.domain.case import Actor, CaseRecord
+from kapflow.domain.entries import to_iso
 from kapflow.errors import (
     NotPermitted,
     Refused,

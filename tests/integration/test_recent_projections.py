@@ -19,7 +19,8 @@ from sqlalchemy import create_engine, text
 from support import FRONT_DESK, PRESCRIBER, open_case, who
 
 from kapflow.app.engine import Engine
-from kapflow.domain.case import CaseRecord, stored_projection, to_iso
+from kapflow.domain.case import CaseRecord, stored_projection
+from kapflow.domain.entries import to_iso
 from kapflow.errors import TransitionBlocked, TransitionNotAvailable
 from kapflow.store.recent import LARGEST_TEXT, TEXT_BUDGET, RecentProjections, weight
 from kapflow.store.sql import SqlStore

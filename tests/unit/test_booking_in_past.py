@@ -21,7 +21,7 @@ from support import FRONT_DESK
 from kapflow.app.engine import Engine
 from kapflow.bootstrap import build_engine
 from kapflow.config import Settings
-from kapflow.domain.case import to_iso
+from kapflow.domain.entries import to_iso
 from kapflow.errors import InvalidFact, TransitionBlocked
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY

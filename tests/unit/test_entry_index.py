@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kapflow.domain.case import ENTRY_INDEX, CaseFacts, Entries, EntryIndex, to_iso
+from kapflow.domain.case import CaseFacts
+from kapflow.domain.entries import ENTRY_INDEX, Entries, EntryIndex, to_iso
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.stored_views import snapshot_folds
 from kapflow.workflows.kap import KAP_PATHWAY

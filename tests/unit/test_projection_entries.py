@@ -11,14 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kapflow.domain.case import (
-    CaseFacts,
-    Entries,
-    fold_fact,
-    fold_move,
-    stored_projection,
-    to_iso,
-)
+from kapflow.domain.case import CaseFacts, fold_fact, fold_move, stored_projection
+from kapflow.domain.entries import Entries, to_iso
 from kapflow.domain.payload import canonical_json
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

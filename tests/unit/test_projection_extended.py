@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kapflow.domain.case import CaseFacts, Entries, FactEntry, fold_fact, fold_move, stored_projection
+from kapflow.domain.case import CaseFacts, FactEntry, fold_fact, fold_move, stored_projection
+from kapflow.domain.entries import Entries
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 KINDS = ("appointment", "payment", "vitals", "consent")

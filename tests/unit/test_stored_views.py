@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from kapflow.domain.appointments import STANDARD, appointments, stored_appointments
 from kapflow.domain.billing import Service, ledger, ledger_snapshot, stored_ledger
-from kapflow.domain.case import SNAPSHOT_EVERY, CaseFacts, Entries, Snapshot, fold_fact, stored_projection
+from kapflow.domain.case import CaseFacts, Snapshot, fold_fact, stored_projection
+from kapflow.domain.entries import SNAPSHOT_EVERY, Entries
 from kapflow.domain.payload import canonical_json
 from kapflow.workflows.kap.billing import KAP_BILLING
 
