@@ -234,6 +234,8 @@ class SqlStore:
         self._spare: list[Any] = []  # DBAPI connections kept checked out between write commands
         self.recent = RecentProjections(recent_cases)
         self._writing = threading.local()  # each thread's unit of work while it runs one (``_entry_texts``)
+        # A database in memory has one connection, which a read outside a command must not share: read whole.
+        self._loader_for = None if isinstance(self.engine.pool, StaticPool) else self._entry_loader
         self._closed = False
         self._reach()
         if existing_only:
@@ -352,11 +354,9 @@ class SqlStore:
             self._to_pool(conn, clean=True)
 
     def _unit_of_work(self, conn: Any) -> SqlUnitOfWork:
-        # A database in memory has one connection, which a read outside a command must not share: read whole.
-        loader = None if isinstance(self.engine.pool, StaticPool) else self._entry_loader
         if self._pipelined:
-            return PipelinedUnitOfWork(conn, self._hot, self.recent, self._log, loader)
-        uow = SqlUnitOfWork(conn, self._hot, self.recent, self._log, loader)
+            return PipelinedUnitOfWork(conn, self._hot, self.recent, self._log, self._loader_for)
+        uow = SqlUnitOfWork(conn, self._hot, self.recent, self._log, self._loader_for)
         if self.dialect == "sqlite":
             uow.begin_immediate()
         return uow

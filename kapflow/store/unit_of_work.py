@@ -23,7 +23,7 @@ from kapflow.domain.events import DeliveryOutcome, TimerStatus
 from kapflow.domain.payload import canonical_json
 from kapflow.domain.slots import Hold, HoldChanges
 from kapflow.domain.timers import PlannedTimer
-from kapflow.errors import DuplicateIdempotencyKey, LostRace
+from kapflow.errors import DuplicateIdempotencyKey, LostRace, StorageError
 from kapflow.ports import OutboxClaim
 from kapflow.store.access import AccessWriter
 from kapflow.store.access import statements_for as access_statements
@@ -148,11 +148,16 @@ class SqlUnitOfWork:
         return self._all_rows(self._hot.select_views.run(self._new_cursor(), {"id": case_id}))
 
     def entry_texts(self, case_id: str, places: Sequence[int]) -> list[str]:
-        """The texts of the case's facts at ``places``, in that order (those found: a missing one is a hand's)."""
+        """The texts of the case's facts at ``places``, in that order; ``StorageError`` if a row is missing (only a
+        hand deletes one: the command that asked is not committed)."""
         rows = self._all_rows(self._hot.select_entry_texts.run(
             self._new_cursor(), {"id": case_id, "places": places_value(self._hot.dialect, places)}))
         found = {int(n): str(text) for n, text in rows}
-        return [found[n] for n in places if n in found]
+        if len(found) != len(set(places)):
+            raise StorageError(f"{len(set(places)) - len(found)} of the projection entries of case {case_id} are "
+                               "missing from the database (deleted by hand): run kapflow audit verify, and restore "
+                               "the database from a backup")
+        return [found[n] for n in places]
 
     def verify_copies(self) -> None:
         """Prove current every kept copy this transaction used and did not swap: ``LostRace`` if one is stale.
@@ -382,11 +387,10 @@ class SqlUnitOfWork:
             self._hot.insert_entry.run_many(self._cur, rows)
         self._stored[case.id] = case.facts
         projection = case.parsed_projection()  # none: no command read it, so no view of it was worked out
-        facts = case.facts.get("facts")
-        indexing = isinstance(facts, Entries) and facts.index_due(ENTRY_KEYS["facts"])
+        indexing = case.index_due()  # the command worked out every kept view for it (``Transaction``)
         due = projection.snapshots_due(with_index=indexing) if projection is not None else {}
-        if indexing:
-            assert isinstance(facts, Entries)
+        facts = case.facts["facts"]
+        if indexing and isinstance(facts, Entries):
             index = facts.next_index(ENTRY_KEYS["facts"])
             due[ENTRY_INDEX] = Snapshot(index.size, index.body())
             facts.indexed(index)

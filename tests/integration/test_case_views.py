@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 from support import FRONT_DESK, THERAPIST, cold_read, open_case, query
@@ -18,6 +19,7 @@ from kapflow.domain.appointments import appointments, stored_appointments
 from kapflow.domain.billing import ledger, stored_ledger
 from kapflow.domain.case import CaseRecord
 from kapflow.domain.entries import ENTRY_INDEX, INDEX_FROM, INDEX_LAG, SNAPSHOT_EVERY
+from kapflow.errors import StorageError
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
@@ -195,3 +197,23 @@ def test_the_views_are_written_with_the_index_even_by_commands_that_read_neither
         assert engine.verify_audit(case_id).ok
     finally:
         store.close()
+
+
+def test_an_earlier_entry_deleted_by_hand_is_said_when_a_query_reaches_it(
+    engine: Engine, any_ready_url: str, clock: FakeClock
+) -> None:
+    """A case read in part reads an earlier fact's text when a query reaches it: a row deleted by hand is a storage
+    error naming the case and what to do, and verification names the case."""
+    case_id = open_case(engine)
+    weeks_of_visits(engine, clock, case_id, 2 * WEEKS)
+    place = engine.case(case_id).facts["facts"].positions("kind")["appointment"][0]
+    db = create_engine(any_ready_url, poolclass=NullPool)
+    try:
+        with db.begin() as conn:
+            conn.execute(text("DELETE FROM case_entries WHERE case_id = :c AND section = 'facts' AND n = :n"),
+                         {"c": case_id, "n": place})
+    finally:
+        db.dispose()
+    with pytest.raises(StorageError, match=f"missing from the database.*{case_id}|{case_id}.*missing"):
+        cold_read(any_ready_url, case_id).projection.of_kind("appointment")
+    assert case_id in {p.case_id for p in engine.verify_audit(None).problems}
