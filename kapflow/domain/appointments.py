@@ -12,13 +12,15 @@ the case id, and ``sequence`` counts changes (RFC 5545 SEQUENCE).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Collection, ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from kapflow.domain.case import CaseFacts, FactEntry, StoredView
 from kapflow.domain.entries import to_iso
+from kapflow.domain.errors import StorageError
 
 ACTIONS = ("reschedule", "cancel", "no_show", "attended")
 
@@ -103,7 +105,117 @@ class Appointment(NamedTuple):
         return self.status == "booked"
 
 
-def appointments(case_id: str, facts: CaseFacts, carriers: AppointmentFacts = STANDARD) -> dict[str, Appointment]:
+Row = list[object]
+"""An appointment as the store's snapshot keeps it (``_encoded``): its fields but the case's id, in field order."""
+
+
+class AppointmentBook(Mapping[str, Appointment]):
+    """A case's appointments by id, in booking order (``appointments``; not to be changed).
+
+    Those a store's snapshot held are decoded when something reads them (``Row``): a year-old case read cold has
+    dozens attended, and a command asks for the ones still booked (``select``), or for one by its id, or for those
+    its facts changed (``changed_since``). A new book is made for each booking or change, sharing the others.
+    """
+
+    __slots__ = ("_case_id", "_items", "_source")
+
+    def __init__(self, case_id: str, items: dict[str, Appointment | Row]) -> None:
+        self._case_id = case_id
+        self._items = items
+        # The projection that asked for this book last, and the fold of its facts: what a row that cannot be read
+        # (a hand's edit of the snapshot, which ``kapflow audit verify`` names) is read from instead.
+        self._source: tuple[weakref.ref[CaseFacts], Callable[[CaseFacts], AppointmentBook]] | None = None
+
+    def __getitem__(self, appt_id: str) -> Appointment:
+        found = self._items[appt_id]
+        if isinstance(found, Appointment):
+            return found
+        try:
+            appt = _decoded(self._case_id, found)
+        except ValueError:
+            return self._refolded()[appt_id]
+        self._items[appt_id] = appt  # two threads decoding one row at once store equal values
+        return appt
+
+    def read_for(self, facts: CaseFacts, fold: Callable[[CaseFacts], AppointmentBook]) -> None:
+        """Note ``facts`` (whose book this is) and the fold of them, for rows that cannot be read (``appointments``)."""
+        if self._source is None or self._source[0]() is not facts:
+            self._source = (weakref.ref(facts), fold)
+
+    def _refolded(self) -> AppointmentBook:
+        """This book as a fold of the facts of the projection that asked for it last makes it: every appointment,
+        which a snapshot edited by hand may not even hold."""
+        facts = self._source[0]() if self._source is not None else None
+        if facts is None or self._source is None:
+            raise StorageError(f"the store's snapshot of the appointments of case {self._case_id} cannot be read: "
+                               "run kapflow audit verify, and delete the case's rows of case_views (commands then "
+                               "fold its facts and write them again)")
+        folded = self._source[1](facts)._items
+        self._items.update(folded)
+        for appt_id in [k for k in self._items if k not in folded]:
+            del self._items[appt_id]
+        return self
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))  # the ids as they are: a row that cannot be read refolds the book
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, appt_id: object) -> bool:
+        return appt_id in self._items
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self.read_all() == dict(other.items())
+        return NotImplemented
+
+    def items(self) -> ItemsView[str, Appointment]:
+        return self.read_all().items()
+
+    def values(self) -> ValuesView[Appointment]:
+        return self.read_all().values()
+
+    def read_all(self) -> dict[str, Appointment]:
+        """Every appointment, read: a row that cannot be read refolds the whole book first (``_refolded``)."""
+        for appt_id in list(self._items):
+            if appt_id in self._items:
+                self[appt_id]
+        return cast(dict[str, Appointment], dict(self._items))
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value, like the dict it stands for
+
+    def __repr__(self) -> str:
+        return f"AppointmentBook({dict(self.items())!r})"
+
+    def select(self, statuses: Collection[str], kind: str | None = None) -> list[Appointment]:
+        """The appointments with one of ``statuses`` (of ``kind``, if given), decoding only those."""
+        wanted = [k for k, v in self._items.items() if (v.status if isinstance(v, Appointment) else v[4]) in statuses
+                  and (kind is None or (v.kind if isinstance(v, Appointment) else v[1]) == kind)]
+        return [self[k] for k in wanted]
+
+    def changed_since(self, before: Mapping[str, Appointment]) -> list[Appointment]:
+        """The appointments booked or changed since ``before`` (this case's book before: a command's facts since)."""
+        if isinstance(before, AppointmentBook):
+            was = before._items
+            return [self[k] for k in [k for k, v in self._items.items() if was.get(k) is not v]
+                    if k not in before or before[k] != self[k]]
+        return [a for k, a in self.items() if before.get(k) != a]
+
+    def copy(self) -> AppointmentBook:
+        """A book to fold a booking or change into (``put``), sharing the appointments: this one is left as it is."""
+        return AppointmentBook(self._case_id, dict(self._items))
+
+    def put(self, appt: Appointment) -> None:
+        """Book or change ``appt`` here: only in a book being folded (``appointments``), never in one handed out."""
+        self._items[appt.id] = appt
+
+    def rows(self) -> list[Row]:
+        """Every appointment as the store's snapshot keeps it: those read from one, as they were."""
+        return [v if not isinstance(v, Appointment) else _encoded(v) for v in self._items.values()]
+
+
+def appointments(case_id: str, facts: CaseFacts, carriers: AppointmentFacts = STANDARD) -> AppointmentBook:
     """Every appointment of the case by id, with its changes applied in order (do not modify it).
 
     Kept with the projection and stepped by each booking or change recorded after it (``CaseFacts.derived``):
@@ -111,66 +223,82 @@ def appointments(case_id: str, facts: CaseFacts, carriers: AppointmentFacts = ST
     (``stored_appointments``), so a case read cold steps its snapshot rather than folding the year."""
     booking, update = carriers.booking, carriers.update
 
-    def fold(f: CaseFacts) -> dict[str, Appointment]:
-        view: dict[str, Appointment] = {}
+    def fold(f: CaseFacts) -> AppointmentBook:
+        view = AppointmentBook(case_id, {})
         for fact in f.of_kinds((booking, update)):
             _take(case_id, booking, view, fact)
         return view
 
-    def step(before: dict[str, Appointment], fact: FactEntry) -> dict[str, Appointment]:
-        view = dict(before)  # the view before is the projection before's: left as it was
+    def step(before: AppointmentBook, fact: FactEntry) -> AppointmentBook:
+        view = before.copy()  # the view before is the projection before's: left as it was
         _take(case_id, booking, view, fact)
         return view
 
-    return facts.derived((appointments, case_id, booking, update), fold, reads=frozenset((booking, update)),
+    book = facts.derived((appointments, case_id, booking, update), fold, reads=frozenset((booking, update)),
                          step=step, stored=lambda: stored_appointments(case_id, carriers))
+    book.read_for(facts, fold)
+    return book
 
 
 VIEW_VERSION = 1
 """Of the appointments' fold as the store keeps it (``stored_appointments``): raised when the fold changes."""
 
 
-def stored_appointments(case_id: str, carriers: AppointmentFacts) -> StoredView[dict[str, Appointment]]:
-    """How the store keeps a case's appointments: each as a list of its fields but the case's id."""
+def stored_appointments(case_id: str, carriers: AppointmentFacts) -> StoredView[AppointmentBook]:
+    """How the store keeps a case's appointments: each as a list of its fields but the case's id (``Row``), checked
+    as read and decoded when something reads it (``AppointmentBook``)."""
 
-    def decode(body: list[list[object]]) -> dict[str, Appointment]:
-        return {str(a[0]): _decoded(case_id, a) for a in body}
+    def decode(body: list[Row]) -> AppointmentBook:
+        items: dict[str, Appointment | Row] = {}
+        for row in body:
+            _check(row)
+            items[str(row[0])] = row
+        if len(items) != len(body):
+            raise ValueError("an appointment's id is kept once")
+        return AppointmentBook(case_id, items)
 
-    return StoredView(f"appointments/{VIEW_VERSION}:{carriers.booking}:{carriers.update}", _encoded, decode)
+    return StoredView(f"appointments/{VIEW_VERSION}:{carriers.booking}:{carriers.update}",
+                      lambda book: book.rows(), decode)
 
 
-def _encoded(view: dict[str, Appointment]) -> list[list[object]]:
-    return [[a.id, a.kind, a.starts_at.isoformat(), a.minutes, a.status, a.sequence, to_iso(a.booked_at), a.location,
-             a.clinician, a.room, to_iso(a.changed_at) if a.changed_at is not None else None] for a in view.values()]
+def _encoded(a: Appointment) -> Row:
+    return [a.id, a.kind, a.starts_at.isoformat(), a.minutes, a.status, a.sequence, to_iso(a.booked_at), a.location,
+            a.clinician, a.room, to_iso(a.changed_at) if a.changed_at is not None else None]
 
 
-def _decoded(case_id: str, a: list[object]) -> Appointment:
-    appt_id, kind, starts, minutes, status, sequence, booked, location, clinician, room, changed = a
-    if not (isinstance(minutes, int) and isinstance(sequence, int) and status in _STATUSES):
+def _check(row: object) -> None:
+    """What a snapshot's row is checked for as it is read (its instants are read with the rest of it, when asked)."""
+    if not (isinstance(row, list) and len(row) == 11 and isinstance(row[0], str) and isinstance(row[1], str)
+            and type(row[3]) is int and row[4] in _STATUSES and type(row[5]) is int):
         raise ValueError("not an appointment as the store keeps it")
-    return Appointment(str(appt_id), case_id, str(kind), datetime.fromisoformat(str(starts)), minutes, str(status),
-                       sequence, datetime.fromisoformat(str(booked)), str(location), str(clinician), str(room),
-                       datetime.fromisoformat(str(changed)) if changed is not None else None)
+
+
+def _decoded(case_id: str, a: Row) -> Appointment:
+    """A row read (its shape was checked as the snapshot was read: ``_check``); ``ValueError`` for a bad instant."""
+    appt_id, kind, starts, minutes, status, sequence, booked, location, clinician, room, changed = a
+    return Appointment(str(appt_id), case_id, str(kind), datetime.fromisoformat(str(starts)), int(str(minutes)),
+                       str(status), int(str(sequence)), datetime.fromisoformat(str(booked)), str(location),
+                       str(clinician), str(room), datetime.fromisoformat(str(changed)) if changed is not None
+                       else None)
 
 
 _STATUSES = frozenset(("booked", "cancelled", "no_show", "attended"))
 
 
-def _take(case_id: str, booking: str, view: dict[str, Appointment], fact: FactEntry) -> None:
+def _take(case_id: str, booking: str, view: AppointmentBook, fact: FactEntry) -> None:
     """Apply one booking or change to ``view``, in place."""
     if fact.kind == booking:
-        appt_id = f"a{len(view) + 1}"
         data = fact.data
         # Positional, in field order: id, case_id, kind, starts_at, minutes, status, sequence,
         # booked_at, location, clinician, room, changed_at (keywords cost a third more, on every command that reads
         # them).
-        view[appt_id] = Appointment(
-            appt_id, case_id, str(data["kind"]), datetime.fromisoformat(str(data["starts_at"])),
+        view.put(Appointment(
+            f"a{len(view) + 1}", case_id, str(data["kind"]), datetime.fromisoformat(str(data["starts_at"])),
             int(data["minutes"]), "booked", 0, fact.at, str(data.get("location") or "in_person"),
             str(data.get("clinician") or ""), str(data.get("room") or ""), fact.at,
-        )
-    elif fact.data["appointment"] in view:
-        view[str(fact.data["appointment"])] = _apply(view[str(fact.data["appointment"])], fact)
+        ))
+    elif (named := str(fact.data["appointment"])) in view:
+        view.put(_apply(view[named], fact))
 
 
 def _apply(appt: Appointment, fact: FactEntry) -> Appointment:
@@ -200,6 +328,7 @@ def has_upcoming(
 def _ahead(
     case_id: str, facts: CaseFacts, kind: str, now: datetime, carriers: AppointmentFacts
 ) -> Iterator[Appointment]:
-    return (
-        a for a in appointments(case_id, facts, carriers).values() if a.kind == kind and a.active and a.starts_at >= now
-    )
+    return (a for a in appointments(case_id, facts, carriers).select(_BOOKED, kind) if a.starts_at >= now)
+
+
+_BOOKED = frozenset(("booked",))

@@ -17,19 +17,21 @@ payments and adjustments in the order they were recorded; money is ``Decimal``, 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Mapping
+import json
+import weakref
+from collections.abc import Callable, Collection, Iterable, Mapping
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
+from kapflow.domain.appointments import Appointment, AppointmentBook, AppointmentFacts, appointments
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseFacts, FactEntry, StoredView
 from kapflow.domain.entries import to_iso
-from kapflow.domain.errors import InvalidInput
+from kapflow.domain.errors import InvalidInput, StorageError
 from kapflow.domain.facts import Boolean, Choice, Day, FactSpec, Integer, Money, Text
 from kapflow.domain.payload import JSONObject, canonical_json
 
@@ -278,7 +280,7 @@ def due_charges(
     now_on = appointments(case_id, after, carriers) if carriers is not None else {}
     # A command that recorded no booking or change has the very view of the case before it (kept, not folded):
     # no appointment of a year of them can have been attended or missed by it.
-    for appt in now_on.values() if now_on is not was else ():
+    for appt in now_on.changed_since(was) if isinstance(now_on, AppointmentBook) and now_on is not was else ():
         previous = was.get(appt.id)
         if appt.status == "attended" and (previous is None or previous.status != "attended"):
             wanted += _visit_lines(billing, appt.kind, appt.id, appt, done.data, now, cal)
@@ -293,7 +295,7 @@ def due_charges(
         return []
     # The lines posted, from the ledger (kept with the projection and stepped, which posting these will need
     # next), not from every charge fact parsed again.
-    posted = {(c.visit, c.service) for c in ledger(after, billing).charges}
+    posted = ledger(after, billing).posted()
     fresh: list[JSONObject] = []
     for line in wanted:
         line_key = (str(line["visit"]), str(line["service"]))
@@ -307,9 +309,17 @@ def _visit_appointment(found: Mapping[str, Appointment], kind: str, now: datetim
     """The appointment a visit of ``kind`` completed now was: the one (booked or attended) starting nearest
     to now within ``VISIT_SPAN`` of it, or None: a visit nobody booked, charged as a visit of its own. Never
     an earlier visit's, long past, which was charged when it was completed."""
-    near = [a for a in found.values() if a.kind == kind and a.status in ("booked", "attended")
-            and abs(a.starts_at - now) <= VISIT_SPAN]
+    near = [a for a in _of_kind(found, kind, _VISITED) if abs(a.starts_at - now) <= VISIT_SPAN]
     return min(near, key=lambda a: abs(a.starts_at - now), default=None)
+
+
+_VISITED = frozenset(("booked", "attended"))
+
+
+def _of_kind(found: Mapping[str, Appointment], kind: str, statuses: frozenset[str]) -> list[Appointment]:
+    if isinstance(found, AppointmentBook):
+        return found.select(statuses, kind)
+    return [a for a in found.values() if a.kind == kind and a.status in statuses]
 
 
 def _visit_lines(
@@ -405,28 +415,163 @@ class Entry:
     balance: Decimal
 
 
-@dataclass(frozen=True)
 class Ledger:
-    """A case's charges, payments and adjustments, and what is owed (negative: a credit)."""
+    """A case's charges, payments and adjustments, and what is owed (negative: a credit).
 
-    charges: tuple[ChargeLine, ...]
-    entries: tuple[Entry, ...]
-    charged: Decimal
-    paid: Decimal  # payments less refunds
-    adjusted: Decimal  # voids and write-offs
-    credit: Decimal  # paid and not applied to a charge (refundable)
+    Its statement (``entries``) and the lines a store's snapshot held settled (``ChargeRow``) are decoded when
+    something reads them: a command posts charges (``posted``) and keeps billing's work list (``summary``) from the
+    open lines and the totals, and only the pages that show a year of lines and statement read them."""
+
+    __slots__ = ("_charges", "_entries", "_lines", "_source", "_statement", "adjusted", "charged", "credit", "paid")
+
+    def __init__(self, lines: tuple[ChargeLine | ChargeRow, ...], statement: _Statement, charged: Decimal,
+                 paid: Decimal, adjusted: Decimal, credit: Decimal) -> None:
+        self._lines = lines
+        self._statement = statement
+        self.charged = charged
+        self.paid = paid  # payments less refunds
+        self.adjusted = adjusted  # voids and write-offs
+        self.credit = credit  # paid and not applied to a charge (refundable)
+        # The projection that asked for this ledger last and the fee schedule (``read_for``): what a snapshot edited
+        # by hand is read from instead. Weakly: a projection keeps its ledger, so a strong reference would be a cycle.
+        self._source: tuple[weakref.ref[CaseFacts], Billing] | None = None
+        self._charges: tuple[ChargeLine, ...] | None = None
+        self._entries: tuple[Entry, ...] | None = None
+
+    @property
+    def charges(self) -> tuple[ChargeLine, ...]:
+        """Every charge line, in posting order."""
+        if self._charges is None:
+            try:
+                self._charges = tuple(_read_line(c) for c in self._lines)
+            except StorageError:
+                self._charges = self._refolded().charges
+        return self._charges
+
+    @property
+    def entries(self) -> tuple[Entry, ...]:
+        """The statement: every charge, payment and adjustment in order, with the balance after each."""
+        if self._entries is None:
+            try:
+                self._entries = self._statement.decoded()
+            except (ValueError, TypeError, ArithmeticError):
+                self._entries = self._refolded().entries
+        return self._entries
+
+    def read_for(self, facts: CaseFacts, billing: Billing) -> None:
+        """Note ``facts`` (whose ledger this is) and the fee schedule: a snapshot's part that cannot be read is folded
+        from them (``_refolded``)."""
+        if self._source is None or self._source[0]() is not facts:
+            self._source = (weakref.ref(facts), billing)
+
+    def _refolded(self) -> Ledger:
+        """The ledger as the facts make it: what a snapshot edited by hand is read as (``kapflow audit verify``
+        names it)."""
+        facts = self._source[0]() if self._source is not None else None
+        if facts is None or self._source is None:
+            raise StorageError("the store's snapshot of a case's ledger cannot be read: run kapflow audit verify, and "
+                               "delete the case's rows of case_views (commands then fold its facts and write them "
+                               "again)")
+        return _folded(facts, self._source[1]).books()
+
+    def posted(self) -> set[tuple[str, str]]:
+        """The (visit, service) of every charge line: a visit's line is posted once."""
+        return {(c.visit, c.service) if isinstance(c, ChargeLine) else (str(c[2]), str(c[3])) for c in self._lines}
+
+    def __eq__(self, other: object) -> bool:
+        """Ledgers are equal when their lines, statements and totals are (however each was read)."""
+        if not isinstance(other, Ledger):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and its lines change as it is folded
+
+    def __repr__(self) -> str:
+        return f"Ledger(charges={self.charges!r}, balance={self.balance}, credit={self.credit})"
+
+    def _compared(self) -> tuple[object, ...]:
+        return (self.charges, self.entries, self.charged, self.paid, self.adjusted, self.credit)
 
     @property
     def balance(self) -> Decimal:
         return self.charged - self.adjusted - self.paid
 
     def charge(self, line_id: str) -> ChargeLine | None:
-        return next((c for c in self.charges if c.id == line_id), None)
+        found = next((c for c in self._lines if _line_id(c) == line_id), None)
+        return None if found is None else _read_line(found)
 
     def between(self, first: date, last: date, *, insurance: bool | None = None) -> list[ChargeLine]:
         """The charges (not voided) with a date of service in [first, last], of one kind if asked."""
         return [c for c in self.charges if not c.voided and first <= c.date_of_service <= last
                 and (insurance is None or c.insurance == insurance)]
+
+
+class _Statement(NamedTuple):
+    """A ledger's statement as its fold holds it: the entries a snapshot held, as their canonical JSON text (a
+    list of rows, ``_entry_row``; "" for none), and the entries folded since."""
+
+    stored: str
+    since: tuple[Entry, ...]
+
+    def decoded(self) -> tuple[Entry, ...]:
+        earlier = tuple(_entry_from(row) for row in json.loads(self.stored)) if self.stored else ()
+        return (*earlier, *self.since)
+
+    def text(self) -> str:
+        """The whole statement as one canonical JSON list of rows: the stored text extended by the rows since
+        (a list's canonical JSON is its rows' joined by commas, so the text is the same as encoding them all)."""
+        rows = ",".join(canonical_json(_entry_row(e)) for e in self.since)
+        if not self.stored:
+            return f"[{rows}]"
+        return self.stored if not rows else f"{self.stored[:-1]},{rows}]"
+
+
+def _entry_row(e: Entry) -> list[str]:
+    return [to_iso(e.at), e.kind, e.ref, e.description, str(e.amount), str(e.balance)]
+
+
+def _entry_from(row: list[object]) -> Entry:
+    at, kind, ref, text, amount, balance = row
+    return Entry(_instant(at), str(kind), str(ref), str(text), Decimal(str(amount)), Decimal(str(balance)))
+
+
+ChargeRow = list[Any]
+"""A charge line as the store's snapshot keeps it (``_charge_row``): a fold read from a snapshot holds the lines
+settled then so, and decodes one when something reads it (``_read_line``)."""
+
+
+def _line_id(line: ChargeLine | ChargeRow) -> str:
+    return line.id if isinstance(line, ChargeLine) else str(line[0])
+
+
+def _charge_row(c: ChargeLine) -> ChargeRow:
+    return [c.id, to_iso(c.at), c.visit, c.service, c.description, c.code, c.units, str(c.fee), c.insurance,
+            c.date_of_service.isoformat(), c.minutes, c.clinician, str(c.paid), str(c.written_off), c.voided]
+
+
+def _read_line(line: ChargeLine | ChargeRow) -> ChargeLine:
+    """The line a snapshot's row holds (its shape checked as it was read: ``_check_row``); ``StorageError`` when its
+    values cannot be read (a hand's edit)."""
+    if isinstance(line, ChargeLine):
+        return line
+    i, at, visit, service, text, code, units, fee, insurance, day, minutes, clinician, paid, off, voided = line
+    try:
+        return ChargeLine(str(i), _instant(at), str(visit), str(service), str(text), _text_or_none(code),
+                          _integer(units), Decimal(str(fee)), _flag(insurance), date.fromisoformat(str(day)),
+                          None if minutes is None else _integer(minutes), str(clinician), Decimal(str(paid)),
+                          Decimal(str(off)), _flag(voided))
+    except (ValueError, TypeError, ArithmeticError):
+        raise StorageError(f"the store's snapshot of a case's ledger holds a charge line {i} that cannot be read: "
+                           "run kapflow audit verify, and delete the case's rows of case_views") from None
+
+
+def _check_row(row: object) -> ChargeRow:
+    """What a snapshot's charge row is checked for as it is read (the rest, when something reads the line)."""
+    if not (isinstance(row, list) and len(row) == 15 and isinstance(row[0], str) and isinstance(row[2], str)
+            and isinstance(row[3], str) and type(row[8]) is bool and isinstance(row[9], str)
+            and type(row[14]) is bool):
+        raise ValueError("not a charge line as the store keeps it")
+    return row
 
 
 class _Fold:
@@ -437,8 +582,11 @@ class _Fold:
 
     def __init__(self, billing: Billing) -> None:
         self.billing = billing
-        self.charges: list[ChargeLine] = []
-        self.entries: list[Entry] = []
+        # Lines posted, in order; those before ``_settled`` may be a snapshot's rows, read when something asks.
+        self.charges: list[ChargeLine | ChargeRow] = []
+        self.entries: list[Entry] = []  # the statement's entries folded here, after those of ``stored_entries``
+        self.stored_entries = ""  # the statement's entries a snapshot held, undecoded (``_Statement``)
+        self.from_snapshot = False  # whether a store's snapshot holds any of it undecoded (its rows, its statement)
         self.credit = ZERO
         self.charged = self.paid = self.adjusted = ZERO
         self._settled = 0  # the lines before this index have nothing open
@@ -463,17 +611,25 @@ class _Fold:
         """A fold to go on from. The lines a fact can change in place, those still open (from ``_settled``
         on), are copied; settled ones are shared (an adjustment copies the line it changes)."""
         after = _Fold(self.billing)
-        after.charges = [*self.charges[:self._settled], *(copy(line) for line in self.charges[self._settled:])]
-        after.entries = list(self.entries)
+        after.charges = [*self.charges[:self._settled], *(copy(line) for line in self.open_lines())]
+        after.entries, after.stored_entries = list(self.entries), self.stored_entries
+        after.from_snapshot = self.from_snapshot
         after.credit, after.charged, after.paid, after.adjusted = self.credit, self.charged, self.paid, self.adjusted
         after._settled = self._settled
         return after
 
     def books(self) -> Ledger:
         if self._books is None:
-            self._books = Ledger(tuple(self.charges), tuple(self.entries), self.charged, self.paid, self.adjusted,
+            self._books = Ledger(tuple(self.charges), self.statement(), self.charged, self.paid, self.adjusted,
                                  self.credit)
         return self._books
+
+    def open_lines(self) -> list[ChargeLine]:
+        """The lines from ``_settled`` on: decoded, since a snapshot's rows are only of lines settled before it."""
+        return cast(list[ChargeLine], self.charges[self._settled:])
+
+    def statement(self) -> _Statement:
+        return _Statement(self.stored_entries, tuple(self.entries))
 
     @property
     def balance(self) -> Decimal:
@@ -505,10 +661,11 @@ class _Fold:
 
     def adjustment(self, at: datetime, d: Mapping[str, Any]) -> None:
         action, reason = str(d["action"]), str(d["reason"])
-        at_index = next((n for n, c in enumerate(self.charges) if c.id == d.get("charge")), None)
+        at_index = next((n for n, c in enumerate(self.charges) if _line_id(c) == d.get("charge")), None)
         line = None
         if at_index is not None:  # copied before it changes: a settled line may be shared with a kept fold
-            line = self.charges[at_index] = copy(self.charges[at_index])
+            line = copy(_read_line(self.charges[at_index]))
+            self.charges[at_index] = line
         if action == "refund":
             amount = cents(str(d[AMOUNT]))
             self.credit -= amount
@@ -536,12 +693,12 @@ class _Fold:
         if self.credit <= 0:
             return
         if purpose:
-            for line in self.charges[self._settled:]:
+            for line in self.open_lines():
                 if self._purpose(line) == purpose:
                     self._pay(line)
-        while self._settled < len(self.charges) and self.charges[self._settled].open <= 0:
+        while self._settled < len(self.charges) and cast(ChargeLine, self.charges[self._settled]).open <= 0:
             self._settled += 1
-        for line in self.charges[self._settled:]:
+        for line in self.open_lines():
             if self.credit <= 0:
                 return
             self._pay(line)
@@ -565,7 +722,11 @@ def ledger(facts: CaseFacts, billing: Billing) -> Ledger:
     Kept with the projection, and stepped by each ledger fact recorded after it (``CaseFacts.derived``), and
     kept by the store (``stored_ledger``), so a case read cold steps its snapshot rather than folding a year.
     """
-    return _kept_fold(facts, billing).books()
+    fold = _kept_fold(facts, billing)
+    books = fold.books()
+    if fold.from_snapshot:
+        books.read_for(facts, billing)
+    return books
 
 
 def _kept_fold(facts: CaseFacts, billing: Billing) -> _Fold:
@@ -586,7 +747,7 @@ def _folded(facts: CaseFacts, billing: Billing) -> _Fold:
     return fold
 
 
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
 """Of the ledger's fold as the store keeps it (``stored_ledger``): raised when the fold changes."""
 
 _LEDGER_NAMES: dict[int, tuple[Billing, str]] = {}  # a fee schedule's view name, by its id (worked out once)
@@ -612,10 +773,9 @@ def ledger_snapshot(facts: CaseFacts, billing: Billing) -> str:
 def _fold_json(kept: tuple[Billing, _Fold]) -> dict[str, Any]:
     fold = kept[1]
     return {
-        "charges": [[c.id, to_iso(c.at), c.visit, c.service, c.description, c.code, c.units, str(c.fee), c.insurance,
-                     c.date_of_service.isoformat(), c.minutes, c.clinician, str(c.paid), str(c.written_off), c.voided]
-                    for c in fold.charges],
-        "entries": [[to_iso(e.at), e.kind, e.ref, e.description, str(e.amount), str(e.balance)] for e in fold.entries],
+        "charges": [c if not isinstance(c, ChargeLine) else _charge_row(c) for c in fold.charges],
+        # The statement as text: a command decoding the snapshot reads the lines and totals, not a year of entries.
+        "entries": fold.statement().text(),
         "totals": [str(fold.credit), str(fold.charged), str(fold.paid), str(fold.adjusted)],
         "settled": fold._settled,
     }
@@ -623,16 +783,18 @@ def _fold_json(kept: tuple[Billing, _Fold]) -> dict[str, Any]:
 
 def _fold_from(billing: Billing, body: Mapping[str, Any]) -> _Fold:
     fold = _Fold(billing)
-    fold.charges = [ChargeLine(str(i), _instant(at), str(visit), str(service), str(text), _text_or_none(code),
-                               _integer(units), Decimal(fee), _flag(insurance), date.fromisoformat(day),
-                               None if minutes is None else _integer(minutes), str(clinician), Decimal(paid),
-                               Decimal(off), _flag(voided))
-                    for i, at, visit, service, text, code, units, fee, insurance, day, minutes, clinician, paid,
-                    off, voided in body["charges"]]
-    fold.entries = [Entry(_instant(at), str(kind), str(ref), str(text), Decimal(amount), Decimal(balance))
-                    for at, kind, ref, text, amount, balance in body["entries"]]
+    settled = fold._settled = _integer(body["settled"])
+    rows = [_check_row(row) for row in body["charges"]]
+    if not 0 <= settled <= len(rows):
+        raise ValueError("the settled lines are among the lines")
+    # The lines settled stay rows until something reads one; the open ones, which the fold pays, are read now.
+    fold.charges = [*rows[:settled], *(_read_line(row) for row in rows[settled:])]
+    stored = body["entries"]
+    if not (isinstance(stored, str) and stored.startswith("[") and stored.endswith("]")):
+        raise ValueError("not a statement as the store keeps it")
+    fold.stored_entries = "" if stored == "[]" else stored
+    fold.from_snapshot = True
     fold.credit, fold.charged, fold.paid, fold.adjusted = (Decimal(v) for v in body["totals"])
-    fold._settled = _integer(body["settled"])
     return fold
 
 
@@ -692,9 +854,32 @@ class LedgerSummary:
 
 
 def summary(books: Ledger, billed: Collection[str] = ()) -> LedgerSummary:
-    """The ledger's summary; ``billed``: the charge line ids already on an issued superbill."""
-    unbilled = [c for c in books.charges if c.insurance and not c.voided and c.id not in billed]
-    open_lines = [c for c in books.charges if c.open > 0]
-    return LedgerSummary(int(books.balance * 100), len(unbilled),
-                         min((c.date_of_service for c in unbilled), default=None),
-                         min((c.date_of_service for c in open_lines), default=None) if books.balance > 0 else None)
+    """The ledger's summary; ``billed``: the charge line ids already on an issued superbill. Read from the lines as
+    the ledger holds them: a snapshot's settled rows are not decoded (nothing is open on them)."""
+    try:
+        return _summary(books, books._lines, billed)
+    except StorageError:  # a settled row a hand edited: the lines as the facts make them
+        return _summary(books, books.charges, billed)
+
+
+def _summary(books: Ledger, lines: Iterable[ChargeLine | ChargeRow], billed: Collection[str]) -> LedgerSummary:
+    unbilled: list[date] = []
+    open_days: list[date] = []
+    for c in lines:
+        if isinstance(c, ChargeLine):
+            if c.insurance and not c.voided and c.id not in billed:
+                unbilled.append(c.date_of_service)
+            if c.open > 0:
+                open_days.append(c.date_of_service)
+        elif c[8] is True and c[14] is not True and str(c[0]) not in billed:
+            unbilled.append(_day(c[9]))
+    return LedgerSummary(int(books.balance * 100), len(unbilled), min(unbilled, default=None),
+                         min(open_days, default=None) if books.balance > 0 else None)
+
+
+def _day(text: object) -> date:
+    try:
+        return date.fromisoformat(str(text))
+    except ValueError:
+        raise StorageError("the store's snapshot of a case's ledger holds a date of service that cannot be read: run "
+                           "kapflow audit verify, and delete the case's rows of case_views") from None

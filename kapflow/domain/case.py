@@ -73,6 +73,14 @@ class Snapshot(NamedTuple):
     body: str
 
 
+class ReadSnapshot(NamedTuple):
+    """A snapshot a projection has decoded (``CaseFacts._from_snapshot``): the view after the case's first
+    ``fact_count`` facts, in place of its text, for the projections sharing the snapshots."""
+
+    fact_count: int
+    value: Any
+
+
 @dataclass(frozen=True)
 class StoredView(Generic[T]):
     """How the store keeps a derived view (``CaseFacts.derived``) for a case read cold: a snapshot of it every
@@ -127,7 +135,8 @@ class CaseFacts:
         "_stored",
     )
 
-    def __init__(self, raw: Mapping[str, Any] | None = None, snapshots: Mapping[str, Snapshot] | None = None) -> None:
+    def __init__(self, raw: Mapping[str, Any] | None = None,
+                 snapshots: Mapping[str, Snapshot | ReadSnapshot] | None = None) -> None:
         self._raw: Mapping[str, Any] = raw or {"facts": [], "moves": []}
         self._facts: list[FactEntry] | None = None
         self._moves: list[Move] | None = None
@@ -147,7 +156,7 @@ class CaseFacts:
         self._base: tuple[weakref.ref[CaseFacts], str] | None = None
         # The store's snapshots of kept views as the case was read (``StoredView``), by name; the views kept here
         # that the store keeps, by key; and how many facts each one's latest snapshot in the store covers.
-        self._snapshots: Mapping[str, Snapshot] = snapshots or {}
+        self._snapshots: Mapping[str, Snapshot | ReadSnapshot] = snapshots or {}
         self._stored: dict[object, StoredView[Any]] = {}
         self._snapshot_at: dict[str, int] = {}
 
@@ -342,10 +351,18 @@ class CaseFacts:
         raw = self._raw.get("facts", ())
         if snapshot is None or not 0 < snapshot.fact_count <= len(raw):
             return None
-        try:
-            value = stored.decode(json.loads(snapshot.body))
-        except _UNREADABLE:
-            return None
+        if isinstance(snapshot, ReadSnapshot):  # decoded by a projection sharing these snapshots (``extended``)
+            value: T = snapshot.value
+        else:
+            try:
+                value = stored.decode(json.loads(snapshot.body))
+            except _UNREADABLE:
+                return None
+            if isinstance(self._snapshots, dict):
+                # Decoded once for every projection that shares the snapshots (those extending this one, which may
+                # outlive it), and a record kept for the next command holds the view, not its text beside it (a
+                # year-old case's ledger and appointments: 28k characters). A view is never changed once made.
+                self._snapshots[stored.name] = ReadSnapshot(snapshot.fact_count, value)
         positions = self._kind_positions()
         since = sorted(n for kind in reads for n in _from(positions.get(kind, ()), snapshot.fact_count))
         for entry in _entries_at(raw, since):
@@ -529,7 +546,8 @@ class CaseRecord:
     updated_at: datetime
     # The store's snapshots of the case's kept views, by name (``StoredView``), when a command's read took them:
     # what its projection starts from instead of folding them. Not the case's state: not compared.
-    views: Mapping[str, Snapshot] = field(default_factory=dict, compare=False, repr=False)
+    # A projection decoding one puts the view in its place (``ReadSnapshot``), for the others built from it.
+    views: Mapping[str, Snapshot | ReadSnapshot] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def projection(self) -> CaseFacts:

@@ -115,7 +115,7 @@ def effects_of(
     # (the appointments, the facts parsed) by stepping them, instead of folding a long case a second time.
     if before is None:
         planned_before: dict[str, PlannedTimer] = {}
-        appts_before: dict[str, Appointment] = {}
+        appts_before: Mapping[str, Appointment] = {}
     else:
         before_facts = before.projection
         planned_before = planned(before_wf or wf, before.id, before.state, before_facts, before.opened_at, cal)
@@ -137,7 +137,7 @@ def effects_of(
     )
     if not calendar or wf.appointments is None:
         return Effects(cancel, plan, retime=retime, skip=skip)
-    changed = [a for a in appointments(after.id, after_facts, wf.appointments).values() if appts_before.get(a.id) != a]
+    changed = appointments(after.id, after_facts, wf.appointments).changed_since(appts_before)
     return Effects(cancel, plan, tuple(calendar_message(a) for a in changed), retime, skip)
 
 

@@ -81,7 +81,8 @@ def hold_changes(
     was = appointments(case_id, before, carriers) if before is not None else {}
     release: list[str] = []
     hold: list[Hold] = []
-    for appt_id, appt in appointments(case_id, after, carriers).items():
+    for appt in appointments(case_id, after, carriers).changed_since(was):
+        appt_id = appt.id
         old = holds_of(was[appt_id], carriers) if appt_id in was else ()
         new = holds_of(appt, carriers)
         if old != new:

@@ -178,9 +178,11 @@ def _live(case_id: str, facts: CaseFacts, carriers: AppointmentFacts) -> list[Ap
     move) or cancelled (the notice of it). Attended and missed ones plan nothing, and a year-old case has
     dozens: planning skips them without looking."""
     kinds = frozenset((carriers.booking, carriers.update))
-    return facts.derived((_live, case_id, carriers.booking, carriers.update), lambda f: [
-        a for a in appointments(case_id, f, carriers).values() if a.status in ("booked", "cancelled")
-    ], reads=kinds)
+    return facts.derived((_live, case_id, carriers.booking, carriers.update),
+                         lambda f: appointments(case_id, f, carriers).select(_LIVE), reads=kinds)
+
+
+_LIVE = frozenset(("booked", "cancelled"))
 
 
 def appointment_event(appt: Appointment) -> str | None:

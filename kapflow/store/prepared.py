@@ -212,8 +212,11 @@ def _entries_read(dialect: Dialect, *, indexed_only: bool) -> Any:
     else:
         lasts = _entries.c.n.in_(select(literal_column("value"))
                                  .select_from(func.json_each(body, literal_column("'$.last'"))))
+    # SQLite would take ``n < past`` for the range of the key to read and test each of the year's entries for being a
+    # last one (97 µs a year-old case, against 56 looking each last one up): ``n + 0`` is no range of the key.
+    below = (_entries.c.n + literal_column("0") if dialect.name == "sqlite" else _entries.c.n) < past
     facts, moves = (_entries.c.section == literal_column(f"'{s}'") for s in SECTIONS)
-    parts = union_all(select(*columns).where(case, facts, lasts, _entries.c.n < past),
+    parts = union_all(select(*columns).where(case, facts, lasts, below),
                       select(*columns).where(case, facts, _entries.c.n >= past),
                       select(*columns).where(case, moves)).subquery()
     return select(*parts.c).order_by(parts.c.section, parts.c.n)

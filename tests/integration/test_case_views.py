@@ -6,6 +6,7 @@ Each test runs on a SQLite file and on a PostgreSQL schema of its own.
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from kapflow.domain.billing import ledger, stored_ledger
 from kapflow.domain.case import CaseRecord
 from kapflow.domain.entries import ENTRY_INDEX, INDEX_FROM, INDEX_LAG, SNAPSHOT_EVERY
 from kapflow.errors import StorageError
+from kapflow.store.prepared import HotStatements
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
 from kapflow.workflows.kap import KAP_PATHWAY
@@ -217,3 +219,45 @@ def test_an_earlier_entry_deleted_by_hand_is_said_when_a_query_reaches_it(
     with pytest.raises(StorageError, match=f"missing from the database.*{case_id}|{case_id}.*missing"):
         cold_read(any_ready_url, case_id).projection.of_kind("appointment")
     assert case_id in {p.case_id for p in engine.verify_audit(None).problems}
+
+
+def test_commands_on_a_long_case_leave_nothing_for_the_cycle_collector(
+    engine: Engine, any_ready_url: str, clock: FakeClock
+) -> None:
+    """Every projection, view and ledger a command makes is freed when the last reference to it goes: a kept record's
+    views hold the projection that reads them weakly. A reference cycle per command would leave each command's
+    projection to the cycle collector, whose passes over a store's kept records cost tens of milliseconds each."""
+    case_id = open_case(engine)
+    weeks_of_visits(engine, clock, case_id, 2 * WEEKS)
+    cold = SqlStore(any_ready_url, recent_cases=0)  # every command reads the case cold, with its snapshots
+    try:
+        kept = Engine(cold, KAP_PATHWAY, clock=clock)
+        for store_engine in (engine, kept):
+            gc.collect()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                weeks_of_visits(store_engine, clock, case_id, 2, first=len(views(engine.case(case_id))[0]) + 1)
+                found = gc.collect()
+                assert found == 0, sorted({type(o).__name__ for o in gc.garbage})
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+    finally:
+        cold.close()
+
+
+def test_sqlite_looks_each_last_fact_up_in_the_key(db_url: str) -> None:
+    """A long case's read takes the last fact of each kind the index covers by its place: not a range of a year's
+    facts, each tested for being a last one (which SQLite chose for ``n < index``, at twice the cost)."""
+    store = SqlStore(db_url)
+    try:
+        read = HotStatements(store.engine.dialect).select_entries
+        with store.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            plan = [row[3] for row in driver.execute("EXPLAIN QUERY PLAN " + read.sql, read.bind({"id": "case"}))]
+    finally:
+        store.close()
+    searches = [step for step in plan if step.startswith("SEARCH case_entries")]
+    assert any("n=?" in step for step in searches), plan
+    assert not any("n<?" in step for step in searches), plan

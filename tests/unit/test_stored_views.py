@@ -4,6 +4,7 @@ steps the snapshot by the facts since and gets what a fold of every fact gets; s
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kapflow.domain.appointments import STANDARD, appointments, stored_appointments
-from kapflow.domain.billing import Service, ledger, ledger_snapshot, stored_ledger
+from kapflow.domain.billing import Service, ledger, ledger_snapshot, stored_ledger, summary
 from kapflow.domain.case import CaseFacts, Snapshot, fold_fact, stored_projection
 from kapflow.domain.entries import SNAPSHOT_EVERY, Entries
 from kapflow.domain.payload import canonical_json
@@ -90,6 +91,16 @@ def test_a_view_stepped_from_its_snapshot_is_the_view_folded(entries: list[tuple
         return
     folded = CaseFacts(raw)
     cold = _cold(raw, _snapshots(raw, count))
+    # What commands read without decoding a snapshot's settled lines and attended appointments, first:
+    books, whole = ledger(cold, KAP_BILLING), ledger(folded, KAP_BILLING)
+    billed = [c.id for c in whole.charges if int(c.id[1:]) % 3 == 0]
+    assert summary(books, billed) == summary(whole, billed) and books.posted() == whole.posted()
+    assert [books.charge(c.id) for c in whole.charges] == list(whole.charges)
+    book, booked = appointments(CASE, cold), appointments(CASE, folded)
+    for statuses in (("booked",), ("booked", "cancelled"), ("attended", "no_show")):
+        assert book.select(statuses) == booked.select(statuses)
+        assert book.select(statuses, "integration_session") == booked.select(statuses, "integration_session")
+    assert book.changed_since({}) == list(booked.values())
     assert appointments(CASE, cold) == appointments(CASE, folded)
     assert ledger(cold, KAP_BILLING) == ledger(folded, KAP_BILLING)
 
@@ -116,6 +127,53 @@ def test_a_snapshot_this_code_cannot_read_is_folded_instead() -> None:
             cold = _cold(raw, {name: Snapshot(count, body) for name in names})
             assert appointments(CASE, cold) == appointments(CASE, folded)
             assert ledger(cold, KAP_BILLING) == ledger(folded, KAP_BILLING)
+
+
+
+def test_a_snapshot_part_read_when_asked_and_edited_by_hand_is_read_from_the_facts() -> None:
+    """A ledger's settled lines and statement, and its appointments, are decoded only when something asks: one that
+    cannot be read then (a hand's edit, which verification names) is taken from a fold of the facts."""
+    entries = [*(_booking(n) for n in range(3)), _update(1, "attended", 4), _charge(1, "integration_session", 165),
+               ("payment", {"amount": "165.00", "purpose": "psychotherapy"}), _charge(2, "integration_session", 165)]
+    raw = _raw(entries)
+    folded = CaseFacts(raw)
+    snapshots = _snapshots(raw, len(entries))
+    name = stored_ledger(KAP_BILLING).name
+    held = json.loads(snapshots[name].body)
+    assert held["settled"] == 1  # the first line is paid: kept as its row
+    edits = [("fee", lambda b: b["charges"][0].__setitem__(7, "x")),
+             ("date of service", lambda b: b["charges"][0].__setitem__(9, "not a day")),
+             ("statement", lambda b: b.__setitem__("entries", "[[1]]"))]
+    for what, edit in edits:
+        body = json.loads(snapshots[name].body)
+        edit(body)
+        cold = _cold(raw, {**snapshots, name: Snapshot(len(entries), canonical_json(body))})
+        books, whole = ledger(cold, KAP_BILLING), ledger(folded, KAP_BILLING)
+        assert summary(books, ()) == summary(whole, ()), what
+        assert books == whole and books.entries == whole.entries, what
+    appts = stored_appointments(CASE, STANDARD).name
+    rows = json.loads(snapshots[appts].body)
+    rows[0][2] = "not a time"  # the attended appointment, read only when asked for
+    cold = _cold(raw, {**snapshots, appts: Snapshot(len(entries), canonical_json(rows))})
+    book = appointments(CASE, cold)
+    assert book.select(("booked",)) == appointments(CASE, folded).select(("booked",))
+    assert book["a1"] == appointments(CASE, folded)["a1"] and book == appointments(CASE, folded)
+
+
+def test_projections_sharing_a_cold_read_decode_its_snapshots_once() -> None:
+    """A record's projections (the one read, those a command folds after it, one built again from the record) share
+    the views a snapshot decodes to: none decodes it again, or folds a year of facts because another decoded it."""
+    entries = [_booking(n) for n in range(2 * SNAPSHOT_EVERY)] + [_charge(1, "integration_session", 165)]
+    raw = _raw(entries)
+    snapshots = _snapshots(raw, len(entries))
+    first, second = _cold(raw, snapshots), CaseFacts(_cold(raw, {}).raw, snapshots)
+    assert appointments(CASE, second) is appointments(CASE, first)
+    books = ledger(first, KAP_BILLING)
+    assert ledger(second, KAP_BILLING).posted() == books.posted()
+    assert ledger(second, KAP_BILLING) is books  # the fold decoded once, its ledger made once
+    assert ledger(second, KAP_BILLING) == ledger(CaseFacts(raw), KAP_BILLING)
+    stored: Entries = second.raw["facts"]
+    assert all(decoded is None for decoded in stored._decoded)  # the second read no fact: no fold
 
 
 def test_snapshots_come_due_every_so_many_facts_of_their_kinds() -> None:
