@@ -250,13 +250,13 @@ class CaseFacts:
         payments among a year of them).
 
         From the store's texts, an entry is parsed only if its text holds ``value`` or an escape: a text with
-        no backslash holds every string it decodes to as it is, so one without ``value`` cannot have it.
+        no backslash holds every string it decodes to as it is, so one without ``value`` cannot have it. Of a long
+        case read in part, the store looks through the earlier texts and reads those that may (``Entries.holding``).
         """
         found = self._kind_if_parsed(kind)
         if found is None:
             raw: Entries = self._raw["facts"]
-            places = raw.read(self._kind_positions().get(kind, ()))
-            found = self._parsed_at([n for n in places if value in raw.text(n) or "\\" in raw.text(n)])
+            found = self._parsed_at(raw.holding(self._kind_positions().get(kind, ()), value))
         return [f for f in found if f.data.get(name) == value]
 
     def since(self, kind: str, instant: datetime) -> list[FactEntry]:

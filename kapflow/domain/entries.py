@@ -86,8 +86,9 @@ INDEX_FROM = INDEX_LAG + SNAPSHOT_EVERY
 
 _BACK = 4  # entries read at a time, back from the last an index covers, by ``Entries.recorded_since``
 
-EntryLoader = Callable[[Sequence[int]], Sequence[str]]
-"""Reads the texts of a list's entries at the positions given, in that order (the store's, for a partial read)."""
+EntryLoader = Callable[[Sequence[int], str | None], Sequence[str | None]]
+"""Reads the texts of a list's entries at the positions given, in that order (the store's, for a partial read); with
+a text to look for (``Entries.holding``), None in place of each that holds neither it nor a backslash (not read)."""
 
 
 class Entries(Sequence[Mapping[str, Any]]):
@@ -177,20 +178,34 @@ class Entries(Sequence[Mapping[str, Any]]):
     def read(self, positions: Iterable[int]) -> Sequence[int]:
         """``positions``, with the texts there read from the store if they were not (all in one read)."""
         wanted = positions if isinstance(positions, (list, range, tuple)) else list(positions)
-        if not self._start:
-            return wanted
-        texts = self._texts
-        missing = [n for n in wanted if texts[n] is None]
-        if missing:
-            if self._loader is None:
-                raise LookupError("entries read in part, with no loader for the rest")
-            found = self._loader(missing)
-            if len(found) != len(missing):
-                raise LookupError(f"{len(missing) - len(found)} of a case's projection entries are missing "
-                                  "from the store")
-            for n, text in zip(missing, found, strict=True):
-                texts[n] = text
+        if self._start:
+            self._load([n for n in wanted if self._texts[n] is None], None)
         return wanted
+
+    def holding(self, positions: Iterable[int], value: str) -> list[int]:
+        """Of ``positions``, those whose text holds ``value`` or a backslash (which a text holding a string that needs
+        an escape has): those not read yet are looked for by the store, and only those found are read (the evaluation
+        fee's payments among a year of them)."""
+        wanted = positions if isinstance(positions, (list, range, tuple)) else list(positions)
+        texts = self._texts
+        if self._start:
+            self._load([n for n in wanted if texts[n] is None], value)
+        return [n for n in wanted if (text := texts[n]) is not None and (value in text or "\\" in text)]
+
+    def _load(self, missing: list[int], holding: str | None) -> None:
+        if not missing:
+            return
+        if self._loader is None:
+            raise LookupError("entries read in part, with no loader for the rest")
+        found = self._loader(missing, holding)
+        if len(found) != len(missing):
+            raise LookupError(f"{len(missing) - len(found)} of a case's projection entries are missing from the store")
+        texts = self._texts
+        for n, text in zip(missing, found, strict=True):
+            if text is not None:
+                texts[n] = text
+            elif holding is None:
+                raise LookupError("the store read no text for an entry it was asked for")
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
         return iter(self.at(range(len(self._texts))))

@@ -25,11 +25,13 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     delete,
     func,
     literal,
     literal_column,
     not_,
+    null,
     or_,
     select,
     tuple_,
@@ -222,15 +224,24 @@ def _entries_read(dialect: Dialect, *, indexed_only: bool) -> Any:
     return select(*parts.c).order_by(parts.c.section, parts.c.n)
 
 
-def _entry_texts_at(dialect: Dialect) -> Select[Any]:
+def _entry_texts_at(dialect: Dialect, *, holding: bool = False) -> Select[Any]:
     """The places and texts of a case's facts (``id``) at ``places``: an array of them on PostgreSQL (each looked up
-    in the key), their JSON array on SQLite (``places_value``)."""
+    in the key), their JSON array on SQLite (``places_value``). With ``holding``, a text only where it holds the text
+    ``holding`` or a backslash (``kapflow.domain.entries.Entries.holding``), else null: every place has its row, so
+    one deleted by hand is still found missing."""
     if dialect.name == "postgresql":
         among: Any = _entries.c.n == any_(bindparam("places", type_=postgresql.ARRAY(Integer)))
+        find: Any = func.strpos
     else:
         among = _entries.c.n.in_(select(literal_column("value"))
                                  .select_from(func.json_each(bindparam("places", type_=String))))
-    return select(_entries.c.n, _entries.c.entry).where(
+        find = func.instr
+    text: Any = _entries.c.entry
+    if holding:
+        holds = or_(find(_entries.c.entry, bindparam("holding", type_=String)) > 0,
+                    find(_entries.c.entry, literal_column("'\\'")) > 0)
+        text = case((holds, _entries.c.entry), else_=null())
+    return select(_entries.c.n, text).where(
         _entries.c.case_id == bindparam("id"), _entries.c.section == literal_column("'facts'"), among)
 
 
@@ -360,6 +371,7 @@ class HotStatements:
         self.select_entries = prep(_entries_read(dialect, indexed_only=True))
         self.select_all_entries = prep(_entries_read(dialect, indexed_only=False))
         self.select_entry_texts = prep(_entry_texts_at(dialect))
+        self.select_entry_texts_holding = prep(_entry_texts_at(dialect, holding=True))
         self.dialect = dialect
         # Proves a kept copy of a case current: its event count, locked until the commit (PostgreSQL).
         self.select_event_count = prep(

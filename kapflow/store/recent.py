@@ -32,24 +32,27 @@ from kapflow.store.rows import ID_COLUMN, case_from_values
 DEFAULT_CASES = 256
 """How many cases' projections a store keeps: a practice's cases in flight, or more than a burst needs."""
 
-TEXT_BUDGET = 4_000_000
+TEXT_BUDGET = 2_300_000
 """What the kept cases may weigh in all (``weight``: characters of entry text read, and ``ENTRY_WEIGHT`` for each
-entry). A kept case holds the texts it read and what its commands decoded of them: about 7 bytes per unit of
-weight (measured: 5.4 MB for 256 cases of 3.2k characters; a year-old case of 419 entries read in part, 10k
-characters, 235 kB after a path of eight fires), so this bounds the memory at about 28 MB whatever the cases'
-length: about 130 year-old cases, or every case of ``DEFAULT_CASES`` in its first months."""
+entry). A kept case holds the texts it read and what its commands decoded of them: about 12 bytes per unit of
+weight, new and year-old cases alike (measured with tracemalloc after a path of eight fires: a new case of 25
+entries and 4.4k characters, 58 kB; a year-old case read in part, 430 entries and 10k characters, 185 kB), so this
+bounds the memory at about 28 MB whatever the cases' length: about 150 year-old cases, or every case of
+``DEFAULT_CASES`` in its first months. ``tests/integration/test_recent_projections.py`` checks the calibration."""
 
-ENTRY_WEIGHT = 50
+ENTRY_WEIGHT = 12
 """Characters' worth of memory an entry costs beyond the text read of it: its place in the kind index, its slots,
-its share of the views decoded from the store's snapshots (a year of appointments, charges and payments), which a
-case read in part holds without the texts they fold."""
+its share of the views decoded from the store's snapshots (a year of appointments and charge lines), which a case
+read in part holds without the texts they fold. Fitted to the two cases measured above (it was 50, which made a
+year-old case weigh 1.75 times what it holds against a new one, so fewer stayed kept than the memory allowed)."""
 
 _CHANCES = 4
 """Draws, at most, for a case to leave: one asked for since it was last drawn stays (and loses its mark), until a
 draw finds one that was not or the draws run out (the last one drawn leaves: at random, as before)."""
 
-LARGEST_TEXT = 250_000
-"""A case that weighs more than this is not kept: one long case must not crowd out the rest."""
+LARGEST_TEXT = 150_000
+"""A case that weighs more than this is not kept: one long case must not crowd out the rest (about ten years of
+weekly visits, 1.8 MB)."""
 
 
 def weight(entries: tuple[Entries, Entries]) -> int:

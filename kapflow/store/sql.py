@@ -366,16 +366,17 @@ class SqlStore:
         later commands, so through whichever transaction this thread runs then."""
         return partial(self._entry_texts, case_id)
 
-    def _entry_texts(self, case_id: str, places: Sequence[int]) -> list[str]:
-        """The texts of the case's facts at ``places``: in this thread's unit of work while it has one open (an
-        entry never changes once written, so any transaction reads the same text), else on a pooled connection."""
+    def _entry_texts(self, case_id: str, places: Sequence[int], holding: str | None) -> list[str | None]:
+        """The texts of the case's facts at ``places`` (``SqlUnitOfWork.entry_texts``): in this thread's unit of work
+        while it has one open (an entry never changes once written, so any transaction reads the same text), else on
+        a pooled connection."""
         uow: SqlUnitOfWork | None = getattr(self._writing, "uow", None)
         if uow is not None and not uow.committed:
-            return uow.entry_texts(case_id, places)
+            return uow.entry_texts(case_id, places, holding)
         with _translated(self._dbapi_error):
             conn = self.engine.raw_connection()
             try:
-                return SqlUnitOfWork(conn, self._hot, self.recent).entry_texts(case_id, places)
+                return SqlUnitOfWork(conn, self._hot, self.recent).entry_texts(case_id, places, holding)
             finally:
                 conn.close()
                 if self._closed:  # a record read before the store closed: no connection is left behind

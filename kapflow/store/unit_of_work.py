@@ -147,12 +147,17 @@ class SqlUnitOfWork:
     def _views(self, case_id: str) -> list[Any]:
         return self._all_rows(self._hot.select_views.run(self._new_cursor(), {"id": case_id}))
 
-    def entry_texts(self, case_id: str, places: Sequence[int]) -> list[str]:
-        """The texts of the case's facts at ``places``, in that order; ``StorageError`` if a row is missing (only a
-        hand deletes one: the command that asked is not committed)."""
-        rows = self._all_rows(self._hot.select_entry_texts.run(
-            self._new_cursor(), {"id": case_id, "places": places_value(self._hot.dialect, places)}))
-        found = {int(n): str(text) for n, text in rows}
+    def entry_texts(self, case_id: str, places: Sequence[int], holding: str | None = None) -> list[str | None]:
+        """The texts of the case's facts at ``places``, in that order (with ``holding``, None for each that holds
+        neither it nor a backslash: ``Entries.holding``); ``StorageError`` if a row is missing (only a hand deletes
+        one: the command that asked is not committed)."""
+        values = {"id": case_id, "places": places_value(self._hot.dialect, places)}
+        if holding is None:
+            rows = self._all_rows(self._hot.select_entry_texts.run(self._new_cursor(), values))
+        else:
+            rows = self._all_rows(self._hot.select_entry_texts_holding.run(self._new_cursor(),
+                                                                            {**values, "holding": holding}))
+        found = {int(n): None if text is None else str(text) for n, text in rows}
         if len(found) != len(set(places)):
             raise StorageError(f"{len(set(places)) - len(found)} of the projection entries of case {case_id} are "
                                "missing from the database (deleted by hand): run kapflow audit verify, and restore "

@@ -261,3 +261,30 @@ def test_sqlite_looks_each_last_fact_up_in_the_key(db_url: str) -> None:
     searches = [step for step in plan if step.startswith("SEARCH case_entries")]
     assert any("n=?" in step for step in searches), plan
     assert not any("n<?" in step for step in searches), plan
+
+
+def test_the_store_reads_only_the_earlier_texts_a_where_may_find(
+    engine: Engine, any_ready_url: str, clock: FakeClock
+) -> None:
+    """``where`` on a long case read in part: the database looks through the earlier texts of the kind and sends
+    those holding the value; the answer is the whole case's, and a row deleted by hand is still found missing."""
+    case_id = open_case(engine)
+    engine.record(case_id, "payment", {"amount": "250.00", "purpose": "evaluation_fee"}, actor=FRONT_DESK)
+    weeks_of_visits(engine, clock, case_id, 2 * WEEKS)
+    cold = cold_read(any_ready_url, case_id).projection
+    whole = engine.case(case_id).projection
+    stored = cold.raw["facts"]
+    fees = cold.where("payment", "purpose", "evaluation_fee")
+    assert fees == whole.where("payment", "purpose", "evaluation_fee") and len(fees) == 1
+    payments = [n for n in whole.raw["facts"].positions("kind")["payment"] if stored.stored_at(n)]
+    assert len(payments) > 10 and sum(stored._texts[n] is not None for n in payments) <= 2  # the fee, the last one
+    place = payments[0]
+    db = create_engine(any_ready_url, poolclass=NullPool)
+    try:
+        with db.begin() as conn:
+            conn.execute(text("DELETE FROM case_entries WHERE case_id = :c AND section = 'facts' AND n = :n"),
+                         {"c": case_id, "n": place})
+    finally:
+        db.dispose()
+    with pytest.raises(StorageError, match=case_id):
+        cold_read(any_ready_url, case_id).projection.where("payment", "purpose", "evaluation_fee")

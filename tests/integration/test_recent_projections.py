@@ -9,14 +9,16 @@ audit's to catch, and a reader of the row sees it.
 
 from __future__ import annotations
 
+import gc
 import random
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
-from support import FRONT_DESK, PRESCRIBER, open_case, who
+from support import FRONT_DESK, PRESCRIBER, THERAPIST, open_case, who
 
 from kapflow.app.engine import Engine
 from kapflow.domain.case import CaseRecord, stored_projection
@@ -168,6 +170,54 @@ def test_cases_nobody_asks_for_any_more_leave_before_those_in_use() -> None:
             found += recent.latest(case.id) is not None
             recent.remember([case])
     assert found > 0.75 * 500  # of the 500 commands after the first round
+
+
+def _weeks(engine: Engine, clock: FakeClock, case_id: str, weeks: int) -> None:
+    """A case's weeks of visits: each a booking, its attendance (which posts a charge), a payment and vital signs."""
+    for n in range(1, weeks + 1):
+        visit = clock.now() + timedelta(days=1)
+        engine.record(case_id, "appointment", {"kind": "integration_session", "starts_at": visit.isoformat(),
+                                               **who(case_id)}, actor=FRONT_DESK)
+        clock.set(visit + timedelta(hours=1))
+        engine.record(case_id, "appointment_update", {"appointment": f"a{n}", "action": "attended"},
+                      actor=THERAPIST)
+        engine.record(case_id, "payment", {"amount": "165.00", "purpose": "psychotherapy"}, actor=FRONT_DESK)
+        for phase in ("pre_dose", "post_dose"):
+            engine.record(case_id, "vitals", {"phase": phase, "systolic": 121, "diastolic": 79}, actor=THERAPIST)
+        clock.advance(timedelta(days=6))
+
+
+def test_a_kept_case_weighs_what_it_holds_however_long(engine: Engine, clock: FakeClock) -> None:
+    """The kept records' bound counts a case by its weight (``weight``): a case of a month of visits and one of half a
+    year, read cold (the long one in part) and then changed, hold about as many bytes per unit of weight (measured
+    with tracemalloc: 8.9 and 8.2), so the bound is a bound on memory whatever the cases' length. With 50 for each
+    entry, the long case weighed 1.34 times what it holds against the month's (7.6 and 5.7 bytes a unit)."""
+    store = store_of(engine)
+    groups = {"month": [open_case(engine) for _ in range(7)], "long": [open_case(engine) for _ in range(7)]}
+    for case_id in groups["month"]:
+        _weeks(engine, clock, case_id, 4)
+    for case_id in groups["long"]:
+        _weeks(engine, clock, case_id, 26)
+    per_unit: dict[str, float] = {}
+    # One case of each first, to warm up what a process allocates once (caches of statements and plans), then six.
+    for name, ids in [(name, ids[:1]) for name, ids in groups.items()] + [(n, ids[1:]) for n, ids in groups.items()]:
+        for case_id in ids:
+            store.recent.forget(case_id)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot()
+            for case_id in ids:  # read cold, then kept: its appointments and ledger worked out
+                engine.record(case_id, "payment", {"amount": "10.00", "purpose": "psychotherapy"}, actor=FRONT_DESK)
+                engine.record(case_id, "appointment", {"kind": "integration_session", **who(case_id),
+                              "starts_at": (clock.now() + timedelta(days=2)).isoformat()}, actor=FRONT_DESK)
+            gc.collect()
+            held = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+        finally:
+            tracemalloc.stop()
+        per_unit[name] = held / sum(store.recent._kept[case_id].weight for case_id in ids)
+    assert all(6 < found < 24 for found in per_unit.values()), per_unit
+    assert max(per_unit.values()) / min(per_unit.values()) < 1.25, per_unit
 
 
 def test_every_case_left_may_leave_and_counts_stay_exact() -> None:

@@ -30,12 +30,17 @@ def texts_of(facts: Sequence[tuple[str, int]]) -> list[str]:
 
 
 class Loader:
-    def __init__(self, texts: list[str]) -> None:
-        self.texts, self.calls = texts, 0
+    """The store's part: the texts at the places asked for, or, looking for a text, None for those without it."""
 
-    def __call__(self, places: Sequence[int]) -> list[str]:
+    def __init__(self, texts: list[str]) -> None:
+        self.texts, self.calls, self.read = texts, 0, 0
+
+    def __call__(self, places: Sequence[int], holding: str | None) -> list[str | None]:
         self.calls += 1
-        return [self.texts[n] for n in places]
+        found = [self.texts[n] if holding is None or holding in self.texts[n] or "\\" in self.texts[n] else None
+                 for n in places]
+        self.read += sum(text is not None for text in found)
+        return found
 
 
 def partial(texts: list[str], size: int, with_lasts: bool = True) -> tuple[Entries, Loader]:
@@ -113,6 +118,23 @@ def test_verification_folds_the_index_as_the_facts_make_it() -> None:
 def test_an_entry_missing_from_the_store_is_said() -> None:
     texts = texts_of([(KINDS[n % 4], n) for n in range(40)])
     part, _ = partial(texts, 32, with_lasts=False)
-    part._loader = lambda places: []
+    part._loader = lambda places, holding: []
     with pytest.raises(LookupError, match="missing from the store"):
         part[0]
+
+
+def test_where_reads_only_the_earlier_texts_that_may_hold_the_value() -> None:
+    """The evaluation fee's payments among a year of them: of the texts the index covers, the store reads those that
+    hold the value or an escape (a value written with one, as a quote is), and no other."""
+    purposes = ["psychotherapy"] * 60
+    purposes[3] = purposes[41] = "evaluation_fee"
+    purposes[20] = 'fee "quoted"'
+    texts = [canonical_json({"kind": "payment", "at": to_iso(T0 + timedelta(minutes=n)), "by": "a",
+                             "data": {"amount": "1.00", "purpose": purpose}}) for n, purpose in enumerate(purposes)]
+    part, loader = partial(texts, 50, with_lasts=False)
+    view = CaseFacts({"facts": part, "moves": []})
+    found = view.where("payment", "purpose", "evaluation_fee")
+    assert [f.at for f in found] == [T0 + timedelta(minutes=3), T0 + timedelta(minutes=41)]
+    assert loader.calls == 1 and loader.read == 3  # the two fees and the quoted one, which holds an escape
+    assert [f.data["purpose"] for f in view.where("payment", "purpose", 'fee "quoted"')] == ['fee "quoted"']
+    assert view.of_kind("payment") == CaseFacts({"facts": Entries(texts), "moves": []}).of_kind("payment")
