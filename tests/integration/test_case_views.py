@@ -46,6 +46,17 @@ def snapshots(url: str, case_id: str) -> dict[str, tuple[int, str]]:
     return {name: (count, body) for name, count, body in rows}
 
 
+def delete_fact_row(url: str, case_id: str, place: int) -> None:
+    """Delete the row of the case's fact at ``place``, as a hand with the database's password could."""
+    db = create_engine(url, poolclass=NullPool)
+    try:
+        with db.begin() as conn:
+            conn.execute(text("DELETE FROM case_entries WHERE case_id = :c AND section = 'facts' AND n = :n"),
+                         {"c": case_id, "n": place})
+    finally:
+        db.dispose()
+
+
 def names(case_id: str) -> set[str]:
     """The names of the snapshots a case of the KAP pathway has, once long enough for all of them."""
     assert KAP_PATHWAY.appointments is not None and KAP_PATHWAY.billing is not None
@@ -208,14 +219,7 @@ def test_an_earlier_entry_deleted_by_hand_is_said_when_a_query_reaches_it(
     error naming the case and what to do, and verification names the case."""
     case_id = open_case(engine)
     weeks_of_visits(engine, clock, case_id, 2 * WEEKS)
-    place = engine.case(case_id).facts["facts"].positions("kind")["appointment"][0]
-    db = create_engine(any_ready_url, poolclass=NullPool)
-    try:
-        with db.begin() as conn:
-            conn.execute(text("DELETE FROM case_entries WHERE case_id = :c AND section = 'facts' AND n = :n"),
-                         {"c": case_id, "n": place})
-    finally:
-        db.dispose()
+    delete_fact_row(any_ready_url, case_id, engine.case(case_id).facts["facts"].positions("kind")["appointment"][0])
     with pytest.raises(StorageError, match=f"missing from the database.*{case_id}|{case_id}.*missing"):
         cold_read(any_ready_url, case_id).projection.of_kind("appointment")
     assert case_id in {p.case_id for p in engine.verify_audit(None).problems}
@@ -278,13 +282,6 @@ def test_the_store_reads_only_the_earlier_texts_a_where_may_find(
     assert fees == whole.where("payment", "purpose", "evaluation_fee") and len(fees) == 1
     payments = [n for n in whole.raw["facts"].positions("kind")["payment"] if stored.stored_at(n)]
     assert len(payments) > 10 and sum(stored._texts[n] is not None for n in payments) <= 2  # the fee, the last one
-    place = payments[0]
-    db = create_engine(any_ready_url, poolclass=NullPool)
-    try:
-        with db.begin() as conn:
-            conn.execute(text("DELETE FROM case_entries WHERE case_id = :c AND section = 'facts' AND n = :n"),
-                         {"c": case_id, "n": place})
-    finally:
-        db.dispose()
+    delete_fact_row(any_ready_url, case_id, payments[0])
     with pytest.raises(StorageError, match=case_id):
         cold_read(any_ready_url, case_id).projection.where("payment", "purpose", "evaluation_fee")
