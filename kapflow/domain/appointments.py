@@ -105,8 +105,9 @@ class Appointment(NamedTuple):
         return self.status == "booked"
 
 
-Row = list[object]
-"""An appointment as the store's snapshot keeps it (``_encoded``): its fields but the case's id, in field order."""
+Row = tuple[object, ...]
+"""An appointment as the store's snapshot keeps it (``_encoded``): its fields but the case's id, in field order (a
+tuple: of values only, the cycle collector stops visiting it, where a kept year-old case has dozens)."""
 
 
 class AppointmentBook(Mapping[str, Appointment]):
@@ -248,10 +249,10 @@ def stored_appointments(case_id: str, carriers: AppointmentFacts) -> StoredView[
     """How the store keeps a case's appointments: each as a list of its fields but the case's id (``Row``), checked
     as read and decoded when something reads it (``AppointmentBook``)."""
 
-    def decode(body: list[Row]) -> AppointmentBook:
+    def decode(body: list[object]) -> AppointmentBook:
         items: dict[str, Appointment | Row] = {}
-        for row in body:
-            _check(row)
+        for found in body:
+            row = _check(found)
             items[str(row[0])] = row
         if len(items) != len(body):
             raise ValueError("an appointment's id is kept once")
@@ -262,15 +263,16 @@ def stored_appointments(case_id: str, carriers: AppointmentFacts) -> StoredView[
 
 
 def _encoded(a: Appointment) -> Row:
-    return [a.id, a.kind, a.starts_at.isoformat(), a.minutes, a.status, a.sequence, to_iso(a.booked_at), a.location,
-            a.clinician, a.room, to_iso(a.changed_at) if a.changed_at is not None else None]
+    return (a.id, a.kind, a.starts_at.isoformat(), a.minutes, a.status, a.sequence, to_iso(a.booked_at), a.location,
+            a.clinician, a.room, to_iso(a.changed_at) if a.changed_at is not None else None)
 
 
-def _check(row: object) -> None:
+def _check(row: object) -> Row:
     """What a snapshot's row is checked for as it is read (its instants are read with the rest of it, when asked)."""
     if not (isinstance(row, list) and len(row) == 11 and isinstance(row[0], str) and isinstance(row[1], str)
             and type(row[3]) is int and row[4] in _STATUSES and type(row[5]) is int):
         raise ValueError("not an appointment as the store keeps it")
+    return tuple(row)
 
 
 def _decoded(case_id: str, a: Row) -> Appointment:

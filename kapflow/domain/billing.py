@@ -535,9 +535,10 @@ def _entry_from(row: list[object]) -> Entry:
     return Entry(_instant(at), str(kind), str(ref), str(text), Decimal(str(amount)), Decimal(str(balance)))
 
 
-ChargeRow = list[Any]
+ChargeRow = tuple[Any, ...]
 """A charge line as the store's snapshot keeps it (``_charge_row``): a fold read from a snapshot holds the lines
-settled then so, and decodes one when something reads it (``_read_line``)."""
+settled then so, and decodes one when something reads it (``_read_line``). A tuple: of values only, the cycle
+collector stops visiting it."""
 
 
 def _line_id(line: ChargeLine | ChargeRow) -> str:
@@ -545,8 +546,8 @@ def _line_id(line: ChargeLine | ChargeRow) -> str:
 
 
 def _charge_row(c: ChargeLine) -> ChargeRow:
-    return [c.id, to_iso(c.at), c.visit, c.service, c.description, c.code, c.units, str(c.fee), c.insurance,
-            c.date_of_service.isoformat(), c.minutes, c.clinician, str(c.paid), str(c.written_off), c.voided]
+    return (c.id, to_iso(c.at), c.visit, c.service, c.description, c.code, c.units, str(c.fee), c.insurance,
+            c.date_of_service.isoformat(), c.minutes, c.clinician, str(c.paid), str(c.written_off), c.voided)
 
 
 def _read_line(line: ChargeLine | ChargeRow) -> ChargeLine:
@@ -571,7 +572,7 @@ def _check_row(row: object) -> ChargeRow:
             and isinstance(row[3], str) and type(row[8]) is bool and isinstance(row[9], str)
             and type(row[14]) is bool):
         raise ValueError("not a charge line as the store keeps it")
-    return row
+    return tuple(row)
 
 
 class _Fold:

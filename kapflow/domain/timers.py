@@ -29,7 +29,7 @@ from kapflow.domain.entries import to_iso
 from kapflow.domain.workflow import Reminder, Workflow
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a kept case holds a dozen, each one object for the cycle collector
 class PlannedTimer:
     key: str
     case_id: str
