@@ -191,7 +191,8 @@ class AppointmentBook(Mapping[str, Appointment]):
 
     def select(self, statuses: Collection[str], kind: str | None = None) -> list[Appointment]:
         """The appointments with one of ``statuses`` (of ``kind``, if given), decoding only those."""
-        wanted = [k for k, v in self._items.items() if (v.status if isinstance(v, Appointment) else v[4]) in statuses
+        items = list(self._items.items())  # as they are now: a row another thread cannot read refolds the book
+        wanted = [k for k, v in items if (v.status if isinstance(v, Appointment) else v[4]) in statuses
                   and (kind is None or (v.kind if isinstance(v, Appointment) else v[1]) == kind)]
         return [self[k] for k in wanted]
 
@@ -199,7 +200,7 @@ class AppointmentBook(Mapping[str, Appointment]):
         """The appointments booked or changed since ``before`` (this case's book before: a command's facts since)."""
         if isinstance(before, AppointmentBook):
             was = before._items
-            return [self[k] for k in [k for k, v in self._items.items() if was.get(k) is not v]
+            return [self[k] for k in [k for k, v in list(self._items.items()) if was.get(k) is not v]
                     if k not in before or before[k] != self[k]]
         return [a for k, a in self.items() if before.get(k) != a]
 
