@@ -12,15 +12,14 @@ the case id, and ``sequence`` counts changes (RFC 5545 SEQUENCE).
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Collection, ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import Collection, ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import NamedTuple, cast
 
-from kapflow.domain.case import CaseFacts, FactEntry, StoredView
+from kapflow.domain.case import CaseFacts, FactEntry, Refold, StoredView, unreadable_snapshot
 from kapflow.domain.entries import to_iso
-from kapflow.domain.errors import StorageError
 
 ACTIONS = ("reschedule", "cancel", "no_show", "attended")
 
@@ -118,14 +117,13 @@ class AppointmentBook(Mapping[str, Appointment]):
     its facts changed (``changed_since``). A new book is made for each booking or change, sharing the others.
     """
 
-    __slots__ = ("_case_id", "_items", "_source")
+    __slots__ = ("_case_id", "_items", "_refold")
 
-    def __init__(self, case_id: str, items: dict[str, Appointment | Row]) -> None:
+    def __init__(self, case_id: str, items: dict[str, Appointment | Row],
+                 refold: Refold[AppointmentBook] | None = None) -> None:
         self._case_id = case_id
         self._items = items
-        # The projection that asked for this book last, and the fold of its facts: what a row that cannot be read
-        # (a hand's edit of the snapshot, which ``kapflow audit verify`` names) is read from instead.
-        self._source: tuple[weakref.ref[CaseFacts], Callable[[CaseFacts], AppointmentBook]] | None = None
+        self._refold = refold  # where a row that cannot be read is read from: a book with rows of a snapshot has one
 
     def __getitem__(self, appt_id: str) -> Appointment:
         found = self._items[appt_id]
@@ -138,20 +136,17 @@ class AppointmentBook(Mapping[str, Appointment]):
         self._items[appt_id] = appt  # two threads decoding one row at once store equal values
         return appt
 
-    def read_for(self, facts: CaseFacts, fold: Callable[[CaseFacts], AppointmentBook]) -> None:
-        """Note ``facts`` (whose book this is) and the fold of them, for rows that cannot be read (``appointments``)."""
-        if self._source is None or self._source[0]() is not facts:
-            self._source = (weakref.ref(facts), fold)
+    def read_for(self, facts: CaseFacts) -> None:
+        """Note ``facts`` (whose book this is), for rows that cannot be read (``appointments``)."""
+        if self._refold is not None:
+            self._refold.note(facts)
 
     def _refolded(self) -> AppointmentBook:
         """This book as a fold of the facts of the projection that asked for it last makes it: every appointment,
         which a snapshot edited by hand may not even hold."""
-        facts = self._source[0]() if self._source is not None else None
-        if facts is None or self._source is None:
-            raise StorageError(f"the store's snapshot of the appointments of case {self._case_id} cannot be read: "
-                               "run kapflow audit verify, and delete the case's rows of case_views (commands then "
-                               "fold its facts and write them again)")
-        folded = self._source[1](facts)._items
+        if self._refold is None:
+            raise unreadable_snapshot(f"the appointments of case {self._case_id}")
+        folded = self._refold()._items
         self._items.update(folded)
         for appt_id in [k for k in self._items if k not in folded]:
             del self._items[appt_id]
@@ -206,7 +201,7 @@ class AppointmentBook(Mapping[str, Appointment]):
 
     def copy(self) -> AppointmentBook:
         """A book to fold a booking or change into (``put``), sharing the appointments: this one is left as it is."""
-        return AppointmentBook(self._case_id, dict(self._items))
+        return AppointmentBook(self._case_id, dict(self._items), self._refold and self._refold.copy())
 
     def put(self, appt: Appointment) -> None:
         """Book or change ``appt`` here: only in a book being folded (``appointments``), never in one handed out."""
@@ -225,21 +220,24 @@ def appointments(case_id: str, facts: CaseFacts, carriers: AppointmentFacts = ST
     (``stored_appointments``), so a case read cold steps its snapshot rather than folding the year."""
     booking, update = carriers.booking, carriers.update
 
-    def fold(f: CaseFacts) -> AppointmentBook:
-        view = AppointmentBook(case_id, {})
-        for fact in f.of_kinds((booking, update)):
-            _take(case_id, booking, view, fact)
-        return view
-
     def step(before: AppointmentBook, fact: FactEntry) -> AppointmentBook:
         view = before.copy()  # the view before is the projection before's: left as it was
         _take(case_id, booking, view, fact)
         return view
 
-    book = facts.derived((appointments, case_id, booking, update), fold, reads=frozenset((booking, update)),
-                         step=step, stored=lambda: stored_appointments(case_id, carriers))
-    book.read_for(facts, fold)
+    book = facts.derived((appointments, case_id, booking, update), partial(_folded, case_id, carriers),
+                         reads=frozenset((booking, update)), step=step,
+                         stored=lambda: stored_appointments(case_id, carriers))
+    book.read_for(facts)
     return book
+
+
+def _folded(case_id: str, carriers: AppointmentFacts, facts: CaseFacts) -> AppointmentBook:
+    """Every appointment of the case, folded from its facts."""
+    view = AppointmentBook(case_id, {})
+    for fact in facts.of_kinds((carriers.booking, carriers.update)):
+        _take(case_id, carriers.booking, view, fact)
+    return view
 
 
 VIEW_VERSION = 1
@@ -257,7 +255,8 @@ def stored_appointments(case_id: str, carriers: AppointmentFacts) -> StoredView[
             items[str(row[0])] = row
         if len(items) != len(body):
             raise ValueError("an appointment's id is kept once")
-        return AppointmentBook(case_id, items)
+        return AppointmentBook(case_id, items, Refold(f"the appointments of case {case_id}",
+                                                      partial(_folded, case_id, carriers)))
 
     return StoredView(f"appointments/{VIEW_VERSION}:{carriers.booking}:{carriers.update}",
                       lambda book: book.rows(), decode)

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
 from kapflow.domain.appointments import Appointment, AppointmentBook, AppointmentFacts, appointments
 from kapflow.domain.calendar import PracticeCalendar
-from kapflow.domain.case import CaseFacts, FactEntry, StoredView
+from kapflow.domain.case import CaseFacts, FactEntry, Refold, StoredView, unreadable_snapshot
 from kapflow.domain.entries import to_iso
 from kapflow.domain.errors import InvalidInput, StorageError
 from kapflow.domain.facts import Boolean, Choice, Day, FactSpec, Integer, Money, Text
@@ -422,19 +422,17 @@ class Ledger:
     something reads them: a command posts charges (``posted``) and keeps billing's work list (``summary``) from the
     open lines and the totals, and only the pages that show a year of lines and statement read them."""
 
-    __slots__ = ("_charges", "_entries", "_lines", "_source", "_statement", "adjusted", "charged", "credit", "paid")
+    __slots__ = ("_charges", "_entries", "_lines", "_refold", "_statement", "adjusted", "charged", "credit", "paid")
 
     def __init__(self, lines: tuple[ChargeLine | ChargeRow, ...], statement: _Statement, charged: Decimal,
-                 paid: Decimal, adjusted: Decimal, credit: Decimal) -> None:
+                 paid: Decimal, adjusted: Decimal, credit: Decimal, refold: Refold[Ledger] | None = None) -> None:
         self._lines = lines
         self._statement = statement
         self.charged = charged
         self.paid = paid  # payments less refunds
         self.adjusted = adjusted  # voids and write-offs
         self.credit = credit  # paid and not applied to a charge (refundable)
-        # The projection that asked for this ledger last and the fee schedule (``read_for``): what a snapshot edited
-        # by hand is read from instead. Weakly: a projection keeps its ledger, so a strong reference would be a cycle.
-        self._source: tuple[weakref.ref[CaseFacts], Billing] | None = None
+        self._refold = refold  # where a part a snapshot held that cannot be read is read from (``ledger``)
         self._charges: tuple[ChargeLine, ...] | None = None
         self._entries: tuple[Entry, ...] | None = None
 
@@ -458,21 +456,12 @@ class Ledger:
                 self._entries = self._refolded().entries
         return self._entries
 
-    def read_for(self, facts: CaseFacts, billing: Billing) -> None:
-        """Note ``facts`` (whose ledger this is) and the fee schedule: a snapshot's part that cannot be read is folded
-        from them (``_refolded``)."""
-        if self._source is None or self._source[0]() is not facts:
-            self._source = (weakref.ref(facts), billing)
-
     def _refolded(self) -> Ledger:
         """The ledger as the facts make it: what a snapshot edited by hand is read as (``kapflow audit verify``
         names it)."""
-        facts = self._source[0]() if self._source is not None else None
-        if facts is None or self._source is None:
-            raise StorageError("the store's snapshot of a case's ledger cannot be read: run kapflow audit verify, and "
-                               "delete the case's rows of case_views (commands then fold its facts and write them "
-                               "again)")
-        return _folded(facts, self._source[1]).books()
+        if self._refold is None:
+            raise unreadable_snapshot("a case's ledger")
+        return self._refold()
 
     def posted(self) -> set[tuple[str, str]]:
         """The (visit, service) of every charge line: a visit's line is posted once."""
@@ -562,8 +551,7 @@ def _read_line(line: ChargeLine | ChargeRow) -> ChargeLine:
                           None if minutes is None else _integer(minutes), str(clinician), Decimal(str(paid)),
                           Decimal(str(off)), _flag(voided))
     except (ValueError, TypeError, ArithmeticError):
-        raise StorageError(f"the store's snapshot of a case's ledger holds a charge line {i} that cannot be read: "
-                           "run kapflow audit verify, and delete the case's rows of case_views") from None
+        raise unreadable_snapshot(f"a case's ledger (its charge line {i})") from None
 
 
 def _check_row(row: object) -> ChargeRow:
@@ -587,7 +575,8 @@ class _Fold:
         self.charges: list[ChargeLine | ChargeRow] = []
         self.entries: list[Entry] = []  # the statement's entries folded here, after those of ``stored_entries``
         self.stored_entries = ""  # the statement's entries a snapshot held, undecoded (``_Statement``)
-        self.from_snapshot = False  # whether a store's snapshot holds any of it undecoded (its rows, its statement)
+        # Where what a store's snapshot holds of it undecoded (its rows, its statement) is read from if it cannot be.
+        self.refold: Refold[Ledger] | None = None
         self.credit = ZERO
         self.charged = self.paid = self.adjusted = ZERO
         self._settled = 0  # the lines before this index have nothing open
@@ -614,7 +603,7 @@ class _Fold:
         after = _Fold(self.billing)
         after.charges = [*self.charges[:self._settled], *(copy(line) for line in self.open_lines())]
         after.entries, after.stored_entries = list(self.entries), self.stored_entries
-        after.from_snapshot = self.from_snapshot
+        after.refold = self.refold and self.refold.copy()
         after.credit, after.charged, after.paid, after.adjusted = self.credit, self.charged, self.paid, self.adjusted
         after._settled = self._settled
         return after
@@ -622,7 +611,7 @@ class _Fold:
     def books(self) -> Ledger:
         if self._books is None:
             self._books = Ledger(tuple(self.charges), self.statement(), self.charged, self.paid, self.adjusted,
-                                 self.credit)
+                                 self.credit, self.refold)
         return self._books
 
     def open_lines(self) -> list[ChargeLine]:
@@ -724,10 +713,9 @@ def ledger(facts: CaseFacts, billing: Billing) -> Ledger:
     kept by the store (``stored_ledger``), so a case read cold steps its snapshot rather than folding a year.
     """
     fold = _kept_fold(facts, billing)
-    books = fold.books()
-    if fold.from_snapshot:
-        books.read_for(facts, billing)
-    return books
+    if fold.refold is not None:
+        fold.refold.note(facts)
+    return fold.books()
 
 
 def _kept_fold(facts: CaseFacts, billing: Billing) -> _Fold:
@@ -739,6 +727,10 @@ def _kept_fold(facts: CaseFacts, billing: Billing) -> _Fold:
     if kept[0] is billing:  # ids are reused once an object is gone: the object itself decides
         return kept[1]
     return _folded(facts, billing)
+
+
+def _refolded_books(billing: Billing, facts: CaseFacts) -> Ledger:
+    return _folded(facts, billing).books()
 
 
 def _folded(facts: CaseFacts, billing: Billing) -> _Fold:
@@ -794,7 +786,7 @@ def _fold_from(billing: Billing, body: Mapping[str, Any]) -> _Fold:
     if not (isinstance(stored, str) and stored.startswith("[") and stored.endswith("]")):
         raise ValueError("not a statement as the store keeps it")
     fold.stored_entries = "" if stored == "[]" else stored
-    fold.from_snapshot = True
+    fold.refold = Refold("a case's ledger", partial(_refolded_books, billing))
     fold.credit, fold.charged, fold.paid, fold.adjusted = (Decimal(v) for v in body["totals"])
     return fold
 
@@ -882,5 +874,4 @@ def _day(text: object) -> date:
     try:
         return date.fromisoformat(str(text))
     except ValueError:
-        raise StorageError("the store's snapshot of a case's ledger holds a date of service that cannot be read: run "
-                           "kapflow audit verify, and delete the case's rows of case_views") from None
+        raise unreadable_snapshot("a case's ledger (a date of service)") from None

@@ -22,6 +22,7 @@ from kapflow.domain.entries import (
     _positions_of,
     to_iso,
 )
+from kapflow.domain.errors import StorageError
 from kapflow.domain.events import EventKind
 from kapflow.domain.payload import JSONObject, canonical_json
 
@@ -100,6 +101,45 @@ class StoredView(Generic[T]):
 
 
 _UNREADABLE = (ValueError, TypeError, KeyError, IndexError, ArithmeticError, AttributeError)
+
+
+def unreadable_snapshot(view: str) -> StorageError:
+    """The error for a part of a store's snapshot that cannot be read, with no projection left to fold it from (only
+    a hand's edit makes one: ``kapflow audit verify`` names it)."""
+    return StorageError(f"the store's snapshot of {view} cannot be read: run kapflow audit verify, and delete the "
+                        "case's rows of case_views (commands then fold its facts and write them again)")
+
+
+class Refold(Generic[T]):
+    """Where a view read from a store's snapshot, and decoded as far as commands read it (``AppointmentBook``, the
+    ledger), reads a part it cannot decode: a fold of the facts of the projection that asked for it last.
+
+    The projection is held weakly: it keeps its views, so a strong reference would leave a reference cycle per
+    command for the cycle collector."""
+
+    __slots__ = ("_facts", "_fold", "_view")
+
+    def __init__(self, view: str, fold: Callable[[CaseFacts], T]) -> None:
+        self._view = view  # what the error says cannot be read
+        self._fold = fold
+        self._facts: weakref.ref[CaseFacts] | None = None
+
+    def note(self, facts: CaseFacts) -> None:
+        """``facts`` asked for the view: a part that cannot be read is folded from them."""
+        if self._facts is None or self._facts() is not facts:
+            self._facts = weakref.ref(facts)
+
+    def copy(self) -> Refold[T]:
+        """One for a view made from this one (another projection's, which notes itself when it asks)."""
+        made = Refold(self._view, self._fold)
+        made._facts = self._facts
+        return made
+
+    def __call__(self) -> T:
+        facts = self._facts() if self._facts is not None else None
+        if facts is None:
+            raise unreadable_snapshot(self._view)
+        return self._fold(facts)
 
 
 class CaseFacts:

@@ -25,7 +25,6 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
-    case,
     delete,
     func,
     literal,
@@ -38,6 +37,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy import case as sql_case  # ``case`` names a case's condition here
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement, Select
@@ -240,7 +240,7 @@ def _entry_texts_at(dialect: Dialect, *, holding: bool = False) -> Select[Any]:
     if holding:
         holds = or_(find(_entries.c.entry, bindparam("holding", type_=String)) > 0,
                     find(_entries.c.entry, literal_column("'\\'")) > 0)
-        text = case((holds, _entries.c.entry), else_=null())
+        text = sql_case((holds, _entries.c.entry), else_=null())
     return select(_entries.c.n, text).where(
         _entries.c.case_id == bindparam("id"), _entries.c.section == literal_column("'facts'"), among)
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from kapflow.domain.appointments import STANDARD, appointments, stored_appointme
 from kapflow.domain.billing import Service, ledger, ledger_snapshot, stored_ledger, summary
 from kapflow.domain.case import CaseFacts, Snapshot, fold_fact, stored_projection
 from kapflow.domain.entries import SNAPSHOT_EVERY, Entries
+from kapflow.domain.errors import StorageError
 from kapflow.domain.payload import canonical_json
 from kapflow.workflows.kap.billing import KAP_BILLING
 
@@ -158,6 +160,10 @@ def test_a_snapshot_part_read_when_asked_and_edited_by_hand_is_read_from_the_fac
     book = appointments(CASE, cold)
     assert book.select(("booked",)) == appointments(CASE, folded).select(("booked",))
     assert book["a1"] == appointments(CASE, folded)["a1"] and book == appointments(CASE, folded)
+    kept = appointments(CASE, _cold(raw, {**snapshots, appts: Snapshot(len(entries), canonical_json(rows))}))
+    # Its projection is gone (a view holds it weakly): nothing to fold from, so the error says what to do.
+    with pytest.raises(StorageError, match="appointments of case case-1 cannot be read: run kapflow audit verify"):
+        kept["a1"]
 
 
 def test_projections_sharing_a_cold_read_decode_its_snapshots_once() -> None:
