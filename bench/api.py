@@ -29,6 +29,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -46,8 +47,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from measure import Op, Sizes, interleaved, median
+from measure import Op, Sizes, cores, interleaved, median
 from paths import DISCHARGE, FRONT_DESK, INTAKE, OBSERVATION, PATH, new_clock, prepare_case
+from proc_cpu import cpu_by_process, group_cpu_s, in_session, postgres_processes
 
 from kapflow.app.engine import Engine
 from kapflow.http.app import create_app
@@ -333,8 +335,9 @@ def _client(key: str, cases: dict[str, list[str]], commands: Any, reports: Any) 
         c.close()
 
 
-def run_postgres(sizes: ApiSizes, base_url: str, directory: Path) -> dict[str, Any]:
-    from pg import bench_schema  # psycopg only when a server is there
+def run_postgres(sizes: ApiSizes, base_url: str, directory: Path, spin_rounds: int) -> dict[str, Any]:
+    from durable_pg import cpu_scaling  # psycopg only when a server is there
+    from pg import bench_schema
 
     from kapflow.bootstrap import upgrade_schema
 
@@ -365,13 +368,20 @@ def run_postgres(sizes: ApiSizes, base_url: str, directory: Path) -> dict[str, A
                     for workers in (1, 2):  # warm-up: each worker's first requests, not kept
                         _round(clients, reports, bases[workers], max(2, sizes.pg_requests // 4))
                     rates: dict[int, list[float]] = {1: [], 2: []}
-                    refused, client_cpu = 0, []
+                    spent: dict[int, list[_RoundCpu]] = {1: [], 2: []}
+                    refused, ceiling = 0, []
                     for r in range(sizes.pg_rounds):
                         for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
+                            server_pid = servers[workers][0].pid
+                            before = _Cpu.read(server_pid)
                             got, bad, cpu = _round(clients, reports, bases[workers], sizes.pg_requests)
                             rates[workers].append(got)
                             refused += bad
-                            client_cpu.append(cpu)
+                            spent[workers].append(_RoundCpu.between(
+                                before, _Cpu.read(server_pid), sizes.pg_requests * len(clients), cpu,
+                                supervisor=server_pid if workers > 1 else None,
+                            ))
+                        ceiling.append(cpu_scaling(spin_rounds))  # what the machine gives two processes now
                 finally:
                     for _client_proc, commands in clients:
                         commands.put(None)
@@ -389,6 +399,9 @@ def run_postgres(sizes: ApiSizes, base_url: str, directory: Path) -> dict[str, A
         "pg_workers_1_per_s": one,
         "pg_workers_2_per_s": two,
         "pg_workers_scaling": two / one,
+        **_cpu_figures(spent, one, two),
+        "pg_cpu_scaling_2_processes": median(ceiling),
+        "pg_cpu_scaling_per_round": [round(c, 3) for c in ceiling],
         "pg_measures": f"kapflow serve --workers 1 and --workers 2 subprocesses on one PostgreSQL schema, loaded in "
         f"turns by {sizes.pg_clients} client processes (one keep-alive http.client connection to each server, "
         "hold/resume fires on cases of "
@@ -397,7 +410,74 @@ def run_postgres(sizes: ApiSizes, base_url: str, directory: Path) -> dict[str, A
         "pg_rounds": sizes.pg_rounds,
         "pg_per_round": {str(k): v for k, v in rates.items()},
         "pg_refused": refused,
-        "pg_client_cpu_ms": median(client_cpu),
+        "pg_client_cpu_ms": median([c.clients_ms for rounds in spent.values() for c in rounds]),
+    }
+
+
+@dataclass(frozen=True)
+class _Cpu:
+    """CPU seconds so far of the server's processes (its session: uvicorn and its workers), by pid, and of
+    PostgreSQL's; None where /proc could not be read."""
+
+    server: dict[int, float] | None
+    postgres: float | None
+
+    @classmethod
+    def read(cls, server: int) -> _Cpu:
+        return cls(cpu_by_process(in_session(server)), group_cpu_s(postgres_processes))
+
+
+@dataclass(frozen=True)
+class _RoundCpu:
+    """One round's CPU per fire in ms (NaN where unknown) and the share of the workers' CPU the busiest one used.
+
+    A keep-alive connection stays with the worker that accepted it, and the clients open theirs together at
+    the start of a round: how they fall between two workers decides how evenly the workers are loaded.
+    """
+
+    server_ms: float
+    postgres_ms: float
+    clients_ms: float
+    busiest_worker_share: float
+
+    @classmethod
+    def between(cls, before: _Cpu, after: _Cpu, fires: int, clients_ms: float, supervisor: int | None) -> _RoundCpu:
+        if before.server is None or after.server is None or before.postgres is None or after.postgres is None:
+            return cls(math.nan, math.nan, clients_ms, math.nan)
+        spent = {pid: cpu - before.server.get(pid, 0.0) for pid, cpu in after.server.items()}
+        workers = [cpu for pid, cpu in spent.items() if pid != supervisor]  # uvicorn's supervisor serves nothing
+        share = max(workers) / sum(workers) if workers and sum(workers) > 0 else math.nan
+        return cls(sum(spent.values()) * 1000 / fires, (after.postgres - before.postgres) * 1000 / fires,
+                   clients_ms, share)
+
+    @property
+    def total_ms(self) -> float:
+        return self.server_ms + self.postgres_ms + self.clients_ms
+
+
+def _cpu_figures(spent: dict[int, list[_RoundCpu]], one: float, two: float) -> dict[str, Any]:
+    """What the rounds cost the cores, and the most two workers could fire on them.
+
+    Medians by worker count of each round's CPU per fire of the server (its workers), PostgreSQL and the clients.
+    With every core busy with these three, two workers would fire ``cores / CPU per fire`` a second, so
+    ``pg_workers_scaling_bound`` is that over one worker's rate: the scaling this machine's cores allow at the
+    measured costs. ``pg_server_busy_1_worker`` is how much of its core the single worker used (near 1: it
+    was the bottleneck); ``pg_cores_busy_2_workers``, how much of the cores the three groups used with two;
+    ``pg_busiest_worker_share``, the median share of the two workers' CPU the busier one used (0.5: even).
+    """
+    def med(workers: int, figure: str) -> float:
+        return median([getattr(r, figure) for r in spent[workers]])
+
+    if any(math.isnan(r.total_ms) for rounds in spent.values() for r in rounds):
+        return {"pg_cpu_ms_per_fire": None, "pg_cpu_skipped": "no /proc here: CPU of other processes not read"}
+    parts = ("server_ms", "postgres_ms", "clients_ms")
+    return {
+        "pg_cpu_ms_per_fire": {str(w): {p.removesuffix("_ms"): round(med(w, p), 3) for p in parts} for w in (1, 2)},
+        "pg_server_busy_1_worker": one * med(1, "server_ms") / 1000,
+        "pg_cores_busy_2_workers": two * med(2, "total_ms") / 1000 / cores(),
+        "pg_workers_scaling_bound": cores() * 1000 / med(2, "total_ms") / one,
+        "pg_busiest_worker_share": med(2, "busiest_worker_share"),
+        "pg_busiest_worker_share_per_round": [round(r.busiest_worker_share, 3) for r in spent[2]],
     }
 
 
@@ -416,7 +496,7 @@ def run(sizes: Sizes, directory: Path, postgres_url: str | None) -> dict[str, An
     api_sizes = API_SIZES[sizes.name]
     section = {"mode": sizes.name, **run_sqlite(api_sizes, directory)}
     if postgres_url:
-        section.update(run_postgres(api_sizes, postgres_url, directory))
+        section.update(run_postgres(api_sizes, postgres_url, directory, sizes.spin_rounds))
     else:
         section["pg_skipped"] = "no PostgreSQL URL: set KAPFLOW_BENCH_POSTGRES_URL (or KAPFLOW_TEST_POSTGRES_URL)"
     return section

@@ -23,17 +23,20 @@ repetitions are compared. Separate files keep one contender's WAL checkpoints of
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import spiff_kap8
+from growth import TableRows, case_rows, insert_copies
 from measure import Op, Sizes, filesystem_of, interleaved, kapflow_sqlite, median
 from paths import DISCHARGE, OBSERVATION, PATH, TRIGGERS, fire_step_op, new_clock, prepare_case
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 
 from kapflow.app.engine import Engine
+from kapflow.store.prepared import Prepared
 from kapflow.store.recent import DEFAULT_CASES
 from kapflow.store.sql import SqlStore
 from kapflow.testing import FakeClock
@@ -50,6 +53,34 @@ class CapturedPath:
     # posted after it in the same command (a completed visit's charge), which the raw baseline inserts too.
     steps: tuple[tuple[dict[str, Any], tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]], ...]
     statements_per_fire: float | None  # SQL statements kapflow ran per fire, BEGIN and COMMIT excluded (SQLite)
+    rows_before: TableRows  # every row naming the template before the path (the replay's copies start there)
+    statements: tuple[tuple[Statement, ...], ...]  # per step, what the store ran through its prepared statements
+
+
+Values = Sequence[Any] | Mapping[str, Any]
+Statement = tuple[str, tuple[Values, ...], bool]
+"""SQL, the values bound to it, and whether the store ran it once per values (``executemany``)."""
+
+
+@contextmanager
+def statements_recorded(into: list[Statement]) -> Iterator[None]:
+    """Every statement kapflow's store runs through its prepared statements (``Prepared``), with its values."""
+    run, run_many = Prepared.run, Prepared.run_many
+
+    def recording_run(self: Prepared, cursor: Any, values: Mapping[str, Any]) -> Any:
+        into.append((self.sql, (self.bind(values),), False))
+        return run(self, cursor, values)
+
+    def recording_run_many(self: Prepared, cursor: Any, rows: Iterable[Mapping[str, Any]]) -> None:
+        rows = list(rows)
+        into.append((self.sql, tuple(self.bind(r) for r in rows), True))
+        run_many(self, cursor, rows)
+
+    Prepared.run, Prepared.run_many = recording_run, recording_run_many  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Prepared.run, Prepared.run_many = run, run_many  # type: ignore[method-assign]
 
 
 def _row(conn: Any, sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +105,9 @@ def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedP
 
     with store.engine.connect() as conn:
         before = _row(conn, "SELECT * FROM cases WHERE id = :id", {"id": template})
+        rows_before = case_rows(conn, template)
     steps: list[tuple[dict[str, Any], tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]] = []
+    recorded: list[tuple[Statement, ...]] = []
     statements = 0
     entries_before = _entries(store, template)
     # The store keeps a connection or two checked out between commands: hand them back, so the
@@ -87,8 +120,14 @@ def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedP
             if index == DISCHARGE:
                 clock.advance(OBSERVATION)
             traced.clear()
-            engine.fire(template, step.trigger, actor=step.actor, data=step.data)
-            statements += sum(1 for s in traced if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"))
+            ran: list[Statement] = []
+            with statements_recorded(ran):
+                engine.fire(template, step.trigger, actor=step.actor, data=step.data)
+            run = sum(1 for s in traced if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"))
+            if store.dialect == "sqlite" and run != sum(len(values) for _sql, values, _many in ran):
+                raise RuntimeError(f"{step.trigger} ran a statement the replay would miss (not a prepared one)")
+            statements += run
+            recorded.append(tuple(ran))
             with store.engine.connect() as conn:
                 seen = (steps[-1][0] if steps else before)["event_count"]
                 case = _row(conn, "SELECT * FROM cases WHERE id = :id", {"id": template})
@@ -105,7 +144,7 @@ def capture_path(store: SqlStore, engine: Engine, clock: FakeClock) -> CapturedP
         event.remove(store.engine, "checkout", on_checkout)
         event.remove(store.engine, "checkin", on_checkin)
     per_fire = statements / len(PATH) if store.dialect == "sqlite" else None
-    return CapturedPath(template, before, tuple(steps), per_fire)
+    return CapturedPath(template, before, tuple(steps), per_fire, rows_before, tuple(recorded))
 
 
 def raw_statements(path: CapturedPath) -> float:
@@ -167,6 +206,26 @@ def raw_operations(path: CapturedPath, ids: Sequence[str], placeholder: str) -> 
     return ops
 
 
+Replay = list[list[Statement]]
+
+
+def replay_operations(path: CapturedPath, ids: Sequence[str]) -> Replay:
+    """kapflow's statements of each step (``CapturedPath.statements``) for each of ``ids``, the template's id
+    replaced in every text value, step by step: built before timing."""
+    def value_for(case_id: str, value: Any) -> Any:
+        return value.replace(path.template_id, case_id) if isinstance(value, str) else value
+
+    def values_for(case_id: str, values: Values) -> Values:
+        if isinstance(values, Mapping):
+            return {k: value_for(case_id, v) for k, v in values.items()}
+        return [value_for(case_id, v) for v in values]
+
+    return [
+        [(sql, tuple(values_for(cid, v) for v in values), many) for sql, values, many in step]
+        for step in path.statements for cid in ids
+    ]
+
+
 class KapflowSide:
     """kapflow's side of a durable family: its engine on ``url``, the path it wrote, and its step."""
 
@@ -192,6 +251,9 @@ class SqliteFamily(KapflowSide):
         self.cold = KapflowSide(f"sqlite:///{directory / 'kapflow_cold.db'}", recent_cases=0)
         SqlStore(f"sqlite:///{directory / 'raw.db'}").close()  # kapflow's schema, indexes included
         self.raw_conn = kapflow_sqlite(directory / "raw.db")
+        SqlStore(f"sqlite:///{directory / 'replay.db'}").close()
+        self.replay_copier = create_engine(f"sqlite:///{directory / 'replay.db'}")  # the cases' rows, not timed
+        self.replay_conn = kapflow_sqlite(directory / "replay.db")
         self.spiff_conn = kapflow_sqlite(directory / "spiff.db")
         self.spiff_conn.execute("CREATE TABLE IF NOT EXISTS workflows (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
         self._batch = 0
@@ -203,6 +265,8 @@ class SqliteFamily(KapflowSide):
 
     def close(self) -> None:
         self.raw_conn.close()
+        self.replay_conn.close()
+        self.replay_copier.dispose()
         self.spiff_conn.close()
         self.store.close()
         self.cold.store.close()
@@ -226,6 +290,28 @@ class SqliteFamily(KapflowSide):
                 raise RuntimeError("the raw compare-and-swap missed its row")
             for ins_sql, ins in inserts:
                 conn.execute(ins_sql, ins)
+            conn.execute("COMMIT")
+
+        return op
+
+    def replay(self, k: int) -> Op:
+        """kapflow's own statements of each step (the case row's compare-and-swap, the audit row, the entries,
+        the timers planned and cancelled, the ledger summary), run through plain sqlite3 with the values kapflow
+        bound, one commit each: the fire's writes without any of kapflow's Python."""
+        ids = self._ids("replay", k)
+        captured = self.captured
+        with self.replay_copier.begin() as copier:
+            insert_copies(copier, captured.rows_before, captured.template_id, ids)
+        ops = replay_operations(captured, ids)
+        conn = self.replay_conn
+
+        def op(s: int, c: int) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            for sql, values, many in ops[s * k + c]:
+                if many:
+                    conn.executemany(sql, values)
+                elif conn.execute(sql, values[0]).rowcount != 1 and sql.startswith("UPDATE cases"):
+                    raise RuntimeError("the replayed compare-and-swap missed its row")
             conn.execute("COMMIT")
 
         return op
@@ -276,8 +362,8 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         k = sizes.durable_cases
         makers: dict[str, Callable[[int], Op]] = {
-            "kapflow": fam.kapflow, "kapflow_cold": fam.cold.kapflow, "raw": fam.raw, "spiff": fam.spiff,
-            "spiff_reload": fam.spiff_reload,
+            "kapflow": fam.kapflow, "kapflow_cold": fam.cold.kapflow, "raw": fam.raw, "replay": fam.replay,
+            "spiff": fam.spiff, "spiff_reload": fam.spiff_reload,
         }
         runs: dict[str, list[float]] = {name: [] for name in makers}
         cpu: dict[str, list[float]] = {name: [] for name in makers}
@@ -287,6 +373,7 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                 runs[name].append(got.per_s)
                 cpu[name].append(got.cpu_ms)
         fire, raw, spiff = median(runs["kapflow"]), median(runs["raw"]), median(runs["spiff"])
+        replay, spiff_reload = median(runs["replay"]), median(runs["spiff_reload"])
         cold = median(runs["kapflow_cold"])
         recent = fam.store.recent
         sqlite = {
@@ -301,7 +388,14 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "filesystem": filesystem_of(directory),
             "fires_per_repetition": k * len(PATH),
             "repetitions": sizes.repetitions,
-            "per_repetition": {"fire": runs["kapflow"], "fire_cold": runs["kapflow_cold"], "raw": runs["raw"]},
+            "per_repetition": {"fire": runs["kapflow"], "fire_cold": runs["kapflow_cold"], "raw": runs["raw"],
+                               "replay": runs["replay"]},
+            "replay_per_s": replay,
+            "ratio_ceiling": replay / raw,
+            "replay_measures": "kapflow's own statements of each fire (captured from its store with the values it "
+            "bound: case row, audit row, entries, timers, ledger summary) run through plain sqlite3, one commit "
+            "each: ratio_ceiling = replay / raw is the most sqlite.ratio could be if kapflow's Python cost nothing",
+            "cpu_ms_per_replay_commit": median(cpu["replay"]),
             "fire_cold_per_s": cold,
             "ratio_cold": cold / raw,
             "cold_measures": "the same fires on a store keeping no projections (recent_cases=0): each parses its "
@@ -316,9 +410,10 @@ def run(sizes: Sizes, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         spiff_section = {
             "durable_per_s": spiff,
             "ratio": fire / spiff,
-            "durable_reload_per_s": median(runs["spiff_reload"]),
+            "durable_reload_per_s": spiff_reload,
             # Like for like: kapflow's fire also reads its case from the database in each transaction.
-            "ratio_reload": fire / median(runs["spiff_reload"]),
+            "ratio_reload": fire / spiff_reload,
+            "ratio_reload_ceiling": replay / spiff_reload,  # kapflow's statements alone against Spiff's step
             "measures": "SpiffWorkflow steps/s on the same path (kap8.bpmn), the workflow serialized to JSON and "
             "written to a SQLite file with kapflow's settings after each step (one commit each), interleaved with "
             "kapflow's fires; ratio = kapflow durable fires/s / that. durable_reload_per_s also reads and "

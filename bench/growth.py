@@ -33,8 +33,8 @@ from paths import (
     new_clock,
     prepare_case,
 )
+from sqlalchemy import Connection, Integer, insert, select, text
 from sqlalchemy import Engine as SqlEngine
-from sqlalchemy import Integer, insert, select, text
 from sqlmodel import SQLModel
 
 from kapflow.app.engine import Engine
@@ -79,29 +79,41 @@ def prepare_aged_case(engine: Engine, clock: FakeClock) -> str:
     return case_id
 
 
-def copy_case(engine: SqlEngine, template: str, ids: Sequence[str]) -> None:
-    """Every row of every table that names ``template`` (its case row, ``case_id`` elsewhere), under ``ids``.
+TableRows = list[tuple[Any, list[dict[str, Any]]]]
+"""Rows of a case, table by table (in the schema's order): what ``insert_copies`` copies."""
 
-    Text columns have the template's id replaced (timer keys and clinicians carry it); columns the
-    database assigns (an integer primary key) are left to it. Hash chains are not recomputed: the copies
-    do not verify, which no fire checks.
+
+def case_rows(conn: Connection, template: str) -> TableRows:
+    """Every row of every table that names ``template`` (its case row, ``case_id`` elsewhere), without the
+    columns the database assigns (an integer primary key)."""
+    found: TableRows = []
+    for table in SQLModel.metadata.sorted_tables:
+        column = table.c.id if table is CaseRow.__table__ else table.c.get("case_id")  # type: ignore[attr-defined]
+        if column is None:
+            continue
+        assigned = {c.name for c in table.primary_key.columns
+                    if isinstance(c.type, Integer) and c.autoincrement is not False}
+        rows = [{k: v for k, v in r._mapping.items() if k not in assigned}
+                for r in conn.execute(select(table).where(column == template))]
+        if rows:
+            found.append((table, rows))
+    return found
+
+
+def insert_copies(conn: Connection, rows: TableRows, template: str, ids: Sequence[str]) -> None:
+    """``rows`` of ``template`` under each of ``ids``: the template's id replaced in every text column (timer
+    keys and clinicians carry it). Hash chains are not recomputed: the copies do not verify, which no fire checks.
     """
+    for table, table_rows in rows:
+        copies = [{k: (v.replace(template, new) if isinstance(v, str) else v) for k, v in row.items()}
+                  for new in ids for row in table_rows]
+        conn.execute(insert(table), copies)
+
+
+def copy_case(engine: SqlEngine, template: str, ids: Sequence[str]) -> None:
+    """Every row of every table that names ``template``, under ``ids`` (``case_rows``, ``insert_copies``)."""
     with engine.begin() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            column = table.c.id if table is CaseRow.__table__ else table.c.get("case_id")  # type: ignore[attr-defined]
-            if column is None:
-                continue
-            rows = [dict(r._mapping) for r in conn.execute(select(table).where(column == template))]
-            if not rows:
-                continue
-            assigned = {c.name for c in table.primary_key.columns
-                        if isinstance(c.type, Integer) and c.autoincrement is not False}
-            copies = [
-                {k: (v.replace(template, new) if isinstance(v, str) else v) for k, v in row.items()
-                 if k not in assigned}
-                for new in ids for row in rows
-            ]
-            conn.execute(insert(table), copies)
+        insert_copies(conn, case_rows(conn, template), template, ids)
 
 
 def _fires(engine: Engine, ids: Sequence[str]) -> Op:

@@ -62,11 +62,12 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
 
 # Figures printed in the table besides the targets.
 SHOWN = (
-    "sqlite.fire_per_s", "sqlite.raw_per_s", "sqlite.fire_cold_per_s", "sqlite.ratio_cold",
+    "sqlite.fire_per_s", "sqlite.raw_per_s", "sqlite.replay_per_s", "sqlite.ratio_ceiling", "sqlite.fire_cold_per_s",
+    "sqlite.ratio_cold",
     "sqlite.fresh_fire_per_s", "sqlite.aged_fire_per_s", "sqlite.aged_case_row_chars",
     "postgres.fire_per_s", "postgres.raw_per_s", "postgres.fresh_fire_per_s", "postgres.aged_fire_per_s",
     "postgres.workers_1_per_s", "postgres.workers_4_per_s", "postgres.cpu_scaling_2_processes",
-    "spiff.durable_per_s", "spiff.durable_reload_per_s", "spiff.ratio",
+    "spiff.durable_per_s", "spiff.durable_reload_per_s", "spiff.ratio", "spiff.ratio_reload_ceiling",
     "memory.vs_bare", "memory.vs_spiff", "memory.kapflow", "memory.transitions_bare",
     "memory.transitions_per_fire_machine",
     "memory.transitions_per_fire_machine_no_auto", "memory.transitions_per_fire_machine_path_only",
@@ -77,6 +78,8 @@ SHOWN = (
     "audit.proof_ms", "audit.proof_tree_ms",
     "api.fire_per_s", "api.noop_per_s", "api.sqlite_fire_per_s", "api.ratio", "api.read_case_ms_p50",
     "api.pg_workers_1_per_s", "api.pg_workers_2_per_s", "api.pg_workers_scaling",
+    "api.pg_workers_scaling_bound", "api.pg_cpu_scaling_2_processes", "api.pg_server_busy_1_worker",
+    "api.pg_cores_busy_2_workers", "api.pg_busiest_worker_share",
     "scale.cases", "scale.audit_events", "scale.db_bytes_per_case",
 )
 

@@ -13,7 +13,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 FIGURES = (
     "sqlite.fire_per_s", "sqlite.raw_per_s", "sqlite.ratio", "sqlite.fire_cold_per_s", "sqlite.ratio_cold",
-    "sqlite.fire_growth_400", "sqlite.fresh_fire_per_s", "sqlite.aged_fire_per_s",
+    "sqlite.fire_growth_400", "sqlite.fresh_fire_per_s", "sqlite.aged_fire_per_s", "sqlite.replay_per_s",
+    "sqlite.ratio_ceiling", "spiff.ratio_reload_ceiling",
     "spiff.durable_per_s", "spiff.ratio", "spiff.ratio_reload", "reminders.delivered_per_s",
     "memory.kapflow", "memory.transitions_bare", "memory.transitions_per_fire_machine",
     "memory.python_statemachine", "memory.spiff",
@@ -25,6 +26,7 @@ POSTGRES_FIGURES = (
     "postgres.fire_per_s", "postgres.raw_per_s", "postgres.ratio", "postgres.workers_scaling",
     "postgres.cpu_scaling_2_processes", "api.pg_workers_scaling", "postgres.fire_growth_400",
     "scale.history_ms_p50", "scale.case_list_ms_p50", "scale.verify_case_ms_p50", "scale.db_bytes_per_case",
+    "api.pg_workers_scaling_bound", "api.pg_cpu_scaling_2_processes", "api.pg_busiest_worker_share",
 )
 TARGETS = 21
 ON_POSTGRES = ("postgres.", "api.pg_", "scale.")  # targets measured only with a PostgreSQL server
