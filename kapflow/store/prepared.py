@@ -512,8 +512,7 @@ class HotStatements:
         self.delete_words = prep(delete(_words).where(_words.c.case_id == bindparam("b_case")))
         self.insert_word = prep(_words.insert().values(word=bindparam("word"), case_id=bindparam("case_id")))
         # A case's ledger summary, replaced whole when its ledger changes (its row is locked: no other writer).
-        self.delete_ledger = prep(delete(_ledgers).where(_ledgers.c.case_id == bindparam("b_case")))
-        self.insert_ledger = prep(_ledgers.insert().values({c: bindparam(c) for c in LEDGER_COLUMNS}))
+        self.put_ledger = prep(_upsert(dialect, _ledgers, LEDGER_COLUMNS, ("case_id",)))
         # Cases with no word indexed yet, by id after ``after_id``: those opened before the index existed.
         self.unindexed_cases = prep(
             select(*read)

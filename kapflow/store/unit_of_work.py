@@ -316,8 +316,7 @@ class SqlUnitOfWork:
 
     def put_ledger_summary(self, case_id: str, summary: LedgerSummary) -> None:
         """The case's ledger summary, instead of the one it had."""
-        self._hot.delete_ledger.run(self._cur, {"b_case": case_id})
-        self._hot.insert_ledger.run(self._cur, {
+        self._hot.put_ledger.run(self._cur, {
             "case_id": case_id, "balance_cents": summary.balance_cents, "unbilled": summary.unbilled,
             "oldest_unbilled": summary.oldest_unbilled.isoformat() if summary.oldest_unbilled else None,
             "oldest_open": summary.oldest_open.isoformat() if summary.oldest_open else None,
