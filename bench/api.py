@@ -21,7 +21,9 @@ HMAC and then from a short-lived cache (``kapflow.app.api_keys``): never a passw
 PostgreSQL (``pg_workers_scaling``): ``kapflow serve --workers 1`` and ``--workers 2`` subprocesses on one
 bench schema, loaded in turns, round by round, by the same client processes (each a keep-alive connection
 of the standard library's ``http.client`` to each server, firing ``hold`` and ``resume`` on cases of its own);
-fires/s with 2 workers ÷ with 1.
+fires/s with 2 workers ÷ with 1. Each round also reads the CPU the server's processes, PostgreSQL's and the
+clients used (``proc_cpu``), and each pair of rounds is followed by what the machine gives two pure-Python
+processes against one: the figure is read against both (``_cpu_figures``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ repetitions are compared. Separate files keep one contender's WAL checkpoints of
   template case (read back from its tables: same bytes, other case ids), written through plain sqlite3:
   ``BEGIN IMMEDIATE``, UPDATE of the case row where its event count is the previous one (checked:
   one row), INSERT of the audit row and of the entry (two of each when the step posts a charge), ``COMMIT``.
+- replay: kapflow's own statements of each step, as its store ran them on the template case with the values it
+  bound (the raw side's rows, and the timers a move plans and cancels, and the ledger summary), run through plain
+  sqlite3 on copies of the template's rows, one commit each: the fire's writes with none of kapflow's Python.
+  ``ratio_ceiling`` = replay / raw is the most ``ratio`` could be.
 - spiff: a SpiffWorkflow instance per case completes the step's user task, is serialized to JSON and
   written to its row (``BEGIN IMMEDIATE``, UPDATE, ``COMMIT``); the instance stays in memory. The
   ``reload`` variant also reads and deserializes it in each step's transaction, as a request would.
