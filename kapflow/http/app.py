@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kapflow.app.engine import Engine
@@ -40,6 +41,15 @@ ROUTERS: tuple[Callable[[Engine], APIRouter], ...] = (
 """The route modules under ``/v1``, each a function of the engine."""
 
 
+_NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False,
+}
+"""FastAPI's own OpenTelemetry, off: it would trace, measure and log every request (exception messages and stack
+traces among them, which a database driver may fill with a stored value) through any provider the embedding
+process configured, or an exporter its environment names. What the service says about a request is kapflow's
+log line: the route template, the status, the actor, no PHI."""
+
+
 def create_app(
     engine: Engine, authenticator: Authenticator, *, ready: Callable[[], None] | None = None,
     cors_origins: Sequence[str] = (), console: ConsoleConfig | None = None,
@@ -48,6 +58,7 @@ def create_app(
     ``cors_origins``: the browser origins allowed to call it (none: CORS off); ``console``: also serve the
     practice's web console under ``/console``."""
     app = FastAPI(
+        telemetry=_NO_TELEMETRY,
         title="kapflow", version=API_VERSION, openapi_url="/openapi.json", docs_url=None, redoc_url=None,
         description="The kapflow engine over HTTP: cases, facts, triggers and their audit history. Every "
                     "route under /v1 needs `Authorization: Bearer` with an API key or an OpenID Connect token.",

@@ -21,6 +21,8 @@ import httpx
 import pytest
 import uvicorn
 from http_server import free_port, serving
+from opentelemetry import _logs as otel_logs
+from opentelemetry import metrics, trace
 from support import FRONT_DESK, INQUIRY
 
 import kapflow.app.queries as queries
@@ -147,6 +149,49 @@ def test_invalid_data_is_422_naming_the_field_never_the_value(api: Api) -> None:
         assert answer.status_code == 422 and answer.json()["field"] == "amount" and "lots" not in answer.text
         shape = desk.post("/v1/cases", json={"intake": "Sample Client, born 1985"})
         assert shape.status_code == 422 and "born" not in shape.text
+
+
+class _Asked:
+    """OpenTelemetry providers an embedding application might set, which note each time they are asked for a
+    tracer, a meter or a logger (to FastAPI, any provider of a class it does not know is a configured one)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        asked = self.asked
+
+        # Not the API's no-op providers (FastAPI skips those), but handing out their no-op parts.
+        class Tracers(trace.TracerProvider):
+            def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+                asked.append("tracer")
+                return trace.NoOpTracer()
+
+        class Meters(metrics.MeterProvider):
+            def get_meter(self, *args: Any, **kwargs: Any) -> metrics.Meter:
+                asked.append("meter")
+                return metrics.NoOpMeter("kapflow-test")
+
+        class Loggers(otel_logs.LoggerProvider):
+            def get_logger(self, *args: Any, **kwargs: Any) -> otel_logs.Logger:
+                asked.append("logger")
+                return otel_logs.NoOpLogger("kapflow-test")
+
+        self.tracers, self.meters, self.loggers = Tracers(), Meters(), Loggers()
+
+
+def test_requests_reach_no_opentelemetry_provider_the_process_has(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI traces, measures and logs each request (exception messages and stack traces too) through whatever
+    OpenTelemetry providers the process has, or an exporter its environment names: kapflow's app turns that off,
+    so what leaves the service about a request is kapflow's own log line, without PHI."""
+    providers = _Asked()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: providers.tracers)
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: providers.meters)
+    monkeypatch.setattr(otel_logs, "get_logger_provider", lambda: providers.loggers)
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    case_id = _open(api, key="web-form-otel").json()["case_id"]
+    with api.client("front_desk") as desk:
+        assert desk.post(f"/v1/cases/{case_id}/facts/payment", json={"amount": "lots"}).status_code == 422
+        assert desk.get(f"/v1/cases/{case_id}").status_code == 200
+    assert providers.asked == []
 
 
 def test_a_role_the_workflow_does_not_permit_is_403(api: Api) -> None:
