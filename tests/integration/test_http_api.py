@@ -151,47 +151,51 @@ def test_invalid_data_is_422_naming_the_field_never_the_value(api: Api) -> None:
         assert shape.status_code == 422 and "born" not in shape.text
 
 
-class _Asked:
-    """OpenTelemetry providers an embedding application might set, which note each time they are asked for a
-    tracer, a meter or a logger (to FastAPI, any provider of a class it does not know is a configured one)."""
+# Providers an embedding application might set, each noting when FastAPI asks it for a tracer, meter or logger.
+# Not the API's no-op providers (FastAPI skips those, and takes a provider of any other class for a configured
+# one), but handing out their no-op parts.
+class _Tracers(trace.TracerProvider):
+    def __init__(self, asked: list[str]) -> None:
+        self.asked = asked
 
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-        asked = self.asked
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        self.asked.append("tracer")
+        return trace.NoOpTracer()
 
-        # Not the API's no-op providers (FastAPI skips those), but handing out their no-op parts.
-        class Tracers(trace.TracerProvider):
-            def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
-                asked.append("tracer")
-                return trace.NoOpTracer()
 
-        class Meters(metrics.MeterProvider):
-            def get_meter(self, *args: Any, **kwargs: Any) -> metrics.Meter:
-                asked.append("meter")
-                return metrics.NoOpMeter("kapflow-test")
+class _Meters(metrics.MeterProvider):
+    def __init__(self, asked: list[str]) -> None:
+        self.asked = asked
 
-        class Loggers(otel_logs.LoggerProvider):
-            def get_logger(self, *args: Any, **kwargs: Any) -> otel_logs.Logger:
-                asked.append("logger")
-                return otel_logs.NoOpLogger("kapflow-test")
+    def get_meter(self, *args: Any, **kwargs: Any) -> metrics.Meter:
+        self.asked.append("meter")
+        return metrics.NoOpMeter("kapflow-test")
 
-        self.tracers, self.meters, self.loggers = Tracers(), Meters(), Loggers()
+
+class _Loggers(otel_logs.LoggerProvider):
+    def __init__(self, asked: list[str]) -> None:
+        self.asked = asked
+
+    def get_logger(self, *args: Any, **kwargs: Any) -> otel_logs.Logger:
+        self.asked.append("logger")
+        return otel_logs.NoOpLogger("kapflow-test")
 
 
 def test_requests_reach_no_opentelemetry_provider_the_process_has(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """FastAPI traces, measures and logs each request (exception messages and stack traces too) through whatever
     OpenTelemetry providers the process has, or an exporter its environment names: kapflow's app turns that off,
     so what leaves the service about a request is kapflow's own log line, without PHI."""
-    providers = _Asked()
-    monkeypatch.setattr(trace, "get_tracer_provider", lambda: providers.tracers)
-    monkeypatch.setattr(metrics, "get_meter_provider", lambda: providers.meters)
-    monkeypatch.setattr(otel_logs, "get_logger_provider", lambda: providers.loggers)
+    asked: list[str] = []
+    tracers, meters, loggers = _Tracers(asked), _Meters(asked), _Loggers(asked)
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: tracers)
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: meters)
+    monkeypatch.setattr(otel_logs, "get_logger_provider", lambda: loggers)
     monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
     case_id = _open(api, key="web-form-otel").json()["case_id"]
     with api.client("front_desk") as desk:
         assert desk.post(f"/v1/cases/{case_id}/facts/payment", json={"amount": "lots"}).status_code == 422
         assert desk.get(f"/v1/cases/{case_id}").status_code == 200
-    assert providers.asked == []
+    assert asked == []
 
 
 def test_a_role_the_workflow_does_not_permit_is_403(api: Api) -> None:

@@ -141,16 +141,22 @@ def test_past_its_bounds_others_leave_and_long_texts_are_not_kept() -> None:
     assert budget[-1] in kept and len(kept) * (LARGEST_TEXT - 200) <= TEXT_BUDGET < len(budget) * (LARGEST_TEXT - 200)
 
 
+def _going_round(recent: RecentProjections, cases: list[CaseRecord], *, rounds: int) -> int:
+    """Commands on ``cases`` in turn, ``rounds`` times, each keeping its case: how many found theirs kept."""
+    found = 0
+    for _round in range(rounds):
+        for case in cases:
+            found += recent.latest(case.id) is not None
+            recent.remember([case])
+    return found
+
+
 def test_commands_going_round_more_cases_than_fit_still_find_most_kept() -> None:
     """Round after round over one more case than fit, as the worker's pass over every due reminder goes: the
     least recently used would be the very next case each time, and nothing kept would ever serve."""
     recent = RecentProjections(capacity=20, chooser=random.Random(3))
     cases = [_case(f"round-{i}", "{}") for i in range(21)]
-    found = 0
-    for _round in range(10):
-        for case in cases:
-            found += recent.latest(case.id) is not None
-            recent.remember([case])
+    found = _going_round(recent, cases, rounds=10)
     assert found > 100  # of 210 (the least recently used leaving: 0)
 
 
@@ -164,11 +170,7 @@ def test_cases_nobody_asks_for_any_more_leave_before_those_in_use() -> None:
     for i in range(100):
         recent.latest(f"yesterday-{i}")  # each asked for once more, yesterday
     today = [_case(f"today-{i}", "{}") for i in range(100)]
-    found = 0
-    for _round in range(6):
-        for case in today:
-            found += recent.latest(case.id) is not None
-            recent.remember([case])
+    found = _going_round(recent, today, rounds=6)
     assert found > 0.75 * 500  # of the 500 commands after the first round
 
 
