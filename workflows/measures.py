@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseFacts
-from kapflow.domain.workflow import Moment, Reminder
+from kapflow.domain.workflow import Moment, Reminder, moment_reading
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def progress(
 
 
 def _first_move(facts: CaseFacts, triggers: tuple[str, ...]) -> datetime | None:
-    return min((m.at for m in facts.moves() if m.trigger in triggers), default=None)
+    return min((moves[0].at for t in triggers if (moves := facts.moves_by(t))), default=None)
 
 
 def case_measures(
@@ -300,6 +300,7 @@ def rise_moment(*baseline_until: str, rise: int = RISE_ALERT) -> Moment:
     baseline (taken by the first move by one of ``baseline_until``); None otherwise. Each such
     questionnaire is a new moment, so each alerts once; a later one back under the line ends the alert."""
 
+    @moment_reading(facts=("questionnaire",), moves=baseline_until)
     def moment(facts: CaseFacts, cal: PracticeCalendar) -> datetime | None:
         # A projection is planned more than once (its command, the worker settling its timers): once each.
         return facts.derived((rise_moment, baseline_until, rise), latest_rise)
@@ -324,6 +325,7 @@ def checkin_moment(treatment_starts: str) -> Moment:
     """Once the first move by ``treatment_starts`` (the first session) happened: the later of it and the
     moment both instruments were last recorded (the older of the latest PHQ-9 and the latest GAD-7)."""
 
+    @moment_reading(facts=("questionnaire",), moves=(treatment_starts,))
     def moment(facts: CaseFacts, cal: PracticeCalendar) -> datetime | None:
         start = _first_move(facts, (treatment_starts,))
         if start is None:

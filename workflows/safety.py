@@ -17,7 +17,7 @@ from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseFacts, FactEntry
 from kapflow.domain.errors import Blocker
 from kapflow.domain.facts import Choice, Day, FactSpec, Text
-from kapflow.domain.workflow import GuardContext, Reminder
+from kapflow.domain.workflow import GuardContext, Moment, Reminder, moment_reading
 from kapflow.workflows.measures import phq9_item9
 
 SAFETY_ASSESSMENT_KIND = "safety_assessment"
@@ -100,4 +100,4 @@ def safety_alerts(audiences: tuple[str, ...]) -> tuple[Reminder, ...]:
 
 
 GUARDS: Mapping[str, SafetySignalResolved] = {"safety_signal_resolved": SafetySignalResolved()}
-MOMENTS = {SIGNAL_MOMENT: signal_moment}
+MOMENTS: dict[str, Moment] = {SIGNAL_MOMENT: moment_reading(facts=("questionnaire",))(signal_moment)}

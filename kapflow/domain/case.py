@@ -164,6 +164,7 @@ class CaseFacts:
         "_derived",
         "_facts",
         "_move_positions",
+        "_move_reads",
         "_moves",
         "_pending",
         "_positions",
@@ -188,6 +189,7 @@ class CaseFacts:
         self._by_trigger: dict[str, list[Move]] = {}
         self._derived: dict[object, Any] = {}
         self._reads: dict[object, frozenset[str]] = {}  # the fact kinds a derived view depends on, when it said
+        self._move_reads: dict[object, frozenset[str]] = {}  # the triggers of the moves it depends on too, if any
         self._steps: dict[object, Callable[[Any, FactEntry], Any]] = {}  # how a view takes one more fact, when it said
         # Views not brought up to date yet: the view of an earlier projection and the facts to step it by since.
         self._pending: dict[object, tuple[Any, tuple[FactEntry, ...]]] = {}
@@ -344,13 +346,15 @@ class CaseFacts:
     def derived(
         self, key: object, compute: Callable[[CaseFacts], T], *, reads: frozenset[str] | None = None,
         step: Callable[[T, FactEntry], T] | None = None, stored: Callable[[], StoredView[T]] | None = None,
+        moves: frozenset[str] = frozenset(),
     ) -> T:
         """``compute(self)``, once per projection: a view several guards (or the planner) share.
 
         ``key`` names the view (usually ``compute`` itself); the view must depend on this projection
         only (its facts and moves), never on the clock or a command's data. ``reads``: the fact kinds
-        it depends on, when only those (no moves): the projection one more entry makes (``extended``)
-        keeps it unless that entry is a fact of one of them, so a long case does not fold it again.
+        it depends on, when only those (and the moves of the triggers ``moves`` names, if any): the projection
+        one more entry makes (``extended``) keeps it unless that entry is a fact of one of them, or a move by one
+        of those triggers, so a long case does not fold it again.
         ``step`` (with ``reads``): the view after one more fact of those kinds, from the view before,
         which it must leave unchanged (the projection before shares it); the next projection then steps
         the view by its new fact instead of folding the whole case again.
@@ -372,13 +376,15 @@ class CaseFacts:
                 value = stepping(value, fact)
             self._derived[key] = value
             return cast(T, value)
-        found = self._from_base(key, reads, step) if reads is not None else None
+        found = self._from_base(key, reads, step, moves) if reads is not None else None
         if found is None and stored is not None and reads is not None and step is not None:
             found = self._from_snapshot(self._stored[key], reads, step)
         view: T = compute(self) if found is None else found
         self._derived[key] = view
         if reads is not None:
             self._reads[key] = reads
+            if moves:
+                self._move_reads[key] = moves
             if step is not None:
                 self._steps[key] = step
         return view
@@ -435,17 +441,20 @@ class CaseFacts:
             self._snapshot_at[stored.name] = count
         return due
 
-    def _from_base(self, key: object, reads: frozenset[str], step: Callable[[T, FactEntry], T] | None) -> T | None:
+    def _from_base(self, key: object, reads: frozenset[str], step: Callable[[T, FactEntry], T] | None,
+                   moves: frozenset[str]) -> T | None:
         """The view as the projection this one extends has it now, taken or stepped by the entry added; None when
         that projection has not worked it out (or is gone), or cannot step it."""
         base, section = self._extending()
         if base is None or (key not in base._derived and key not in base._pending):
             return None
-        before: T = base.derived(key, lambda _f: cast(T, None), reads=reads, step=step)  # brought up to date
+        before: T = base.derived(key, lambda _f: cast(T, None), reads=reads, step=step, moves=moves)  # up to date
         stored = base._stored.get(key)
         if stored is not None and stored.name in base._snapshot_at:  # what the store holds of it, as base knows
             self._snapshot_at.setdefault(stored.name, base._snapshot_at[stored.name])
-        if section == "moves" or self._raw["facts"][-1]["kind"] not in reads:
+        if section == "moves":
+            return before if self._raw["moves"][-1]["trigger"] not in moves else None
+        if self._raw["facts"][-1]["kind"] not in reads:
             return before
         return step(before, _fact(self._raw["facts"][-1])) if step is not None else None
 
@@ -482,7 +491,9 @@ class CaseFacts:
                 after._by_trigger[trigger] = [*self._by_trigger[trigger], _move(entry)]
         new_fact = None
         for key, kinds in self._reads.items():
-            step = self._steps.get(key)
+            step, triggers = self._steps.get(key), self._move_reads.get(key)
+            if section == "moves" and triggers is not None and entry["trigger"] in triggers:
+                continue  # worked out again when next asked for
             if section == "moves" or entry["kind"] not in kinds:  # the view holds as it is
                 if key in self._derived:
                     after._derived[key] = self._derived[key]
@@ -495,6 +506,8 @@ class CaseFacts:
             else:
                 continue  # folded again when next asked for
             after._reads[key] = kinds
+            if triggers is not None:
+                after._move_reads[key] = triggers
             if step is not None:
                 after._steps[key] = step
         after._snapshots = self._snapshots  # they cover a part of these facts still

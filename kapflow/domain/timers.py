@@ -26,7 +26,7 @@ from kapflow.domain.appointments import Appointment, AppointmentFacts, appointme
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import CaseFacts
 from kapflow.domain.entries import to_iso
-from kapflow.domain.workflow import Reminder, Workflow
+from kapflow.domain.workflow import ReadingMoment, Reminder, Workflow
 
 
 @dataclass(frozen=True, slots=True)  # slots: a kept case holds a dozen, each one object for the cycle collector
@@ -58,20 +58,81 @@ def plan_timers(
     count its days (business days skip its weekends and closed days), hours are elapsed time.
     """
     here = wf.state(state)
-    reminders = here.reminders + (tuple(r for r in wf.reminders if r.on_appointment) if here.final else wf.reminders)
+    planned = _planned_for(wf, here.reminders, case_id, facts, opened_at, cal) if here.reminders else {}
+    for key, timer in _workflow_timers(wf, here.final, case_id, facts, cal).items():
+        planned[key] = timer
+    return planned
+
+
+def _workflow_timers(
+    wf: Workflow, final: bool, case_id: str, facts: CaseFacts, cal: PracticeCalendar,
+) -> dict[str, PlannedTimer]:
+    """The timers of the workflow's own reminders (of a closed case: only the notices of appointments' changes),
+    kept with the projection while nothing they are planned from changes, when every moment they count from says
+    what it reads (``ReadingMoment``): they follow no state, so most commands leave them as they were."""
+    reminders = tuple(r for r in wf.reminders if r.on_appointment) if final else wf.reminders
     if not reminders:
         return {}
+    reads = _reads_of(wf, reminders)
+    if reads is None:
+        return _planned_for(wf, reminders, case_id, facts, None, cal)
+    kept = facts.derived((_workflow_timers, case_id, final, id(wf), id(cal)),
+                         lambda f: (wf, cal, _planned_for(wf, reminders, case_id, f, None, cal)),
+                         reads=reads[0], moves=reads[1])
+    if kept[0] is wf and kept[1] is cal:  # ids are reused once an object is gone: the objects themselves decide
+        return kept[2]
+    return _planned_for(wf, reminders, case_id, facts, None, cal)
+
+
+_READS: dict[tuple[int, int], tuple[Workflow, tuple[Reminder, ...], tuple[frozenset[str], frozenset[str]] | None]] = {}
+
+
+def _reads_of(wf: Workflow, reminders: tuple[Reminder, ...]) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The fact kinds and the triggers ``reminders`` are planned from (their moments' and their appointments'),
+    or None when a moment among them does not say (worked out once per workflow)."""
+    found = _READS.get((id(wf), id(reminders)))
+    if found is not None and found[0] is wf and found[1] is reminders:
+        return found[2]
+    kinds: set[str] = set()
+    triggers: set[str] = set()
+    reads: tuple[frozenset[str], frozenset[str]] | None = None
+    for r in reminders:
+        moment = wf.moments[r.since] if r.since is not None else None
+        if moment is not None and not isinstance(moment, ReadingMoment):
+            break
+        if moment is not None:
+            kinds |= moment.facts
+            triggers |= moment.moves
+        elif r.after is not None:
+            break  # counted from entering a state: a state's reminder, never the workflow's (validated)
+        elif wf.appointments is not None:
+            kinds |= {wf.appointments.booking, wf.appointments.update}
+    else:
+        reads = frozenset(kinds), frozenset(triggers)
+    if len(_READS) > 64:
+        _READS.clear()  # workflows built on the fly (tests): a cache, not a record
+    _READS[(id(wf), id(reminders))] = (wf, reminders, reads)
+    return reads
+
+
+def _planned_for(
+    wf: Workflow, reminders: tuple[Reminder, ...], case_id: str, facts: CaseFacts, opened_at: datetime | None,
+    cal: PracticeCalendar,
+) -> dict[str, PlannedTimer]:
+    """The timers ``reminders`` plan for the case (``opened_at``: when it was opened, for a state's reminders)."""
     planned: dict[str, PlannedTimer] = {}
     by_appointment: list[Reminder] = []
     moments: dict[str, datetime | None] = {}  # several reminders may count from one moment: computed once
+    entered: datetime | None = None  # and several from entering the state (its last move parsed once)
     for r in reminders:
         if r.since is not None:
             if r.since not in moments:
-                moments[r.since] = wf.moments[r.since](facts, cal)
+                moments[r.since] = moment_at(wf, r.since, facts, cal)
             timer = _since_timer(r, case_id, moments[r.since], cal)
         elif r.after is not None:
-            timer = PlannedTimer(f"{case_id}:m{facts.move_count()}:{r.name}", case_id, r.name,
-                                 _after(entered_at(facts, opened_at), r, cal))
+            assert opened_at is not None  # only a state's reminders count from entering it (validated)
+            entered = entered or entered_at(facts, opened_at)
+            timer = PlannedTimer(f"{case_id}:m{facts.move_count()}:{r.name}", case_id, r.name, _after(entered, r, cal))
         else:
             by_appointment.append(r)
             continue
@@ -87,6 +148,18 @@ def plan_timers(
                     if timer is not None:
                         planned[timer.key] = timer
     return planned
+
+
+def moment_at(wf: Workflow, name: str, facts: CaseFacts, cal: PracticeCalendar) -> datetime | None:
+    """The workflow's moment ``name`` on the case: kept with the projection when it says what it reads."""
+    moment = wf.moments[name]
+    if not isinstance(moment, ReadingMoment):
+        return moment(facts, cal)
+    kept = facts.derived((moment_at, id(moment), id(cal)), lambda f: (moment, cal, moment.compute(f, cal)),
+                         reads=moment.facts, moves=moment.moves)
+    if kept[0] is moment and kept[1] is cal:
+        return kept[2]
+    return moment.compute(facts, cal)
 
 
 def planned(

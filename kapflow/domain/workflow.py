@@ -83,7 +83,32 @@ APPOINTMENT_EVENTS = ("booked", "moved", "cancelled")
 
 Moment = Callable[[CaseFacts, PracticeCalendar], datetime | None]
 """A moment a workflow counts reminders from (the last KAP session, a prescription's expiry): a pure
-function of the case's facts, None while there is none."""
+function of the case's facts, None while there is none. One that says what it reads (``moment_reading``) is
+worked out again only when a command changed what it reads."""
+
+
+@dataclass(frozen=True, eq=False)
+class ReadingMoment:
+    """A ``Moment`` that declares what it reads: the facts of the kinds ``facts`` and the moves by the triggers
+    ``moves``, and nothing else of the case (``moment_reading``).
+
+    A case's plan is worked out after every command, and most commands change nothing a moment reads (a move
+    to another state, vitals recorded): the plan keeps such a moment, and the timers counted from it, with the
+    projection (``CaseFacts.derived``). A moment that reads more than it declares would keep a stale time: the
+    tests of the shipped workflows record what each one reads and compare (``tests/unit/test_moment_reads.py``).
+    """
+
+    compute: Moment
+    facts: frozenset[str]
+    moves: frozenset[str] = frozenset()
+
+    def __call__(self, facts: CaseFacts, cal: PracticeCalendar) -> datetime | None:
+        return self.compute(facts, cal)
+
+
+def moment_reading(*, facts: Iterable[str] = (), moves: Iterable[str] = ()) -> Callable[[Moment], ReadingMoment]:
+    """Declare what a moment reads: ``@moment_reading(facts=("prescription",))`` over its function."""
+    return lambda compute: ReadingMoment(compute, frozenset(facts), frozenset(moves))
 
 
 @dataclass(frozen=True)
@@ -467,6 +492,19 @@ def _check_reminders(wf: Workflow, known: set[str]) -> list[str]:
             problems += _check_reminder(wf, r, f"reminder {r.name!r} of state {s.name!r}", known, s.name)
     for r in wf.reminders:
         problems += _check_reminder(wf, r, f"reminder {r.name!r} of the workflow", known, None)
+    return problems + _check_moments(wf)
+
+
+def _check_moments(wf: Workflow) -> list[str]:
+    """A moment that declares what it reads names fact kinds and triggers of the workflow."""
+    problems: list[str] = []
+    triggers = {t.trigger for t in wf.transitions}  # validated before the workflow indexes its transitions
+    for name, moment in sorted(wf.moments.items()):
+        if isinstance(moment, ReadingMoment):
+            problems += [f"moment {name!r} reads unknown fact kind {k!r}"
+                         for k in sorted(moment.facts - wf.facts.keys())]
+            problems += [f"moment {name!r} reads the moves of unknown trigger {t!r}"
+                         for t in sorted(moment.moves - triggers)]
     return problems
 
 

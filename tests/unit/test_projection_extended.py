@@ -35,6 +35,18 @@ def _payments(view: CaseFacts) -> tuple[int, ...]:
                         reads=frozenset({"payment"}), step=lambda before, fact: (*before, fact.data["n"]))
 
 
+def _paid_since_hold(view: CaseFacts) -> tuple[int, str | None]:
+    """A view that reads payments and the moves by ``hold``: kept across other moves, worked out again after one."""
+    return view.derived("paid-since-hold", _paid_since_hold_of, reads=frozenset({"payment"}),
+                        moves=frozenset({"hold"}))
+
+
+def _paid_since_hold_of(f: CaseFacts) -> tuple[int, str | None]:
+    held = f.last_move("hold")
+    return (sum(1 for p in f.of_kind("payment") if held is None or p.at >= held.at),
+            held.at.isoformat() if held else None)
+
+
 def _ask(view: CaseFacts, queries: set[int]) -> None:
     """Ask some queries (so the view has parsed and derived what they need) before the next entry."""
     for q in queries:
@@ -54,6 +66,7 @@ def _ask(view: CaseFacts, queries: set[int]) -> None:
             view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count()))
         elif q == 7:
             view.of_kinds(("payment", "vitals"))
+            _paid_since_hold(view)
         else:
             view.of_kind("vitals")
 
@@ -67,6 +80,7 @@ def _answers(view: CaseFacts) -> tuple[Any, ...]:
         [view.moves_by(t) for t in TRIGGERS], view.last_move(), view.of_kinds(("payment", "vitals")),
         view.derived(("count", "vitals"), _count("vitals"), reads=frozenset({"vitals"})),
         view.derived(("count", "all"), lambda f: (len(f.facts()), f.move_count())), _payments(view),
+        _paid_since_hold(view),
     )
 
 
@@ -123,6 +137,34 @@ def test_a_view_that_reads_some_kinds_is_kept_until_one_of_them_is_recorded() ->
     raw = fold_fact(raw, "vitals", T0, "actor-1", {"n": 2})
     view = view.extended(raw, "facts")
     assert len(view.derived("vitals", vitals, reads=frozenset({"vitals"}))) == 2 and len(computed) == 2
+
+
+def test_a_view_that_reads_some_moves_is_kept_until_a_move_by_one_of_their_triggers() -> None:
+    """``moves``: the view is kept across facts of other kinds and moves by other triggers, whether the projection
+    before worked it out before its extension or after, and worked out again after a move by one it reads."""
+    raw = fold_fact({"facts": [], "moves": []}, "payment", T0, "actor-1", {"n": 0})
+    view = CaseFacts(raw)
+    computed: list[int] = []
+
+    def ask(v: CaseFacts) -> int:
+        return v.derived("holds", lambda f: (computed.append(1), len(f.moves_by("hold")))[1],
+                         reads=frozenset({"payment"}), moves=frozenset({"hold"}))
+
+    assert ask(view) == 0
+    raw = fold_move(raw, "resume", "a", "b", T0)
+    view = view.extended(raw, "moves")
+    raw = fold_fact(raw, "vitals", T0, "actor-1", {"n": 1})
+    view = view.extended(raw, "facts")
+    assert ask(view) == 0 and computed == [1]
+    raw = fold_move(raw, "hold", "b", "a", T0)
+    held = view.extended(raw, "moves")
+    assert ask(held) == 1 and computed == [1, 1]
+    before = CaseFacts(raw)
+    later = before.extended(fold_move(raw, "hold", "a", "a", T0), "moves")
+    assert ask(before) == 1  # worked out after the extension was made: taken from there unless a move it reads
+    assert ask(later) == 2 and computed == [1, 1, 1, 1]
+    other = before.extended(fold_move(raw, "resume", "a", "a", T0), "moves")
+    assert ask(other) == 1 and computed == [1, 1, 1, 1]
 
 
 def test_a_stepped_view_takes_the_facts_recorded_since_it_was_asked_for() -> None:

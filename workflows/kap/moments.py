@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseFacts
-from kapflow.domain.workflow import Moment
+from kapflow.domain.workflow import Moment, moment_reading
 
 DOSING = "start_kap_session"
 MORNING = timedelta(hours=9)
@@ -66,9 +66,11 @@ def serious_event_unheld(facts: CaseFacts, cal: PracticeCalendar) -> datetime | 
     return serious
 
 
+# Each says what it reads, so a case's plan keeps it while a command changes none of that (``moment_reading``).
 MOMENTS: dict[str, Moment] = {
-    "last_kap_session": last_kap_session,
-    "estimate_recorded": estimate_recorded,
-    "prescription_lapses": prescription_lapses,
-    "serious_adverse_event": serious_event_unheld,
+    "last_kap_session": moment_reading(moves=(DOSING,))(last_kap_session),
+    "estimate_recorded": moment_reading(facts=("good_faith_estimate",))(estimate_recorded),
+    "prescription_lapses": moment_reading(facts=("prescription",))(prescription_lapses),
+    "serious_adverse_event": moment_reading(facts=("adverse_event",), moves=(HOLD_FOR_REVIEW, CONTINUE_AFTER_REVIEW))(
+        serious_event_unheld),
 }
