@@ -24,7 +24,17 @@ from kapflow.domain.case import PREVIOUS_STATE, Actor, AuditEvent, CaseRecord, F
 from kapflow.domain.events import DeliveryOutcome, EventKind, TimerStatus
 from kapflow.domain.facts import FactSpec
 from kapflow.domain.verdict import Verdict
-from kapflow.domain.workflow import ClientFields, FactKind, GuardContext, Reminder, State, Transition, Workflow
+from kapflow.domain.workflow import (
+    ClientFields,
+    FactKind,
+    GuardContext,
+    ReadingMoment,
+    Reminder,
+    State,
+    Transition,
+    Workflow,
+    moment_reading,
+)
 from kapflow.errors import (
     AdapterConfigError,
     AuditChainBroken,
@@ -81,6 +91,7 @@ __all__ = [
     "MigrationRefused",
     "NotPermitted",
     "Outcome",
+    "ReadingMoment",
     "Refused",
     "Reminder",
     "RetryPolicy",
@@ -99,5 +110,6 @@ __all__ = [
     "Workflow",
     "WorkflowDefinitionError",
     "build_engine",
+    "moment_reading",
 ]
 __version__ = "0.1.0"
