@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +25,7 @@ def new_event(
     key: str | None = None,
 ) -> AuditEvent:
     """The next event of ``case``'s chain; ``at`` is the command's one instant, shared with what it writes."""
-    unsigned = AuditEvent(
+    fields: dict[str, Any] = dict(
         case_id=case.id,
         case_seq=case.event_count + 1,
         at=at,
@@ -42,10 +41,10 @@ def new_event(
         blockers=blockers,
         idempotency_key=key,
         prev_hash=case.head_hash or GENESIS,
-        hash="",
         os_user=actor.os_user,
     )
-    return replace(unsigned, hash=link_hash(unsigned))
+    # Built again with its hash rather than ``dataclasses.replace``d: a fifth of the cost, on every command.
+    return AuditEvent(**fields, hash=link_hash(AuditEvent(**fields, hash="")))
 
 
 def note_event(
