@@ -70,10 +70,9 @@ def _workflow_timers(
     """The timers of the workflow's own reminders (of a closed case: only the notices of appointments' changes),
     kept with the projection while nothing they are planned from changes, when every moment they count from says
     what it reads (``ReadingMoment``): they follow no state, so most commands leave them as they were."""
-    reminders = tuple(r for r in wf.reminders if r.on_appointment) if final else wf.reminders
+    reminders, reads = _workflow_reminders(wf, final)
     if not reminders:
         return {}
-    reads = _reads_of(wf, reminders)
     if reads is None:
         return _planned_for(wf, reminders, case_id, facts, None, cal)
     kept = facts.derived((_workflow_timers, case_id, final, id(wf), id(cal)),
@@ -84,18 +83,23 @@ def _workflow_timers(
     return _planned_for(wf, reminders, case_id, facts, None, cal)
 
 
-_READS: dict[tuple[int, int], tuple[Workflow, tuple[Reminder, ...], tuple[frozenset[str], frozenset[str]] | None]] = {}
+Reads = tuple[frozenset[str], frozenset[str]]
+"""The fact kinds and the triggers of the moves a plan is worked out from."""
+
+_WORKFLOW_REMINDERS: dict[tuple[int, bool], tuple[Workflow, tuple[Reminder, ...], Reads | None]] = {}
 
 
-def _reads_of(wf: Workflow, reminders: tuple[Reminder, ...]) -> tuple[frozenset[str], frozenset[str]] | None:
-    """The fact kinds and the triggers ``reminders`` are planned from (their moments' and their appointments'),
-    or None when a moment among them does not say (worked out once per workflow)."""
-    found = _READS.get((id(wf), id(reminders)))
-    if found is not None and found[0] is wf and found[1] is reminders:
-        return found[2]
+def _workflow_reminders(wf: Workflow, final: bool) -> tuple[tuple[Reminder, ...], Reads | None]:
+    """The workflow's reminders a case in a final state (or not) plans, and what they are planned from (their
+    moments' reads and their appointments' facts), or None when a moment among them does not say: worked out once
+    per workflow."""
+    found = _WORKFLOW_REMINDERS.get((id(wf), final))
+    if found is not None and found[0] is wf:
+        return found[1], found[2]
+    reminders = tuple(r for r in wf.reminders if r.on_appointment) if final else wf.reminders
     kinds: set[str] = set()
     triggers: set[str] = set()
-    reads: tuple[frozenset[str], frozenset[str]] | None = None
+    reads: Reads | None = None
     for r in reminders:
         moment = wf.moments[r.since] if r.since is not None else None
         if moment is not None and not isinstance(moment, ReadingMoment):
@@ -109,10 +113,10 @@ def _reads_of(wf: Workflow, reminders: tuple[Reminder, ...]) -> tuple[frozenset[
             kinds |= {wf.appointments.booking, wf.appointments.update}
     else:
         reads = frozenset(kinds), frozenset(triggers)
-    if len(_READS) > 64:
-        _READS.clear()  # workflows built on the fly (tests): a cache, not a record
-    _READS[(id(wf), id(reminders))] = (wf, reminders, reads)
-    return reads
+    if len(_WORKFLOW_REMINDERS) > 64:
+        _WORKFLOW_REMINDERS.clear()  # workflows built on the fly (tests): a cache, not a record
+    _WORKFLOW_REMINDERS[(id(wf), final)] = (wf, reminders, reads)
+    return reminders, reads
 
 
 def _planned_for(
