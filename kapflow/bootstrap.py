@@ -304,8 +304,10 @@ def write_key_pair(name: str, private_path: str | Path, public_path: str | Path)
 # ------------------------------------------------------------------ the HTTP API
 
 
-def build_api(url: str, settings: Settings) -> Any:
-    """The HTTP API (a FastAPI app) over an engine on ``url``: API keys, and OpenID tokens if configured."""
+def build_api(url: str, settings: Settings, *, processes: int = 1) -> Any:
+    """The HTTP API (a FastAPI app) over an engine on ``url``: API keys, and OpenID tokens if configured;
+    ``processes``: how many serve it (with more than one, a kept-alive connection is closed now and then, so the
+    client's connections spread among them: ``SpreadConnections``)."""
     try:
         from kapflow.http.app import create_app
         from kapflow.http.console.pages import ConsoleConfig, ConsoleOidc
@@ -333,4 +335,9 @@ def build_api(url: str, settings: Settings) -> Any:
                             oidc_name=s.oidc_issuer if client else None, oidc=client,
                             verify_log=log_verification(engine, settings), prove_case=case_proof(engine, settings))
     return create_app(engine, RequestAuthenticator(engine, oidc), ready=ready, cors_origins=s.cors_origins,
-                      console=console)
+                      console=console, requests_per_connection=REQUESTS_PER_CONNECTION if processes > 1 else 0)
+
+
+REQUESTS_PER_CONNECTION = 100
+"""Answers on a kept-alive connection before a service of several processes closes it (nginx's
+``keepalive_requests`` was 100 for years): a reconnection, and with TLS a handshake, a hundred requests."""

@@ -46,6 +46,7 @@ def serve_command(
     if found.config is not None:
         os.environ["KAPFLOW_CONFIG"] = str(found.config)
     os.environ["KAPFLOW_LOG_JSON"] = "1" if log_json else "0"
+    os.environ["KAPFLOW_SERVE_WORKERS"] = str(workers)
     print(f"kapflow serve: {'https' if cert else 'http'}://{host}:{port}/v1 with {workers} worker(s); "
           "stop with Ctrl-C or SIGTERM", flush=True)
     run(host, port, workers=workers, tls_cert=cert, tls_key=key)

@@ -52,11 +52,13 @@ log line: the route template, the status, the actor, no PHI."""
 
 def create_app(
     engine: Engine, authenticator: Authenticator, *, ready: Callable[[], None] | None = None,
-    cors_origins: Sequence[str] = (), console: ConsoleConfig | None = None,
+    cors_origins: Sequence[str] = (), console: ConsoleConfig | None = None, requests_per_connection: int = 0,
 ) -> FastAPI:
     """The API over ``engine``; ``ready`` raises when the service should not take traffic (``/readyz``);
     ``cors_origins``: the browser origins allowed to call it (none: CORS off); ``console``: also serve the
-    practice's web console under ``/console``."""
+    practice's web console under ``/console``; ``requests_per_connection``: answers on one kept-alive connection
+    before the service closes it (0: never), so one of several server processes does not keep a client's
+    connections (``SpreadConnections``)."""
     app = FastAPI(
         telemetry=_NO_TELEMETRY,
         title="kapflow", version=API_VERSION, openapi_url="/openapi.json", docs_url=None, redoc_url=None,
@@ -69,6 +71,10 @@ def create_app(
     app.add_exception_handler(Exception, problems.internal_error)
     app.middleware("http")(_guarded)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    if requests_per_connection < 0:
+        raise ValueError("requests_per_connection: at least one answer on a connection before it is closed, or 0")
+    if requests_per_connection:
+        app.add_middleware(SpreadConnections, every=requests_per_connection)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(cors_origins), allow_credentials=False, max_age=600,
@@ -123,6 +129,46 @@ async def _guarded(request: Request, call_next: Callable[[Request], Any]) -> Any
               duration_ms=round(elapsed_ms, 2),
               actor=actor.id if actor else None, role=actor.role if actor else None, via=actor.via if actor else None)
     return response
+
+
+class SpreadConnections:
+    """Closes a kept-alive connection after ``every`` answers (the last one says ``Connection: close``), so the
+    client's next connection goes to whichever of the server's processes accepts it: one that is idle, most often.
+
+    A connection stays with the process that accepted it, and a client system holding a few (a practice-management
+    system's pool) could keep one process busy while another idled. A client reconnects at the next request, at
+    the cost of a connection (and a TLS handshake) every ``every`` requests. Connections are told apart by the
+    client's address and port while open; the counts are a bounded cache (cleared when full: a connection then
+    starts counting again).
+    """
+
+    _KEPT = 4096  # connections counted at most
+
+    def __init__(self, app: Any, every: int) -> None:
+        self.app = app
+        self.every = every
+        self._answered: dict[tuple[str, int], int] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        if client is None:
+            await self.app(scope, receive, send)
+            return
+        key = (str(client[0]), int(client[1]))
+        answered = self._answered.pop(key, 0) + 1
+        if answered < self.every:
+            if len(self._answered) >= self._KEPT:
+                self._answered.clear()
+            self._answered[key] = answered
+            await self.app(scope, receive, send)
+            return
+
+        async def closing(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing)
 
 
 class BodyLimit:

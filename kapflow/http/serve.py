@@ -1,7 +1,8 @@
 """``kapflow serve``'s application factory: each uvicorn worker process builds its own engine.
 
 uvicorn starts ``--workers`` processes and imports ``app_from_environment`` in each, so the database
-URL and the settings file travel as ``KAPFLOW_DB`` and ``KAPFLOW_CONFIG`` (set by ``kapflow serve``).
+URL, the settings file and how many processes serve travel as ``KAPFLOW_DB``, ``KAPFLOW_CONFIG`` and
+``KAPFLOW_SERVE_WORKERS`` (set by ``kapflow serve``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ def app_from_environment() -> FastAPI:
     # Each worker process logs as ``kapflow serve`` was asked to (a line per request, on stderr).
     configure_logging(json=os.environ.get("KAPFLOW_LOG_JSON") == "1")
     settings = load_settings(os.environ.get("KAPFLOW_CONFIG"))
-    app: FastAPI = build_api(database_url(None, settings), settings)
+    app: FastAPI = build_api(database_url(None, settings), settings,
+                             processes=int(os.environ.get("KAPFLOW_SERVE_WORKERS", "1")))
     return app
 
 

@@ -26,9 +26,9 @@ from opentelemetry import metrics, trace
 from support import FRONT_DESK, INQUIRY
 
 import kapflow.app.queries as queries
-from kapflow.bootstrap import build_engine
+from kapflow.bootstrap import build_api, build_engine
 from kapflow.config import Settings
-from kapflow.http.app import MAX_BODY_BYTES, create_app
+from kapflow.http.app import MAX_BODY_BYTES, SpreadConnections, create_app
 from kapflow.http.identity import RequestAuthenticator
 from kapflow.logging import logging_configured
 
@@ -469,3 +469,39 @@ def test_stopping_the_server_finishes_the_request_in_flight(tmp_path: Path) -> N
     thread.join(timeout=30)
     assert answers and answers[0].status_code == 201 and engine.count_cases() == 1
     engine.close()
+
+
+def test_a_service_of_several_processes_closes_a_kept_alive_connection_now_and_then(any_ready_url: str) -> None:
+    """Every ``requests_per_connection``-th answer on a connection says ``Connection: close`` and the connection
+    ends; the client's next request opens another (which another process may accept). One process: never."""
+    engine = build_engine(any_ready_url, settings=Settings())
+    ports: list[int] = []
+    app = create_app(engine, RequestAuthenticator(engine), requests_per_connection=3)
+
+    async def noting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            ports.append(scope["client"][1])
+        await app(scope, receive, send)
+
+    try:
+        with serving(noting) as url, httpx.Client(base_url=url) as http:
+            said = [http.get("/healthz").headers.get("connection") for _ in range(7)]
+        assert said == [None, None, "close", None, None, "close", None]
+        assert len(set(ports[:3])) == len(set(ports[3:6])) == 1 and len({ports[0], ports[3], ports[6]}) == 3
+        ports.clear()
+        with serving(create_app(engine, RequestAuthenticator(engine))) as url, httpx.Client(base_url=url) as http:
+            assert all(http.get("/healthz").headers.get("connection") is None for _ in range(150))
+    finally:
+        engine.close()
+    with pytest.raises(ValueError, match="at least one answer"):
+        create_app(engine, RequestAuthenticator(engine), requests_per_connection=-1)
+
+
+def test_kapflow_serve_spreads_connections_only_with_several_processes(any_ready_url: str) -> None:
+    """``build_api`` (each ``kapflow serve`` process's app) closes connections now and then with ``processes`` > 1."""
+    spreading = []
+    for n in (1, 2):
+        app = build_api(any_ready_url, Settings(), processes=n)
+        spreading.append(any(m.cls is SpreadConnections for m in app.user_middleware))
+        app.state.authenticator._engine.close()  # the engine build_api made for it
+    assert spreading == [False, True]
