@@ -264,7 +264,7 @@ def progress(
 
 
 def _first_move(facts: CaseFacts, triggers: tuple[str, ...]) -> datetime | None:
-    return min((moves[0].at for t in triggers if (moves := facts.moves_by(t))), default=None)
+    return min((m.at for t in triggers for m in facts.moves_by(t)), default=None)
 
 
 def case_measures(
