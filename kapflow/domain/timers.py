@@ -19,14 +19,18 @@ session, a new prescription) replaces the prompt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
 from kapflow.domain.case import CaseFacts
 from kapflow.domain.entries import to_iso
 from kapflow.domain.workflow import ReadingMoment, Reminder, Workflow
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)  # slots: a kept case holds a dozen, each one object for the cycle collector
@@ -73,14 +77,13 @@ def _workflow_timers(
     reminders, reads = _workflow_reminders(wf, final)
     if not reminders:
         return {}
+
+    def plan(f: CaseFacts) -> dict[str, PlannedTimer]:
+        return _planned_for(wf, reminders, case_id, f, None, cal)
+
     if reads is None:
-        return _planned_for(wf, reminders, case_id, facts, None, cal)
-    kept = facts.derived((_workflow_timers, case_id, final, id(wf), id(cal)),
-                         lambda f: (wf, cal, _planned_for(wf, reminders, case_id, f, None, cal)),
-                         reads=reads[0], moves=reads[1])
-    if kept[0] is wf and kept[1] is cal:  # ids are reused once an object is gone: the objects themselves decide
-        return kept[2]
-    return _planned_for(wf, reminders, case_id, facts, None, cal)
+        return plan(facts)
+    return _kept(facts, (_workflow_timers, case_id, final), (wf, cal), plan, reads=reads[0], moves=reads[1])
 
 
 Reads = tuple[frozenset[str], frozenset[str]]
@@ -159,11 +162,8 @@ def moment_at(wf: Workflow, name: str, facts: CaseFacts, cal: PracticeCalendar) 
     moment = wf.moments[name]
     if not isinstance(moment, ReadingMoment):
         return moment(facts, cal)
-    kept = facts.derived((moment_at, id(moment), id(cal)), lambda f: (moment, cal, moment.compute(f, cal)),
-                         reads=moment.facts, moves=moment.moves)
-    if kept[0] is moment and kept[1] is cal:
-        return kept[2]
-    return moment.compute(facts, cal)
+    return _kept(facts, (moment_at,), (moment, cal), lambda f: moment.compute(f, cal),
+                 reads=moment.facts, moves=moment.moves)
 
 
 def planned(
@@ -172,11 +172,18 @@ def planned(
 ) -> dict[str, PlannedTimer]:
     """``plan_timers``, kept with the projection (do not modify it): a command plans the case before and
     after it, and the plan before is the one the command before planned after, on the same projection."""
-    key = (plan_timers, case_id, state, opened_at, id(wf), id(cal))
-    kept = facts.derived(key, lambda f: (wf, cal, plan_timers(wf, case_id, state, f, opened_at, cal)))
-    if kept[0] is wf and kept[1] is cal:  # ids are reused once an object is gone: the objects themselves decide
+    return _kept(facts, (plan_timers, case_id, state, opened_at), (wf, cal),
+                 lambda f: plan_timers(wf, case_id, state, f, opened_at, cal))
+
+
+def _kept(facts: CaseFacts, key: tuple[object, ...], owners: tuple[object, object], compute: Callable[[CaseFacts], T],
+          *, reads: frozenset[str] | None = None, moves: frozenset[str] = frozenset()) -> T:
+    """``compute(facts)``, kept with the projection (``CaseFacts.derived``, ``reads`` and ``moves`` as there) under
+    ``key`` and the ids of ``owners`` (the workflow or moment and the calendar it was worked out with)."""
+    kept = facts.derived((*key, *map(id, owners)), lambda f: (*owners, compute(f)), reads=reads, moves=moves)
+    if kept[0] is owners[0] and kept[1] is owners[1]:  # ids are reused once an object is gone: the objects decide
         return kept[2]
-    return plan_timers(wf, case_id, state, facts, opened_at, cal)
+    return compute(facts)
 
 
 class _Remembered:
