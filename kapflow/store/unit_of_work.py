@@ -428,9 +428,10 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
     wait for that one even in a pipeline); the unit of work queues BEGIN first instead. A read
     (the case row FOR UPDATE, an idempotency key) sends what is queued and waits for its row, so
     BEGIN and the read share one round trip. Statements queue in libpq's buffer and leave
-    together at each wait (``batched_cursor``). Writes are queued without waiting, and ``commit``
-    queues COMMIT and leaves the pipeline, whose Sync is the one wait for all of them: a fire
-    waits for the server twice. If any statement fails, the server skips everything after it,
+    together at each wait (``batched_cursor``) and when a compare-and-swap is queued (``_send_queued``:
+    the server starts on it while the client works out the rest). Writes are queued without waiting,
+    and ``commit`` queues COMMIT and leaves the pipeline, whose Sync is the one wait for all of them:
+    a fire waits for the server twice. If any statement fails, the server skips everything after it,
     COMMIT included, and the error is raised by the next call that reads results (``commit`` at
     the latest). A write whose row count the caller needs (``finish_timer``, ``add_outbox``, a
     compare-and-swap on a row not locked here) waits for it. ``SqlStore`` turns autocommit off
@@ -507,7 +508,9 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         self._held[case.id] = case.event_count
         if self._copies.pop(case.id, None) is not None:
             self._queued_copies.add(case.id)  # a miss fails the commit: then the copy was stale
-        return self._wrote(case, True)
+        wrote = self._wrote(case, True)
+        self._send_queued()
+        return wrote
 
     def _update_and_append_waiting(self, case: CaseRecord, event: AuditEvent, expected_event_count: int) -> bool:
         """A row this transaction has not locked (or not at this count): the row count is the verdict."""
@@ -566,6 +569,18 @@ class PipelinedUnitOfWork(SqlUnitOfWork):
         except Exception:
             clean = False
         return clean  # else a queued statement failed or the connection broke: drop it, as for any error
+
+    def _send_queued(self) -> None:
+        """Hand what is queued to the server now, waiting for nothing: the swap (with BEGIN, the case's entries,
+        whatever came before) runs while the client works out the command's other writes (its timers, holds,
+        ledger, a second command of the same fire), which wait for the commit as before.
+
+        Without it, the server idles until the commit and then does all of the command's work while the client
+        idles (measured, one writer: ``postgres.ratio`` 0.56 to 0.63 before, 0.73 to 0.77 after; 4 workers on
+        2 cores, where both cores are busy either way: the same fires/s within the noise, one more wake of the
+        server a command). libpq writes what the socket takes and keeps any rest for the next send.
+        """
+        self._conn.driver_connection.pgconn.flush()
 
     def _exit_pipeline(self) -> None:
         leave, self._pipeline, self._leave_pipeline = self._leave_pipeline, None, None

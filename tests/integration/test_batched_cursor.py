@@ -122,11 +122,12 @@ def test_queued_writes_run_in_order_and_a_failure_among_them_stops_the_rest(
     assert writer.execute("SELECT n FROM queued ORDER BY n").fetchall() == [(1,), (3,), (20,)]
 
 
-def test_a_commands_writes_reach_the_server_with_its_commit(
+def test_a_commands_swap_leaves_at_once_and_its_other_writes_with_its_commit(
     postgres_ready_url: str, postgres_url: str, clock: FakeClock,
 ) -> None:
     """The store's writer: after the read of the case (its row, then its entries and its kept views' snapshots),
-    nothing reaches the server until the commit."""
+    the compare-and-swap (and whatever it adds) leaves at once, so the server starts on it; a write queued after it
+    (here the words of the client's name) reaches the server only with the commit."""
     store = SqlStore(postgres_ready_url)
     engine = Engine(store, KAP_PATHWAY, clock=clock)
     try:
@@ -137,9 +138,12 @@ def test_a_commands_writes_reach_the_server_with_its_commit(
             pid = cast(Any, uow)._conn.driver_connection.info.backend_pid
             worker = Actor("worker-test", SYSTEM_ROLE)
             append_note(engine, uow, case, worker, {"detail": "queued"})
-            seen = last_statements(witness, pid, QUIET)
-            reads = ("FOR UPDATE", "FROM case_entries", "FROM case_views")  # the case's row, locked, and the rest
-            assert seen and all(any(r in text for r in reads) for text in seen), seen  # the swap has not left
+            seen = watch(witness, "SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,), 10.0,
+                         until=lambda text: "UPDATE cases" in str(text))
+            assert "UPDATE cases" in str(seen[-1]), seen  # the swap (with its audit row), sent without a wait
+            uow.index_words(case_id, ["queued"], replacing=True)
+            seen_after = last_statements(witness, pid, QUIET)
+            assert not any("name_words" in text for text in seen_after), seen_after  # waits for the commit
             uow.commit()
         assert [ev.kind for ev in engine.history(case_id)] == ["opened", "reminder"]
     finally:

@@ -28,6 +28,7 @@ from kapflow.app.engine import Engine
 from kapflow.app.reminders import SYSTEM_ROLE
 from kapflow.domain.case import Actor, AuditEvent, CaseRecord
 from kapflow.domain.effects import Effects
+from kapflow.domain.entries import to_iso
 from kapflow.domain.timers import PlannedTimer
 from kapflow.errors import DuplicateIdempotencyKey, LostRace, StorageError
 from kapflow.ports import UnitOfWork
@@ -423,3 +424,51 @@ def test_postgres_reading_a_case_its_history_or_a_list_is_one_round_trip(pg_engi
     assert (waits(case_read), waits(history_read), waits(list_read)) == (1, 1, 1)
     with store.engine.connect() as conn:  # and the pool's connection is back to what SQLAlchemy expects
         assert getattr(conn.connection.driver_connection, "autocommit", None) is False
+
+
+def timers_of(engine: Engine, case_id: str) -> dict[str, tuple[str, str]]:
+    """The case's timers: key -> (status, due_at)."""
+    return {t["key"]: (t["status"], t["due_at"]) for t in engine.store.queue().timers(case_id)}
+
+
+def apply_alone(engine: Engine, effects: Effects, clock: FakeClock) -> None:
+    with engine.store.write() as uow:
+        uow.apply_effects(effects, clock.now())
+        uow.commit()
+
+
+def test_timers_planned_together_follow_the_rules_of_one_by_one(
+    engine: Engine, case_id: str, clock: FakeClock
+) -> None:
+    """Several timers planned in one command (on PostgreSQL one statement, their rows as JSON) are inserted; one
+    cancelled earlier comes back pending only if it is not yet due; a key twice in one plan keeps the first."""
+    def timer(key: str, days: int) -> PlannedTimer:
+        return PlannedTimer(key=f"{case_id}:test-{key}", case_id=case_id, reminder="test",
+                            due_at=clock.now() + timedelta(days=days))
+
+    first = (timer("passed", 1), timer("returns", 3), timer("stays", 4))
+    apply_alone(engine, Effects(plan=first), clock)
+    apply_alone(engine, Effects(cancel=(first[0].key, first[1].key)), clock)
+    clock.advance(timedelta(days=2))  # "passed" is due by now, "returns" not yet
+    apply_alone(engine, Effects(plan=(first[0], first[1], timer("new", 5), timer("new", 9))), clock)
+    got = timers_of(engine, case_id)
+    status = {key.split(":test-", 1)[1]: state for key, (state, _due) in got.items() if ":test-" in key}
+    assert status == {"passed": "cancelled", "returns": "pending", "stays": "pending", "new": "pending"}
+    assert got[f"{case_id}:test-new"][1] == to_iso(timer("new", 5).due_at)
+
+
+@pytest.mark.postgres
+def test_postgres_timers_planned_together_travel_as_one_statement(
+    pg_engine: Engine, clock: FakeClock
+) -> None:
+    case_id = open_case(pg_engine)
+    store = pg_engine.store
+    assert isinstance(store, SqlStore)
+    plan = tuple(PlannedTimer(key=f"{case_id}:together-{n}", case_id=case_id, reminder="test",
+                              due_at=clock.now() + timedelta(days=n + 1)) for n in range(3))
+    with protocol_trace(store) as lines:
+        apply_alone(pg_engine, Effects(plan=plan), clock)
+    executed = [line for line in lines if line.startswith("F") and "\tExecute" in line]
+    assert len(executed) == 3  # BEGIN, the three timers, COMMIT
+    got = timers_of(pg_engine, case_id)
+    assert [got[t.key] for t in plan] == [("pending", to_iso(t.due_at)) for t in plan]
