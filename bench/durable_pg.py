@@ -224,6 +224,9 @@ def run(sizes: Sizes, base_url: str) -> dict[str, Any]:
         "workers_4_per_s": median(four),
         "machine_cpu_busy_workers_1": median(busy["1"]),
         "machine_cpu_busy_workers_4": median(busy["4"]),
+        # What workers_scaling would be if a fire cost with 4 workers what it cost with one: the cores 4 kept busy
+        # over those one kept busy (one worker overlapping its server's work with its own keeps more than one).
+        "workers_scaling_bound": median(busy["4"]) / median(busy["1"]) if median(busy["1"]) > 0 else 0.0,
         "cpu_scaling_2_processes": median(ceiling),
         "measures": "durable fires/s (engine.fire on PostgreSQL through SQLAlchemy's pool and psycopg) vs plain "
         "psycopg writing the same case row (UPDATE), audit row and entry (INSERTs), one commit each, interleaved; "
