@@ -102,6 +102,13 @@ class StoredView(Generic[T]):
 
 _UNREADABLE = (ValueError, TypeError, KeyError, IndexError, ArithmeticError, AttributeError)
 
+EVERY_MOVE: frozenset[str] = frozenset({"*every move*"})
+"""``moves`` of a view that every move changes, whatever its trigger (``CaseFacts.derived``): one counting moves."""
+
+
+def _reads_move(moves: frozenset[str], trigger: str) -> bool:
+    return moves is EVERY_MOVE or trigger in moves
+
 
 def unreadable_snapshot(view: str) -> StorageError:
     """The error for a part of a store's snapshot that cannot be read, with no projection left to fold it from (only
@@ -354,7 +361,7 @@ class CaseFacts:
         only (its facts and moves), never on the clock or a command's data. ``reads``: the fact kinds
         it depends on, when only those (and the moves of the triggers ``moves`` names, if any): the projection
         one more entry makes (``extended``) keeps it unless that entry is a fact of one of them, or a move by one
-        of those triggers, so a long case does not fold it again.
+        of those triggers (any move: ``EVERY_MOVE``), so a long case does not fold it again.
         ``step`` (with ``reads``): the view after one more fact of those kinds, from the view before,
         which it must leave unchanged (the projection before shares it); the next projection then steps
         the view by its new fact instead of folding the whole case again.
@@ -453,7 +460,7 @@ class CaseFacts:
         if stored is not None and stored.name in base._snapshot_at:  # what the store holds of it, as base knows
             self._snapshot_at.setdefault(stored.name, base._snapshot_at[stored.name])
         if section == "moves":
-            return before if self._raw["moves"][-1]["trigger"] not in moves else None
+            return None if _reads_move(moves, self._raw["moves"][-1]["trigger"]) else before
         if self._raw["facts"][-1]["kind"] not in reads:
             return before
         return step(before, _fact(self._raw["facts"][-1])) if step is not None else None
@@ -492,7 +499,7 @@ class CaseFacts:
         new_fact = None
         for key, kinds in self._reads.items():
             step, triggers = self._steps.get(key), self._move_reads.get(key)
-            if section == "moves" and triggers is not None and entry["trigger"] in triggers:
+            if section == "moves" and triggers is not None and _reads_move(triggers, entry["trigger"]):
                 continue  # worked out again when next asked for
             if section == "moves" or entry["kind"] not in kinds:  # the view holds as it is
                 if key in self._derived:

@@ -113,15 +113,15 @@ def effects_of(
         return Effects()  # no reminders on either side: nothing to plan or cancel
     # The plan before first: the projection after extends the one before, and takes the views that one works out
     # (the appointments, the facts parsed) by stepping them, instead of folding a long case a second time.
-    if before is None:
-        planned_before: dict[str, PlannedTimer] = {}
-        appts_before: Mapping[str, Appointment] = {}
-    else:
-        before_facts = before.projection
-        planned_before = planned(before_wf or wf, before.id, before.state, before_facts, before.opened_at, cal)
-        appts_before = appointments(before.id, before_facts, wf.appointments) if wf.appointments else {}
+    planned_before: dict[str, PlannedTimer] = {} if before is None else planned(
+        before_wf or wf, before.id, before.state, before.projection, before.opened_at, cal)
+    appts_before: Mapping[str, Appointment] = {}
+    if calendar and before is not None and wf.appointments:  # what the calendar changes are counted from
+        appts_before = appointments(before.id, before.projection, wf.appointments)
     after_facts = after.projection
     planned_after = planned(wf, after.id, after.state, after_facts, after.opened_at, cal)
+    if planned_after is planned_before and not calendar:
+        return Effects()  # the plan carried over to the new projection (``planned``): the same timers
     now = after.updated_at  # the command's instant
     cancel = tuple(sorted(k for k in planned_before if k not in planned_after))
     new = [_caught_up(t, now) for k, t in sorted(planned_after.items()) if k not in planned_before]

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
-from kapflow.domain.case import CaseFacts
+from kapflow.domain.case import EVERY_MOVE, CaseFacts
 from kapflow.domain.entries import to_iso
 from kapflow.domain.workflow import ReadingMoment, Reminder, Workflow
 
@@ -93,33 +93,57 @@ _WORKFLOW_REMINDERS: dict[tuple[int, bool], tuple[Workflow, tuple[Reminder, ...]
 
 
 def _workflow_reminders(wf: Workflow, final: bool) -> tuple[tuple[Reminder, ...], Reads | None]:
-    """The workflow's reminders a case in a final state (or not) plans, and what they are planned from (their
-    moments' reads and their appointments' facts), or None when a moment among them does not say: worked out once
-    per workflow."""
+    """The workflow's reminders a case in a final state (or not) plans, and what they are planned from
+    (``_reads_of``): worked out once per workflow."""
     found = _WORKFLOW_REMINDERS.get((id(wf), final))
     if found is not None and found[0] is wf:
         return found[1], found[2]
     reminders = tuple(r for r in wf.reminders if r.on_appointment) if final else wf.reminders
-    kinds: set[str] = set()
-    triggers: set[str] = set()
-    reads: Reads | None = None
-    for r in reminders:
-        moment = wf.moments[r.since] if r.since is not None else None
-        if moment is not None and not isinstance(moment, ReadingMoment):
-            break
-        if moment is not None:
-            kinds |= moment.facts
-            triggers |= moment.moves
-        elif r.after is not None:
-            break  # counted from entering a state: a state's reminder, never the workflow's (validated)
-        elif wf.appointments is not None:
-            kinds |= {wf.appointments.booking, wf.appointments.update}
-    else:
-        reads = frozenset(kinds), frozenset(triggers)
+    reads = _reads_of(wf, reminders)
     if len(_WORKFLOW_REMINDERS) > 64:
         _WORKFLOW_REMINDERS.clear()  # workflows built on the fly (tests): a cache, not a record
     _WORKFLOW_REMINDERS[(id(wf), final)] = (wf, reminders, reads)
     return reminders, reads
+
+
+def _reads_of(wf: Workflow, reminders: tuple[Reminder, ...]) -> Reads | None:
+    """What the timers of ``reminders`` are planned from: their moments' reads, their appointments' facts and,
+    for a reminder counted from entering the state, every move (its key counts them); None when a moment among
+    them does not say what it reads."""
+    kinds: set[str] = set()
+    triggers: set[str] = set()
+    every_move = False
+    for r in reminders:
+        moment = wf.moments[r.since] if r.since is not None else None
+        if moment is not None and not isinstance(moment, ReadingMoment):
+            return None
+        if moment is not None:
+            kinds |= moment.facts
+            triggers |= moment.moves
+        elif r.after is not None:
+            every_move = True
+        elif wf.appointments is not None:
+            kinds |= {wf.appointments.booking, wf.appointments.update}
+    return frozenset(kinds), EVERY_MOVE if every_move else frozenset(triggers)
+
+
+_PLAN_READS: dict[tuple[int, str], tuple[Workflow, Reads | None]] = {}
+
+
+def _plan_reads(wf: Workflow, state: str) -> Reads | None:
+    """What the whole plan of a case in ``state`` is planned from (its state's reminders and the workflow's), or
+    None when a moment among them does not say: worked out once per workflow and state."""
+    found = _PLAN_READS.get((id(wf), state))
+    if found is not None and found[0] is wf:
+        return found[1]
+    here = wf.state(state)
+    own = _reads_of(wf, here.reminders)
+    workflow = _workflow_reminders(wf, here.final)[1]
+    reads = None if own is None or workflow is None else (own[0] | workflow[0], _either(own[1], workflow[1]))
+    if len(_PLAN_READS) > 256:
+        _PLAN_READS.clear()  # a cache, not a record
+    _PLAN_READS[(id(wf), state)] = (wf, reads)
+    return reads
 
 
 def _planned_for(
@@ -166,14 +190,28 @@ def moment_at(wf: Workflow, name: str, facts: CaseFacts, cal: PracticeCalendar) 
                  reads=moment.facts, moves=moment.moves)
 
 
+def _either(moves: frozenset[str], more: frozenset[str]) -> frozenset[str]:
+    """The moves a view reads that reads both ``moves`` and ``more``."""
+    return EVERY_MOVE if moves is EVERY_MOVE or more is EVERY_MOVE else moves | more
+
+
 def planned(
     wf: Workflow, case_id: str, state: str, facts: CaseFacts, opened_at: datetime,
     cal: PracticeCalendar = UTC_CALENDAR,
 ) -> dict[str, PlannedTimer]:
     """``plan_timers``, kept with the projection (do not modify it): a command plans the case before and
-    after it, and the plan before is the one the command before planned after, on the same projection."""
-    return _kept(facts, (plan_timers, case_id, state, opened_at), (wf, cal),
-                 lambda f: plan_timers(wf, case_id, state, f, opened_at, cal))
+    after it, and the plan before is the one the command before planned after, on the same projection. When
+    every moment the plan counts from says what it reads, a projection one more fact or move makes keeps the
+    plan unless the plan reads it (``_plan_reads``): recording a fact no reminder counts from (vitals, a
+    payment, a charge posted) plans nothing again."""
+    reads = _plan_reads(wf, state)
+
+    def plan(f: CaseFacts) -> dict[str, PlannedTimer]:
+        return plan_timers(wf, case_id, state, f, opened_at, cal)
+
+    if reads is None:
+        return _kept(facts, (plan_timers, case_id, state, opened_at), (wf, cal), plan)
+    return _kept(facts, (plan_timers, case_id, state, opened_at), (wf, cal), plan, reads=reads[0], moves=reads[1])
 
 
 def _kept(facts: CaseFacts, key: tuple[object, ...], owners: tuple[object, object], compute: Callable[[CaseFacts], T],

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kapflow.domain.calendar import PracticeCalendar
 from kapflow.domain.case import CaseFacts, FactEntry, Move, fold_fact, fold_move, stored_projection
 from kapflow.domain.errors import WorkflowDefinitionError
-from kapflow.domain.timers import plan_timers
+from kapflow.domain.timers import plan_timers, planned
 from kapflow.domain.workflow import ReadingMoment, Workflow, moment_reading
 from kapflow.workflows.kap import KAP_PATHWAY
 from kapflow.workflows.measures import answered
@@ -156,16 +156,61 @@ def test_a_plan_kept_with_the_projection_is_the_plan_worked_out_afresh(
     raw: dict[str, Any] = stored_projection([], [])
     view = CaseFacts(raw)
     for n, (section, which) in enumerate(path):
-        at = T0 + timedelta(hours=6 * n)
-        if section == "facts":
-            raw = fold_fact(raw, FACTS[which][0], at, "synthetic-1", FACTS[which][1])
-        else:
-            raw = fold_move(raw, TRIGGERS[which], "a", "b", at)
+        raw = _entry(raw, section, which, T0 + timedelta(hours=6 * n))
         if n in planned_at:
             plan_timers(KAP_PATHWAY, "case-1", state, view, T0)
         view = view.extended(raw, section)
         assert plan_timers(KAP_PATHWAY, "case-1", state, view, T0) == plan_timers(
             KAP_PATHWAY, "case-1", state, CaseFacts(raw), T0)
+
+
+_STATES = sorted({(wf.name, s) for wf in SHIPPED for s in wf._states})
+
+
+@settings(max_examples=80, deadline=None)
+@given(_entries, st.sampled_from(_STATES), st.sets(st.integers(0, 23)))
+def test_a_whole_plan_carried_to_the_next_projection_is_the_plan_worked_out_afresh(
+    path: list[tuple[str, int]], where: tuple[str, str], planned_at: set[int],
+) -> None:
+    """``planned`` keeps a state's whole plan across an entry it does not read (its reminders counted from
+    entering the state read every move: their keys count them); each projection's plan still equals the plan
+    of the same entries worked out afresh, in every state of the shipped workflows."""
+    wf = next(w for w in SHIPPED if w.name == where[0])
+    raw: dict[str, Any] = stored_projection([], [])
+    view = CaseFacts(raw)
+    for n, (section, which) in enumerate(path):
+        raw = _entry(raw, section, which, T0 + timedelta(hours=6 * n))
+        if n in planned_at:
+            planned(wf, "case-1", where[1], view, T0)
+        view = view.extended(raw, section)
+        assert planned(wf, "case-1", where[1], view, T0) == plan_timers(wf, "case-1", where[1], CaseFacts(raw), T0)
+
+
+def test_a_fact_no_reminder_reads_carries_the_plan_and_a_move_plans_again() -> None:
+    """Vitals and payments are read by no reminder: the next projection has the very plan; a move (whose count
+    keys a reminder counted from entering the state) and a prescription (a moment reads it) plan again."""
+    raw = fold_fact(stored_projection([], []), *FACTS[4][:1], T0, "synthetic-1", FACTS[4][1])
+    view = CaseFacts(raw)
+    first = planned(KAP_PATHWAY, "case-1", "ready_for_kap", view, T0)
+    for kind, data in (FACTS[14], FACTS[15]):
+        raw = fold_fact(raw, kind, T0, "synthetic-1", data)
+        view = view.extended(raw, "facts")
+        assert planned(KAP_PATHWAY, "case-1", "ready_for_kap", view, T0) is first
+    for section, which in (("moves", 0), ("facts", 5)):
+        raw = _entry(raw, section, which, T0 + timedelta(hours=1))
+        view = view.extended(raw, section)
+        again = planned(KAP_PATHWAY, "case-1", "ready_for_kap", view, T0)
+        assert again is not first
+        assert again == plan_timers(KAP_PATHWAY, "case-1", "ready_for_kap", CaseFacts(raw), T0)
+        first = again
+
+
+def _entry(raw: dict[str, Any], section: str, which: int, at: datetime) -> dict[str, Any]:
+    """``raw`` with one more fact (``FACTS[which]``) or move (``TRIGGERS[which]``, a self-loop: the case's state
+    is what the test plans for) recorded at ``at``."""
+    if section == "facts":
+        return fold_fact(raw, FACTS[which][0], at, "synthetic-1", FACTS[which][1])
+    return fold_move(raw, TRIGGERS[which], "a", "b", at)
 
 
 def test_a_moment_that_says_it_reads_what_the_workflow_lacks_is_refused() -> None:
