@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from kapflow.domain.appointments import Appointment, AppointmentFacts, appointments
 from kapflow.domain.calendar import UTC_CALENDAR, PracticeCalendar
@@ -83,27 +83,37 @@ def _workflow_timers(
 
     if reads is None:
         return plan(facts)
-    return _kept(facts, (_workflow_timers, case_id, final), (wf, cal), plan, reads=reads[0], moves=reads[1])
+    return _kept(facts, (_workflow_timers, case_id, final), (wf, cal), plan, reads)
 
 
 Reads = tuple[frozenset[str], frozenset[str]]
 """The fact kinds and the triggers of the moves a plan is worked out from."""
 
-_WORKFLOW_REMINDERS: dict[tuple[int, bool], tuple[Workflow, tuple[Reminder, ...], Reads | None]] = {}
+_PER_WORKFLOW: dict[tuple[object, int, object], tuple[Workflow, Any]] = {}
+
+
+def _once_per_workflow(what: Callable[..., T], wf: Workflow, arg: object) -> T:
+    """``what(wf, arg)``, worked out once per workflow (held with it: ids are reused once an object is gone)."""
+    key = (what, id(wf), arg)
+    found = _PER_WORKFLOW.get(key)
+    if found is not None and found[0] is wf:
+        return cast(T, found[1])
+    value = what(wf, arg)
+    if len(_PER_WORKFLOW) > 256:
+        _PER_WORKFLOW.clear()  # workflows built on the fly (tests): a cache, not a record
+    _PER_WORKFLOW[key] = (wf, value)
+    return value
 
 
 def _workflow_reminders(wf: Workflow, final: bool) -> tuple[tuple[Reminder, ...], Reads | None]:
     """The workflow's reminders a case in a final state (or not) plans, and what they are planned from
     (``_reads_of``): worked out once per workflow."""
-    found = _WORKFLOW_REMINDERS.get((id(wf), final))
-    if found is not None and found[0] is wf:
-        return found[1], found[2]
+    return _once_per_workflow(_find_workflow_reminders, wf, final)
+
+
+def _find_workflow_reminders(wf: Workflow, final: bool) -> tuple[tuple[Reminder, ...], Reads | None]:
     reminders = tuple(r for r in wf.reminders if r.on_appointment) if final else wf.reminders
-    reads = _reads_of(wf, reminders)
-    if len(_WORKFLOW_REMINDERS) > 64:
-        _WORKFLOW_REMINDERS.clear()  # workflows built on the fly (tests): a cache, not a record
-    _WORKFLOW_REMINDERS[(id(wf), final)] = (wf, reminders, reads)
-    return reminders, reads
+    return reminders, _reads_of(wf, reminders)
 
 
 def _reads_of(wf: Workflow, reminders: tuple[Reminder, ...]) -> Reads | None:
@@ -127,23 +137,24 @@ def _reads_of(wf: Workflow, reminders: tuple[Reminder, ...]) -> Reads | None:
     return frozenset(kinds), EVERY_MOVE if every_move else frozenset(triggers)
 
 
-_PLAN_READS: dict[tuple[int, str], tuple[Workflow, Reads | None]] = {}
-
-
 def _plan_reads(wf: Workflow, state: str) -> Reads | None:
     """What the whole plan of a case in ``state`` is planned from (its state's reminders and the workflow's), or
     None when a moment among them does not say: worked out once per workflow and state."""
-    found = _PLAN_READS.get((id(wf), state))
-    if found is not None and found[0] is wf:
-        return found[1]
+    return _once_per_workflow(_find_plan_reads, wf, state)
+
+
+def _find_plan_reads(wf: Workflow, state: str) -> Reads | None:
     here = wf.state(state)
     own = _reads_of(wf, here.reminders)
     workflow = _workflow_reminders(wf, here.final)[1]
-    reads = None if own is None or workflow is None else (own[0] | workflow[0], _either(own[1], workflow[1]))
-    if len(_PLAN_READS) > 256:
-        _PLAN_READS.clear()  # a cache, not a record
-    _PLAN_READS[(id(wf), state)] = (wf, reads)
-    return reads
+    if own is None or workflow is None:
+        return None
+    return own[0] | workflow[0], _either(own[1], workflow[1])
+
+
+def _either(moves: frozenset[str], more: frozenset[str]) -> frozenset[str]:
+    """The moves a view reads that reads both ``moves`` and ``more``."""
+    return EVERY_MOVE if moves is EVERY_MOVE or more is EVERY_MOVE else moves | more
 
 
 def _planned_for(
@@ -186,13 +197,7 @@ def moment_at(wf: Workflow, name: str, facts: CaseFacts, cal: PracticeCalendar) 
     moment = wf.moments[name]
     if not isinstance(moment, ReadingMoment):
         return moment(facts, cal)
-    return _kept(facts, (moment_at,), (moment, cal), lambda f: moment.compute(f, cal),
-                 reads=moment.facts, moves=moment.moves)
-
-
-def _either(moves: frozenset[str], more: frozenset[str]) -> frozenset[str]:
-    """The moves a view reads that reads both ``moves`` and ``more``."""
-    return EVERY_MOVE if moves is EVERY_MOVE or more is EVERY_MOVE else moves | more
+    return _kept(facts, (moment_at,), (moment, cal), lambda f: moment.compute(f, cal), (moment.facts, moment.moves))
 
 
 def planned(
@@ -204,21 +209,17 @@ def planned(
     every moment the plan counts from says what it reads, a projection one more fact or move makes keeps the
     plan unless the plan reads it (``_plan_reads``): recording a fact no reminder counts from (vitals, a
     payment, a charge posted) plans nothing again."""
-    reads = _plan_reads(wf, state)
-
-    def plan(f: CaseFacts) -> dict[str, PlannedTimer]:
-        return plan_timers(wf, case_id, state, f, opened_at, cal)
-
-    if reads is None:
-        return _kept(facts, (plan_timers, case_id, state, opened_at), (wf, cal), plan)
-    return _kept(facts, (plan_timers, case_id, state, opened_at), (wf, cal), plan, reads=reads[0], moves=reads[1])
+    return _kept(facts, (plan_timers, case_id, state, opened_at), (wf, cal),
+                 lambda f: plan_timers(wf, case_id, state, f, opened_at, cal), _plan_reads(wf, state))
 
 
 def _kept(facts: CaseFacts, key: tuple[object, ...], owners: tuple[object, object], compute: Callable[[CaseFacts], T],
-          *, reads: frozenset[str] | None = None, moves: frozenset[str] = frozenset()) -> T:
-    """``compute(facts)``, kept with the projection (``CaseFacts.derived``, ``reads`` and ``moves`` as there) under
-    ``key`` and the ids of ``owners`` (the workflow or moment and the calendar it was worked out with)."""
-    kept = facts.derived((*key, *map(id, owners)), lambda f: (*owners, compute(f)), reads=reads, moves=moves)
+          reads: Reads | None = None) -> T:
+    """``compute(facts)``, kept with the projection (``CaseFacts.derived``: ``reads`` its ``reads`` and ``moves``;
+    None, kept with this projection alone) under ``key`` and the ids of ``owners`` (the workflow or moment and the
+    calendar it was worked out with)."""
+    kinds, moves = reads if reads is not None else (None, frozenset[str]())
+    kept = facts.derived((*key, *map(id, owners)), lambda f: (*owners, compute(f)), reads=kinds, moves=moves)
     if kept[0] is owners[0] and kept[1] is owners[1]:  # ids are reused once an object is gone: the objects decide
         return kept[2]
     return compute(facts)
